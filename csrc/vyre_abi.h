@@ -1,0 +1,152 @@
+/* vyre wire ABI: the one place every wire constant of the protocol is written.
+ *
+ * Byte-compatible with vyre-runtime 0.6 (slot, control, debug-log and io-queue layouts,
+ * opcode numbers). Python reads these through Cython (`cdef extern`), the megakernel and the
+ * CPU worker through #include. Never restate one of these numbers elsewhere.
+ *
+ * Plain C89-compatible preprocessor constants so that gcc, nvcc and Cython all accept them.
+ */
+#ifndef VYRE_ABI_H
+#define VYRE_ABI_H
+
+#define VYRE_ABI_VERSION 1u
+
+/* ---- ring slot (SPEC §1): 16 little-endian u32 words = 64 bytes ---- */
+#define VYRE_SLOT_WORDS 16u
+#define VYRE_SLOT_BYTES 64u
+#define VYRE_SLOT_STATUS 0u
+#define VYRE_SLOT_OPCODE 1u
+#define VYRE_SLOT_TENANT 2u
+#define VYRE_SLOT_PRIORITY 3u
+#define VYRE_SLOT_ARGS 4u
+#define VYRE_SLOT_ARG_COUNT 12u
+
+/* slot status values */
+#define VYRE_STATUS_EMPTY 0u
+#define VYRE_STATUS_PUBLISHED 1u
+#define VYRE_STATUS_CLAIMED 2u
+#define VYRE_STATUS_DONE 3u
+#define VYRE_STATUS_WAIT_IO 4u
+#define VYRE_STATUS_YIELD 5u
+#define VYRE_STATUS_REQUEUE 6u
+#define VYRE_STATUS_FAULT 7u
+
+/* priorities (SPEC §6) */
+#define VYRE_PRIORITY_CRITICAL 0u
+#define VYRE_PRIORITY_HIGH 1u
+#define VYRE_PRIORITY_NORMAL 2u
+#define VYRE_PRIORITY_LOW 3u
+#define VYRE_PRIORITY_IDLE 4u
+#define VYRE_PRIORITY_LEVELS 5u
+#define VYRE_PRIORITY_DEFAULT VYRE_PRIORITY_NORMAL
+#define VYRE_STARVATION_LIMIT 16u
+
+/* ---- control buffer (SPEC §2), word indices ---- */
+#define VYRE_CTRL_SHUTDOWN 0u
+#define VYRE_CTRL_DONE_COUNT 1u
+#define VYRE_CTRL_TENANT_BASE 2u
+#define VYRE_TENANT_MASK_BASE 3u          /* value the encoder writes into TENANT_BASE */
+#define VYRE_TENANT_MASK_COUNT 29u
+#define VYRE_CTRL_TENANT_QUOTA_BASE 32u
+#define VYRE_TENANT_QUOTA_COUNT 32u
+#define VYRE_DEFAULT_TENANT_QUOTA 1000000u
+#define VYRE_CTRL_TENANT_FAIRNESS_BASE 64u
+#define VYRE_TENANT_FAIRNESS_COUNT 32u
+#define VYRE_CTRL_METRICS_BASE 96u
+#define VYRE_METRICS_COUNT 32u
+#define VYRE_CTRL_EPOCH 128u
+#define VYRE_CTRL_PRIORITY_OFFSETS_BASE 129u /* 5 starts + sentinel = 6 words */
+#define VYRE_PRIORITY_OFFSETS_COUNT 6u
+#define VYRE_CTRL_PRIORITY_STARVATION 135u
+#define VYRE_CTRL_PRIORITY_FAIRNESS_BASE 136u
+#define VYRE_CTRL_TENANT_TABLE_LEN 141u   /* [fix] valid tenant-mask entries */
+#define VYRE_CTRL_FAULT_COUNT 142u        /* [fix] slots that ended in FAULT */
+#define VYRE_CTRL_HEARTBEAT 143u          /* [fix] bumped by the kernel while alive */
+#define VYRE_CTRL_RESERVED_BASE 144u
+#define VYRE_CTRL_RESERVED_COUNT 16u
+#define VYRE_CTRL_OBSERVABLE_BASE 160u
+#define VYRE_CTRL_HEADER_WORDS 160u
+#define VYRE_CONTROL_MIN_BYTES 640u
+#define VYRE_TENANT_MASK_ALLOW 0xFFFFFFFFu
+
+/* ---- caps (SPEC §2) ---- */
+#define VYRE_MAX_RING_SLOTS 1048576u
+#define VYRE_MAX_OBSERVABLE_SLOTS 1048576u
+#define VYRE_MAX_DEBUG_RECORDS 1048576u
+#define VYRE_U32_MAX 0xFFFFFFFFu
+
+/* ---- opcodes (SPEC §3) ---- */
+#define VYRE_OP_NOP 0u
+#define VYRE_OP_STORE_U32 1u
+#define VYRE_OP_ATOMIC_ADD 2u
+#define VYRE_OP_LOAD_U32 3u
+#define VYRE_OP_COMPARE_SWAP 4u
+#define VYRE_OP_MEMCPY 5u
+#define VYRE_OP_DFA_STEP 6u
+#define VYRE_OP_BATCH_FENCE 7u
+#define VYRE_OP_MAX_PRIMITIVE 7u
+#define VYRE_OP_DFA_SCAN 0xFFF0u          /* extension, reserved range, built-in here */
+#define VYRE_OP_BUF_COPY 0xFFF1u          /* extension, reserved range, built-in here */
+#define VYRE_OP_LOAD_MISS 0xFFFDu
+#define VYRE_OP_PRINTF 0xFFFEu
+#define VYRE_OP_PACKED_SLOT 0x80000001u
+#define VYRE_OP_SHUTDOWN 0xFFFFFFFFu
+
+/* system range: high bit set, or [0xFFF0, 0xFFFF], or <= 7 */
+#define VYRE_SYSTEM_HIGH_BIT 0x80000000u
+#define VYRE_SYSTEM_RANGE_LO 0xFFF0u
+#define VYRE_SYSTEM_RANGE_HI 0xFFFFu
+
+/* DFA tables: `states * 256` u32 entries, entry = next_state | accept << 31 */
+#define VYRE_DFA_ALPHABET 256u
+#define VYRE_DFA_ACCEPT_BIT 0x80000000u
+#define VYRE_DFA_STATE_MASK 0x7FFFFFFFu
+#define VYRE_DFA_NO_STATE 0xFFFFFFFFu     /* DFA_SCAN a4: start at 0, store nothing back */
+
+/* ---- packed slot payload (SPEC §4.2) ---- */
+#define VYRE_PACKED_MAX_OPS 255u
+#define VYRE_PACKED_ARG_WORDS 12u
+#define VYRE_PACKED_MAX_INNER_OPCODE 255u
+
+/* ---- buffer table (SPEC §4.1) ---- */
+#define VYRE_MAX_BUFFERS 256u
+#define VYRE_CONTROL_HANDLE 0u
+
+/* ---- tenant registry (SPEC §5) ---- */
+#define VYRE_TENANT_SYSTEM 0u
+#define VYRE_TENANT_OPCODE_BASE 0x40000000u
+#define VYRE_TENANT_OPCODE_SHIFT 20u      /* window of tenant id: BASE + ((id-1) << 20) */
+#define VYRE_TENANT_OPCODE_WINDOW 0x100000u
+
+/* ---- batch / window descriptors (SPEC §10) ---- */
+#define VYRE_WINDOW_REQUIRED 0u
+#define VYRE_WINDOW_LOOKAHEAD 1u
+#define VYRE_WINDOW_PREFIX_WORDS 2u       /* [ticket, class] */
+
+/* ---- IO queue (SPEC §8): up to 64 slots of 8 words ---- */
+#define VYRE_IO_MAX_SLOTS 64u
+#define VYRE_IO_SLOT_WORDS 8u
+#define VYRE_IO_OP_TYPE 0u
+#define VYRE_IO_SRC_HANDLE 1u
+#define VYRE_IO_DST_HANDLE 2u
+#define VYRE_IO_OFFSET_LO 3u
+#define VYRE_IO_OFFSET_HI 4u
+#define VYRE_IO_BYTE_COUNT 5u
+#define VYRE_IO_STATUS 6u
+#define VYRE_IO_TAG 7u
+#define VYRE_IO_READ 1u
+#define VYRE_IO_WRITE 2u
+#define VYRE_IO_FENCE 3u
+#define VYRE_IO_STATUS_OK 0x10u
+#define VYRE_IO_STATUS_ERROR 0x11u
+
+/* ---- debug log (SPEC §9) ---- */
+#define VYRE_DEBUG_CURSOR 0u              /* words written after the header */
+#define VYRE_DEBUG_HEADER_WORDS 1u
+#define VYRE_DEBUG_RECORD_WORDS 4u
+/* [fix] records that did not fit are counted here. The 0.6 layout has a one-word header;
+ * the overflow counter lives one word past the last record so the record area keeps its
+ * 0.6 offsets. Debug-log byte length = 4 * (1 + 4*records + 1). */
+#define VYRE_DEBUG_TRAILER_WORDS 1u
+
+#endif /* VYRE_ABI_H */

@@ -1,0 +1,75 @@
+"""The interface every backend implements (ARCHITECTURE rule 5).
+
+The facade, tests and benchmarks talk to this interface only, so they never branch on which
+backend runs. A backend owns the memory the interpreter sees (ring, control, debug log, io
+queue, buffer table) and the workers that execute slots; the facade owns what is published.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import numpy as np
+
+
+class Backend(abc.ABC):
+    """Memory and workers for one megakernel.
+
+    Construction allocates zeroed buffers; the facade encodes the control words into
+    ``control`` before :meth:`start`. All four arrays are flat ``uint32`` numpy arrays that the
+    host reads and writes directly (on the CUDA backend they are mapped pinned memory).
+    """
+
+    #: short name: "cpu" or "cuda"
+    name: str = "?"
+
+    ring: np.ndarray
+    control: np.ndarray
+    debug: np.ndarray
+    ioq: np.ndarray
+
+    @abc.abstractmethod
+    def __init__(
+        self,
+        *,
+        slot_count: int,
+        observable_slots: int,
+        debug_records: int,
+        io_slots: int,
+        workers: int | None = None,
+        **options: Any,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def register_buffer(self, array: Any, *, writable: bool = True) -> int:
+        """Add ``array`` to the buffer table; return its handle (1..255). Handle 0 is control."""
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Launch the workers (one persistent launch on the GPU)."""
+
+    @abc.abstractmethod
+    def stop(self, timeout: float) -> None:
+        """Hard stop: set SHUTDOWN and wait at most ``timeout`` s for every worker to exit.
+
+        Raises :class:`vyre.BackendError` when the workers do not exit in time.
+        """
+
+    def kick(self) -> None:
+        """Tell idle workers that slots were just published (a no-op where they poll)."""
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise :class:`vyre.BackendError` if the workers died or the kernel faulted."""
+
+    @property
+    @abc.abstractmethod
+    def running(self) -> bool:
+        """True between a successful :meth:`start` and :meth:`stop`."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What runs where: device name, worker / grid geometry, memory kinds."""
+
+    def close(self) -> None:
+        """Release memory; stops first if still running. Safe to call twice."""

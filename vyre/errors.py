@@ -1,0 +1,69 @@
+"""Structured, actionable errors (SPEC §11).
+
+Every failure vyre raises is a :class:`PipelineError`; its message ends with
+``Fix: <what to do>`` and the hint is also available as ``.fix``. Each subclass also derives
+from the built-in exception a Python programmer would naturally catch, so ``except ValueError``
+or ``except OSError`` keep working.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "PipelineError",
+    "QueueFullError",
+    "ProtocolError",
+    "BackendError",
+    "IoUringError",
+    "SlotFaultError",
+]
+
+
+class PipelineError(Exception):
+    """Base of every vyre error. ``str(err)`` ends with ``Fix: ...``; ``err.fix`` holds the hint."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        self.message = message
+        self.fix = fix
+        super().__init__(f"{message}. Fix: {fix}")
+
+
+class QueueFullError(PipelineError, ValueError):
+    """A publish was refused: the ring has no room, or the slot contents are invalid.
+
+    ``queue`` names the queue concerned (``"ring"``, ``"io"``, ``"debug"``, ...).
+    """
+
+    def __init__(self, message: str, fix: str, queue: str = "ring") -> None:
+        self.queue = queue
+        super().__init__(message, fix)
+
+
+class ProtocolError(PipelineError, ValueError):
+    """A buffer handed to a decoder is malformed (wrong size, impossible contents)."""
+
+
+class BackendError(PipelineError, RuntimeError):
+    """A backend could not be set up, faulted, stalled, or failed to stop in time."""
+
+
+class SlotFaultError(PipelineError, RuntimeError):
+    """A published slot ended in FAULT (unauthorized tenant, protected word, IO error...).
+
+    ``ticket`` is the ticket of the faulted slot and ``slot`` its ring index.
+    """
+
+    def __init__(self, message: str, fix: str, ticket: int = -1, slot: int = -1) -> None:
+        self.ticket = ticket
+        self.slot = slot
+        super().__init__(message, fix)
+
+
+class IoUringError(PipelineError, OSError):
+    """An io_uring (or fallback read) system call failed; ``syscall`` and ``errno`` say which."""
+
+    def __init__(self, message: str, fix: str, syscall: str = "", errno: int = 0) -> None:
+        PipelineError.__init__(self, message, fix)
+        self.syscall = syscall
+        self.errno = errno
+
+    def __str__(self) -> str:  # OSError.__str__ would print only the errno form
+        return f"{self.message}. Fix: {self.fix}"
