@@ -6,6 +6,7 @@ from vyre.errors import (  # noqa: F401
     ProtocolError,
     QueueFullError,
     SlotFaultError,
+    WaitTimeoutError,
 )
 
 __version__ = "0.1.0"

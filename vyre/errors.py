@@ -14,6 +14,7 @@ __all__ = [
     "BackendError",
     "IoUringError",
     "SlotFaultError",
+    "WaitTimeoutError",
 ]
 
 
@@ -67,3 +68,7 @@ class IoUringError(PipelineError, OSError):
 
     def __str__(self) -> str:  # OSError.__str__ would print only the errno form
         return f"{self.message}. Fix: {self.fix}"
+
+
+class WaitTimeoutError(PipelineError, TimeoutError):
+    """A wait's own timeout elapsed before its tickets retired (the kernel may still be alive)."""
