@@ -1,0 +1,169 @@
+// The persistent megakernel: the loop around csrc/vyre_interp.h on the GPU (SPEC §7).
+//
+// Finding work without scanning host memory:
+//   * tickets: the host publishes ticket t into slot t % slot_count, strictly in ticket order,
+//     then writes the number of published tickets into a mapped 64-bit doorbell. Each warp
+//     takes 32 consecutive tickets from a device-memory counter (one atomic per 32 slots);
+//     lane i owns ticket base+i and claims that slot with the system-scope CAS of SPEC §1.
+//   * one poller warp reads the doorbell and SHUTDOWN over PCIe (about one read per
+//     microsecond in total) and mirrors them into device memory; every other warp polls the
+//     mirrors in L2 and sleeps (__nanosleep) while its tickets are not published yet, so idle
+//     warps cost no PCIe traffic.
+//   * latency: the warp that holds the next ticket to be published ("frontier") does not
+//     wait for the mirror: it polls that slot with the claiming CAS itself, so a lone slot is
+//     detected and claimed in one PCIe round trip.
+// Counters (DONE_COUNT, FAULT_COUNT, METRICS) are added once per warp per round, before the
+// lanes store their final statuses with release order, so the host never sees a DONE slot
+// that is missing from DONE_COUNT.
+#include "vyre_interp.h"
+
+typedef struct {
+    vyre_ctx_t ctx;
+    unsigned long long *tickets;        // device: next ticket to hand out
+    unsigned long long *published;      // device: mirror of the doorbell
+    unsigned int *shutdown;             // device: mirror of control[SHUTDOWN]
+    const unsigned long long *doorbell; // mapped host: tickets published by the host
+    unsigned long long heartbeat_ns;    // HEARTBEAT period
+    unsigned int idle_sleep_ns;         // longest back-off of an idle warp
+    unsigned int coop_min_bytes;        // DFA_SCAN ranges at least this long use all 32 lanes
+} vyre_launch_t;
+
+#define FULL_MASK 0xFFFFFFFFu
+
+static __device__ __forceinline__ unsigned long long vyre_globaltimer() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+static __device__ __forceinline__ void sys_add(uint32_t *p, uint32_t v) {
+    cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(*p).fetch_add(v, cuda::std::memory_order_relaxed);
+}
+
+static __device__ __forceinline__ void sys_store_release(uint32_t *p, uint32_t v) {
+    cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(*p).store(v, cuda::std::memory_order_release);
+}
+
+static __device__ void poller(const vyre_launch_t &L) {
+    if ((threadIdx.x & 31) != 0) return;
+    uint32_t *control = L.ctx.control;
+    cuda::atomic_ref<uint32_t, cuda::thread_scope_system> shutdown(control[VYRE_CTRL_SHUTDOWN]);
+    cuda::atomic_ref<const unsigned long long, cuda::thread_scope_system> doorbell(*L.doorbell);
+    cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> mirror(*L.published);
+    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> sd_mirror(*L.shutdown);
+    unsigned long long last_beat = vyre_globaltimer();
+    sys_add(&control[VYRE_CTRL_HEARTBEAT], 1u);
+    for (;;) {
+        if (shutdown.load(cuda::std::memory_order_acquire) != 0u) {
+            sd_mirror.store(1u, cuda::std::memory_order_release);
+            return;
+        }
+        unsigned long long db = doorbell.load(cuda::std::memory_order_acquire);
+        if (db > mirror.load(cuda::std::memory_order_relaxed))
+            mirror.store(db, cuda::std::memory_order_release);
+        unsigned long long now = vyre_globaltimer();
+        if (now - last_beat >= L.heartbeat_ns) {
+            sys_add(&control[VYRE_CTRL_HEARTBEAT], 1u);
+            last_beat = now;
+        }
+        __nanosleep(64);
+    }
+}
+
+#ifndef VYRE_NO_COOP_SCAN
+// A DFA_SCAN with context (a6 > 0) over a long range: every lane of the warp scans one
+// segment (SPEC §3: exact, each segment restarting from state 0 `a6` bytes early).
+static __device__ void coop_dfa_scans(const vyre_ctx_t *c, unsigned coop_mask, uint32_t slot,
+                                      vyre_result_t *res) {
+    const unsigned lane = threadIdx.x & 31;
+    while (coop_mask) {
+        const int owner = __ffs(coop_mask) - 1;
+        coop_mask &= coop_mask - 1;
+        const uint32_t owner_slot = __shfl_sync(FULL_MASK, slot, owner);
+        uint32_t args[VYRE_SLOT_ARG_COUNT];
+        uint32_t start_state = 0;
+        int ok = 0;
+        if (lane == (unsigned)owner) ok = vyre_dfa_scan_begin(c, owner_slot, args, &start_state);
+        ok = __shfl_sync(FULL_MASK, ok, owner);
+        if (!ok) {  // refused (tenant) or malformed: the owner runs the ordinary path
+            if (lane == (unsigned)owner) *res = vyre_execute(c, owner_slot);
+            continue;
+        }
+        for (int i = 0; i < (int)VYRE_SLOT_ARG_COUNT; i++) args[i] = __shfl_sync(FULL_MASK, args[i], owner);
+        start_state = __shfl_sync(FULL_MASK, start_state, owner);
+        uint32_t accepts = 0, end_state = 0;
+        vyre_dfa_scan_part(c, args, start_state, lane, 32u, &accepts, &end_state);
+        for (int off = 16; off > 0; off >>= 1) accepts += __shfl_down_sync(FULL_MASK, accepts, off);
+        end_state = __shfl_sync(FULL_MASK, end_state, 31);
+        if (lane == (unsigned)owner) *res = vyre_dfa_scan_commit(c, args, accepts, end_state);
+    }
+}
+#endif
+
+extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
+    const vyre_launch_t L = *launch;
+    const vyre_ctx_t *c = &L.ctx;
+    const unsigned lane = threadIdx.x & 31;
+    if (blockIdx.x == 0 && (threadIdx.x >> 5) == 0) {
+        poller(L);
+        return;
+    }
+    cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> published(*L.published);
+    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> shutdown(*L.shutdown);
+    const unsigned long long n = c->slot_count;
+
+    for (;;) {
+        if (shutdown.load(cuda::std::memory_order_relaxed) != 0u) return;
+        unsigned long long base = 0;
+        if (lane == 0) base = atomicAdd(L.tickets, 32ull);
+        base = __shfl_sync(FULL_MASK, base, 0);
+        const unsigned long long ticket = base + lane;
+        const uint32_t slot = (uint32_t)(ticket % n);
+        bool done = false;
+        unsigned sleep_ns = 32;
+        for (;;) {
+            if (shutdown.load(cuda::std::memory_order_relaxed) != 0u) return;
+            const unsigned long long pub = published.load(cuda::std::memory_order_acquire);
+            const bool frontier = pub >= base && pub < base + 32;
+            const bool try_claim = !done && (ticket < pub || (frontier && ticket < pub + 2));
+            const bool claimed = try_claim && vyre_claim(c, slot);
+            vyre_result_t r;
+            r.status = VYRE_STATUS_CLAIMED;
+            r.metric_op = VYRE_NO_METRIC;
+            bool coop = false;
+#ifndef VYRE_NO_COOP_SCAN
+            if (claimed) coop = vyre_dfa_scan_wants_lanes(c, slot, L.coop_min_bytes);
+            const unsigned coop_mask = __ballot_sync(FULL_MASK, coop);
+            if (coop_mask) coop_dfa_scans(c, coop_mask, slot, &r);
+#endif
+            if (claimed && !coop) r = vyre_execute(c, slot);
+
+            const unsigned claimed_mask = __ballot_sync(FULL_MASK, claimed);
+            if (claimed_mask) {
+                const bool counted = claimed && r.status != VYRE_STATUS_CLAIMED;
+                const unsigned done_mask = __ballot_sync(FULL_MASK, counted && r.status == VYRE_STATUS_DONE);
+                const unsigned fault_mask = __ballot_sync(FULL_MASK, counted && r.status == VYRE_STATUS_FAULT);
+                const bool metric = counted && r.metric_op != VYRE_NO_METRIC;
+                const unsigned metric_mask = __ballot_sync(FULL_MASK, metric);
+                if (metric) {
+                    const unsigned same = __match_any_sync(metric_mask, r.metric_op);
+                    if ((unsigned)(__ffs(same) - 1) == lane)
+                        sys_add(&c->control[VYRE_CTRL_METRICS_BASE + r.metric_op], (uint32_t)__popc(same));
+                }
+                if (lane == 0) {
+                    if (done_mask) sys_add(&c->control[VYRE_CTRL_DONE_COUNT], (uint32_t)__popc(done_mask));
+                    if (fault_mask) sys_add(&c->control[VYRE_CTRL_FAULT_COUNT], (uint32_t)__popc(fault_mask));
+                }
+                __syncwarp();
+                if (counted) sys_store_release(&c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS], r.status);
+                done = done || claimed;
+                sleep_ns = 32;
+            }
+            if (__all_sync(FULL_MASK, done)) break;
+            if (!claimed_mask && !frontier) {
+                __nanosleep(sleep_ns);
+                sleep_ns = sleep_ns * 2 > L.idle_sleep_ns ? L.idle_sleep_ns : sleep_ns * 2;
+            }
+        }
+    }
+}

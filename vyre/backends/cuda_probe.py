@@ -1,0 +1,30 @@
+"""Can the CUDA backend run here? Cheap, cached, and never raises."""
+from __future__ import annotations
+
+import functools
+import os
+
+PTX_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "data", "megakernel.ptx")
+
+INSTALL_FIX = ("install the CUDA extra on a machine with an NVIDIA GPU and driver "
+               "(`pip install 'vyre[cuda]'`), with nvcc on PATH when building vyre so the "
+               "megakernel PTX is compiled, or use backend=\"cpu\"")
+
+
+@functools.lru_cache(maxsize=1)
+def probe() -> tuple[bool, str]:
+    """(True, device name) when PTX, PyCUDA and a GPU are all present, else (False, reason)."""
+    if not os.path.exists(PTX_PATH):
+        return False, "the megakernel PTX is not in the package (nvcc was absent when vyre was built)"
+    try:
+        import pycuda.driver as cuda
+    except ImportError:
+        return False, "PyCUDA is not installed"
+    try:
+        cuda.init()
+        if cuda.Device.count() == 0:
+            return False, "the CUDA driver reports no device"
+        return True, cuda.Device(0).name()
+    except Exception as err:  # any driver failure means: not usable here
+        return False, f"the CUDA driver failed to initialize ({err})"

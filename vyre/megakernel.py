@@ -1,0 +1,494 @@
+"""The :class:`Megakernel` facade: one ring, one backend, tickets, backpressure, watchdog.
+
+The facade owns the ring as a circular queue. Ticket ``t`` (a plain int) is published into
+slot ``t % slot_count``, strictly in ticket order; a slot is reused only after the host has
+*retired* the ticket that last used it (seen it DONE or FAULT). Workers on either backend
+take tickets in the same order and poll exactly their ticket's slot, so every published slot
+executes exactly once. See docs/facade.md.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from vyre import wire
+from vyre.backends import make_backend
+from vyre.backends.base import Backend
+from vyre.errors import BackendError, QueueFullError, SlotFaultError, WaitTimeoutError
+from vyre.protocol import (
+    CTRL_DONE_COUNT,
+    CTRL_EPOCH,
+    CTRL_FAULT_COUNT,
+    CTRL_HEARTBEAT,
+    CTRL_SHUTDOWN,
+    OBSERVABLE_BASE,
+    SlotStatus,
+)
+
+Ticket = int
+
+# wait granularity: how often a blocked caller looks at the watchdog (heartbeat, progress)
+_WATCH_INTERVAL_S = 0.005
+_LIVE: "weakref.WeakSet[Megakernel]" = weakref.WeakSet()
+
+
+class Megakernel:
+    """A persistent interpreter fed through a ring of 64-byte slots (see docs/facade.md).
+
+    Args:
+        backend: ``"auto"`` (CUDA when PyCUDA and a GPU are present, else CPU), ``"cpu"`` or
+            ``"cuda"``.
+        slot_count: ring slots (1 .. 1 048 576).
+        observable_slots: user-visible result words (``observables``).
+        tenants: tenants authorized in the control words (tenant 0 is the system tenant).
+        workers: CPU worker threads, or CUDA blocks per SM; ``None`` picks a default.
+        debug_records: capacity of the PRINTF debug log.
+        io_slots: IO-queue slots for LOAD_MISS (0 .. 64).
+        stall_timeout: seconds a waited-on slot may make no progress before ``wait`` raises
+            :class:`BackendError` instead of hanging.
+        heartbeat_timeout: seconds without a HEARTBEAT change (with work pending) after which
+            the backend is declared dead.
+        **backend_options: passed to the backend (e.g. ``test_hooks=True`` on the CPU).
+    """
+
+    def __init__(
+        self,
+        backend: str = "auto",
+        slot_count: int = 4096,
+        observable_slots: int = 1024,
+        tenants: int = 1,
+        workers: int | None = None,
+        *,
+        debug_records: int = 1024,
+        io_slots: int = 64,
+        stall_timeout: float = 5.0,
+        heartbeat_timeout: float = 2.0,
+        **backend_options: Any,
+    ) -> None:
+        # encode first: the encoders own the caps and their error messages
+        control = wire.encode_control(False, tenants, observable_slots, slot_count)
+        wire.encode_empty_ring(slot_count)
+        wire.encode_empty_debug_log(debug_records)
+        self._backend: Backend = make_backend(
+            backend,
+            slot_count=slot_count,
+            observable_slots=observable_slots,
+            debug_records=debug_records,
+            io_slots=io_slots,
+            workers=workers,
+            **backend_options,
+        )
+        self._backend.control.view(np.uint8)[:] = np.frombuffer(control, dtype=np.uint8)
+        self.slot_count = int(slot_count)
+        self.observable_slots = int(observable_slots)
+        self.stall_timeout = float(stall_timeout)
+        self.heartbeat_timeout = float(heartbeat_timeout)
+        self._ring = self._backend.ring
+        self._control = self._backend.control
+        self._doorbell = getattr(self._backend, "doorbell", None)
+        self._lock = threading.Lock()
+        self._published = 0  # next ticket to hand out
+        self._retired = 0  # every ticket below this is DONE or FAULT and seen by the host
+        self._faulted: set[int] = set()  # faulted tickets not yet reported by wait()
+        self._fault_total = 0
+        self._started = False
+        self._stopped = False
+        _LIVE.add(self)
+
+    # ------------------------------------------------------------------ lifetime
+    def start(self) -> "Megakernel":
+        """Launch the workers. Returns self so ``Megakernel(...).start()`` chains."""
+        if self._stopped:
+            raise BackendError("this megakernel was shut down", "create a new Megakernel")
+        if not self._started:
+            self._backend.start()
+            self._started = True
+        return self
+
+    def __enter__(self) -> "Megakernel":
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.shutdown(drain=exc_type is None)
+
+    def shutdown(self, drain: bool = True, timeout: float = 10.0) -> None:
+        """Stop the workers. With ``drain`` first wait (at most ``timeout``) for every
+        published slot; the hard stop itself also waits at most ``timeout``. Idempotent."""
+        if self._stopped:
+            return
+        drain_error: BaseException | None = None
+        if drain and self._started:
+            try:
+                self.drain(timeout=timeout)
+            except BaseException as err:  # still stop the workers, then report
+                drain_error = err
+        self._stopped = True
+        if self._started:
+            self._backend.stop(timeout)
+        self._backend.close()
+        if drain_error is not None:
+            raise drain_error
+
+    close = shutdown
+
+    @property
+    def backend(self) -> Backend:
+        """The backend executing the ring (``.name`` is ``"cpu"`` or ``"cuda"``)."""
+        return self._backend
+
+    # ------------------------------------------------------------------ submitting
+    def submit(
+        self,
+        opcode: int,
+        args: Sequence[int] = (),
+        tenant: int = 0,
+        priority: int = 2,
+        timeout: float | None = None,
+    ) -> Ticket:
+        """Publish one slot; returns its ticket. Waits for a free slot when the ring is full."""
+        with self._lock:
+            t = self._published
+            if t - self._retired >= self.slot_count:
+                self._make_room(1, timeout)
+            wire.publish_slot(self._ring, t % self.slot_count, tenant, opcode, args, priority)
+            self._published = t + 1
+            self._notify(t + 1)
+        return t
+
+    def submit_packed(
+        self, ops: Sequence[tuple[int, Sequence[int]]], tenant: int = 0,
+        timeout: float | None = None,
+    ) -> Ticket:
+        """Publish one PACKED_SLOT running ``ops`` (``[(u8 opcode, args), ...]``) in order."""
+        with self._lock:
+            t = self._published
+            # pack before waiting for room: packing errors come first (SPEC §4.2)
+            wire.pack_ops(ops)
+            if t - self._retired >= self.slot_count:
+                self._make_room(1, timeout)
+            wire.publish_packed(self._ring, t % self.slot_count, tenant, ops)
+            self._published = t + 1
+            self._notify(t + 1)
+        return t
+
+    def submit_window(
+        self, tenant: int, opcode: int, ticket: int,
+        required: Sequence[Sequence[int]], lookahead: Sequence[Sequence[int]],
+        timeout: float | None = None,
+    ) -> range:
+        """Publish a window (SPEC §10): one slot per payload, args ``[ticket, class, *payload]``."""
+        items = wire.window_items(opcode, ticket, required, lookahead)
+        return self._submit_items(items, tenant, timeout)
+
+    def submit_batch(
+        self, items: Sequence[tuple[int, Sequence[int]]], tag: int, tenant: int = 0,
+        timeout: float | None = None,
+    ) -> range:
+        """Publish ``items`` then a BATCH_FENCE ``[n, tag]``; returns the n+1 tickets."""
+        items = list(items) + [(int(wire.OP_BATCH_FENCE), (len(items), tag))]
+        return self._submit_items(items, tenant, timeout)
+
+    def submit_many(
+        self, opcodes: np.ndarray, args: np.ndarray | None = None, tenant: int = 0,
+        timeout: float | None = None,
+    ) -> range:
+        """Bulk publish from numpy: ``opcodes`` uint32 ``(n,)``, ``args`` uint32 ``(n, k<=12)``.
+
+        Everything is validated before the first slot is written; a call larger than the
+        free part of the ring is published in pieces as slots retire.
+        """
+        opcodes = np.ascontiguousarray(opcodes, dtype=np.uint32)
+        n = int(opcodes.shape[0])
+        if args is None:
+            args = np.zeros((n, 0), dtype=np.uint32)
+        args = np.ascontiguousarray(args, dtype=np.uint32)
+        wire.validate_many(opcodes, args, tenant)
+        with self._lock:
+            first = self._published
+            done = 0
+            while done < n:
+                free = self.slot_count - (self._published - self._retired)
+                if free <= 0:
+                    self._make_room(1, timeout)
+                    continue
+                k = min(free, n - done)
+                wire.publish_many(self._ring, self._published % self.slot_count, tenant,
+                                  opcodes[done:done + k], args[done:done + k])
+                done += k
+                self._published += k
+                self._notify(self._published)
+        return range(first, first + n)
+
+    def _submit_items(self, items, tenant: int, timeout: float | None) -> range:
+        n = len(items)
+        if n > self.slot_count:
+            raise QueueFullError(
+                f"{n} slots do not fit a ring of {self.slot_count}",
+                "submit fewer items at once or create the Megakernel with a larger slot_count")
+        ops = np.array([int(op) for op, _ in items], dtype=np.uint32) if n else np.zeros(0, np.uint32)
+        width = max((len(a) for _, a in items), default=0)
+        args = np.zeros((n, width), dtype=np.uint32)
+        for i, (_, a) in enumerate(items):
+            wire.check_u32_args(a)
+            args[i, : len(a)] = a
+        wire.validate_many(ops, args, tenant)
+        with self._lock:
+            if self._published + n - self._retired > self.slot_count:
+                self._make_room(n, timeout)
+            first = self._published
+            wire.publish_many(self._ring, first % self.slot_count, tenant, ops, args)
+            self._published = first + n
+            self._notify(self._published)
+        return range(first, first + n)
+
+    def _notify(self, published: int) -> None:
+        if self._doorbell is not None:
+            self._doorbell[0] = published
+        self._backend.kick()
+
+    def _make_room(self, needed: int, timeout: float | None) -> None:
+        """Retire finished slots until ``needed`` are free (caller holds the lock)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        watch = _Watch(self)
+        while self.slot_count - (self._published - self._retired) < needed:
+            self._retire_locked()
+            if self.slot_count - (self._published - self._retired) >= needed:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise QueueFullError(
+                    f"the ring is full: {self._published - self._retired} of {self.slot_count} "
+                    f"slots in flight after waiting {timeout} s",
+                    "wait for earlier tickets, raise the timeout, or use a larger slot_count",
+                    queue="ring")
+            wire.wait_retire(self._ring, self._retired % self.slot_count, 1, _WATCH_INTERVAL_S)
+            watch.check(self._retired, self._published)
+
+    # ------------------------------------------------------------------ retiring / waiting
+    def _retire_locked(self) -> None:
+        pending = self._published - self._retired
+        if pending <= 0:
+            return
+        count, faults = wire.retire(self._ring, self._retired % self.slot_count, pending)
+        for off in faults:
+            self._faulted.add(self._retired + off)
+        self._fault_total += len(faults)
+        self._retired += count
+
+    def _retire(self) -> None:
+        with self._lock:
+            self._retire_locked()
+
+    def wait(self, tickets: Ticket | Iterable[Ticket], timeout: float | None = None) -> None:
+        """Block until every ticket is retired.
+
+        Raises :class:`SlotFaultError` when one of them ended in FAULT,
+        :class:`WaitTimeoutError` after ``timeout`` s, :class:`BackendError` when the backend
+        died or a slot stopped making progress (``stall_timeout``). Never hangs.
+        """
+        if isinstance(tickets, int):
+            last = tickets
+            wanted: Iterable[int] = (tickets,)
+        elif isinstance(tickets, range):
+            if len(tickets) == 0:
+                return
+            last = max(tickets[0], tickets[-1])
+            wanted = tickets
+        else:
+            wanted = list(tickets)
+            if not wanted:
+                return
+            last = max(wanted)
+        if last >= self._published or (isinstance(tickets, int) and tickets < 0):
+            raise ValueError(f"ticket {last} was never published (next ticket is {self._published})")
+        self._wait_retired(last + 1, timeout)
+        if self._faulted:
+            self._raise_faults(wanted)
+
+    def _wait_retired(self, upto: int, timeout: float | None) -> None:
+        if self._retired >= upto:
+            return
+        if not self._started:
+            raise BackendError("the megakernel is not running, so nothing will retire",
+                               "call start() or use `with Megakernel(...) as mk:`")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        watch = _Watch(self)
+        n = self.slot_count
+        while True:
+            start = self._retired
+            if start >= upto:
+                return
+            # spin outside the lock (GIL released) until the span is finished or a tick passes
+            tick = _WATCH_INTERVAL_S
+            if deadline is not None:
+                tick = max(0.0, min(tick, deadline - time.monotonic()))
+            reached = wire.wait_retire(self._ring, start % n, upto - start, tick)
+            if reached > 0:
+                self._retire()
+                if self._retired >= upto:
+                    return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeoutError(
+                    f"ticket {upto - 1} not finished after {timeout} s "
+                    f"({self._published - self._retired} slots in flight)",
+                    "raise the timeout, or check telemetry() for a stalled slot")
+            watch.check(self._retired, self._published)
+
+    def _raise_faults(self, wanted: Iterable[int]) -> None:
+        with self._lock:
+            if isinstance(wanted, range):
+                hit = sorted(t for t in self._faulted if t in wanted)
+            else:
+                hit = sorted(set(wanted) & self._faulted)
+            for t in hit:
+                self._faulted.discard(t)
+        if hit:
+            t = hit[0]
+            more = f" (and {len(hit) - 1} more)" if len(hit) > 1 else ""
+            raise SlotFaultError(
+                f"ticket {t} (slot {t % self.slot_count}) ended in FAULT{more}",
+                "check the tenant is authorized, that non-system tenants write only "
+                "observables, and the buffer bounds of the op",
+                ticket=t, slot=t % self.slot_count)
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until every published slot is retired. Faults are counted, not raised."""
+        self._wait_retired(self._published, timeout)
+        with self._lock:
+            self._faulted.clear()
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def observables(self) -> np.ndarray:
+        """Live uint32 view of the observable words (``control[160:]``)."""
+        return self._control[OBSERVABLE_BASE:]
+
+    @property
+    def control(self) -> np.ndarray:
+        """Live uint32 view of every control word."""
+        return self._control
+
+    @property
+    def done_count(self) -> int:
+        return int(self._control[CTRL_DONE_COUNT])
+
+    @property
+    def fault_count(self) -> int:
+        return int(self._control[CTRL_FAULT_COUNT])
+
+    @property
+    def epoch(self) -> int:
+        return int(self._control[CTRL_EPOCH])
+
+    @property
+    def heartbeat(self) -> int:
+        return int(self._control[CTRL_HEARTBEAT])
+
+    @property
+    def published(self) -> int:
+        """Tickets handed out so far (the next ticket)."""
+        return self._published
+
+    def metrics(self) -> dict[int, int]:
+        """Non-zero per-opcode execution counters {opcode: count}."""
+        return wire.read_metrics(self._control)
+
+    def debug_log(self) -> list:
+        """PRINTF records as ``DebugRecord(fmt_id, (a1, a2, slot_index))``."""
+        return wire.read_debug_log(self._backend.debug)
+
+    @property
+    def debug_overflow(self) -> int:
+        """PRINTF records dropped because the debug log was full."""
+        return wire.read_debug_overflow(self._backend.debug)
+
+    def register_buffer(self, array: Any) -> int:
+        """Add a buffer to the buffer table (handle 1..255; handle 0 is control)."""
+        return self._backend.register_buffer(array)
+
+    def telemetry(self) -> dict[str, Any]:
+        """A snapshot: slot occupancy by status, in-flight, faults, heartbeat age."""
+        statuses = self._ring.reshape(self.slot_count, 16)[:, 0]
+        counts = np.bincount(np.minimum(statuses, 8), minlength=9)
+        names = {s.value: s.name for s in SlotStatus}
+        return {
+            "backend": self._backend.name,
+            "slots": {names.get(i, "OTHER"): int(c) for i, c in enumerate(counts) if c},
+            "published": self._published,
+            "retired": self._retired,
+            "in_flight": self._published - self._retired,
+            "faults": self._fault_total,
+            "done_count": self.done_count,
+            "fault_count": self.fault_count,
+            "heartbeat": self.heartbeat,
+            "heartbeat_age_s": self._heartbeat_age(),
+            "running": self._started and not self._stopped,
+            "shutdown_flag": int(self._control[CTRL_SHUTDOWN]),
+            **{f"device_{k}": v for k, v in self._backend.describe().items()},
+        }
+
+    def _heartbeat_age(self) -> float:
+        """Seconds since this host last saw HEARTBEAT change (0 when it changed just now)."""
+        beat, now = self.heartbeat, time.monotonic()
+        seen_beat, seen_at = getattr(self, "_beat_seen", (None, now))
+        if beat != seen_beat:
+            self._beat_seen = (beat, now)
+            return 0.0
+        return now - seen_at
+
+    def __repr__(self) -> str:
+        return (f"Megakernel(backend={self._backend.name!r}, slot_count={self.slot_count}, "
+                f"published={self._published}, retired={self._retired})")
+
+
+class _Watch:
+    """Watchdog state of one blocked caller: is the backend alive and making progress?"""
+
+    def __init__(self, mk: Megakernel) -> None:
+        self.mk = mk
+        now = time.monotonic()
+        self.progress_at = now
+        self.retired = mk._retired
+        self.beat = mk.heartbeat
+        self.beat_at = now
+
+    def check(self, retired: int, published: int) -> None:
+        mk = self.mk
+        now = time.monotonic()
+        mk._backend.check()
+        beat = mk.heartbeat
+        if beat != self.beat:
+            self.beat, self.beat_at = beat, now
+        elif published > retired and now - self.beat_at > mk.heartbeat_timeout:
+            raise BackendError(
+                f"the {mk._backend.name} backend is not alive: no heartbeat for "
+                f"{now - self.beat_at:.1f} s with {published - retired} slots in flight",
+                "a worker is stuck or the kernel died; shut this Megakernel down and check "
+                "the workload (a slot that never finishes), or raise heartbeat_timeout")
+        if retired != self.retired:
+            self.retired, self.progress_at = retired, now
+        elif published > retired and now - self.progress_at > mk.stall_timeout:
+            slot = retired % mk.slot_count
+            status = int(mk._ring[slot * 16])
+            name = SlotStatus(status).name if status in SlotStatus._value2member_map_ else status
+            raise BackendError(
+                f"no progress for {now - self.progress_at:.1f} s: ticket {retired} (slot {slot}) "
+                f"is {name}",
+                "a slot that never finishes blocks the ring; shut this Megakernel down "
+                "(shutdown(drain=False)) and fix the op, or raise stall_timeout")
+
+
+def _stop_all_at_exit() -> None:
+    for mk in list(_LIVE):
+        try:
+            mk.shutdown(drain=False, timeout=2.0)
+        except Exception:
+            pass
+
+
+import atexit  # noqa: E402
+
+atexit.register(_stop_all_at_exit)
