@@ -255,6 +255,7 @@ class Megakernel:
         deadline = None if timeout is None else time.monotonic() + timeout
         watch = _Watch(self)
         while self.slot_count - (self._published - self._retired) < needed:
+            self._check_running()
             self._retire_locked()
             if self.slot_count - (self._published - self._retired) >= needed:
                 return
@@ -268,6 +269,11 @@ class Megakernel:
             watch.check(self._retired, self._published)
 
     # ------------------------------------------------------------------ retiring / waiting
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise BackendError("the megakernel was shut down while this call waited",
+                               "do not shut down while other threads submit or wait")
+
     def _retire_locked(self) -> None:
         pending = self._published - self._retired
         if pending <= 0:
@@ -311,13 +317,14 @@ class Megakernel:
     def _wait_retired(self, upto: int, timeout: float | None) -> None:
         if self._retired >= upto:
             return
-        if not self._started:
+        if not self._started or self._stopped:
             raise BackendError("the megakernel is not running, so nothing will retire",
                                "call start() or use `with Megakernel(...) as mk:`")
         deadline = None if timeout is None else time.monotonic() + timeout
         watch = _Watch(self)
         n = self.slot_count
         while True:
+            self._check_running()
             start = self._retired
             if start >= upto:
                 return
@@ -406,8 +413,30 @@ class Megakernel:
         return wire.read_debug_overflow(self._backend.debug)
 
     def register_buffer(self, array: Any) -> int:
-        """Add a buffer to the buffer table (handle 1..255; handle 0 is control)."""
+        """Add a buffer to the buffer table (handle 1..255; handle 0 is control).
+
+        On the CPU any C-contiguous host buffer works; on CUDA a GPUArray, a mapped pinned
+        array or an object with ``__cuda_array_interface__``. :meth:`alloc_buffer` makes one
+        that suits the backend in use.
+        """
         return self._backend.register_buffer(array)
+
+    def alloc_buffer(self, data: "np.ndarray | int", *, device: bool = False) -> tuple[int, Any]:
+        """Allocate a buffer the workers can reach, fill it, register it: ``(handle, buffer)``.
+
+        ``data`` is an array (copied in as raw bytes) or a byte count (zero-filled). The buffer
+        is a host-visible uint8 numpy array, except with ``device=True`` on CUDA, where it is
+        device memory (a GPUArray: fastest for tables the kernel reads often).
+        """
+        if isinstance(data, (int, np.integer)):
+            nbytes, payload = int(data), None
+        else:
+            payload = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+            nbytes = payload.size
+        buf = self._backend.alloc_buffer(nbytes, device=device)
+        if payload is not None and payload.size:
+            self._backend.upload(buf, payload)
+        return self._backend.register_buffer(buf), buf
 
     def telemetry(self) -> dict[str, Any]:
         """A snapshot: slot occupancy by status, in-flight, faults, heartbeat age."""

@@ -44,6 +44,18 @@ class Backend(abc.ABC):
     def register_buffer(self, array: Any, *, writable: bool = True) -> int:
         """Add ``array`` to the buffer table; return its handle (1..255). Handle 0 is control."""
 
+    def alloc_buffer(self, nbytes: int, *, device: bool = False) -> Any:
+        """Memory the workers can read and write, for :meth:`register_buffer`.
+
+        The default (CPU) is a zeroed host ``uint8`` numpy array. ``device=True`` asks for
+        device-local memory where the backend has any (faster for the kernel, not host-visible).
+        """
+        return np.zeros(nbytes, dtype=np.uint8)
+
+    def upload(self, buffer: Any, data: np.ndarray) -> None:
+        """Copy ``data`` (bytes as uint8) into a buffer from :meth:`alloc_buffer`."""
+        np.copyto(np.asarray(buffer).reshape(-1)[: data.size], data.reshape(-1))
+
     @abc.abstractmethod
     def start(self) -> None:
         """Launch the workers (one persistent launch on the GPU)."""

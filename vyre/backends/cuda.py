@@ -189,6 +189,26 @@ class CudaBackend(Backend):
         self._table[2 * handle + 1] = nbytes
         return handle
 
+    def alloc_buffer(self, nbytes: int, *, device: bool = False) -> Any:
+        """Mapped pinned host memory (host-visible), or device memory with ``device=True``."""
+        with self._active():
+            if device:
+                import pycuda.gpuarray as gpuarray
+
+                buf = gpuarray.zeros(max(nbytes, 1), dtype=np.uint8)
+                return buf
+            flags = self._cuda.host_alloc_flags.DEVICEMAP | self._cuda.host_alloc_flags.PORTABLE
+            arr = self._cuda.pagelocked_zeros(max(nbytes, 1), np.uint8, mem_flags=flags)
+            return arr
+
+    def upload(self, buffer: Any, data: np.ndarray) -> None:
+        data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        if isinstance(buffer, np.ndarray):
+            np.copyto(buffer.reshape(-1)[: data.size], data)
+            return
+        with self._active():
+            self._cuda.memcpy_htod(int(buffer.gpudata), data)
+
     def start(self) -> None:
         if self._running:
             return

@@ -1,0 +1,190 @@
+"""The facade as a queue: exactly-once under load, backpressure, watchdog, shutdown, errors."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from vyre import BackendError, Megakernel, QueueFullError, WaitTimeoutError
+from vyre.backends import cuda_available
+from vyre.protocol import Opcode
+
+OBS = 160
+SPIN_OP = 0x3FFFFF00  # the test-hooks build's "never finishes" opcode (VYRE_TEST_OP_SPIN)
+
+
+def adds(n: int, buckets: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n ATOMIC_ADDs of random small values into `buckets` observables, and the totals."""
+    rng = np.random.default_rng(seed)
+    vals = rng.integers(1, 1000, size=n, dtype=np.uint32)
+    where = rng.integers(0, buckets, size=n, dtype=np.uint32)
+    args = np.stack([vals, OBS + where], axis=1).astype(np.uint32)
+    totals = np.bincount(where, weights=vals, minlength=buckets).astype(np.uint64) % 2**32
+    return np.full(n, Opcode.ATOMIC_ADD, np.uint32), args, totals.astype(np.uint32)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_million_ops_through_a_small_ring_exactly_once(workers):
+    ops, args, totals = adds(1_000_000, 64, seed=workers)
+    with Megakernel("cpu", slot_count=256, observable_slots=64, workers=workers) as mk:
+        t0 = time.perf_counter()
+        tickets = mk.submit_many(ops, args, timeout=60)
+        mk.drain(timeout=120)
+        elapsed = time.perf_counter() - t0
+        assert len(tickets) == 1_000_000
+        assert mk.done_count == 1_000_000
+        assert np.array_equal(mk.observables[:64], totals)
+        assert mk.metrics() == {int(Opcode.ATOMIC_ADD): 1_000_000}
+        assert mk.telemetry()["in_flight"] == 0
+    assert elapsed < 120
+
+
+@pytest.mark.gpu
+def test_million_ops_on_the_gpu_exactly_once():
+    ops, args, totals = adds(1_000_000, 256, seed=9)
+    with Megakernel("cuda", slot_count=4096, observable_slots=256) as mk:
+        mk.submit_many(ops, args, timeout=60)
+        mk.drain(timeout=60)
+        assert mk.done_count == 1_000_000
+        assert np.array_equal(mk.observables[:256], totals)
+
+
+def test_concurrent_producers(backend):
+    n_threads, per_thread = 4, 5_000
+    with Megakernel(backend, slot_count=128, observable_slots=8,
+                    workers=2 if backend == "cpu" else None) as mk:
+        errors: list[BaseException] = []
+
+        def produce(k: int) -> None:
+            try:
+                for i in range(per_thread):
+                    mk.submit(Opcode.ATOMIC_ADD, [1 + (i & 1), OBS + k], timeout=30)
+            except BaseException as err:  # surfaced below
+                errors.append(err)
+
+        threads = [threading.Thread(target=produce, args=(k,)) for k in range(n_threads)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        assert not errors
+        mk.drain(timeout=60)
+        assert list(mk.observables[:n_threads]) == [per_thread // 2 * 3] * n_threads
+        assert mk.done_count == n_threads * per_thread
+
+
+def test_submit_many_validates_before_writing(backend):
+    with Megakernel(backend, slot_count=64, observable_slots=8) as mk:
+        ring = mk.backend.ring.copy()
+        ops = np.full(200, Opcode.NOP, np.uint32)
+        ops[150] = 0xFFF5  # reserved
+        with pytest.raises(QueueFullError) as info:
+            mk.submit_many(ops)
+        assert "reserved" in str(info.value) and "Fix:" in str(info.value)
+        assert np.array_equal(mk.backend.ring, ring) and mk.published == 0
+
+
+def test_wait_rejects_unpublished_tickets(backend):
+    with Megakernel(backend, slot_count=16) as mk:
+        with pytest.raises(ValueError):
+            mk.wait(5)
+        mk.wait(mk.submit(Opcode.NOP))
+
+
+def test_context_manager_drains(backend):
+    with Megakernel(backend, slot_count=32, observable_slots=4) as mk:
+        for _ in range(100):
+            mk.submit(Opcode.ATOMIC_ADD, [1, OBS])
+    assert mk.observables[0] == 100  # views stay readable after shutdown
+    with pytest.raises(BackendError):
+        mk.start()
+
+
+# ---------------------------------------------------------------- stuck slots (CPU test build)
+def spin_mk(**kw) -> Megakernel:
+    kw.setdefault("slot_count", 8)
+    return Megakernel("cpu", workers=1, test_hooks=True, **kw).start()
+
+
+def test_watchdog_reports_a_slot_that_never_finishes():
+    mk = spin_mk(stall_timeout=0.5, heartbeat_timeout=0.3)
+    try:
+        t = mk.submit(SPIN_OP)
+        t0 = time.monotonic()
+        with pytest.raises(BackendError) as info:
+            mk.wait(t)  # no timeout given: the watchdog must still end the wait
+        assert time.monotonic() - t0 < 5
+        assert "Fix:" in str(info.value)
+    finally:
+        t0 = time.monotonic()
+        mk.shutdown(drain=False, timeout=5)  # the spin honours SHUTDOWN
+        assert time.monotonic() - t0 < 5
+
+
+def test_wait_timeout_is_its_own_error():
+    mk = spin_mk(stall_timeout=30, heartbeat_timeout=30)
+    try:
+        t = mk.submit(SPIN_OP)
+        with pytest.raises(WaitTimeoutError):
+            mk.wait(t, timeout=0.2)
+    finally:
+        mk.shutdown(drain=False, timeout=5)
+
+
+def test_full_ring_backpressure_times_out_with_queue_full():
+    mk = spin_mk(slot_count=4, stall_timeout=30, heartbeat_timeout=30)
+    try:
+        mk.submit(SPIN_OP)
+        for _ in range(3):
+            mk.submit(Opcode.NOP)
+        t0 = time.monotonic()
+        with pytest.raises(QueueFullError) as info:
+            mk.submit(Opcode.NOP, timeout=0.3)
+        assert 0.25 < time.monotonic() - t0 < 3
+        assert info.value.queue == "ring" and "Fix:" in str(info.value)
+    finally:
+        mk.shutdown(drain=False, timeout=5)
+
+
+def test_shutdown_while_busy_returns_within_timeout():
+    ops, args, _ = adds(2_000_000, 16)
+    mk = Megakernel("cpu", slot_count=1024, observable_slots=16, workers=2).start()
+    feeder = threading.Thread(target=lambda: _swallow(mk.submit_many, ops, args, timeout=5))
+    feeder.start()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    mk.shutdown(drain=False, timeout=5)
+    assert time.monotonic() - t0 < 5
+    feeder.join(20)
+    assert not feeder.is_alive()
+
+
+def _swallow(fn, *a, **kw):
+    try:
+        fn(*a, **kw)
+    except Exception:
+        pass
+
+
+def test_drain_shutdown_of_a_spinning_slot_raises_but_stops():
+    mk = spin_mk(stall_timeout=0.3, heartbeat_timeout=0.3)
+    mk.submit(SPIN_OP)
+    t0 = time.monotonic()
+    with pytest.raises(BackendError):
+        mk.shutdown(drain=True, timeout=5)
+    assert time.monotonic() - t0 < 8
+    assert not mk.backend.running
+
+
+@pytest.mark.skipif(cuda_available()[0], reason="a GPU is present here")
+def test_cuda_backend_unavailable_says_what_to_install():
+    with pytest.raises(BackendError) as info:
+        Megakernel("cuda")
+    assert "Fix:" in str(info.value) and "cuda" in info.value.fix.lower()
+
+
+def test_unknown_backend_name():
+    with pytest.raises(BackendError):
+        Megakernel("tpu")
