@@ -76,4 +76,543 @@ typedef struct {
 
 /* implementation follows (see the contract above) */
 
+/* ==== portability: atomics, backoff ==========================================================
+ * Ring, control, debug log and io queue are shared with the host (mapped pinned memory on the
+ * GPU), so every access to them that can race is an atomic of system scope. Buffer-table
+ * buffers (DFA tables, data) are plain memory: plain loads, and plain stores (BUF_COPY).
+ * Control-word loads and stores are relaxed atomics (free on x86, ld/st.relaxed.sys on the
+ * GPU): other lanes update the same words with atomic RMWs, and a relaxed access keeps that
+ * well defined. The final slot status is a release store, so the host that sees DONE
+ * (acquire) sees everything the slot wrote. */
+#ifdef __CUDA_ARCH__
+#define VYRE_AREF_(p) (cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(*(p)))
+#define VYRE_LD_ACQ(p) (VYRE_AREF_(p).load(cuda::std::memory_order_acquire))
+#define VYRE_LD_RLX(p) (VYRE_AREF_(p).load(cuda::std::memory_order_relaxed))
+#define VYRE_ST_REL(p, v) (VYRE_AREF_(p).store((v), cuda::std::memory_order_release))
+#define VYRE_ST_RLX(p, v) (VYRE_AREF_(p).store((v), cuda::std::memory_order_relaxed))
+#define VYRE_ADD_RLX(p, v) (VYRE_AREF_(p).fetch_add((v), cuda::std::memory_order_relaxed))
+/* *expp is updated with the observed value on failure (like the C11 form) */
+#define VYRE_CAS_ACQ(p, expp, d) \
+    (VYRE_AREF_(p).compare_exchange_strong(*(expp), (d), cuda::std::memory_order_acquire, \
+                                           cuda::std::memory_order_relaxed))
+#define VYRE_CAS_RLX(p, expp, d) \
+    (VYRE_AREF_(p).compare_exchange_strong(*(expp), (d), cuda::std::memory_order_relaxed, \
+                                           cuda::std::memory_order_relaxed))
+#else
+#define VYRE_LD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define VYRE_LD_RLX(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define VYRE_ST_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define VYRE_ST_RLX(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define VYRE_ADD_RLX(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define VYRE_CAS_ACQ(p, expp, d) \
+    __atomic_compare_exchange_n((p), (expp), (d), 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)
+#define VYRE_CAS_RLX(p, expp, d) \
+    __atomic_compare_exchange_n((p), (expp), (d), 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)
+#endif
+
+/* VYRE_BACKOFF(round): one wait step of a bounded spin (LOAD_MISS waiting for the host, the
+ * test spin op). `round` counts the steps of this wait from 0; implementations grow the pause
+ * with it up to about 1 ms. The CPU worker defines its own (pause, yield, then sleep) before
+ * including this header; the defaults are __nanosleep on the GPU and a CPU pause hint. */
+#ifndef VYRE_BACKOFF
+#ifdef __CUDA_ARCH__
+#if __CUDA_ARCH__ >= 700
+#define VYRE_BACKOFF(round) \
+    __nanosleep((round) < 15u ? (32u << (round)) : 1000000u)
+#else
+#define VYRE_BACKOFF(round) ((void)(round))
+#endif
+#elif defined(__x86_64__) || defined(__i386__)
+#define VYRE_BACKOFF(round) ((void)(round), __builtin_ia32_pause())
+#elif defined(__aarch64__)
+#define VYRE_BACKOFF(round) ((void)(round), __asm__ __volatile__("yield" ::: "memory"))
+#else
+#define VYRE_BACKOFF(round) ((void)(round))
+#endif
+#endif
+
+/* LOAD_MISS: how many VYRE_BACKOFF steps a request may sit in the io queue without the host
+ * picking it up (PUBLISHED) before the lane withdraws it and the slot ends in FAULT. With the
+ * backoffs above (growing to ~1 ms) the default is about two seconds. Once the host has
+ * claimed the request the lane waits for OK/ERROR (or SHUTDOWN) without a bound. */
+#ifndef VYRE_IO_WAIT_ROUNDS
+#ifdef VYRE_TEST_HOOKS
+#define VYRE_IO_WAIT_ROUNDS 128u
+#else
+#define VYRE_IO_WAIT_ROUNDS 2048u
+#endif
+#endif
+
+#ifdef VYRE_TEST_HOOKS
+/* Test-only user opcodes (built only with -DVYRE_TEST_HOOKS=1, never in a release build):
+ *   SPIN : spins (with backoff) until control[SHUTDOWN] != 0, then leaves the slot CLAIMED
+ *          (a slot that never finishes; the spin honours a hard stop).
+ *   STALL: busy-waits a0 milliseconds IGNORING shutdown, then finishes DONE (a worker that
+ *          does not exit in time). */
+#define VYRE_TEST_OP_SPIN 0x3FFFFF00u
+#define VYRE_TEST_OP_STALL 0x3FFFFF01u
+#ifdef __CUDA_ARCH__
+VYRE_FN uint64_t vyre_now_ns_(void) {
+    uint64_t t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+#else
+#include <time.h>
+VYRE_FN uint64_t vyre_now_ns_(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+#endif
+#endif
+
+#ifndef __CUDA_ARCH__
+#include <string.h>
+#endif
+
+/* ==== small helpers ========================================================================= */
+
+VYRE_FN uint32_t *vyre_slot_ptr_(const vyre_ctx_t *c, uint32_t slot) {
+    return c->ring + (size_t)slot * VYRE_SLOT_WORDS;
+}
+
+/* control[i]; a load past the end reads 0, a store / atomic past the end does nothing */
+VYRE_FN uint32_t vyre_ctl_ld_(const vyre_ctx_t *c, uint64_t i) {
+    return i < c->control_words ? VYRE_LD_RLX(c->control + i) : 0u;
+}
+VYRE_FN void vyre_ctl_st_(const vyre_ctx_t *c, uint64_t i, uint32_t v) {
+    if (i < c->control_words) VYRE_ST_RLX(c->control + i, v);
+}
+VYRE_FN void vyre_ctl_add_(const vyre_ctx_t *c, uint64_t i, uint32_t v) {
+    if (i < c->control_words) VYRE_ADD_RLX(c->control + i, v);
+}
+/* obs[i] = control[160 + i]; [fix] i >= observable_slots is out of range (no wrap) */
+VYRE_FN int vyre_obs_ok_(const vyre_ctx_t *c, uint32_t i) {
+    return i < c->observable_slots &&
+           (uint64_t)i + VYRE_CTRL_OBSERVABLE_BASE < (uint64_t)c->control_words;
+}
+VYRE_FN uint32_t vyre_obs_ld_(const vyre_ctx_t *c, uint32_t i) {
+    return vyre_obs_ok_(c, i) ? VYRE_LD_RLX(c->control + VYRE_CTRL_OBSERVABLE_BASE + i) : 0u;
+}
+VYRE_FN void vyre_obs_st_(const vyre_ctx_t *c, uint32_t i, uint32_t v) {
+    if (vyre_obs_ok_(c, i)) VYRE_ST_RLX(c->control + VYRE_CTRL_OBSERVABLE_BASE + i, v);
+}
+VYRE_FN void vyre_obs_add_(const vyre_ctx_t *c, uint32_t i, uint32_t v) {
+    if (vyre_obs_ok_(c, i)) VYRE_ADD_RLX(c->control + VYRE_CTRL_OBSERVABLE_BASE + i, v);
+}
+
+/* Buffer handle h -> (pointer, byte length). Handle 0 is the control buffer; a handle at or
+ * past buf_count (or a NULL address) is an empty buffer, so every access to it is out of range. */
+VYRE_FN uint64_t vyre_buf_view_(const vyre_ctx_t *c, uint32_t h, uint8_t **ptr) {
+    if (h == VYRE_CONTROL_HANDLE) {
+        *ptr = (uint8_t *)c->control;
+        return (uint64_t)c->control_words * 4u;
+    }
+    if (h >= c->buf_count || h >= VYRE_MAX_BUFFERS || c->bufs == NULL) {
+        *ptr = NULL;
+        return 0;
+    }
+    *ptr = (uint8_t *)(uintptr_t)c->bufs[h].addr;
+    return *ptr ? c->bufs[h].bytes : 0;
+}
+
+/* u32 word `idx` of a buffer (plain load; 0 past the end). Tables should be 4-byte aligned;
+ * on the host an unaligned table still works. */
+VYRE_FN uint32_t vyre_word_at_(const uint8_t *p, uint64_t bytes, uint64_t idx) {
+    if (idx >= (bytes >> 2)) return 0u;
+#ifdef __CUDA_ARCH__
+    return ((const uint32_t *)p)[idx];
+#else
+    uint32_t v;
+    memcpy(&v, p + idx * 4u, 4);
+    return v;
+#endif
+}
+
+/* ==== claim ================================================================================ */
+
+VYRE_FN int vyre_claim_from(const vyre_ctx_t *c, uint32_t slot, uint32_t from) {
+    uint32_t *st = vyre_slot_ptr_(c, slot);
+    uint32_t expected = from;
+    return VYRE_CAS_ACQ(st, &expected, VYRE_STATUS_CLAIMED) ? 1 : 0;
+}
+
+/* CAS(status PUBLISHED -> CLAIMED), system scope, acquire on success. 1 = claimed. */
+VYRE_FN int vyre_claim(const vyre_ctx_t *c, uint32_t slot) {
+    return vyre_claim_from(c, slot, VYRE_STATUS_PUBLISHED);
+}
+
+/* ==== tenants and the protected-word rule ==================================================== */
+
+/* SPEC §5: tenant < control[141] and control[control[2] + tenant] != 0 */
+VYRE_FN int vyre_tenant_ok_(const vyre_ctx_t *c, uint32_t tenant) {
+    if (tenant >= vyre_ctl_ld_(c, VYRE_CTRL_TENANT_TABLE_LEN)) return 0;
+    uint64_t base = vyre_ctl_ld_(c, VYRE_CTRL_TENANT_BASE);
+    return vyre_ctl_ld_(c, base + tenant) != 0u;
+}
+
+/* SPEC §3.1: 1 when op (with args a) would write a control word below OBSERVABLE_BASE. Only
+ * consulted for tenants != 0; tenant 0 may write anything. System counters the runtime keeps
+ * itself (EPOCH of BATCH_FENCE, metrics, DONE/FAULT counts) are not user-targeted writes. */
+VYRE_FN int vyre_writes_protected_(uint32_t op, const uint32_t *a) {
+    switch (op) {
+    case VYRE_OP_STORE_U32:
+    case VYRE_OP_ATOMIC_ADD:
+        return a[1] < VYRE_CTRL_OBSERVABLE_BASE;
+    case VYRE_OP_COMPARE_SWAP:
+        return a[0] < VYRE_CTRL_OBSERVABLE_BASE;
+    case VYRE_OP_MEMCPY: /* the whole destination range is checked before anything is written */
+        return a[2] != 0u && a[1] < VYRE_CTRL_OBSERVABLE_BASE;
+    case VYRE_OP_BUF_COPY: /* destination = control (handle 0) and its byte range reaches the header */
+        return a[2] == VYRE_CONTROL_HANDLE && a[4] != 0u &&
+               a[3] < VYRE_CTRL_OBSERVABLE_BASE * 4u;
+    case VYRE_OP_SHUTDOWN:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* ==== DFA ================================================================================== */
+
+/* See the contract. Counted region [a2+ctx, a2+len) where len = a3 clamped to the data buffer
+ * and ctx = min(a6, len); L = len - ctx is split into `parts` near-equal segments
+ * [a2+ctx + L*k/parts, a2+ctx + L*(k+1)/parts). Part 0 scans from a2 with start_state; part
+ * k > 0 scans from (segment start - ctx) with state 0 (exact by the context property). The
+ * final state of the whole range is the end_state of part parts-1; the accepts are the sum
+ * over all parts. When the range cannot be split (ctx == 0, i.e. a6 == 0 or an empty range,
+ * or L == 0) part parts-1 scans everything from start_state and the other parts return
+ * accepts = 0, end_state = start_state. */
+VYRE_FN void vyre_dfa_scan_part(const vyre_ctx_t *c, const uint32_t args[12], uint32_t start_state,
+                                uint32_t part, uint32_t parts, uint32_t *accepts,
+                                uint32_t *end_state) {
+    uint8_t *tp, *dp;
+    uint64_t tbytes = vyre_buf_view_(c, args[0], &tp);
+    uint64_t dbytes = vyre_buf_view_(c, args[1], &dp);
+    uint64_t lo = args[2], len = args[3];
+    uint32_t st = start_state & VYRE_DFA_STATE_MASK;
+    uint32_t acc = 0;
+    if (lo >= dbytes) len = 0;
+    else if (len > dbytes - lo) len = dbytes - lo;
+    uint64_t ctx = args[6] < len ? (uint64_t)args[6] : len;
+    uint64_t L = len - ctx;
+    if (parts == 0u) parts = 1u;
+    uint64_t scan_from, count_from, count_to;
+    if (part >= parts) {
+        *accepts = 0;
+        *end_state = st;
+        return;
+    }
+    if (parts == 1u || ctx == 0u || L == 0u) {
+        if (part != parts - 1u) {
+            *accepts = 0;
+            *end_state = st;
+            return;
+        }
+        scan_from = lo;
+        count_from = lo + ctx;
+        count_to = lo + len;
+    } else {
+        count_from = lo + ctx + (L * part) / parts;
+        count_to = lo + ctx + (L * (part + 1u)) / parts;
+        if (part == 0u) {
+            scan_from = lo;
+        } else {
+            scan_from = count_from - ctx;
+            st = 0u;
+        }
+    }
+    const uint64_t n = tbytes >> 2; /* table entries */
+#ifdef __CUDA_ARCH__
+    const uint32_t *tab = (const uint32_t *)tp;
+#define VYRE_TAB_(i) tab[i]
+#else
+#define VYRE_TAB_(i) vyre_word_at_(tp, tbytes, (i))
+#endif
+    uint64_t p = scan_from;
+    for (; p < count_from; ++p) { /* context: steps only */
+        uint64_t i = (uint64_t)st * VYRE_DFA_ALPHABET + dp[p];
+        uint32_t e = i < n ? VYRE_TAB_(i) : 0u;
+        st = e & VYRE_DFA_STATE_MASK;
+    }
+    for (; p < count_to; ++p) {
+        uint64_t i = (uint64_t)st * VYRE_DFA_ALPHABET + dp[p];
+        uint32_t e = i < n ? VYRE_TAB_(i) : 0u;
+        acc += e >> 31;
+        st = e & VYRE_DFA_STATE_MASK;
+    }
+#undef VYRE_TAB_
+    *accepts = acc;
+    *end_state = st;
+}
+
+/* ==== opcode bodies ========================================================================= */
+
+VYRE_FN void vyre_memcpy_words_(const vyre_ctx_t *c, uint32_t src, uint32_t dst, uint32_t n) {
+    /* ascending, element by element; indices do not wrap (src+i >= 2^32 is past the end).
+     * Destinations past the end do nothing, so the loop stops at the end of control. */
+    uint64_t cw = c->control_words;
+    if ((uint64_t)dst >= cw) return;
+    uint64_t count = n;
+    if (count > cw - dst) count = cw - dst;
+    for (uint64_t i = 0; i < count; ++i)
+        VYRE_ST_RLX(c->control + dst + i, vyre_ctl_ld_(c, (uint64_t)src + i));
+}
+
+VYRE_FN uint32_t vyre_buf_copy_(const vyre_ctx_t *c, const uint32_t *a) {
+    uint8_t *sp, *dp;
+    uint64_t sbytes = vyre_buf_view_(c, a[0], &sp);
+    uint64_t dbytes = vyre_buf_view_(c, a[2], &dp);
+    uint64_t n = a[4];
+    if ((uint64_t)a[1] + n > sbytes || (uint64_t)a[3] + n > dbytes) return VYRE_STATUS_FAULT;
+    if (n == 0u) return VYRE_STATUS_DONE;
+    const uint8_t *s = sp + a[1];
+    uint8_t *d = dp + a[3];
+#ifdef __CUDA_ARCH__
+    if (d <= s || d >= s + n) { /* forward (memmove semantics) */
+        if ((((uintptr_t)s | (uintptr_t)d | n) & 3u) == 0u) {
+            for (uint64_t i = 0; i < n; i += 4) *(uint32_t *)(d + i) = *(const uint32_t *)(s + i);
+        } else {
+            for (uint64_t i = 0; i < n; ++i) d[i] = s[i];
+        }
+    } else {
+        for (uint64_t i = n; i-- > 0;) d[i] = s[i];
+    }
+#else
+    memmove(d, s, (size_t)n);
+#endif
+    return VYRE_STATUS_DONE;
+}
+
+/* PRINTF: reserve 4 words at the cursor with a CAS so the cursor never passes capacity [fix];
+ * a record that does not fit bumps the overflow word right after the last record. */
+VYRE_FN void vyre_printf_(const vyre_ctx_t *c, uint32_t slot, const uint32_t *a) {
+    uint32_t *dbg = c->debug;
+    if (dbg == NULL) return;
+    const uint32_t cap = c->debug_records * VYRE_DEBUG_RECORD_WORDS;
+    uint32_t cur = VYRE_LD_RLX(dbg + VYRE_DEBUG_CURSOR);
+    for (;;) {
+        if (cur > cap || cap - cur < VYRE_DEBUG_RECORD_WORDS) {
+            VYRE_ADD_RLX(dbg + VYRE_DEBUG_HEADER_WORDS + cap, 1u);
+            return;
+        }
+        if (VYRE_CAS_RLX(dbg + VYRE_DEBUG_CURSOR, &cur, cur + VYRE_DEBUG_RECORD_WORDS)) break;
+    }
+    uint32_t *rec = dbg + VYRE_DEBUG_HEADER_WORDS + cur;
+    VYRE_ST_RLX(rec + 0, a[0]);
+    VYRE_ST_RLX(rec + 1, a[1]);
+    VYRE_ST_RLX(rec + 2, a[2]);
+    VYRE_ST_RLX(rec + 3, slot);
+}
+
+/* LOAD_MISS(a0 = resource id, a1 = prefetch byte count, a2 = destination handle,
+ * a3/a4 = offset lo/hi). IO slot fields written: op_type = READ, src_handle = a0,
+ * dst_handle = a2, offset_lo = a3, offset_hi = a4, byte_count = a1, tag = ring slot index,
+ * status = PUBLISHED last (release). See docs/interpreter.md. */
+VYRE_FN uint32_t vyre_load_miss_(const vyre_ctx_t *c, uint32_t slot, const uint32_t *a) {
+    uint32_t n = c->io_slots < VYRE_IO_MAX_SLOTS ? c->io_slots : VYRE_IO_MAX_SLOTS;
+    if (c->ioq == NULL || n == 0u) return VYRE_STATUS_FAULT; /* no io queue: cannot ever serve */
+    uint32_t *io = NULL;
+    uint32_t first = slot % n;
+    for (uint32_t k = 0; k < n; ++k) {
+        uint32_t i = first + k;
+        if (i >= n) i -= n;
+        uint32_t *st = c->ioq + (size_t)i * VYRE_IO_SLOT_WORDS + VYRE_IO_STATUS;
+        uint32_t expected = VYRE_STATUS_EMPTY;
+        if (VYRE_LD_RLX(st) == VYRE_STATUS_EMPTY && VYRE_CAS_ACQ(st, &expected, VYRE_STATUS_CLAIMED)) {
+            io = c->ioq + (size_t)i * VYRE_IO_SLOT_WORDS;
+            break;
+        }
+    }
+    if (io == NULL) { /* [fix] no free io slot: park the ring slot, the worker retries it later */
+        VYRE_ST_REL(vyre_slot_ptr_(c, slot) + VYRE_SLOT_STATUS, VYRE_STATUS_WAIT_IO);
+        return VYRE_STATUS_CLAIMED;
+    }
+    VYRE_ST_RLX(io + VYRE_IO_OP_TYPE, VYRE_IO_READ);
+    VYRE_ST_RLX(io + VYRE_IO_SRC_HANDLE, a[0]);
+    VYRE_ST_RLX(io + VYRE_IO_DST_HANDLE, a[2]);
+    VYRE_ST_RLX(io + VYRE_IO_OFFSET_LO, a[3]);
+    VYRE_ST_RLX(io + VYRE_IO_OFFSET_HI, a[4]);
+    VYRE_ST_RLX(io + VYRE_IO_BYTE_COUNT, a[1]);
+    VYRE_ST_RLX(io + VYRE_IO_TAG, slot);
+    VYRE_ST_REL(io + VYRE_IO_STATUS, VYRE_STATUS_PUBLISHED);
+    uint32_t s;
+    for (uint32_t round = 0;; ++round) {
+        s = VYRE_LD_ACQ(io + VYRE_IO_STATUS);
+        if (s == VYRE_IO_STATUS_OK || s == VYRE_IO_STATUS_ERROR) break;
+        int stop = VYRE_LD_RLX(c->control + VYRE_CTRL_SHUTDOWN) != 0u;
+        if (stop || round >= VYRE_IO_WAIT_ROUNDS) {
+            /* withdraw the request if the host has not picked it up yet */
+            uint32_t expected = VYRE_STATUS_PUBLISHED;
+            if (VYRE_CAS_RLX(io + VYRE_IO_STATUS, &expected, VYRE_STATUS_EMPTY))
+                return VYRE_STATUS_FAULT;
+            if (stop) return VYRE_STATUS_FAULT; /* hard stop: the host's request is abandoned */
+        }
+        VYRE_BACKOFF(round < 64u ? round : 64u);
+    }
+    VYRE_ST_REL(io + VYRE_IO_STATUS, VYRE_STATUS_EMPTY); /* recycle */
+    return s == VYRE_IO_STATUS_OK ? VYRE_STATUS_DONE : VYRE_STATUS_FAULT;
+}
+
+/* One op with its 12 args (authorization and the protected-word rule already checked).
+ * Returns DONE, FAULT, or CLAIMED (the handler stored its own status). */
+VYRE_FN uint32_t vyre_run_op_(const vyre_ctx_t *c, uint32_t slot, uint32_t op, const uint32_t *a) {
+    switch (op) {
+    case VYRE_OP_NOP:
+        break;
+    case VYRE_OP_STORE_U32:
+        vyre_ctl_st_(c, a[1], a[0]);
+        break;
+    case VYRE_OP_ATOMIC_ADD:
+        vyre_ctl_add_(c, a[1], a[0]);
+        break;
+    case VYRE_OP_LOAD_U32:
+        vyre_obs_st_(c, a[1], vyre_ctl_ld_(c, a[0]));
+        break;
+    case VYRE_OP_COMPARE_SWAP: {
+        uint32_t prev = 0u;
+        if (a[0] < c->control_words) {
+            prev = a[1];
+            VYRE_CAS_RLX(c->control + a[0], &prev, a[2]); /* prev = the value seen */
+        }
+        vyre_obs_st_(c, a[0], prev);
+        break;
+    }
+    case VYRE_OP_MEMCPY:
+        vyre_memcpy_words_(c, a[0], a[1], a[2]);
+        break;
+    case VYRE_OP_DFA_STEP: {
+        uint8_t *p;
+        uint64_t bytes = vyre_buf_view_(c, a[3], &p);
+        vyre_obs_st_(c, a[2], vyre_word_at_(p, bytes, (uint64_t)a[0] * VYRE_DFA_ALPHABET + a[1]));
+        break;
+    }
+    case VYRE_OP_BATCH_FENCE:
+        vyre_ctl_add_(c, VYRE_CTRL_EPOCH, 1u);
+        vyre_obs_st_(c, 0u, a[1]);
+        break;
+    case VYRE_OP_DFA_SCAN: {
+        uint32_t start = a[4] == VYRE_DFA_NO_STATE ? 0u : vyre_obs_ld_(c, a[4]);
+        uint32_t acc, end;
+        vyre_dfa_scan_part(c, a, start, 0u, 1u, &acc, &end);
+        if (a[4] != VYRE_DFA_NO_STATE) vyre_obs_st_(c, a[4], end);
+        if (acc != 0u) vyre_obs_add_(c, a[5], acc);
+        break;
+    }
+    case VYRE_OP_BUF_COPY:
+        return vyre_buf_copy_(c, a);
+    case VYRE_OP_LOAD_MISS:
+        return vyre_load_miss_(c, slot, a);
+    case VYRE_OP_PRINTF:
+        vyre_printf_(c, slot, a);
+        break;
+    case VYRE_OP_SHUTDOWN:
+        VYRE_ST_REL(c->control + VYRE_CTRL_SHUTDOWN, 1u);
+        break;
+#ifdef VYRE_TEST_HOOKS
+    case VYRE_TEST_OP_SPIN:
+        for (uint32_t round = 0; VYRE_LD_ACQ(c->control + VYRE_CTRL_SHUTDOWN) == 0u; ++round)
+            VYRE_BACKOFF(round < 64u ? round : 64u);
+        return VYRE_STATUS_CLAIMED; /* never finishes: left CLAIMED by the hard stop */
+    case VYRE_TEST_OP_STALL: {
+        uint64_t until = vyre_now_ns_() + (uint64_t)a[0] * 1000000ull;
+        while (vyre_now_ns_() < until) {
+        }
+        break;
+    }
+#endif
+    default: /* unknown opcode: nothing (the caller counts the metric when op < 32) */
+        break;
+    }
+    return VYRE_STATUS_DONE;
+}
+
+/* Packed slot (SPEC §4.2): byte k of the 12 arg words; bytes past the payload read 0. */
+VYRE_FN uint32_t vyre_packed_byte_(const uint32_t *a, uint32_t k) {
+    return k < VYRE_PACKED_ARG_WORDS * 4u ? (a[k >> 2] >> ((k & 3u) * 8u)) & 0xFFu : 0u;
+}
+
+/* inner op i of a packed slot: its opcode, and its own args (missing args read 0) */
+VYRE_FN uint32_t vyre_packed_inner_(const uint32_t *a, uint32_t n, uint32_t i, uint32_t *args) {
+    uint32_t total = vyre_packed_byte_(a, 1u);
+    uint32_t meta = (2u + 2u * n + 3u) >> 2;
+    uint32_t off = vyre_packed_byte_(a, 3u + 2u * i);
+    uint32_t next = (i + 1u < n) ? vyre_packed_byte_(a, 3u + 2u * (i + 1u)) : total;
+    uint32_t cnt = next > off ? next - off : 0u;
+    for (uint32_t j = 0; j < VYRE_SLOT_ARG_COUNT; ++j) {
+        uint32_t w = meta + off + j;
+        args[j] = (j < cnt && w < VYRE_PACKED_ARG_WORDS) ? a[w] : 0u;
+    }
+    return vyre_packed_byte_(a, 2u + 2u * i);
+}
+
+VYRE_FN vyre_result_t vyre_result_(uint32_t status, uint32_t metric_op) {
+    vyre_result_t r;
+    r.status = status;
+    r.metric_op = metric_op;
+    return r;
+}
+
+/* ==== execute / finish ====================================================================== */
+
+VYRE_FN vyre_result_t vyre_execute(const vyre_ctx_t *c, uint32_t slot) {
+    /* the caller's vyre_claim was an acquire: the body the host wrote before PUBLISHED is
+     * visible. (A lane executing a slot another lane claimed must synchronise with it first.) */
+    uint32_t w[VYRE_SLOT_WORDS];
+    const uint32_t *src = vyre_slot_ptr_(c, slot);
+#ifdef __CUDA_ARCH__
+    {
+        const uint4 *v = (const uint4 *)src;
+        uint4 q1 = v[0], q2 = v[1], q3 = v[2], q4 = v[3];
+        w[0] = q1.x; w[1] = q1.y; w[2] = q1.z; w[3] = q1.w;
+        w[4] = q2.x; w[5] = q2.y; w[6] = q2.z; w[7] = q2.w;
+        w[8] = q3.x; w[9] = q3.y; w[10] = q3.z; w[11] = q3.w;
+        w[12] = q4.x; w[13] = q4.y; w[14] = q4.z; w[15] = q4.w;
+    }
+#else
+    memcpy(w, src, sizeof w);
+#endif
+    const uint32_t op = w[VYRE_SLOT_OPCODE];
+    const uint32_t tenant = w[VYRE_SLOT_TENANT];
+    const uint32_t *a = w + VYRE_SLOT_ARGS;
+
+    if (!vyre_tenant_ok_(c, tenant)) return vyre_result_(VYRE_STATUS_FAULT, VYRE_NO_METRIC);
+
+    if (op == VYRE_OP_PACKED_SLOT) {
+        const uint32_t n = vyre_packed_byte_(a, 0u);
+        uint32_t args[VYRE_SLOT_ARG_COUNT];
+        if (tenant != VYRE_TENANT_SYSTEM) { /* validate every inner op before running any */
+            for (uint32_t i = 0; i < n; ++i) {
+                uint32_t iop = vyre_packed_inner_(a, n, i, args);
+                if (vyre_writes_protected_(iop, args))
+                    return vyre_result_(VYRE_STATUS_FAULT, VYRE_NO_METRIC);
+            }
+        }
+        for (uint32_t i = 0; i < n; ++i) {
+            uint32_t iop = vyre_packed_inner_(a, n, i, args);
+            (void)vyre_run_op_(c, slot, iop, args); /* inner ops are 0..255: always DONE */
+            if (iop < VYRE_METRICS_COUNT) vyre_ctl_add_(c, VYRE_CTRL_METRICS_BASE + iop, 1u);
+        }
+        return vyre_result_(VYRE_STATUS_DONE, VYRE_NO_METRIC);
+    }
+
+    if (tenant != VYRE_TENANT_SYSTEM && vyre_writes_protected_(op, a))
+        return vyre_result_(VYRE_STATUS_FAULT, VYRE_NO_METRIC);
+
+    uint32_t status = vyre_run_op_(c, slot, op, a);
+    return vyre_result_(status, (status == VYRE_STATUS_DONE && op < VYRE_METRICS_COUNT)
+                                    ? op : VYRE_NO_METRIC);
+}
+
+VYRE_FN void vyre_finish(const vyre_ctx_t *c, uint32_t slot, vyre_result_t r) {
+    if (r.status == VYRE_STATUS_CLAIMED) return; /* the handler stored its own status */
+    if (r.metric_op < VYRE_METRICS_COUNT)
+        vyre_ctl_add_(c, VYRE_CTRL_METRICS_BASE + r.metric_op, 1u);
+    vyre_ctl_add_(c, r.status == VYRE_STATUS_FAULT ? VYRE_CTRL_FAULT_COUNT : VYRE_CTRL_DONE_COUNT,
+                  1u);
+    VYRE_ST_REL(vyre_slot_ptr_(c, slot) + VYRE_SLOT_STATUS, r.status);
+}
+
 #endif /* VYRE_INTERP_H */
+
