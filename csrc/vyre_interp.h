@@ -30,6 +30,16 @@
  *                           uint32_t *accepts, uint32_t *end_state);
  *        Scan segment `part` of `parts` of a DFA_SCAN (exact when a6 > 0, see SPEC §3);
  *        parts == 1 is the sequential scan. No writes to control.
+ *        Combining: accepts = sum over all parts; final state = end_state of part parts-1.
+ *        A range that cannot be split (a6 == 0, or no byte past the context) is scanned
+ *        whole by part parts-1; the other parts then return 0 accepts.
+ *
+ * Helpers beyond the contract (used by cuda/megakernel.cu and cpu_worker.c):
+ *   int  vyre_claim_from(c, slot, from)        CAS(from -> CLAIMED), e.g. WAIT_IO retries
+ *   int  vyre_dfa_scan_wants_lanes(c, slot, min_bytes)
+ *   int  vyre_dfa_scan_begin(c, slot, args[12], &start_state)
+ *   vyre_result_t vyre_dfa_scan_commit(c, args[12], accepts, end_state)
+ *   (cooperative DFA_SCAN: see their comment below)
  */
 #ifndef VYRE_INTERP_H
 #define VYRE_INTERP_H
@@ -347,6 +357,45 @@ VYRE_FN void vyre_dfa_scan_part(const vyre_ctx_t *c, const uint32_t args[12], ui
     *end_state = st;
 }
 
+/* ==== cooperative DFA_SCAN (the megakernel's warp path) ======================================
+ * wants_lanes: the claimed slot is a DFA_SCAN with context (a6 > 0) over at least min_bytes
+ *   (and more than a6) bytes, so a warp may split it (plain reads of the claimed slot).
+ * begin: read the claimed slot; 1 = it is an authorized DFA_SCAN: args and the start state
+ *   (obs[a4], or 0 when a4 = 0xFFFFFFFF) are filled in; 0 = run vyre_execute instead (it
+ *   faults an unauthorized tenant). DFA_SCAN writes only observables, so no protected words.
+ * commit: store the final state (unless a4 = 0xFFFFFFFF) and add the accepts (sum over the
+ *   parts; final state = end_state of part parts-1); returns the result for vyre_finish. */
+VYRE_FN void vyre_load_slot_(const vyre_ctx_t *c, uint32_t slot, uint32_t *w);
+VYRE_FN int vyre_tenant_ok_(const vyre_ctx_t *c, uint32_t tenant);
+
+VYRE_FN int vyre_dfa_scan_wants_lanes(const vyre_ctx_t *c, uint32_t slot, uint32_t min_bytes) {
+    const uint32_t *w = vyre_slot_ptr_(c, slot);
+    if (w[VYRE_SLOT_OPCODE] != VYRE_OP_DFA_SCAN) return 0;
+    const uint32_t len = w[VYRE_SLOT_ARGS + 3], ctx = w[VYRE_SLOT_ARGS + 6];
+    return ctx != 0u && len > ctx && len >= min_bytes;
+}
+
+VYRE_FN int vyre_dfa_scan_begin(const vyre_ctx_t *c, uint32_t slot, uint32_t args[12],
+                                uint32_t *start_state) {
+    uint32_t w[VYRE_SLOT_WORDS];
+    vyre_load_slot_(c, slot, w);
+    if (w[VYRE_SLOT_OPCODE] != VYRE_OP_DFA_SCAN || !vyre_tenant_ok_(c, w[VYRE_SLOT_TENANT]))
+        return 0;
+    for (uint32_t i = 0; i < VYRE_SLOT_ARG_COUNT; ++i) args[i] = w[VYRE_SLOT_ARGS + i];
+    *start_state = args[4] == VYRE_DFA_NO_STATE ? 0u : vyre_obs_ld_(c, args[4]);
+    return 1;
+}
+
+VYRE_FN vyre_result_t vyre_dfa_scan_commit(const vyre_ctx_t *c, const uint32_t args[12],
+                                           uint32_t accepts, uint32_t end_state) {
+    if (args[4] != VYRE_DFA_NO_STATE) vyre_obs_st_(c, args[4], end_state);
+    if (accepts != 0u) vyre_obs_add_(c, args[5], accepts);
+    vyre_result_t r;
+    r.status = VYRE_STATUS_DONE;
+    r.metric_op = VYRE_NO_METRIC;
+    return r;
+}
+
 /* ==== opcode bodies ========================================================================= */
 
 VYRE_FN void vyre_memcpy_words_(const vyre_ctx_t *c, uint32_t src, uint32_t dst, uint32_t n) {
@@ -496,9 +545,7 @@ VYRE_FN uint32_t vyre_run_op_(const vyre_ctx_t *c, uint32_t slot, uint32_t op, c
         uint32_t start = a[4] == VYRE_DFA_NO_STATE ? 0u : vyre_obs_ld_(c, a[4]);
         uint32_t acc, end;
         vyre_dfa_scan_part(c, a, start, 0u, 1u, &acc, &end);
-        if (a[4] != VYRE_DFA_NO_STATE) vyre_obs_st_(c, a[4], end);
-        if (acc != 0u) vyre_obs_add_(c, a[5], acc);
-        break;
+        return vyre_dfa_scan_commit(c, a, acc, end).status;
     }
     case VYRE_OP_BUF_COPY:
         return vyre_buf_copy_(c, a);
@@ -556,23 +603,26 @@ VYRE_FN vyre_result_t vyre_result_(uint32_t status, uint32_t metric_op) {
 
 /* ==== execute / finish ====================================================================== */
 
-VYRE_FN vyre_result_t vyre_execute(const vyre_ctx_t *c, uint32_t slot) {
-    /* the caller's vyre_claim was an acquire: the body the host wrote before PUBLISHED is
-     * visible. (A lane executing a slot another lane claimed must synchronise with it first.) */
-    uint32_t w[VYRE_SLOT_WORDS];
+/* the 16 words of a claimed slot. The caller's vyre_claim was an acquire, so the body the
+ * host wrote before PUBLISHED is visible (a lane reading a slot another lane claimed must
+ * synchronise with that lane first, e.g. __syncwarp). 16-byte loads on the GPU. */
+VYRE_FN void vyre_load_slot_(const vyre_ctx_t *c, uint32_t slot, uint32_t *w) {
     const uint32_t *src = vyre_slot_ptr_(c, slot);
 #ifdef __CUDA_ARCH__
-    {
-        const uint4 *v = (const uint4 *)src;
-        uint4 q1 = v[0], q2 = v[1], q3 = v[2], q4 = v[3];
-        w[0] = q1.x; w[1] = q1.y; w[2] = q1.z; w[3] = q1.w;
-        w[4] = q2.x; w[5] = q2.y; w[6] = q2.z; w[7] = q2.w;
-        w[8] = q3.x; w[9] = q3.y; w[10] = q3.z; w[11] = q3.w;
-        w[12] = q4.x; w[13] = q4.y; w[14] = q4.z; w[15] = q4.w;
-    }
+    const uint4 *v = (const uint4 *)src;
+    uint4 q1 = v[0], q2 = v[1], q3 = v[2], q4 = v[3];
+    w[0] = q1.x; w[1] = q1.y; w[2] = q1.z; w[3] = q1.w;
+    w[4] = q2.x; w[5] = q2.y; w[6] = q2.z; w[7] = q2.w;
+    w[8] = q3.x; w[9] = q3.y; w[10] = q3.z; w[11] = q3.w;
+    w[12] = q4.x; w[13] = q4.y; w[14] = q4.z; w[15] = q4.w;
 #else
-    memcpy(w, src, sizeof w);
+    memcpy(w, src, VYRE_SLOT_BYTES);
 #endif
+}
+
+VYRE_FN vyre_result_t vyre_execute(const vyre_ctx_t *c, uint32_t slot) {
+    uint32_t w[VYRE_SLOT_WORDS];
+    vyre_load_slot_(c, slot, w);
     const uint32_t op = w[VYRE_SLOT_OPCODE];
     const uint32_t tenant = w[VYRE_SLOT_TENANT];
     const uint32_t *a = w + VYRE_SLOT_ARGS;
