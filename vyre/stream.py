@@ -1,0 +1,605 @@
+"""Streaming ingest: files → io_uring → GPU-visible staging chunks → slots (docs/ingest.md).
+
+:class:`GpuStream` reads files in chunks into a :class:`~vyre.staging.StagingRing` that the
+megakernel can see (one buffer-table handle), and for every chunk that lands publishes slots
+over it: DFA_SCAN for :meth:`GpuStream.scan`, anything for :meth:`GpuStream.ingest`.
+
+Flow control is credit based: the ring has ``depth`` staging slots; a slot is handed to a new
+read only after every ticket published over its previous chunk is retired (DONE), so a chunk
+is never overwritten while a lane reads it. When all slots are busy and no read is in flight,
+the stream waits for the oldest chunk's tickets (a *stall*, counted in telemetry).
+
+Chunk boundaries: each chunk's read starts ``context`` bytes early (the bytes of the file that
+precede the chunk land in the slot just before the chunk data), and the DFA_SCAN over it
+passes ``a6 = context``: accepts inside those bytes are not counted (the previous chunk
+counted them), and the automaton, which depends only on its last ``context`` bytes
+(vyre.dfa), is in the right state when the chunk starts. Chunks are independent of each
+other, so they may land and be scanned in any order, and the GPU may split one chunk across
+lanes. A file whose size or mtime changes while it is read raises
+:class:`FileChangedError`; nothing is silently dropped.
+
+:class:`IoService` is the host side of LOAD_MISS (SPEC §8): it claims IO-queue requests,
+reads the named resource into the named buffer and completes them OK or ERROR.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import os
+import stat as _stat
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from vyre.errors import (BackendError, IoUringError, PipelineError, SlotFaultError,
+                         WaitTimeoutError)
+from vyre.readers import Reader, open_reader
+from vyre.staging import StagingRing
+
+__all__ = ["GpuStream", "FileChangedError", "IoService", "SlotFn"]
+
+#: ``slot_fn(chunk_handle, offset_in_buffer, length, file_offset) -> [(opcode, args), ...]``
+SlotFn = Callable[[int, int, int, int], Sequence[tuple[int, Sequence[int]]]]
+
+
+def _abi() -> dict:
+    from vyre._uring import ABI
+
+    return ABI
+
+
+class FileChangedError(PipelineError, RuntimeError):
+    """A file changed size (or was rewritten) while the stream read it.
+
+    ``path``, ``expected`` (size at open) and ``actual`` (size seen afterwards, or the bytes a
+    read returned) say what happened.
+    """
+
+    def __init__(self, message: str, fix: str, path: str = "", expected: int = -1,
+                 actual: int = -1) -> None:
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message, fix)
+
+
+_CHANGE_FIX = ("do not modify files while they are scanned: scan a snapshot (copy, or a "
+               "filesystem snapshot) or retry once the writer finished")
+
+
+def _open_error(path: str, err: OSError) -> IoUringError:
+    e = err.errno or _errno.EIO
+    fixes = {
+        _errno.ENOENT: "check the path exists (and is spelled right) before scanning it",
+        _errno.EACCES: "make the file readable by this user (chmod / chown) or drop it from "
+                       "the list",
+        _errno.EPERM: "make the file readable by this user or drop it from the list",
+        _errno.EISDIR: "pass regular files; expand directories first (os.walk / glob)",
+        _errno.EMFILE: "raise the open-file limit (ulimit -n) or lower the stream depth",
+    }
+    return IoUringError(f"cannot open {path!r}: {os.strerror(e)}",
+                        fixes.get(e, "check the file can be opened for reading"),
+                        syscall="open", errno=e)
+
+
+@dataclass
+class _Job:
+    path: str
+    fd: int = -1
+    handle: int = -1      # fd, or registered file index
+    fixed: bool = False
+    size: int = 0
+    st: Any = None
+    next_off: int = 0
+    issued: int = 0
+    landed: int = 0
+    retired: int = 0
+    count: int = 0
+    read_done: bool = False
+    failed: bool = False
+    tickets: int = 0
+
+
+@dataclass
+class _Telemetry:
+    bytes: int = 0            # new file bytes landed (each once)
+    context_bytes: int = 0    # bytes re-read as context
+    chunks: int = 0
+    files: int = 0
+    slots: int = 0            # slots published
+    stalls: int = 0           # waits for a staging slot's tickets (backpressure)
+    stall_s: float = 0.0
+    io_waits: int = 0         # blocking waits for reads
+    max_in_flight: int = 0
+    seconds: float = 0.0
+    errors: int = 0
+    last: dict = field(default_factory=dict)
+
+
+class GpuStream:
+    """Stream files through io_uring into GPU-visible staging and publish slots over them.
+
+    ``with GpuStream(mk, chunk_bytes=1 << 20, depth=8) as s:`` then :meth:`scan` or
+    :meth:`ingest`.
+
+    Args:
+        mk: a started :class:`vyre.Megakernel` (any backend).
+        chunk_bytes: file bytes per chunk (one staging slot).
+        depth: staging slots = chunks in flight (reading or being processed).
+        max_context: largest context (bytes before each chunk) a scan may need; the
+            default covers patterns up to 1 KiB.
+        obs_base: first of the ``depth`` observables the scan counts into (one per staging
+            slot); default: the last ``depth`` observables of ``mk``.
+        mode: ``auto`` / ``uring`` / ``fallback``; ``None`` reads ``$VYRE_INGEST``.
+        fixed_buffers: register the staging memory with io_uring (READ_FIXED).
+        fixed_files: register opened files with io_uring (IOSQE_FIXED_FILE).
+        sqpoll: use a kernel SQ polling thread.
+        tenant: tenant of the published slots.
+        timeout: seconds a wait for one chunk's tickets may take before raising.
+    """
+
+    def __init__(self, mk: Any, chunk_bytes: int = 1 << 20, depth: int = 8, *,
+                 max_context: int = 1024, obs_base: int | None = None, mode: str | None = None,
+                 fixed_buffers: bool = True, fixed_files: bool = True, sqpoll: bool = False,
+                 tenant: int = 0, timeout: float | None = 60.0) -> None:
+        if int(depth) <= 0 or int(chunk_bytes) <= 0:
+            raise PipelineError(f"invalid stream geometry chunk_bytes={chunk_bytes} depth={depth}",
+                                "use chunk_bytes > 0 and depth > 0")
+        self.mk = mk
+        self.chunk_bytes = int(chunk_bytes)
+        self.depth = int(depth)
+        self.max_context = int(max_context)
+        self.tenant = int(tenant)
+        self.timeout = timeout
+        self._mode = mode
+        self._fixed_buffers = fixed_buffers
+        self._fixed_files = fixed_files
+        self._sqpoll = sqpoll
+        nobs = int(getattr(mk, "observable_slots", len(mk.observables)))
+        self.obs_base = nobs - self.depth if obs_base is None else int(obs_base)
+        if self.obs_base < 0 or self.obs_base + self.depth > nobs:
+            raise PipelineError(
+                f"the stream needs observables {self.obs_base}..{self.obs_base + self.depth - 1} "
+                f"but the megakernel has {nobs}",
+                "create the Megakernel with more observable_slots, lower depth, or pass obs_base")
+        self.staging: StagingRing | None = None
+        self.reader: Reader | None = None
+        self.handle = -1
+        self._tables: dict[int, tuple[int, Any, Any]] = {}
+        self._t = _Telemetry()
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifetime
+    def open(self) -> "GpuStream":
+        """Allocate and register the staging ring and open the reader (``with`` does this)."""
+        if self.staging is not None:
+            return self
+        backend = getattr(self.mk, "backend", None)
+        cuda = getattr(backend, "name", "cpu") == "cuda"
+        self.staging = StagingRing(self.chunk_bytes, self.depth, context=self.max_context,
+                                   cuda=cuda, activate=getattr(backend, "_active", None))
+        try:
+            self.handle = int(self.mk.register_buffer(self.staging.array))
+            self.reader = open_reader(self.depth, [self.staging._host], mode=self._mode,
+                                      fixed_buffers=self._fixed_buffers,
+                                      file_slots=self.depth if self._fixed_files else 0,
+                                      sqpoll=self._sqpoll)
+        except BaseException:
+            self.staging.close()
+            self.staging = None
+            raise
+        return self
+
+    def close(self) -> None:
+        """Close the reader (in-flight reads are cancelled and waited for) and the staging.
+
+        The staging handle stays in the megakernel's buffer table (handles are not reused);
+        the memory stays mapped while the megakernel references it.
+        """
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+        # the buffer table still points at the staging memory: keep it mapped (not freed)
+        # until the megakernel goes; dropping our reference lets GC unmap it after that.
+        self.staging = None
+
+    def __enter__(self) -> "GpuStream":
+        return self.open()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def path(self) -> str:
+        """The read path in use: ``io_uring+fixed``, ``io_uring`` or ``fallback``."""
+        self._require_open()
+        return self.reader.path
+
+    def _require_open(self) -> None:
+        if self.staging is None or self.reader is None:
+            raise PipelineError("the stream is not open",
+                                "use `with GpuStream(mk, ...) as s:` or call open()")
+
+    # ------------------------------------------------------------------ public work
+    def scan(self, paths: str | os.PathLike | Iterable[str | os.PathLike], dfa: Any) -> dict[str, int]:
+        """Count pattern matches of ``dfa`` (a :class:`vyre.dfa.Dfa`) in each file.
+
+        Returns ``{path: count}`` (paths as given, each once): the number of byte positions
+        where at least one pattern ends, exactly as if the whole file were scanned at once.
+        Raises :class:`IoUringError` (open / read failures), :class:`FileChangedError`,
+        :class:`SlotFaultError` or :class:`BackendError`, after draining what is in flight.
+        """
+        self._require_open()
+        ctx = int(dfa.context)
+        if ctx > self.staging.data_offset:
+            raise PipelineError(
+                f"the DFA needs {ctx} context bytes but the stream reserves {self.staging.data_offset}",
+                f"create the GpuStream with max_context={ctx} (or more)")
+        table = self._table_handle(dfa)
+        abi = _abi()
+        op = abi["OP_DFA_SCAN"]
+        no_state = abi["DFA_NO_STATE"]
+        obs_word = self.obs_base
+        observables = self.mk.observables
+        last = [int(observables[obs_word + i]) for i in range(self.depth)]
+
+        def publish(slot: int, buf_off: int, c: int, n: int, file_off: int, job: _Job) -> list[int]:
+            args = [table, self.handle, buf_off - c, c + n, no_state, obs_word + slot, c]
+            return [self.mk.submit(op, args, tenant=self.tenant, timeout=self.timeout)]
+
+        def retire(slot: int, job: _Job) -> None:
+            v = int(observables[obs_word + slot])
+            job.count += (v - last[slot]) & 0xFFFFFFFF  # one chunk adds < 2**32
+            last[slot] = v
+
+        jobs = self._run(_unique(paths), ctx, publish, retire)
+        return {j.path: j.count for j in jobs}
+
+    def ingest(self, paths: str | os.PathLike | Iterable[str | os.PathLike], slot_fn: SlotFn, *,
+               context: int = 0) -> dict[str, Any]:
+        """Stream file(s) and publish ``slot_fn(handle, offset_in_buffer, length, file_offset)``
+        for every chunk that lands.
+
+        ``slot_fn`` returns ``[(opcode, args), ...]`` to publish over the chunk: the chunk's
+        ``length`` bytes sit at ``offset_in_buffer`` of buffer ``handle``, and with
+        ``context > 0`` the ``min(context, file_offset)`` file bytes before the chunk sit just
+        before it. The staging slot is reused only once all those tickets are DONE.
+        Returns ``{"bytes", "chunks", "tickets", "files"}``.
+        """
+        self._require_open()
+        if context < 0 or context > self.staging.data_offset:
+            raise PipelineError(f"context {context} is outside 0..{self.staging.data_offset}",
+                                f"create the GpuStream with max_context={context} (or more)")
+
+        def publish(slot: int, buf_off: int, c: int, n: int, file_off: int, job: _Job) -> list[int]:
+            ops = slot_fn(self.handle, buf_off, n, file_off)
+            tickets = []
+            for opcode, args in ops or ():
+                tickets.append(self.mk.submit(int(opcode), list(args), tenant=self.tenant,
+                                              timeout=self.timeout))
+            return tickets
+
+        paths = _unique(paths)
+        before = (self._t.bytes, self._t.chunks, self._t.slots)
+        self._run(paths, int(context), publish, None)
+        return {"bytes": self._t.bytes - before[0], "chunks": self._t.chunks - before[1],
+                "tickets": self._t.slots - before[2], "files": len(paths)}
+
+    # ------------------------------------------------------------------ telemetry
+    def telemetry(self) -> dict[str, Any]:
+        """Counters since the stream opened, and the read path.
+
+        ``bytes`` (file bytes landed, each once), ``context_bytes`` (re-read before chunks),
+        ``chunks``, ``files``, ``slots`` published, ``in_flight`` chunks now,
+        ``max_in_flight``, ``stalls`` / ``stall_s`` (waits for a staging slot's tickets),
+        ``io_waits``, ``seconds`` busy, ``gbps`` (bytes / seconds / 1e9), ``path``
+        (io_uring+fixed / io_uring / fallback), ``reason`` and the reader's counters.
+        """
+        t = self._t
+        out = {
+            "bytes": t.bytes, "context_bytes": t.context_bytes, "chunks": t.chunks,
+            "files": t.files, "slots": t.slots, "in_flight": self._in_flight,
+            "max_in_flight": t.max_in_flight, "stalls": t.stalls, "stall_s": t.stall_s,
+            "io_waits": t.io_waits, "seconds": t.seconds, "errors": t.errors,
+            "gbps": (t.bytes / t.seconds / 1e9) if t.seconds > 0 else 0.0,
+            "chunk_bytes": self.chunk_bytes, "depth": self.depth,
+            "last": dict(t.last),
+        }
+        if self.reader is not None:
+            rs = self.reader.stats
+            out["path"] = rs.pop("path")
+            out["reason"] = rs.pop("reason")
+            out["reader"] = rs
+        return out
+
+    # ------------------------------------------------------------------ engine
+    def _table_handle(self, dfa: Any) -> int:
+        key = id(dfa)
+        hit = self._tables.get(key)
+        if hit is not None and hit[2] is dfa:
+            return hit[0]
+        cuda = getattr(getattr(self.mk, "backend", None), "name", "cpu") == "cuda"
+        if hasattr(self.mk, "alloc_buffer"):
+            handle, buf = self.mk.alloc_buffer(dfa.table, device=cuda)
+        else:
+            buf = np.ascontiguousarray(dfa.table)
+            handle = self.mk.register_buffer(buf)
+        self._tables[key] = (int(handle), buf, dfa)
+        return int(handle)
+
+    def _open_job(self, job: _Job) -> None:
+        try:
+            fd = os.open(job.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as err:
+            raise _open_error(job.path, err) from None
+        try:
+            st = os.fstat(fd)
+            if not _stat.S_ISREG(st.st_mode):
+                kind = "a directory" if _stat.S_ISDIR(st.st_mode) else "not a regular file"
+                raise IoUringError(f"cannot scan {job.path!r}: it is {kind}",
+                                   "pass regular files; expand directories first "
+                                   "(os.walk / glob) and read pipes into a file",
+                                   syscall="fstat",
+                                   errno=_errno.EISDIR if _stat.S_ISDIR(st.st_mode) else _errno.EINVAL)
+        except BaseException:
+            os.close(fd)
+            raise
+        job.fd, job.st, job.size = fd, st, int(st.st_size)
+        job.handle, job.fixed = self.reader.attach_file(fd)
+
+    def _finish_read(self, job: _Job) -> PipelineError | None:
+        """Every chunk landed: check the file did not change, release the fd."""
+        job.read_done = True
+        err = None
+        try:
+            st = os.fstat(job.fd)
+            if st.st_size != job.size:
+                verb = "grew" if st.st_size > job.size else "shrank"
+                err = FileChangedError(
+                    f"{job.path!r} {verb} from {job.size} to {st.st_size} bytes while it was "
+                    f"scanned; the result would not describe any version of the file",
+                    _CHANGE_FIX, path=job.path, expected=job.size, actual=int(st.st_size))
+            elif st.st_mtime_ns != job.st.st_mtime_ns:
+                err = FileChangedError(
+                    f"{job.path!r} was modified while it was scanned (mtime changed)",
+                    _CHANGE_FIX, path=job.path, expected=job.size, actual=int(st.st_size))
+        except OSError as e:
+            err = _open_error(job.path, e)
+        self._close_job(job)
+        return err
+
+    def _close_job(self, job: _Job) -> None:
+        if job.fd >= 0:
+            try:
+                self.reader.detach_file(job.handle, job.fixed)
+            except IoUringError:
+                pass
+            os.close(job.fd)
+            job.fd = -1
+
+    def _is_done(self, tickets: list[int]) -> bool:
+        if not tickets:
+            return True
+        try:
+            self.mk.wait(tickets, timeout=0)
+            return True
+        except WaitTimeoutError:
+            return False
+
+    def _run(self, paths: list[str], context: int,
+             publish: Callable[[int, int, int, int, int, _Job], list[int]],
+             retire: Callable[[int, _Job], None] | None) -> list[_Job]:
+        staging, reader = self.staging, self.reader
+        t = self._t
+        jobs = [_Job(p) for p in paths]
+        todo = deque(jobs)
+        current: list[_Job | None] = [None]
+        free = deque(range(self.depth))
+        reading: dict[int, tuple[_Job, int, int, int]] = {}
+        scanning: deque[tuple[int, _Job, list[int]]] = deque()
+        errors: list[BaseException] = []
+        t0 = time.perf_counter()
+        bytes0 = t.bytes
+
+        def fail(err: BaseException) -> None:
+            t.errors += 1
+            errors.append(err)
+            todo.clear()
+            cur = current[0]
+            if cur is not None and cur.landed == cur.issued:
+                self._close_job(cur)
+            current[0] = None
+
+        def next_chunk() -> tuple[_Job, int, int] | None:
+            while not errors:
+                job = current[0]
+                if job is None or job.next_off >= job.size:
+                    if not todo:
+                        current[0] = None
+                        return None
+                    job = todo.popleft()
+                    current[0] = job
+                    try:
+                        self._open_job(job)
+                    except PipelineError as err:
+                        job.failed = True
+                        fail(err)
+                        return None
+                    t.files += 1
+                    if job.size == 0:
+                        err = self._finish_read(job)
+                        if err is not None:
+                            job.failed = True
+                            fail(err)
+                            return None
+                        continue
+                off = job.next_off
+                n = min(self.chunk_bytes, job.size - off)
+                job.next_off += n
+                job.issued += 1
+                return job, off, n
+            return None
+
+        def land(tag: int, nbytes: int, err: int, eof: bool) -> None:
+            job, off, c, n = reading.pop(tag)
+            job.landed += 1
+            ok = False
+            if err:
+                job.failed = True
+                fail(IoUringError(
+                    f"reading {job.path!r} ({n + c} bytes at offset {off - c}) failed: "
+                    f"{_errno.errorcode.get(err, err)} ({os.strerror(err)})",
+                    "check the file and the device (dmesg); run with VYRE_INGEST=fallback to "
+                    "rule out io_uring", syscall="read" if reader.path == "fallback"
+                    else "io_uring_enter(READ)", errno=err))
+            elif nbytes != c + n:
+                job.failed = True
+                fail(FileChangedError(
+                    f"{job.path!r} ended early: the read at offset {off - c} returned {nbytes} "
+                    f"of {c + n} bytes, so the file shrank below the {job.size} bytes it had "
+                    f"when opened", _CHANGE_FIX, path=job.path, expected=job.size,
+                    actual=off - c + nbytes))
+            else:
+                ok = True
+            if ok and not errors:
+                try:
+                    tickets = publish(tag, staging.data_start(tag), c, n, off, job)
+                except BaseException as e:  # submit failed: nothing reads this slot
+                    fail(e)
+                    free.append(tag)
+                else:
+                    t.bytes += n
+                    t.context_bytes += c
+                    t.chunks += 1
+                    t.slots += len(tickets)
+                    job.tickets += len(tickets)
+                    scanning.append((tag, job, tickets))
+            else:
+                free.append(tag)
+            if job.next_off >= job.size and job.landed == job.issued and not job.read_done:
+                # every chunk of the file was issued and has landed
+                if job.failed:
+                    self._close_job(job)
+                    job.read_done = True
+                else:
+                    e = self._finish_read(job)
+                    if e is not None:
+                        job.failed = True
+                        fail(e)
+
+        def retire_one(tickets: list[int], block: bool) -> bool:
+            if not block and not self._is_done(tickets):
+                return False
+            slot, job, tk = scanning.popleft()
+            try:
+                if tk:
+                    self.mk.wait(tk, timeout=self.timeout)
+            except SlotFaultError as e:
+                job.failed = True
+                fail(e)
+            except BaseException:
+                scanning.appendleft((slot, job, tk))
+                raise
+            else:
+                if retire is not None:
+                    retire(slot, job)
+            job.retired += 1
+            free.append(slot)
+            return True
+
+        try:
+            while True:
+                while free and not errors:
+                    nxt = next_chunk()
+                    if nxt is None:
+                        break
+                    job, off, n = nxt
+                    slot = free.popleft()
+                    c = min(context, off)
+                    reading[slot] = (job, off, c, n)
+                    try:
+                        reader.read(job.handle, staging.read_target(slot, c, n), off - c, slot,
+                                    fixed_file=job.fixed)
+                    except BaseException as e:
+                        reading.pop(slot)
+                        job.issued -= 1
+                        free.append(slot)
+                        fail(e)
+                        break
+                if reading:
+                    reader.submit()
+                self._in_flight = len(reading) + len(scanning)
+                t.max_in_flight = max(t.max_in_flight, self._in_flight)
+                if not reading and not scanning:
+                    break
+                progressed = False
+                if reading:
+                    for comp in reader.poll(0):
+                        land(*comp)
+                        progressed = True
+                while scanning and retire_one(scanning[0][2], block=False):
+                    progressed = True
+                if progressed:
+                    continue
+                if reading:
+                    t.io_waits += 1
+                    for comp in reader.poll(1, timeout=0.002 if scanning else None):
+                        land(*comp)
+                else:
+                    # nothing is being read and no slot is free (or nothing left to read):
+                    # wait for the oldest chunk's tickets
+                    if not free or current[0] is not None or todo:
+                        t.stalls += 1
+                    s0 = time.perf_counter()
+                    retire_one(scanning[0][2], block=True)
+                    t.stall_s += time.perf_counter() - s0
+        finally:
+            # never leave a read in flight into staging we may reuse, or an fd open
+            if reading:
+                try:
+                    while reading:
+                        for comp in reader.poll(1, timeout=5.0) or ():
+                            job, *_ = reading.pop(comp[0])
+                            job.landed += 1
+                        if reading and not reader.busy:
+                            break
+                except BaseException:
+                    pass
+            for job in jobs:
+                if job.fd >= 0 and job.landed == job.issued:
+                    self._close_job(job)
+            self._in_flight = len(reading) + len(scanning)
+            dt = time.perf_counter() - t0
+            t.seconds += dt
+            t.last = {"bytes": t.bytes - bytes0, "seconds": dt,
+                      "gbps": (t.bytes - bytes0) / dt / 1e9 if dt > 0 else 0.0}
+        if errors:
+            raise errors[0]
+        return jobs
+
+
+def _unique(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        paths = [paths]
+    out: dict[str, None] = {}
+    for p in paths:
+        out.setdefault(os.fspath(p) if not isinstance(p, bytes) else os.fsdecode(p), None)
+    return list(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# LOAD_MISS host service (SPEC §8)
+
+
+class IoService:
+    """Host side of LOAD_MISS: claims IO-queue requests and serves them from ``resources``.
+
+    Placeholder until the interpreter's LOAD_MISS → IO slot mapping is fixed; see below.
+    """
+
+    def __init__(self, mk: Any, resources: Mapping[int, Any]) -> None:  # pragma: no cover
+        raise NotImplementedError
