@@ -199,6 +199,7 @@ cdef extern from *:
     long long vyre_as_ll "PyLong_AsLongLongAndOverflow"(object o, int *overflow)
     bint PyTuple_CheckExact(object o)
     bint PyList_CheckExact(object o)
+    const Py_ssize_t PY_SSIZE_T_MAX
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,6 +398,8 @@ cdef Py_ssize_t _count(object o, str what, Py_ssize_t limit, str queue) except -
                    "pass a non-negative Python int", queue) from None
     if v < 0:
         raise _qfe(f"{what} = {v} is negative", "pass a non-negative Python int", queue)
+    if v > PY_SSIZE_T_MAX:
+        raise _qfe(f"{what} = {v} is far too large", "pass a realistic size or index", queue)
     if limit >= 0 and v > limit:
         raise _qfe(f"{what} = {v} exceeds the cap of {limit}",
                    f"use at most {limit} (SPEC §2 caps), or split the work", queue)
@@ -545,7 +548,7 @@ cdef Py_ssize_t _control(object obj, Py_buffer *view) except -1:
 
 
 cdef int _not_publishable(Py_ssize_t slot, uint32_t status) except -1:
-    raise _qfe(f"ring slot {slot} is not publishable (status {_status_name(status)})",
+    raise _qfe(f"slot is not publishable: ring slot {slot} has status {_status_name(status)}",
                "publish only into EMPTY or DONE slots: wait for the slot to retire "
                "(or retire FAULT slots) first")
 
