@@ -1,7 +1,8 @@
 """Build of vyre: Cython extensions over the C core, and the megakernel PTX when nvcc exists.
 
-The PTX is built for a portable virtual target (VYRE_PTX_ARCH, default compute_70: the first
-architecture with __nanosleep and independent thread scheduling); the driver JIT-compiles it
+The PTX is built for a portable virtual target (VYRE_PTX_ARCH, default compute_75: the oldest
+that CUDA 13's nvcc still targets, with __nanosleep and independent thread scheduling, both of
+which the kernel needs); the driver JIT-compiles it
 for the GPU actually present and caches the result. Without nvcc the package still builds and
 the CPU backend works; backend="cuda" then says what to install.
 
@@ -107,7 +108,7 @@ def build_ptx(out_path: str) -> bool:
         print(f"vyre setup: no megakernel PTX ({why}); the CUDA backend will be unavailable",
               file=sys.stderr)
         return False
-    arch = os.environ.get("VYRE_PTX_ARCH", "compute_70")
+    arch = os.environ.get("VYRE_PTX_ARCH", "compute_75")
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     cmd = [nvcc, "-ptx", f"-arch={arch}", "-std=c++17", "-O3", "-lineinfo",
            "-I", os.path.join(HERE, CSRC), src, "-o", out_path]
