@@ -120,13 +120,15 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
         const unsigned long long ticket = base + lane;
         const uint32_t slot = (uint32_t)(ticket % n);
         bool done = false;
+        bool parked = false;  // our slot waits in WAIT_IO (LOAD_MISS found no free io slot)
         unsigned sleep_ns = 32;
         for (;;) {
             if (shutdown.load(cuda::std::memory_order_relaxed) != 0u) return;
             const unsigned long long pub = published.load(cuda::std::memory_order_acquire);
             const bool frontier = pub >= base && pub < base + 32;
-            const bool try_claim = !done && (ticket < pub || (frontier && ticket < pub + 2));
-            const bool claimed = try_claim && vyre_claim(c, slot);
+            const bool try_claim = !done && !parked && (ticket < pub || (frontier && ticket < pub + 2));
+            bool claimed = try_claim && vyre_claim(c, slot);
+            if (parked) claimed = vyre_claim_from(c, slot, VYRE_STATUS_WAIT_IO) != 0;
             vyre_result_t r;
             r.status = VYRE_STATUS_CLAIMED;
             r.metric_op = VYRE_NO_METRIC;
@@ -156,11 +158,17 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
                 }
                 __syncwarp();
                 if (counted) sys_store_release(&c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS], r.status);
-                done = done || claimed;
+                if (claimed) {
+                    parked = r.status == VYRE_STATUS_CLAIMED &&
+                             cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(
+                                 c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS])
+                                     .load(cuda::std::memory_order_relaxed) == VYRE_STATUS_WAIT_IO;
+                    done = !parked;
+                }
                 sleep_ns = 32;
             }
             if (__all_sync(FULL_MASK, done)) break;
-            if (!claimed_mask && !frontier) {
+            if (!(claimed_mask & ~__ballot_sync(FULL_MASK, parked)) && !frontier) {
                 __nanosleep(sleep_ns);
                 sleep_ns = sleep_ns * 2 > L.idle_sleep_ns ? L.idle_sleep_ns : sleep_ns * 2;
             }
