@@ -1,0 +1,214 @@
+"""The CPU backend: native worker threads running the slot interpreter over numpy buffers.
+
+The workers are plain pthreads in ``csrc/cpu_worker.c`` (no GIL) executing the very same
+``csrc/vyre_interp.h`` the megakernel runs on the GPU, over host memory: ring, control, debug
+log and io queue are zeroed ``uint32`` numpy arrays the host reads and writes directly, and
+the buffer table holds host addresses. See docs/interpreter.md.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+from typing import Any
+
+import numpy as np
+
+from vyre.backends.base import Backend
+from vyre.errors import BackendError
+
+__all__ = ["CpuBackend"]
+
+# SPEC §2 / vyre_abi.h (VYRE_CTRL_HEADER_WORDS, VYRE_MAX_* caps, VYRE_MAX_BUFFERS,
+# VYRE_IO_MAX_SLOTS, VYRE_CTRL_SHUTDOWN / VYRE_CTRL_HEARTBEAT). The layouts are asserted
+# against the compiled module at construction (CpuWorkers checks its buffers).
+_HEADER_WORDS = 160
+_MAX_ITEMS = 1 << 20
+_MAX_BUFFERS = 256
+_MAX_IO_SLOTS = 64
+_CTRL_SHUTDOWN = 0
+_CTRL_HEARTBEAT = 143
+
+_BUILD_FIX = ("build the extensions: `python setup.py build_ext --inplace` "
+              "(or `pip install -e .`) in the project root")
+
+
+def _load(test_hooks: bool):
+    name = "vyre.backends._cpu_testhooks" if test_hooks else "vyre.backends._cpu"
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        raise BackendError(f"the CPU backend extension {name} is not built ({err})",
+                           _BUILD_FIX) from err
+
+
+def _count(what: str, value: Any, lo: int, hi: int) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise BackendError(f"{what}={value!r} is not an integer",
+                           f"pass an int between {lo} and {hi}") from None
+    if not lo <= n <= hi:
+        raise BackendError(f"{what}={n} is out of range", f"pass a value between {lo} and {hi}")
+    return n
+
+
+def _host_view(array: Any, writable: bool) -> tuple[np.ndarray, int, int]:
+    """(array to keep alive, address, byte length) of a C-contiguous buffer."""
+    try:
+        mv = memoryview(array)
+    except TypeError:
+        raise BackendError(f"{type(array).__name__} does not expose the buffer protocol",
+                           "pass a numpy array, bytearray, memoryview or other buffer") from None
+    if not mv.c_contiguous:
+        raise BackendError("the buffer is not C-contiguous",
+                           "pass np.ascontiguousarray(array) (a contiguous copy)")
+    flat = np.frombuffer(mv, dtype=np.uint8) if mv.nbytes else np.zeros(0, np.uint8)
+    if flat.size and not flat.flags.writeable:
+        if writable:
+            raise BackendError("the buffer is read-only but writable=True was asked",
+                               "pass a writable buffer (bytearray, numpy array), or "
+                               "register_buffer(..., writable=False)")
+        # the interpreter cannot refuse writes (BUF_COPY): never hand it immutable memory
+        flat = flat.copy()
+    addr = int(flat.__array_interface__["data"][0]) if flat.size else 0
+    return flat, addr, int(flat.nbytes)
+
+
+class CpuBackend(Backend):
+    """Native CPU workers (default: one per core) over zeroed numpy buffers.
+
+    Options: ``workers`` (threads, default ``os.cpu_count()``), ``test_hooks=True`` to load
+    the test build (``vyre.backends._cpu_testhooks``: opcodes ``TEST_OP_SPIN`` and
+    ``TEST_OP_STALL``, a short LOAD_MISS wait bound).
+    """
+
+    name = "cpu"
+
+    def __init__(self, *, slot_count: int, observable_slots: int, debug_records: int,
+                 io_slots: int, workers: int | None = None, test_hooks: bool = False,
+                 **options: Any) -> None:
+        self._closed = True
+        if options:
+            raise BackendError(f"unknown CPU backend option(s): {', '.join(sorted(options))}",
+                               "the CPU backend takes workers= and test_hooks= only")
+        self.slot_count = _count("slot_count", slot_count, 1, _MAX_ITEMS)
+        self.observable_slots = _count("observable_slots", observable_slots, 0, _MAX_ITEMS)
+        self.debug_records = _count("debug_records", debug_records, 0, _MAX_ITEMS)
+        self.io_slots = _count("io_slots", io_slots, 0, _MAX_IO_SLOTS)
+        cores = os.cpu_count() or 1
+        self.workers = cores if workers is None else _count("workers", workers, 1, 4096)
+        self.test_hooks = bool(test_hooks)
+        self._mod = _load(self.test_hooks)
+
+        self.ring = np.zeros(self.slot_count * 16, dtype=np.uint32)
+        self.control = np.zeros(_HEADER_WORDS + self.observable_slots, dtype=np.uint32)
+        self.debug = np.zeros(1 + 4 * self.debug_records + 1, dtype=np.uint32)
+        self.ioq = np.zeros(self.io_slots * 8, dtype=np.uint32)
+        #: buffer table, rows (host address, byte length); row 0 mirrors control (handle 0)
+        self.buffer_table = np.zeros((_MAX_BUFFERS, 2), dtype=np.uint64)
+        self.buffer_table[0] = (self.control.__array_interface__["data"][0], self.control.nbytes)
+        self._buffers: dict[int, np.ndarray] = {}
+        self._next_handle = 1
+        self.pool = self._mod.CpuWorkers(self.ring, self.control, self.debug, self.ioq,
+                                         self.buffer_table)
+        self._started_once = False
+        self._closed = False
+
+    # ------------------------------------------------------------------ buffers
+    def register_buffer(self, array: Any, *, writable: bool = True) -> int:
+        """Add a C-contiguous buffer; returns its handle (1..255).
+
+        The memory is used in place (no copy), except a read-only buffer registered with
+        ``writable=False``, which is copied once (the interpreter cannot refuse a BUF_COPY
+        into it). A reference is kept until :meth:`close`.
+        """
+        self._check_open()
+        if self._next_handle >= _MAX_BUFFERS:
+            raise BackendError(f"the buffer table is full ({_MAX_BUFFERS - 1} handles)",
+                               "register fewer, larger buffers")
+        keep, addr, nbytes = _host_view(array, writable)
+        handle = self._next_handle
+        self._buffers[handle] = keep
+        self.pool.set_buffer(handle, addr, nbytes)
+        self._next_handle += 1
+        return handle
+
+    def buffer(self, handle: int) -> np.ndarray:
+        """The ``uint8`` view of registered buffer ``handle`` (the memory the workers see)."""
+        if handle == 0:
+            return self.control.view(np.uint8)
+        try:
+            return self._buffers[handle]
+        except KeyError:
+            raise BackendError(f"no buffer registered under handle {handle}",
+                               "use a handle returned by register_buffer()") from None
+
+    # ------------------------------------------------------------------ lifetime
+    def start(self) -> None:
+        self._check_open()
+        if self.pool.running:
+            return
+        if self._started_once:
+            self.control[_CTRL_SHUTDOWN] = 0  # our own stop() set it: a fresh launch
+        self.pool.start(self.workers)
+        self._started_once = True
+
+    def stop(self, timeout: float) -> None:
+        if not self.pool.running:
+            return
+        if not self.pool.stop(float(timeout)):
+            stuck = self.pool.alive
+            raise BackendError(
+                f"{stuck} of {self.pool.workers} CPU worker(s) did not exit within {timeout} s "
+                "of SHUTDOWN",
+                "a slot is executing an op that does not finish; call stop() again to keep "
+                "waiting, or end the process")
+
+    def kick(self) -> None:
+        self.pool.kick()
+
+    def check(self) -> None:
+        pool = self.pool
+        if pool.running and pool.alive < pool.workers and not self.control[_CTRL_SHUTDOWN]:
+            raise BackendError(
+                f"{pool.workers - pool.alive} CPU worker(s) exited without a SHUTDOWN",
+                "report this as a bug with the workload that triggered it")
+
+    @property
+    def running(self) -> bool:
+        pool = getattr(self, "pool", None)
+        return pool is not None and bool(pool.running)
+
+    @property
+    def heartbeat(self) -> int:
+        return int(self.control[_CTRL_HEARTBEAT])
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": platform.processor() or platform.machine() or "host CPU",
+            "workers": self.workers,
+            "cores": os.cpu_count(),
+            "memory": "host memory (numpy)",
+            "test_hooks": self.test_hooks,
+            **self.pool.stats(),
+        }
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self.pool.running:
+            self.stop(5.0)
+        self._closed = True
+        # the arrays stay referenced by the facade's views; registered buffers are released
+        for handle in self._buffers:
+            self.pool.set_buffer(handle, 0, 0)
+        self._buffers.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError("this CPU backend is closed", "create a new backend")
+
+    def __repr__(self) -> str:
+        return (f"CpuBackend(slot_count={self.slot_count}, workers={self.workers}, "
+                f"running={self.running})")
