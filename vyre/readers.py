@@ -115,10 +115,19 @@ class FallbackReadQueue:
                 return
             fd, mv, offset, tag = item
             done, err, eof = 0, 0, False
+            stream = False  # pipes / sockets: no offsets (io_uring ignores them there too)
             try:
                 while done < len(mv):
-                    if preadv is not None:
-                        n = preadv(fd, [mv[done:]], offset + done)
+                    if stream:
+                        n = os.readv(fd, [mv[done:]])
+                    elif preadv is not None:
+                        try:
+                            n = preadv(fd, [mv[done:]], offset + done)
+                        except OSError as e:
+                            if e.errno != _errno.ESPIPE:
+                                raise
+                            stream = True
+                            continue
                     else:  # pragma: no cover - platforms without preadv
                         data = os.pread(fd, len(mv) - done, offset + done)
                         n = len(data)

@@ -1,0 +1,349 @@
+"""GpuStream (io_uring / fallback → staging → DFA_SCAN slots) and the LOAD_MISS IoService.
+
+Every stream test runs on two megakernels -- a Python double of the facade that executes
+DFA_SCAN lazily (tests/_fake_mk.py; it also checks that no chunk is overwritten while its
+slot is in flight) and the real CPU backend -- and on both read paths (``VYRE_INGEST=uring``
+and ``VYRE_INGEST=fallback``).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import random
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("vyre._uring")
+from vyre.dfa import build_dfa, count_matches  # noqa: E402
+from vyre.errors import IoUringError, PipelineError, SlotFaultError  # noqa: E402
+from vyre.stream import FileChangedError, GpuStream, IoService  # noqa: E402
+from vyre._uring import ABI  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _fake_mk import FakeMegakernel  # noqa: E402
+
+URING_OK = __import__("vyre._uring", fromlist=["available"]).available()[0]
+
+
+def _real_mk(**kw):
+    pytest.importorskip("vyre.backends.cpu")
+    megakernel = pytest.importorskip("vyre.megakernel")
+    return megakernel.Megakernel(backend="cpu", observable_slots=64, workers=2, **kw).start()
+
+
+@pytest.fixture(params=["fake", "cpu"])
+def mk(request):
+    if request.param == "fake":
+        m = FakeMegakernel(seed=request.node.name.__hash__() & 0xFFFF)
+        yield m
+        assert m.violations == [], "a chunk was overwritten while its DFA_SCAN was in flight"
+    else:
+        m = _real_mk()
+        yield m
+        m.shutdown(drain=False)
+
+
+@pytest.fixture(params=["uring", "fallback"], autouse=True)
+def ingest_path(request, monkeypatch):
+    if request.param == "uring" and not URING_OK:
+        pytest.skip("io_uring unavailable here")
+    monkeypatch.setenv("VYRE_INGEST", request.param)
+    return request.param
+
+
+def _expected_path(ingest_path):
+    return "fallback" if ingest_path == "fallback" else ("io_uring+fixed", "io_uring")
+
+
+def _write(tmp_path, name, data: bytes):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return str(p)
+
+
+def _planted(rng, size, pats, chunk, alphabet=b"abcdefgh"):
+    """Random bytes with patterns planted across every chunk boundary and elsewhere."""
+    data = bytearray(rng.choice(alphabet) for _ in range(size))
+    for b in range(chunk, size, chunk):
+        p = rng.choice(pats)
+        at = b - rng.randint(1, len(p)) if len(p) > 1 else b
+        if 0 <= at and at + len(p) <= size:
+            data[at:at + len(p)] = p
+    for _ in range(size // 500):
+        p = rng.choice(pats)
+        at = rng.randrange(0, max(1, size - len(p)))
+        data[at:at + len(p)] = p
+    return bytes(data)
+
+
+PATS = [b"abc", b"cab", b"hgfedcba", b"a", b"ddd", b"ffgghh", b"\x00\xff\x00"]
+
+
+def test_scan_matches_reference_across_chunk_boundaries(mk, ingest_path, tmp_path):
+    rng = random.Random(11)
+    chunk = 1024
+    d = build_dfa(PATS)
+    data = _planted(rng, 20 * chunk + 333, PATS, chunk)
+    path = _write(tmp_path, "planted.bin", data)
+    with GpuStream(mk, chunk_bytes=chunk, depth=4) as s:
+        assert s.path in _expected_path(ingest_path)
+        got = s.scan(path, d)
+        t = s.telemetry()
+    assert got == {path: count_matches(PATS, data)}
+    assert got[path] > 40
+    nchunks = -(-len(data) // chunk)
+    assert t["bytes"] == len(data) and t["chunks"] == nchunks and t["slots"] == nchunks
+    assert t["context_bytes"] == sum(min(d.context, off) for off in range(0, len(data), chunk))
+
+
+def test_file_sizes_and_empty_files(mk, tmp_path):
+    rng = random.Random(12)
+    chunk = 512
+    d = build_dfa(PATS)
+    sizes = [0, 1, 2, chunk - 1, chunk, chunk + 1, 3 * chunk, 3 * chunk + 17, 0]
+    paths, want = [], {}
+    for i, n in enumerate(sizes):
+        data = _planted(rng, n, PATS, chunk)
+        p = _write(tmp_path, f"f{i}.bin", data)
+        paths.append(p)
+        want[p] = count_matches(PATS, data)
+    with GpuStream(mk, chunk_bytes=chunk, depth=3) as s:
+        got = s.scan(paths, d)
+        assert s.telemetry()["bytes"] == sum(sizes)
+    assert got == want
+
+
+def test_every_byte_reaches_the_scan_exactly_once(mk, tmp_path):
+    """With every single byte a pattern, the count is the number of bytes scanned (the
+    context bytes re-read before each chunk are not counted)."""
+    every = build_dfa([bytes([b]) for b in range(256)])
+    longest = build_dfa([bytes([b]) for b in range(256)] + [b"\x01" * 40])  # context 40
+    rng = np.random.default_rng(13)
+    sizes = [0, 5000, 4096, 12288 + 1]
+    paths = [_write(tmp_path, f"e{i}", rng.integers(0, 256, n, dtype=np.uint8).tobytes())
+             for i, n in enumerate(sizes)]
+    with GpuStream(mk, chunk_bytes=4096, depth=2) as s:
+        assert s.scan(paths, every) == dict(zip(paths, sizes))
+        assert s.scan(paths, longest) == dict(zip(paths, sizes))
+        assert s.telemetry()["bytes"] == 2 * sum(sizes)
+
+
+def test_many_files(mk, tmp_path):
+    rng = random.Random(14)
+    d = build_dfa([b"xy", b"yx", b"xxx"])
+    paths, want = [], {}
+    for i in range(40):
+        data = bytes(rng.choice(b"xyz") for _ in range(rng.randint(0, 3000)))
+        p = _write(tmp_path, f"m{i:02d}", data)
+        paths.append(p)
+        want[p] = count_matches(d.patterns, data)
+    fds_before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    with GpuStream(mk, chunk_bytes=1000, depth=3) as s:
+        assert s.scan(paths, d) == want
+        assert s.scan(paths[::-1], d) == want  # the stream is reusable
+        assert s.telemetry()["files"] == 80
+    if fds_before is not None:
+        assert len(os.listdir("/proc/self/fd")) <= fds_before  # no fd leaked
+
+
+def test_missing_file_is_a_clear_error(mk, tmp_path):
+    good = _write(tmp_path, "good", b"abcabc")
+    d = build_dfa([b"abc"])
+    with GpuStream(mk, chunk_bytes=4096, depth=2) as s:
+        with pytest.raises(IoUringError) as ei:
+            s.scan([good, str(tmp_path / "nope")], d)
+        e = ei.value
+        assert e.errno == errno.ENOENT and e.syscall == "open" and "nope" in str(e)
+        assert ". Fix: " in str(e)
+        assert s.scan(good, d) == {good: 2}  # still usable after the error
+
+
+def test_directory_is_refused(mk, tmp_path):
+    d = build_dfa([b"abc"])
+    with GpuStream(mk, chunk_bytes=4096, depth=2) as s:
+        with pytest.raises(IoUringError) as ei:
+            s.scan(str(tmp_path), d)
+        assert ei.value.errno == errno.EISDIR and "Fix:" in str(ei.value)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root reads files regardless of their mode")
+def test_unreadable_file(mk, tmp_path):
+    p = _write(tmp_path, "secret", b"abc")
+    os.chmod(p, 0)
+    d = build_dfa([b"abc"])
+    with GpuStream(mk, chunk_bytes=4096, depth=2) as s:
+        with pytest.raises(IoUringError) as ei:
+            s.scan(p, d)
+        assert ei.value.errno == errno.EACCES and "chmod" in ei.value.fix
+
+
+class _Meddler:
+    """Wraps a megakernel; changes a file once the first chunk is published."""
+
+    def __init__(self, mk, action):
+        self._mk, self._action, self._done = mk, action, False
+
+    def submit(self, *a, **k):
+        t = self._mk.submit(*a, **k)
+        if not self._done:
+            self._done = True
+            self._action()
+        return t
+
+    def __getattr__(self, name):
+        return getattr(self._mk, name)
+
+
+def test_file_that_shrinks_during_the_scan(mk, tmp_path):
+    data = bytes(random.Random(15).choice(b"ab") for _ in range(64 * 1024))
+    p = _write(tmp_path, "shrinks", data)
+    d = build_dfa([b"ab"])
+    m = _Meddler(mk, lambda: os.truncate(p, 10 * 1024))
+    with GpuStream(m, chunk_bytes=1024, depth=2) as s:
+        with pytest.raises(FileChangedError) as ei:
+            s.scan(p, d)
+        e = ei.value
+        assert e.path == p and e.expected == 64 * 1024 and e.actual < 64 * 1024
+        assert "shr" in str(e) or "ended early" in str(e)
+        assert ". Fix: " in str(e)
+        assert s.telemetry()["errors"] >= 1  # each short in-flight read counts
+        # nothing is left in flight; the stream keeps working
+        q = _write(tmp_path, "after", b"abab")
+        assert s.scan(q, d) == {q: 2}
+
+
+def test_file_that_grows_during_the_scan(mk, tmp_path):
+    p = _write(tmp_path, "grows", b"ab" * 4096)
+    d = build_dfa([b"ab"])
+
+    def grow():
+        with open(p, "ab") as f:
+            f.write(b"more")
+
+    with GpuStream(_Meddler(mk, grow), chunk_bytes=1024, depth=2) as s:
+        with pytest.raises(FileChangedError) as ei:
+            s.scan(p, d)
+        assert "grew" in str(ei.value) and ei.value.actual == 8196
+
+
+def test_ingest_publishes_slot_fn_slots_per_chunk(mk, tmp_path):
+    rng = np.random.default_rng(16)
+    data = rng.integers(0, 256, 10000, dtype=np.uint8).tobytes()
+    p = _write(tmp_path, "ingest.bin", data)
+    seen = []
+    with GpuStream(mk, chunk_bytes=3000, depth=2) as s:
+        def slot_fn(handle, off, n, file_off):
+            assert handle == s.handle
+            arr = s.staging.array
+            # the chunk landed whole, with its context before it
+            assert arr[off:off + n].tobytes() == data[file_off:file_off + n]
+            c = min(5, file_off)
+            assert arr[off - c:off].tobytes() == data[file_off - c:file_off]
+            seen.append((file_off, n))
+            return [(0, [file_off & 0xFFFF]), (0, [])]  # two NOP slots over the chunk
+
+        out = s.ingest(p, slot_fn, context=5)
+    assert out == {"bytes": 10000, "chunks": 4, "tickets": 8, "files": 1}
+    assert sorted(seen) == [(0, 3000), (3000, 3000), (6000, 3000), (9000, 1000)]
+
+
+def test_backpressure_and_telemetry(mk, ingest_path, tmp_path):
+    data = bytes(random.Random(17).choice(b"abc") for _ in range(32 * 1024))
+    p = _write(tmp_path, "bp", data)
+    d = build_dfa([b"abc", b"ca"])
+    with GpuStream(mk, chunk_bytes=1024, depth=1) as s:
+        assert s.scan(p, d) == {p: count_matches(d.patterns, data)}
+        t = s.telemetry()
+    for key in ("bytes", "chunks", "in_flight", "max_in_flight", "stalls", "gbps", "path",
+                "reason", "reader", "seconds", "context_bytes", "slots", "io_waits"):
+        assert key in t
+    assert t["max_in_flight"] == 1 and t["in_flight"] == 0
+    assert t["stalls"] >= 31  # depth 1: every next chunk waits for the previous scan
+    assert t["gbps"] > 0 and t["path"] in _expected_path(ingest_path)
+    if ingest_path == "fallback":
+        assert "VYRE_INGEST" in t["reason"]
+
+
+def test_configuration_errors(mk, tmp_path):
+    with pytest.raises(PipelineError) as ei:
+        GpuStream(mk, chunk_bytes=1024, depth=100)  # needs 100 observables, mk has 64
+    assert "observable" in ei.value.fix
+    with GpuStream(mk, chunk_bytes=1024, depth=2, max_context=8) as s:
+        with pytest.raises(PipelineError) as ei:
+            s.scan(_write(tmp_path, "x", b"x"), build_dfa([b"y" * 100]))
+        assert "max_context=100" in ei.value.fix
+    with pytest.raises(PipelineError):
+        GpuStream(mk).scan("x", build_dfa([b"a"]))  # not opened
+
+
+# ------------------------------------------------------------------ LOAD_MISS host service
+
+
+def _publish_io(ioq, i, rid, dst, offset, count, tag=7, op=None):
+    w = ABI["IO_SLOT_WORDS"]
+    s = ioq[i * w:(i + 1) * w]
+    s[ABI["IO_OP_TYPE"]] = ABI["IO_READ"] if op is None else op
+    s[ABI["IO_SRC_HANDLE"]] = rid
+    s[ABI["IO_DST_HANDLE"]] = dst
+    s[ABI["IO_OFFSET_LO"]] = offset & 0xFFFFFFFF
+    s[ABI["IO_OFFSET_HI"]] = offset >> 32
+    s[ABI["IO_BYTE_COUNT"]] = count
+    s[ABI["IO_TAG"]] = tag
+    s[ABI["IO_STATUS"]] = ABI["STATUS_PUBLISHED"]
+
+
+def test_io_service_claims_serves_and_completes(tmp_path):
+    """The host side of SPEC §8 on a plain IO queue: PUBLISHED → CLAIMED → OK / ERROR."""
+    from types import SimpleNamespace
+
+    data = np.random.default_rng(18).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    p = _write(tmp_path, "res", data)
+    ioq = np.zeros(64 * ABI["IO_SLOT_WORDS"], np.uint32)
+    dst = {1: np.zeros(256, np.uint8), 2: np.zeros(64, np.uint8)}
+    fake = SimpleNamespace(backend=SimpleNamespace(ioq=ioq))
+    io = IoService(fake, {10: p, 11: b"in-memory resource"}, buffers=dst)
+    st = ioq[ABI["IO_STATUS"]::ABI["IO_SLOT_WORDS"]]
+    _publish_io(ioq, 0, 10, 1, 4000, 200)
+    _publish_io(ioq, 5, 11, 2, 3, 6)
+    _publish_io(ioq, 9, 99, 1, 0, 8)          # unknown resource
+    _publish_io(ioq, 10, 10, 2, 0, 65)        # larger than the destination
+    _publish_io(ioq, 11, 10, 1, 4990, 20)     # past the end of the file
+    _publish_io(ioq, 12, 10, 1, 0, 0, op=ABI["IO_FENCE"])
+    _publish_io(ioq, 13, 10, 1, 0, 4, op=ABI["IO_WRITE"])
+    ioq[20 * 8 + ABI["IO_STATUS"]] = ABI["STATUS_CLAIMED"]  # someone else's: left alone
+    assert io.service_once() == 7
+    ok, err = ABI["IO_STATUS_OK"], ABI["IO_STATUS_ERROR"]
+    assert [int(st[i]) for i in (0, 5, 9, 10, 11, 12, 13)] == [ok, ok, err, err, err, ok, err]
+    assert int(st[20]) == ABI["STATUS_CLAIMED"]
+    assert dst[1][:200].tobytes() == data[4000:4200]
+    assert dst[2][:6].tobytes() == b"memory"
+    assert io.served == 3 and io.failed == 4 and len(io.errors) == 4
+    assert io.service_once() == 0  # nothing published
+    io.stop()
+
+
+def test_load_miss_end_to_end(ingest_path, tmp_path):
+    """LOAD_MISS on the CPU backend, served by IoService: the bytes land in the buffer."""
+    mk = _real_mk(io_slots=8)
+    try:
+        data = np.random.default_rng(19).integers(0, 256, 100000, dtype=np.uint8).tobytes()
+        p = _write(tmp_path, "lm", data)
+        handle, buf = mk.alloc_buffer(4096)
+        op = ABI["OP_LOAD_MISS"]
+        with IoService(mk, {3: p}) as io:
+            ts = [mk.submit(op, [3, 1000, handle, 50000, 0])]
+            mk.wait(ts, timeout=10)
+            assert np.asarray(buf)[:1000].tobytes() == data[50000:51000]
+            for k in range(20):  # more requests than IO slots: WAIT_IO + retry on the lane side
+                ts.append(mk.submit(op, [3, 100, handle, k * 100, 0]))
+            mk.wait(ts, timeout=20)
+            assert io.served == 21
+            bad = mk.submit(op, [77, 10, handle, 0, 0])  # unknown resource -> ERROR -> FAULT
+            with pytest.raises(SlotFaultError):
+                mk.wait(bad, timeout=10)
+            assert io.errors and "resource 77" in io.errors[-1][2]
+    finally:
+        mk.shutdown(drain=False)
