@@ -22,6 +22,15 @@ def make(backend: str, **kw) -> Megakernel:
     return Megakernel(backend=backend, **kw).start()
 
 
+def quiet_control(mk: Megakernel) -> np.ndarray:
+    """Control words minus those that move by themselves (DONE_COUNT, metrics, HEARTBEAT)."""
+    c = mk.control.copy()
+    c[1] = 0
+    c[96:128] = 0
+    c[143] = 0
+    return c
+
+
 def run(mk: Megakernel, opcode: int, args=(), tenant: int = 0) -> None:
     mk.wait(mk.submit(opcode, args, tenant=tenant), timeout=10)
 
@@ -81,26 +90,18 @@ def test_out_of_range_load_reads_zero_and_store_does_nothing(mk):
     run(mk, Opcode.STORE_U32, [7, OBS + 3])
     run(mk, Opcode.LOAD_U32, [words + 10, 3])  # past the end reads 0
     assert mk.observables[3] == 0
-    before = mk.control.copy()
+    before = quiet_control(mk)
     run(mk, Opcode.STORE_U32, [99, words])  # past the end: nothing
     run(mk, Opcode.ATOMIC_ADD, [1, words + 1000])
-    after = mk.control.copy()
-    after[1] = before[1]  # DONE_COUNT and metrics moved; nothing else may have
-    after[96:128] = before[96:128]
-    assert np.array_equal(before, after)
+    assert np.array_equal(before, quiet_control(mk))
 
 
 def test_observable_past_the_end_does_not_wrap_into_header(mk):
     """[fix] obs[i] with i >= observable_slots is out of range (LOAD_U32 writes obs[a1])."""
-    header = mk.control[:OBS].copy()
-    obs = mk.observables.copy()
+    before = quiet_control(mk)
     run(mk, Opcode.LOAD_U32, [OBS, mk.observable_slots])       # obs[256]: nothing
     run(mk, Opcode.LOAD_U32, [OBS, mk.observable_slots + 3])
-    now = mk.control[:OBS].copy()
-    now[1] = header[1]
-    now[96:128] = header[96:128]
-    assert np.array_equal(now, header)
-    assert np.array_equal(mk.observables, obs)
+    assert np.array_equal(before, quiet_control(mk))
 
 
 def test_compare_swap_success_and_failure(mk):
@@ -241,7 +242,7 @@ def test_printf_records_and_overflow(backend):
         mk.wait(tickets, timeout=10)
         log = mk.debug_log()
         assert len(log) == 3  # [fix] the cursor saturates at capacity
-        assert sorted(r.fmt_id for r in log) == [0, 1, 2] or len({r.fmt_id for r in log}) == 3
+        assert len({r.fmt_id for r in log}) == 3  # any 3 of the 5: workers race for the cursor
         for rec in log:
             assert rec.args[0] == 10 + rec.fmt_id and rec.args[1] == 20 + rec.fmt_id
             assert rec.args[2] == tickets[rec.fmt_id] % mk.slot_count

@@ -1,4 +1,9 @@
-"""vyre: a persistent GPU megakernel fed by 64-byte ring slots, driven from Python."""
+"""vyre: a persistent GPU megakernel fed by 64-byte ring slots, driven from Python.
+
+The public API: :class:`Megakernel` (the facade), the wire layer :mod:`vyre.wire`, the typed
+descriptors :mod:`vyre.descriptors`, the constants :mod:`vyre.protocol`, streaming ingest
+(:class:`GpuStream`, :mod:`vyre.dfa`) and the errors below.
+"""
 from vyre.errors import (  # noqa: F401
     BackendError,
     IoUringError,
@@ -8,5 +13,16 @@ from vyre.errors import (  # noqa: F401
     SlotFaultError,
     WaitTimeoutError,
 )
+from vyre.protocol import Opcode, Priority, SlotStatus  # noqa: F401
+from vyre.megakernel import Megakernel, Ticket  # noqa: F401
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # streaming ingest pulls in io_uring and staging code: load it on first use only
+    if name == "GpuStream":
+        from vyre.stream import GpuStream
+
+        return GpuStream
+    raise AttributeError(f"module 'vyre' has no attribute {name!r}")

@@ -20,6 +20,7 @@ from vyre.backends import make_backend
 from vyre.backends.base import Backend
 from vyre.errors import BackendError, QueueFullError, SlotFaultError, WaitTimeoutError
 from vyre.protocol import (
+    Opcode,
     CTRL_DONE_COUNT,
     CTRL_EPOCH,
     CTRL_FAULT_COUNT,
@@ -189,7 +190,7 @@ class Megakernel:
         timeout: float | None = None,
     ) -> range:
         """Publish ``items`` then a BATCH_FENCE ``[n, tag]``; returns the n+1 tickets."""
-        items = list(items) + [(int(wire.OP_BATCH_FENCE), (len(items), tag))]
+        items = list(items) + [(int(Opcode.BATCH_FENCE), (len(items), tag))]
         return self._submit_items(items, tenant, timeout)
 
     def submit_many(
@@ -203,12 +204,17 @@ class Megakernel:
         """
         opcodes = np.ascontiguousarray(opcodes, dtype=np.uint32)
         n = int(opcodes.shape[0])
-        if args is None:
-            args = np.zeros((n, 0), dtype=np.uint32)
-        args = np.ascontiguousarray(args, dtype=np.uint32)
-        wire.validate_many(opcodes, args, tenant)
+        if args is not None:
+            args = np.ascontiguousarray(args, dtype=np.uint32)
         with self._lock:
             first = self._published
+            free = self.slot_count - (first - self._retired)
+            if n > free:
+                # published in pieces: validate the whole call first (all-or-nothing)
+                if args is not None and (args.ndim != 2 or args.shape[0] != n):
+                    wire.publish_many(self._ring, 0, tenant, opcodes[:0], args)  # raises its error
+                for op in np.unique(opcodes):
+                    wire.validate_slot(tenant, int(op))
             done = 0
             while done < n:
                 free = self.slot_count - (self._published - self._retired)
@@ -217,7 +223,8 @@ class Megakernel:
                     continue
                 k = min(free, n - done)
                 wire.publish_many(self._ring, self._published % self.slot_count, tenant,
-                                  opcodes[done:done + k], args[done:done + k])
+                                  opcodes[done:done + k],
+                                  None if args is None else args[done:done + k])
                 done += k
                 self._published += k
                 self._notify(self._published)
@@ -229,18 +236,14 @@ class Megakernel:
             raise QueueFullError(
                 f"{n} slots do not fit a ring of {self.slot_count}",
                 "submit fewer items at once or create the Megakernel with a larger slot_count")
-        ops = np.array([int(op) for op, _ in items], dtype=np.uint32) if n else np.zeros(0, np.uint32)
-        width = max((len(a) for _, a in items), default=0)
-        args = np.zeros((n, width), dtype=np.uint32)
-        for i, (_, a) in enumerate(items):
-            wire.check_u32_args(a)
-            args[i, : len(a)] = a
-        wire.validate_many(ops, args, tenant)
+        entries = [(tenant, op, args, 2) for op, args in items]
+        for entry in entries:  # before waiting for room: invalid items fail at once
+            wire.validate_slot(*entry)
         with self._lock:
             if self._published + n - self._retired > self.slot_count:
                 self._make_room(n, timeout)
             first = self._published
-            wire.publish_many(self._ring, first % self.slot_count, tenant, ops, args)
+            wire.publish_sequence(self._ring, first % self.slot_count, entries)
             self._published = first + n
             self._notify(self._published)
         return range(first, first + n)
