@@ -1,0 +1,172 @@
+"""Environment metadata recorded with every run, so a number can be traced to a machine.
+
+Every probe is best effort: a missing tool (nvidia-smi, git) or package yields ``None`` for
+its fields, never an exception. Nothing here creates a CUDA context or imports CuPy/PyCUDA
+device code: probing must not change the state the benchmarks then measure.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from typing import Any
+
+#: distributions whose versions are recorded, by import name
+PACKAGES = ("vyre", "numpy", "Cython", "pycuda", "cupy", "matplotlib")
+
+_SMI_FIELDS = ("name", "driver_version", "pstate", "clocks.sm", "clocks.mem", "clocks.max.sm",
+               "clocks.max.mem", "temperature.gpu", "power.draw", "memory.total", "pci.bus_id")
+
+
+def _run(cmd: list[str], timeout: float = 10.0) -> str | None:
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions (from distribution metadata; no imports), ``None`` if absent."""
+    dists = metadata.packages_distributions()
+    out: dict[str, str | None] = {}
+    for mod in PACKAGES:
+        names = dists.get(mod, []) + [mod]  # e.g. cupy ships as cupy-cuda12x
+        version = None
+        for name in names:
+            try:
+                version = metadata.version(name)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+        if version is None and mod == "vyre":
+            try:  # an in-place build of the checkout has no distribution metadata
+                import vyre
+
+                version = getattr(vyre, "__version__", None)
+            except Exception:
+                version = None
+        out[mod] = version
+    return out
+
+
+def gpu_info() -> list[dict[str, Any]]:
+    """One dict per GPU from ``nvidia-smi --query-gpu`` (clocks in MHz, power in W)."""
+    text = _run(["nvidia-smi", f"--query-gpu={','.join(_SMI_FIELDS)}",
+                 "--format=csv,noheader,nounits"])
+    if not text:
+        return []
+    gpus = []
+    for line in text.strip().splitlines():
+        values = [v.strip() for v in line.split(",")]
+        if len(values) != len(_SMI_FIELDS):
+            continue
+        gpus.append({k.replace(".", "_"): (None if v in ("[N/A]", "N/A", "") else v)
+                     for k, v in zip(_SMI_FIELDS, values)})
+    return gpus
+
+
+def cuda_versions() -> dict[str, Any]:
+    """Driver CUDA version (from nvidia-smi's banner), and what PyCUDA / CuPy were built
+    against, read without creating a context."""
+    out: dict[str, Any] = {"driver_cuda": None, "pycuda_cuda": None, "cupy_runtime": None}
+    banner = _run(["nvidia-smi"])
+    if banner and "CUDA Version:" in banner:
+        out["driver_cuda"] = banner.split("CUDA Version:")[1].split()[0].strip("|")
+    try:
+        import pycuda.driver as drv
+
+        out["pycuda_cuda"] = ".".join(map(str, drv.get_version()))
+    except Exception:
+        pass
+    try:
+        import cupy
+
+        v = cupy.cuda.runtime.runtimeGetVersion()
+        out["cupy_runtime"] = f"{v // 1000}.{(v % 1000) // 10}"
+    except Exception:
+        pass
+    return out
+
+
+def cpu_info() -> dict[str, Any]:
+    """CPU model, logical CPU count, CPUs this process may use, and frequency governor."""
+    model = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    governor = None
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", encoding="utf-8") as f:
+            governor = f.read().strip()
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"model": model or platform.processor() or None, "count": os.cpu_count(),
+            "usable": usable, "governor": governor, "loadavg": list(load) if load else None}
+
+
+def git_info() -> dict[str, Any]:
+    """Commit of the checkout vyre was imported from, and whether it had local changes."""
+    try:
+        import vyre
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(vyre.__file__)))
+    except Exception:
+        root = os.getcwd()
+    commit = _run(["git", "-C", root, "rev-parse", "HEAD"])
+    if not commit:
+        return {"commit": None, "dirty": None}
+    status = _run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"])
+    return {"commit": commit.strip(), "dirty": bool(status and status.strip())}
+
+
+def timer_info() -> dict[str, Any]:
+    """perf_counter's resolution and the median cost of one ``perf_counter_ns()`` call."""
+    info = time.get_clock_info("perf_counter")
+    now = time.perf_counter_ns
+    deltas = []
+    for _ in range(2001):
+        a = now()
+        b = now()
+        deltas.append(b - a)
+    deltas.sort()
+    return {"clock": "perf_counter_ns", "implementation": info.implementation,
+            "resolution_ns": info.resolution * 1e9, "call_overhead_ns": deltas[len(deltas) // 2]}
+
+
+def collect(argv: list[str] | None = None) -> dict[str, Any]:
+    """Everything above, plus Python, OS, the command line and the UTC date."""
+    argv = list(sys.argv if argv is None else argv)
+    return {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(argv),
+        "python": {"version": platform.python_version(),
+                   "implementation": platform.python_implementation(),
+                   "executable": sys.executable},
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "cpu": cpu_info(),
+        "gpus": gpu_info(),
+        "cuda": cuda_versions(),
+        "packages": package_versions(),
+        "git": git_info(),
+        "timer": timer_info(),
+    }

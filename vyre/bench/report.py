@@ -1,0 +1,170 @@
+"""Outputs of a run: the result document (JSON), an aligned terminal table, markdown.
+
+The document is the source of truth; the table and markdown are rendered from it, so a JSON
+file written on the GPU machine can be re-rendered anywhere (``vyre-bench show A.json``).
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Iterable
+
+from vyre.bench.runner import RATE_UNITS
+from vyre.bench.schema import SCHEMA_VERSION, validate
+
+COLUMNS = ("median", "p10", "p90", "p99", "min", "max", "mean", "stdev")
+
+# display scales per unit: (threshold, divisor, label); the largest threshold <= |median|
+_TIME_SCALES = ((0, 1, "ns"), (1e3, 1e3, "us"), (1e6, 1e6, "ms"), (1e9, 1e9, "s"))
+_RATE_SCALES = ((0, 1, ""), (1e3, 1e3, "k"), (1e6, 1e6, "M"), (1e9, 1e9, "G"))
+
+
+def build_document(*, environment: dict, options: dict, suites: list[dict], results: list[dict],
+                   comparisons: list[dict], skipped: list[dict], errors: list[dict]) -> dict:
+    """Assemble the result document (schema in :mod:`vyre.bench.schema`)."""
+    return {"schema_version": SCHEMA_VERSION, "tool": "vyre-bench", "environment": environment,
+            "options": options, "suites": suites, "results": results,
+            "comparisons": comparisons, "skipped": skipped, "errors": errors}
+
+
+def write_json(doc: dict, path: str) -> None:
+    """Validate and write ``doc``; refuses to write a document that breaks the schema."""
+    problems = validate(doc)
+    if problems:
+        raise ValueError("result document does not match the schema: " + "; ".join(problems[:5]))
+    text = dumps(doc)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def load_json(path: str) -> dict:
+    """Read and validate a result file; raises ValueError naming the first problems."""
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    problems = validate(doc)
+    if problems:
+        raise ValueError(f"{path} is not a vyre-bench result (schema_version "
+                         f"{SCHEMA_VERSION}): " + "; ".join(problems[:5]))
+    return doc
+
+
+def display_scale(unit: str, reference: float) -> tuple[float, str]:
+    """Divisor and label that show values of ``unit`` near ``reference`` readably
+    (``us/op``, ``ms``, ``Mops/s``, ``GB/s``)."""
+    rate = unit in RATE_UNITS
+    scales = _RATE_SCALES if rate else _TIME_SCALES
+    div, label = 1.0, scales[0][2]
+    for threshold, d, lab in scales:
+        if abs(reference) >= threshold:
+            div, label = d, lab
+    if rate:
+        return div, f"{label}{unit}"
+    return div, label + ("/op" if unit == "ns/op" else "")
+
+
+def fmt_num(v: float | None) -> str:
+    """Four significant digits, no exponent for the ranges the scales produce."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if v == 0:
+        return "0"
+    digits = max(0, 3 - int(math.floor(math.log10(abs(v)))))
+    return f"{v:,.{digits}f}"
+
+
+def result_rows(results: Iterable[dict]) -> list[list[str]]:
+    """Rows of the results table: id, unit, batch, n, then COLUMNS in the display unit."""
+    rows = []
+    for r in results:
+        s = r["summary"]
+        div, label = display_scale(r["unit"], s["median"])
+        cells = [r["id"], label, str(r["batch"]), str(s["n"])]
+        cells += [fmt_num(None if s[k] is None else s[k] / div) for k in COLUMNS]
+        rows.append(cells)
+    return rows
+
+
+def align_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Lines of a plain-text table: the first two columns left-aligned, the rest right."""
+    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+    lines = []
+    for i, row in enumerate([header] + rows):
+        cells = [c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def _env_lines(env: dict) -> list[str]:
+    gpus = env.get("gpus") or []
+    gpu = ", ".join(f"{g.get('name')} (driver {g.get('driver_version')}, SM {g.get('clocks_sm')}"
+                    f"/{g.get('clocks_max_sm')} MHz)" for g in gpus) or "none"
+    cuda = env.get("cuda") or {}
+    cpu = env.get("cpu") or {}
+    py = env.get("python") or {}
+    pk = env.get("packages") or {}
+    git = env.get("git") or {}
+    commit = (git.get("commit") or "?")[:12] + (" (dirty)" if git.get("dirty") else "")
+    return [
+        f"date: {env.get('date_utc')}   commit: {commit}",
+        f"gpu: {gpu}   CUDA driver {cuda.get('driver_cuda')}",
+        f"cpu: {cpu.get('model')} x{cpu.get('count')} (usable {cpu.get('usable')})",
+        f"python {py.get('version')}; " + ", ".join(f"{k} {v}" for k, v in pk.items() if v),
+        f"command: {env.get('command')}",
+    ]
+
+
+def format_table(doc: dict) -> str:
+    """The terminal report: environment, aligned results, ratios, skips, errors."""
+    header = ["benchmark", "unit", "batch", "n", *COLUMNS]
+    out = _env_lines(doc["environment"]) + [""]
+    if doc["results"]:
+        out += align_table(header, result_rows(doc["results"]))
+    else:
+        out.append("(no results)")
+    if doc["comparisons"]:
+        out += ["", "ratios (medians, same run):"] + [f"  {c['text']}" for c in doc["comparisons"]]
+    if doc["skipped"]:
+        out += ["", "skipped:"] + [f"  {s['suite']}/{s['name']}: {s['reason']}"
+                                   for s in doc["skipped"]]
+    if doc["errors"]:
+        out += ["", "ERRORS:"] + [f"  {e['suite']}/{e['name']}: {e['error']}"
+                                  for e in doc["errors"]]
+    return "\n".join(out) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def format_markdown(doc: dict) -> str:
+    """GitHub markdown of the same report (paste into bench/RESULTS.md)."""
+    out = ["# vyre-bench results", ""]
+    out += [f"- {_md_escape(line)}" for line in _env_lines(doc["environment"])]
+    out += ["", "Medians and percentiles per op (see docs/bench.md for the method).", ""]
+    header = ["benchmark", "unit", "batch", "n", *COLUMNS]
+    out.append("| " + " | ".join(header) + " |")
+    out.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
+    for row in result_rows(doc["results"]):
+        out.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
+    notes = [r for r in doc["results"] if r["notes"]]
+    if notes:
+        out += ["", "## Notes", ""] + [f"- {r['id']}: {_md_escape(r['notes'])}" for r in notes]
+    if doc["comparisons"]:
+        out += ["", "## Ratios (same run)", ""]
+        out += [f"- {_md_escape(c['text'])}" for c in doc["comparisons"]]
+    if doc["skipped"]:
+        out += ["", "## Skipped", "", "| benchmark | reason |", "|---|---|"]
+        out += [f"| {s['suite']}/{_md_escape(s['name'])} | {_md_escape(s['reason'])} |"
+                for s in doc["skipped"]]
+    if doc["errors"]:
+        out += ["", "## Errors", ""]
+        out += [f"- {e['suite']}/{_md_escape(e['name'])}: {_md_escape(e['error'])}"
+                for e in doc["errors"]]
+    return "\n".join(out) + "\n"
+
+
+def dumps(doc: dict) -> str:
+    """The document as JSON text (as :func:`write_json` writes it)."""
+    return json.dumps(doc, indent=1, allow_nan=False) + "\n"

@@ -1,0 +1,91 @@
+"""Helpers shared by the suites: imports that may be missing, backend choice, op arrays."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+
+class Unavailable(Exception):
+    """The whole suite cannot run here; ``str(exc)`` is the reason recorded in the report."""
+
+
+def need(module: str) -> Any:
+    """Import ``module`` or raise :class:`Unavailable` naming it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:  # ImportError, or a compiled extension failing to load
+        raise Unavailable(f"{module} not importable ({type(exc).__name__}: {exc})") from exc
+
+
+def facade() -> SimpleNamespace:
+    """``Megakernel``, ``Opcode`` and ``OBSERVABLE_BASE``, or :class:`Unavailable`."""
+    vyre = need("vyre")
+    protocol = need("vyre.protocol")
+    mk_mod = need("vyre.megakernel")
+    return SimpleNamespace(Megakernel=getattr(vyre, "Megakernel", mk_mod.Megakernel),
+                           Opcode=protocol.Opcode, OBSERVABLE_BASE=protocol.OBSERVABLE_BASE)
+
+
+def resolve_backend(ctx, *, allowed: tuple[str, ...] = ("cpu", "cuda")) -> str:
+    """The backend this run measures (``--backend``, ``auto`` resolved the way the facade
+    resolves it), or :class:`Unavailable` when it cannot run here or the suite does not
+    apply to it."""
+    cache = ctx.__dict__.setdefault("_backend_cache", {})
+    if "name" not in cache:
+        backends = need("vyre.backends")
+        ok, why = backends.cuda_available()
+        wanted = ctx.options.backend
+        if wanted == "auto":
+            cache["name"], cache["why"] = ("cuda" if ok else "cpu"), None
+        elif wanted == "cuda" and not ok:
+            cache["name"], cache["why"] = None, f"the CUDA backend is unavailable: {why}"
+        else:
+            cache["name"], cache["why"] = wanted, None
+    if cache["name"] is None:
+        raise Unavailable(cache["why"])
+    if cache["name"] not in allowed:
+        raise Unavailable(f"this suite does not apply to the {cache['name']} backend "
+                          f"(it measures {' or '.join(allowed)})")
+    return cache["name"]
+
+
+def atomic_add_ops(n: int, opcode: int, obs_word: int,
+                   add: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` ATOMIC_ADD ops ``control[obs_word] += add`` as (opcodes u32 (n,), args u32 (n, 2))."""
+    opcodes = np.full(n, opcode, dtype=np.uint32)
+    args = np.empty((n, 2), dtype=np.uint32)
+    args[:, 0] = add
+    args[:, 1] = obs_word
+    return opcodes, args
+
+
+def expect_u32(actual: int, expected: int) -> tuple[bool, str]:
+    """Verification of a u32 counter that wraps modulo 2**32."""
+    want = expected % (1 << 32)
+    return int(actual) == want, f"observable is {int(actual)}, expected {want}"
+
+
+def megakernel(fx: SimpleNamespace, backend: str, **kwargs: Any):
+    """A started ``Megakernel`` (use it in a ``with`` block), or :class:`Unavailable` when the
+    backend cannot be built or started here (missing extension, no device, bad option)."""
+    from vyre.errors import BackendError
+
+    try:
+        mk = fx.Megakernel(backend=backend, **kwargs)
+    except (ImportError, BackendError) as exc:
+        raise Unavailable(f"cannot create the {backend} megakernel: {exc}") from exc
+    try:
+        mk.start()
+    except BackendError as exc:
+        mk.shutdown(drain=False)
+        raise Unavailable(f"cannot start the {backend} megakernel: {exc}") from exc
+    return mk
+
+
+def next_pow2(n: int) -> int:
+    """Smallest power of two >= n."""
+    return 1 << max(0, (int(n) - 1).bit_length())

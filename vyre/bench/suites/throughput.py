@@ -1,0 +1,97 @@
+"""Sustained streaming throughput (ops/s) and how it scales.
+
+A sample streams ``ops_per_sample`` ATOMIC_ADD ops as back-to-back ``submit_many`` calls of
+``batch`` ops each (the facade waits for free slots when the ring is full, so the ring
+recycles many times within a sample), then ``drain``s; the rate is ops / host time of the
+whole sample. ``ops_per_sample`` is much larger than the ring, so the final drain is a small
+part of the sample.
+
+Three sweeps, each varying one knob around a default (ring 4096 slots, batch 256, the
+backend's default workers):
+* ``ring_size``: 256 .. 65536 slots (batch 256);
+* ``workers``: CPU worker threads (1, 2, 4, .. up to the core count), or on CUDA blocks per SM
+  (1, 2, 4, 8) with 128 threads each;
+* ``batch``: 1 .. 4096 ops per ``submit_many`` call (ring 16384), i.e. how much of the cost
+  is per call and how much per op.
+Each configuration runs on a freshly started megakernel; start-up is not timed.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from vyre.bench.suites._common import (Unavailable, atomic_add_ops, expect_u32, facade,
+                                       megakernel, resolve_backend)
+
+NAME = "throughput"
+DESCRIPTION = "sustained streaming ops/s vs ring size, workers (blocks per SM) and batch size"
+
+DEFAULT_RING = 4096
+DEFAULT_BATCH = 256
+BATCH_SWEEP_RING = 16384
+
+
+def sweeps(backend: str, quick: bool, cores: int) -> list[tuple[str, int, int | None, int]]:
+    """The configurations to run: ``(sweep, ring, workers, batch)``; workers ``None`` means
+    the backend's default."""
+    if quick:
+        rings, batches = [256, 4096], [16, 256]
+        workers = [1, 4] if backend == "cuda" else sorted({1, cores})
+    else:
+        rings, batches = [256, 1024, 4096, 16384, 65536], [1, 16, 256, 4096]
+        if backend == "cuda":
+            workers = [1, 2, 4, 8]
+        else:
+            workers = sorted({1 << i for i in range(cores.bit_length())} | {cores})
+    out = [("ring_size", r, None, DEFAULT_BATCH) for r in rings]
+    out += [("workers", DEFAULT_RING, w, DEFAULT_BATCH) for w in workers]
+    out += [("batch", BATCH_SWEEP_RING, None, b) for b in batches]
+    return out
+
+
+def run(ctx) -> None:
+    """Run every configuration of :func:`sweeps` on the selected backend."""
+    fx = facade()
+    backend = resolve_backend(ctx)
+    quick = ctx.options.quick
+    cores = os.cpu_count() or 1
+    ctx.note("workers_meaning", "blocks per SM (128 threads each)" if backend == "cuda"
+             else "CPU worker threads")
+    for sweep, ring, workers, batch in sweeps(backend, quick, cores):
+        value = {"ring_size": ring, "workers": workers, "batch": batch}[sweep]
+        name = f"{sweep}={value}"
+        # enough ops that each sample spans many ring cycles, but batch=1 (one call per op)
+        # must not make a sample last seconds
+        per_sample = min(8192 if quick else 65536, batch * (512 if quick else 2048))
+        calls = max(1, per_sample // batch)
+        try:
+            mk = megakernel(fx, backend, slot_count=ring, observable_slots=64, workers=workers)
+        except Unavailable as why:
+            ctx.skip(name, str(why))
+            continue
+        try:
+            _measure(ctx, fx, mk, name, calls, batch,
+                     {"sweep": sweep, "ring_size": ring, "workers": workers, "batch": batch,
+                      "backend": backend})
+        except Exception as exc:  # e.g. a geometry the device refuses: the other configs run
+            ctx.error(name, exc)
+
+
+def _measure(ctx, fx, mk, name: str, calls: int, batch: int, params: dict) -> None:
+    with mk:
+        params["device"] = mk.backend.describe()
+        opcodes, args = atomic_add_ops(batch, int(fx.Opcode.ATOMIC_ADD), fx.OBSERVABLE_BASE)
+        obs, done = mk.observables, [0]
+        submit_many = mk.submit_many
+
+        def sample() -> float:
+            t0 = time.perf_counter_ns()
+            for _ in range(calls):
+                submit_many(opcodes, args)
+            mk.drain()
+            t1 = time.perf_counter_ns()
+            done[0] += calls * batch
+            return t1 - t0
+
+        ctx.bench(name, sample, unit="ops/s", batch=calls * batch, params=params,
+                  verify=lambda: expect_u32(obs[0], done[0]))
