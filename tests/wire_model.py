@@ -185,12 +185,15 @@ def window_items(opcode: int, ticket: int, required, lookahead) -> list[tuple[in
 
 def publish_window(ring: bytearray, start: int, tenant: int, opcode: int, ticket: int,
                    required, lookahead) -> int:
+    u32(tenant)
     items = window_items(opcode, ticket, required, lookahead)
     return publish_sequence(ring, start, [(tenant, op, a, 2) for op, a in items])
 
 
 def publish_many(ring: bytearray, start: int, tenant: int, opcodes: Sequence[int],
                  args: Sequence[Sequence[int]] | None, prio: int = 2) -> int:
+    u32(tenant)
+    priority(prio)
     rows = args if args is not None else [()] * len(opcodes)
     return publish_sequence(ring, start, [(tenant, op, a, prio) for op, a in zip(opcodes, rows)])
 
