@@ -420,15 +420,22 @@ int vyre_uring_overflowed(const vyre_uring_t *r)
 int vyre_uring_wait(vyre_uring_t *r, unsigned wait_nr, int64_t timeout_ns)
 {
     int rc;
+    unsigned to_submit = 0;
     if (r->fd < 0)
         return -EBADF;
     if (wait_nr == 0 || vyre_uring_cq_ready(r) >= wait_nr)
         return 0;
     if (vyre_uring_overflowed(r))
         return -EOVERFLOW;
+    /* SQEs published but not yet taken (an earlier enter returned EAGAIN/EBUSY/EINTR) are
+     * handed over by this same call, or we could wait for completions of reads the kernel
+     * has never seen. Under SQPOLL the poller takes them. */
+    if (!(r->setup_flags & IORING_SETUP_SQPOLL))
+        to_submit = LOAD_RLX(r->ksq_tail) - LOAD_ACQ(r->ksq_head);
     r->enters++;
     if (timeout_ns < 0)
-        return (rc = sys_enter(r->fd, 0, wait_nr, IORING_ENTER_GETEVENTS, NULL, 0)) < 0 ? rc : 0;
+        return (rc = sys_enter(r->fd, to_submit, wait_nr, IORING_ENTER_GETEVENTS, NULL, 0)) < 0
+                   ? rc : 0;
 #ifdef IORING_ENTER_EXT_ARG
     if (r->features & IORING_FEAT_EXT_ARG) {
         struct __kernel_timespec ts;
@@ -439,14 +446,16 @@ int vyre_uring_wait(vyre_uring_t *r, unsigned wait_nr, int64_t timeout_ns)
         arg.sigmask = 0;
         arg.sigmask_sz = _NSIG / 8;
         arg.ts = (uint64_t)(uintptr_t)&ts;
-        rc = sys_enter(r->fd, 0, wait_nr, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg,
-                       sizeof arg);
+        rc = sys_enter(r->fd, to_submit, wait_nr, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                       &arg, sizeof arg);
         return rc < 0 ? rc : 0;
     }
 #endif
     {
         /* old kernels: the ring fd is pollable (POLLIN while CQEs are ready) */
         struct pollfd pfd;
+        if (to_submit && (rc = sys_enter(r->fd, to_submit, 0, 0, NULL, 0)) < 0)
+            return rc;
         pfd.fd = r->fd;
         pfd.events = POLLIN;
         pfd.revents = 0;

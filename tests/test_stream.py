@@ -1,8 +1,9 @@
 """GpuStream (io_uring / fallback → staging → DFA_SCAN slots) and the LOAD_MISS IoService.
 
-Every stream test runs on two megakernels -- a Python double of the facade that executes
-DFA_SCAN lazily (tests/_fake_mk.py; it also checks that no chunk is overwritten while its
-slot is in flight) and the real CPU backend -- and on both read paths (``VYRE_INGEST=uring``
+Every stream test runs on a Python double of the facade that executes DFA_SCAN lazily
+(tests/_fake_mk.py; it also checks that no chunk is overwritten while its slot is in flight),
+on the real CPU backend and, where a GPU is present (marker ``gpu``), on the CUDA backend --
+and on both read paths (``VYRE_INGEST=uring``
 and ``VYRE_INGEST=fallback``).
 """
 from __future__ import annotations
@@ -27,20 +28,25 @@ from _fake_mk import FakeMegakernel  # noqa: E402
 URING_OK = __import__("vyre._uring", fromlist=["available"]).available()[0]
 
 
-def _real_mk(**kw):
-    pytest.importorskip("vyre.backends.cpu")
+def _real_mk(backend="cpu", **kw):
+    if backend == "cpu":
+        pytest.importorskip("vyre.backends.cpu")
+        kw.setdefault("workers", 2)
     megakernel = pytest.importorskip("vyre.megakernel")
-    return megakernel.Megakernel(backend="cpu", observable_slots=64, workers=2, **kw).start()
+    return megakernel.Megakernel(backend=backend, observable_slots=64, **kw).start()
 
 
-@pytest.fixture(params=["fake", "cpu"])
+REAL_BACKENDS = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.fixture(params=["fake"] + REAL_BACKENDS)
 def mk(request):
     if request.param == "fake":
         m = FakeMegakernel(seed=request.node.name.__hash__() & 0xFFFF)
         yield m
         assert m.violations == [], "a chunk was overwritten while its DFA_SCAN was in flight"
     else:
-        m = _real_mk()
+        m = _real_mk(request.param)
         yield m
         m.shutdown(drain=False)
 
@@ -325,9 +331,10 @@ def test_io_service_claims_serves_and_completes(tmp_path):
     io.stop()
 
 
-def test_load_miss_end_to_end(ingest_path, tmp_path):
-    """LOAD_MISS on the CPU backend, served by IoService: the bytes land in the buffer."""
-    mk = _real_mk(io_slots=8)
+@pytest.mark.parametrize("backend", REAL_BACKENDS)
+def test_load_miss_end_to_end(backend, ingest_path, tmp_path):
+    """LOAD_MISS executed by the backend, served by IoService: the bytes land in the buffer."""
+    mk = _real_mk(backend, io_slots=8)
     try:
         data = np.random.default_rng(19).integers(0, 256, 100000, dtype=np.uint8).tobytes()
         p = _write(tmp_path, "lm", data)

@@ -448,3 +448,30 @@ def test_fallback_reads_in_parallel_threads(tmp_path):
         for r, w in pipes:
             os.close(r)
             os.close(w)
+
+
+@needs_uring
+def test_dropping_ring_and_queue_with_a_read_in_flight_is_safe():
+    """No reference cycle between Ring and ReadQueue: the queue (which cancels and waits for
+    its reads) is always freed before the ring it points into."""
+    import gc
+
+    rfd, wfd = os.pipe()
+    try:
+        for _ in range(20):
+            r = _uring.Ring(4)
+            q = _uring.ReadQueue(r, 3)
+            q.read(rfd, bytearray(8), 0, 1)
+            q.submit()
+            del r, q
+            gc.collect()
+        r = _uring.Ring(4)
+        q = _uring.ReadQueue(r, 3)
+        q.read(rfd, bytearray(8), 0, 1)
+        q.submit()
+        r.close()  # closes (cancels) its queue first
+        with pytest.raises(IoUringError):
+            q.poll(0)
+    finally:
+        os.close(rfd)
+        os.close(wfd)

@@ -22,6 +22,7 @@ from libc.string cimport memset
 
 import errno as _errno
 import os as _os
+import weakref as _weakref
 
 from vyre.errors import IoUringError
 
@@ -316,8 +317,9 @@ cdef class Ring:
     cdef vyre_uring_t r
     cdef list _bufs          # _Pin of each registered buffer
     cdef dict _raw_pins      # user_data -> _Pin of raw queue_read destinations
-    cdef public object _readers  # ReadQueue using this ring (one)
-    cdef bint _busy
+    cdef object _reader_ref  # weakref to the ReadQueue using this ring (no cycle: the
+                             # queue holds the ring, so it is always freed first)
+    cdef object __weakref__
 
     def __cinit__(self, unsigned entries=64, unsigned cq_entries=0, bint sqpoll=False,
                   unsigned sq_thread_idle_ms=100):
@@ -325,7 +327,7 @@ cdef class Ring:
         self.r.fd = -1
         self._bufs = []
         self._raw_pins = {}
-        self._readers = None
+        self._reader_ref = None
         cdef unsigned flags = VYRE_URING_SQPOLL if sqpoll else 0
         cdef int rc = vyre_uring_setup(&self.r, entries, cq_entries, flags, sq_thread_idle_ms)
         if rc < 0:
@@ -337,8 +339,9 @@ cdef class Ring:
 
     def close(self):
         """Unregister, unmap and close the ring. Safe to call twice. Close its ReadQueue first."""
-        if self._readers is not None:
-            self._readers.close()
+        reader = self._reader_ref() if self._reader_ref is not None else None
+        if reader is not None:
+            reader.close()
         vyre_uring_close(&self.r)
         self._bufs = []
         self._raw_pins = {}
@@ -598,12 +601,13 @@ cdef class ReadQueue:
     cdef vyre_rq_done_t *_out
     cdef bint _busy
     cdef bint _closed
+    cdef object __weakref__
 
     def __cinit__(self, Ring ring not None, unsigned capacity):
         memset(&self.q, 0, sizeof(self.q))
         self._closed = True
         ring._check()
-        if ring._readers is not None:
+        if ring._reader_ref is not None and ring._reader_ref() is not None:
             raise IoUringError("this ring already has a ReadQueue",
                                "create one Ring per ReadQueue", syscall="io_uring_enter",
                                errno=_errno.EBUSY)
@@ -619,7 +623,7 @@ cdef class ReadQueue:
         self.ring = ring
         self._pins = [None] * capacity
         self._closed = False
-        ring._readers = self
+        ring._reader_ref = _weakref.ref(self)
 
     def __dealloc__(self):
         if not self._closed:
@@ -759,7 +763,7 @@ cdef class ReadQueue:
                 _raise("io_uring_enter", rc, "(cancel in-flight reads on close)")
             self._closed = True
             self._pins = [None] * self.q.cap
-            self.ring._readers = None
+            self.ring._reader_ref = None
         finally:
             self._busy = False
 
