@@ -14,6 +14,14 @@ from vyre.errors import (  # noqa: F401
     WaitTimeoutError,
 )
 from vyre.protocol import Opcode, Priority, SlotStatus  # noqa: F401
+from vyre.descriptors import (  # noqa: F401
+    BatchDescriptor,
+    PackedOpDescriptor,
+    SlotDescriptor,
+    SlotOpcode,
+    WindowDescriptor,
+)
+from vyre.wire import DebugRecord  # noqa: F401
 from vyre.megakernel import Megakernel, Ticket  # noqa: F401
 
 __version__ = "0.1.0"
