@@ -102,7 +102,8 @@ def _run_parser() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true",
                     help="small sizes and short sampling (smoke test, not for quoting)")
     ap.add_argument("--min-time", type=float, metavar="S",
-                    help="minimum measured seconds per benchmark (default 1.0; quick 0.1)")
+                    help="minimum seconds of sampling per benchmark, warm-up excluded "
+                         "(default 1.0; quick 0.1)")
     ap.add_argument("--repeat", type=int, metavar="N",
                     help="minimum samples per benchmark (default 20; quick 5); suites may "
                          "ask for more (latency)")

@@ -59,24 +59,33 @@ def package_versions() -> dict[str, str | None]:
 
 
 def gpu_info() -> list[dict[str, Any]]:
-    """One dict per GPU from ``nvidia-smi --query-gpu`` (clocks in MHz, power in W)."""
-    text = _run(["nvidia-smi", f"--query-gpu={','.join(_SMI_FIELDS)}",
-                 "--format=csv,noheader,nounits"])
-    if not text:
+    """One dict per GPU from ``nvidia-smi --query-gpu`` (clocks in MHz, power in W); with a
+    reduced field set if this nvidia-smi rejects a field, and names from PyCUDA (``cuInit``
+    only, no context) when there is no nvidia-smi at all."""
+    for fields in (_SMI_FIELDS, ("name", "driver_version")):
+        text = _run(["nvidia-smi", f"--query-gpu={','.join(fields)}",
+                     "--format=csv,noheader,nounits"])
+        if text:
+            gpus = []
+            for line in text.strip().splitlines():
+                values = [v.strip() for v in line.split(",")]
+                if len(values) == len(fields):
+                    gpus.append({k.replace(".", "_"): (None if v in ("[N/A]", "N/A", "") else v)
+                                 for k, v in zip(fields, values)})
+            return gpus
+    try:
+        import pycuda.driver as drv
+
+        drv.init()
+        return [{"name": drv.Device(i).name(), "source": "pycuda"}
+                for i in range(drv.Device.count())]
+    except Exception:
         return []
-    gpus = []
-    for line in text.strip().splitlines():
-        values = [v.strip() for v in line.split(",")]
-        if len(values) != len(_SMI_FIELDS):
-            continue
-        gpus.append({k.replace(".", "_"): (None if v in ("[N/A]", "N/A", "") else v)
-                     for k, v in zip(_SMI_FIELDS, values)})
-    return gpus
 
 
 def cuda_versions() -> dict[str, Any]:
-    """Driver CUDA version (from nvidia-smi's banner), and what PyCUDA / CuPy were built
-    against, read without creating a context."""
+    """Driver CUDA version (nvidia-smi's banner, else the driver API), and what PyCUDA /
+    CuPy were built against, read without creating a context."""
     out: dict[str, Any] = {"driver_cuda": None, "pycuda_cuda": None, "cupy_runtime": None}
     banner = _run(["nvidia-smi"])
     if banner and "CUDA Version:" in banner:
@@ -85,6 +94,9 @@ def cuda_versions() -> dict[str, Any]:
         import pycuda.driver as drv
 
         out["pycuda_cuda"] = ".".join(map(str, drv.get_version()))
+        if out["driver_cuda"] is None:
+            v = drv.get_driver_version()
+            out["driver_cuda"] = f"{v // 1000}.{(v % 1000) // 10}"
     except Exception:
         pass
     try:

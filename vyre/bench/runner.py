@@ -9,8 +9,8 @@ device time) and keep setup, such as resetting a ring, outside it.
 The runner (see docs/bench.md, "Method"):
 
 1. runs warm-up samples (discarded) for at least ``warmup_s`` and ``warmup_samples``;
-2. collects samples until *both* ``min_time_s`` of measured time and ``min_samples`` samples
-   are reached; ``max_samples`` / ``max_time_s`` stop a runaway and are recorded as the stop
+2. collects samples until *both* ``min_time_s`` seconds of sampling (wall clock, untimed
+   per-sample setup included) and ``min_samples`` samples are reached; ``max_samples`` / ``max_time_s`` stop a runaway and are recorded as the stop
    reason;
 3. divides each sample by ``batch`` (``unit`` ``ns/op``) or turns it into a rate
    (``ops/s``), and summarises with :func:`vyre.bench.stats.summarize`.
@@ -227,6 +227,8 @@ class Context:
         self.skipped: list[dict[str, str]] = []
         self.errors: list[dict[str, str]] = []
         self.info: dict[str, dict[str, Any]] = {}
+        #: facts suites compute once per run and share (e.g. the resolved backend)
+        self.cache: dict[str, Any] = {}
 
     # -- recording ---------------------------------------------------------------------
     def bench(self, name: str, sample: SampleFn, *, method: str | None = None,

@@ -23,18 +23,17 @@ def need(module: str) -> Any:
 
 def facade() -> SimpleNamespace:
     """``Megakernel``, ``Opcode`` and ``OBSERVABLE_BASE``, or :class:`Unavailable`."""
-    vyre = need("vyre")
     protocol = need("vyre.protocol")
     mk_mod = need("vyre.megakernel")
-    return SimpleNamespace(Megakernel=getattr(vyre, "Megakernel", mk_mod.Megakernel),
-                           Opcode=protocol.Opcode, OBSERVABLE_BASE=protocol.OBSERVABLE_BASE)
+    return SimpleNamespace(Megakernel=mk_mod.Megakernel, Opcode=protocol.Opcode,
+                           OBSERVABLE_BASE=protocol.OBSERVABLE_BASE)
 
 
 def resolve_backend(ctx, *, allowed: tuple[str, ...] = ("cpu", "cuda")) -> str:
     """The backend this run measures (``--backend``, ``auto`` resolved the way the facade
     resolves it), or :class:`Unavailable` when it cannot run here or the suite does not
     apply to it."""
-    cache = ctx.__dict__.setdefault("_backend_cache", {})
+    cache = ctx.cache.setdefault("backend", {})
     if "name" not in cache:
         backends = need("vyre.backends")
         ok, why = backends.cuda_available()
