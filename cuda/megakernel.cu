@@ -113,7 +113,7 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
     const unsigned long long n = c->slot_count;
 
     for (;;) {
-        if (shutdown.load(cuda::std::memory_order_relaxed) != 0u) return;
+        if (__shfl_sync(FULL_MASK, shutdown.load(cuda::std::memory_order_relaxed), 0) != 0u) return;
         unsigned long long base = 0;
         if (lane == 0) base = atomicAdd(L.tickets, 32ull);
         base = __shfl_sync(FULL_MASK, base, 0);
@@ -123,10 +123,20 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
         bool parked = false;  // our slot waits in WAIT_IO (LOAD_MISS found no free io slot)
         unsigned sleep_ns = 32;
         for (;;) {
-            if (shutdown.load(cuda::std::memory_order_relaxed) != 0u) return;
-            const unsigned long long pub = published.load(cuda::std::memory_order_acquire);
+            if (__shfl_sync(FULL_MASK, shutdown.load(cuda::std::memory_order_relaxed), 0) != 0u) return;
+            const unsigned long long pub =
+                __shfl_sync(FULL_MASK, published.load(cuda::std::memory_order_acquire), 0);
             const bool frontier = pub >= base && pub < base + 32;
-            const bool try_claim = !done && !parked && (ticket < pub || (frontier && ticket < pub + 2));
+            // A GPU atomic on mapped host memory is not atomic against host stores (no host-
+            // native atomics over PCIe): a CAS that polls a slot while the host publishes it can
+            // write the old status back over PUBLISHED. So a lane CASes only a slot it has seen
+            // PUBLISHED (doorbell or a plain load); the host never writes a published slot again
+            // before it is retired.
+            bool try_claim = !done && !parked && ticket < pub;
+            if (!done && !parked && !try_claim && frontier && ticket < pub + 2)
+                try_claim = cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(
+                                c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS])
+                                .load(cuda::std::memory_order_relaxed) == VYRE_STATUS_PUBLISHED;
             bool claimed = try_claim && vyre_claim(c, slot);
             if (parked) claimed = vyre_claim_from(c, slot, VYRE_STATUS_WAIT_IO) != 0;
             vyre_result_t r;
