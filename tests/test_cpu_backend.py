@@ -305,7 +305,7 @@ def test_stop_timeout_when_a_worker_ignores_shutdown():
         t0 = time.monotonic()
         with pytest.raises(BackendError) as info:
             r.be.stop(0.1)
-        assert 0.09 < time.monotonic() - t0 < 0.5
+        assert 0.09 < time.monotonic() - t0 < 1.5
         assert "Fix:" in str(info.value) and "did not exit" in str(info.value)
         assert r.be.running and r.be.pool.alive == 1
         r.be.stop(5.0)  # keeps waiting; the stall ends and the worker exits

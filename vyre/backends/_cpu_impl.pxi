@@ -175,9 +175,9 @@ cdef class CpuWorkers:
         return rc == VYRE_CPU_OK
 
     def kick(self):
-        """Wake sleeping workers after a publication (nearly free when nobody sleeps)."""
-        with nogil:
-            vyre_cpu_kick(self._pool)
+        """Wake sleeping workers after a publication (nearly free when nobody sleeps; never
+        blocks, so the GIL is kept)."""
+        vyre_cpu_kick(self._pool)
 
     @property
     def running(self):
