@@ -122,8 +122,9 @@ def bench_publish_many(slots: int, samples: int, ref_samples: int) -> dict[str, 
 def machine() -> str:
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model_name = re.search(r"Model name:\s*(.+)", lscpu).group(1).strip()  # type: ignore[union-attr]
-    except (OSError, AttributeError):
+        found = re.search(r"Model name:\s*(.+)", lscpu)
+        model_name = found.group(1).strip() if found else platform.processor() or "unknown CPU"
+    except OSError:
         model_name = platform.processor() or "unknown CPU"
     return f"{os.cpu_count()}-core dev box, {model_name}, Python {platform.python_version()}"
 
@@ -140,7 +141,10 @@ def write_section(path: str, text: str) -> None:
     """Replace (or append) the '## Wire layer' section, leaving other sections alone."""
     old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
     pattern = re.compile(r"^## Wire layer\n.*?(?=^## |\Z)", re.M | re.S)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
+    if pattern.search(old):
+        new = pattern.sub(lambda _: text, old)
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
     with open(path, "w") as f:
         f.write(new)
 
@@ -173,7 +177,9 @@ def main() -> None:
         f"Measured {datetime.date.today().isoformat()} on a {machine()}; command "
         f"`{command}` (bench/bench_wire.py). All figures are **ns per slot** (per call for "
         "publish_slot), per-sample means over a batch; n = samples. publish_slot figures include "
-        "the Python `for` loop (`empty_loop`).\n\n"
+        "the Python `for` loop (`empty_loop`). The box is shared with other jobs while it "
+        "runs, so the p90/p99 tails (and the noisy pure-Python references) most likely show "
+        "samples that lost the CPU, not the code under test; compare medians.\n\n"
         + summary + "\n" + table(single) + "\n" + table(bulk) + "\n")
     print(text)
     if opts.write:

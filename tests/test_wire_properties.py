@@ -88,7 +88,8 @@ def outcome(lib, ring, action):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(1, 6).flatmap(lambda n: st.tuples(st.just(n), st.lists(actions(n), max_size=25))),
+@given(st.integers(1, 6).flatmap(
+    lambda n: st.tuples(st.just(n), st.lists(actions(n), max_size=25))),
        st.booleans())
 def test_random_sequences_match_the_model(case, as_numpy):
     slots, steps = case

@@ -35,7 +35,8 @@ def test_control_word_readers():
     assert wire.read_heartbeat(c) == 0xFFFFFFFF
 
 
-@pytest.mark.parametrize("make", [bytes, bytearray, memoryview, lambda b: np.frombuffer(b, np.uint8)])
+@pytest.mark.parametrize("make", [bytes, bytearray, memoryview,
+                                  lambda b: np.frombuffer(b, np.uint8)])
 def test_readers_accept_read_only_and_any_kind(make):
     raw = bytearray(wire.encode_control(False, 1, 2))
     struct.pack_into("<I", raw, 4 * 161, 99)

@@ -186,7 +186,7 @@ class SlotDescriptor:
         return bool(self.ops)
 
     def as_entry(self) -> tuple[int, int, Words, int]:
-        """``(tenant, opcode, args, priority)``, the entry form of :func:`vyre.wire.publish_sequence`."""
+        """``(tenant, opcode, args, priority)``: an entry of :func:`vyre.wire.publish_sequence`."""
         return (self.tenant, self.opcode, self.args, self.priority)
 
     def publish_into(self, ring: Any, slot_idx: SupportsIndex) -> None:
