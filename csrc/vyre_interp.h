@@ -142,14 +142,27 @@ typedef struct {
 #endif
 
 /* LOAD_MISS: how many VYRE_BACKOFF steps a request may sit in the io queue without the host
- * picking it up (PUBLISHED) before the lane withdraws it and the slot ends in FAULT. With the
- * backoffs above (growing to ~1 ms) the default is about two seconds. Once the host has
- * claimed the request the lane waits for OK/ERROR (or SHUTDOWN) without a bound. */
+ * picking it up (PUBLISHED) before the lane withdraws it (CAS PUBLISHED -> EMPTY) and the slot
+ * ends in FAULT. With the backoffs above (growing to ~1 ms) the default is about two seconds.
+ * Once the host has claimed the request the lane waits for OK/ERROR (or SHUTDOWN) without a
+ * bound.
+ * VYRE_IO_WITHDRAW: withdrawal needs a CAS that is atomic against the host's claiming CAS.
+ * A GPU's system-scope RMW on mapped host memory is not (no host-native atomics over PCIe,
+ * see docs/decisions.md), so on the device the lane never withdraws: it waits for OK/ERROR
+ * until SHUTDOWN (a request nobody serves shows up as a stalled CLAIMED slot). */
 #ifndef VYRE_IO_WAIT_ROUNDS
 #ifdef VYRE_TEST_HOOKS
 #define VYRE_IO_WAIT_ROUNDS 128u
 #else
 #define VYRE_IO_WAIT_ROUNDS 2048u
+#endif
+#endif
+
+#ifndef VYRE_IO_WITHDRAW
+#ifdef __CUDA_ARCH__
+#define VYRE_IO_WITHDRAW 0
+#else
+#define VYRE_IO_WITHDRAW 1
 #endif
 #endif
 
@@ -491,13 +504,13 @@ VYRE_FN uint32_t vyre_load_miss_(const vyre_ctx_t *c, uint32_t slot, const uint3
         s = VYRE_LD_ACQ(io + VYRE_IO_STATUS);
         if (s == VYRE_IO_STATUS_OK || s == VYRE_IO_STATUS_ERROR) break;
         int stop = VYRE_LD_RLX(c->control + VYRE_CTRL_SHUTDOWN) != 0u;
-        if (stop || round >= VYRE_IO_WAIT_ROUNDS) {
+        if (VYRE_IO_WITHDRAW && (stop || round >= VYRE_IO_WAIT_ROUNDS)) {
             /* withdraw the request if the host has not picked it up yet */
             uint32_t expected = VYRE_STATUS_PUBLISHED;
             if (VYRE_CAS_RLX(io + VYRE_IO_STATUS, &expected, VYRE_STATUS_EMPTY))
                 return VYRE_STATUS_FAULT;
-            if (stop) return VYRE_STATUS_FAULT; /* hard stop: the host's request is abandoned */
         }
+        if (stop) return VYRE_STATUS_FAULT; /* hard stop: the request is abandoned */
         VYRE_BACKOFF(round < 64u ? round : 64u);
     }
     VYRE_ST_REL(io + VYRE_IO_STATUS, VYRE_STATUS_EMPTY); /* recycle */

@@ -326,8 +326,9 @@ def test_printf_records_and_capacity(rig):
         assert rig.wait(t) == DONE
     assert dbg[0] == 8  # the cursor saturates at capacity
     assert dbg[9] == 3  # three records did not fit
-    recs = sorted(tuple(int(x) for x in dbg[1 + 4 * i:5 + 4 * i]) for i in range(2))
-    assert recs == [(100, 200, 300, tickets[0] % rig.n), (101, 201, 301, tickets[1] % rig.n)]
+    recs = [tuple(int(x) for x in dbg[1 + 4 * i:5 + 4 * i]) for i in range(2)]
+    printed = {(100 + i, 200 + i, 300 + i, t % rig.n) for i, t in enumerate(tickets)}
+    assert len(set(recs)) == 2 and set(recs) <= printed  # two workers: any two may win
     assert counts(rig) == (5, 0)
 
 
