@@ -47,6 +47,7 @@ struct vyre_cpu_pool {
     uint32_t alive;                  /* guarded by mu */
     uint32_t n_workers;
     int state;                       /* guarded by mu */
+    int reaping;                     /* guarded by mu: a stop() is joining the workers */
     vyre_cpu_worker *workers;
 };
 
@@ -310,21 +311,29 @@ int vyre_cpu_stop(vyre_cpu_pool *p, double timeout_s) {
     p->state = POOL_STOPPING;
     __atomic_store_n(p->ctx.control + VYRE_CTRL_SHUTDOWN, 1u, __ATOMIC_SEQ_CST);
     wake_everyone(p);
-    if (timeout_s < 0) timeout_s = 0;
+    if (!(timeout_s >= 0)) timeout_s = 0; /* NaN too */
     if (timeout_s > 1e9) timeout_s = 1e9;
     uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
     struct timespec ts = {(time_t)(deadline / 1000000000ull), (long)(deadline % 1000000000ull)};
-    while (p->alive > 0u) {
+    /* wait for every worker to exit (or for a concurrent stop() to finish joining them) */
+    while (p->state != POOL_IDLE && (p->alive > 0u || p->reaping)) {
         if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT) break;
     }
-    if (p->alive > 0u) {
+    if (p->state == POOL_IDLE) {
+        pthread_mutex_unlock(&p->mu);
+        return VYRE_CPU_OK;
+    }
+    if (p->alive > 0u || p->reaping) {
         pthread_mutex_unlock(&p->mu);
         return VYRE_CPU_ERR_TIMEOUT;
     }
+    p->reaping = 1; /* exactly one caller joins */
     pthread_mutex_unlock(&p->mu);
     reap(p, p->n_workers);
     pthread_mutex_lock(&p->mu);
+    p->reaping = 0;
     p->state = POOL_IDLE;
+    pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     return VYRE_CPU_OK;
 }

@@ -420,3 +420,20 @@ def test_shutdown_word_set_by_host_stops_workers():
         r.publish(NOP)
         time.sleep(0.02)
         assert r.status(0) == PUBLISHED
+
+
+def test_concurrent_stops_join_once():
+    with Rig(workers=3, test_hooks=True) as r:
+        t = r.publish(STALL_OP, [200])
+        r.wait(t, until=(CLAIMED,))
+        results: list[bool] = []
+        threads = [threading.Thread(target=lambda: results.append(r.be.pool.stop(5.0)))
+                   for _ in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(10)
+        assert results == [True] * 4
+        assert not r.be.running and r.be.pool.alive == 0
+        r.be.start()  # and the pool can run again
+        assert r.be.running

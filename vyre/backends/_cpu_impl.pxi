@@ -249,14 +249,14 @@ def atomic_cas_u32(uint32_t[::1] words, Py_ssize_t index, uint32_t expected, uin
     if index < 0 or index >= words.shape[0]:
         raise IndexError(index)
     cdef uint32_t e = expected
-    __atomic_cas(&words[index], &e, desired)
+    vyre_py_cas_u32(&words[index], &e, desired)
     return e
 
 
 cdef extern from *:
     """
-    static inline void __atomic_cas(uint32_t *p, uint32_t *e, uint32_t d) {
+    static inline void vyre_py_cas_u32(uint32_t *p, uint32_t *e, uint32_t d) {
         __atomic_compare_exchange_n(p, e, d, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
     }
     """
-    void __atomic_cas(uint32_t *p, uint32_t *e, uint32_t d) nogil
+    void vyre_py_cas_u32(uint32_t *p, uint32_t *e, uint32_t d) nogil
