@@ -354,3 +354,26 @@ def test_load_miss_end_to_end(backend, ingest_path, tmp_path):
             assert io.errors and "resource 77" in io.errors[-1][2]
     finally:
         mk.shutdown(drain=False)
+
+
+def test_sqpoll_and_plain_read_variants(ingest_path, tmp_path):
+    """The io_uring variants (SQPOLL, no registered buffer, no fixed files) give the same counts."""
+    if ingest_path != "uring":
+        pytest.skip("io_uring variants")
+    rng = random.Random(20)
+    d = build_dfa(PATS)
+    data = _planted(rng, 9000, PATS, 1000)
+    p = _write(tmp_path, "v", data)
+    want = {p: count_matches(PATS, data)}
+    for kw, path in [({"sqpoll": True}, "io_uring+fixed"),
+                     ({"fixed_buffers": False, "fixed_files": False}, "io_uring")]:
+        mk = FakeMegakernel()
+        try:
+            s = GpuStream(mk, chunk_bytes=1000, depth=4, **kw).open()
+        except IoUringError as e:  # SQPOLL refused here
+            assert kw.get("sqpoll"), e
+            continue
+        with s:
+            assert s.path == path
+            assert s.scan(p, d) == want
+        assert mk.violations == []

@@ -187,9 +187,9 @@ def test_many_concurrent_reads_out_of_order(rq, datafile):
             n = rng.choice([1, 7, 512, 4096, 65536, rng.randint(1, 200000)])
             off = rng.randint(0, len(data) - n)
             if pos + n > dest.size:
-                pos = 0
                 if want:  # keep destinations disjoint while reads are in flight
                     break
+                pos = 0
             rq.read(fd, dest[pos:pos + n], off, tag)
             want[tag] = (pos, off, n)
             pos += n
