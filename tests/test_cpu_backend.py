@@ -141,10 +141,12 @@ def test_idle_workers_do_not_burn_cpu_and_keep_beating():
         assert cpu < 0.25 * wall, f"idle workers used {cpu:.3f}s CPU in {wall:.3f}s"
         assert beats >= 20, f"only {beats} heartbeats in {wall:.2f}s while idle"
         assert r.be.pool.stats()["sleeps"] > 0
-        # a kick after a long sleep still gets the slot done promptly
+        # a kick after a long sleep wakes the sleepers and gets the slot done promptly
+        wakes0 = r.be.pool.stats()["wakes"]
         t0 = time.monotonic()
         assert r.run(STORE_U32, [1, OBS]) == DONE
         assert time.monotonic() - t0 < 0.5
+        assert r.be.pool.stats()["wakes"] > wakes0
 
 
 def test_heartbeat_moves_while_busy():
