@@ -326,7 +326,12 @@ def test_io_service_claims_serves_and_completes(tmp_path):
     assert int(st[20]) == ABI["STATUS_CLAIMED"]
     assert dst[1][:200].tobytes() == data[4000:4200]
     assert dst[2][:6].tobytes() == b"memory"
-    assert io.served == 3 and io.failed == 4 and len(io.errors) == 4
+    _publish_io(ioq, 30, 11, 2, 0, 0)         # byte_count 0: the default (rest, fits dst)
+    _publish_io(ioq, 31, 10, 3, 4990, 0)      # default from a file: its last 10 bytes
+    dst[3] = np.zeros(64, np.uint8)
+    assert io.service_once() == 2 and int(st[30]) == ok and int(st[31]) == ok
+    assert dst[2][:18].tobytes() == b"in-memory resource" and dst[3][:10].tobytes() == data[4990:]
+    assert io.served == 5 and io.failed == 4 and len(io.errors) == 4
     assert io.service_once() == 0  # nothing published
     io.stop()
 

@@ -618,7 +618,8 @@ class IoService:
     1. finds PUBLISHED IO slots and claims each with ``CAS(PUBLISHED→CLAIMED)`` (a lane that
        gave up withdraws its request with the same CAS, so exactly one side wins);
     2. reads ``byte_count`` bytes of resource ``src_handle`` starting at byte ``offset``
-       (64-bit) into buffer ``dst_handle`` starting at its byte 0 -- through the stream's
+       (64-bit) into buffer ``dst_handle`` starting at its byte 0 (``byte_count`` 0 = the
+       default: the rest of the resource, at most the buffer's size) -- through the stream's
        reader (io_uring when available) straight into host-visible buffers, or through a
        host bounce buffer and an upload for device-only buffers;
     3. completes with status OK, or ERROR (unknown resource or handle, a range past the end
@@ -737,6 +738,18 @@ class IoService:
             return fd
         return None
 
+    def _resource_size(self, rid: int) -> int | None:
+        res = self._resources.get(rid)
+        if res is None:
+            return None
+        if isinstance(res, (bytes, bytearray, memoryview, np.ndarray)):
+            return memoryview(res).nbytes
+        try:
+            fd = self._resource_fd(rid)
+            return None if fd is None else int(os.fstat(fd).st_size)
+        except OSError:
+            return None
+
     def _complete(self, i: int, ok: bool, why: str = "") -> None:
         from vyre._uring import atomic_store_u32
 
@@ -788,6 +801,13 @@ class IoService:
                 self._complete(i, False, f"destination handle {dst} is not a known buffer")
                 continue
             nbytes = int(getattr(buf, "nbytes", 0))
+            if count == 0:  # the host's default: as much of the resource as the buffer holds
+                size = self._resource_size(rid)
+                if size is None:
+                    self._complete(i, False, f"resource {rid} is not registered with the "
+                                             f"IoService (or cannot be opened)")
+                    continue
+                count = max(0, min(size - offset, nbytes))
             if count > nbytes:
                 self._complete(i, False, f"{count} bytes do not fit buffer {dst} ({nbytes} bytes)")
                 continue
