@@ -240,6 +240,15 @@ VYRE_FN uint64_t vyre_buf_view_(const vyre_ctx_t *c, uint32_t h, uint8_t **ptr) 
     return *ptr ? c->bufs[h].bytes : 0;
 }
 
+#ifndef __CUDA_ARCH__
+/* unaligned-safe plain u32 load (one mov on x86) */
+VYRE_FN uint32_t vyre_ld32_(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+#endif
+
 /* u32 word `idx` of a buffer (plain load; 0 past the end). Tables should be 4-byte aligned;
  * on the host an unaligned table still works. */
 VYRE_FN uint32_t vyre_word_at_(const uint8_t *p, uint64_t bytes, uint64_t idx) {
@@ -247,9 +256,7 @@ VYRE_FN uint32_t vyre_word_at_(const uint8_t *p, uint64_t bytes, uint64_t idx) {
 #ifdef __CUDA_ARCH__
     return ((const uint32_t *)p)[idx];
 #else
-    uint32_t v;
-    memcpy(&v, p + idx * 4u, 4);
-    return v;
+    return vyre_ld32_(p + idx * 4u);
 #endif
 }
 
@@ -351,7 +358,7 @@ VYRE_FN void vyre_dfa_scan_part(const vyre_ctx_t *c, const uint32_t args[12], ui
     const uint32_t *tab = (const uint32_t *)tp;
 #define VYRE_TAB_(i) tab[i]
 #else
-#define VYRE_TAB_(i) vyre_word_at_(tp, tbytes, (i))
+#define VYRE_TAB_(i) vyre_ld32_(tp + (i) * 4u)
 #endif
     uint64_t p = scan_from;
     for (; p < count_from; ++p) { /* context: steps only */
