@@ -1,20 +1,21 @@
 // The persistent megakernel: the loop around csrc/vyre_interp.h on the GPU (SPEC §7).
 //
-// Finding work without scanning host memory:
+// Measured on a PCIe H100 (docs/decisions.md): system-scope atomics on mapped host memory are
+// serialized (about 10 M/s for the whole GPU) and are not atomic against host stores. So the
+// hot path uses none per slot:
 //   * tickets: the host publishes ticket t into slot t % slot_count, strictly in ticket order,
 //     then writes the number of published tickets into a mapped 64-bit doorbell. Each warp
-//     takes 32 consecutive tickets from a device-memory counter (one atomic per 32 slots);
-//     lane i owns ticket base+i and claims that slot with the system-scope CAS of SPEC §1.
-//   * one poller warp reads the doorbell and SHUTDOWN over PCIe (about one read per
-//     microsecond in total) and mirrors them into device memory; every other warp polls the
-//     mirrors in L2 and sleeps (__nanosleep) while its tickets are not published yet, so idle
-//     warps cost no PCIe traffic.
-//   * latency: the warp that holds the next ticket to be published ("frontier") does not
-//     wait for the mirror: it polls that slot with the claiming CAS itself, so a lone slot is
-//     detected and claimed in one PCIe round trip.
-// Counters (DONE_COUNT, FAULT_COUNT, METRICS) are added once per warp per round, before the
-// lanes store their final statuses with release order, so the host never sees a DONE slot
-// that is missing from DONE_COUNT.
+//     takes 32 consecutive tickets from a device-memory counter (a real atomic, one per 32
+//     slots); lane i owns ticket base+i. Tickets are exclusive, so once the doorbell says the
+//     ticket is published, its slot holds that publication and nobody else will claim it:
+//     the claim PUBLISHED->CLAIMED is a plain (posted) store, not a CAS over PCIe.
+//   * one poller warp reads the doorbell and SHUTDOWN over PCIe in a tight loop (about one
+//     read per microsecond) and mirrors them into device memory; the other warps poll the
+//     mirrors in L2. The warp holding the next unpublished ticket spins; the rest back off
+//     with __nanosleep, so an idle kernel costs one PCIe read per microsecond.
+//   * DONE_COUNT, FAULT_COUNT and METRICS are added once per warp per round, before the
+//     lanes store their final statuses with release order, so a host that sees a slot DONE
+//     also sees it counted.
 #include "vyre_interp.h"
 
 typedef struct {
@@ -44,6 +45,13 @@ static __device__ __forceinline__ void sys_store_release(uint32_t *p, uint32_t v
     cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(*p).store(v, cuda::std::memory_order_release);
 }
 
+// The GPU's claim (see the header): the lane owns the slot through its ticket.
+static __device__ __forceinline__ void claim_owned(const vyre_ctx_t *c, uint32_t slot) {
+    cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(
+        c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS])
+        .store(VYRE_STATUS_CLAIMED, cuda::std::memory_order_relaxed);
+}
+
 static __device__ void poller(const vyre_launch_t &L) {
     if ((threadIdx.x & 31) != 0) return;
     uint32_t *control = L.ctx.control;
@@ -66,7 +74,6 @@ static __device__ void poller(const vyre_launch_t &L) {
             sys_add(&control[VYRE_CTRL_HEARTBEAT], 1u);
             last_beat = now;
         }
-        __nanosleep(64);
     }
 }
 
@@ -126,33 +133,25 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
             if (__shfl_sync(FULL_MASK, shutdown.load(cuda::std::memory_order_relaxed), 0) != 0u) return;
             const unsigned long long pub =
                 __shfl_sync(FULL_MASK, published.load(cuda::std::memory_order_acquire), 0);
-            const bool frontier = pub >= base && pub < base + 32;
-            // A GPU atomic on mapped host memory is not atomic against host stores (no host-
-            // native atomics over PCIe): a CAS that polls a slot while the host publishes it can
-            // write the old status back over PUBLISHED. So a lane CASes only a slot it has seen
-            // PUBLISHED (doorbell or a plain load); the host never writes a published slot again
-            // before it is retired.
-            bool try_claim = !done && !parked && ticket < pub;
-            if (!done && !parked && !try_claim && frontier && ticket < pub + 2)
-                try_claim = cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(
-                                c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS])
-                                .load(cuda::std::memory_order_relaxed) == VYRE_STATUS_PUBLISHED;
-            bool claimed = try_claim && vyre_claim(c, slot);
-            if (parked) claimed = vyre_claim_from(c, slot, VYRE_STATUS_WAIT_IO) != 0;
+            const bool frontier = pub >= base && pub < base + 32;  // holds the next ticket
+            const bool claimed = !done && !parked && ticket < pub;
+            if (claimed) claim_owned(c, slot);
+            const bool retried = parked && vyre_claim_from(c, slot, VYRE_STATUS_WAIT_IO) != 0;
+            const bool run = claimed || retried;
             vyre_result_t r;
             r.status = VYRE_STATUS_CLAIMED;
             r.metric_op = VYRE_NO_METRIC;
             bool coop = false;
 #ifndef VYRE_NO_COOP_SCAN
-            if (claimed) coop = vyre_dfa_scan_wants_lanes(c, slot, L.coop_min_bytes);
+            if (run) coop = vyre_dfa_scan_wants_lanes(c, slot, L.coop_min_bytes);
             const unsigned coop_mask = __ballot_sync(FULL_MASK, coop);
             if (coop_mask) coop_dfa_scans(c, coop_mask, slot, &r);
 #endif
-            if (claimed && !coop) r = vyre_execute(c, slot);
+            if (run && !coop) r = vyre_execute(c, slot);
 
-            const unsigned claimed_mask = __ballot_sync(FULL_MASK, claimed);
-            if (claimed_mask) {
-                const bool counted = claimed && r.status != VYRE_STATUS_CLAIMED;
+            const unsigned run_mask = __ballot_sync(FULL_MASK, run);
+            if (run_mask) {
+                const bool counted = run && r.status != VYRE_STATUS_CLAIMED;
                 const unsigned done_mask = __ballot_sync(FULL_MASK, counted && r.status == VYRE_STATUS_DONE);
                 const unsigned fault_mask = __ballot_sync(FULL_MASK, counted && r.status == VYRE_STATUS_FAULT);
                 const bool metric = counted && r.metric_op != VYRE_NO_METRIC;
@@ -168,7 +167,7 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
                 }
                 __syncwarp();
                 if (counted) sys_store_release(&c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS], r.status);
-                if (claimed) {
+                if (run) {
                     parked = r.status == VYRE_STATUS_CLAIMED &&
                              cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(
                                  c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS])
@@ -178,7 +177,7 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
                 sleep_ns = 32;
             }
             if (__all_sync(FULL_MASK, done)) break;
-            if (!(claimed_mask & ~__ballot_sync(FULL_MASK, parked)) && !frontier) {
+            if (!(run_mask & ~__ballot_sync(FULL_MASK, parked)) && !frontier) {
                 __nanosleep(sleep_ns);
                 sleep_ns = sleep_ns * 2 > L.idle_sleep_ns ? L.idle_sleep_ns : sleep_ns * 2;
             }

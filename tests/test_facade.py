@@ -188,3 +188,17 @@ def test_cuda_backend_unavailable_says_what_to_install():
 def test_unknown_backend_name():
     with pytest.raises(BackendError):
         Megakernel("tpu")
+
+
+def test_submit_many_refuses_values_a_cast_would_change(backend):
+    with Megakernel(backend, slot_count=16) as mk:
+        with pytest.raises(QueueFullError):
+            mk.submit_many(np.zeros(2, np.int64), np.array([[1, -1], [1, 2]], np.int64))
+        with pytest.raises(QueueFullError):
+            mk.submit_many(np.zeros(2, np.int64), np.array([[1, 2**32], [1, 2]], np.int64))
+        with pytest.raises(QueueFullError):
+            mk.submit_many(np.zeros(2, np.float32))
+        assert mk.published == 0
+        mk.submit_many(np.zeros(2, np.int64), np.array([[1, 161], [2, 161]], np.int64))
+        mk.drain(timeout=10)
+        assert mk.observables[1] == 0  # NOPs: args ignored

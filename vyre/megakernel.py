@@ -202,10 +202,10 @@ class Megakernel:
         Everything is validated before the first slot is written; a call larger than the
         free part of the ring is published in pieces as slots retire.
         """
-        opcodes = np.ascontiguousarray(opcodes, dtype=np.uint32)
+        opcodes = _as_u32(opcodes, "opcodes")
         n = int(opcodes.shape[0])
         if args is not None:
-            args = np.ascontiguousarray(args, dtype=np.uint32)
+            args = _as_u32(args, "args")
         with self._lock:
             first = self._published
             free = self.slot_count - (first - self._retired)
@@ -474,6 +474,19 @@ class Megakernel:
     def __repr__(self) -> str:
         return (f"Megakernel(backend={self._backend.name!r}, slot_count={self.slot_count}, "
                 f"published={self._published}, retired={self._retired})")
+
+
+def _as_u32(values: Any, name: str) -> np.ndarray:
+    """A C-contiguous uint32 array of ``values``, refusing anything a cast would change."""
+    arr = np.asarray(values)
+    if arr.dtype != np.uint32:
+        if arr.dtype.kind not in "iub":
+            raise QueueFullError(f"{name} must hold integers, got dtype {arr.dtype}",
+                                 f"pass {name} as a numpy uint32 array")
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 0xFFFFFFFF):
+            raise QueueFullError(f"{name} holds values outside u32 (0..0xFFFFFFFF)",
+                                 "wire words are unsigned 32-bit: mask or fix the values")
+    return np.ascontiguousarray(arr, dtype=np.uint32)
 
 
 class _Watch:
