@@ -14,6 +14,8 @@ TEST_OP_STALL: int
 IO_WAIT_ROUNDS: int
 #: heartbeat period of the workers, seconds
 HEARTBEAT_PERIOD_S: float
+#: vyre_abi.h constants the CPU backend uses (read from the header at build time)
+ABI: dict[str, int]
 
 class CpuWorkers:
     def __init__(self, ring: np.ndarray, control: np.ndarray, debug: np.ndarray,

@@ -19,16 +19,6 @@ from vyre.errors import BackendError
 
 __all__ = ["CpuBackend"]
 
-# SPEC §2 / vyre_abi.h (VYRE_CTRL_HEADER_WORDS, VYRE_MAX_* caps, VYRE_MAX_BUFFERS,
-# VYRE_IO_MAX_SLOTS, VYRE_CTRL_SHUTDOWN / VYRE_CTRL_HEARTBEAT). The layouts are asserted
-# against the compiled module at construction (CpuWorkers checks its buffers).
-_HEADER_WORDS = 160
-_MAX_ITEMS = 1 << 20
-_MAX_BUFFERS = 256
-_MAX_IO_SLOTS = 64
-_CTRL_SHUTDOWN = 0
-_CTRL_HEARTBEAT = 143
-
 _BUILD_FIX = ("build the extensions: `python setup.py build_ext --inplace` "
               "(or `pip install -e .`) in the project root")
 
@@ -92,21 +82,24 @@ class CpuBackend(Backend):
         if options:
             raise BackendError(f"unknown CPU backend option(s): {', '.join(sorted(options))}",
                                "the CPU backend takes workers= and test_hooks= only")
-        self.slot_count = _count("slot_count", slot_count, 1, _MAX_ITEMS)
-        self.observable_slots = _count("observable_slots", observable_slots, 0, _MAX_ITEMS)
-        self.debug_records = _count("debug_records", debug_records, 0, _MAX_ITEMS)
-        self.io_slots = _count("io_slots", io_slots, 0, _MAX_IO_SLOTS)
-        cores = os.cpu_count() or 1
-        self.workers = cores if workers is None else _count("workers", workers, 1, 4096)
         self.test_hooks = bool(test_hooks)
         self._mod = _load(self.test_hooks)
+        abi = self._abi = self._mod.ABI  # vyre_abi.h, through the extension
+        self.slot_count = _count("slot_count", slot_count, 1, abi["MAX_RING_SLOTS"])
+        self.observable_slots = _count("observable_slots", observable_slots, 0,
+                                       abi["MAX_OBSERVABLE_SLOTS"])
+        self.debug_records = _count("debug_records", debug_records, 0, abi["MAX_DEBUG_RECORDS"])
+        self.io_slots = _count("io_slots", io_slots, 0, abi["IO_MAX_SLOTS"])
+        cores = os.cpu_count() or 1
+        self.workers = cores if workers is None else _count("workers", workers, 1, 4096)
 
-        self.ring = np.zeros(self.slot_count * 16, dtype=np.uint32)
-        self.control = np.zeros(_HEADER_WORDS + self.observable_slots, dtype=np.uint32)
-        self.debug = np.zeros(1 + 4 * self.debug_records + 1, dtype=np.uint32)
-        self.ioq = np.zeros(self.io_slots * 8, dtype=np.uint32)
+        self.ring = np.zeros(self.slot_count * abi["SLOT_WORDS"], dtype=np.uint32)
+        self.control = np.zeros(abi["CTRL_HEADER_WORDS"] + self.observable_slots, dtype=np.uint32)
+        self.debug = np.zeros(abi["DEBUG_HEADER_WORDS"] + abi["DEBUG_RECORD_WORDS"]
+                              * self.debug_records + abi["DEBUG_TRAILER_WORDS"], dtype=np.uint32)
+        self.ioq = np.zeros(self.io_slots * abi["IO_SLOT_WORDS"], dtype=np.uint32)
         #: buffer table, rows (host address, byte length); row 0 mirrors control (handle 0)
-        self.buffer_table = np.zeros((_MAX_BUFFERS, 2), dtype=np.uint64)
+        self.buffer_table = np.zeros((abi["MAX_BUFFERS"], 2), dtype=np.uint64)
         self.buffer_table[0] = (self.control.__array_interface__["data"][0], self.control.nbytes)
         self._buffers: dict[int, np.ndarray] = {}
         self._next_handle = 1
@@ -124,8 +117,8 @@ class CpuBackend(Backend):
         into it). A reference is kept until :meth:`close`.
         """
         self._check_open()
-        if self._next_handle >= _MAX_BUFFERS:
-            raise BackendError(f"the buffer table is full ({_MAX_BUFFERS - 1} handles)",
+        if self._next_handle >= self._abi["MAX_BUFFERS"]:
+            raise BackendError(f"the buffer table is full ({self._abi['MAX_BUFFERS'] - 1} handles)",
                                "register fewer, larger buffers")
         keep, addr, nbytes = _host_view(array, writable)
         handle = self._next_handle
@@ -150,7 +143,7 @@ class CpuBackend(Backend):
         if self.pool.running:
             return
         if self._started_once:
-            self.control[_CTRL_SHUTDOWN] = 0  # our own stop() set it: a fresh launch
+            self.control[self._abi["CTRL_SHUTDOWN"]] = 0  # our own stop() set it: a fresh launch
         self.pool.start(self.workers)
         self._started_once = True
 
@@ -170,7 +163,7 @@ class CpuBackend(Backend):
 
     def check(self) -> None:
         pool = self.pool
-        if pool.running and pool.alive < pool.workers and not self.control[_CTRL_SHUTDOWN]:
+        if pool.running and pool.alive < pool.workers and not self.control[self._abi["CTRL_SHUTDOWN"]]:
             raise BackendError(
                 f"{pool.workers - pool.alive} CPU worker(s) exited without a SHUTDOWN",
                 "report this as a bug with the workload that triggered it")
@@ -182,7 +175,7 @@ class CpuBackend(Backend):
 
     @property
     def heartbeat(self) -> int:
-        return int(self.control[_CTRL_HEARTBEAT])
+        return int(self.control[self._abi["CTRL_HEARTBEAT"]])
 
     def describe(self) -> dict[str, Any]:
         return {
