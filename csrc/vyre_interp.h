@@ -36,8 +36,9 @@
  *
  * Helpers beyond the contract (used by cuda/megakernel.cu and cpu_worker.c):
  *   int  vyre_claim_from(c, slot, from)        CAS(from -> CLAIMED), e.g. WAIT_IO retries
- *   int  vyre_dfa_scan_wants_lanes(c, slot, min_bytes)
- *   int  vyre_dfa_scan_begin(c, slot, args[12], &start_state)
+ *   vyre_result_t vyre_execute_words(c, slot, words[16])   vyre_execute on loaded slot words
+ *   int  vyre_dfa_scan_wants_lanes(words[16], min_bytes)
+ *   int  vyre_dfa_scan_begin(c, words[16], args[12], &start_state)
  *   vyre_result_t vyre_dfa_scan_commit(c, args[12], accepts, end_state)
  *   (cooperative DFA_SCAN: see their comment below)
  */
@@ -277,9 +278,15 @@ VYRE_FN int vyre_claim(const vyre_ctx_t *c, uint32_t slot) {
 
 /* SPEC §5: tenant < control[141] and control[control[2] + tenant] != 0 */
 VYRE_FN int vyre_tenant_ok_(const vyre_ctx_t *c, uint32_t tenant) {
-    if (tenant >= vyre_ctl_ld_(c, VYRE_CTRL_TENANT_TABLE_LEN)) return 0;
-    uint64_t base = vyre_ctl_ld_(c, VYRE_CTRL_TENANT_BASE);
-    return vyre_ctl_ld_(c, base + tenant) != 0u;
+    /* The three loads are independent so a GPU issues them together (one PCIe round trip
+     * instead of three): the mask is read at the base the encoder writes, and read again
+     * only when control[TENANT_BASE] was moved. */
+    const uint32_t len = vyre_ctl_ld_(c, VYRE_CTRL_TENANT_TABLE_LEN);
+    const uint32_t base = vyre_ctl_ld_(c, VYRE_CTRL_TENANT_BASE);
+    uint32_t mask = vyre_ctl_ld_(c, (uint64_t)VYRE_TENANT_MASK_BASE + tenant);
+    if (tenant >= len) return 0;
+    if (base != VYRE_TENANT_MASK_BASE) mask = vyre_ctl_ld_(c, (uint64_t)base + tenant);
+    return mask != 0u;
 }
 
 /* SPEC §3.1: 1 when op (with args a) would write a control word below OBSERVABLE_BASE. Only
@@ -378,9 +385,9 @@ VYRE_FN void vyre_dfa_scan_part(const vyre_ctx_t *c, const uint32_t args[12], ui
 }
 
 /* ==== cooperative DFA_SCAN (the megakernel's warp path) ======================================
- * wants_lanes: the claimed slot is a DFA_SCAN with context (a6 > 0) over at least min_bytes
- *   (and more than a6) bytes, so a warp may split it (plain reads of the claimed slot).
- * begin: read the claimed slot; 1 = it is an authorized DFA_SCAN: args and the start state
+ * wants_lanes: the claimed slot's words are a DFA_SCAN with context (a6 > 0) over at least
+ *   min_bytes (and more than a6) bytes, so a warp may split it.
+ * begin: from the claimed slot's words; 1 = it is an authorized DFA_SCAN: args and the start state
  *   (obs[a4], or 0 when a4 = 0xFFFFFFFF) are filled in; 0 = run vyre_execute instead (it
  *   faults an unauthorized tenant). DFA_SCAN writes only observables, so no protected words.
  * commit: store the final state (unless a4 = 0xFFFFFFFF) and add the accepts (sum over the
@@ -388,17 +395,14 @@ VYRE_FN void vyre_dfa_scan_part(const vyre_ctx_t *c, const uint32_t args[12], ui
 VYRE_FN void vyre_load_slot_(const vyre_ctx_t *c, uint32_t slot, uint32_t *w);
 VYRE_FN int vyre_tenant_ok_(const vyre_ctx_t *c, uint32_t tenant);
 
-VYRE_FN int vyre_dfa_scan_wants_lanes(const vyre_ctx_t *c, uint32_t slot, uint32_t min_bytes) {
-    const uint32_t *w = vyre_slot_ptr_(c, slot);
+VYRE_FN int vyre_dfa_scan_wants_lanes(const uint32_t *w, uint32_t min_bytes) {
     if (w[VYRE_SLOT_OPCODE] != VYRE_OP_DFA_SCAN) return 0;
     const uint32_t len = w[VYRE_SLOT_ARGS + 3], ctx = w[VYRE_SLOT_ARGS + 6];
     return ctx != 0u && len > ctx && len >= min_bytes;
 }
 
-VYRE_FN int vyre_dfa_scan_begin(const vyre_ctx_t *c, uint32_t slot, uint32_t args[12],
+VYRE_FN int vyre_dfa_scan_begin(const vyre_ctx_t *c, const uint32_t *w, uint32_t args[12],
                                 uint32_t *start_state) {
-    uint32_t w[VYRE_SLOT_WORDS];
-    vyre_load_slot_(c, slot, w);
     if (w[VYRE_SLOT_OPCODE] != VYRE_OP_DFA_SCAN || !vyre_tenant_ok_(c, w[VYRE_SLOT_TENANT]))
         return 0;
     for (uint32_t i = 0; i < VYRE_SLOT_ARG_COUNT; ++i) args[i] = w[VYRE_SLOT_ARGS + i];
@@ -640,9 +644,9 @@ VYRE_FN void vyre_load_slot_(const vyre_ctx_t *c, uint32_t slot, uint32_t *w) {
 #endif
 }
 
-VYRE_FN vyre_result_t vyre_execute(const vyre_ctx_t *c, uint32_t slot) {
-    uint32_t w[VYRE_SLOT_WORDS];
-    vyre_load_slot_(c, slot, w);
+/* vyre_execute on slot words the caller has already loaded (after its claim): the megakernel
+ * reads a slot once and decides from the same words whether a warp scans it together. */
+VYRE_FN vyre_result_t vyre_execute_words(const vyre_ctx_t *c, uint32_t slot, const uint32_t *w) {
     const uint32_t op = w[VYRE_SLOT_OPCODE];
     const uint32_t tenant = w[VYRE_SLOT_TENANT];
     const uint32_t *a = w + VYRE_SLOT_ARGS;
@@ -673,6 +677,12 @@ VYRE_FN vyre_result_t vyre_execute(const vyre_ctx_t *c, uint32_t slot) {
     uint32_t status = vyre_run_op_(c, slot, op, a);
     return vyre_result_(status, (status == VYRE_STATUS_DONE && op < VYRE_METRICS_COUNT)
                                     ? op : VYRE_NO_METRIC);
+}
+
+VYRE_FN vyre_result_t vyre_execute(const vyre_ctx_t *c, uint32_t slot) {
+    uint32_t w[VYRE_SLOT_WORDS];
+    vyre_load_slot_(c, slot, w);
+    return vyre_execute_words(c, slot, w);
 }
 
 VYRE_FN void vyre_finish(const vyre_ctx_t *c, uint32_t slot, vyre_result_t r) {

@@ -81,7 +81,7 @@ static __device__ void poller(const vyre_launch_t &L) {
 // A DFA_SCAN with context (a6 > 0) over a long range: every lane of the warp scans one
 // segment (SPEC §3: exact, each segment restarting from state 0 `a6` bytes early).
 static __device__ void coop_dfa_scans(const vyre_ctx_t *c, unsigned coop_mask, uint32_t slot,
-                                      vyre_result_t *res) {
+                                      const uint32_t *w, vyre_result_t *res) {
     const unsigned lane = threadIdx.x & 31;
     while (coop_mask) {
         const int owner = __ffs(coop_mask) - 1;
@@ -90,10 +90,10 @@ static __device__ void coop_dfa_scans(const vyre_ctx_t *c, unsigned coop_mask, u
         uint32_t args[VYRE_SLOT_ARG_COUNT];
         uint32_t start_state = 0;
         int ok = 0;
-        if (lane == (unsigned)owner) ok = vyre_dfa_scan_begin(c, owner_slot, args, &start_state);
+        if (lane == (unsigned)owner) ok = vyre_dfa_scan_begin(c, w, args, &start_state);
         ok = __shfl_sync(FULL_MASK, ok, owner);
         if (!ok) {  // refused (tenant) or malformed: the owner runs the ordinary path
-            if (lane == (unsigned)owner) *res = vyre_execute(c, owner_slot);
+            if (lane == (unsigned)owner) *res = vyre_execute_words(c, owner_slot, w);
             continue;
         }
         for (int i = 0; i < (int)VYRE_SLOT_ARG_COUNT; i++) args[i] = __shfl_sync(FULL_MASK, args[i], owner);
@@ -142,12 +142,14 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
             r.status = VYRE_STATUS_CLAIMED;
             r.metric_op = VYRE_NO_METRIC;
             bool coop = false;
+            uint32_t w[VYRE_SLOT_WORDS];
+            if (run) vyre_load_slot_(c, slot, w);  // the one read of the slot body
 #ifndef VYRE_NO_COOP_SCAN
-            if (run) coop = vyre_dfa_scan_wants_lanes(c, slot, L.coop_min_bytes);
+            if (run) coop = vyre_dfa_scan_wants_lanes(w, L.coop_min_bytes);
             const unsigned coop_mask = __ballot_sync(FULL_MASK, coop);
-            if (coop_mask) coop_dfa_scans(c, coop_mask, slot, &r);
+            if (coop_mask) coop_dfa_scans(c, coop_mask, slot, w, &r);
 #endif
-            if (run && !coop) r = vyre_execute(c, slot);
+            if (run && !coop) r = vyre_execute_words(c, slot, w);
 
             const unsigned run_mask = __ballot_sync(FULL_MASK, run);
             if (run_mask) {
