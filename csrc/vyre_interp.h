@@ -37,6 +37,8 @@
  * Helpers beyond the contract (used by cuda/megakernel.cu and cpu_worker.c):
  *   int  vyre_claim_from(c, slot, from)        CAS(from -> CLAIMED), e.g. WAIT_IO retries
  *   vyre_result_t vyre_execute_words(c, slot, words[16])   vyre_execute on loaded slot words
+ *   vyre_result_t vyre_execute_authorized(c, slot, words[16], ok)   ... with the tenant verdict given
+ *   int  vyre_tenant_ok_(c, tenant)                        SPEC §5 authorization
  *   int  vyre_dfa_scan_wants_lanes(words[16], min_bytes)
  *   int  vyre_dfa_scan_begin(c, words[16], args[12], &start_state)
  *   vyre_result_t vyre_dfa_scan_commit(c, args[12], accepts, end_state)
@@ -646,12 +648,16 @@ VYRE_FN void vyre_load_slot_(const vyre_ctx_t *c, uint32_t slot, uint32_t *w) {
 
 /* vyre_execute on slot words the caller has already loaded (after its claim): the megakernel
  * reads a slot once and decides from the same words whether a warp scans it together. */
-VYRE_FN vyre_result_t vyre_execute_words(const vyre_ctx_t *c, uint32_t slot, const uint32_t *w) {
+/* `authorized` is vyre_tenant_ok_(c, tenant): the megakernel computes it once per warp for
+ * all lanes of the same tenant, since every lane reading the same three control words over
+ * PCIe serializes the whole GPU on one cache line. */
+VYRE_FN vyre_result_t vyre_execute_authorized(const vyre_ctx_t *c, uint32_t slot, const uint32_t *w,
+                                              int authorized) {
     const uint32_t op = w[VYRE_SLOT_OPCODE];
     const uint32_t tenant = w[VYRE_SLOT_TENANT];
     const uint32_t *a = w + VYRE_SLOT_ARGS;
 
-    if (!vyre_tenant_ok_(c, tenant)) return vyre_result_(VYRE_STATUS_FAULT, VYRE_NO_METRIC);
+    if (!authorized) return vyre_result_(VYRE_STATUS_FAULT, VYRE_NO_METRIC);
 
     if (op == VYRE_OP_PACKED_SLOT) {
         const uint32_t n = vyre_packed_byte_(a, 0u);
@@ -677,6 +683,10 @@ VYRE_FN vyre_result_t vyre_execute_words(const vyre_ctx_t *c, uint32_t slot, con
     uint32_t status = vyre_run_op_(c, slot, op, a);
     return vyre_result_(status, (status == VYRE_STATUS_DONE && op < VYRE_METRICS_COUNT)
                                     ? op : VYRE_NO_METRIC);
+}
+
+VYRE_FN vyre_result_t vyre_execute_words(const vyre_ctx_t *c, uint32_t slot, const uint32_t *w) {
+    return vyre_execute_authorized(c, slot, w, vyre_tenant_ok_(c, w[VYRE_SLOT_TENANT]));
 }
 
 VYRE_FN vyre_result_t vyre_execute(const vyre_ctx_t *c, uint32_t slot) {

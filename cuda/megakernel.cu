@@ -62,13 +62,18 @@ static __device__ void poller(const vyre_launch_t &L) {
     unsigned long long last_beat = vyre_globaltimer();
     sys_add(&control[VYRE_CTRL_HEARTBEAT], 1u);
     for (;;) {
-        if (shutdown.load(cuda::std::memory_order_acquire) != 0u) {
+        // both PCIe reads in flight together: one round trip per iteration
+        const uint32_t sd = shutdown.load(cuda::std::memory_order_relaxed);
+        const unsigned long long db = doorbell.load(cuda::std::memory_order_relaxed);
+        if (sd != 0u) {
             sd_mirror.store(1u, cuda::std::memory_order_release);
             return;
         }
-        unsigned long long db = doorbell.load(cuda::std::memory_order_acquire);
-        if (db > mirror.load(cuda::std::memory_order_relaxed))
+        if (db > mirror.load(cuda::std::memory_order_relaxed)) {
+            // order the host's slot writes (seen through db) before the workers' reads
+            cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
             mirror.store(db, cuda::std::memory_order_release);
+        }
         unsigned long long now = vyre_globaltimer();
         if (now - last_beat >= L.heartbeat_ns) {
             sys_add(&control[VYRE_CTRL_HEARTBEAT], 1u);
@@ -149,7 +154,18 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
             const unsigned coop_mask = __ballot_sync(FULL_MASK, coop);
             if (coop_mask) coop_dfa_scans(c, coop_mask, slot, w, &r);
 #endif
-            if (run && !coop) r = vyre_execute_words(c, slot, w);
+            const bool plain = run && !coop;
+            const unsigned plain_mask = __ballot_sync(FULL_MASK, plain);
+            if (plain) {
+                // one authorization read per tenant per warp, shared with the lanes of that tenant
+                const uint32_t tenant = w[VYRE_SLOT_TENANT];
+                const unsigned same = __match_any_sync(plain_mask, tenant);
+                const int leader = __ffs(same) - 1;
+                int ok = 0;
+                if ((int)lane == leader) ok = vyre_tenant_ok_(c, tenant);
+                ok = __shfl_sync(same, ok, leader);
+                r = vyre_execute_authorized(c, slot, w, ok);
+            }
 
             const unsigned run_mask = __ballot_sync(FULL_MASK, run);
             if (run_mask) {
