@@ -31,6 +31,18 @@ typedef struct {
 
 #define FULL_MASK 0xFFFFFFFFu
 
+static __device__ __forceinline__ unsigned long long vyre_globaltimer();
+#ifdef VYRE_EXP_TRACE
+// kernel development only: per warp round [tickets taken, first claim, slot loaded, executed,
+// status stored, smid, ticket base, loop iterations]
+#define VYRE_TRACE_ROUNDS 16384
+__device__ unsigned long long vyre_trace[VYRE_TRACE_ROUNDS * 8];
+__device__ unsigned int vyre_trace_n;
+#define TRACE_T(var) unsigned long long var = vyre_globaltimer()
+#else
+#define TRACE_T(var)
+#endif
+
 static __device__ __forceinline__ unsigned long long vyre_globaltimer() {
     unsigned long long t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
@@ -130,6 +142,10 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
         if (lane == 0) base = atomicAdd(L.tickets, 32ull);
         base = __shfl_sync(FULL_MASK, base, 0);
         const unsigned long long ticket = base + lane;
+        TRACE_T(tr0);
+#ifdef VYRE_EXP_TRACE
+        unsigned long long tr1 = 0, tr2 = 0, tr3 = 0, tr4 = 0, iters = 0;
+#endif
         const uint32_t slot = (uint32_t)(ticket % n);
         bool done = false;
         bool parked = false;  // our slot waits in WAIT_IO (LOAD_MISS found no free io slot)
@@ -140,7 +156,9 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
                 __shfl_sync(FULL_MASK, published.load(cuda::std::memory_order_acquire), 0);
             const bool frontier = pub >= base && pub < base + 32;  // holds the next ticket
             const bool claimed = !done && !parked && ticket < pub;
+#ifndef VYRE_EXP_NO_CLAIM_STORE
             if (claimed) claim_owned(c, slot);
+#endif
             const bool retried = parked && vyre_claim_from(c, slot, VYRE_STATUS_WAIT_IO) != 0;
             const bool run = claimed || retried;
             vyre_result_t r;
@@ -148,7 +166,15 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
             r.metric_op = VYRE_NO_METRIC;
             bool coop = false;
             uint32_t w[VYRE_SLOT_WORDS];
+#ifdef VYRE_EXP_TRACE
+            iters++;
+            if (!tr1 && __ballot_sync(FULL_MASK, run)) tr1 = vyre_globaltimer();
+#endif
             if (run) vyre_load_slot_(c, slot, w);  // the one read of the slot body
+#ifdef VYRE_EXP_TRACE
+            if (run) { volatile uint32_t sink = w[0] + w[15]; (void)sink; }
+            if (!tr2 && __ballot_sync(FULL_MASK, run)) tr2 = vyre_globaltimer();
+#endif
 #ifndef VYRE_NO_COOP_SCAN
             if (run) coop = vyre_dfa_scan_wants_lanes(w, L.coop_min_bytes);
             const unsigned coop_mask = __ballot_sync(FULL_MASK, coop);
@@ -168,6 +194,9 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
             }
 
             const unsigned run_mask = __ballot_sync(FULL_MASK, run);
+#ifdef VYRE_EXP_TRACE
+            if (!tr3 && run_mask) tr3 = vyre_globaltimer();
+#endif
             if (run_mask) {
                 const bool counted = run && r.status != VYRE_STATUS_CLAIMED;
                 const unsigned done_mask = __ballot_sync(FULL_MASK, counted && r.status == VYRE_STATUS_DONE);
@@ -179,12 +208,18 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
                     if ((unsigned)(__ffs(same) - 1) == lane)
                         sys_add(&c->control[VYRE_CTRL_METRICS_BASE + r.metric_op], (uint32_t)__popc(same));
                 }
+#ifndef VYRE_EXP_NO_COUNTERS
                 if (lane == 0) {
                     if (done_mask) sys_add(&c->control[VYRE_CTRL_DONE_COUNT], (uint32_t)__popc(done_mask));
                     if (fault_mask) sys_add(&c->control[VYRE_CTRL_FAULT_COUNT], (uint32_t)__popc(fault_mask));
                 }
+#endif
                 __syncwarp();
+#ifdef VYRE_EXP_RELAXED_DONE
+                if (counted) cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(c->ring[(size_t)slot * VYRE_SLOT_WORDS]).store(r.status, cuda::std::memory_order_relaxed);
+#else
                 if (counted) sys_store_release(&c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS], r.status);
+#endif
                 if (run) {
                     parked = r.status == VYRE_STATUS_CLAIMED &&
                              cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(
@@ -194,11 +229,24 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
                 }
                 sleep_ns = 32;
             }
+#ifdef VYRE_EXP_TRACE
+            if (!tr4 && run_mask) tr4 = vyre_globaltimer();
+#endif
             if (__all_sync(FULL_MASK, done)) break;
             if (!(run_mask & ~__ballot_sync(FULL_MASK, parked)) && !frontier) {
                 __nanosleep(sleep_ns);
                 sleep_ns = sleep_ns * 2 > L.idle_sleep_ns ? L.idle_sleep_ns : sleep_ns * 2;
             }
         }
+#ifdef VYRE_EXP_TRACE
+        if (lane == 0) {
+            unsigned i = atomicAdd(&vyre_trace_n, 1u);
+            if (i < VYRE_TRACE_ROUNDS) {
+                unsigned smid; asm("mov.u32 %0, %%smid;" : "=r"(smid));
+                unsigned long long *t = vyre_trace + (size_t)i * 8;
+                t[0] = tr0; t[1] = tr1; t[2] = tr2; t[3] = tr3; t[4] = tr4; t[5] = smid; t[6] = base; t[7] = iters;
+            }
+        }
+#endif
     }
 }

@@ -4,8 +4,9 @@ from __future__ import annotations
 import functools
 import os
 
-PTX_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "data", "megakernel.ptx")
+# VYRE_PTX points at another build of cuda/megakernel.cu (kernel development, A/B runs)
+PTX_PATH = os.environ.get("VYRE_PTX") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "megakernel.ptx")
 
 INSTALL_FIX = ("install the CUDA extra on a machine with an NVIDIA GPU and driver "
                "(`pip install 'vyre[cuda]'`), with nvcc on PATH when building vyre so the "
