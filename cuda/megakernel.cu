@@ -13,9 +13,11 @@
 //     read per microsecond) and mirrors them into device memory; the other warps poll the
 //     mirrors in L2. The warp holding the next unpublished ticket spins; the rest back off
 //     with __nanosleep, so an idle kernel costs one PCIe read per microsecond.
-//   * DONE_COUNT, FAULT_COUNT and METRICS are added once per warp per round, before the
-//     lanes store their final statuses with release order, so a host that sees a slot DONE
-//     also sees it counted.
+//   * workers never read-modify-write control words for bookkeeping: 527 warps doing that on
+//     the same few cache lines (which the host also reads) took ~1 ms per access in a trace.
+//     DONE_COUNT, FAULT_COUNT and METRICS are counted per warp in device memory and the poller
+//     adds them into control; they may trail a slot's DONE status by one poller pass (the
+//     facade settles them before it reports them, docs/decisions.md).
 #include "vyre_interp.h"
 
 typedef struct {
@@ -23,13 +25,20 @@ typedef struct {
     unsigned long long *tickets;        // device: next ticket to hand out
     unsigned long long *published;      // device: mirror of the doorbell
     unsigned int *shutdown;             // device: mirror of control[SHUTDOWN]
+    unsigned int *live;                 // device: worker warps still running
     const unsigned long long *doorbell; // mapped host: tickets published by the host
+    unsigned int *counters;             // device: DONE, FAULT, METRICS[32] not yet in control
     unsigned long long heartbeat_ns;    // HEARTBEAT period
     unsigned int idle_sleep_ns;         // longest back-off of an idle warp
     unsigned int coop_min_bytes;        // DFA_SCAN ranges at least this long use all 32 lanes
 } vyre_launch_t;
 
 #define FULL_MASK 0xFFFFFFFFu
+// layout of vyre_launch_t::counters
+#define CNT_DONE 0
+#define CNT_FAULT 1
+#define CNT_METRICS 2
+#define CNT_WORDS (2 + VYRE_METRICS_COUNT)
 
 static __device__ __forceinline__ unsigned long long vyre_globaltimer();
 #ifdef VYRE_EXP_TRACE
@@ -64,6 +73,34 @@ static __device__ __forceinline__ void claim_owned(const vyre_ctx_t *c, uint32_t
         .store(VYRE_STATUS_CLAIMED, cuda::std::memory_order_relaxed);
 }
 
+// The poller is the only writer of DONE_COUNT, FAULT_COUNT and METRICS on the GPU: it adds
+// what the workers counted in device memory since its last pass. Metrics first, then a fence,
+// then the slot counts, so a host that sees DONE_COUNT + FAULT_COUNT reach n also sees the
+// metrics of those n slots.
+static __device__ void flush_counters(const vyre_launch_t &L, unsigned *flushed) {
+    uint32_t *control = L.ctx.control;
+    bool moved = false;
+    for (int i = CNT_METRICS; i < CNT_WORDS; i++) {
+        const unsigned now = cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.counters[i])
+                                 .load(cuda::std::memory_order_relaxed);
+        if (now != flushed[i]) {
+            sys_add(&control[VYRE_CTRL_METRICS_BASE + (i - CNT_METRICS)], now - flushed[i]);
+            flushed[i] = now;
+            moved = true;
+        }
+    }
+    if (moved) cuda::atomic_thread_fence(cuda::std::memory_order_release, cuda::thread_scope_system);
+    const unsigned word[2] = {VYRE_CTRL_DONE_COUNT, VYRE_CTRL_FAULT_COUNT};
+    for (int i = CNT_DONE; i <= CNT_FAULT; i++) {
+        const unsigned now = cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.counters[i])
+                                 .load(cuda::std::memory_order_acquire);
+        if (now != flushed[i]) {
+            sys_add(&control[word[i]], now - flushed[i]);
+            flushed[i] = now;
+        }
+    }
+}
+
 static __device__ void poller(const vyre_launch_t &L) {
     if ((threadIdx.x & 31) != 0) return;
     uint32_t *control = L.ctx.control;
@@ -72,6 +109,8 @@ static __device__ void poller(const vyre_launch_t &L) {
     cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> mirror(*L.published);
     cuda::atomic_ref<unsigned int, cuda::thread_scope_device> sd_mirror(*L.shutdown);
     unsigned long long last_beat = vyre_globaltimer();
+    unsigned flushed[CNT_WORDS];
+    for (int i = 0; i < CNT_WORDS; i++) flushed[i] = 0;
     sys_add(&control[VYRE_CTRL_HEARTBEAT], 1u);
     for (;;) {
         // both PCIe reads in flight together: one round trip per iteration
@@ -79,6 +118,10 @@ static __device__ void poller(const vyre_launch_t &L) {
         const unsigned long long db = doorbell.load(cuda::std::memory_order_relaxed);
         if (sd != 0u) {
             sd_mirror.store(1u, cuda::std::memory_order_release);
+            // the last counts: once every worker warp has left its loop
+            cuda::atomic_ref<unsigned int, cuda::thread_scope_device> live(*L.live);
+            while (live.load(cuda::std::memory_order_acquire) != 0u) __nanosleep(1000);
+            flush_counters(L, flushed);
             return;
         }
         if (db > mirror.load(cuda::std::memory_order_relaxed)) {
@@ -86,6 +129,7 @@ static __device__ void poller(const vyre_launch_t &L) {
             cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
             mirror.store(db, cuda::std::memory_order_release);
         }
+        flush_counters(L, flushed);
         unsigned long long now = vyre_globaltimer();
         if (now - last_beat >= L.heartbeat_ns) {
             sys_add(&control[VYRE_CTRL_HEARTBEAT], 1u);
@@ -124,14 +168,22 @@ static __device__ void coop_dfa_scans(const vyre_ctx_t *c, unsigned coop_mask, u
 }
 #endif
 
+static __device__ void worker(const vyre_launch_t &L);
+
 extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
     const vyre_launch_t L = *launch;
-    const vyre_ctx_t *c = &L.ctx;
-    const unsigned lane = threadIdx.x & 31;
     if (blockIdx.x == 0 && (threadIdx.x >> 5) == 0) {
         poller(L);
         return;
     }
+    worker(L);
+    __syncwarp();
+    if ((threadIdx.x & 31) == 0) atomicSub(L.live, 1u);
+}
+
+static __device__ void worker(const vyre_launch_t &L) {
+    const vyre_ctx_t *c = &L.ctx;
+    const unsigned lane = threadIdx.x & 31;
     cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> published(*L.published);
     cuda::atomic_ref<unsigned int, cuda::thread_scope_device> shutdown(*L.shutdown);
     const unsigned long long n = c->slot_count;
@@ -156,9 +208,7 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
                 __shfl_sync(FULL_MASK, published.load(cuda::std::memory_order_acquire), 0);
             const bool frontier = pub >= base && pub < base + 32;  // holds the next ticket
             const bool claimed = !done && !parked && ticket < pub;
-#ifndef VYRE_EXP_NO_CLAIM_STORE
             if (claimed) claim_owned(c, slot);
-#endif
             const bool retried = parked && vyre_claim_from(c, slot, VYRE_STATUS_WAIT_IO) != 0;
             const bool run = claimed || retried;
             vyre_result_t r;
@@ -203,23 +253,18 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
                 const unsigned fault_mask = __ballot_sync(FULL_MASK, counted && r.status == VYRE_STATUS_FAULT);
                 const bool metric = counted && r.metric_op != VYRE_NO_METRIC;
                 const unsigned metric_mask = __ballot_sync(FULL_MASK, metric);
+                // device-memory counters (fast atomics); the poller folds them into control
                 if (metric) {
                     const unsigned same = __match_any_sync(metric_mask, r.metric_op);
                     if ((unsigned)(__ffs(same) - 1) == lane)
-                        sys_add(&c->control[VYRE_CTRL_METRICS_BASE + r.metric_op], (uint32_t)__popc(same));
+                        atomicAdd(&L.counters[CNT_METRICS + r.metric_op], (unsigned)__popc(same));
                 }
-#ifndef VYRE_EXP_NO_COUNTERS
                 if (lane == 0) {
-                    if (done_mask) sys_add(&c->control[VYRE_CTRL_DONE_COUNT], (uint32_t)__popc(done_mask));
-                    if (fault_mask) sys_add(&c->control[VYRE_CTRL_FAULT_COUNT], (uint32_t)__popc(fault_mask));
+                    if (done_mask) atomicAdd(&L.counters[CNT_DONE], (unsigned)__popc(done_mask));
+                    if (fault_mask) atomicAdd(&L.counters[CNT_FAULT], (unsigned)__popc(fault_mask));
                 }
-#endif
                 __syncwarp();
-#ifdef VYRE_EXP_RELAXED_DONE
-                if (counted) cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(c->ring[(size_t)slot * VYRE_SLOT_WORDS]).store(r.status, cuda::std::memory_order_relaxed);
-#else
                 if (counted) sys_store_release(&c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS], r.status);
-#endif
                 if (run) {
                     parked = r.status == VYRE_STATUS_CLAIMED &&
                              cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(

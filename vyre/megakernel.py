@@ -381,12 +381,29 @@ class Megakernel:
         """Live uint32 view of every control word."""
         return self._control
 
+    def _settle_counters(self, timeout: float = 0.1) -> None:
+        """Where the backend counts lazily (CUDA), wait until DONE_COUNT + FAULT_COUNT cover
+        every retired ticket, so counters read after a wait/drain include those slots."""
+        if not self._backend.lazy_counters or not self._started:
+            return
+        want = self._retired & 0xFFFFFFFF
+        deadline = time.monotonic() + timeout
+        c = self._control
+        while ((int(c[CTRL_DONE_COUNT]) + int(c[CTRL_FAULT_COUNT]) - want) & 0xFFFFFFFF) >= 1 << 31:
+            if time.monotonic() > deadline:  # a slot overwrote a counter: report what is there
+                return
+            time.sleep(0)
+
     @property
     def done_count(self) -> int:
+        """Slots executed to DONE (SPEC §2 word 1)."""
+        self._settle_counters()
         return int(self._control[CTRL_DONE_COUNT])
 
     @property
     def fault_count(self) -> int:
+        """Slots that ended in FAULT (word 142)."""
+        self._settle_counters()
         return int(self._control[CTRL_FAULT_COUNT])
 
     @property
@@ -404,6 +421,7 @@ class Megakernel:
 
     def metrics(self) -> dict[int, int]:
         """Non-zero per-opcode execution counters {opcode: count}."""
+        self._settle_counters()
         return wire.read_metrics(self._control)
 
     def debug_log(self) -> list:

@@ -22,6 +22,8 @@ class Backend(abc.ABC):
 
     #: short name: "cpu" or "cuda"
     name: str = "?"
+    #: True where DONE_COUNT, FAULT_COUNT and METRICS may trail the slot statuses briefly
+    lazy_counters: bool = False
 
     ring: np.ndarray
     control: np.ndarray

@@ -18,8 +18,13 @@ from vyre.backends.cuda_probe import INSTALL_FIX, PTX_PATH, probe
 from vyre.errors import BackendError
 from vyre.protocol import CTRL_SHUTDOWN, MAX_BUFFERS
 
-# vyre_launch_t of cuda/megakernel.cu: vyre_ctx_t (5 pointers, 6 u32), 4 pointers, u64, 2 u32
-_LAUNCH = struct.Struct("<5Q6I4QQII")
+# vyre_launch_t of cuda/megakernel.cu: vyre_ctx_t (5 pointers, 6 u32), 6 pointers, u64, 2 u32
+_LAUNCH = struct.Struct("<5Q6I6QQII")
+# device state: tickets u64 @0, doorbell mirror u64 @8, shutdown mirror u32 @16,
+# live worker warps u32 @20, counters (DONE, FAULT, METRICS[32]) @64
+_STATE_BYTES = 256
+_LIVE_AT = 20
+_COUNTERS_AT = 64
 _BLOCK_THREADS = 128
 _KERNEL = "vyre_megakernel"
 _module_cache: dict[int, Any] = {}
@@ -86,6 +91,8 @@ class CudaBackend(Backend):
     """
 
     name = "cuda"
+    #: DONE_COUNT / FAULT_COUNT / METRICS trail slot statuses by one poller pass
+    lazy_counters = True
 
     def __init__(self, *, slot_count: int, observable_slots: int, debug_records: int,
                  io_slots: int, workers: int | None = None, device: int = 0,
@@ -134,8 +141,8 @@ class CudaBackend(Backend):
             self._buffers: list[Any] = [self.control]
             self._table[0] = self._dptr(self.control)
             self._table[1] = self.control.nbytes
-            self._state = cuda.mem_alloc(32)  # tickets u64, published mirror u64, shutdown u32
-            cuda.memset_d8(self._state, 0, 32)
+            self._state = cuda.mem_alloc(_STATE_BYTES)
+            cuda.memset_d8(self._state, 0, _STATE_BYTES)
             self._launch = cuda.mem_alloc(_LAUNCH.size)
             self._stream = cuda.Stream(flags=1)  # CU_STREAM_NON_BLOCKING: never waits on stream 0
             self._running = False
@@ -218,10 +225,12 @@ class CudaBackend(Backend):
             self._dptr(self.ioq), self._dptr(self._table),
             self.slot_count, self.control.size, self.control.size - 160,
             self.debug_records, self.io_slots, MAX_BUFFERS,
-            s, s + 8, s + 16, self._dptr(self.doorbell),
+            s, s + 8, s + 16, s + _LIVE_AT, self._dptr(self.doorbell), s + _COUNTERS_AT,
             int(self._options["heartbeat_ms"] * 1e6), int(self._options["idle_sleep_ns"]),
             int(self._options["coop_min_bytes"]))
+        worker_warps = self.grid * (_BLOCK_THREADS // 32) - 1  # one warp polls the doorbell
         with self._active():
+            self._cuda.memcpy_htod(int(self._state) + _LIVE_AT, np.array([worker_warps], np.uint32))
             self._cuda.memcpy_htod(self._launch, params)
             try:
                 self._func(self._launch, block=(_BLOCK_THREADS, 1, 1), grid=(self.grid, 1),
