@@ -278,6 +278,11 @@ VYRE_FN int vyre_claim(const vyre_ctx_t *c, uint32_t slot) {
 
 /* ==== tenants and the protected-word rule ==================================================== */
 
+/* SPEC §5 on words already read: len = control[141], mask = control[control[2] + tenant] */
+VYRE_FN int vyre_tenant_verdict(uint32_t tenant, uint32_t len, uint32_t mask) {
+    return tenant < len && mask != 0u;
+}
+
 /* SPEC §5: tenant < control[141] and control[control[2] + tenant] != 0 */
 VYRE_FN int vyre_tenant_ok_(const vyre_ctx_t *c, uint32_t tenant) {
     /* The three loads are independent so a GPU issues them together (one PCIe round trip
@@ -286,9 +291,8 @@ VYRE_FN int vyre_tenant_ok_(const vyre_ctx_t *c, uint32_t tenant) {
     const uint32_t len = vyre_ctl_ld_(c, VYRE_CTRL_TENANT_TABLE_LEN);
     const uint32_t base = vyre_ctl_ld_(c, VYRE_CTRL_TENANT_BASE);
     uint32_t mask = vyre_ctl_ld_(c, (uint64_t)VYRE_TENANT_MASK_BASE + tenant);
-    if (tenant >= len) return 0;
-    if (base != VYRE_TENANT_MASK_BASE) mask = vyre_ctl_ld_(c, (uint64_t)base + tenant);
-    return mask != 0u;
+    if (base != VYRE_TENANT_MASK_BASE && tenant < len) mask = vyre_ctl_ld_(c, (uint64_t)base + tenant);
+    return vyre_tenant_verdict(tenant, len, mask);
 }
 
 /* SPEC §3.1: 1 when op (with args a) would write a control word below OBSERVABLE_BASE. Only

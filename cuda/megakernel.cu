@@ -10,13 +10,14 @@
 //     ticket is published, its slot holds that publication and nobody else will claim it:
 //     the claim PUBLISHED->CLAIMED is a plain (posted) store, not a CAS over PCIe.
 //   * one poller warp reads the doorbell and SHUTDOWN over PCIe in a tight loop (about one
-//     read per microsecond) and mirrors them into device memory; the other warps poll the
-//     mirrors in L2. The warp holding the next unpublished ticket spins; the rest back off
-//     with __nanosleep, so an idle kernel costs one PCIe read per microsecond.
+//     read per microsecond) and mirrors them into device memory, with the tenant table read
+//     after each new doorbell value; the other warps poll the mirrors in L2. The warp holding
+//     the next unpublished ticket spins; the rest back off with __nanosleep, so an idle
+//     kernel costs one PCIe read per microsecond.
 //   * workers never read-modify-write control words for bookkeeping: 527 warps doing that on
 //     the same few cache lines (which the host also reads) took ~1 ms per access in a trace.
-//     DONE_COUNT, FAULT_COUNT and METRICS are counted per warp in device memory and the poller
-//     adds them into control; they may trail a slot's DONE status by one poller pass (the
+//     DONE_COUNT, FAULT_COUNT and METRICS are counted per warp in device memory and a flusher
+//     warp adds them into control every few microseconds; they may trail a slot's DONE status by one poller pass (the
 //     facade settles them before it reports them, docs/decisions.md).
 #include "vyre_interp.h"
 
@@ -28,6 +29,7 @@ typedef struct {
     unsigned int *live;                 // device: worker warps still running
     const unsigned long long *doorbell; // mapped host: tickets published by the host
     unsigned int *counters;             // device: DONE, FAULT, METRICS[32] not yet in control
+    unsigned int *tenants;              // device: tenant table as of the doorbell mirror
     unsigned long long heartbeat_ns;    // HEARTBEAT period
     unsigned int idle_sleep_ns;         // longest back-off of an idle warp
     unsigned int coop_min_bytes;        // DFA_SCAN ranges at least this long use all 32 lanes
@@ -39,6 +41,12 @@ typedef struct {
 #define CNT_FAULT 1
 #define CNT_METRICS 2
 #define CNT_WORDS (2 + VYRE_METRICS_COUNT)
+// layout of vyre_launch_t::tenants: [0] 1 = the table sits at the default base, [1] TABLE_LEN,
+// [2 ..] the masks of tenants 0..28
+#define TM_DEFAULT 0
+#define TM_LEN 1
+#define TM_MASKS 2
+#define TM_WORDS (2 + VYRE_TENANT_MASK_COUNT)
 
 static __device__ __forceinline__ unsigned long long vyre_globaltimer();
 #ifdef VYRE_EXP_TRACE
@@ -101,6 +109,26 @@ static __device__ void flush_counters(const vyre_launch_t &L, unsigned *flushed)
     }
 }
 
+// Reads the tenant table (after the caller's acquire of the doorbell) into device memory, so
+// every slot published before that doorbell value is checked against a table at least as new
+// as the one its publisher saw. All loads are independent: one PCIe round trip.
+static __device__ void mirror_tenants(const vyre_launch_t &L) {
+    const uint32_t *control = L.ctx.control;
+    uint32_t v[TM_WORDS];
+    const uint32_t base = cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(
+        const_cast<uint32_t &>(control[VYRE_CTRL_TENANT_BASE])).load(cuda::std::memory_order_relaxed);
+    v[TM_LEN] = cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(
+        const_cast<uint32_t &>(control[VYRE_CTRL_TENANT_TABLE_LEN])).load(cuda::std::memory_order_relaxed);
+    for (unsigned t = 0; t < VYRE_TENANT_MASK_COUNT; t++)
+        v[TM_MASKS + t] = cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(
+            const_cast<uint32_t &>(control[VYRE_TENANT_MASK_BASE + t])).load(cuda::std::memory_order_relaxed);
+    v[TM_DEFAULT] = base == VYRE_TENANT_MASK_BASE;
+    for (unsigned i = 0; i < TM_WORDS; i++)
+        cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.tenants[i]).store(v[i], cuda::std::memory_order_relaxed);
+}
+
+// The poller: the doorbell and SHUTDOWN, nothing else, so a publication is seen within about
+// one PCIe round trip.
 static __device__ void poller(const vyre_launch_t &L) {
     if ((threadIdx.x & 31) != 0) return;
     uint32_t *control = L.ctx.control;
@@ -108,33 +136,51 @@ static __device__ void poller(const vyre_launch_t &L) {
     cuda::atomic_ref<const unsigned long long, cuda::thread_scope_system> doorbell(*L.doorbell);
     cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> mirror(*L.published);
     cuda::atomic_ref<unsigned int, cuda::thread_scope_device> sd_mirror(*L.shutdown);
-    unsigned long long last_beat = vyre_globaltimer();
-    unsigned flushed[CNT_WORDS];
-    for (int i = 0; i < CNT_WORDS; i++) flushed[i] = 0;
-    sys_add(&control[VYRE_CTRL_HEARTBEAT], 1u);
+    mirror_tenants(L);
+    cuda::atomic_thread_fence(cuda::std::memory_order_release, cuda::thread_scope_device);
+    unsigned long long seen = 0;
     for (;;) {
         // both PCIe reads in flight together: one round trip per iteration
         const uint32_t sd = shutdown.load(cuda::std::memory_order_relaxed);
         const unsigned long long db = doorbell.load(cuda::std::memory_order_relaxed);
         if (sd != 0u) {
             sd_mirror.store(1u, cuda::std::memory_order_release);
-            // the last counts: once every worker warp has left its loop
-            cuda::atomic_ref<unsigned int, cuda::thread_scope_device> live(*L.live);
+            return;
+        }
+        if (db > seen) {
+            // order the host's writes (seen through db) before the tenant reads and the workers'
+            cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
+            mirror_tenants(L);
+            mirror.store(db, cuda::std::memory_order_release);
+            seen = db;
+        }
+    }
+}
+
+// The flusher: folds the workers' device-memory counters into control every few microseconds
+// and bumps HEARTBEAT; at shutdown it waits for every worker warp to leave, then flushes last.
+static __device__ void flusher(const vyre_launch_t &L) {
+    if ((threadIdx.x & 31) != 0) return;
+    uint32_t *control = L.ctx.control;
+    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> sd_mirror(*L.shutdown);
+    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> live(*L.live);
+    unsigned flushed[CNT_WORDS];
+    for (int i = 0; i < CNT_WORDS; i++) flushed[i] = 0;
+    unsigned long long last_beat = vyre_globaltimer();
+    sys_add(&control[VYRE_CTRL_HEARTBEAT], 1u);
+    for (;;) {
+        if (sd_mirror.load(cuda::std::memory_order_acquire) != 0u) {
             while (live.load(cuda::std::memory_order_acquire) != 0u) __nanosleep(1000);
             flush_counters(L, flushed);
             return;
         }
-        if (db > mirror.load(cuda::std::memory_order_relaxed)) {
-            // order the host's slot writes (seen through db) before the workers' reads
-            cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
-            mirror.store(db, cuda::std::memory_order_release);
-        }
         flush_counters(L, flushed);
-        unsigned long long now = vyre_globaltimer();
+        const unsigned long long now = vyre_globaltimer();
         if (now - last_beat >= L.heartbeat_ns) {
             sys_add(&control[VYRE_CTRL_HEARTBEAT], 1u);
             last_beat = now;
         }
+        __nanosleep(4000);
     }
 }
 
@@ -172,8 +218,8 @@ static __device__ void worker(const vyre_launch_t &L);
 
 extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
     const vyre_launch_t L = *launch;
-    if (blockIdx.x == 0 && (threadIdx.x >> 5) == 0) {
-        poller(L);
+    if (blockIdx.x == 0 && (threadIdx.x >> 5) < 2) {
+        if ((threadIdx.x >> 5) == 0) poller(L); else flusher(L);
         return;
     }
     worker(L);
@@ -238,7 +284,15 @@ static __device__ void worker(const vyre_launch_t &L) {
                 const unsigned same = __match_any_sync(plain_mask, tenant);
                 const int leader = __ffs(same) - 1;
                 int ok = 0;
-                if ((int)lane == leader) ok = vyre_tenant_ok_(c, tenant);
+                if ((int)lane == leader) {
+                    cuda::atomic_ref<unsigned, cuda::thread_scope_device> deflt(L.tenants[TM_DEFAULT]);
+                    if (deflt.load(cuda::std::memory_order_relaxed) && tenant < VYRE_TENANT_MASK_COUNT)
+                        ok = vyre_tenant_verdict(tenant, L.tenants[TM_LEN], L.tenants[TM_MASKS + tenant]);
+                    else if (deflt.load(cuda::std::memory_order_relaxed) && tenant >= L.tenants[TM_LEN])
+                        ok = 0;
+                    else  // a moved or longer table: read it in host memory
+                        ok = vyre_tenant_ok_(c, tenant);
+                }
                 ok = __shfl_sync(same, ok, leader);
                 r = vyre_execute_authorized(c, slot, w, ok);
             }

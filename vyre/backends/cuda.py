@@ -18,11 +18,12 @@ from vyre.backends.cuda_probe import INSTALL_FIX, PTX_PATH, probe
 from vyre.errors import BackendError
 from vyre.protocol import CTRL_SHUTDOWN, MAX_BUFFERS
 
-# vyre_launch_t of cuda/megakernel.cu: vyre_ctx_t (5 pointers, 6 u32), 6 pointers, u64, 2 u32
-_LAUNCH = struct.Struct("<5Q6I6QQII")
+# vyre_launch_t of cuda/megakernel.cu: vyre_ctx_t (5 pointers, 6 u32), 7 pointers, u64, 2 u32
+_LAUNCH = struct.Struct("<5Q6I7QQII")
 # device state: tickets u64 @0, doorbell mirror u64 @8, shutdown mirror u32 @16,
-# live worker warps u32 @20, counters (DONE, FAULT, METRICS[32]) @64
-_STATE_BYTES = 256
+# live worker warps u32 @20, counters (DONE, FAULT, METRICS[32]) @64, tenant mirror @256
+_STATE_BYTES = 512
+_TENANTS_AT = 256
 _LIVE_AT = 20
 _COUNTERS_AT = 64
 _BLOCK_THREADS = 128
@@ -226,9 +227,10 @@ class CudaBackend(Backend):
             self.slot_count, self.control.size, self.control.size - 160,
             self.debug_records, self.io_slots, MAX_BUFFERS,
             s, s + 8, s + 16, s + _LIVE_AT, self._dptr(self.doorbell), s + _COUNTERS_AT,
+            s + _TENANTS_AT,
             int(self._options["heartbeat_ms"] * 1e6), int(self._options["idle_sleep_ns"]),
             int(self._options["coop_min_bytes"]))
-        worker_warps = self.grid * (_BLOCK_THREADS // 32) - 1  # one warp polls the doorbell
+        worker_warps = self.grid * (_BLOCK_THREADS // 32) - 2  # the poller and the flusher
         with self._active():
             self._cuda.memcpy_htod(int(self._state) + _LIVE_AT, np.array([worker_warps], np.uint32))
             self._cuda.memcpy_htod(self._launch, params)
