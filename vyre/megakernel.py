@@ -195,12 +195,15 @@ class Megakernel:
 
     def submit_many(
         self, opcodes: np.ndarray, args: np.ndarray | None = None, tenant: int = 0,
-        timeout: float | None = None,
+        timeout: float | None = None, notify: bool = True,
     ) -> range:
         """Bulk publish from numpy: ``opcodes`` uint32 ``(n,)``, ``args`` uint32 ``(n, k<=12)``.
 
         Everything is validated before the first slot is written; a call larger than the
-        free part of the ring is published in pieces as slots retire.
+        free part of the ring is published in pieces as slots retire. With ``notify=False``
+        (and ``n`` fitting the free part of the ring) the GPU is not told: :meth:`notify`
+        releases everything published so far at once, which is how the kernel's own drain
+        rate is measured. CPU workers watch the slots themselves and start at once.
         """
         opcodes = _as_u32(opcodes, "opcodes")
         n = int(opcodes.shape[0])
@@ -227,8 +230,14 @@ class Megakernel:
                                   None if args is None else args[done:done + k])
                 done += k
                 self._published += k
-                self._notify(self._published)
+                if notify or done < n:
+                    self._notify(self._published)
         return range(first, first + n)
+
+    def notify(self) -> None:
+        """Tell the workers about every slot published so far (see ``submit_many(notify=)``)."""
+        with self._lock:
+            self._notify(self._published)
 
     def _submit_items(self, items, tenant: int, timeout: float | None) -> range:
         n = len(items)

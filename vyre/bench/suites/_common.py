@@ -52,14 +52,21 @@ def resolve_backend(ctx, *, allowed: tuple[str, ...] = ("cpu", "cuda")) -> str:
     return cache["name"]
 
 
-def atomic_add_ops(n: int, opcode: int, obs_word: int,
-                   add: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` ATOMIC_ADD ops ``control[obs_word] += add`` as (opcodes u32 (n,), args u32 (n, 2))."""
+def atomic_add_ops(n: int, opcode: int, obs_word: int, add: int = 1,
+                   spread: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` ATOMIC_ADD ops, op i doing ``control[obs_word + i % spread] += add``, as
+    (opcodes u32 (n,), args u32 (n, 2)). A spread keeps the ops off one word: same-word
+    system atomics serialize (docs/bench.md)."""
     opcodes = np.full(n, opcode, dtype=np.uint32)
     args = np.empty((n, 2), dtype=np.uint32)
     args[:, 0] = add
-    args[:, 1] = obs_word
+    args[:, 1] = obs_word + np.arange(n, dtype=np.uint32) % spread
     return opcodes, args
+
+
+def word_total(words: np.ndarray) -> int:
+    """Sum of u32 counters as a Python int (each word wraps on its own)."""
+    return int(np.asarray(words, dtype=np.uint64).sum())
 
 
 def expect_u32(actual: int, expected: int) -> tuple[bool, str]:

@@ -26,8 +26,8 @@ extern "C" __global__ void vyre_bench_atomic_add(unsigned int *obs, unsigned int
     atomicAdd_system(obs + idx, a0);
 }
 """
-#: words of the baseline's counter array (only word 0 is used; the rest keeps it off a line
-#: shared with anything else)
+#: words of the baseline's counter array: launch i adds into word i % COUNTER_WORDS, as the
+#: megakernel's op i adds into observable i % 64 (dispatch.SPREAD)
 COUNTER_WORDS = 64
 
 
@@ -63,11 +63,11 @@ class PyCudaLauncher:
         #: what the counter must hold once every launch so far has run
         self.expected = 0
 
-    def launch_n(self, n: int, a0: int = 1, idx: int = 0) -> None:
+    def launch_n(self, n: int, a0: int = 1) -> None:
         call, grid, block, stream, p = (self.fn.prepared_async_call, (1, 1), (1, 1, 1),
                                         self.stream, self.dptr)
-        for _ in range(n):
-            call(grid, block, stream, p, a0, idx)
+        for i in range(n):
+            call(grid, block, stream, p, a0, i % COUNTER_WORDS)
         self.expected += n * a0
 
     def sync(self) -> None:
@@ -82,7 +82,7 @@ class PyCudaLauncher:
         return self.end_ev.time_since(self.start_ev) * 1e6
 
     def value(self) -> int:
-        return int(self.host[0])
+        return int(np.asarray(self.host[:COUNTER_WORDS], dtype=np.uint64).sum())
 
     def close(self) -> None:
         self.sync()
@@ -120,12 +120,12 @@ class CuPyLauncher:
         #: what the counter must hold once every launch so far has run
         self.expected = 0
 
-    def launch_n(self, n: int, a0: int = 1, idx: int = 0) -> None:
+    def launch_n(self, n: int, a0: int = 1) -> None:
         k, g, b = self.kernel, self.grid, self.block
-        args = (self.dptr, np.uint32(a0), np.uint32(idx))
+        args = [(self.dptr, np.uint32(a0), np.uint32(i)) for i in range(COUNTER_WORDS)]
         with self.stream:
-            for _ in range(n):
-                k(g, b, args)
+            for i in range(n):
+                k(g, b, args[i % COUNTER_WORDS])
         self.expected += n * a0
 
     def sync(self) -> None:
@@ -161,7 +161,7 @@ class CuPyLauncher:
         return self.cp.cuda.get_elapsed_time(start, end) * 1e6
 
     def value(self) -> int:
-        return int(self.host[0])
+        return int(np.asarray(self.host[:COUNTER_WORDS], dtype=np.uint64).sum())
 
     def close(self) -> None:
         self.stream.synchronize()

@@ -20,13 +20,15 @@ from __future__ import annotations
 import os
 import time
 
-from vyre.bench.suites._common import (Unavailable, atomic_add_ops, expect_u32, facade,
-                                       megakernel, resolve_backend)
+from vyre.bench.suites._common import (Unavailable, atomic_add_ops, facade, megakernel,
+                                       resolve_backend, word_total)
 
 NAME = "throughput"
 DESCRIPTION = "sustained streaming ops/s vs ring size, workers (blocks per SM) and batch size"
 
 DEFAULT_RING = 4096
+#: ops cycle over this many observables (same-word system atomics serialize)
+SPREAD = 64
 DEFAULT_BATCH = 256
 BATCH_SWEEP_RING = 16384
 
@@ -57,6 +59,8 @@ def run(ctx) -> None:
     cores = os.cpu_count() or 1
     ctx.note("workers_meaning", "blocks per SM (128 threads each)" if backend == "cuda"
              else "CPU worker threads")
+    if backend == "cuda":
+        _drain_rate(ctx, fx, quick)
     for sweep, ring, workers, batch in sweeps(backend, quick, cores):
         value = {"ring_size": ring, "workers": workers, "batch": batch}[sweep]
         name = f"{sweep}={value}"
@@ -80,7 +84,8 @@ def run(ctx) -> None:
 def _measure(ctx, fx, mk, name: str, calls: int, batch: int, params: dict) -> None:
     with mk:
         params["device"] = mk.backend.describe()
-        opcodes, args = atomic_add_ops(batch, int(fx.Opcode.ATOMIC_ADD), fx.OBSERVABLE_BASE)
+        opcodes, args = atomic_add_ops(batch, int(fx.Opcode.ATOMIC_ADD), fx.OBSERVABLE_BASE,
+                                       spread=min(SPREAD, batch))
         obs, done = mk.observables, [0]
         submit_many = mk.submit_many
 
@@ -94,4 +99,41 @@ def _measure(ctx, fx, mk, name: str, calls: int, batch: int, params: dict) -> No
             return t1 - t0
 
         ctx.bench(name, sample, unit="ops/s", batch=calls * batch, params=params,
-                  verify=lambda: expect_u32(obs[0], done[0]))
+                  verify=lambda: (word_total(obs[:SPREAD]) == done[0],
+                                  f"observables sum to {word_total(obs[:SPREAD])}, "
+                                  f"expected {done[0]}"))
+
+
+def _drain_rate(ctx, fx, quick: bool) -> None:
+    """The kernel alone: a burst published with the doorbell held back, then released; timed
+    from the doorbell to DONE_COUNT covering the burst (the host's publishing excluded)."""
+    n = 1 << (15 if quick else 17)
+    try:
+        mk = megakernel(fx, "cuda", slot_count=n, observable_slots=SPREAD)
+    except Unavailable as why:
+        ctx.skip("drain_rate", str(why))
+        return
+    with mk:
+        for label, op in (("NOP", int(fx.Opcode.NOP)), ("ATOMIC_ADD", int(fx.Opcode.ATOMIC_ADD))):
+            opcodes, args = atomic_add_ops(n, op, fx.OBSERVABLE_BASE, spread=SPREAD)
+            control, done = mk.control, [0]
+
+            def sample() -> float:
+                target = (int(control[1]) + n) & 0xFFFFFFFF
+                mk.submit_many(opcodes, args, notify=False)
+                t0 = time.perf_counter_ns()
+                mk.notify()
+                deadline = t0 + 10_000_000_000
+                while ((target - int(control[1])) & 0xFFFFFFFF) < 1 << 31 and int(control[1]) != target:
+                    if time.perf_counter_ns() > deadline:
+                        raise TimeoutError("DONE_COUNT did not cover the burst within 10 s")
+                t1 = time.perf_counter_ns()
+                mk.drain()
+                done[0] += n if label == "ATOMIC_ADD" else 0
+                return t1 - t0
+
+            ctx.bench(f"drain_rate_{label}", sample, unit="ops/s", batch=n,
+                      params={"ops": n, "ring": n, "spread": SPREAD, "backend": "cuda"},
+                      notes="kernel drain of a pre-published burst: doorbell to DONE_COUNT",
+                      verify=lambda: (word_total(mk.observables[:SPREAD]) == done[0],
+                                      f"observables sum to {word_total(mk.observables[:SPREAD])}"))
