@@ -98,19 +98,29 @@ typedef struct {
  * well defined. The final slot status is a release store, so the host that sees DONE
  * (acquire) sees everything the slot wrote. */
 #ifdef __CUDA_ARCH__
+/* Loads, stores and fences are of system scope (the host reads and writes these words).
+ * Read-modify-writes are of device scope: a GPU without host-native atomics (any PCIe GPU)
+ * cannot make an RMW on host memory atomic against the host anyway (docs/decisions.md), and
+ * compute-sanitizer rejects system-scope RMWs there. They are atomic among GPU threads, which
+ * is what the interpreter needs; an acquire/release RMW adds a system-scope fence. */
 #define VYRE_AREF_(p) (cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(*(p)))
+#define VYRE_RMW_(p) (cuda::atomic_ref<uint32_t, cuda::thread_scope_device>(*(p)))
 #define VYRE_LD_ACQ(p) (VYRE_AREF_(p).load(cuda::std::memory_order_acquire))
 #define VYRE_LD_RLX(p) (VYRE_AREF_(p).load(cuda::std::memory_order_relaxed))
 #define VYRE_ST_REL(p, v) (VYRE_AREF_(p).store((v), cuda::std::memory_order_release))
 #define VYRE_ST_RLX(p, v) (VYRE_AREF_(p).store((v), cuda::std::memory_order_relaxed))
-#define VYRE_ADD_RLX(p, v) (VYRE_AREF_(p).fetch_add((v), cuda::std::memory_order_relaxed))
+#define VYRE_ADD_RLX(p, v) (VYRE_RMW_(p).fetch_add((v), cuda::std::memory_order_relaxed))
 /* *expp is updated with the observed value on failure (like the C11 form) */
-#define VYRE_CAS_ACQ(p, expp, d) \
-    (VYRE_AREF_(p).compare_exchange_strong(*(expp), (d), cuda::std::memory_order_acquire, \
-                                           cuda::std::memory_order_relaxed))
+#define VYRE_CAS_ACQ(p, expp, d) vyre_cas_acq_dev_((p), (expp), (d))
 #define VYRE_CAS_RLX(p, expp, d) \
-    (VYRE_AREF_(p).compare_exchange_strong(*(expp), (d), cuda::std::memory_order_relaxed, \
-                                           cuda::std::memory_order_relaxed))
+    (VYRE_RMW_(p).compare_exchange_strong(*(expp), (d), cuda::std::memory_order_relaxed, \
+                                          cuda::std::memory_order_relaxed))
+static __device__ __forceinline__ bool vyre_cas_acq_dev_(uint32_t *p, uint32_t *expp, uint32_t d) {
+    const bool won = VYRE_RMW_(p).compare_exchange_strong(*expp, d, cuda::std::memory_order_relaxed,
+                                                          cuda::std::memory_order_relaxed);
+    cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
+    return won;
+}
 #else
 #define VYRE_LD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define VYRE_LD_RLX(p) __atomic_load_n((p), __ATOMIC_RELAXED)

@@ -66,8 +66,9 @@ static __device__ __forceinline__ unsigned long long vyre_globaltimer() {
     return t;
 }
 
+// an add to a control word; device scope, as every RMW on host memory (csrc/vyre_interp.h)
 static __device__ __forceinline__ void sys_add(uint32_t *p, uint32_t v) {
-    cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(*p).fetch_add(v, cuda::std::memory_order_relaxed);
+    cuda::atomic_ref<uint32_t, cuda::thread_scope_device>(*p).fetch_add(v, cuda::std::memory_order_relaxed);
 }
 
 static __device__ __forceinline__ void sys_store_release(uint32_t *p, uint32_t v) {

@@ -1,10 +1,11 @@
 """The GPU baselines: the same tiny op as the megakernel's ATOMIC_ADD, one kernel launch per op.
 
 Fairness (docs/bench.md, "GPU baselines"): each launch performs exactly the work of one
-ATOMIC_ADD slot -- ``atomicAdd_system(&obs[idx], a0)`` with ``a0`` and ``idx`` passed as
+ATOMIC_ADD slot -- ``atomicAdd(&obs[idx], a0)`` with ``a0`` and ``idx`` passed as
 kernel parameters, one thread -- on a counter in *mapped pinned host memory*
 (``cuMemHostAlloc`` DEVICEMAP), the same memory kind the megakernel's observables live in,
-with the same system-scope atomic. The host then reads the counter directly, as
+with the same device-scope atomic (the megakernel's RMWs on host memory are device scope:
+csrc/vyre_interp.h says why). The host then reads the counter directly, as
 ``mk.observables`` does. Both libraries run in the device's primary context (the context the
 vyre CUDA backend also uses), and only while no persistent megakernel occupies the GPU.
 """
@@ -22,8 +23,8 @@ KERNEL_SOURCE = r"""
 extern "C" __global__ void vyre_bench_atomic_add(unsigned int *obs, unsigned int a0,
                                                  unsigned int idx)
 {
-    /* one op = one system-scope atomic on mapped host memory, like the megakernel's */
-    atomicAdd_system(obs + idx, a0);
+    /* one op = one atomic on mapped host memory, like the megakernel's ATOMIC_ADD */
+    atomicAdd(obs + idx, a0);
 }
 """
 #: words of the baseline's counter array: launch i adds into word i % COUNTER_WORDS, as the
