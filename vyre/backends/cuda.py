@@ -82,6 +82,23 @@ def device_address(array: Any) -> tuple[int, int]:
                        "__cuda_array_interface__ (CuPy, PyTorch)")
 
 
+class DeviceBuffer:
+    """Device memory from :meth:`CudaBackend.alloc_buffer` (``__cuda_array_interface__``, bytes).
+
+    Freed with the backend (after the kernel stopped): freeing device memory synchronizes the
+    device, which would wait for the persistent kernel.
+    """
+
+    def __init__(self, alloc: Any, nbytes: int) -> None:
+        self.alloc = alloc
+        self.nbytes = nbytes
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        return {"shape": (self.nbytes,), "typestr": "|u1", "data": (int(self.alloc), False),
+                "version": 3, "strides": None}
+
+
 class CudaBackend(Backend):
     """One persistent megakernel launch on a CUDA device.
 
@@ -198,24 +215,31 @@ class CudaBackend(Backend):
         return handle
 
     def alloc_buffer(self, nbytes: int, *, device: bool = False) -> Any:
-        """Mapped pinned host memory (host-visible), or device memory with ``device=True``."""
+        """Mapped pinned host memory (host-visible), or device memory with ``device=True``.
+
+        Device memory comes from ``mem_alloc`` + ``memset``, never from a helper that launches
+        a kernel: loading or launching another module while the megakernel runs can wait for
+        the device to go idle, which a persistent kernel never does (measured: a hang).
+        """
         with self._active():
             if device:
-                import pycuda.gpuarray as gpuarray
-
-                buf = gpuarray.zeros(max(nbytes, 1), dtype=np.uint8)
-                return buf
+                alloc = self._cuda.mem_alloc(max(nbytes, 1))
+                self._cuda.memset_d8(alloc, 0, max(nbytes, 1))
+                return DeviceBuffer(alloc, nbytes)
             flags = self._cuda.host_alloc_flags.DEVICEMAP | self._cuda.host_alloc_flags.PORTABLE
-            arr = self._cuda.pagelocked_zeros(max(nbytes, 1), np.uint8, mem_flags=flags)
-            return arr
+            return self._cuda.pagelocked_zeros(max(nbytes, 1), np.uint8, mem_flags=flags)
 
     def upload(self, buffer: Any, data: np.ndarray) -> None:
         data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
         if isinstance(buffer, np.ndarray):
             np.copyto(buffer.reshape(-1)[: data.size], data)
             return
+        ptr, nbytes = device_address(buffer)
+        if data.size > nbytes:
+            raise BackendError(f"{data.size} bytes do not fit a buffer of {nbytes}",
+                               "allocate a larger buffer")
         with self._active():
-            self._cuda.memcpy_htod(int(buffer.gpudata), data)
+            self._cuda.memcpy_htod(ptr, data)
 
     def start(self) -> None:
         if self._running:
