@@ -148,11 +148,12 @@ def test_a_broken_baseline_is_an_error_of_that_baseline_only(on_cpu, monkeypatch
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
-def test_baseline_kernel_compiles_to_a_system_scope_atomic(tmp_path):
+def test_baseline_kernel_compiles_to_a_device_scope_atomic(tmp_path):
     src = tmp_path / "k.cu"
     src.write_text(_gpu.KERNEL_SOURCE)
     subprocess.run(["nvcc", "-ptx", "-arch=compute_90", str(src), "-o", str(tmp_path / "k.ptx")],
                    check=True, capture_output=True, timeout=120)
     ptx = (tmp_path / "k.ptx").read_text()
     assert f".entry {_gpu.KERNEL_NAME}(" in ptx
-    assert "atom.global.sys.add.u32" in ptx  # same scope as the megakernel's ATOMIC_ADD
+    # same scope as the megakernel's ATOMIC_ADD: device scope (no .sys), see csrc/vyre_interp.h
+    assert "atom.global.add.u32" in ptx and ".sys" not in ptx
