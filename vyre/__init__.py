@@ -27,10 +27,21 @@ from vyre.megakernel import Megakernel, Ticket  # noqa: F401
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
-    # streaming ingest pulls in io_uring and staging code: load it on first use only
-    if name == "GpuStream":
-        from vyre.stream import GpuStream
+_LAZY = {
+    # streaming ingest pulls in io_uring and staging code: loaded on first use only
+    "GpuStream": "vyre.stream",
+    "IoService": "vyre.stream",
+    "FileChangedError": "vyre.stream",
+    "build_dfa": "vyre.dfa",
+    "Dfa": "vyre.dfa",
+    "PatternError": "vyre.dfa",
+}
 
-        return GpuStream
-    raise AttributeError(f"module 'vyre' has no attribute {name!r}")
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vyre' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
