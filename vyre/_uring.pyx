@@ -133,65 +133,11 @@ cdef extern from *:
     unsigned VYRE_FEAT_NODROP
     unsigned VYRE_FEAT_EXT_ARG
 
-cdef extern from "vyre_abi.h":
-    const unsigned int VYRE_DFA_ALPHABET
-    const unsigned int VYRE_DFA_ACCEPT_BIT
-    const unsigned int VYRE_DFA_STATE_MASK
-    const unsigned int VYRE_DFA_NO_STATE
-    const unsigned int VYRE_OP_DFA_SCAN
-    const unsigned int VYRE_OP_LOAD_MISS
-    const unsigned int VYRE_CTRL_OBSERVABLE_BASE
-    const unsigned int VYRE_MAX_BUFFERS
-    const unsigned int VYRE_STATUS_EMPTY
-    const unsigned int VYRE_STATUS_PUBLISHED
-    const unsigned int VYRE_STATUS_CLAIMED
-    const unsigned int VYRE_STATUS_DONE
-    const unsigned int VYRE_IO_MAX_SLOTS
-    const unsigned int VYRE_IO_SLOT_WORDS
-    const unsigned int VYRE_IO_OP_TYPE
-    const unsigned int VYRE_IO_SRC_HANDLE
-    const unsigned int VYRE_IO_DST_HANDLE
-    const unsigned int VYRE_IO_OFFSET_LO
-    const unsigned int VYRE_IO_OFFSET_HI
-    const unsigned int VYRE_IO_BYTE_COUNT
-    const unsigned int VYRE_IO_STATUS
-    const unsigned int VYRE_IO_TAG
-    const unsigned int VYRE_IO_READ
-    const unsigned int VYRE_IO_WRITE
-    const unsigned int VYRE_IO_FENCE
-    const unsigned int VYRE_IO_STATUS_OK
-    const unsigned int VYRE_IO_STATUS_ERROR
+#: the wire constants the ingest modules use: vyre._wire's table (read from csrc/vyre_abi.h
+#: there), under the short names of this module
+from vyre._wire import ABI as _WIRE_ABI
 
-#: the wire constants the ingest modules use, read from csrc/vyre_abi.h (never restated)
-ABI = {
-    "DFA_ALPHABET": VYRE_DFA_ALPHABET,
-    "DFA_ACCEPT_BIT": VYRE_DFA_ACCEPT_BIT,
-    "DFA_STATE_MASK": VYRE_DFA_STATE_MASK,
-    "DFA_NO_STATE": VYRE_DFA_NO_STATE,
-    "OP_DFA_SCAN": VYRE_OP_DFA_SCAN,
-    "OP_LOAD_MISS": VYRE_OP_LOAD_MISS,
-    "OBSERVABLE_BASE": VYRE_CTRL_OBSERVABLE_BASE,
-    "MAX_BUFFERS": VYRE_MAX_BUFFERS,
-    "STATUS_EMPTY": VYRE_STATUS_EMPTY,
-    "STATUS_PUBLISHED": VYRE_STATUS_PUBLISHED,
-    "STATUS_CLAIMED": VYRE_STATUS_CLAIMED,
-    "STATUS_DONE": VYRE_STATUS_DONE,
-    "IO_MAX_SLOTS": VYRE_IO_MAX_SLOTS,
-    "IO_SLOT_WORDS": VYRE_IO_SLOT_WORDS,
-    "IO_OP_TYPE": VYRE_IO_OP_TYPE,
-    "IO_SRC_HANDLE": VYRE_IO_SRC_HANDLE,
-    "IO_DST_HANDLE": VYRE_IO_DST_HANDLE,
-    "IO_OFFSET_LO": VYRE_IO_OFFSET_LO,
-    "IO_OFFSET_HI": VYRE_IO_OFFSET_HI,
-    "IO_BYTE_COUNT": VYRE_IO_BYTE_COUNT,
-    "IO_STATUS": VYRE_IO_STATUS,
-    "IO_TAG": VYRE_IO_TAG,
-    "IO_READ": VYRE_IO_READ,
-    "IO_WRITE": VYRE_IO_WRITE,
-    "IO_FENCE": VYRE_IO_FENCE,
-    "IO_STATUS_OK": VYRE_IO_STATUS_OK,
-    "IO_STATUS_ERROR": VYRE_IO_STATUS_ERROR,
-}
+ABI = dict(_WIRE_ABI, OBSERVABLE_BASE=_WIRE_ABI["CTRL_OBSERVABLE_BASE"])
 
 FEAT_SINGLE_MMAP = VYRE_FEAT_SINGLE_MMAP
 FEAT_NODROP = VYRE_FEAT_NODROP
