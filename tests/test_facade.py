@@ -202,3 +202,26 @@ def test_submit_many_refuses_values_a_cast_would_change(backend):
         mk.submit_many(np.zeros(2, np.int64), np.array([[1, 161], [2, 161]], np.int64))
         mk.drain(timeout=10)
         assert mk.observables[1] == 0  # NOPs: args ignored
+
+
+@pytest.mark.gpu
+def test_two_gpu_megakernels_at_once_and_one_stops_under_the_other():
+    """Several megakernels per process: both run; stopping one (which releases its memory)
+    must not wait on the other's persistent kernel."""
+    a = Megakernel("cuda", slot_count=256, observable_slots=8).start()
+    b = Megakernel("cuda", slot_count=256, observable_slots=8).start()
+    try:
+        ha, _ = a.alloc_buffer(np.arange(64, dtype=np.uint8), device=True)
+        ta = a.submit_many(*adds(10_000, 8, seed=1)[:2])
+        tb = b.submit_many(*adds(10_000, 8, seed=2)[:2])
+        a.wait(ta, timeout=30)
+        b.wait(tb, timeout=30)
+        assert np.array_equal(a.observables[:8], adds(10_000, 8, seed=1)[2])
+        assert np.array_equal(b.observables[:8], adds(10_000, 8, seed=2)[2])
+        t0 = time.monotonic()
+        a.shutdown(timeout=10)  # frees a's memory while b's kernel runs
+        assert time.monotonic() - t0 < 10
+        b.wait(b.submit(Opcode.ATOMIC_ADD, [1, OBS]), timeout=30)
+    finally:
+        a.shutdown(drain=False, timeout=10)
+        b.shutdown(drain=False, timeout=10)

@@ -30,6 +30,24 @@ _BLOCK_THREADS = 128
 _KERNEL = "vyre_megakernel"
 _module_cache: dict[int, Any] = {}
 
+# Freeing device or pinned memory synchronizes the device, which waits for every running
+# kernel: with a persistent megakernel running, forever. So memory released while any
+# megakernel of this process runs is parked here and freed when the last one has stopped.
+_RUNNING: set[int] = set()
+_DEFERRED_FREES: list[Any] = []
+
+
+def _release(objects: list[Any]) -> None:
+    """Drop ``objects`` (allocations) now, or park them until no megakernel runs."""
+    if _RUNNING:
+        _DEFERRED_FREES.extend(objects)
+
+
+def _kernel_stopped(backend_id: int) -> None:
+    _RUNNING.discard(backend_id)
+    if not _RUNNING:
+        _DEFERRED_FREES.clear()  # the last references: the frees happen here
+
 
 def _cuda():
     ok, why = probe()
@@ -92,6 +110,9 @@ class DeviceBuffer:
     def __init__(self, alloc: Any, nbytes: int) -> None:
         self.alloc = alloc
         self.nbytes = nbytes
+
+    def __del__(self) -> None:
+        _release([self.alloc])  # dropped while a megakernel runs: free it later
 
     @property
     def __cuda_array_interface__(self) -> dict[str, Any]:
@@ -265,6 +286,7 @@ class CudaBackend(Backend):
                 raise BackendError(f"the megakernel launch failed ({err})",
                                    "lower workers (blocks per SM) or free GPU memory") from err
         self._running = True
+        _RUNNING.add(id(self))
 
     def stop(self, timeout: float) -> None:
         if not self._running:
@@ -278,6 +300,7 @@ class CudaBackend(Backend):
                         break
                 except self._cuda.Error as err:
                     self._running = False
+                    _kernel_stopped(id(self))
                     raise BackendError(f"the megakernel faulted ({err})",
                                        "run the workload under compute-sanitizer; the context "
                                        "may need to be recreated") from err
@@ -288,6 +311,7 @@ class CudaBackend(Backend):
                         "busy, restart the process to reclaim it")
                 time.sleep(0.0002)
         self._running = False
+        _kernel_stopped(id(self))
 
     def check(self) -> None:
         if not self._running:
@@ -297,11 +321,13 @@ class CudaBackend(Backend):
                 finished = self._stream.is_done()
             except self._cuda.Error as err:
                 self._running = False
+                _kernel_stopped(id(self))
                 raise BackendError(f"the megakernel faulted ({err})",
                                    "run the workload under compute-sanitizer to find the bad "
                                    "access; recreate the Megakernel") from err
         if finished and not self.control[CTRL_SHUTDOWN]:
             self._running = False
+            _kernel_stopped(id(self))
             raise BackendError("the megakernel exited without a SHUTDOWN",
                                "report this as a bug with the workload that triggered it")
 
@@ -324,11 +350,11 @@ class CudaBackend(Backend):
         if self._running:
             self.stop(5.0)
         self._closed = True
-        with self._active():
-            self._state.free()
-            self._launch.free()
-        # the pinned arrays are freed with their last reference: the facade's views of
-        # control and ring stay readable after shutdown
+        # another megakernel of this process may still run: never free under it. Pinned
+        # arrays go with their last reference (the facade's views stay readable).
+        _release([self._state, self._launch, *self._pinned,
+                  *(b for b in self._buffers[1:] if not isinstance(b, np.ndarray))])
+        self._buffers = [self.control]
         if self._own_ctx is not None:
             with contextlib.suppress(Exception):
                 if self._cuda.Context.get_current() == self._own_ctx:
