@@ -110,9 +110,6 @@ static __device__ void flush_counters(const vyre_launch_t &L, unsigned *flushed)
     }
 }
 
-// mirror_tenants reads the tenant table (after the caller's acquire of the doorbell) into device
-// memory, so every slot published before that doorbell value is checked against a table at
-// least as new as the one its publisher saw.
 // 16-byte relaxed system-scope load: independent ones pipeline (atomic_ref loads of single
 // words issued back to back cost one PCIe round trip each, measured ~36 us for the table)
 static __device__ __forceinline__ uint4 ld_sys_v4(const uint32_t *p) {
@@ -122,6 +119,9 @@ static __device__ __forceinline__ uint4 ld_sys_v4(const uint32_t *p) {
     return v;
 }
 
+// Reads the tenant table (after the caller's acquire of the doorbell) into device
+// memory, so every slot published before that doorbell value is checked against a table at
+// least as new as the one its publisher saw.
 static __device__ void mirror_tenants(const vyre_launch_t &L) {
     const uint32_t *control = L.ctx.control;
     // words 0..31 (TENANT_BASE and the masks) and 140..143 (TABLE_LEN): 9 loads, one round trip
