@@ -88,6 +88,12 @@ static __device__ __forceinline__ void claim_owned(const vyre_ctx_t *c, uint32_t
 // metrics of those n slots.
 static __device__ void flush_counters(const vyre_launch_t &L, unsigned *flushed) {
     uint32_t *control = L.ctx.control;
+    // snapshot the counts first (acquire): every slot they include had its metric added to
+    // device memory before (workers fence between the two), so the metrics read next cover it
+    unsigned count[2];
+    for (int i = CNT_DONE; i <= CNT_FAULT; i++)
+        count[i] = cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.counters[i])
+                       .load(cuda::std::memory_order_acquire);
     bool moved = false;
     for (int i = CNT_METRICS; i < CNT_WORDS; i++) {
         const unsigned now = cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.counters[i])
@@ -101,11 +107,9 @@ static __device__ void flush_counters(const vyre_launch_t &L, unsigned *flushed)
     if (moved) cuda::atomic_thread_fence(cuda::std::memory_order_release, cuda::thread_scope_system);
     const unsigned word[2] = {VYRE_CTRL_DONE_COUNT, VYRE_CTRL_FAULT_COUNT};
     for (int i = CNT_DONE; i <= CNT_FAULT; i++) {
-        const unsigned now = cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.counters[i])
-                                 .load(cuda::std::memory_order_acquire);
-        if (now != flushed[i]) {
-            sys_add(&control[word[i]], now - flushed[i]);
-            flushed[i] = now;
+        if (count[i] != flushed[i]) {
+            sys_add(&control[word[i]], count[i] - flushed[i]);
+            flushed[i] = count[i];
         }
     }
 }
@@ -225,7 +229,8 @@ static __device__ void coop_dfa_scans(const vyre_ctx_t *c, unsigned coop_mask, u
         start_state = __shfl_sync(FULL_MASK, start_state, owner);
         uint32_t accepts = 0, end_state = 0;
         vyre_dfa_scan_part(c, args, start_state, lane, 32u, &accepts, &end_state);
-        for (int off = 16; off > 0; off >>= 1) accepts += __shfl_down_sync(FULL_MASK, accepts, off);
+        // butterfly sum: every lane ends with the total (the owner lane commits it)
+        for (int off = 16; off > 0; off >>= 1) accepts += __shfl_xor_sync(FULL_MASK, accepts, off);
         end_state = __shfl_sync(FULL_MASK, end_state, 31);
         if (lane == (unsigned)owner) *res = vyre_dfa_scan_commit(c, args, accepts, end_state);
     }
@@ -242,6 +247,7 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
     }
     worker(L);
     __syncwarp();
+    __threadfence();  // this warp's counts are visible before the flusher sees it leave
     if ((threadIdx.x & 31) == 0) atomicSub(L.live, 1u);
 }
 
@@ -331,6 +337,10 @@ static __device__ void worker(const vyre_launch_t &L) {
                     if ((unsigned)(__ffs(same) - 1) == lane)
                         atomicAdd(&L.counters[CNT_METRICS + r.metric_op], (unsigned)__popc(same));
                 }
+                // the flusher reads DONE/FAULT first and then METRICS: a slot's metric must be
+                // in device memory before its count
+                __syncwarp();
+                __threadfence();
                 if (lane == 0) {
                     if (done_mask) atomicAdd(&L.counters[CNT_DONE], (unsigned)__popc(done_mask));
                     if (fault_mask) atomicAdd(&L.counters[CNT_FAULT], (unsigned)__popc(fault_mask));

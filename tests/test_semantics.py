@@ -289,8 +289,12 @@ def test_dfa_scan_matches_reference(mk, size):
     assert mk.observables[51] == state
 
 
-def test_dfa_scan_context_split_is_exact(mk):
-    """a6 > 0: accepts in the first a6 bytes are not counted; the scan may be split."""
+@pytest.mark.parametrize("lead", [0, 5, 31])
+def test_dfa_scan_context_split_is_exact(mk, lead):
+    """a6 > 0: accepts in the first a6 bytes are not counted; the scan may be split.
+    `lead` NOPs first put the scan on another lane of a GPU warp (the owner commits)."""
+    for _ in range(lead):
+        run(mk, Opcode.NOP)
     rng = np.random.default_rng(7)
     pattern = b"needle"
     table = literal_dfa(pattern)
