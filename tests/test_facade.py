@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from vyre import BackendError, Megakernel, QueueFullError, WaitTimeoutError
+from vyre import BackendError, Megakernel, QueueFullError, SlotFaultError, WaitTimeoutError
 from vyre.backends import cuda_available
 from vyre.protocol import Opcode
 
@@ -225,3 +225,65 @@ def test_two_gpu_megakernels_at_once_and_one_stops_under_the_other():
     finally:
         a.shutdown(drain=False, timeout=10)
         b.shutdown(drain=False, timeout=10)
+
+
+def test_faults_are_not_lost_to_drain_or_a_first_wait(backend):
+    with Megakernel(backend, slot_count=16, tenants=1) as mk:
+        bad = mk.submit(Opcode.NOP, tenant=3)  # unauthorized
+        ok = mk.submit(Opcode.NOP)
+        mk.drain(timeout=10)  # counts, does not raise
+        for _ in range(2):  # every wait covering it raises, not just the first
+            with pytest.raises(SlotFaultError):
+                mk.wait(bad, timeout=10)
+        with pytest.raises(SlotFaultError):
+            mk.wait(range(bad, ok + 1), timeout=10)
+        mk.wait(ok, timeout=10)
+
+
+def test_tickets_are_any_integer_and_never_negative(backend):
+    with Megakernel(backend, slot_count=16) as mk:
+        t = mk.submit(Opcode.NOP)
+        mk.wait(np.int64(t), timeout=10)
+        mk.wait([np.uint32(t)], timeout=10)
+        with pytest.raises(ValueError):
+            mk.wait([t, -1])
+        with pytest.raises(ValueError):
+            mk.wait(range(-2, 1))
+
+
+def test_held_back_doorbell_is_rung_by_a_waiter(backend):
+    with Megakernel(backend, slot_count=64, observable_slots=4) as mk:
+        ops, args, totals = adds(64, 4)
+        mk.submit_many(ops, args, notify=False)
+        mk.drain(timeout=10)  # must not wait on slots the workers were never told about
+        assert np.array_equal(mk.observables[:4], totals)
+        mk.submit_many(ops, args, notify=False)
+        mk.submit(Opcode.NOP, timeout=10)  # a full ring: room needs the held-back slots run
+        mk.drain(timeout=10)
+        assert np.array_equal(mk.observables[:4], 2 * totals)
+
+
+def test_a_full_ring_before_start_fails_at_once():
+    mk = Megakernel("cpu", slot_count=4)
+    for _ in range(4):
+        mk.submit(Opcode.NOP)
+    t0 = time.monotonic()
+    with pytest.raises(BackendError) as info:
+        mk.submit(Opcode.NOP)
+    assert time.monotonic() - t0 < 1 and "start()" in info.value.fix
+    mk.start()
+    mk.shutdown(timeout=10)
+
+
+def test_work_stranded_by_a_shutdown_slot_is_reported(backend):
+    mk = Megakernel(backend, slot_count=64, stall_timeout=30, heartbeat_timeout=30).start()
+    try:
+        mk.wait(mk.submit(Opcode.SHUTDOWN), timeout=10)
+        time.sleep(0.1)  # the workers leave
+        t = mk.submit(Opcode.NOP)
+        t0 = time.monotonic()
+        with pytest.raises(BackendError) as info:
+            mk.wait(t, timeout=20)
+        assert "SHUTDOWN" in str(info.value) and time.monotonic() - t0 < 5
+    finally:
+        mk.shutdown(drain=False, timeout=10)

@@ -8,6 +8,7 @@ executes exactly once. See docs/facade.md.
 """
 from __future__ import annotations
 
+import operator
 import threading
 import time
 import weakref
@@ -18,7 +19,8 @@ import numpy as np
 from vyre import wire
 from vyre.backends import make_backend
 from vyre.backends.base import Backend
-from vyre.errors import BackendError, QueueFullError, SlotFaultError, WaitTimeoutError
+from vyre.errors import (BackendError, PipelineError, QueueFullError, SlotFaultError,
+                         WaitTimeoutError)
 from vyre.protocol import (
     Opcode,
     CTRL_DONE_COUNT,
@@ -34,6 +36,8 @@ Ticket = int
 
 # wait granularity: how often a blocked caller looks at the watchdog (heartbeat, progress)
 _WATCH_INTERVAL_S = 0.005
+# how many faulted tickets wait() remembers (the oldest are forgotten beyond this)
+_FAULT_MEMORY = 1 << 16
 _LIVE: "weakref.WeakSet[Megakernel]" = weakref.WeakSet()
 
 
@@ -94,7 +98,10 @@ class Megakernel:
         self._lock = threading.Lock()
         self._published = 0  # next ticket to hand out
         self._retired = 0  # every ticket below this is DONE or FAULT and seen by the host
-        self._faulted: set[int] = set()  # faulted tickets not yet reported by wait()
+        # faulted tickets, the most recent _FAULT_MEMORY of them (dict: insertion-ordered set);
+        # every wait() that covers one raises, drain() counts them without raising
+        self._faulted: dict[int, None] = {}
+        self._notified = 0  # the doorbell as last written
         self._fault_total = 0
         self._started = False
         self._stopped = False
@@ -127,10 +134,12 @@ class Megakernel:
                 self.drain(timeout=timeout)
             except BaseException as err:  # still stop the workers, then report
                 drain_error = err
-        self._stopped = True
         if self._started:
-            self._backend.stop(timeout)
+            self._backend.stop(timeout)  # raises if the workers did not stop: call again
+        self._stopped = True
         self._backend.close()
+        # where closing replaced the memory by host copies, read those from now on
+        self._ring, self._control = self._backend.ring, self._backend.control
         if drain_error is not None:
             raise drain_error
 
@@ -222,7 +231,11 @@ class Megakernel:
             while done < n:
                 free = self.slot_count - (self._published - self._retired)
                 if free <= 0:
-                    self._make_room(1, timeout)
+                    try:
+                        self._make_room(1, timeout)
+                    except PipelineError as err:  # the first `done` ops are out: say so
+                        err.published = range(first, first + done)
+                        raise
                     continue
                 k = min(free, n - done)
                 wire.publish_many(self._ring, self._published % self.slot_count, tenant,
@@ -257,13 +270,26 @@ class Megakernel:
             self._notify(self._published)
         return range(first, first + n)
 
+    def _ring_doorbell_if_behind(self) -> None:
+        """A waiter must not wait on slots the workers were not told about (notify=False)."""
+        if self._notified < self._published:
+            with self._lock:
+                self._notify(self._published)
+
     def _notify(self, published: int) -> None:
+        self._notified = published
         if self._doorbell is not None:
             self._doorbell[0] = published
         self._backend.kick()
 
     def _make_room(self, needed: int, timeout: float | None) -> None:
         """Retire finished slots until ``needed`` are free (caller holds the lock)."""
+        if not self._started:
+            raise BackendError("the ring is full and the megakernel is not running, so no slot "
+                               "will free up", "call start() (or use `with Megakernel(...)`) "
+                               "before submitting more than slot_count slots")
+        if self._notified < self._published:
+            self._notify(self._published)  # the caller holds the lock
         deadline = None if timeout is None else time.monotonic() + timeout
         watch = _Watch(self)
         while self.slot_count - (self._published - self._retired) < needed:
@@ -292,7 +318,9 @@ class Megakernel:
             return
         count, faults = wire.retire(self._ring, self._retired % self.slot_count, pending)
         for off in faults:
-            self._faulted.add(self._retired + off)
+            self._faulted[self._retired + off] = None
+        while len(self._faulted) > _FAULT_MEMORY:
+            del self._faulted[next(iter(self._faulted))]
         self._fault_total += len(faults)
         self._retired += count
 
@@ -307,21 +335,22 @@ class Megakernel:
         :class:`WaitTimeoutError` after ``timeout`` s, :class:`BackendError` when the backend
         died or a slot stopped making progress (``stall_timeout``). Never hangs.
         """
-        if isinstance(tickets, int):
-            last = tickets
-            wanted: Iterable[int] = (tickets,)
-        elif isinstance(tickets, range):
+        if isinstance(tickets, range):
             if len(tickets) == 0:
                 return
-            last = max(tickets[0], tickets[-1])
-            wanted = tickets
+            first, last = min(tickets[0], tickets[-1]), max(tickets[0], tickets[-1])
+            wanted: Iterable[int] = tickets
         else:
-            wanted = list(tickets)
+            if isinstance(tickets, (int, np.integer)):
+                tickets = (tickets,)
+            wanted = [operator.index(t) for t in tickets]
             if not wanted:
                 return
-            last = max(wanted)
-        if last >= self._published or (isinstance(tickets, int) and tickets < 0):
-            raise ValueError(f"ticket {last} was never published (next ticket is {self._published})")
+            first, last = min(wanted), max(wanted)
+        if first < 0 or last >= self._published:
+            bad = first if first < 0 else last
+            raise ValueError(f"ticket {bad} was never published (tickets are 0 .. "
+                             f"{self._published - 1})")
         self._wait_retired(last + 1, timeout)
         if self._faulted:
             self._raise_faults(wanted)
@@ -329,6 +358,7 @@ class Megakernel:
     def _wait_retired(self, upto: int, timeout: float | None) -> None:
         if self._retired >= upto:
             return
+        self._ring_doorbell_if_behind()
         if not self._started or self._stopped:
             raise BackendError("the megakernel is not running, so nothing will retire",
                                "call start() or use `with Megakernel(...) as mk:`")
@@ -361,9 +391,7 @@ class Megakernel:
             if isinstance(wanted, range):
                 hit = sorted(t for t in self._faulted if t in wanted)
             else:
-                hit = sorted(set(wanted) & self._faulted)
-            for t in hit:
-                self._faulted.discard(t)
+                hit = sorted(set(wanted).intersection(self._faulted))
         if hit:
             t = hit[0]
             more = f" (and {len(hit) - 1} more)" if len(hit) > 1 else ""
@@ -374,10 +402,9 @@ class Megakernel:
                 ticket=t, slot=t % self.slot_count)
 
     def drain(self, timeout: float | None = None) -> None:
-        """Wait until every published slot is retired. Faults are counted, not raised."""
+        """Wait until every published slot is retired. Faults are counted, not raised (a
+        later ``wait`` on a faulted ticket still raises)."""
         self._wait_retired(self._published, timeout)
-        with self._lock:
-            self._faulted.clear()
 
     # ------------------------------------------------------------------ reading
     @property
@@ -531,6 +558,12 @@ class _Watch:
         mk = self.mk
         now = time.monotonic()
         mk._backend.check()
+        if published > retired and int(mk._control[CTRL_SHUTDOWN]) and retired == self.retired \
+                and now - self.progress_at > 0.05:
+            raise BackendError(
+                f"the workers were stopped by SHUTDOWN with {published - retired} slots in "
+                "flight (a SHUTDOWN slot, or control[SHUTDOWN] written)",
+                "do not publish SHUTDOWN while work is pending; use shutdown(drain=True)")
         beat = mk.heartbeat
         if beat != self.beat:
             self.beat, self.beat_at = beat, now

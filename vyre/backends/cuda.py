@@ -37,16 +37,29 @@ _RUNNING: set[int] = set()
 _DEFERRED_FREES: list[Any] = []
 
 
-def _release(objects: list[Any]) -> None:
-    """Drop ``objects`` (allocations) now, or park them until no megakernel runs."""
-    if _RUNNING:
-        _DEFERRED_FREES.extend(objects)
+def _release(allocations: list[Any]) -> None:
+    """Free device allocations now, or as soon as no megakernel of the process runs.
+
+    Explicit frees at a safe moment, not at garbage collection, which may come while another
+    megakernel runs. (Pinned host arrays are left to their last reference: the facade's views
+    of control and ring stay readable after shutdown.)
+    """
+    _DEFERRED_FREES.extend(allocations)
+    if not _RUNNING:
+        _free_deferred()
+
+
+def _free_deferred() -> None:
+    while _DEFERRED_FREES:
+        alloc = _DEFERRED_FREES.pop()
+        with contextlib.suppress(Exception):  # already freed, or its context is gone
+            alloc.free()
 
 
 def _kernel_stopped(backend_id: int) -> None:
     _RUNNING.discard(backend_id)
     if not _RUNNING:
-        _DEFERRED_FREES.clear()  # the last references: the frees happen here
+        _free_deferred()
 
 
 def _cuda():
@@ -112,7 +125,8 @@ class DeviceBuffer:
         self.nbytes = nbytes
 
     def __del__(self) -> None:
-        _release([self.alloc])  # dropped while a megakernel runs: free it later
+        with contextlib.suppress(Exception):  # interpreter shutdown
+            _release([self.alloc])  # never freed under a running megakernel
 
     @property
     def __cuda_array_interface__(self) -> dict[str, Any]:
@@ -180,10 +194,14 @@ class CudaBackend(Backend):
             self._buffers: list[Any] = [self.control]
             self._table[0] = self._dptr(self.control)
             self._table[1] = self.control.nbytes
-            self._state = cuda.mem_alloc(_STATE_BYTES)
-            cuda.memset_d8(self._state, 0, _STATE_BYTES)
-            self._launch = cuda.mem_alloc(_LAUNCH.size)
             self._stream = cuda.Stream(flags=1)  # CU_STREAM_NON_BLOCKING: never waits on stream 0
+            # host-to-device uploads: ordered and complete before the kernel may read them,
+            # without the legacy stream (which would not order them before the kernel's reads)
+            self._copy_stream = cuda.Stream(flags=1)
+            self._state = cuda.mem_alloc(_STATE_BYTES)
+            cuda.memset_d8_async(self._state, 0, _STATE_BYTES, self._copy_stream)
+            self._launch = cuda.mem_alloc(_LAUNCH.size)
+            self._copy_stream.synchronize()
             self._running = False
             self._closed = False
         except BaseException:
@@ -193,7 +211,7 @@ class CudaBackend(Backend):
 
     # ------------------------------------------------------------------ helpers
     def _load_module(self):
-        key = id(self._ctx)
+        key = int(self._ctx.handle)
         mod = _module_cache.get(key)
         if mod is None:
             with open(PTX_PATH, "rb") as f:
@@ -245,7 +263,8 @@ class CudaBackend(Backend):
         with self._active():
             if device:
                 alloc = self._cuda.mem_alloc(max(nbytes, 1))
-                self._cuda.memset_d8(alloc, 0, max(nbytes, 1))
+                self._cuda.memset_d8_async(alloc, 0, max(nbytes, 1), self._copy_stream)
+                self._copy_stream.synchronize()
                 return DeviceBuffer(alloc, nbytes)
             flags = self._cuda.host_alloc_flags.DEVICEMAP | self._cuda.host_alloc_flags.PORTABLE
             return self._cuda.pagelocked_zeros(max(nbytes, 1), np.uint8, mem_flags=flags)
@@ -260,7 +279,8 @@ class CudaBackend(Backend):
             raise BackendError(f"{data.size} bytes do not fit a buffer of {nbytes}",
                                "allocate a larger buffer")
         with self._active():
-            self._cuda.memcpy_htod(ptr, data)
+            self._cuda.memcpy_htod_async(ptr, data, self._copy_stream)
+            self._copy_stream.synchronize()  # complete before any slot may read it
 
     def start(self) -> None:
         if self._running:
@@ -277,8 +297,10 @@ class CudaBackend(Backend):
             int(self._options["coop_min_bytes"]))
         worker_warps = self.grid * (_BLOCK_THREADS // 32) - 2  # the poller and the flusher
         with self._active():
-            self._cuda.memcpy_htod(int(self._state) + _LIVE_AT, np.array([worker_warps], np.uint32))
-            self._cuda.memcpy_htod(self._launch, params)
+            live = np.array([worker_warps], np.uint32)  # alive until the copy completed
+            self._cuda.memcpy_htod_async(int(self._state) + _LIVE_AT, live, self._copy_stream)
+            self._cuda.memcpy_htod_async(self._launch, params, self._copy_stream)
+            self._copy_stream.synchronize()
             try:
                 self._func(self._launch, block=(_BLOCK_THREADS, 1, 1), grid=(self.grid, 1),
                            stream=self._stream)
@@ -352,8 +374,8 @@ class CudaBackend(Backend):
         self._closed = True
         # another megakernel of this process may still run: never free under it. Pinned
         # arrays go with their last reference (the facade's views stay readable).
-        _release([self._state, self._launch, *self._pinned,
-                  *(b for b in self._buffers[1:] if not isinstance(b, np.ndarray))])
+        _release([self._state, self._launch,
+                  *(b.alloc for b in self._buffers[1:] if isinstance(b, DeviceBuffer))])
         self._buffers = [self.control]
         if self._own_ctx is not None:
             with contextlib.suppress(Exception):
