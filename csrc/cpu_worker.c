@@ -18,6 +18,10 @@
 /* the interpreter's wait steps (LOAD_MISS, the test spin op) use the worker's backoff */
 static void vyre_cpu_backoff(uint32_t round);
 #define VYRE_BACKOFF(round) vyre_cpu_backoff(round)
+/* ... and its long work beats HEARTBEAT, so one busy worker is not taken for a hung pool */
+struct vyre_ctx;
+static void vyre_cpu_progress(const struct vyre_ctx *c);
+#define VYRE_PROGRESS(c) vyre_cpu_progress(c)
 
 #include "cpu_worker.h"
 
@@ -100,6 +104,16 @@ static void vyre_cpu_backoff(uint32_t round) {
         uint32_t k = round - 24u;
         uint64_t ns = 10000ull << (k < 7u ? k : 7u);
         sleep_ns(ns < VYRE_CPU_MAX_SLEEP_NS ? ns : VYRE_CPU_MAX_SLEEP_NS);
+    }
+}
+
+/* HEARTBEAT from inside a long slot: at most once a period per busy thread */
+static void vyre_cpu_progress(const vyre_ctx_t *c) {
+    static __thread uint64_t last_ns;
+    uint64_t now = now_ns();
+    if (now - last_ns >= VYRE_CPU_HEARTBEAT_NS && c->control_words > VYRE_CTRL_HEARTBEAT) {
+        last_ns = now;
+        __atomic_fetch_add(c->control + VYRE_CTRL_HEARTBEAT, 1u, __ATOMIC_RELAXED);
     }
 }
 

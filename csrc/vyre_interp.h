@@ -154,6 +154,13 @@ static __device__ __forceinline__ bool vyre_cas_acq_dev_(uint32_t *p, uint32_t *
 #endif
 #endif
 
+/* VYRE_PROGRESS(c): called from long-running work (every MiB of a DFA_SCAN, every wait step of
+ * LOAD_MISS) so a backend whose heartbeat comes from its workers keeps
+ * beating while one is busy. The CPU worker defines it; the GPU's flusher warp beats anyway. */
+#ifndef VYRE_PROGRESS
+#define VYRE_PROGRESS(c) ((void)(c))
+#endif
+
 /* LOAD_MISS: how many VYRE_BACKOFF steps a request may sit in the io queue without the host
  * picking it up (PUBLISHED) before the lane withdraws it (CAS PUBLISHED -> EMPTY) and the slot
  * ends in FAULT. With the backoffs above (growing to ~1 ms) the default is about two seconds.
@@ -390,6 +397,7 @@ VYRE_FN void vyre_dfa_scan_part(const vyre_ctx_t *c, const uint32_t args[12], ui
         st = e & VYRE_DFA_STATE_MASK;
     }
     for (; p < count_to; ++p) {
+        if ((p & 0xFFFFFu) == 0u) VYRE_PROGRESS(c);
         uint64_t i = (uint64_t)st * VYRE_DFA_ALPHABET + dp[p];
         uint32_t e = i < n ? VYRE_TAB_(i) : 0u;
         acc += e >> 31;
@@ -538,6 +546,7 @@ VYRE_FN uint32_t vyre_load_miss_(const vyre_ctx_t *c, uint32_t slot, const uint3
                 return VYRE_STATUS_FAULT;
         }
         if (stop) return VYRE_STATUS_FAULT; /* hard stop: the request is abandoned */
+        VYRE_PROGRESS(c);
         VYRE_BACKOFF(round < 64u ? round : 64u);
     }
     VYRE_ST_REL(io + VYRE_IO_STATUS, VYRE_STATUS_EMPTY); /* recycle */
@@ -599,6 +608,7 @@ VYRE_FN uint32_t vyre_run_op_(const vyre_ctx_t *c, uint32_t slot, uint32_t op, c
         break;
 #ifdef VYRE_TEST_HOOKS
     case VYRE_TEST_OP_SPIN:
+        /* no VYRE_PROGRESS: this stands for hung code, which reports nothing */
         for (uint32_t round = 0; VYRE_LD_ACQ(c->control + VYRE_CTRL_SHUTDOWN) == 0u; ++round)
             VYRE_BACKOFF(round < 64u ? round : 64u);
         return VYRE_STATUS_CLAIMED; /* never finishes: left CLAIMED by the hard stop */

@@ -287,3 +287,17 @@ def test_work_stranded_by_a_shutdown_slot_is_reported(backend):
         assert "SHUTDOWN" in str(info.value) and time.monotonic() - t0 < 5
     finally:
         mk.shutdown(drain=False, timeout=10)
+
+
+def test_a_long_slot_keeps_the_heartbeat_alive():
+    """One worker busy in a long DFA_SCAN is alive: the watchdog must not call it hung."""
+    with Megakernel("cpu", slot_count=8, observable_slots=8, workers=1,
+                    heartbeat_timeout=0.3, stall_timeout=30) as mk:
+        table = np.zeros(256, np.uint32)  # one state, never accepts
+        h_tab, _ = mk.alloc_buffer(table)
+        data = np.zeros(512 << 20, np.uint8)  # ~1 s or more of scanning on one core
+        h_dat, _ = mk.alloc_buffer(data)
+        t0 = time.monotonic()
+        mk.wait(mk.submit(Opcode.DFA_SCAN, [h_tab, h_dat, 0, data.size, 0xFFFFFFFF, 0, 0]),
+                timeout=60)
+        assert time.monotonic() - t0 > 0.3  # long enough that a silent worker would be flagged
