@@ -23,9 +23,11 @@ bench)
   for i in 1 2; do
     timeout 280 python3 -m vyre.bench --backend cuda --suite dispatch,latency,throughput,ingest \
       --no-progress --json "$out/results/h100_run$i.json" --markdown "$out/results/h100_run$i.md" \
-      $( [ "$i" = 1 ] && echo --plot "$out/results" ) 2>&1 | tail -40
+      $( [ "$i" = 1 ] && echo --plot /tmp/vyre-plots ) 2>&1 | tail -40
   done
   python3 -m vyre.bench compare "$out/results/h100_run1.json" "$out/results/h100_run2.json" \
     | tee "$out/results/h100_compare.txt"
+  # the device tool returns at most 8 files: the plots travel as one archive
+  tar -C /tmp -cf "$out/results/h100_plots.tar" vyre-plots
   ;;
 esac
