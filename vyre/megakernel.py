@@ -363,7 +363,7 @@ class Megakernel:
             raise BackendError("the megakernel is not running, so nothing will retire",
                                "call start() or use `with Megakernel(...) as mk:`")
         deadline = None if timeout is None else time.monotonic() + timeout
-        watch = _Watch(self)
+        watch: _Watch | None = None  # made after the first tick: a quick wait never pays for it
         n = self.slot_count
         while True:
             self._check_running()
@@ -384,6 +384,8 @@ class Megakernel:
                     f"ticket {upto - 1} not finished after {timeout} s "
                     f"({self._published - self._retired} slots in flight)",
                     "raise the timeout, or check telemetry() for a stalled slot")
+            if watch is None:
+                watch = _Watch(self)
             watch.check(self._retired, self._published)
 
     def _raise_faults(self, wanted: Iterable[int]) -> None:
