@@ -25,9 +25,9 @@ typedef struct {
     vyre_ctx_t ctx;
     unsigned long long *tickets;        // device: next ticket to hand out
     unsigned long long *published;      // device: mirror of the doorbell
-    unsigned int *shutdown;             // device: mirror of control[SHUTDOWN]
+    unsigned int *shutdown;             // device: SD_STOP (control[SHUTDOWN]) or SD_PAUSE
     unsigned int *live;                 // device: worker warps still running
-    const unsigned long long *doorbell; // mapped host: tickets published by the host
+    const unsigned long long *doorbell; // mapped host: [0] tickets published, [1] pause request
     unsigned int *counters;             // device: DONE, FAULT, METRICS[32] not yet in control
     unsigned int *tenants;              // device: tenant table as of the doorbell mirror
     unsigned long long heartbeat_ns;    // HEARTBEAT period
@@ -36,6 +36,12 @@ typedef struct {
 } vyre_launch_t;
 
 #define FULL_MASK 0xFFFFFFFFu
+// values of vyre_launch_t::shutdown. SD_STOP: leave at once (SPEC SHUTDOWN). SD_PAUSE: the
+// doorbell mirror is final; finish every ticket below it, then leave, so the host can relaunch
+// with the ticket counter at the mirror and nothing is lost or run twice (docs/decisions.md).
+#define SD_RUN 0u
+#define SD_STOP 1u
+#define SD_PAUSE 2u
 // layout of vyre_launch_t::counters
 #define CNT_DONE 0
 #define CNT_FAULT 1
@@ -155,18 +161,19 @@ static __device__ void poller(const vyre_launch_t &L) {
     if ((threadIdx.x & 31) != 0) return;
     uint32_t *control = L.ctx.control;
     cuda::atomic_ref<uint32_t, cuda::thread_scope_system> shutdown(control[VYRE_CTRL_SHUTDOWN]);
-    cuda::atomic_ref<const unsigned long long, cuda::thread_scope_system> doorbell(*L.doorbell);
     cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> mirror(*L.published);
     cuda::atomic_ref<unsigned int, cuda::thread_scope_device> sd_mirror(*L.shutdown);
     mirror_tenants(L);
     cuda::atomic_thread_fence(cuda::std::memory_order_release, cuda::thread_scope_device);
-    unsigned long long seen = 0;
+    unsigned long long seen = mirror.load(cuda::std::memory_order_relaxed);  // > 0 on a resume
     for (;;) {
-        // both PCIe reads in flight together: one round trip per iteration
+        // SHUTDOWN, the doorbell and the pause word in flight together: one round trip
         const uint32_t sd = shutdown.load(cuda::std::memory_order_relaxed);
-        const unsigned long long db = doorbell.load(cuda::std::memory_order_relaxed);
+        unsigned long long db, pause;
+        asm volatile("ld.relaxed.sys.global.v2.u64 {%0,%1}, [%2];"
+                     : "=l"(db), "=l"(pause) : "l"(L.doorbell) : "memory");
         if (sd != 0u) {
-            sd_mirror.store(1u, cuda::std::memory_order_release);
+            sd_mirror.store(SD_STOP, cuda::std::memory_order_release);
             return;
         }
         if (db > seen) {
@@ -175,6 +182,10 @@ static __device__ void poller(const vyre_launch_t &L) {
             mirror_tenants(L);
             mirror.store(db, cuda::std::memory_order_release);
             seen = db;
+        }
+        if (pause != 0ull) {  // after the last mirror store: the workers drain up to `seen`
+            sd_mirror.store(SD_PAUSE, cuda::std::memory_order_release);
+            return;
         }
     }
 }
@@ -259,7 +270,7 @@ static __device__ void worker(const vyre_launch_t &L) {
     const unsigned long long n = c->slot_count;
 
     for (;;) {
-        if (__shfl_sync(FULL_MASK, shutdown.load(cuda::std::memory_order_relaxed), 0) != 0u) return;
+        if (__shfl_sync(FULL_MASK, shutdown.load(cuda::std::memory_order_relaxed), 0) != SD_RUN) return;
         unsigned long long base = 0;
         if (lane == 0) base = atomicAdd(L.tickets, 32ull);
         base = __shfl_sync(FULL_MASK, base, 0);
@@ -273,9 +284,13 @@ static __device__ void worker(const vyre_launch_t &L) {
         bool parked = false;  // our slot waits in WAIT_IO (LOAD_MISS found no free io slot)
         unsigned sleep_ns = 32;
         for (;;) {
-            if (__shfl_sync(FULL_MASK, shutdown.load(cuda::std::memory_order_relaxed), 0) != 0u) return;
+            // acquire: a pause is seen together with the final mirror value stored before it
+            const unsigned sd = __shfl_sync(FULL_MASK, shutdown.load(cuda::std::memory_order_acquire), 0);
+            if (sd == SD_STOP) return;
             const unsigned long long pub =
                 __shfl_sync(FULL_MASK, published.load(cuda::std::memory_order_acquire), 0);
+            // pausing: leave once every ticket of ours below the final mirror has finished
+            if (sd == SD_PAUSE && __all_sync(FULL_MASK, done || ticket >= pub)) return;
             const bool frontier = pub >= base && pub < base + 32;  // holds the next ticket
             const bool claimed = !done && !parked && ticket < pub;
             if (claimed) claim_owned(c, slot);

@@ -301,3 +301,12 @@ def test_a_long_slot_keeps_the_heartbeat_alive():
         mk.wait(mk.submit(Opcode.DFA_SCAN, [h_tab, h_dat, 0, data.size, 0xFFFFFFFF, 0, 0]),
                 timeout=60)
         assert time.monotonic() - t0 > 0.3  # long enough that a silent worker would be flagged
+
+
+def test_paused_block_is_reentrant_and_work_runs_after_it(backend):
+    with Megakernel(backend, slot_count=64) as mk:
+        with mk.paused():
+            with mk.paused():
+                t = mk.submit(Opcode.ATOMIC_ADD, [2, OBS])
+        mk.wait(t, timeout=10)
+        assert mk.observables[0] == 2

@@ -12,7 +12,7 @@ import operator
 import threading
 import time
 import weakref
-from typing import Any, Iterable, Sequence
+from typing import Any, ContextManager, Iterable, Sequence
 
 import numpy as np
 
@@ -480,6 +480,19 @@ class Megakernel:
         """
         return self._backend.register_buffer(array)
 
+    def paused(self) -> ContextManager[None]:
+        """A ``with`` block during which no megakernel of this process runs on the GPU.
+
+        On CUDA, allocating or freeing device or page-locked memory and loading modules wait
+        for the device to go idle, which a persistent kernel never does: such calls (your own
+        ``cupy.empty``, ``torch.empty``, ``gpuarray.to_gpu``, a CUDA graph build) hang while a
+        megakernel runs. Make them inside this block: every running megakernel finishes what
+        was published, exits, and is relaunched when the block ends; nothing is lost or run
+        twice. Slots published inside the block run after it. Re-entrant; a no-op on the CPU
+        backend. vyre's own allocations (``alloc_buffer``, ``GpuStream``) do this themselves.
+        """
+        return self._backend.quiesce()
+
     def alloc_buffer(self, data: "np.ndarray | int", *, device: bool = False) -> tuple[int, Any]:
         """Allocate a buffer the workers can reach, fill it, register it: ``(handle, buffer)``.
 
@@ -555,11 +568,17 @@ class _Watch:
         self.retired = mk._retired
         self.beat = mk.heartbeat
         self.beat_at = now
+        self.pauses = mk._backend.pauses
 
     def check(self, retired: int, published: int) -> None:
         mk = self.mk
         now = time.monotonic()
-        mk._backend.check()
+        backend = mk._backend
+        if backend.paused or backend.pauses != self.pauses:  # paused by quiesce(): not stalled
+            self.pauses = backend.pauses
+            self.progress_at = self.beat_at = now
+            return
+        backend.check()
         if published > retired and int(mk._control[CTRL_SHUTDOWN]) and retired == self.retired \
                 and now - self.progress_at > 0.05:
             raise BackendError(

@@ -10,9 +10,11 @@ chunk (so a DFA_SCAN over the slot can re-read its context, see docs/ingest.md):
 
 On the CPU backend the mapping is used as is (the buffer table holds its host address). On
 the CUDA backend the same mapping is page-locked and mapped into the device address space
-with ``cuMemHostRegister(DEVICEMAP | PORTABLE)`` (PyCUDA ``register_host_memory``), so
-io_uring writes straight into GPU-visible memory and the kernel reads it over PCIe / C2C with
-no copy. PyCUDA is imported only then.
+with ``cuMemHostRegister(DEVICEMAP | PORTABLE)`` (``vyre.backends.cuda.register_host``; the
+registration works while a megakernel runs, and unregistering is done with the megakernels
+paused, since it waits for the device to go idle), so io_uring writes straight into
+GPU-visible memory and the kernel reads it over PCIe / C2C with no copy. PyCUDA is imported
+only then.
 """
 from __future__ import annotations
 
@@ -45,8 +47,7 @@ class StagingRing:
             backend's ``_active``).
 
     Attributes:
-        array: the whole mapping as a ``uint8`` numpy array (on CUDA: the registered array,
-            whose ``.base.get_device_pointer()`` is the device address).
+        array: the whole mapping as a ``uint8`` numpy array.
         stride, data_offset, size: layout in bytes.
         device_pointer: device address of byte 0 (CUDA) or the host address (CPU).
     """
@@ -81,32 +82,26 @@ class StagingRing:
         self.device_pointer = self._pointer()
 
     def _register_cuda(self, activate: Any) -> None:
-        try:
-            import pycuda.driver as cuda
-        except ImportError as err:  # pragma: no cover - needs PyCUDA
-            raise BackendError(f"PyCUDA is not importable ({err})",
-                               "pip install 'vyre[cuda]' on a machine with an NVIDIA driver") from err
-        flags = (cuda.mem_host_register_flags.DEVICEMAP
-                 | cuda.mem_host_register_flags.PORTABLE)
+        from vyre.backends.cuda import register_host
+
         ctx = activate() if activate is not None else None
         try:
             if ctx is not None:
                 ctx.__enter__()
             try:
-                self.array = cuda.register_host_memory(self._host, flags=flags)
-            except cuda.Error as err:  # pragma: no cover - needs a GPU
-                raise BackendError(f"cuMemHostRegister of {self.size} staging bytes failed: {err}",
+                self._registered = register_host(self._host)
+            except BackendError as err:  # pragma: no cover - needs a GPU
+                raise BackendError(f"page-locking {self.size} staging bytes failed: {err}",
                                    "create the GpuStream after the Megakernel started (a CUDA "
                                    "context must be current) and check free pinned memory "
                                    "(smaller chunk_bytes or depth)") from err
-            self._registered = self.array.base
         finally:
             if ctx is not None:
                 ctx.__exit__(None, None, None)
 
     def _pointer(self) -> int:
         if self._registered is not None:  # pragma: no cover - needs a GPU
-            return int(self._registered.get_device_pointer())
+            return int(self._registered.device_pointer)
         return int(self._host.ctypes.data)
 
     @property
@@ -143,10 +138,9 @@ class StagingRing:
         if self._mm is None:
             return
         if self._registered is not None:  # pragma: no cover - needs a GPU
-            try:
-                self._registered.unregister()
-            except Exception:
-                pass
+            from vyre.backends.cuda import release_host
+
+            release_host(self._registered)  # keeps the mapping alive until unregistered
             self._registered = None
         mm, self._mm = self._mm, None
         self.array = None  # type: ignore[assignment]

@@ -7,7 +7,8 @@ queue, buffer table) and the workers that execute slots; the facade owns what is
 from __future__ import annotations
 
 import abc
-from typing import Any
+import contextlib
+from typing import Any, ContextManager
 
 import numpy as np
 
@@ -68,6 +69,19 @@ class Backend(abc.ABC):
 
         Raises :class:`vyre.BackendError` when the workers do not exit in time.
         """
+
+    #: how many times the workers were paused and resumed (the watchdog restarts its clocks)
+    pauses: int = 0
+    #: True while the workers are paused by :meth:`quiesce`
+    paused: bool = False
+
+    def quiesce(self) -> ContextManager[None]:
+        """A block during which no worker of any megakernel of the process runs.
+
+        Where workers never block anything (CPU) this is a no-op. On CUDA the block pauses
+        every running megakernel (each drains what was published) and relaunches them after.
+        """
+        return contextlib.nullcontext()
 
     def kick(self) -> None:
         """Tell idle workers that slots were just published (a no-op where they poll)."""

@@ -7,13 +7,16 @@ copy. The kernel is launched once, on its own non-blocking stream, and runs unti
 from __future__ import annotations
 
 import contextlib
+import mmap
 import struct
+import threading
 import time
 from typing import Any, Iterator
 
 import numpy as np
 
 from vyre.backends.base import Backend
+from vyre.backends.cuda_host import HostRegistration
 from vyre.backends.cuda_probe import INSTALL_FIX, PTX_PATH, probe
 from vyre.errors import BackendError
 from vyre.protocol import CTRL_SHUTDOWN, MAX_BUFFERS
@@ -28,38 +31,115 @@ _LIVE_AT = 20
 _COUNTERS_AT = 64
 _BLOCK_THREADS = 128
 _KERNEL = "vyre_megakernel"
+_PAUSE_TIMEOUT = 10.0
 _module_cache: dict[int, Any] = {}
 
-# Freeing device or pinned memory synchronizes the device, which waits for every running
-# kernel: with a persistent megakernel running, forever. So memory released while any
-# megakernel of this process runs is parked here and freed when the last one has stopped.
-_RUNNING: set[int] = set()
+# Measured (bench/micro/blocking_calls.py, docs/decisions.md): while any kernel runs,
+# cuMemHostAlloc, cuMemFreeHost, cuMemHostUnregister, cuMemAlloc (when it needs new memory),
+# cuMemFree and module loading wait for the device to go idle, which a persistent kernel
+# never does: they hang. So every such call is made inside quiesced(), which pauses every
+# running megakernel of the process (each drains what was published) and relaunches them
+# afterwards; releases that come from garbage collection, where pausing is not safe, are
+# parked in _DEFERRED_FREES until no kernel is resident.
+_RESIDENT: dict[int, "CudaBackend"] = {}
 _DEFERRED_FREES: list[Any] = []
+_QUIESCE = threading.RLock()
+_quiesce_depth = 0
+_PAUSED: list["CudaBackend"] = []  # paused by the outermost quiesced() block, resumed at its end
+# registered host memory: host address -> registration (device_address looks arrays up here)
+_REGISTERED: dict[int, HostRegistration] = {}
 
 
-def _release(allocations: list[Any]) -> None:
-    """Free device allocations now, or as soon as no megakernel of the process runs.
+@contextlib.contextmanager
+def quiesced() -> Iterator[None]:
+    """Pause every running megakernel of the process for the block (re-entrant).
 
-    Explicit frees at a safe moment, not at garbage collection, which may come while another
-    megakernel runs. (Pinned host arrays are left to their last reference: the facade's views
-    of control and ring stay readable after shutdown.)
+    Inside, allocating, freeing or loading modules cannot wait on a persistent kernel. Work
+    published meanwhile waits and runs after the block; a megakernel started inside the block
+    is launched at its end.
+    """
+    global _quiesce_depth
+    with _QUIESCE:
+        if _quiesce_depth == 0:
+            try:
+                for backend in list(_RESIDENT.values()):
+                    backend._pause()
+                    _PAUSED.append(backend)
+            except BaseException:
+                _resume_paused()
+                raise
+        _quiesce_depth += 1
+        try:
+            if not _RESIDENT:
+                _free_deferred()
+            yield
+        finally:
+            _quiesce_depth -= 1
+            if _quiesce_depth == 0:
+                _resume_paused()
+
+
+def _resume_paused() -> None:
+    errors = []
+    while _PAUSED:
+        try:
+            _PAUSED.pop(0)._resume()
+        except BackendError as err:
+            errors.append(err)
+    if errors:
+        raise errors[0]
+
+
+def _release(allocations: list[Any], *, now: bool = False) -> None:
+    """Free device allocations and unregister host memory safely.
+
+    ``now``: pause the running megakernels and free at once (explicit close). Otherwise (from
+    a finalizer) free only if no kernel is resident, else park until the last one stops.
     """
     _DEFERRED_FREES.extend(allocations)
-    if not _RUNNING:
-        _free_deferred()
+    if now:
+        with quiesced():
+            pass  # quiesced() frees the deferred list with no kernel resident
+    elif not _RESIDENT and _QUIESCE.acquire(blocking=False):
+        try:
+            _free_deferred()
+        finally:
+            _QUIESCE.release()
 
 
 def _free_deferred() -> None:
     while _DEFERRED_FREES:
         alloc = _DEFERRED_FREES.pop()
+        if isinstance(alloc, HostRegistration):
+            _REGISTERED.pop(alloc.host_pointer, None)
         with contextlib.suppress(Exception):  # already freed, or its context is gone
             alloc.free()
 
 
-def _kernel_stopped(backend_id: int) -> None:
-    _RUNNING.discard(backend_id)
-    if not _RUNNING:
-        _free_deferred()
+def register_host(array: np.ndarray, context: Any = None) -> HostRegistration:
+    """Page-lock and map ``array`` for the GPU; :func:`release_host` undoes it safely."""
+    reg = HostRegistration(array, context)
+    _REGISTERED[reg.host_pointer] = reg
+    return reg
+
+
+def release_host(reg: HostRegistration) -> None:
+    """Unregister host memory from :func:`register_host`, never under a running kernel."""
+    _release([reg], now=True)
+
+
+def host_zeros(nbytes: int) -> np.ndarray:
+    """Zeroed, page-aligned host memory (anonymous mmap) as a flat uint8 array."""
+    mm = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0x20),
+                   prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    return np.frombuffer(mm, dtype=np.uint8)[:max(nbytes, 1)]
+
+
+def _registered_address(ptr: int, nbytes: int) -> int | None:
+    for reg in _REGISTERED.values():
+        if reg.registered and reg.host_pointer <= ptr and ptr + nbytes <= reg.host_pointer + max(reg.nbytes, 1):
+            return reg.device_pointer + (ptr - reg.host_pointer)
+    return None
 
 
 def _cuda():
@@ -94,15 +174,19 @@ def device_address(array: Any) -> tuple[int, int]:
     if gpudata is not None:  # pycuda GPUArray
         return int(gpudata), int(array.nbytes)
     if isinstance(array, np.ndarray):
+        if array.flags.c_contiguous:
+            found = _registered_address(int(array.ctypes.data), int(array.nbytes))
+            if found is not None:
+                return found, int(array.nbytes)
         base = array.base
         while base is not None and not hasattr(base, "get_device_pointer"):
             base = getattr(base, "base", None)
         if base is None:
             raise BackendError(
                 "this numpy array is not mapped into the GPU's address space",
-                "allocate it with pycuda.driver.pagelocked_empty(..., mem_flags="
-                "pycuda.driver.host_alloc_flags.DEVICEMAP) or register it with "
-                "pycuda.driver.register_host_memory(arr, flags=DEVICEMAP)")
+                "use Megakernel.alloc_buffer (host memory the GPU can reach), or "
+                "pycuda.driver.pagelocked_empty(..., mem_flags=host_alloc_flags.DEVICEMAP) "
+                "created before the megakernel starts")
         if not array.flags.c_contiguous:
             raise BackendError("the buffer is not C-contiguous", "pass np.ascontiguousarray(buffer)")
         offset = array.__array_interface__["data"][0] - base.__array_interface__["data"][0] \
@@ -126,7 +210,7 @@ class DeviceBuffer:
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown
-            _release([self.alloc])  # never freed under a running megakernel
+            _release([self.alloc])  # a finalizer: parked while a megakernel is resident
 
     @property
     def __cuda_array_interface__(self) -> dict[str, Any]:
@@ -157,6 +241,8 @@ class CudaBackend(Backend):
         cuda = _cuda()
         self._cuda = cuda
         self._own_ctx = None
+        self._closed = True
+        self._running = False
         current = cuda.Context.get_current()
         if current is None:
             self._own_ctx = cuda.Device(device).retain_primary_context()
@@ -165,51 +251,51 @@ class CudaBackend(Backend):
         else:
             self._ctx = current
         self._device = cuda.Context.get_device()
+        self._registrations: list[HostRegistration] = []
+        self._device_allocs: list[Any] = []
         try:
-            self._module = self._load_module()
-            self._func = self._module.get_function(_KERNEL)
-            sms = self._device.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
-            self.blocks_per_sm = int(workers) if workers else 1
-            self.grid = sms * self.blocks_per_sm
-            self.slot_count = slot_count
-            self.io_slots = io_slots
-            self.debug_records = debug_records
-            self._options = dict(idle_sleep_ns=idle_sleep_ns, heartbeat_ms=heartbeat_ms,
-                                 coop_min_bytes=coop_min_bytes)
-            flags = cuda.host_alloc_flags.DEVICEMAP | cuda.host_alloc_flags.PORTABLE
-            self._pinned: list[np.ndarray] = []
-
-            def mapped(n: int, dtype=np.uint32) -> np.ndarray:
-                # never sliced: the device address comes from the allocation itself
-                arr = cuda.pagelocked_zeros(max(n, 1), dtype, mem_flags=flags)
-                self._pinned.append(arr)
-                return arr
-
-            self.ring = mapped(slot_count * 16)
-            self.control = mapped(160 + observable_slots)
-            self.debug = mapped(1 + 4 * debug_records + 1)
-            self.ioq = mapped(io_slots * 8)
-            self.doorbell = mapped(1, np.uint64)
-            self._table = mapped(MAX_BUFFERS * 2, np.uint64)  # (addr, bytes) pairs
-            self._buffers: list[Any] = [self.control]
-            self._table[0] = self._dptr(self.control)
-            self._table[1] = self.control.nbytes
-            self._stream = cuda.Stream(flags=1)  # CU_STREAM_NON_BLOCKING: never waits on stream 0
-            # host-to-device uploads: ordered and complete before the kernel may read them,
-            # without the legacy stream (which would not order them before the kernel's reads)
-            self._copy_stream = cuda.Stream(flags=1)
-            self._state = cuda.mem_alloc(_STATE_BYTES)
-            cuda.memset_d8_async(self._state, 0, _STATE_BYTES, self._copy_stream)
-            self._launch = cuda.mem_alloc(_LAUNCH.size)
-            self._copy_stream.synchronize()
-            self._running = False
-            self._closed = False
+            with quiesced():  # module loads and allocations would wait on running kernels
+                self._module = self._load_module()
+                self._func = self._module.get_function(_KERNEL)
+                sms = self._device.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
+                self.blocks_per_sm = int(workers) if workers else 1
+                self.grid = sms * self.blocks_per_sm
+                self.slot_count = slot_count
+                self.io_slots = io_slots
+                self.debug_records = debug_records
+                self._options = dict(idle_sleep_ns=idle_sleep_ns, heartbeat_ms=heartbeat_ms,
+                                     coop_min_bytes=coop_min_bytes)
+                self.ring = self._mapped(slot_count * 16)
+                self.control = self._mapped(160 + observable_slots)
+                self.debug = self._mapped(1 + 4 * debug_records + 1)
+                self.ioq = self._mapped(io_slots * 8)
+                # [0] tickets published, [1] pause request: one 16-byte line the poller reads
+                self.doorbell = self._mapped(2, np.uint64)
+                self._table = self._mapped(MAX_BUFFERS * 2, np.uint64)  # (addr, bytes) pairs
+                self._buffers: list[Any] = [self.control]
+                self._table[0], self._table[1] = self._dptr(self.control), self.control.nbytes
+                self._stream = cuda.Stream(flags=1)  # CU_STREAM_NON_BLOCKING: never waits on stream 0
+                # host-to-device uploads: ordered and complete before the kernel may read them
+                self._copy_stream = cuda.Stream(flags=1)
+                self._state = cuda.mem_alloc(_STATE_BYTES)
+                self._launch = cuda.mem_alloc(_LAUNCH.size)
+                self._device_allocs += [self._state, self._launch]
+                self._write_state(np.zeros(_STATE_BYTES // 4, np.uint32))
         except BaseException:
+            self._free_memory(now=True)
             if self._own_ctx is not None:
                 self._own_ctx.pop()
             raise
+        self._closed = False
 
     # ------------------------------------------------------------------ helpers
+    def _mapped(self, n: int, dtype=np.uint32) -> np.ndarray:
+        """Zeroed host memory registered for the GPU (cuMemHostRegister works under a running
+        kernel; cuMemHostAlloc does not)."""
+        raw = host_zeros(max(n, 1) * np.dtype(dtype).itemsize)
+        self._registrations.append(register_host(raw, self._ctx))
+        return raw.view(dtype)
+
     def _load_module(self):
         key = int(self._ctx.handle)
         mod = _module_cache.get(key)
@@ -227,7 +313,15 @@ class CudaBackend(Backend):
 
     @staticmethod
     def _dptr(arr: np.ndarray) -> int:
-        return int(arr.base.get_device_pointer()) if arr.base is not None else 0
+        found = _registered_address(int(arr.ctypes.data), int(arr.nbytes))
+        if found is None:
+            raise BackendError("internal: host memory is not registered", "report this as a bug")
+        return found
+
+    def _write_state(self, words: np.ndarray) -> None:
+        with self._active():
+            self._cuda.memcpy_htod_async(self._state, words, self._copy_stream)
+            self._copy_stream.synchronize()  # complete before the kernel may read it
 
     @contextlib.contextmanager
     def _active(self) -> Iterator[None]:
@@ -241,7 +335,15 @@ class CudaBackend(Backend):
         finally:
             self._cuda.Context.pop()
 
+    def _free_memory(self, *, now: bool) -> None:
+        allocs = [*self._device_allocs, *self._registrations]
+        self._device_allocs, self._registrations = [], []
+        _release(allocs, now=now)
+
     # ------------------------------------------------------------------ Backend
+    def quiesce(self):
+        return quiesced()
+
     def register_buffer(self, array: Any, *, writable: bool = True) -> int:
         handle = len(self._buffers)
         if handle >= MAX_BUFFERS:
@@ -254,20 +356,20 @@ class CudaBackend(Backend):
         return handle
 
     def alloc_buffer(self, nbytes: int, *, device: bool = False) -> Any:
-        """Mapped pinned host memory (host-visible), or device memory with ``device=True``.
+        """Registered host memory (host-visible), or device memory with ``device=True``.
 
-        Device memory comes from ``mem_alloc`` + ``memset``, never from a helper that launches
-        a kernel: loading or launching another module while the megakernel runs can wait for
-        the device to go idle, which a persistent kernel never does (measured: a hang).
+        Device memory is allocated with every megakernel of the process paused (cuMemAlloc
+        may wait for the device to go idle) and comes from ``mem_alloc`` + ``memset``, never
+        from a helper that loads or launches a kernel.
         """
-        with self._active():
-            if device:
+        if device:
+            with quiesced(), self._active():
                 alloc = self._cuda.mem_alloc(max(nbytes, 1))
                 self._cuda.memset_d8_async(alloc, 0, max(nbytes, 1), self._copy_stream)
                 self._copy_stream.synchronize()
-                return DeviceBuffer(alloc, nbytes)
-            flags = self._cuda.host_alloc_flags.DEVICEMAP | self._cuda.host_alloc_flags.PORTABLE
-            return self._cuda.pagelocked_zeros(max(nbytes, 1), np.uint8, mem_flags=flags)
+            return DeviceBuffer(alloc, nbytes)
+        with self._active():
+            return self._mapped(nbytes, np.uint8)[:nbytes] if nbytes else self._mapped(1, np.uint8)
 
     def upload(self, buffer: Any, data: np.ndarray) -> None:
         data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
@@ -282,6 +384,9 @@ class CudaBackend(Backend):
             self._cuda.memcpy_htod_async(ptr, data, self._copy_stream)
             self._copy_stream.synchronize()  # complete before any slot may read it
 
+    def _worker_warps(self) -> int:
+        return self.grid * (_BLOCK_THREADS // 32) - 2  # minus the poller and the flusher
+
     def start(self) -> None:
         if self._running:
             return
@@ -295,12 +400,21 @@ class CudaBackend(Backend):
             s + _TENANTS_AT,
             int(self._options["heartbeat_ms"] * 1e6), int(self._options["idle_sleep_ns"]),
             int(self._options["coop_min_bytes"]))
-        worker_warps = self.grid * (_BLOCK_THREADS // 32) - 2  # the poller and the flusher
         with self._active():
-            live = np.array([worker_warps], np.uint32)  # alive until the copy completed
-            self._cuda.memcpy_htod_async(int(self._state) + _LIVE_AT, live, self._copy_stream)
             self._cuda.memcpy_htod_async(self._launch, params, self._copy_stream)
             self._copy_stream.synchronize()
+        with _QUIESCE:  # never launch into another thread's quiesced() block
+            if _quiesce_depth:  # started inside a quiesced() block: launched at its end
+                self._running = self.paused = True
+                _PAUSED.append(self)
+                return
+            self._launch_kernel(np.zeros(_STATE_BYTES // 4, np.uint32))
+
+    def _launch_kernel(self, state: np.ndarray) -> None:
+        """Launch with ``state`` (device-state words) written first; live = the worker warps."""
+        state[_LIVE_AT // 4] = self._worker_warps()
+        self._write_state(state)
+        with self._active():
             try:
                 self._func(self._launch, block=(_BLOCK_THREADS, 1, 1), grid=(self.grid, 1),
                            stream=self._stream)
@@ -308,48 +422,90 @@ class CudaBackend(Backend):
                 raise BackendError(f"the megakernel launch failed ({err})",
                                    "lower workers (blocks per SM) or free GPU memory") from err
         self._running = True
-        _RUNNING.add(id(self))
+        self.paused = False
+        _RESIDENT[id(self)] = self
 
-    def stop(self, timeout: float) -> None:
-        if not self._running:
-            return
-        self.control[CTRL_SHUTDOWN] = 1
+    def _left(self) -> None:
+        """The kernel is no longer resident (stopped, paused or faulted)."""
+        _RESIDENT.pop(id(self), None)
+        if not _RESIDENT and not _quiesce_depth:
+            _release([])
+
+    def _wait_exit(self, timeout: float, what: str) -> None:
+        """Poll the stream until the kernel has exited; a fault or the timeout raises."""
         deadline = time.monotonic() + timeout
         with self._active():
             while True:
                 try:
                     if self._stream.is_done():
-                        break
+                        return
                 except self._cuda.Error as err:
                     self._running = False
-                    _kernel_stopped(id(self))
+                    self._left()
                     raise BackendError(f"the megakernel faulted ({err})",
                                        "run the workload under compute-sanitizer; the context "
                                        "may need to be recreated") from err
                 if time.monotonic() > deadline:
                     raise BackendError(
-                        f"the megakernel did not stop within {timeout} s of SHUTDOWN",
+                        f"the megakernel did not {what} within {timeout} s",
                         "a slot never finishes (an op that spins?); the GPU context is still "
                         "busy, restart the process to reclaim it")
                 time.sleep(0.0002)
+
+    def _pause(self, timeout: float = _PAUSE_TIMEOUT) -> None:
+        """Stop the kernel after it finished every slot it had seen published (quiesced())."""
+        if not self._running or self.paused:
+            return
+        self.doorbell[1] = 1
+        try:
+            self._wait_exit(timeout, "pause")
+        except BackendError:
+            self.doorbell[1] = 0
+            raise
+        self.paused = True
+        _RESIDENT.pop(id(self), None)
+
+    def _resume(self) -> None:
+        """Relaunch a paused kernel: tickets restart at the last doorbell value it mirrored
+        (every ticket below it finished; none above it was claimed), counters at zero (the
+        flusher folded them into control before the kernel left)."""
+        if not self.paused:
+            return
+        old = np.zeros(_STATE_BYTES // 4, np.uint32)
+        with self._active():
+            self._cuda.memcpy_dtoh_async(old, self._state, self._copy_stream)
+            self._copy_stream.synchronize()
+        state = np.zeros_like(old)
+        state[0:4] = old[2:4], old[2:4]  # tickets = mirror = the final mirror (u64 each)
+        self.doorbell[1] = 0
+        self.pauses += 1
+        self._launch_kernel(state)
+
+    def stop(self, timeout: float) -> None:
+        if not self._running:
+            return
+        self.control[CTRL_SHUTDOWN] = 1
+        if not self.paused:
+            self._wait_exit(timeout, "stop after SHUTDOWN")
         self._running = False
-        _kernel_stopped(id(self))
+        self.paused = False
+        self._left()
 
     def check(self) -> None:
-        if not self._running:
+        if not self._running or self.paused or self.doorbell[1]:  # not resident by design
             return
         with self._active():
             try:
                 finished = self._stream.is_done()
             except self._cuda.Error as err:
                 self._running = False
-                _kernel_stopped(id(self))
+                self._left()
                 raise BackendError(f"the megakernel faulted ({err})",
                                    "run the workload under compute-sanitizer to find the bad "
                                    "access; recreate the Megakernel") from err
         if finished and not self.control[CTRL_SHUTDOWN]:
             self._running = False
-            _kernel_stopped(id(self))
+            self._left()
             raise BackendError("the megakernel exited without a SHUTDOWN",
                                "report this as a bug with the workload that triggered it")
 
@@ -363,7 +519,7 @@ class CudaBackend(Backend):
             "grid": self.grid,
             "block": _BLOCK_THREADS,
             "blocks_per_sm": self.blocks_per_sm,
-            "memory": "mapped pinned host memory (DEVICEMAP)",
+            "memory": "registered host memory (cuMemHostRegister DEVICEMAP)",
         }
 
     def close(self) -> None:
@@ -372,11 +528,10 @@ class CudaBackend(Backend):
         if self._running:
             self.stop(5.0)
         self._closed = True
-        # another megakernel of this process may still run: never free under it. Pinned
-        # arrays go with their last reference (the facade's views stay readable).
-        _release([self._state, self._launch,
-                  *(b.alloc for b in self._buffers[1:] if isinstance(b, DeviceBuffer))])
+        # other megakernels are paused for the frees. The host arrays stay valid for the
+        # facade's views (unregistering does not unmap them).
         self._buffers = [self.control]
+        self._free_memory(now=True)
         if self._own_ctx is not None:
             with contextlib.suppress(Exception):
                 if self._cuda.Context.get_current() == self._own_ctx:
