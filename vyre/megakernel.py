@@ -488,8 +488,8 @@ class Megakernel:
         ``cupy.empty``, ``torch.empty``, ``gpuarray.to_gpu``, a CUDA graph build) hang while a
         megakernel runs. Make them inside this block: every running megakernel finishes what
         was published, exits, and is relaunched when the block ends; nothing is lost or run
-        twice. Slots published inside the block run after it. Re-entrant; a no-op on the CPU
-        backend. vyre's own allocations (``alloc_buffer``, ``GpuStream``) do this themselves.
+        twice. Slots published inside the block run after it. The megakernel's CUDA context is
+        current inside the block. Re-entrant; a no-op on the CPU backend. vyre's own allocations (``alloc_buffer``, ``GpuStream``) do this themselves.
         """
         return self._backend.quiesce()
 

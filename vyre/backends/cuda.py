@@ -341,8 +341,11 @@ class CudaBackend(Backend):
         _release(allocs, now=now)
 
     # ------------------------------------------------------------------ Backend
-    def quiesce(self):
-        return quiesced()
+    @contextlib.contextmanager
+    def quiesce(self) -> Iterator[None]:
+        """quiesced(), with this megakernel's CUDA context current in the block."""
+        with quiesced(), self._active():
+            yield
 
     def register_buffer(self, array: Any, *, writable: bool = True) -> int:
         handle = len(self._buffers)
@@ -476,7 +479,7 @@ class CudaBackend(Backend):
             self._cuda.memcpy_dtoh_async(old, self._state, self._copy_stream)
             self._copy_stream.synchronize()
         state = np.zeros_like(old)
-        state[0:4] = old[2:4], old[2:4]  # tickets = mirror = the final mirror (u64 each)
+        state[0:2] = state[2:4] = old[2:4]  # tickets = mirror = the final mirror (u64 each)
         self.doorbell[1] = 0
         self.pauses += 1
         self._launch_kernel(state)
