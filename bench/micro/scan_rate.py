@@ -32,7 +32,7 @@ def main() -> None:
                     mk.observables[i] = 0
                 t0 = time.perf_counter()
                 ts = [mk.submit(Opcode.DFA_SCAN, [h_tab, h, i * seg, seg, 0xFFFFFFFF, i,
-                                                   dfa.context if i else 0])
+                                                   dfa.context])
                       for i in range(k)]
                 mk.wait(ts, timeout=120)
                 dt = time.perf_counter() - t0
