@@ -339,12 +339,15 @@ VYRE_FN int vyre_writes_protected_(uint32_t op, const uint32_t *a) {
 #ifdef __CUDA_ARCH__
 /* The GPU's scan loop over dp[p, end). The data usually sits in host memory (staging), where
  * one byte per dependent load cost a PCIe round trip per byte (measured 47 MB/s for a whole
- * GpuStream). So each lane keeps 128 bytes of 16-byte loads in flight and steps through them
- * in registers. ld.global.cg: L2 only, never a stale L1 line of a reused staging chunk. */
+ * GpuStream). So each lane reads 128-byte blocks as 16-byte loads, the next block in flight
+ * while it steps through the current one in registers. Data loads are ld.global.cg (L2 only:
+ * never a stale L1 line of a reused staging chunk); table loads go through the read-only
+ * cache (__ldg), since each step waits on one (an L2 hit per byte measured 0.29 GB/s per
+ * warp). A table buffer must therefore not change while scans that use it may run. */
 #define VYRE_DFA_STEP_(b)                                                              \
     do {                                                                               \
         const uint64_t i_ = (uint64_t)st * VYRE_DFA_ALPHABET + (b);                    \
-        const uint32_t e_ = i_ < n ? tab[i_] : 0u;                                     \
+        const uint32_t e_ = i_ < n ? __ldg(tab + i_) : 0u;                             \
         if (counting) acc += e_ >> 31;                                                 \
         st = e_ & VYRE_DFA_STATE_MASK;                                                 \
     } while (0)
@@ -354,12 +357,20 @@ static __device__ __forceinline__ void vyre_dfa_run_dev_(const vyre_ctx_t *c, co
                                                          uint32_t *acc_io, int counting) {
     uint32_t st = *st_io, acc = *acc_io;
     for (; p < end && (((uintptr_t)(dp + p)) & 15u) != 0u; ++p) VYRE_DFA_STEP_(__ldcg(dp + p));
+    uint4 next[8];
+    if (p + 128u <= end) {
+#pragma unroll
+        for (int k = 0; k < 8; ++k) next[k] = __ldcg((const uint4 *)(dp + p) + k);
+    }
     for (; p + 128u <= end; p += 128u) {
         if (counting && (p & 0xFFFFFu) < 128u) VYRE_PROGRESS(c);
-        const uint4 *q = (const uint4 *)(dp + p);
         uint4 v[8];
 #pragma unroll
-        for (int k = 0; k < 8; ++k) v[k] = __ldcg(q + k);
+        for (int k = 0; k < 8; ++k) v[k] = next[k];
+        if (p + 256u <= end) {  /* the next block's loads overlap this block's steps */
+#pragma unroll
+            for (int k = 0; k < 8; ++k) next[k] = __ldcg((const uint4 *)(dp + p + 128u) + k);
+        }
 #pragma unroll
         for (int k = 0; k < 8; ++k) {
             const uint32_t w4[4] = {v[k].x, v[k].y, v[k].z, v[k].w};
