@@ -28,8 +28,10 @@ extern "C" __global__ void vyre_bench_atomic_add(unsigned int *obs, unsigned int
 }
 """
 #: words of the baseline's counter array: launch i adds into word i % COUNTER_WORDS, as the
-#: megakernel's op i adds into observable i % 64 (dispatch.SPREAD)
-COUNTER_WORDS = 64
+#: megakernel's op i adds into observable i % COUNTER_WORDS (dispatch.SPREAD). 1024 words = 64
+#: cache lines: with 64 words (4 lines) both sides measured same-line contention on mapped
+#: memory more than dispatch
+COUNTER_WORDS = 1024
 
 
 class PyCudaLauncher:

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import time
 
+from vyre.bench.suites._gpu import COUNTER_WORDS
 from vyre.bench.suites._common import (Unavailable, atomic_add_ops, expect_u32, word_total, facade,
                                        megakernel, next_pow2, resolve_backend)
 
 NAME = "dispatch"
 #: ops cycle over this many observables (and the baselines over as many counter words)
-SPREAD = 64
+SPREAD = COUNTER_WORDS  # observables the ops spread over, the same on both sides
 DESCRIPTION = ("N tiny ops: megakernel submit_many+drain vs per-op PyCUDA/CuPy launches "
                "and a CUDA graph")
 
@@ -43,7 +44,7 @@ def run(ctx) -> None:
     now = time.perf_counter_ns
     add_op, word = int(fx.Opcode.ATOMIC_ADD), fx.OBSERVABLE_BASE
     opcodes, args = atomic_add_ops(n, add_op, word, spread=SPREAD)
-    mk = megakernel(fx, "cuda", slot_count=next_pow2(n), observable_slots=64)
+    mk = megakernel(fx, "cuda", slot_count=next_pow2(n), observable_slots=SPREAD)
     with mk:
         ctx.note("backend", mk.backend.describe())
         obs = mk.observables
