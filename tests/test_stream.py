@@ -104,6 +104,29 @@ def test_scan_matches_reference_across_chunk_boundaries(mk, ingest_path, tmp_pat
     assert t["context_bytes"] == sum(min(d.context, off) for off in range(0, len(data), chunk))
 
 
+@pytest.mark.parametrize("slices", [2, 7, 64])
+def test_scan_split_into_slices_is_exact(mk, tmp_path, slices):
+    """Several DFA_SCAN slots per chunk: matches across slice and chunk boundaries count
+    once; a slice shorter than the context is never made (the split is capped)."""
+    rng = random.Random(20 + slices)
+    chunk = 2048
+    d = build_dfa(PATS)
+    data = _planted(rng, 9 * chunk + 77, PATS, 61)  # dense: many matches straddle slices
+    path = _write(tmp_path, "sliced.bin", data)
+    with GpuStream(mk, chunk_bytes=chunk, depth=3, slices=slices) as s:
+        got = s.scan(path, d)
+        t = s.telemetry()
+    assert got == {path: count_matches(PATS, data)}
+    nchunks = -(-len(data) // chunk)
+    per_chunk = min(slices, chunk // d.context)
+    assert t["slots"] > nchunks and t["slots"] <= nchunks * per_chunk
+
+
+def test_slices_must_be_positive(mk):
+    with pytest.raises(PipelineError, match="slices"):
+        GpuStream(mk, chunk_bytes=1024, depth=2, slices=0)
+
+
 def test_file_sizes_and_empty_files(mk, tmp_path):
     rng = random.Random(12)
     chunk = 512

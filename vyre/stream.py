@@ -119,6 +119,9 @@ class _Telemetry:
     last: dict = field(default_factory=dict)
 
 
+_SLICE_BYTES = 16 << 10  # default scan slice: long enough that the per-slot cost is noise
+
+
 class GpuStream:
     """Stream files through io_uring into GPU-visible staging and publish slots over them.
 
@@ -139,12 +142,17 @@ class GpuStream:
         sqpoll: use a kernel SQ polling thread.
         tenant: tenant of the published slots.
         timeout: seconds a wait for one chunk's tickets may take before raising.
+        slices: DFA_SCAN slots per chunk in :meth:`scan` (each re-reads the DFA's context
+            before its slice, so the counts stay exact). The GPU gives consecutive tickets to
+            one warp, so one slot per chunk keeps a whole stream on a handful of warps; the
+            default ``chunk_bytes // 16 KiB`` (1..64) spreads a chunk over many.
     """
 
     def __init__(self, mk: Any, chunk_bytes: int = 1 << 20, depth: int = 8, *,
                  max_context: int = 1024, obs_base: int | None = None, mode: str | None = None,
                  fixed_buffers: bool = True, fixed_files: bool = True, sqpoll: bool = False,
-                 tenant: int = 0, timeout: float | None = 60.0) -> None:
+                 tenant: int = 0, timeout: float | None = 60.0,
+                 slices: int | None = None) -> None:
         if int(depth) <= 0 or int(chunk_bytes) <= 0:
             raise PipelineError(f"invalid stream geometry chunk_bytes={chunk_bytes} depth={depth}",
                                 "use chunk_bytes > 0 and depth > 0")
@@ -154,6 +162,10 @@ class GpuStream:
         self.max_context = int(max_context)
         self.tenant = int(tenant)
         self.timeout = timeout
+        self.slices = max(1, min(64, self.chunk_bytes // _SLICE_BYTES)) if slices is None \
+            else int(slices)
+        if self.slices <= 0:
+            raise PipelineError(f"invalid slices={slices}", "use slices >= 1 (or None)")
         self._mode = mode
         self._fixed_buffers = fixed_buffers
         self._fixed_files = fixed_files
@@ -248,8 +260,22 @@ class GpuStream:
         last = [int(observables[obs_word + i]) for i in range(self.depth)]
 
         def publish(slot: int, buf_off: int, c: int, n: int, file_off: int, job: _Job) -> list[int]:
-            args = [table, self.handle, buf_off - c, c + n, no_state, obs_word + slot, c]
-            return [self.mk.submit(op, args, tenant=self.tenant, timeout=self.timeout)]
+            # slice j counts [s_j, s_{j+1}) of the chunk, after re-reading up to `ctx` bytes
+            # before it (the chunk's own bytes, or its context c)
+            k = max(1, min(self.slices, n // max(ctx, 1)))
+            bounds = [n * j // k for j in range(k + 1)]
+            rows = []
+            for j in range(k):
+                lo, hi = bounds[j], bounds[j + 1]
+                cj = c if j == 0 else min(ctx, lo + c)
+                rows.append([table, self.handle, buf_off + lo - cj, cj + hi - lo, no_state,
+                             obs_word + slot, cj])
+            if len(rows) == 1 or not hasattr(self.mk, "submit_many"):
+                return [self.mk.submit(op, r, tenant=self.tenant, timeout=self.timeout)
+                        for r in rows]
+            return list(self.mk.submit_many(np.full(len(rows), op, np.uint32),
+                                            np.array(rows, np.uint32), tenant=self.tenant,
+                                            timeout=self.timeout))
 
         def retire(slot: int, job: _Job) -> None:
             v = int(observables[obs_word + slot])
