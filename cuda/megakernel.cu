@@ -344,9 +344,20 @@ static __device__ void worker(const vyre_launch_t &L) {
                 const bool counted = run && r.status != VYRE_STATUS_CLAIMED;
                 const unsigned done_mask = __ballot_sync(FULL_MASK, counted && r.status == VYRE_STATUS_DONE);
                 const unsigned fault_mask = __ballot_sync(FULL_MASK, counted && r.status == VYRE_STATUS_FAULT);
+                // the status first: the caller waits on it, and its release orders the op's
+                // writes before it; the bookkeeping below (device memory) trails it, as
+                // DONE_COUNT may (lazy counters, docs/decisions.md)
+                if (counted) sys_store_release(&c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS], r.status);
+                if (run) {
+                    parked = r.status == VYRE_STATUS_CLAIMED &&
+                             cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(
+                                 c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS])
+                                     .load(cuda::std::memory_order_relaxed) == VYRE_STATUS_WAIT_IO;
+                    done = !parked;
+                }
                 const bool metric = counted && r.metric_op != VYRE_NO_METRIC;
                 const unsigned metric_mask = __ballot_sync(FULL_MASK, metric);
-                // device-memory counters (fast atomics); the poller folds them into control
+                // device-memory counters (fast atomics); the flusher folds them into control
                 if (metric) {
                     const unsigned same = __match_any_sync(metric_mask, r.metric_op);
                     if ((unsigned)(__ffs(same) - 1) == lane)
@@ -361,14 +372,6 @@ static __device__ void worker(const vyre_launch_t &L) {
                     if (fault_mask) atomicAdd(&L.counters[CNT_FAULT], (unsigned)__popc(fault_mask));
                 }
                 __syncwarp();
-                if (counted) sys_store_release(&c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS], r.status);
-                if (run) {
-                    parked = r.status == VYRE_STATUS_CLAIMED &&
-                             cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(
-                                 c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS])
-                                     .load(cuda::std::memory_order_relaxed) == VYRE_STATUS_WAIT_IO;
-                    done = !parked;
-                }
                 sleep_ns = 32;
             }
 #ifdef VYRE_EXP_TRACE
