@@ -1,0 +1,42 @@
+"""Round trip of one slot by opcode (NOP vs ATOMIC_ADD on a mapped observable): how much of
+the latency is the op itself and how much the publish -> detect -> claim -> status chain.
+
+    python bench/micro/latency_split.py [--n 5000]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from vyre import Megakernel, Opcode
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=5000)
+    n = ap.parse_args().n
+    with Megakernel("cuda", slot_count=1024, observable_slots=8) as mk:
+        for name, op, args in (("NOP", Opcode.NOP, []), ("ATOMIC_ADD", Opcode.ATOMIC_ADD, [1, 160])):
+            for _ in range(200):
+                mk.wait(mk.submit(op, args))
+            t = np.empty(n)
+            for i in range(n):
+                t0 = time.perf_counter_ns()
+                mk.wait(mk.submit(op, args))
+                t[i] = time.perf_counter_ns() - t0
+            p = np.percentile(t / 1e3, [10, 50, 90, 99])
+            print(f"{name:10s} n={n} us p10 {p[0]:.2f} p50 {p[1]:.2f} p90 {p[2]:.2f} p99 {p[3]:.2f}")
+        t = np.empty(n)
+        for i in range(n):  # host side only: publish + doorbell, no wait
+            t0 = time.perf_counter_ns()
+            mk.submit(Opcode.NOP, [])
+            t[i] = time.perf_counter_ns() - t0
+            if i % 512 == 511:
+                mk.drain(timeout=10)
+        print(f"submit only  us p50 {np.percentile(t / 1e3, 50):.2f}")
+
+
+if __name__ == "__main__":
+    main()
