@@ -16,8 +16,13 @@ from vyre import Megakernel, Opcode
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=5000)
-    n = ap.parse_args().n
-    with Megakernel("cuda", slot_count=1024, observable_slots=8) as mk:
+    ap.add_argument("--idle-sleep-ns", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=None, help="blocks per SM")
+    a = ap.parse_args()
+    n = a.n
+    print(f"idle_sleep_ns={a.idle_sleep_ns} workers={a.workers}")
+    with Megakernel("cuda", slot_count=1024, observable_slots=8, workers=a.workers,
+                    idle_sleep_ns=a.idle_sleep_ns) as mk:
         for name, op, args in (("NOP", Opcode.NOP, []), ("ATOMIC_ADD", Opcode.ATOMIC_ADD, [1, 160])):
             for _ in range(200):
                 mk.wait(mk.submit(op, args))
