@@ -65,6 +65,16 @@ __device__ unsigned int vyre_trace_n;
 #else
 #define TRACE_T(var)
 #endif
+#ifdef VYRE_EXP_LAT
+// kernel development only: per ticket (mod VYRE_LAT_N) [mirror seen by the worker, slot
+// loaded, executed, status stored], and per doorbell value [poller saw it, mirror stored]
+#define VYRE_LAT_N 65536
+__device__ unsigned long long vyre_lat[VYRE_LAT_N * 4];
+__device__ unsigned long long vyre_lat_poll[VYRE_LAT_N * 2];
+#define LAT_T(var) const unsigned long long var = vyre_globaltimer()
+#else
+#define LAT_T(var)
+#endif
 
 static __device__ __forceinline__ unsigned long long vyre_globaltimer() {
     unsigned long long t;
@@ -177,10 +187,15 @@ static __device__ void poller(const vyre_launch_t &L) {
             return;
         }
         if (db > seen) {
+            LAT_T(lat_seen);
             // order the host's writes (seen through db) before the tenant reads and the workers'
             cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
             mirror_tenants(L);
             mirror.store(db, cuda::std::memory_order_release);
+#ifdef VYRE_EXP_LAT
+            vyre_lat_poll[((db - 1) % VYRE_LAT_N) * 2] = lat_seen;
+            vyre_lat_poll[((db - 1) % VYRE_LAT_N) * 2 + 1] = vyre_globaltimer();
+#endif
             seen = db;
         }
         if (pause != 0ull) {  // after the last mirror store: the workers drain up to `seen`
@@ -305,7 +320,12 @@ static __device__ void worker(const vyre_launch_t &L) {
             iters++;
             if (!tr1 && __ballot_sync(FULL_MASK, run)) tr1 = vyre_globaltimer();
 #endif
+            LAT_T(lat_run);
             if (run) vyre_load_slot_(c, slot, w);  // the one read of the slot body
+#ifdef VYRE_EXP_LAT
+            if (run) { volatile uint32_t sink = w[0] + w[15]; (void)sink; }
+            LAT_T(lat_loaded);
+#endif
 #ifdef VYRE_EXP_TRACE
             if (run) { volatile uint32_t sink = w[0] + w[15]; (void)sink; }
             if (!tr2 && __ballot_sync(FULL_MASK, run)) tr2 = vyre_globaltimer();
@@ -337,6 +357,7 @@ static __device__ void worker(const vyre_launch_t &L) {
             }
 
             const unsigned run_mask = __ballot_sync(FULL_MASK, run);
+            LAT_T(lat_exec);
 #ifdef VYRE_EXP_TRACE
             if (!tr3 && run_mask) tr3 = vyre_globaltimer();
 #endif
@@ -348,6 +369,12 @@ static __device__ void worker(const vyre_launch_t &L) {
                 // writes before it; the bookkeeping below (device memory) trails it, as
                 // DONE_COUNT may (lazy counters, docs/decisions.md)
                 if (counted) sys_store_release(&c->ring[(size_t)slot * VYRE_SLOT_WORDS + VYRE_SLOT_STATUS], r.status);
+#ifdef VYRE_EXP_LAT
+                if (counted) {
+                    unsigned long long *t = vyre_lat + (ticket % VYRE_LAT_N) * 4;
+                    t[0] = lat_run; t[1] = lat_loaded; t[2] = lat_exec; t[3] = vyre_globaltimer();
+                }
+#endif
                 if (run) {
                     parked = r.status == VYRE_STATUS_CLAIMED &&
                              cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(
