@@ -17,8 +17,7 @@
 //   * workers never read-modify-write control words for bookkeeping: 527 warps doing that on
 //     the same few cache lines (which the host also reads) took ~1 ms per access in a trace.
 //     DONE_COUNT, FAULT_COUNT and METRICS are counted per warp in device memory and a flusher
-//     warp folds them into control every few microseconds (stores for the counts and
-//     HEARTBEAT, which it alone writes on the GPU); they may trail a slot's DONE status by one poller pass (the
+//     warp adds them into control every few microseconds; they may trail a slot's DONE status by one poller pass (the
 //     facade settles them before it reports them, docs/decisions.md).
 #include "vyre_interp.h"
 
@@ -99,18 +98,11 @@ static __device__ __forceinline__ void claim_owned(const vyre_ctx_t *c, uint32_t
         .store(VYRE_STATUS_CLAIMED, cuda::std::memory_order_relaxed);
 }
 
-static __device__ __forceinline__ void sys_store(uint32_t *p, uint32_t v) {
-    cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(*p).store(v, cuda::std::memory_order_relaxed);
-}
-
-// The flusher is the only GPU writer of DONE_COUNT, FAULT_COUNT and HEARTBEAT: it stores
-// (posted, no round trip) base + what the workers counted in device memory. An RMW there
-// would hold control lines 0 and 8 for a PCIe round trip, and the poller reads both after
-// every doorbell (SHUTDOWN, the tenant table): a per-op trace measured 6.2 us from doorbell to
-// mirror with the RMWs. METRICS stay RMWs (a packed slot's inner ops add to them directly).
-// Metrics first, then a fence, then the slot counts, so a host that sees DONE_COUNT +
-// FAULT_COUNT reach n also sees the metrics of those n slots.
-static __device__ void flush_counters(const vyre_launch_t &L, unsigned *flushed, const unsigned *base) {
+// The poller is the only writer of DONE_COUNT, FAULT_COUNT and METRICS on the GPU: it adds
+// what the workers counted in device memory since its last pass. Metrics first, then a fence,
+// then the slot counts, so a host that sees DONE_COUNT + FAULT_COUNT reach n also sees the
+// metrics of those n slots.
+static __device__ void flush_counters(const vyre_launch_t &L, unsigned *flushed) {
     uint32_t *control = L.ctx.control;
     // snapshot the counts first (acquire): every slot they include had its metric added to
     // device memory before (workers fence between the two), so the metrics read next cover it
@@ -132,7 +124,7 @@ static __device__ void flush_counters(const vyre_launch_t &L, unsigned *flushed,
     const unsigned word[2] = {VYRE_CTRL_DONE_COUNT, VYRE_CTRL_FAULT_COUNT};
     for (int i = CNT_DONE; i <= CNT_FAULT; i++) {
         if (count[i] != flushed[i]) {
-            sys_store(&control[word[i]], base[i] + count[i]);
+            sys_add(&control[word[i]], count[i] - flushed[i]);
             flushed[i] = count[i];
         }
     }
@@ -222,24 +214,18 @@ static __device__ void flusher(const vyre_launch_t &L) {
     cuda::atomic_ref<unsigned int, cuda::thread_scope_device> live(*L.live);
     unsigned flushed[CNT_WORDS];
     for (int i = 0; i < CNT_WORDS; i++) flushed[i] = 0;
-    // the totals so far (a relaunch after a pause continues them; device counters restart at 0)
-    const unsigned base[2] = {
-        cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(control[VYRE_CTRL_DONE_COUNT]).load(cuda::std::memory_order_relaxed),
-        cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(control[VYRE_CTRL_FAULT_COUNT]).load(cuda::std::memory_order_relaxed)};
-    unsigned beats = cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(control[VYRE_CTRL_HEARTBEAT])
-                         .load(cuda::std::memory_order_relaxed);
     unsigned long long last_beat = vyre_globaltimer();
-    sys_store(&control[VYRE_CTRL_HEARTBEAT], ++beats);
+    sys_add(&control[VYRE_CTRL_HEARTBEAT], 1u);
     for (;;) {
         if (sd_mirror.load(cuda::std::memory_order_acquire) != 0u) {
             while (live.load(cuda::std::memory_order_acquire) != 0u) __nanosleep(1000);
-            flush_counters(L, flushed, base);
+            flush_counters(L, flushed);
             return;
         }
-        flush_counters(L, flushed, base);
+        flush_counters(L, flushed);
         const unsigned long long now = vyre_globaltimer();
         if (now - last_beat >= L.heartbeat_ns) {
-            sys_store(&control[VYRE_CTRL_HEARTBEAT], ++beats);
+            sys_add(&control[VYRE_CTRL_HEARTBEAT], 1u);
             last_beat = now;
         }
         __nanosleep(4000);
