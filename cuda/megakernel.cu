@@ -285,7 +285,10 @@ static __device__ void worker(const vyre_launch_t &L) {
     const unsigned long long n = c->slot_count;
 
     for (;;) {
-        if (__shfl_sync(FULL_MASK, shutdown.load(cuda::std::memory_order_relaxed), 0) != SD_RUN) return;
+        // SD_STOP: leave now. SD_PAUSE: keep taking batches, since published tickets nobody
+        // holds yet must still run; the inner loop leaves once a whole batch is past the
+        // final mirror (tickets taken beyond it are harmless: the relaunch resets the counter)
+        if (__shfl_sync(FULL_MASK, shutdown.load(cuda::std::memory_order_relaxed), 0) == SD_STOP) return;
         unsigned long long base = 0;
         if (lane == 0) base = atomicAdd(L.tickets, 32ull);
         base = __shfl_sync(FULL_MASK, base, 0);

@@ -89,3 +89,16 @@ def test_megakernel_started_inside_a_paused_block_runs_after_it():
         b.wait(t, timeout=10)
         assert b.observables[0] == 5
         b.shutdown(timeout=10)
+
+
+def test_pause_runs_published_tickets_no_warp_holds_yet():
+    """A ring larger than 32 tickets x the worker warps: a pause must still drain every
+    published ticket (warps keep taking batches until one is past the final mirror)."""
+    n = 65_536
+    with Megakernel("cuda", slot_count=1 << 17, observable_slots=8) as mk:
+        mk.submit_many(np.zeros(n, np.uint32), notify=False)
+        mk.notify()
+        with mk.paused():
+            pass
+        mk.drain(timeout=30)
+        assert mk.done_count == n

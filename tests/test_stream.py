@@ -122,6 +122,56 @@ def test_scan_split_into_slices_is_exact(mk, tmp_path, slices):
     assert t["slots"] > nchunks and t["slots"] <= nchunks * per_chunk
 
 
+def test_a_failed_publish_part_way_keeps_the_slot_until_its_slices_finish(mk, tmp_path,
+                                                                          monkeypatch):
+    """The 2nd chunk's publish fails after some of its slices went out: the scan raises, the
+    staging slot is not reused under those slices, and the next scan's counts are exact."""
+    from vyre.errors import QueueFullError
+
+    rng = random.Random(31)
+    chunk = 2048
+    d = build_dfa(PATS)
+    data = _planted(rng, 6 * chunk, PATS, 97)
+    path = _write(tmp_path, "partial.bin", data)
+    calls = {"n": 0}
+    if hasattr(mk, "submit_many"):
+        real = mk.submit_many
+
+        def flaky(ops, args, **kw):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                out = real(ops[:2], args[:2], **kw)
+                err = QueueFullError("injected", "none")
+                err.published = out
+                raise err
+            return real(ops, args, **kw)
+        monkeypatch.setattr(mk, "submit_many", flaky)
+    else:
+        real = mk.submit
+
+        def flaky(*a, **kw):
+            calls["n"] += 1
+            if calls["n"] == 6:
+                raise QueueFullError("injected", "none")
+            return real(*a, **kw)
+        monkeypatch.setattr(mk, "submit", flaky)
+    with GpuStream(mk, chunk_bytes=chunk, depth=2, slices=4) as s:
+        with pytest.raises(QueueFullError, match="injected"):
+            s.scan(path, d)
+        # the slices that went out were waited for before the scan raised
+        pending = mk._pending if hasattr(mk, "_pending") else None
+        assert (len(pending) if pending is not None else mk.telemetry()["in_flight"]) == 0
+        monkeypatch.undo()
+        assert s.scan(path, d) == {path: count_matches(PATS, data)}
+
+
+def test_chunk_shorter_than_the_context_is_refused(mk, tmp_path):
+    path = _write(tmp_path, "short.bin", b"abc" * 100)
+    with GpuStream(mk, chunk_bytes=4, depth=2) as s:
+        with pytest.raises(PipelineError, match="chunk_bytes >= 8"):
+            s.scan(path, build_dfa(PATS))  # the longest pattern is 8 bytes
+
+
 def test_slices_must_be_positive(mk):
     with pytest.raises(PipelineError, match="slices"):
         GpuStream(mk, chunk_bytes=1024, depth=2, slices=0)

@@ -122,6 +122,20 @@ class _Telemetry:
 _SLICE_BYTES = 16 << 10  # default scan slice: long enough that the per-slot cost is noise
 
 
+def _submit_each(mk: Any, ops: list[tuple[int, list[int]]], tenant: int,
+                 timeout: float | None) -> list[int]:
+    """Submit ``ops`` one by one; on failure the tickets already out ride on the exception
+    (``vyre_published``), so the caller keeps their staging slot until they finish."""
+    tickets: list[int] = []
+    try:
+        for opcode, args in ops:
+            tickets.append(mk.submit(opcode, args, tenant=tenant, timeout=timeout))
+    except BaseException as e:
+        e.vyre_published = tickets  # type: ignore[attr-defined]
+        raise
+    return tickets
+
+
 class GpuStream:
     """Stream files through io_uring into GPU-visible staging and publish slots over them.
 
@@ -251,6 +265,11 @@ class GpuStream:
             raise PipelineError(
                 f"the DFA needs {ctx} context bytes but the stream reserves {self.staging.data_offset}",
                 f"create the GpuStream with max_context={ctx} (or more)")
+        if ctx > self.chunk_bytes:
+            raise PipelineError(
+                f"the DFA's context ({ctx} bytes) is longer than a chunk ({self.chunk_bytes})",
+                f"use chunk_bytes >= {ctx}: a chunk's re-read context must cover the longest "
+                "pattern")
         table = self._table_handle(dfa)
         abi = _abi()
         op = abi["OP_DFA_SCAN"]
@@ -270,12 +289,15 @@ class GpuStream:
                 cj = c if j == 0 else min(ctx, lo + c)
                 rows.append([table, self.handle, buf_off + lo - cj, cj + hi - lo, no_state,
                              obs_word + slot, cj])
-            if len(rows) == 1 or not hasattr(self.mk, "submit_many"):
-                return [self.mk.submit(op, r, tenant=self.tenant, timeout=self.timeout)
-                        for r in rows]
-            return list(self.mk.submit_many(np.full(len(rows), op, np.uint32),
-                                            np.array(rows, np.uint32), tenant=self.tenant,
-                                            timeout=self.timeout))
+            if len(rows) > 1 and hasattr(self.mk, "submit_many"):
+                try:
+                    return list(self.mk.submit_many(np.full(len(rows), op, np.uint32),
+                                                    np.array(rows, np.uint32),
+                                                    tenant=self.tenant, timeout=self.timeout))
+                except BaseException as e:  # the slices already out still read the slot
+                    e.vyre_published = list(getattr(e, "published", None) or ())  # type: ignore[attr-defined]
+                    raise
+            return _submit_each(self.mk, [(op, r) for r in rows], self.tenant, self.timeout)
 
         def retire(slot: int, job: _Job) -> None:
             v = int(observables[obs_word + slot])
@@ -303,11 +325,8 @@ class GpuStream:
 
         def publish(slot: int, buf_off: int, c: int, n: int, file_off: int, job: _Job) -> list[int]:
             ops = slot_fn(self.handle, buf_off, n, file_off)
-            tickets = []
-            for opcode, args in ops or ():
-                tickets.append(self.mk.submit(int(opcode), list(args), tenant=self.tenant,
-                                              timeout=self.timeout))
-            return tickets
+            return _submit_each(self.mk, [(int(o), list(a)) for o, a in ops or ()],
+                                self.tenant, self.timeout)
 
         paths = _unique(paths)
         before = (self._t.bytes, self._t.chunks, self._t.slots)
@@ -494,9 +513,15 @@ class GpuStream:
             if ok and not errors:
                 try:
                     tickets = publish(tag, staging.data_start(tag), c, n, off, job)
-                except BaseException as e:  # submit failed: nothing reads this slot
+                except BaseException as e:  # submit failed part way (or before the first)
                     fail(e)
-                    free.append(tag)
+                    out = getattr(e, "vyre_published", None) or []
+                    if out:  # those slots still read the staging slot: reuse it after them
+                        t.slots += len(out)
+                        job.tickets += len(out)
+                        scanning.append((tag, job, out))
+                    else:
+                        free.append(tag)
                 else:
                     t.bytes += n
                     t.context_bytes += c

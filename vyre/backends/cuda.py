@@ -80,11 +80,11 @@ def quiesced() -> Iterator[None]:
 
 
 def _resume_paused() -> None:
-    errors = []
+    errors: list[BaseException] = []
     while _PAUSED:
         try:
             _PAUSED.pop(0)._resume()
-        except BackendError as err:
+        except Exception as err:  # every paused backend gets its relaunch attempt
             errors.append(err)
     if errors:
         raise errors[0]
@@ -100,9 +100,10 @@ def _release(allocations: list[Any], *, now: bool = False) -> None:
     if now:
         with quiesced():
             pass  # quiesced() frees the deferred list with no kernel resident
-    elif not _RESIDENT and _QUIESCE.acquire(blocking=False):
-        try:
-            _free_deferred()
+    elif _QUIESCE.acquire(blocking=False):
+        try:  # checked under the lock: a launch registers as resident before it launches
+            if not _RESIDENT:
+                _free_deferred()
         finally:
             _QUIESCE.release()
 
@@ -243,6 +244,7 @@ class CudaBackend(Backend):
         self._own_ctx = None
         self._closed = True
         self._running = False
+        self._failed: BackendError | None = None
         current = cuda.Context.get_current()
         if current is None:
             self._own_ctx = cuda.Device(device).retain_primary_context()
@@ -417,16 +419,17 @@ class CudaBackend(Backend):
         """Launch with ``state`` (device-state words) written first; live = the worker warps."""
         state[_LIVE_AT // 4] = self._worker_warps()
         self._write_state(state)
+        _RESIDENT[id(self)] = self  # before the launch: no free may start under it
         with self._active():
             try:
                 self._func(self._launch, block=(_BLOCK_THREADS, 1, 1), grid=(self.grid, 1),
                            stream=self._stream)
             except self._cuda.Error as err:
+                _RESIDENT.pop(id(self), None)
                 raise BackendError(f"the megakernel launch failed ({err})",
                                    "lower workers (blocks per SM) or free GPU memory") from err
         self._running = True
         self.paused = False
-        _RESIDENT[id(self)] = self
 
     def _left(self) -> None:
         """The kernel is no longer resident (stopped, paused or faulted)."""
@@ -459,58 +462,82 @@ class CudaBackend(Backend):
         """Stop the kernel after it finished every slot it had seen published (quiesced())."""
         if not self._running or self.paused:
             return
+        self.paused = True  # from the request on: the watchdog and check() stand aside
         self.doorbell[1] = 1
         try:
             self._wait_exit(timeout, "pause")
-        except BackendError:
-            self.doorbell[1] = 0
-            raise
-        self.paused = True
+        except BackendError as err:
+            # the poller has (or will have) left; the kernel cannot be un-paused. Stop it
+            # for good and report the cause to every later call.
+            self.control[CTRL_SHUTDOWN] = 1
+            self._failed = BackendError(
+                f"the megakernel could not pause: {err}",
+                "a slot never finishes (or waits on I/O nobody serves while paused); "
+                "recreate the Megakernel")
+            self.paused = False
+            raise self._failed from err
         _RESIDENT.pop(id(self), None)
 
     def _resume(self) -> None:
         """Relaunch a paused kernel: tickets restart at the last doorbell value it mirrored
         (every ticket below it finished; none above it was claimed), counters at zero (the
         flusher folded them into control before the kernel left)."""
-        if not self.paused:
+        if not self.paused or not self._running:
             return
-        old = np.zeros(_STATE_BYTES // 4, np.uint32)
-        with self._active():
-            self._cuda.memcpy_dtoh_async(old, self._state, self._copy_stream)
-            self._copy_stream.synchronize()
-        state = np.zeros_like(old)
-        state[0:2] = state[2:4] = old[2:4]  # tickets = mirror = the final mirror (u64 each)
-        self.doorbell[1] = 0
+        try:
+            old = np.zeros(_STATE_BYTES // 4, np.uint32)
+            with self._active():
+                self._cuda.memcpy_dtoh_async(old, self._state, self._copy_stream)
+                self._copy_stream.synchronize()
+            state = np.zeros_like(old)
+            state[0:2] = state[2:4] = old[2:4]  # tickets = mirror = the final mirror (u64 each)
+            self.doorbell[1] = 0
+            self._launch_kernel(state)
+        except Exception as err:
+            self._running = False
+            self.paused = False
+            self._failed = BackendError(f"the megakernel could not be relaunched after a pause "
+                                        f"({err})", "recreate the Megakernel")
+            raise self._failed from err
         self.pauses += 1
-        self._launch_kernel(state)
 
     def stop(self, timeout: float) -> None:
-        if not self._running:
-            return
-        self.control[CTRL_SHUTDOWN] = 1
-        if not self.paused:
-            self._wait_exit(timeout, "stop after SHUTDOWN")
-        self._running = False
-        self.paused = False
-        self._left()
+        with _QUIESCE:  # never between a pause and its relaunch
+            if not self._running:
+                return
+            self.control[CTRL_SHUTDOWN] = 1
+            if not self.paused:
+                self._wait_exit(timeout, "stop after SHUTDOWN")
+            self._running = False
+            self.paused = False
+            self._left()
 
     def check(self) -> None:
-        if not self._running or self.paused or self.doorbell[1]:  # not resident by design
+        if self._failed is not None:
+            raise self._failed
+        if not self._running or self.paused:
             return
-        with self._active():
-            try:
-                finished = self._stream.is_done()
-            except self._cuda.Error as err:
+        if not _QUIESCE.acquire(blocking=False):
+            return  # a pause or a stop is under way: its own checks report
+        try:
+            if not self._running or self.paused:
+                return
+            with self._active():
+                try:
+                    finished = self._stream.is_done()
+                except self._cuda.Error as err:
+                    self._running = False
+                    self._left()
+                    raise BackendError(f"the megakernel faulted ({err})",
+                                       "run the workload under compute-sanitizer to find the "
+                                       "bad access; recreate the Megakernel") from err
+            if finished and not self.control[CTRL_SHUTDOWN]:
                 self._running = False
                 self._left()
-                raise BackendError(f"the megakernel faulted ({err})",
-                                   "run the workload under compute-sanitizer to find the bad "
-                                   "access; recreate the Megakernel") from err
-        if finished and not self.control[CTRL_SHUTDOWN]:
-            self._running = False
-            self._left()
-            raise BackendError("the megakernel exited without a SHUTDOWN",
-                               "report this as a bug with the workload that triggered it")
+                raise BackendError("the megakernel exited without a SHUTDOWN",
+                                   "report this as a bug with the workload that triggered it")
+        finally:
+            _QUIESCE.release()
 
     @property
     def running(self) -> bool:

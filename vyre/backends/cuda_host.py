@@ -9,9 +9,10 @@ for the call, so a slow registration never freezes the other Python threads.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -63,20 +64,48 @@ class HostRegistration:
             raise BackendError("only contiguous host memory can be registered",
                                "pass np.ascontiguousarray(buffer)")
         self.array = array
-        self._context = context  # a PyCUDA Context made current for unregister, if given
+        if context is None:  # the caller's current context, remembered for unregister
+            try:
+                import pycuda.driver as cuda
+
+                context = cuda.Context.get_current()
+            except Exception:  # no PyCUDA: the driver call below says what is missing
+                context = None
+        self._context = context
         self.host_pointer = int(array.ctypes.data)
         self.nbytes = int(array.nbytes)
         lib = _driver()
-        _check(lib.cuMemHostRegister_v2(self.host_pointer, max(self.nbytes, 1),
-                                        _PORTABLE | _DEVICEMAP),
-               f"cuMemHostRegister of {self.nbytes} bytes",
-               "make a CUDA context current (start the Megakernel first) and check the "
-               "page-locked memory limit (ulimit -l) and free host memory")
-        ptr = ctypes.c_uint64()
-        _check(lib.cuMemHostGetDevicePointer_v2(ctypes.byref(ptr), self.host_pointer, 0),
-               "cuMemHostGetDevicePointer", "report this as a bug")
+        with self._current():
+            _check(lib.cuMemHostRegister_v2(self.host_pointer, max(self.nbytes, 1),
+                                            _PORTABLE | _DEVICEMAP),
+                   f"cuMemHostRegister of {self.nbytes} bytes",
+                   "make a CUDA context current (start the Megakernel first) and check the "
+                   "page-locked memory limit (ulimit -l) and free host memory")
+            ptr = ctypes.c_uint64()
+            rc = lib.cuMemHostGetDevicePointer_v2(ctypes.byref(ptr), self.host_pointer, 0)
+            if rc != 0:
+                lib.cuMemHostUnregister(self.host_pointer)  # never leave it pinned
+                _check(rc, "cuMemHostGetDevicePointer", "report this as a bug")
         self.device_pointer = int(ptr.value)
         self._registered = True
+
+    @contextlib.contextmanager
+    def _current(self) -> Iterator[None]:
+        """The registration's context current on this thread for a driver call."""
+        ctx = self._context
+        if ctx is None:
+            yield
+            return
+        import pycuda.driver as cuda
+
+        if cuda.Context.get_current() == ctx:
+            yield
+            return
+        ctx.push()
+        try:
+            yield
+        finally:
+            cuda.Context.pop()
 
     @property
     def registered(self) -> bool:
@@ -86,21 +115,10 @@ class HostRegistration:
         """Release the page lock (idempotent). The memory stays valid for the host."""
         if not self._registered:
             return
-        self._registered = False
-        ctx = self._context
-        pushed = False
-        if ctx is not None:
-            import pycuda.driver as cuda
-
-            if cuda.Context.get_current() != ctx:
-                ctx.push()
-                pushed = True
-        try:
+        with self._current():
             _check(_driver().cuMemHostUnregister(self.host_pointer),
                    "cuMemHostUnregister", "report this as a bug")
-        finally:
-            if pushed:
-                cuda.Context.pop()
+        self._registered = False
 
     # the CUDA backend's deferred-release list calls .free() on what it holds
     free = unregister
