@@ -25,17 +25,17 @@ PROBES = {
 }
 
 BODY = """
-import faulthandler, mmap, sys, time
+import faulthandler, sys, time
 import numpy as np
 from vyre import Megakernel, Opcode
 from vyre.backends.cuda_probe import PTX_PATH
 import pycuda.driver as cuda
 mk = Megakernel('cuda', slot_count=64)
 MAPPED = cuda.host_alloc_flags.DEVICEMAP | cuda.host_alloc_flags.PORTABLE
+from vyre.backends.cuda import host_zeros
 from vyre.backends.cuda_host import HostRegistration
 def fresh_mmap():
-    return np.frombuffer(mmap.mmap(-1, 1 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
-                                   prot=mmap.PROT_READ | mmap.PROT_WRITE), np.uint8)
+    return host_zeros(1 << 20)
 pre_host = cuda.pagelocked_zeros(1 << 20, np.uint8, mem_flags=MAPPED)
 pre_reg = HostRegistration(fresh_mmap())
 pre_dev = cuda.mem_alloc(1 << 20)

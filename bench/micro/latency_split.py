@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from vyre import Megakernel, Opcode
+from vyre.protocol import OBSERVABLE_BASE
 
 
 def main() -> None:
@@ -23,7 +24,7 @@ def main() -> None:
     print(f"idle_sleep_ns={a.idle_sleep_ns} workers={a.workers}")
     with Megakernel("cuda", slot_count=1024, observable_slots=8, workers=a.workers,
                     idle_sleep_ns=a.idle_sleep_ns) as mk:
-        for name, op, args in (("NOP", Opcode.NOP, []), ("ATOMIC_ADD", Opcode.ATOMIC_ADD, [1, 160])):
+        for name, op, args in (("NOP", Opcode.NOP, []), ("ATOMIC_ADD", Opcode.ATOMIC_ADD, [1, OBSERVABLE_BASE])):
             for _ in range(200):
                 mk.wait(mk.submit(op, args))
             t = np.empty(n)

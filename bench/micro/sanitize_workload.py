@@ -15,8 +15,7 @@ import numpy as np
 
 from vyre import Megakernel, Opcode, SlotFaultError
 from vyre.dfa import build_dfa
-
-OBS = 160
+from vyre.protocol import OBSERVABLE_BASE as OBS
 
 
 def main(backend: str = "cuda") -> int:

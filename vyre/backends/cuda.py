@@ -374,7 +374,7 @@ class CudaBackend(Backend):
                 self._copy_stream.synchronize()
             return DeviceBuffer(alloc, nbytes)
         with self._active():
-            return self._mapped(nbytes, np.uint8)[:nbytes] if nbytes else self._mapped(1, np.uint8)
+            return self._mapped(nbytes, np.uint8)  # at least 1 byte: a valid device address
 
     def upload(self, buffer: Any, data: np.ndarray) -> None:
         data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
@@ -437,26 +437,27 @@ class CudaBackend(Backend):
         if not _RESIDENT and not _quiesce_depth:
             _release([])
 
+    def _stream_done(self, fix: str) -> bool:
+        """Has the kernel's stream finished? A kernel fault raises (the kernel is gone)."""
+        with self._active():
+            try:
+                return bool(self._stream.is_done())
+            except self._cuda.Error as err:
+                self._running = False
+                self._left()
+                raise BackendError(f"the megakernel faulted ({err})", fix) from err
+
     def _wait_exit(self, timeout: float, what: str) -> None:
         """Poll the stream until the kernel has exited; a fault or the timeout raises."""
         deadline = time.monotonic() + timeout
-        with self._active():
-            while True:
-                try:
-                    if self._stream.is_done():
-                        return
-                except self._cuda.Error as err:
-                    self._running = False
-                    self._left()
-                    raise BackendError(f"the megakernel faulted ({err})",
-                                       "run the workload under compute-sanitizer; the context "
-                                       "may need to be recreated") from err
-                if time.monotonic() > deadline:
-                    raise BackendError(
-                        f"the megakernel did not {what} within {timeout} s",
-                        "a slot never finishes (an op that spins?); the GPU context is still "
-                        "busy, restart the process to reclaim it")
-                time.sleep(0.0002)
+        while not self._stream_done("run the workload under compute-sanitizer; the context "
+                                    "may need to be recreated"):
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    f"the megakernel did not {what} within {timeout} s",
+                    "a slot never finishes (an op that spins?); the GPU context is still "
+                    "busy, restart the process to reclaim it")
+            time.sleep(0.0002)
 
     def _pause(self, timeout: float = _PAUSE_TIMEOUT) -> None:
         """Stop the kernel after it finished every slot it had seen published (quiesced())."""
@@ -522,15 +523,8 @@ class CudaBackend(Backend):
         try:
             if not self._running or self.paused:
                 return
-            with self._active():
-                try:
-                    finished = self._stream.is_done()
-                except self._cuda.Error as err:
-                    self._running = False
-                    self._left()
-                    raise BackendError(f"the megakernel faulted ({err})",
-                                       "run the workload under compute-sanitizer to find the "
-                                       "bad access; recreate the Megakernel") from err
+            finished = self._stream_done("run the workload under compute-sanitizer to find "
+                                         "the bad access; recreate the Megakernel")
             if finished and not self.control[CTRL_SHUTDOWN]:
                 self._running = False
                 self._left()

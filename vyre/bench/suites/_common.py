@@ -1,8 +1,9 @@
 """Helpers shared by the suites: imports that may be missing, backend choice, op arrays."""
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -95,3 +96,20 @@ def megakernel(fx: SimpleNamespace, backend: str, **kwargs: Any):
 def next_pow2(n: int) -> int:
     """Smallest power of two >= n."""
     return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def submit_many_sampler(mk: Any, opcodes: np.ndarray, args: np.ndarray,
+                        done: list[int]) -> Callable[[], float]:
+    """A sample: one ``submit_many`` of the ops + ``drain``, in ns; ``done[0]`` counts the ops
+    submitted so far (what the verification expects the observables to hold)."""
+    now = time.perf_counter_ns
+
+    def many() -> float:
+        t0 = now()
+        mk.submit_many(opcodes, args)
+        mk.drain()
+        t1 = now()
+        done[0] += len(opcodes)
+        return t1 - t0
+
+    return many

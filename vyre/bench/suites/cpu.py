@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
-from vyre.bench.suites._common import (Unavailable, atomic_add_ops, expect_u32, facade,
-                                       megakernel, next_pow2)
+from vyre.bench.suites._common import (atomic_add_ops, expect_u32, facade, megakernel, next_pow2,
+                                       submit_many_sampler, Unavailable)
 
 NAME = "cpu"
 DESCRIPTION = "CPU backend submit_many+drain vs ThreadPoolExecutor and plain Python"
@@ -44,13 +44,7 @@ def run(ctx) -> None:
         ctx.note("backend", mk.backend.describe())
         obs, done = mk.observables, [0]
 
-        def many() -> float:
-            t0 = now()
-            mk.submit_many(opcodes, args)
-            mk.drain()
-            t1 = now()
-            done[0] += n
-            return t1 - t0
+        many = submit_many_sampler(mk, opcodes, args, done)
 
         vyre = ctx.bench("vyre_cpu", many, batch=n, params=params,
                          verify=lambda: expect_u32(obs[0], done[0]))

@@ -25,8 +25,9 @@ from __future__ import annotations
 import time
 
 from vyre.bench.suites._gpu import COUNTER_WORDS
-from vyre.bench.suites._common import (Unavailable, atomic_add_ops, expect_u32, word_total, facade,
-                                       megakernel, next_pow2, resolve_backend)
+from vyre.bench.suites._common import (atomic_add_ops, expect_u32, facade, megakernel, next_pow2,
+                                       resolve_backend, submit_many_sampler, Unavailable,
+                                       word_total)
 
 NAME = "dispatch"
 #: ops cycle over this many observables (and the baselines over as many counter words)
@@ -50,13 +51,7 @@ def run(ctx) -> None:
         obs = mk.observables
         done = [0]
 
-        def many() -> float:
-            t0 = now()
-            mk.submit_many(opcodes, args)
-            mk.drain()
-            t1 = now()
-            done[0] += n
-            return t1 - t0
+        many = submit_many_sampler(mk, opcodes, args, done)
 
         def loop() -> float:
             submit = mk.submit

@@ -52,10 +52,10 @@ extern "C" __global__ void vyre_bench_scan(const unsigned int *tab, unsigned lon
     unsigned long long p = from >= back ? from - back : 0;
     unsigned st = 0, acc = 0;
     for (; p < to; ++p) {
-        unsigned long long i = (unsigned long long)st * 256 + data[p];
+        unsigned long long i = (unsigned long long)st * ALPHABET + data[p];
         unsigned e = i < n ? tab[i] : 0u;
-        if (p >= from) acc += e >> 31;
-        st = e & 0x7FFFFFFFu;
+        if (p >= from && (e & ACCEPT_BIT)) acc += 1;
+        st = e & STATE_MASK;
     }
     if (acc) atomicAdd(accepts, (unsigned long long)acc);
 }
@@ -159,7 +159,12 @@ def _gpu_baselines(ctx, paths, dfa, expected, size, params, r_scan) -> None:
     cuctx = drv.Device(0).retain_primary_context()
     cuctx.push()
     try:
-        fn = SourceModule(SCAN_KERNEL, no_extern_c=True).get_function("vyre_bench_scan")
+        from vyre._wire import ABI
+
+        # the table layout's constants come from csrc/vyre_abi.h, not from this file
+        defines = "".join(f"#define {k} {ABI['DFA_' + k]}u\n"
+                          for k in ("ALPHABET", "ACCEPT_BIT", "STATE_MASK"))
+        fn = SourceModule(defines + SCAN_KERNEL, no_extern_c=True).get_function("vyre_bench_scan")
         fn.prepare("PQPIIIP")
         ctxb = dfa.context
         pinned = drv.pagelocked_empty(CHUNK + ctxb, np.uint8)
