@@ -924,12 +924,18 @@ def publish_slot(ring, slot_idx, tenant_id, opcode, args=(), priority=2):
     """
     cdef uint32_t op, tenant, prio
     cdef uint32_t a[VYRE_ARGN]
-    cdef Py_buffer view
-    cdef uint32_t *w
     _publish_opcode(opcode, &op)
     _u32(tenant_id, &tenant, "tenant_id", -1)
     _priority(priority, &prio)
     _args(args, a, ARG_WORDS, "args")
+    _publish_one(ring, slot_idx, op, tenant, prio, a)
+
+
+cdef int _publish_one(object ring, object slot_idx, uint32_t op, uint32_t tenant, uint32_t prio,
+                      const uint32_t *a) except -1:
+    """The ring and slot checks, then the body and PUBLISHED (values already validated)."""
+    cdef Py_buffer view
+    cdef uint32_t *w
     cdef Py_ssize_t slot = _index(slot_idx, "slot_idx")
     cdef Py_ssize_t slots = _ring(ring, &view, True, False)
     try:
@@ -940,6 +946,7 @@ def publish_slot(ring, slot_idx, tenant_id, opcode, args=(), priority=2):
         vyre_write_slot(w, op, tenant, prio, a)
     finally:
         PyBuffer_Release(&view)
+    return 0
 
 
 def validate_slot(tenant_id, opcode, args=(), priority=2):
@@ -1014,21 +1021,10 @@ def publish_packed(ring, slot_idx, tenant_id, ops, priority=2):
     """Publish one PACKED_SLOT carrying ``ops``; packing errors come before ring/slot errors."""
     cdef uint32_t a[VYRE_ARGN]
     cdef uint32_t tenant, prio
-    cdef Py_buffer view
-    cdef uint32_t *w
     _pack(ops, a)
     _u32(tenant_id, &tenant, "tenant_id", -1)
     _priority(priority, &prio)
-    cdef Py_ssize_t slot = _index(slot_idx, "slot_idx")
-    cdef Py_ssize_t slots = _ring(ring, &view, True, False)
-    try:
-        _slot_range(slot, slots, "slot_idx")
-        w = <uint32_t *>view.buf + slot * SLOT_WORDS
-        if not vyre_publishable(vyre_load_acquire(w)):
-            _not_publishable(slot, vyre_load_acquire(w))
-        vyre_write_slot(w, VYRE_OP_PACKED_SLOT, tenant, prio, a)
-    finally:
-        PyBuffer_Release(&view)
+    _publish_one(ring, slot_idx, VYRE_OP_PACKED_SLOT, tenant, prio, a)
 
 
 # Releasing and re-taking the GIL costs ~100 ns: only worth it for longer loops.
