@@ -9,11 +9,15 @@
 //     slots); lane i owns ticket base+i. Tickets are exclusive, so once the doorbell says the
 //     ticket is published, its slot holds that publication and nobody else will claim it:
 //     the claim PUBLISHED->CLAIMED is a plain (posted) store, not a CAS over PCIe.
-//   * one poller warp reads the doorbell and SHUTDOWN over PCIe in a tight loop (about one
-//     read per microsecond) and mirrors them into device memory, with the tenant table read
-//     after each new doorbell value; the other warps poll the mirrors in L2. The warp holding
-//     the next unpublished ticket spins; the rest back off with __nanosleep, so an idle
-//     kernel costs one PCIe read per microsecond.
+//   * one poller warp reads the doorbell, SHUTDOWN and the tenant table over PCIe in a tight
+//     loop, all in one warp-wide load (one round trip, ~0.6 us), and mirrors them into device
+//     memory; the other warps poll the mirrors in L2. The warp holding the next unpublished
+//     ticket spins; the rest back off with __nanosleep, so an idle kernel costs one PCIe read
+//     of 160 bytes per pass.
+//   * the tenant mirror trails the doorbell mirror by one pass (the table words of a pass are
+//     as new as the doorbell value of the pass before): a worker loads its slot as soon as the
+//     doorbell mirror covers it and waits for `tenants_asof` only before the verdict, so the
+//     table read is off the latency path (docs/decisions.md, "Where one op's round trip goes").
 //   * workers never read-modify-write control words for bookkeeping: 527 warps doing that on
 //     the same few cache lines (which the host also reads) took ~1 ms per access in a trace.
 //     DONE_COUNT, FAULT_COUNT and METRICS are counted per warp in device memory and a flusher
@@ -29,7 +33,8 @@ typedef struct {
     unsigned int *live;                 // device: worker warps still running
     const unsigned long long *doorbell; // mapped host: [0] tickets published, [1] pause request
     unsigned int *counters;             // device: DONE, FAULT, METRICS[32] not yet in control
-    unsigned int *tenants;              // device: tenant table as of the doorbell mirror
+    unsigned int *tenants;              // device: tenant table mirror
+    unsigned long long *tenants_asof;   // device: the tenant mirror is valid for tickets below it
     unsigned long long heartbeat_ns;    // HEARTBEAT period
     unsigned int idle_sleep_ns;         // longest back-off of an idle warp
     unsigned int coop_min_bytes;        // DFA_SCAN ranges at least this long use all 32 lanes
@@ -130,76 +135,95 @@ static __device__ void flush_counters(const vyre_launch_t &L, unsigned *flushed)
     }
 }
 
-// 16-byte relaxed system-scope load: independent ones pipeline (atomic_ref loads of single
-// words issued back to back cost one PCIe round trip each, measured ~36 us for the table)
-static __device__ __forceinline__ uint4 ld_sys_v4(const uint32_t *p) {
+// 16-byte acquire load at system scope. On this path loads of one thread are served one after
+// another (~0.6 us each on the H100), loads of different lanes in one instruction together, so
+// the poller spreads what it reads over its lanes.
+static __device__ __forceinline__ uint4 ld_acq_sys_v4(const uint32_t *p) {
     uint4 v;
-    asm volatile("ld.relaxed.sys.global.v4.u32 {%0,%1,%2,%3}, [%4];"
+    asm volatile("ld.acquire.sys.global.v4.u32 {%0,%1,%2,%3}, [%4];"
                  : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p) : "memory");
     return v;
 }
 
-// Reads the tenant table (after the caller's acquire of the doorbell) into device
-// memory, so every slot published before that doorbell value is checked against a table at
-// least as new as the one its publisher saw.
-static __device__ void mirror_tenants(const vyre_launch_t &L) {
-    const uint32_t *control = L.ctx.control;
-    // words 0..31 (TENANT_BASE and the masks) and 140..143 (TABLE_LEN): 9 loads, one round trip
-    uint4 q[9];
-#pragma unroll
-    for (int i = 0; i < 8; i++) q[i] = ld_sys_v4(control + 4 * i);
-    q[8] = ld_sys_v4(control + (VYRE_CTRL_TENANT_TABLE_LEN & ~3u));
-    uint32_t words[36];
-#pragma unroll
-    for (int i = 0; i < 9; i++) {
-        words[4 * i] = q[i].x; words[4 * i + 1] = q[i].y; words[4 * i + 2] = q[i].z; words[4 * i + 3] = q[i].w;
-    }
-    const uint32_t base = words[VYRE_CTRL_TENANT_BASE];
-    const uint32_t len = words[32 + (VYRE_CTRL_TENANT_TABLE_LEN & 3u)];
-    cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.tenants[TM_DEFAULT])
-        .store(base == VYRE_TENANT_MASK_BASE, cuda::std::memory_order_relaxed);
-    cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.tenants[TM_LEN]).store(len, cuda::std::memory_order_relaxed);
-#pragma unroll
-    for (unsigned t = 0; t < VYRE_TENANT_MASK_COUNT; t++)
-        cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.tenants[TM_MASKS + t])
-            .store(words[VYRE_TENANT_MASK_BASE + t], cuda::std::memory_order_relaxed);
-}
-
-// The poller: the doorbell and SHUTDOWN, nothing else, so a publication is seen within about
-// one PCIe round trip.
+// The poller: one warp-wide load per pass brings SHUTDOWN, the doorbell, the pause word and
+// the tenant table (lanes 0..7: control words 0..31, lane 8: words 140..143, lane 9: the
+// doorbell pair), so a publication is seen within about one PCIe round trip. Independent loads
+// from one thread are served one after another on this path (9 table loads by one lane took
+// 5.4 us, measured on the H100), loads from different lanes of one instruction together.
 static __device__ void poller(const vyre_launch_t &L) {
-    if ((threadIdx.x & 31) != 0) return;
-    uint32_t *control = L.ctx.control;
-    cuda::atomic_ref<uint32_t, cuda::thread_scope_system> shutdown(control[VYRE_CTRL_SHUTDOWN]);
+    static_assert(VYRE_CTRL_SHUTDOWN == 0u && VYRE_CTRL_TENANT_BASE == 2u, "lane 0 holds words 0..3");
+    static_assert(VYRE_TENANT_MASK_BASE + VYRE_TENANT_MASK_COUNT == 32u, "lanes 0..7 hold the masks");
+    const unsigned lane = threadIdx.x & 31;
+    const uint32_t *control = L.ctx.control;
+    const uint32_t *src = lane < 8 ? control + 4 * lane
+                        : lane == 8 ? control + (VYRE_CTRL_TENANT_TABLE_LEN & ~3u)
+                                    : (const uint32_t *)L.doorbell;
     cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> mirror(*L.published);
+    cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> asof(*L.tenants_asof);
     cuda::atomic_ref<unsigned int, cuda::thread_scope_device> sd_mirror(*L.shutdown);
-    mirror_tenants(L);
-    cuda::atomic_thread_fence(cuda::std::memory_order_release, cuda::thread_scope_device);
     unsigned long long seen = mirror.load(cuda::std::memory_order_relaxed);  // > 0 on a resume
+    // the tenant words of this pass are as new as `prev`, the doorbell value of the pass before
+    // (their loads issue after it arrived, behind the acquire fence of the pass that saw it new)
+    unsigned long long prev = seen, covered = 0;
+    bool pausing = false;
     for (;;) {
-        // SHUTDOWN, the doorbell and the pause word in flight together: one round trip
-        const uint32_t sd = shutdown.load(cuda::std::memory_order_relaxed);
-        unsigned long long db, pause;
-        asm volatile("ld.relaxed.sys.global.v2.u64 {%0,%1}, [%2];"
-                     : "=l"(db), "=l"(pause) : "l"(L.doorbell) : "memory");
+        uint4 q = make_uint4(0u, 0u, 0u, 0u);
+        // acquire: the next pass's loads and the workers' slot loads follow this doorbell value
+        if (lane < 10) q = ld_acq_sys_v4(src);
+        __syncwarp();  // orders every lane's next loads after lane 9's acquire
+        LAT_T(lat_seen_);
+        const uint32_t sd = __shfl_sync(FULL_MASK, q.x, 0);
+        const unsigned long long db = ((unsigned long long)__shfl_sync(FULL_MASK, q.y, 9) << 32) |
+                                      __shfl_sync(FULL_MASK, q.x, 9);
+        const bool pause = (__shfl_sync(FULL_MASK, q.z, 9) | __shfl_sync(FULL_MASK, q.w, 9)) != 0u;
         if (sd != 0u) {
-            sd_mirror.store(SD_STOP, cuda::std::memory_order_release);
+            if (lane == 0) sd_mirror.store(SD_STOP, cuda::std::memory_order_release);
             return;
         }
-        if (db > seen) {
-            LAT_T(lat_seen);
-            // order the host's writes (seen through db) before the tenant reads and the workers'
-            cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
-            mirror_tenants(L);
-            mirror.store(db, cuda::std::memory_order_release);
-#ifdef VYRE_EXP_LAT
-            vyre_lat_poll[((db - 1) % VYRE_LAT_N) * 2] = lat_seen;
-            vyre_lat_poll[((db - 1) % VYRE_LAT_N) * 2 + 1] = vyre_globaltimer();
-#endif
-            seen = db;
+        // the tenant mirror: TM_DEFAULT, TM_LEN and the masks, each from the lane that read it
+        const uint32_t len = __shfl_sync(FULL_MASK, (VYRE_CTRL_TENANT_TABLE_LEN & 1u) ? q.y : q.x, 8);
+        if (lane == 0) {
+            cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.tenants[TM_DEFAULT])
+                .store(q.z == VYRE_TENANT_MASK_BASE, cuda::std::memory_order_relaxed);
+            cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.tenants[TM_LEN])
+                .store(len, cuda::std::memory_order_relaxed);
         }
-        if (pause != 0ull) {  // after the last mirror store: the workers drain up to `seen`
-            sd_mirror.store(SD_PAUSE, cuda::std::memory_order_release);
+        if (lane < 8) {
+            const uint32_t v[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+            for (unsigned i = 0; i < 4; i++) {
+                const unsigned word = 4 * lane + i;
+                if (word >= VYRE_TENANT_MASK_BASE)
+                    cuda::atomic_ref<unsigned, cuda::thread_scope_device>(
+                        L.tenants[TM_MASKS + word - VYRE_TENANT_MASK_BASE])
+                        .store(v[i], cuda::std::memory_order_relaxed);
+            }
+        }
+        const bool fresh = !pausing && db > seen;
+        const bool catch_up = prev > covered;
+        if (fresh || catch_up) {
+            // release: the host's writes before `db` (acquired above) and this pass's tenant
+            // words precede the mirrors (a device-scope fence: ~half a system-scope one)
+            cuda::atomic_thread_fence(cuda::std::memory_order_acq_rel, cuda::thread_scope_device);
+            if (lane == 0) {
+                if (catch_up) asof.store(prev, cuda::std::memory_order_relaxed);
+                if (fresh) mirror.store(db, cuda::std::memory_order_relaxed);
+            }
+#ifdef VYRE_EXP_LAT
+            if (fresh && lane == 0) {
+                vyre_lat_poll[((db - 1) % VYRE_LAT_N) * 2] = lat_seen_;
+                vyre_lat_poll[((db - 1) % VYRE_LAT_N) * 2 + 1] = vyre_globaltimer();
+            }
+#endif
+            if (catch_up) covered = prev;
+            if (fresh) seen = db;
+        }
+        if (!pausing) prev = db > seen ? seen : db;
+        // a pause: `seen` is final; leave once the tenant mirror covers it, so the workers can
+        // finish every ticket below it
+        if (pause) pausing = true;
+        if (pausing && covered >= seen) {
+            if (lane == 0) sd_mirror.store(SD_PAUSE, cuda::std::memory_order_release);
             return;
         }
     }
@@ -282,6 +306,7 @@ static __device__ void worker(const vyre_launch_t &L) {
     const unsigned lane = threadIdx.x & 31;
     cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> published(*L.published);
     cuda::atomic_ref<unsigned int, cuda::thread_scope_device> shutdown(*L.shutdown);
+    cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> tenants_asof(*L.tenants_asof);
     const unsigned long long n = c->slot_count;
 
     for (;;) {
@@ -302,7 +327,9 @@ static __device__ void worker(const vyre_launch_t &L) {
         bool parked = false;  // our slot waits in WAIT_IO (LOAD_MISS found no free io slot)
         unsigned sleep_ns = 32;
         for (;;) {
-            // acquire: a pause is seen together with the final mirror value stored before it
+            // acquire loads, not relaxed loads and a fence: an acquire fence costs ~0.7 us here
+            // (measured), an acquire load about an L2 round trip. The pause is read first, so it
+            // is seen together with the final mirror value stored before it.
             const unsigned sd = __shfl_sync(FULL_MASK, shutdown.load(cuda::std::memory_order_acquire), 0);
             if (sd == SD_STOP) return;
             const unsigned long long pub =
@@ -311,20 +338,36 @@ static __device__ void worker(const vyre_launch_t &L) {
             if (sd == SD_PAUSE && __all_sync(FULL_MASK, done || ticket >= pub)) return;
             const bool frontier = pub >= base && pub < base + 32;  // holds the next ticket
             const bool claimed = !done && !parked && ticket < pub;
-            if (claimed) claim_owned(c, slot);
             const bool retried = parked && vyre_claim_from(c, slot, VYRE_STATUS_WAIT_IO) != 0;
             const bool run = claimed || retried;
+            const unsigned run_mask = __ballot_sync(FULL_MASK, run);
+#ifdef VYRE_EXP_TRACE
+            iters++;
+            if (!tr1 && run_mask) tr1 = vyre_globaltimer();
+#endif
+            LAT_T(lat_run);  // "slot load" below spans the tenant-mirror wait it overlaps
+            uint32_t w[VYRE_SLOT_WORDS];
+            // the one read of the slot body, issued before the claim store to the same line
+            if (run) vyre_load_slot_(c, slot, w);
+            if (claimed) claim_owned(c, slot);
+            // while the slot is on its way: the verdict needs tenant words at least as new as
+            // the doorbell that published the highest of these tickets; the poller's mirror
+            // trails the doorbell mirror by one pass, about one slot round trip. Loaded whole,
+            // one word per lane. (Reading the table in host memory here instead, or spreading
+            // the slot's loads over lanes, made this stage 2-4 us: measured, docs/decisions.md.)
+            unsigned tw = 0;
+            if (run_mask) {
+                const unsigned long long need = base + (31 - __clz(run_mask));
+                while (__shfl_sync(FULL_MASK, tenants_asof.load(cuda::std::memory_order_acquire), 0) <= need)
+                    if (__shfl_sync(FULL_MASK, shutdown.load(cuda::std::memory_order_relaxed), 0) == SD_STOP) return;
+                if (lane < TM_WORDS)
+                    tw = cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.tenants[lane])
+                             .load(cuda::std::memory_order_relaxed);
+            }
             vyre_result_t r;
             r.status = VYRE_STATUS_CLAIMED;
             r.metric_op = VYRE_NO_METRIC;
             bool coop = false;
-            uint32_t w[VYRE_SLOT_WORDS];
-#ifdef VYRE_EXP_TRACE
-            iters++;
-            if (!tr1 && __ballot_sync(FULL_MASK, run)) tr1 = vyre_globaltimer();
-#endif
-            LAT_T(lat_run);
-            if (run) vyre_load_slot_(c, slot, w);  // the one read of the slot body
 #ifdef VYRE_EXP_LAT
             if (run) { volatile uint32_t sink = w[0] + w[15]; (void)sink; }
             LAT_T(lat_loaded);
@@ -340,26 +383,25 @@ static __device__ void worker(const vyre_launch_t &L) {
 #endif
             const bool plain = run && !coop;
             const unsigned plain_mask = __ballot_sync(FULL_MASK, plain);
-            if (plain) {
-                // one authorization read per tenant per warp, shared with the lanes of that tenant
+            if (plain_mask) {
                 const uint32_t tenant = w[VYRE_SLOT_TENANT];
-                const unsigned same = __match_any_sync(plain_mask, tenant);
-                const int leader = __ffs(same) - 1;
-                int ok = 0;
-                if ((int)lane == leader) {
-                    cuda::atomic_ref<unsigned, cuda::thread_scope_device> deflt(L.tenants[TM_DEFAULT]);
-                    if (deflt.load(cuda::std::memory_order_relaxed) && tenant < VYRE_TENANT_MASK_COUNT)
-                        ok = vyre_tenant_verdict(tenant, L.tenants[TM_LEN], L.tenants[TM_MASKS + tenant]);
-                    else if (deflt.load(cuda::std::memory_order_relaxed) && tenant >= L.tenants[TM_LEN])
-                        ok = 0;
-                    else  // a moved or longer table: read it in host memory
-                        ok = vyre_tenant_ok_(c, tenant);
+                const unsigned deflt = __shfl_sync(FULL_MASK, tw, TM_DEFAULT);
+                const unsigned len = __shfl_sync(FULL_MASK, tw, TM_LEN);
+                const unsigned mask = __shfl_sync(FULL_MASK, tw, TM_MASKS + (tenant < VYRE_TENANT_MASK_COUNT ? tenant : 0u));
+                int ok = -1;  // -1: a moved or longer table, read in host memory
+                if (deflt && tenant < VYRE_TENANT_MASK_COUNT) ok = vyre_tenant_verdict(tenant, len, mask);
+                else if (deflt && tenant >= len) ok = 0;
+                const bool slow = plain && ok < 0;
+                const unsigned slow_mask = __ballot_sync(FULL_MASK, slow);
+                if (slow) {  // one read per tenant per warp, shared with the lanes of that tenant
+                    const unsigned same = __match_any_sync(slow_mask, tenant);
+                    const int leader = __ffs(same) - 1;
+                    if ((int)lane == leader) ok = vyre_tenant_ok_(c, tenant);
+                    ok = __shfl_sync(same, ok, leader);
                 }
-                ok = __shfl_sync(same, ok, leader);
-                r = vyre_execute_authorized(c, slot, w, ok);
+                if (plain) r = vyre_execute_authorized(c, slot, w, ok);
             }
 
-            const unsigned run_mask = __ballot_sync(FULL_MASK, run);
             LAT_T(lat_exec);
 #ifdef VYRE_EXP_TRACE
             if (!tr3 && run_mask) tr3 = vyre_globaltimer();

@@ -21,13 +21,15 @@ from vyre.backends.cuda_probe import INSTALL_FIX, PTX_PATH, probe
 from vyre.errors import BackendError
 from vyre.protocol import CTRL_SHUTDOWN, MAX_BUFFERS
 
-# vyre_launch_t of cuda/megakernel.cu: vyre_ctx_t (5 pointers, 6 u32), 7 pointers, u64, 2 u32
-_LAUNCH = struct.Struct("<5Q6I7QQII")
+# vyre_launch_t of cuda/megakernel.cu: vyre_ctx_t (5 pointers, 6 u32), 8 pointers, u64, 2 u32
+_LAUNCH = struct.Struct("<5Q6I8QQII")
 # device state: tickets u64 @0, doorbell mirror u64 @8, shutdown mirror u32 @16,
-# live worker warps u32 @20, counters (DONE, FAULT, METRICS[32]) @64, tenant mirror @256
+# live worker warps u32 @20, tickets the tenant mirror covers u64 @24,
+# counters (DONE, FAULT, METRICS[32]) @64, tenant mirror @256
 _STATE_BYTES = 512
 _TENANTS_AT = 256
 _LIVE_AT = 20
+_TENANTS_ASOF_AT = 24
 _COUNTERS_AT = 64
 _BLOCK_THREADS = 128
 _KERNEL = "vyre_megakernel"
@@ -402,7 +404,7 @@ class CudaBackend(Backend):
             self.slot_count, self.control.size, self.control.size - 160,
             self.debug_records, self.io_slots, MAX_BUFFERS,
             s, s + 8, s + 16, s + _LIVE_AT, self._dptr(self.doorbell), s + _COUNTERS_AT,
-            s + _TENANTS_AT,
+            s + _TENANTS_AT, s + _TENANTS_ASOF_AT,
             int(self._options["heartbeat_ms"] * 1e6), int(self._options["idle_sleep_ns"]),
             int(self._options["coop_min_bytes"]))
         with self._active():
