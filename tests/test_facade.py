@@ -9,7 +9,7 @@ import pytest
 
 from vyre import BackendError, Megakernel, QueueFullError, SlotFaultError, WaitTimeoutError
 from vyre.backends import cuda_available
-from vyre.protocol import Opcode
+from vyre.protocol import CTRL_TENANT_BASE, Opcode
 
 OBS = 160
 SPIN_OP = 0x3FFFFF00  # the test-hooks build's "never finishes" opcode (VYRE_TEST_OP_SPIN)
@@ -238,6 +238,19 @@ def test_faults_are_not_lost_to_drain_or_a_first_wait(backend):
         with pytest.raises(SlotFaultError):
             mk.wait(range(bad, ok + 1), timeout=10)
         mk.wait(ok, timeout=10)
+
+
+def test_tenant_table_edits_apply_to_the_next_slot(backend):
+    # the GPU mirrors the table one poller pass behind the doorbell: a slot published right
+    # after a host edit must still be judged by the edited table, both ways, every time
+    with Megakernel(backend, slot_count=32, observable_slots=4, tenants=2) as mk:
+        mask = int(mk.control[CTRL_TENANT_BASE]) + 1  # tenant 1's word
+        for _ in range(40):
+            mk.control[mask] = 0
+            with pytest.raises(SlotFaultError):
+                mk.wait(mk.submit(Opcode.NOP, tenant=1), timeout=10)
+            mk.control[mask] = 0xFFFFFFFF
+            mk.wait(mk.submit(Opcode.NOP, tenant=1), timeout=10)
 
 
 def test_tickets_are_any_integer_and_never_negative(backend):
