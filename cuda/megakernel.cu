@@ -147,9 +147,8 @@ static __device__ __forceinline__ uint4 ld_acq_sys_v4(const uint32_t *p) {
 
 // The poller: one warp-wide load per pass brings SHUTDOWN, the doorbell, the pause word and
 // the tenant table (lanes 0..7: control words 0..31, lane 8: words 140..143, lane 9: the
-// doorbell pair), so a publication is seen within about one PCIe round trip. Independent loads
-// from one thread are served one after another on this path (9 table loads by one lane took
-// 5.4 us, measured on the H100), loads from different lanes of one instruction together.
+// doorbell pair), so a publication is seen within about one PCIe round trip (the same table
+// read as nine loads of one lane took 5.4 us on the H100).
 static __device__ void poller(const vyre_launch_t &L) {
     static_assert(VYRE_CTRL_SHUTDOWN == 0u && VYRE_CTRL_TENANT_BASE == 2u, "lane 0 holds words 0..3");
     static_assert(VYRE_TENANT_MASK_BASE + VYRE_TENANT_MASK_COUNT == 32u, "lanes 0..7 hold the masks");
@@ -162,8 +161,8 @@ static __device__ void poller(const vyre_launch_t &L) {
     cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> asof(*L.tenants_asof);
     cuda::atomic_ref<unsigned int, cuda::thread_scope_device> sd_mirror(*L.shutdown);
     unsigned long long seen = mirror.load(cuda::std::memory_order_relaxed);  // > 0 on a resume
-    // the tenant words of this pass are as new as `prev`, the doorbell value of the pass before
-    // (their loads issue after it arrived, behind the acquire fence of the pass that saw it new)
+    // the tenant words of this pass are as new as `prev`, the doorbell value mirrored by the
+    // pass before (their loads issue after that pass's acquire load returned it)
     unsigned long long prev = seen, covered = 0;
     bool pausing = false;
     for (;;) {
@@ -218,7 +217,7 @@ static __device__ void poller(const vyre_launch_t &L) {
             if (catch_up) covered = prev;
             if (fresh) seen = db;
         }
-        if (!pausing) prev = db > seen ? seen : db;
+        prev = seen;  // once pausing, `seen` no longer moves
         // a pause: `seen` is final; leave once the tenant mirror covers it, so the workers can
         // finish every ticket below it
         if (pause) pausing = true;

@@ -3,8 +3,9 @@
     nvcc -ptx -arch=compute_75 -std=c++17 -O3 -Icsrc -DVYRE_EXP_LAT cuda/megakernel.cu -o /tmp/lat.ptx
     VYRE_PTX=/tmp/lat.ptx python bench/micro/latency_trace.py
 
-Stages (GPU globaltimer): poller saw the doorbell -> mirror stored (fence + tenant mirror) ->
-worker saw the mirror -> slot loaded -> executed -> status stored. "Outside" is the host
+Stages (GPU globaltimer): poller issued the load that saw the doorbell -> mirror stored ->
+worker saw the mirror -> slot loaded (overlapping the wait for the tenant mirror) -> executed ->
+status stored. "Outside" is the host
 round trip minus the GPU span: host publish -> poller sees it, plus status -> host sees it.
 """
 from __future__ import annotations
