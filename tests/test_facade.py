@@ -276,6 +276,46 @@ def test_held_back_doorbell_is_rung_by_a_waiter(backend):
         assert np.array_equal(mk.observables[:4], 2 * totals)
 
 
+def test_submit_many_rings_a_doorbell_while_it_writes(monkeypatch):
+    # the CPU backend has no doorbell: a fake one shows what a GPU would be told
+    from vyre import megakernel
+    calls, kicks = [], []
+    real = megakernel.wire.publish_many
+
+    def spy(*a, **kw):
+        calls.append((len(a[3]), kw["doorbell"] is not None, kw["first_ticket"]))
+        return real(*a, **kw)
+    monkeypatch.setattr(megakernel.wire, "publish_many", spy)
+    with Megakernel("cpu", slot_count=64, observable_slots=4) as mk:
+        bell = mk._doorbell = np.zeros(2, np.uint64)
+        real_kick = mk.backend.kick
+        monkeypatch.setattr(mk.backend, "kick", lambda: (kicks.append(1), real_kick())[1])
+        ops, args, _ = adds(40, 4)
+        assert mk.submit_many(ops, args) == range(0, 40)
+        assert calls == [(40, True, 0)] and len(kicks) == 1
+        assert bell.tolist() == [40, 0] and mk._notified == 40
+        mk.drain(timeout=10)
+        calls.clear()
+        mk.submit_many(ops[:8], args[:8], notify=False)  # held back: no doorbell write
+        assert calls == [(8, False, 40)] and bell.tolist() == [40, 0] and mk._notified == 40
+        mk.notify()
+        assert bell.tolist() == [48, 0] and mk._notified == 48
+        mk.drain(timeout=10)
+        calls.clear()
+        ops2, args2, _ = adds(1000, 4, seed=3)  # in pieces: more than the ring holds
+        assert mk.submit_many(ops2, args2, timeout=10) == range(48, 1048)
+        sizes = [c[0] for c in calls]
+        assert len(calls) > 1 and sum(sizes) == 1000 and all(c[1] for c in calls)
+        assert [c[2] for c in calls] == [48 + sum(sizes[:i]) for i in range(len(calls))]
+        assert bell.tolist() == [1048, 0] and mk._notified == 1048
+        mk.drain(timeout=10)
+        expected = np.zeros(4, np.uint64)
+        for rows in (args, args[:8], args2):
+            np.add.at(expected, rows[:, 1] - OBS, rows[:, 0])
+        assert np.array_equal(mk.observables[:4], (expected % 2**32).astype(np.uint32))
+        assert mk.done_count == 1048
+
+
 def test_a_full_ring_before_start_fails_at_once():
     mk = Megakernel("cpu", slot_count=4)
     for _ in range(4):

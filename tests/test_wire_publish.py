@@ -421,3 +421,88 @@ def test_publish_many_big_wrapping_publish():
     assert (ring[:, 0] == PUBLISHED).all()
     assert (ring[idx, 1] == ops).all() and (ring[idx, 4:9] == args).all()
     assert (ring[:, 9:] == 0).all() and (ring[:, 2] == 1).all() and (ring[:, 3] == 2).all()
+
+
+# ---- publish_many with a doorbell ---------------------------------------------------------------
+
+@pytest.mark.parametrize("n, every", [(10, 4), (10, 0), (10, 10), (10, 99), (1, 1), (300, 7)])
+def test_publish_many_rings_the_doorbell_at_the_end(n, every):
+    ring = np.zeros((512, 16), np.uint32)
+    bell = np.array([5, 77], np.uint64)
+    ops = np.full(n, 8, np.uint32)
+    assert wire.publish_many(ring, 500, 0, ops, None, doorbell=bell, first_ticket=1000,
+                             notify_every=every) == n
+    assert bell.tolist() == [1000 + n, 77]
+    assert (ring[(500 + np.arange(n)) % 512, 0] == PUBLISHED).all()
+
+
+def test_publish_many_without_a_doorbell_ignores_the_ticket_arguments():
+    ring = np.zeros((4, 16), np.uint32)
+    assert wire.publish_many(ring, 0, 0, np.ones(2, np.uint32), None, 2, None, 50, 1) == 2
+    assert ring[:2, 0].tolist() == [PUBLISHED, PUBLISHED]
+
+
+@pytest.mark.parametrize("row, seen", [(0, 7), (3, 7), (4, 104), (7, 104), (8, 108), (9, 108)])
+def test_publish_many_doorbell_steps_never_cover_an_unwritten_slot(row, seen):
+    # args row `row` doubles as the doorbell, so slot `row` records the doorbell as it was
+    # just before that slot was written: every 4 slots, and never counting the slot itself
+    ring = np.zeros((16, 16), np.uint32)
+    args = np.zeros((10, 2), np.uint32)
+    args[row] = [7, 0]
+    bell = args[row].view(np.uint64)
+    wire.publish_many(ring, 0, 0, np.full(10, 8, np.uint32), args, doorbell=bell,
+                      first_ticket=100, notify_every=4)
+    assert ring[row, 4:6].tolist() == [seen, 0]
+    assert seen <= 100 + row
+    assert bell.tolist() == [110]
+
+
+def _misaligned_u64():
+    raw = np.zeros(3, np.uint64).view(np.uint8)[4:12]
+    return raw.view(np.uint64)
+
+
+@pytest.mark.parametrize("bell, match", [
+    (lambda: np.zeros(2, np.uint32), "uint64"),
+    (lambda: np.zeros(2, np.int64), "uint64"),
+    (lambda: np.zeros(0, np.uint64), "at least one element"),
+    (lambda: np.zeros((1, 1), np.uint64), "1-d"),
+    (lambda: np.frombuffer(bytes(16), np.uint64), "writable"),
+    (_misaligned_u64, "8-byte aligned"),
+    (lambda: bytearray(8), "uint64"),
+    (lambda: 5, "usable buffer"),
+])
+def test_publish_many_refuses_a_bad_doorbell(bell, match):
+    ring = np.zeros((4, 16), np.uint32)
+    bell = bell()
+    refused(ring, lambda: wire.publish_many(ring, 0, 0, np.ones(2, np.uint32), None,
+                                            doorbell=bell, first_ticket=0, notify_every=1), match)
+
+
+@pytest.mark.parametrize("first, every, match", [(-1, 0, "first_ticket"), (0, -1, "notify_every"),
+                                                  ("1", 0, "first_ticket")])
+def test_publish_many_refuses_bad_ticket_arguments(first, every, match):
+    ring = np.zeros((4, 16), np.uint32)
+    bell = np.array([3], np.uint64)
+    refused(ring, lambda: wire.publish_many(ring, 0, 0, np.ones(2, np.uint32), None,
+                                            doorbell=bell, first_ticket=first,
+                                            notify_every=every), match)
+    assert bell.tolist() == [3]
+
+
+def test_publish_many_failure_leaves_the_doorbell_alone():
+    ring = np.zeros((4, 16), np.uint32)
+    bell = np.array([3, 0], np.uint64)
+    ops = np.array([1, 2, 0xFFF4], np.uint32)
+    refused(ring, lambda: wire.publish_many(ring, 0, 0, ops, None, doorbell=bell,
+                                            first_ticket=10, notify_every=1), "reserved")
+    ring[2, 0] = CLAIMED
+    refused(ring, lambda: wire.publish_many(ring, 0, 0, np.ones(3, np.uint32), None,
+                                            doorbell=bell, first_ticket=10, notify_every=1),
+            "slot 2")
+    refused(ring, lambda: wire.publish_many(ring, 0, 0, np.ones(5, np.uint32), None,
+                                            doorbell=bell, first_ticket=10), "do not fit")
+    assert bell.tolist() == [3, 0]
+    assert wire.publish_many(ring, 0, 0, np.zeros(0, np.uint32), None, doorbell=bell,
+                             first_ticket=10) == 0
+    assert bell.tolist() == [3, 0]

@@ -95,6 +95,8 @@ def publish_window(
     lookahead: Sequence[Words],
     priority: SupportsIndex = 2,
 ) -> int: ...
+# doorbell: a uint64 array; doorbell[0] = first_ticket + slots written, every notify_every
+# slots (0: only at the end) and after the last one
 def publish_many(
     ring: Buffer,
     start_slot: SupportsIndex,
@@ -102,6 +104,9 @@ def publish_many(
     opcodes: Buffer,
     args: Buffer | None = None,
     priority: SupportsIndex = 2,
+    doorbell: Buffer | None = None,
+    first_ticket: SupportsIndex = 0,
+    notify_every: SupportsIndex = 0,
 ) -> int: ...
 
 def retire(ring: Buffer, start_slot: SupportsIndex, max_count: SupportsIndex) -> tuple[int, list[int]]: ...

@@ -65,6 +65,9 @@ cdef extern from *:
     static inline void vyre_store_release(uint32_t *p, uint32_t v) {
         __atomic_store_n(p, v, __ATOMIC_RELEASE);
     }
+    static inline void vyre_store_release_u64(uint64_t *p, uint64_t v) {
+        __atomic_store_n(p, v, __ATOMIC_RELEASE);
+    }
     static inline int vyre_publishable(uint32_t s) {
         return s == VYRE_STATUS_EMPTY || s == VYRE_STATUS_DONE;
     }
@@ -85,18 +88,39 @@ cdef extern from *:
         vyre_store_release(slot + VYRE_SLOT_STATUS, VYRE_STATUS_PUBLISHED);
     }
 
-    /* Bulk variant: k <= 12 args from a packed row; the rest zero. */
+    /* Bulk variant: k <= 12 args from a packed row, the rest zero, status PUBLISHED last.
+     * Written in place: a zeroed temp plus memcpy cost up to ~4 ns/slot more. */
     static inline void vyre_write_slot_k(uint32_t *slot, uint32_t opcode, uint32_t tenant,
                                          uint32_t priority, const uint32_t *args, size_t k) {
-        uint32_t tmp[VYRE_SLOT_ARG_COUNT] = {0};
-        if (k) memcpy(tmp, args, k * sizeof(uint32_t));
-        vyre_write_slot(slot, opcode, tenant, priority, tmp);
+        uint32_t *out = slot + VYRE_SLOT_ARGS;
+        size_t j;
+        slot[VYRE_SLOT_OPCODE] = opcode;
+        slot[VYRE_SLOT_TENANT] = tenant;
+        slot[VYRE_SLOT_PRIORITY] = priority;
+        for (j = 0; j < k; j++) out[j] = args[j];
+        for (; j < VYRE_SLOT_ARG_COUNT; j++) out[j] = 0;
+        vyre_store_release(slot + VYRE_SLOT_STATUS, VYRE_STATUS_PUBLISHED);
     }
 
     static inline uint32_t vyre_read_u32(const void *p) {
         uint32_t v;
         memcpy(&v, p, sizeof v);
         return v;
+    }
+
+    /* `count` rows (ops[i], args[i*k .. i*k+k)) into ring slots from `idx` on, wrapping at
+     * `slots`; returns the next index. */
+    static Py_ssize_t vyre_write_run(uint32_t *ring, Py_ssize_t slots, Py_ssize_t idx,
+                                     const unsigned char *ops, const uint32_t *args, size_t k,
+                                     uint32_t tenant, uint32_t priority, Py_ssize_t count) {
+        Py_ssize_t i;
+        for (i = 0; i < count; i++) {
+            vyre_write_slot_k(ring + (size_t)idx * VYRE_SLOT_WORDS,
+                              vyre_read_u32(ops + (size_t)i * sizeof(uint32_t)), tenant,
+                              priority, k ? args + (size_t)i * k : args, k);
+            if (++idx == slots) idx = 0;
+        }
+        return idx;
     }
 
     static inline uint64_t vyre_now_ns(void) {
@@ -177,13 +201,15 @@ cdef extern from *:
     """
     uint32_t vyre_load_acquire(const uint32_t *p) noexcept nogil
     void vyre_store_release(uint32_t *p, uint32_t v) noexcept nogil
+    void vyre_store_release_u64(uint64_t *p, uint64_t v) noexcept nogil
     bint vyre_publishable(uint32_t s) noexcept nogil
     bint vyre_finished(uint32_t s) noexcept nogil
     void vyre_write_slot(uint32_t *slot, uint32_t opcode, uint32_t tenant, uint32_t priority,
                          const uint32_t *args12) noexcept nogil
-    void vyre_write_slot_k(uint32_t *slot, uint32_t opcode, uint32_t tenant, uint32_t priority,
-                           const uint32_t *args, size_t k) noexcept nogil
     uint32_t vyre_read_u32(const void *p) noexcept nogil
+    Py_ssize_t vyre_write_run(uint32_t *ring, Py_ssize_t slots, Py_ssize_t idx,
+                              const unsigned char *ops, const uint32_t *args, size_t k,
+                              uint32_t tenant, uint32_t priority, Py_ssize_t count) noexcept nogil
     uint64_t vyre_now_ns() noexcept nogil
     ctypedef struct vyre_wait_t:
         uint64_t started
@@ -1229,24 +1255,49 @@ cdef int _u32_array(object obj, Py_buffer *view, int ndim, str role) except -1:
                f"pass numpy.ascontiguousarray({role}, dtype=numpy.uint32)")
 
 
-def publish_many(ring, start_slot, tenant_id, opcodes, args=None, priority=2):
+cdef uint64_t *_doorbell(object obj, Py_buffer *view) except NULL:
+    """Acquire a writable uint64 doorbell (element 0 is stored with release, so 8-aligned)."""
+    _acquire(obj, view, True, "doorbell", False, PyBUF_FORMAT)
+    cdef bytes fmt = view.format if view.format != NULL else b"B"
+    fmt = fmt.lstrip(b"@=<")
+    if (view.ndim == 1 and view.itemsize == 8 and fmt in (b"Q", b"L") and view.len >= 8
+            and (<uintptr_t>view.buf & 7) == 0):
+        return <uint64_t *>view.buf
+    got = f"{view.ndim}-d, format {fmt!r}, itemsize {view.itemsize}, {view.len} bytes"
+    PyBuffer_Release(view)
+    raise _qfe(f"doorbell must be a writable, 8-byte aligned 1-d uint64 array with at least "
+               f"one element, got {got}",
+               "pass the backend's doorbell (or numpy.zeros(1, dtype=numpy.uint64)), or None")
+
+
+def publish_many(ring, start_slot, tenant_id, opcodes, args=None, priority=2, doorbell=None,
+                 first_ticket=0, notify_every=0):
     """Bulk publish: slot ``(start_slot + i) % slot_count`` gets ``opcodes[i]``, ``args[i]``.
 
     ``opcodes``: uint32 (n,), ``args``: uint32 (n, k<=12) or None / (n, 0). Requires
     n <= slot_count. All opcodes and every target slot are validated before anything is
     written; then each slot is written body first, status last (release). GIL released.
     Returns n.
+
+    ``doorbell``: optional uint64 array; after every ``notify_every`` slots (0: none between)
+    and after the last one, ``doorbell[0] = first_ticket + slots written so far`` is stored
+    (release), so a consumer polling it can start before the call returns. It only grows and
+    never covers a slot not yet PUBLISHED; a failed call (or n == 0) leaves it as is.
     """
-    cdef Py_buffer ov, av, rv
-    cdef bint have_args = False, have_ring = False
+    cdef Py_buffer ov, av, rv, dv
+    cdef bint have_args = False, have_ring = False, have_db = False
     cdef uint32_t tenant, prio, op, status = 0
-    cdef Py_ssize_t n, k = 0, start, slots, i, idx, bad = -1
+    cdef Py_ssize_t n, k = 0, start, slots, i, idx, bad = -1, every, step
     cdef const unsigned char *ops
     cdef const uint32_t *a = NULL
     cdef uint32_t *words
+    cdef uint64_t *db = NULL
+    cdef uint64_t first
     _u32(tenant_id, &tenant, "tenant_id", -1)
     _priority(priority, &prio)
     start = _index(start_slot, "start_slot")
+    first = <uint64_t>_index(first_ticket, "first_ticket")
+    every = _index(notify_every, "notify_every")
     _u32_array(opcodes, &ov, 1, "opcodes")
     try:
         n = ov.shape[0]
@@ -1259,6 +1310,9 @@ def publish_many(ring, start_slot, tenant_id, opcodes, args=None, priority=2):
                 raise _qfe(f"args has shape ({av.shape[0]}, {k}); it must be ({n}, k) with "
                            f"k <= {ARG_WORDS}", "pass one row of at most 12 args per opcode")
             a = <const uint32_t *>av.buf
+        if doorbell is not None:
+            db = _doorbell(doorbell, &dv)
+            have_db = True
         with nogil:
             for i in range(n):
                 if not wire_publishable_opcode(vyre_read_u32(ops + i * WORD)):
@@ -1273,16 +1327,20 @@ def publish_many(ring, start_slot, tenant_id, opcodes, args=None, priority=2):
         words = <uint32_t *>rv.buf
         _slot_range(start, slots, "start_slot")
         _fits_ring(n, slots)
+        if db == NULL or every == 0:
+            every = n
         with nogil:
             bad = _first_unpublishable(words, slots, start, n, &status)
             if bad < 0:
                 idx = start
-                for i in range(n):
-                    vyre_write_slot_k(words + idx * SLOT_WORDS, vyre_read_u32(ops + i * WORD),
-                                      tenant, prio, a + i * k if k else a, <size_t>k)
-                    idx += 1
-                    if idx == slots:
-                        idx = 0
+                i = 0
+                while i < n:
+                    step = min(every, n - i)
+                    idx = vyre_write_run(words, slots, idx, ops + i * WORD,
+                                         a + i * k if k else a, <size_t>k, tenant, prio, step)
+                    i += step
+                    if db != NULL:
+                        vyre_store_release_u64(db, first + <uint64_t>i)
         if bad >= 0:
             _not_publishable((start + bad) % slots, status)
     finally:
@@ -1291,6 +1349,8 @@ def publish_many(ring, start_slot, tenant_id, opcodes, args=None, priority=2):
             PyBuffer_Release(&av)
         if have_ring:
             PyBuffer_Release(&rv)
+        if have_db:
+            PyBuffer_Release(&dv)
     return n
 
 

@@ -39,6 +39,9 @@ _WATCH_INTERVAL_S = 0.005
 # how many faulted tickets wait() remembers (the oldest are forgotten beyond this)
 _FAULT_MEMORY = 1 << 16
 _LIVE: "weakref.WeakSet[Megakernel]" = weakref.WeakSet()
+# submit_many rings the doorbell every this many slots while it writes, so a GPU starts
+# draining a large batch before the host has written all of it (8192 slots = 512 KiB)
+_DOORBELL_EVERY = 8192
 
 
 class Megakernel:
@@ -209,10 +212,12 @@ class Megakernel:
         """Bulk publish from numpy: ``opcodes`` uint32 ``(n,)``, ``args`` uint32 ``(n, k<=12)``.
 
         Everything is validated before the first slot is written; a call larger than the
-        free part of the ring is published in pieces as slots retire. With ``notify=False``
-        (and ``n`` fitting the free part of the ring) the GPU is not told: :meth:`notify`
-        releases everything published so far at once, which is how the kernel's own drain
-        rate is measured. CPU workers watch the slots themselves and start at once.
+        free part of the ring is published in pieces as slots retire. The GPU's doorbell is
+        rung every 8192 slots while they are written and after the last one, so the kernel
+        starts before the host is done. With ``notify=False`` (and ``n`` fitting the free part
+        of the ring) the GPU is not told: :meth:`notify` releases everything published so far
+        at once, which is how the kernel's own drain rate is measured. CPU workers watch the
+        slots themselves and start at once.
         """
         opcodes = _as_u32(opcodes, "opcodes")
         n = int(opcodes.shape[0])
@@ -238,12 +243,19 @@ class Megakernel:
                         raise
                     continue
                 k = min(free, n - done)
+                tell = notify or done + k < n
+                early = tell and self._doorbell is not None
                 wire.publish_many(self._ring, self._published % self.slot_count, tenant,
                                   opcodes[done:done + k],
-                                  None if args is None else args[done:done + k])
+                                  None if args is None else args[done:done + k],
+                                  doorbell=self._doorbell if early else None,
+                                  first_ticket=self._published, notify_every=_DOORBELL_EVERY)
                 done += k
                 self._published += k
-                if notify or done < n:
+                if early:  # publish_many left the doorbell at self._published
+                    self._notified = self._published
+                    self._backend.kick()
+                elif tell:
                     self._notify(self._published)
         return range(first, first + n)
 
