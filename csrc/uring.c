@@ -42,6 +42,9 @@
 #ifndef IORING_SQ_CQ_OVERFLOW
 #define IORING_SQ_CQ_OVERFLOW (1U << 1)
 #endif
+#ifndef IOSQE_ASYNC
+#define IOSQE_ASYNC (1U << 4) /* IOSQE_ASYNC_BIT, Linux 5.6 */
+#endif
 
 /* user_data of the cancel SQEs that vyre_rq_cancel_all issues; their CQEs are ignored */
 #define VYRE_RQ_CANCEL_UD 0xFFFFFFFFFFFFFFFFull
@@ -131,6 +134,11 @@ int vyre_uring_setup(vyre_uring_t *r, unsigned entries, unsigned cq_entries, uns
     r->features = p.features;
     r->sq_entries = p.sq_entries;
     r->cq_entries = p.cq_entries;
+    /* a kernel without IOSQE_ASYNC fails every SQE carrying it (-EINVAL). No feature bit
+     * names it; FAST_POLL (5.7) implies it (5.6), so without that bit reads stay inline */
+#ifdef IORING_FEAT_FAST_POLL
+    r->async_reads = (flags & VYRE_URING_ASYNC_READS) && (p.features & IORING_FEAT_FAST_POLL);
+#endif
 
     r->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
     r->cq_map_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
@@ -331,6 +339,8 @@ int vyre_uring_queue_read(vyre_uring_t *r, int fd, int fixed_file, void *buf, ui
     sqe->opcode = buf_index >= 0 ? IORING_OP_READ_FIXED : IORING_OP_READ;
     sqe->fd = fd;
     sqe->flags = fixed_file ? IOSQE_FIXED_FILE : 0;
+    if (r->async_reads)
+        sqe->flags |= IOSQE_ASYNC;
     sqe->off = offset;
     sqe->addr = (uint64_t)(uintptr_t)buf;
     sqe->len = len;

@@ -34,6 +34,10 @@ extern "C" {
 
 /* setup flags of vyre_uring_setup (not the kernel's IORING_SETUP_* values) */
 #define VYRE_URING_SQPOLL 1u
+/* IOSQE_ASYNC on every read SQE: page-cache reads otherwise complete inline in the submitting
+ * thread (one CPU copies); punted to io-wq workers, the reads in flight copy in parallel.
+ * Not applied before Linux 5.7 (no feature bit to tell): async_reads then stays 0. */
+#define VYRE_URING_ASYNC_READS 2u
 
 /* request-engine states */
 #define VYRE_RQ_FREE 0u
@@ -66,6 +70,7 @@ typedef struct vyre_uring {
     unsigned nbufs;                 /* registered buffers (0: none) */
     void *buf_iovs;                 /* copy of the registered iovecs (bounds checks) */
     uint64_t enters, wakeups;       /* io_uring_enter calls, SQPOLL wake-ups */
+    int async_reads;                /* 1: read SQEs carry IOSQE_ASYNC */
 } vyre_uring_t;
 
 typedef struct {
@@ -92,6 +97,7 @@ int vyre_uring_buffer_contains(const vyre_uring_t *r, int index, const void *ptr
 /* SQEs handed out but not yet published to the kernel, and free SQ room */
 unsigned vyre_uring_sq_space(const vyre_uring_t *r);
 /* READ (buf_index < 0) or READ_FIXED (buf_index >= 0); fixed_file: fd is a registered index.
+ * IOSQE_ASYNC is added when the ring was set up with VYRE_URING_ASYNC_READS.
  * -EBUSY when the SQ is full. */
 int vyre_uring_queue_read(vyre_uring_t *r, int fd, int fixed_file, void *buf, uint32_t len,
                           uint64_t offset, int buf_index, uint64_t user_data);

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import platform
 import random
 import threading
 import time
@@ -44,12 +45,13 @@ def _queues(capacity):
     return out
 
 
-@pytest.fixture(params=["uring", "fallback"])
+@pytest.fixture(params=["uring", "uring-async", "fallback"])
 def rq(request):
-    if request.param == "uring":
+    if request.param.startswith("uring"):
         if not URING_OK:
             pytest.skip("io_uring unavailable")
-        ring = _uring.Ring(64, cq_entries=128)
+        ring = _uring.Ring(64, cq_entries=128, async_reads=request.param == "uring-async")
+        assert ring.async_reads == (request.param == "uring-async")
         q = _uring.ReadQueue(ring, 64)
         yield q
         q.close()
@@ -77,6 +79,16 @@ def test_ring_setup_reports_geometry_and_features():
         assert r.sq_space == 8 and r.cq_ready == 0 and not r.overflowed
     assert r.closed and r.fd == -1
     r.close()  # twice is fine
+
+
+@needs_uring
+def test_async_reads_flag_is_reported():
+    with _uring.Ring(8) as r:
+        assert r.async_reads is False
+    with _uring.Ring(8, async_reads=True) as r:
+        assert r.async_reads is True
+        with pytest.raises(AttributeError):
+            r.async_reads = False  # read-only
 
 
 @needs_uring
@@ -475,3 +487,96 @@ def test_dropping_ring_and_queue_with_a_read_in_flight_is_safe():
     finally:
         os.close(rfd)
         os.close(wfd)
+
+
+def _io_workers_for(tid: int) -> int:
+    """io-wq worker threads serving thread ``tid`` (named iou-wrk-<tid>, Linux 5.12+)."""
+    n = 0
+    for t in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{t}/comm") as f:
+                n += f.read().strip() == f"iou-wrk-{tid}"
+        except OSError:
+            pass
+    return n
+
+
+def _read_in_fresh_thread(path: str, size: int, parallel: bool, mode: str = "uring") -> dict:
+    """Read all of ``path`` through open_reader, 8 chunks in flight, from a new thread: io-wq
+    is per submitting thread, so workers other tests left behind are not counted."""
+    out: dict = {}
+    chunk, depth = 1 << 16, 8
+
+    def body():
+        st = StagingRing(chunk, depth)
+        fd = os.open(path, os.O_RDONLY)
+        r = open_reader(depth, [st.array], mode=mode, parallel_reads=parallel)
+        try:
+            got = bytearray()
+            for base in range(0, size, depth * chunk):
+                offs = [o for o in range(base, base + depth * chunk, chunk) if o < size]
+                for i, off in enumerate(offs):
+                    r.read(fd, st.read_target(i, 0, chunk), off, i)
+                done: list = []
+                while len(done) < len(offs):
+                    done += r.poll(len(offs) - len(done), timeout=5)
+                for tag, nbytes, err, _ in sorted(done):
+                    assert err == 0
+                    got += st.read_target(tag, 0, nbytes).tobytes()
+            out.update(data=bytes(got), stats=r.stats,
+                       workers=_io_workers_for(threading.get_native_id()))
+        finally:
+            r.close()
+            os.close(fd)
+            st.close()
+
+    def run():
+        try:
+            body()
+        except BaseException as e:  # re-raised in the test's thread
+            out["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(30)
+    if "error" in out:
+        raise out["error"]
+    return out
+
+
+def _kernel_at_least(major: int, minor: int) -> bool:
+    try:
+        got = tuple(int(x) for x in platform.release().split("-")[0].split(".")[:2])
+    except ValueError:
+        return False
+    return got >= (major, minor)
+
+
+@needs_uring
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or not _kernel_at_least(5, 12),
+                    reason="io-wq workers are visible as iou-wrk threads from Linux 5.12")
+def test_parallel_reads_run_on_io_wq_workers(tmp_path):
+    """parallel_reads reaches the SQEs: the reads are executed by io-wq workers. Without it,
+    page-cache reads complete inline and no worker is started."""
+    size = (3 << 20) + 12345
+    data = np.random.default_rng(5).integers(0, 256, size, dtype=np.uint8).tobytes()
+    p = tmp_path / "w.bin"
+    p.write_bytes(data)
+    inline = _read_in_fresh_thread(str(p), size, parallel=False)
+    assert inline["data"] == data and inline["stats"]["parallel_reads"] is False
+    if inline["workers"]:
+        pytest.skip("this filesystem punts every io_uring read to io-wq; nothing to tell apart")
+    par = _read_in_fresh_thread(str(p), size, parallel=True)
+    assert par["data"] == data and par["stats"]["parallel_reads"] is True
+    assert par["stats"]["path"].startswith("io_uring")
+    assert par["workers"] >= 1
+
+
+def test_fallback_reports_parallel_reads(tmp_path):
+    data = b"0123456789" * 10000
+    p = tmp_path / "f.bin"
+    p.write_bytes(data)
+    for parallel in (False, True):
+        got = _read_in_fresh_thread(str(p), len(data), parallel, mode="fallback")
+        assert got["data"] == data
+        assert got["stats"]["path"] == "fallback" and got["stats"]["parallel_reads"] is True

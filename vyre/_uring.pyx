@@ -28,6 +28,7 @@ from vyre.errors import IoUringError
 
 cdef extern from "uring.h" nogil:
     unsigned VYRE_URING_SQPOLL
+    unsigned VYRE_URING_ASYNC_READS
 
     ctypedef struct vyre_uring_t:
         int fd
@@ -39,6 +40,7 @@ cdef extern from "uring.h" nogil:
         unsigned nbufs
         uint64_t enters
         uint64_t wakeups
+        int async_reads
         void *sq_map
         void *cq_map
 
@@ -252,9 +254,12 @@ cdef int64_t _timeout_ns(object timeout) except? -2:
 cdef class Ring:
     """One io_uring instance.
 
-    ``Ring(entries=64, cq_entries=0, sqpoll=False, sq_thread_idle_ms=100)``: ``entries`` SQEs
-    (the kernel rounds up to a power of two), ``cq_entries`` CQEs (0: the kernel default of
-    twice the SQ), ``sqpoll`` a kernel thread polls the SQ (no syscall per submit).
+    ``Ring(entries=64, cq_entries=0, sqpoll=False, sq_thread_idle_ms=100, async_reads=False)``:
+    ``entries`` SQEs (the kernel rounds up to a power of two), ``cq_entries`` CQEs (0: the
+    kernel default of twice the SQ), ``sqpoll`` a kernel thread polls the SQ (no syscall per
+    submit), ``async_reads`` every read SQE carries IOSQE_ASYNC: page-cache reads then run on
+    io-wq worker threads, so the reads in flight copy in parallel instead of one after
+    another in the submitting thread.
 
     The raw methods (:meth:`queue_read`, :meth:`queue_nop`, :meth:`submit`, :meth:`wait`,
     :meth:`reap`) expose single SQEs and CQEs; a :class:`ReadQueue` built on the ring does
@@ -268,13 +273,14 @@ cdef class Ring:
     cdef object __weakref__
 
     def __cinit__(self, unsigned entries=64, unsigned cq_entries=0, bint sqpoll=False,
-                  unsigned sq_thread_idle_ms=100):
+                  unsigned sq_thread_idle_ms=100, bint async_reads=False):
         memset(&self.r, 0, sizeof(self.r))
         self.r.fd = -1
         self._bufs = []
         self._raw_pins = {}
         self._reader_ref = None
-        cdef unsigned flags = VYRE_URING_SQPOLL if sqpoll else 0
+        cdef unsigned flags = (VYRE_URING_SQPOLL if sqpoll else 0) | \
+            (VYRE_URING_ASYNC_READS if async_reads else 0)
         cdef int rc = vyre_uring_setup(&self.r, entries, cq_entries, flags, sq_thread_idle_ms)
         if rc < 0:
             _raise("io_uring_setup", rc, f"(entries={entries}, cq_entries={cq_entries}, "
@@ -333,6 +339,11 @@ cdef class Ring:
     @property
     def sqpoll(self):
         return bool(self.r.setup_flags & 2)  # IORING_SETUP_SQPOLL
+
+    @property
+    def async_reads(self):
+        """True when read SQEs carry IOSQE_ASYNC (asked for, and the kernel has it)."""
+        return bool(self.r.async_reads)
 
     @property
     def fixed_files(self):

@@ -14,6 +14,11 @@ Selection, by the environment variable ``VYRE_INGEST``:
 With io_uring, the staging buffer is registered (READ_FIXED) when the kernel accepts it;
 otherwise (RLIMIT_MEMLOCK, ...) plain READ is used and the reason recorded. Files may be
 registered in a sparse file table (IOSQE_FIXED_FILE) the same way.
+
+Parallel reads: io_uring completes a page-cache read inline in the thread that submits it,
+so by default one thread copies every byte. ``parallel_reads=True`` marks the reads
+IOSQE_ASYNC, which hands them to io_uring's worker threads and lets the reads in flight copy
+at once. The fallback pool always reads in parallel.
 """
 from __future__ import annotations
 
@@ -185,14 +190,17 @@ class Reader:
 
     ``path`` is ``"io_uring+fixed"`` (registered staging buffer, READ_FIXED),
     ``"io_uring"`` (plain READ) or ``"fallback"`` (preadv thread pool). ``reason`` explains
-    a fallback or a missing registration.
+    a fallback or a missing registration. ``parallel_reads`` says whether the reads in flight
+    copy concurrently (io_uring with IOSQE_ASYNC, or the fallback pool).
     """
 
     def __init__(self, backend: Any, path: str, reason: str, ring: Any = None,
-                 fixed_buffer: bool = False, file_slots: int = 0) -> None:
+                 fixed_buffer: bool = False, file_slots: int = 0,
+                 parallel_reads: bool = False) -> None:
         self._q = backend
         self.path = path
         self.reason = reason
+        self.parallel_reads = parallel_reads
         self._ring = ring
         self.fixed_buffer = fixed_buffer
         self._file_slots = file_slots
@@ -252,7 +260,8 @@ class Reader:
     @property
     def stats(self) -> dict[str, Any]:
         s = dict(self._q.stats)
-        s.update(path=self.path, reason=self.reason, fixed_files=self.fixed_files)
+        s.update(path=self.path, reason=self.reason, fixed_files=self.fixed_files,
+                 parallel_reads=self.parallel_reads)
         return s
 
     def close(self) -> None:
@@ -274,7 +283,7 @@ def _pow2(n: int) -> int:
 
 def open_reader(capacity: int, buffers: Sequence[Any] = (), *, mode: str | None = None,
                 fixed_buffers: bool = True, file_slots: int = 0, sqpoll: bool = False,
-                threads: int | None = None) -> Reader:
+                threads: int | None = None, parallel_reads: bool = False) -> Reader:
     """Open the ingest reader for ``capacity`` concurrent reads.
 
     Args:
@@ -285,6 +294,8 @@ def open_reader(capacity: int, buffers: Sequence[Any] = (), *, mode: str | None 
         file_slots: size of the registered file table to try (0: plain fds).
         sqpoll: ask for a kernel SQ polling thread.
         threads: fallback pool size (default: min(capacity, cores)).
+        parallel_reads: io_uring reads run on kernel worker threads (IOSQE_ASYNC) instead
+            of inline in the submitting thread; the fallback is parallel either way.
     """
     want = ingest_mode(mode)
     reason = ""
@@ -302,7 +313,8 @@ def open_reader(capacity: int, buffers: Sequence[Any] = (), *, mode: str | None 
             ring = None
             try:
                 entries = _pow2(max(capacity, 1))
-                ring = _uring.Ring(entries, cq_entries=2 * entries, sqpoll=sqpoll)
+                ring = _uring.Ring(entries, cq_entries=2 * entries, sqpoll=sqpoll,
+                                   async_reads=parallel_reads)
                 q = _uring.ReadQueue(ring, capacity)
             except IoUringError as err:
                 if ring is not None:
@@ -327,8 +339,12 @@ def open_reader(capacity: int, buffers: Sequence[Any] = (), *, mode: str | None 
                         slots = file_slots
                     except IoUringError:
                         slots = 0
+                if parallel_reads and not ring.async_reads:
+                    why = "; ".join(filter(None, [why, "IOSQE_ASYNC unsupported by this "
+                                                       "kernel; reads stay inline"]))
                 return Reader(q, "io_uring+fixed" if fixed else "io_uring", why, ring=ring,
-                              fixed_buffer=fixed, file_slots=slots)
+                              fixed_buffer=fixed, file_slots=slots,
+                              parallel_reads=ring.async_reads)
     else:
         reason = f"{ENV}=fallback"
-    return Reader(FallbackReadQueue(capacity, threads), "fallback", reason)
+    return Reader(FallbackReadQueue(capacity, threads), "fallback", reason, parallel_reads=True)
