@@ -59,6 +59,12 @@ def ingest_path(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=[False, True], ids=["inline-reads", "parallel-reads"])
+def parallel_reads(request):
+    """Reads complete inline in the submitting thread, or on io_uring's workers (IOSQE_ASYNC)."""
+    return request.param
+
+
 def _expected_path(ingest_path):
     return "fallback" if ingest_path == "fallback" else ("io_uring+fixed", "io_uring")
 
@@ -87,16 +93,18 @@ def _planted(rng, size, pats, chunk, alphabet=b"abcdefgh"):
 PATS = [b"abc", b"cab", b"hgfedcba", b"a", b"ddd", b"ffgghh", b"\x00\xff\x00"]
 
 
-def test_scan_matches_reference_across_chunk_boundaries(mk, ingest_path, tmp_path):
+def test_scan_matches_reference_across_chunk_boundaries(mk, ingest_path, parallel_reads,
+                                                         tmp_path):
     rng = random.Random(11)
     chunk = 1024
     d = build_dfa(PATS)
     data = _planted(rng, 20 * chunk + 333, PATS, chunk)
     path = _write(tmp_path, "planted.bin", data)
-    with GpuStream(mk, chunk_bytes=chunk, depth=4) as s:
+    with GpuStream(mk, chunk_bytes=chunk, depth=4, parallel_reads=parallel_reads) as s:
         assert s.path in _expected_path(ingest_path)
         got = s.scan(path, d)
         t = s.telemetry()
+    assert t["parallel_reads"] is (parallel_reads or ingest_path == "fallback")
     assert got == {path: count_matches(PATS, data)}
     assert got[path] > 40
     nchunks = -(-len(data) // chunk)
@@ -177,7 +185,7 @@ def test_slices_must_be_positive(mk):
         GpuStream(mk, chunk_bytes=1024, depth=2, slices=0)
 
 
-def test_file_sizes_and_empty_files(mk, tmp_path):
+def test_file_sizes_and_empty_files(mk, parallel_reads, tmp_path):
     rng = random.Random(12)
     chunk = 512
     d = build_dfa(PATS)
@@ -188,13 +196,13 @@ def test_file_sizes_and_empty_files(mk, tmp_path):
         p = _write(tmp_path, f"f{i}.bin", data)
         paths.append(p)
         want[p] = count_matches(PATS, data)
-    with GpuStream(mk, chunk_bytes=chunk, depth=3) as s:
+    with GpuStream(mk, chunk_bytes=chunk, depth=3, parallel_reads=parallel_reads) as s:
         got = s.scan(paths, d)
         assert s.telemetry()["bytes"] == sum(sizes)
     assert got == want
 
 
-def test_every_byte_reaches_the_scan_exactly_once(mk, tmp_path):
+def test_every_byte_reaches_the_scan_exactly_once(mk, parallel_reads, tmp_path):
     """With every single byte a pattern, the count is the number of bytes scanned (the
     context bytes re-read before each chunk are not counted)."""
     every = build_dfa([bytes([b]) for b in range(256)])
@@ -203,13 +211,13 @@ def test_every_byte_reaches_the_scan_exactly_once(mk, tmp_path):
     sizes = [0, 5000, 4096, 12288 + 1]
     paths = [_write(tmp_path, f"e{i}", rng.integers(0, 256, n, dtype=np.uint8).tobytes())
              for i, n in enumerate(sizes)]
-    with GpuStream(mk, chunk_bytes=4096, depth=2) as s:
+    with GpuStream(mk, chunk_bytes=4096, depth=2, parallel_reads=parallel_reads) as s:
         assert s.scan(paths, every) == dict(zip(paths, sizes))
         assert s.scan(paths, longest) == dict(zip(paths, sizes))
         assert s.telemetry()["bytes"] == 2 * sum(sizes)
 
 
-def test_many_files(mk, tmp_path):
+def test_many_files(mk, parallel_reads, tmp_path):
     rng = random.Random(14)
     d = build_dfa([b"xy", b"yx", b"xxx"])
     paths, want = [], {}
@@ -219,7 +227,7 @@ def test_many_files(mk, tmp_path):
         paths.append(p)
         want[p] = count_matches(d.patterns, data)
     fds_before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
-    with GpuStream(mk, chunk_bytes=1000, depth=3) as s:
+    with GpuStream(mk, chunk_bytes=1000, depth=3, parallel_reads=parallel_reads) as s:
         assert s.scan(paths, d) == want
         assert s.scan(paths[::-1], d) == want  # the stream is reusable
         assert s.telemetry()["files"] == 80
@@ -337,8 +345,11 @@ def test_backpressure_and_telemetry(mk, ingest_path, tmp_path):
         assert s.scan(p, d) == {p: count_matches(d.patterns, data)}
         t = s.telemetry()
     for key in ("bytes", "chunks", "in_flight", "max_in_flight", "stalls", "gbps", "path",
-                "reason", "reader", "seconds", "context_bytes", "slots", "io_waits"):
+                "reason", "reader", "seconds", "context_bytes", "slots", "io_waits",
+                "parallel_reads"):
         assert key in t
+    # off by default; the fallback pool reads in parallel either way
+    assert t["parallel_reads"] is (ingest_path == "fallback")
     assert t["max_in_flight"] == 1 and t["in_flight"] == 0
     assert t["stalls"] >= 31  # depth 1: every next chunk waits for the previous scan
     assert t["gbps"] > 0 and t["path"] in _expected_path(ingest_path)
@@ -435,7 +446,8 @@ def test_load_miss_end_to_end(backend, ingest_path, tmp_path):
 
 
 def test_sqpoll_and_plain_read_variants(ingest_path, tmp_path):
-    """The io_uring variants (SQPOLL, no registered buffer, no fixed files) give the same counts."""
+    """The io_uring variants (SQPOLL, no registered buffer, no fixed files, each with and
+    without parallel reads) give the same counts."""
     if ingest_path != "uring":
         pytest.skip("io_uring variants")
     rng = random.Random(20)
@@ -444,7 +456,10 @@ def test_sqpoll_and_plain_read_variants(ingest_path, tmp_path):
     p = _write(tmp_path, "v", data)
     want = {p: count_matches(PATS, data)}
     for kw, path in [({"sqpoll": True}, "io_uring+fixed"),
-                     ({"fixed_buffers": False, "fixed_files": False}, "io_uring")]:
+                     ({"fixed_buffers": False, "fixed_files": False}, "io_uring"),
+                     ({"sqpoll": True, "parallel_reads": True}, "io_uring+fixed"),
+                     ({"fixed_buffers": False, "fixed_files": False, "parallel_reads": True},
+                      "io_uring")]:
         mk = FakeMegakernel()
         try:
             s = GpuStream(mk, chunk_bytes=1000, depth=4, **kw).open()
@@ -454,4 +469,5 @@ def test_sqpoll_and_plain_read_variants(ingest_path, tmp_path):
         with s:
             assert s.path == path
             assert s.scan(p, d) == want
+            assert s.telemetry()["parallel_reads"] is kw.get("parallel_reads", False)
         assert mk.violations == []

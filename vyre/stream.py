@@ -122,6 +122,12 @@ class _Telemetry:
 _SLICE_BYTES = 16 << 10  # default scan slice: long enough that the per-slot cost is noise
 
 
+def _default_slices(mk: Any, chunk_bytes: int) -> int:
+    if getattr(getattr(mk, "backend", None), "assist_part_bytes", 0):
+        return 1
+    return max(1, min(64, chunk_bytes // _SLICE_BYTES))
+
+
 def _submit_each(mk: Any, ops: list[tuple[int, list[int]]], tenant: int,
                  timeout: float | None) -> list[int]:
     """Submit ``ops`` one by one; on failure the tickets already out ride on the exception
@@ -154,19 +160,25 @@ class GpuStream:
         fixed_buffers: register the staging memory with io_uring (READ_FIXED).
         fixed_files: register opened files with io_uring (IOSQE_FIXED_FILE).
         sqpoll: use a kernel SQ polling thread.
+        parallel_reads: mark io_uring reads IOSQE_ASYNC so the ``depth`` reads in flight
+            are copied by kernel worker threads in parallel; by default a page-cache read
+            completes inline and one thread copies every byte. :meth:`telemetry` reports
+            whether reads run in parallel (the fallback always does).
         tenant: tenant of the published slots.
         timeout: seconds a wait for one chunk's tickets may take before raising.
         slices: DFA_SCAN slots per chunk in :meth:`scan` (each re-reads the DFA's context
-            before its slice, so the counts stay exact). The GPU gives consecutive tickets to
-            one warp, so one slot per chunk keeps a whole stream on a handful of warps; the
-            default ``chunk_bytes // 16 KiB`` (1..64) spreads a chunk over many.
+            before its slice, so the counts stay exact). Default: one per chunk where the
+            backend cuts a long scan into parts that idle warps help with (CUDA,
+            ``assist_part_bytes`` > 0), which keeps the slots to publish few; elsewhere
+            ``chunk_bytes // 16 KiB`` (1..64), so a chunk spreads over the worker threads
+            (and over warps when the CUDA assist is off: consecutive tickets go to one warp).
     """
 
     def __init__(self, mk: Any, chunk_bytes: int = 1 << 20, depth: int = 8, *,
                  max_context: int = 1024, obs_base: int | None = None, mode: str | None = None,
                  fixed_buffers: bool = True, fixed_files: bool = True, sqpoll: bool = False,
                  tenant: int = 0, timeout: float | None = 60.0,
-                 slices: int | None = None) -> None:
+                 slices: int | None = None, parallel_reads: bool = False) -> None:
         if int(depth) <= 0 or int(chunk_bytes) <= 0:
             raise PipelineError(f"invalid stream geometry chunk_bytes={chunk_bytes} depth={depth}",
                                 "use chunk_bytes > 0 and depth > 0")
@@ -176,14 +188,14 @@ class GpuStream:
         self.max_context = int(max_context)
         self.tenant = int(tenant)
         self.timeout = timeout
-        self.slices = max(1, min(64, self.chunk_bytes // _SLICE_BYTES)) if slices is None \
-            else int(slices)
+        self.slices = _default_slices(mk, self.chunk_bytes) if slices is None else int(slices)
         if self.slices <= 0:
             raise PipelineError(f"invalid slices={slices}", "use slices >= 1 (or None)")
         self._mode = mode
         self._fixed_buffers = fixed_buffers
         self._fixed_files = fixed_files
         self._sqpoll = sqpoll
+        self._parallel_reads = bool(parallel_reads)
         nobs = int(getattr(mk, "observable_slots", len(mk.observables)))
         self.obs_base = nobs - self.depth if obs_base is None else int(obs_base)
         if self.obs_base < 0 or self.obs_base + self.depth > nobs:
@@ -213,7 +225,8 @@ class GpuStream:
             self.reader = open_reader(self.depth, [self.staging._host], mode=self._mode,
                                       fixed_buffers=self._fixed_buffers,
                                       file_slots=self.depth if self._fixed_files else 0,
-                                      sqpoll=self._sqpoll)
+                                      sqpoll=self._sqpoll,
+                                      parallel_reads=self._parallel_reads)
         except BaseException:
             self.staging.close()
             self.staging = None
@@ -342,7 +355,8 @@ class GpuStream:
         ``chunks``, ``files``, ``slots`` published, ``in_flight`` chunks now,
         ``max_in_flight``, ``stalls`` / ``stall_s`` (waits for a staging slot's tickets),
         ``io_waits``, ``seconds`` busy, ``gbps`` (bytes / seconds / 1e9), ``path``
-        (io_uring+fixed / io_uring / fallback), ``reason`` and the reader's counters.
+        (io_uring+fixed / io_uring / fallback), ``parallel_reads`` (the reads in flight copy
+        concurrently), ``reason`` and the reader's counters.
         """
         t = self._t
         out = {
@@ -358,6 +372,7 @@ class GpuStream:
             rs = self.reader.stats
             out["path"] = rs.pop("path")
             out["reason"] = rs.pop("reason")
+            out["parallel_reads"] = rs.pop("parallel_reads")
             out["reader"] = rs
         return out
 

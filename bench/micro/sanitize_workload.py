@@ -55,6 +55,13 @@ def main(backend: str = "cuda") -> int:
                 mk.wait(mk.submit(Opcode.DFA_SCAN, [h_tab, h, 100, len(data) - 100, 0xFFFFFFFF,
                                                     slot, dfa.context]), timeout=30)
                 check(f"coop scan lead={lead} h={h}", int(mk.observables[slot]), want_ctx)
+        # many long scans at once: more than the assist board's 64 entries, so parts go to
+        # idle warps and some scans run on their own warp only
+        rows = np.array([[h_tab, h_host if i % 2 else h_dev, 100, len(data) - 100, 0xFFFFFFFF,
+                          100 + i, dfa.context] for i in range(80)], np.uint32)
+        mk.observables[100:180] = 0
+        mk.wait(mk.submit_many(np.full(80, int(Opcode.DFA_SCAN), np.uint32), rows), timeout=60)
+        check("80 assisted scans", mk.observables[100:180].tolist(), [want_ctx] * 80)
         mk.observables[42] = 0
         mk.wait(mk.submit(Opcode.DFA_SCAN, [h_tab, h_host, 0, 1000, 43, 42, 0]), timeout=30)
         check("lane scan", int(mk.observables[42]), dfa.count_matches(bytes(data[:1000])))

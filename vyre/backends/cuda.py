@@ -21,12 +21,15 @@ from vyre.backends.cuda_probe import INSTALL_FIX, PTX_PATH, probe
 from vyre.errors import BackendError
 from vyre.protocol import CTRL_SHUTDOWN, MAX_BUFFERS
 
-# vyre_launch_t of cuda/megakernel.cu: vyre_ctx_t (5 pointers, 6 u32), 8 pointers, u64, 2 u32
-_LAUNCH = struct.Struct("<5Q6I8QQII")
+# vyre_launch_t of cuda/megakernel.cu: vyre_ctx_t (5 pointers, 6 u32), 9 pointers, u64, 4 u32
+_LAUNCH = struct.Struct("<5Q6I9QQIIII")
 # device state: tickets u64 @0, doorbell mirror u64 @8, shutdown mirror u32 @16,
 # live worker warps u32 @20, tickets the tenant mirror covers u64 @24,
-# counters (DONE, FAULT, METRICS[32]) @64, tenant mirror @256
-_STATE_BYTES = 512
+# counters (DONE, FAULT, METRICS[32]) @64, tenant mirror @256, assist board @512
+# (struct vyre_assist, _ASSIST_BYTES: a static_assert in the kernel keeps the two in step)
+_ASSIST_AT = 512
+_ASSIST_BYTES = 8832
+_STATE_BYTES = _ASSIST_AT + _ASSIST_BYTES
 _TENANTS_AT = 256
 _LIVE_AT = 20
 _TENANTS_ASOF_AT = 24
@@ -227,7 +230,9 @@ class CudaBackend(Backend):
     Options: ``device`` (ordinal, default 0; ignored when a context is already current),
     ``workers`` = blocks per SM (default 1; 4 warps each), ``idle_sleep_ns`` (longest back-off
     of an idle warp, default 2000), ``heartbeat_ms`` (default 1), ``coop_min_bytes`` (DFA_SCAN
-    ranges of at least this many bytes are scanned by a whole warp, default 2048).
+    ranges of at least this many bytes are scanned by a whole warp, default 2048),
+    ``assist_part_bytes`` (such a scan is cut into parts of this many bytes that idle warps
+    help with, default 16384; 0 keeps each scan on the warp that holds it).
     """
 
     name = "cuda"
@@ -237,10 +242,14 @@ class CudaBackend(Backend):
     def __init__(self, *, slot_count: int, observable_slots: int, debug_records: int,
                  io_slots: int, workers: int | None = None, device: int = 0,
                  idle_sleep_ns: int = 2000, heartbeat_ms: float = 1.0,
-                 coop_min_bytes: int = 2048, **options: Any) -> None:
+                 coop_min_bytes: int = 2048, assist_part_bytes: int = 16384,
+                 **options: Any) -> None:
         if options:
             raise BackendError(f"unknown CUDA backend option(s): {', '.join(sorted(options))}",
                                "see vyre.backends.cuda.CudaBackend for the options")
+        if not 0 <= int(assist_part_bytes) < 1 << 32:
+            raise BackendError(f"assist_part_bytes={assist_part_bytes} is outside 0 .. 2**32-1",
+                               "use 0 (no assist) or a part size in bytes, e.g. 16384")
         cuda = _cuda()
         self._cuda = cuda
         self._own_ctx = None
@@ -268,7 +277,8 @@ class CudaBackend(Backend):
                 self.io_slots = io_slots
                 self.debug_records = debug_records
                 self._options = dict(idle_sleep_ns=idle_sleep_ns, heartbeat_ms=heartbeat_ms,
-                                     coop_min_bytes=coop_min_bytes)
+                                     coop_min_bytes=coop_min_bytes,
+                                     assist_part_bytes=assist_part_bytes)
                 self.ring = self._mapped(slot_count * 16)
                 self.control = self._mapped(160 + observable_slots)
                 self.debug = self._mapped(1 + 4 * debug_records + 1)
@@ -394,6 +404,11 @@ class CudaBackend(Backend):
     def _worker_warps(self) -> int:
         return self.grid * (_BLOCK_THREADS // 32) - 2  # minus the poller and the flusher
 
+    @property
+    def assist_part_bytes(self) -> int:
+        """Part size long DFA_SCANs are cut into for idle warps to help (0: off)."""
+        return int(self._options["assist_part_bytes"])
+
     def start(self) -> None:
         if self._running:
             return
@@ -404,9 +419,9 @@ class CudaBackend(Backend):
             self.slot_count, self.control.size, self.control.size - 160,
             self.debug_records, self.io_slots, MAX_BUFFERS,
             s, s + 8, s + 16, s + _LIVE_AT, self._dptr(self.doorbell), s + _COUNTERS_AT,
-            s + _TENANTS_AT, s + _TENANTS_ASOF_AT,
+            s + _TENANTS_AT, s + _TENANTS_ASOF_AT, s + _ASSIST_AT,
             int(self._options["heartbeat_ms"] * 1e6), int(self._options["idle_sleep_ns"]),
-            int(self._options["coop_min_bytes"]))
+            int(self._options["coop_min_bytes"]), int(self._options["assist_part_bytes"]), 0)
         with self._active():
             self._cuda.memcpy_htod_async(self._launch, params, self._copy_stream)
             self._copy_stream.synchronize()
