@@ -20,7 +20,7 @@ pytest.importorskip("vyre._uring")
 from vyre.dfa import build_dfa, count_matches  # noqa: E402
 from vyre.errors import IoUringError, PipelineError, SlotFaultError  # noqa: E402
 from vyre.stream import FileChangedError, GpuStream, IoService  # noqa: E402
-from vyre._uring import ABI  # noqa: E402
+from vyre._uring import ABI, Ring  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _fake_mk import FakeMegakernel  # noqa: E402
@@ -128,6 +128,54 @@ def test_scan_split_into_slices_is_exact(mk, tmp_path, slices):
     nchunks = -(-len(data) // chunk)
     per_chunk = min(slices, chunk // d.context)
     assert t["slots"] > nchunks and t["slots"] <= nchunks * per_chunk
+
+
+def test_a_files_first_chunk_scans_a_short_head_alone(mk, tmp_path):
+    """A file's first chunk has no context before it; unsplit it would be one a6 = 0 slot (one
+    lane). It goes out as a 4 KiB head plus the rest with context: counts stay exact across
+    the head boundary, and short first chunks stay one slot."""
+    rng = random.Random(41)
+    chunk = 16 << 10
+    d = build_dfa(PATS)
+    files = []
+    for i, size in enumerate([3 * chunk + 5, 4096 + d.context + 1, 4096 + d.context, 100]):
+        data = bytearray(_planted(rng, size, PATS, 61))
+        for at in range(4096 - len(PATS[2]) + 1, 4096):  # patterns straddling the head
+            if at + len(PATS[2]) <= size:
+                data[at:at + len(PATS[2])] = PATS[2]
+        files.append((_write(tmp_path, f"head{i}.bin", bytes(data)), bytes(data)))
+    with GpuStream(mk, chunk_bytes=chunk, depth=3, slices=1) as s:
+        got = s.scan([p for p, _ in files], d)
+        t = s.telemetry()
+    assert got == {p: count_matches(PATS, data) for p, data in files}
+    heads = sum(1 for _, data in files if min(len(data), chunk) > 4096 + d.context)
+    assert heads == 2
+    assert t["slots"] == sum(-(-len(data) // chunk) for _, data in files) + heads
+
+
+@pytest.mark.parametrize("copy", [None, False, True])
+def test_device_copy_scans_are_exact(mk, tmp_path, copy):
+    """device_copy: scans read a device copy of each chunk (CUDA, the default there) or the
+    staging itself; the counts are the same. Asking for it without device memory raises."""
+    can = hasattr(getattr(mk, "backend", None), "copy_to_device")
+    if copy and not can:
+        with pytest.raises(PipelineError) as info:
+            GpuStream(mk, chunk_bytes=4096, depth=2, device_copy=True).open()
+        assert "device_copy" in info.value.fix
+        return
+    rng = random.Random(43)
+    d = build_dfa(PATS)
+    files = [_write(tmp_path, f"copy{i}.bin", _planted(rng, size, PATS, 4096))
+             for i, size in enumerate([100_000, 4096, 0, 9000])]
+    with GpuStream(mk, chunk_bytes=16 << 10, depth=3, device_copy=copy) as s:
+        got = s.scan(files, d)
+        t = s.telemetry()
+    want = {}
+    for p in files:
+        with open(p, "rb") as f:
+            want[p] = count_matches(PATS, f.read())
+    assert got == want
+    assert t["device_copy"] is (can and copy is not False)
 
 
 def test_a_failed_publish_part_way_keeps_the_slot_until_its_slices_finish(mk, tmp_path,
@@ -348,8 +396,8 @@ def test_backpressure_and_telemetry(mk, ingest_path, tmp_path):
                 "reason", "reader", "seconds", "context_bytes", "slots", "io_waits",
                 "parallel_reads"):
         assert key in t
-    # off by default; the fallback pool reads in parallel either way
-    assert t["parallel_reads"] is (ingest_path == "fallback")
+    # on by default (where the kernel has IOSQE_ASYNC); the fallback pool reads in parallel
+    assert t["parallel_reads"] is (ingest_path == "fallback" or Ring(8, async_reads=True).async_reads)
     assert t["max_in_flight"] == 1 and t["in_flight"] == 0
     assert t["stalls"] >= 31  # depth 1: every next chunk waits for the previous scan
     assert t["gbps"] > 0 and t["path"] in _expected_path(ingest_path)
@@ -457,8 +505,8 @@ def test_sqpoll_and_plain_read_variants(ingest_path, tmp_path):
     want = {p: count_matches(PATS, data)}
     for kw, path in [({"sqpoll": True}, "io_uring+fixed"),
                      ({"fixed_buffers": False, "fixed_files": False}, "io_uring"),
-                     ({"sqpoll": True, "parallel_reads": True}, "io_uring+fixed"),
-                     ({"fixed_buffers": False, "fixed_files": False, "parallel_reads": True},
+                     ({"sqpoll": True, "parallel_reads": False}, "io_uring+fixed"),
+                     ({"fixed_buffers": False, "fixed_files": False, "parallel_reads": False},
                       "io_uring")]:
         mk = FakeMegakernel()
         try:
@@ -469,5 +517,6 @@ def test_sqpoll_and_plain_read_variants(ingest_path, tmp_path):
         with s:
             assert s.path == path
             assert s.scan(p, d) == want
-            assert s.telemetry()["parallel_reads"] is kw.get("parallel_reads", False)
+            par = kw.get("parallel_reads", True) and Ring(8, async_reads=True).async_reads
+            assert s.telemetry()["parallel_reads"] is par
         assert mk.violations == []

@@ -120,6 +120,7 @@ class _Telemetry:
 
 
 _SLICE_BYTES = 16 << 10  # default scan slice: long enough that the per-slot cost is noise
+_HEAD_BYTES = 4 << 10  # a file's first chunk: bytes scanned alone (without context, one lane)
 
 
 def _default_slices(mk: Any, chunk_bytes: int) -> int:
@@ -160,10 +161,16 @@ class GpuStream:
         fixed_buffers: register the staging memory with io_uring (READ_FIXED).
         fixed_files: register opened files with io_uring (IOSQE_FIXED_FILE).
         sqpoll: use a kernel SQ polling thread.
-        parallel_reads: mark io_uring reads IOSQE_ASYNC so the ``depth`` reads in flight
-            are copied by kernel worker threads in parallel; by default a page-cache read
-            completes inline and one thread copies every byte. :meth:`telemetry` reports
+        parallel_reads: mark io_uring reads IOSQE_ASYNC (default) so the ``depth`` reads in
+            flight are copied by kernel worker threads in parallel; with ``False`` a
+            page-cache read completes inline and one thread copies every byte (measured on a
+            16-core GPU host: 7.8 vs 44 GB/s, bench/RESULTS.md). :meth:`telemetry` reports
             whether reads run in parallel (the fallback always does).
+        device_copy: in :meth:`scan`, copy each landed chunk (and its context) into a device
+            mirror of the staging ring with the copy engine and scan it there; the GPU's SMs
+            read host memory far slower than the copy engine does. ``None`` (default): on
+            where the backend has device memory (CUDA); ``True`` elsewhere raises.
+            :meth:`ingest` always hands ``slot_fn`` the staging buffer.
         tenant: tenant of the published slots.
         timeout: seconds a wait for one chunk's tickets may take before raising.
         slices: DFA_SCAN slots per chunk in :meth:`scan` (each re-reads the DFA's context
@@ -178,7 +185,8 @@ class GpuStream:
                  max_context: int = 1024, obs_base: int | None = None, mode: str | None = None,
                  fixed_buffers: bool = True, fixed_files: bool = True, sqpoll: bool = False,
                  tenant: int = 0, timeout: float | None = 60.0,
-                 slices: int | None = None, parallel_reads: bool = False) -> None:
+                 slices: int | None = None, parallel_reads: bool = True,
+                 device_copy: bool | None = None) -> None:
         if int(depth) <= 0 or int(chunk_bytes) <= 0:
             raise PipelineError(f"invalid stream geometry chunk_bytes={chunk_bytes} depth={depth}",
                                 "use chunk_bytes > 0 and depth > 0")
@@ -206,6 +214,9 @@ class GpuStream:
         self.staging: StagingRing | None = None
         self.reader: Reader | None = None
         self.handle = -1
+        self._device_copy = device_copy
+        self._dev: Any = None  # device mirror of the staging ring (device_copy)
+        self._scan_handle = -1
         self._tables: dict[int, tuple[int, Any, Any]] = {}
         self._t = _Telemetry()
         self._in_flight = 0
@@ -221,7 +232,14 @@ class GpuStream:
         self.staging = StagingRing(self.chunk_bytes, self.depth, context=self.max_context,
                                    cuda=cuda, activate=getattr(backend, "_active", None))
         try:
-            self.handle = int(self.mk.register_buffer(self.staging.array))
+            self.handle = self._scan_handle = int(self.mk.register_buffer(self.staging.array))
+            can_copy = hasattr(backend, "copy_to_device")
+            if self._device_copy and not can_copy:
+                raise PipelineError("device_copy needs a backend with device memory (CUDA)",
+                                    "use device_copy=None or False on this backend")
+            if self._device_copy is not False and can_copy and self._dev is None:
+                h, self._dev = self.mk.alloc_buffer(self.staging.array.nbytes, device=True)
+                self._scan_handle = int(h)
             self.reader = open_reader(self.depth, [self.staging._host], mode=self._mode,
                                       fixed_buffers=self._fixed_buffers,
                                       file_slots=self.depth if self._fixed_files else 0,
@@ -295,13 +313,23 @@ class GpuStream:
             # slice j counts [s_j, s_{j+1}) of the chunk, after re-reading up to `ctx` bytes
             # before it (the chunk's own bytes, or its context c)
             k = max(1, min(self.slices, n // max(ctx, 1)))
-            bounds = [n * j // k for j in range(k + 1)]
+            if c == 0 and ctx and n > _HEAD_BYTES + ctx:
+                # a file's first chunk has no context before it: as one slot (a6 = 0) it could
+                # not be split over lanes or warps. A short head goes alone; the rest re-reads
+                # its context from the head.
+                head = max(ctx, _HEAD_BYTES)
+                bounds = [0] + [head + (n - head) * j // k for j in range(k + 1)]
+            else:
+                bounds = [n * j // k for j in range(k + 1)]
             rows = []
-            for j in range(k):
+            for j in range(len(bounds) - 1):
                 lo, hi = bounds[j], bounds[j + 1]
                 cj = c if j == 0 else min(ctx, lo + c)
-                rows.append([table, self.handle, buf_off + lo - cj, cj + hi - lo, no_state,
+                rows.append([table, self._scan_handle, buf_off + lo - cj, cj + hi - lo, no_state,
                              obs_word + slot, cj])
+            if self._dev is not None:  # the scan reads a device copy (context included)
+                self.mk.backend.copy_to_device(self._dev, buf_off - c,
+                                               self.staging.array[buf_off - c:buf_off + n])
             if len(rows) > 1 and hasattr(self.mk, "submit_many"):
                 try:
                     return list(self.mk.submit_many(np.full(len(rows), op, np.uint32),
@@ -356,7 +384,8 @@ class GpuStream:
         ``max_in_flight``, ``stalls`` / ``stall_s`` (waits for a staging slot's tickets),
         ``io_waits``, ``seconds`` busy, ``gbps`` (bytes / seconds / 1e9), ``path``
         (io_uring+fixed / io_uring / fallback), ``parallel_reads`` (the reads in flight copy
-        concurrently), ``reason`` and the reader's counters.
+        concurrently), ``device_copy`` (scans read a device copy of each chunk), ``reason``
+        and the reader's counters.
         """
         t = self._t
         out = {
@@ -366,6 +395,7 @@ class GpuStream:
             "io_waits": t.io_waits, "seconds": t.seconds, "errors": t.errors,
             "gbps": (t.bytes / t.seconds / 1e9) if t.seconds > 0 else 0.0,
             "chunk_bytes": self.chunk_bytes, "depth": self.depth,
+            "device_copy": self._dev is not None,
             "last": dict(t.last),
         }
         if self.reader is not None:

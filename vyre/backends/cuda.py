@@ -388,6 +388,18 @@ class CudaBackend(Backend):
         with self._active():
             return self._mapped(nbytes, np.uint8)  # at least 1 byte: a valid device address
 
+    def copy_to_device(self, buffer: Any, offset: int, data: np.ndarray) -> None:
+        """Copy page-locked host bytes into device ``buffer`` at ``offset`` with the copy
+        engine (DMA, on a side stream that never waits on the kernel); returns once they are
+        there, so a slot published next may read them."""
+        ptr, nbytes = device_address(buffer)
+        if offset < 0 or offset + data.nbytes > nbytes:
+            raise BackendError(f"{data.nbytes} bytes at offset {offset} do not fit a buffer of "
+                               f"{nbytes}", "copy within the buffer")
+        with self._active():
+            self._cuda.memcpy_htod_async(ptr + offset, data, self._copy_stream)
+            self._copy_stream.synchronize()
+
     def upload(self, buffer: Any, data: np.ndarray) -> None:
         data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
         if isinstance(buffer, np.ndarray):

@@ -8,9 +8,11 @@ cache after the warm-up (dropping caches needs root), so this is the ingest pipe
 not the disk's.
 
 Methods, same file, same run:
-* ``gpustream_scan``: ``GpuStream(mk, chunk_bytes=1 MiB, depth=8).scan(path, dfa)`` on the
-  selected backend; verified against the reference match count;
-* ``read_only``: a plain ``readinto`` loop over the file in the same chunk size: the I/O
+* ``gpustream_scan``: ``GpuStream(mk, chunk_bytes=4 MiB, depth=16).scan(path, dfa)`` on the
+  selected backend (its defaults otherwise: parallel reads, and on CUDA a device copy of each
+  chunk); verified against the reference match count. Its geometry is its own best measured
+  one (bench/micro/ingest_ab.py); the baselines keep 1 MiB chunks, their natural size;
+* ``read_only``: a plain ``readinto`` loop over the file in 1 MiB chunks: the one-thread I/O
   ceiling of any reader (the ratio says how close the scan gets to it);
 * ``python_count``: ``f.read()`` then ``bytes.count`` per pattern -- what Python code would
   write (exact here because neither pattern can overlap itself or end inside the other).
@@ -35,7 +37,8 @@ DESCRIPTION = "io_uring streaming ingest: GpuStream.scan vs a plain read loop an
 
 PATTERNS = (b"vyre", b"needle")
 CHUNK = 1 << 20
-DEPTH = 8
+STREAM_CHUNK = 4 << 20
+STREAM_DEPTH = 16
 FILES = 8  # of 256 MiB each (one of 16 MiB in --quick)
 
 SCAN_KERNEL = r"""
@@ -97,11 +100,11 @@ def run(ctx) -> None:
                 expected += dfa_mod.count_matches(PATTERNS, f.read())
         ctx.note("matches", expected)
         dfa = dfa_mod.build_dfa(list(PATTERNS))
-        params = {"bytes": size, "files": nfiles, "chunk_bytes": CHUNK, "depth": DEPTH,
-                  "backend": backend}
+        params = {"bytes": size, "files": nfiles, "chunk_bytes": STREAM_CHUNK,
+                  "depth": STREAM_DEPTH, "backend": backend}
         mk = megakernel(fx, backend, slot_count=1024, observable_slots=64)
         got = [None]
-        with mk, stream_mod.GpuStream(mk, chunk_bytes=CHUNK, depth=DEPTH) as s:
+        with mk, stream_mod.GpuStream(mk, chunk_bytes=STREAM_CHUNK, depth=STREAM_DEPTH) as s:
             ctx.note("read_path", s.path)
 
             def scan() -> float:
