@@ -447,8 +447,7 @@ static __device__ void coop_dfa_scans(const vyre_launch_t &L, unsigned coop_mask
                                             cuda::std::memory_order_relaxed)) {
                 struct vyre_assist_body *b = &a->body[e];
                 b->done = 0u;
-                b->accepts = 0u;
-                b->end_state = start_state;
+                b->accepts = 0u;  // end_state: stored by whoever runs the last part
                 b->start_state = start_state;
                 for (int i = 0; i < (int)VYRE_SLOT_ARG_COUNT; i++) b->args[i] = args[i];
                 // release: helpers that take a part (acquire CAS) see the body above

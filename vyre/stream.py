@@ -214,9 +214,14 @@ class GpuStream:
         self.staging: StagingRing | None = None
         self.reader: Reader | None = None
         self.handle = -1
-        self._device_copy = device_copy
-        self._dev: Any = None  # device mirror of the staging ring (device_copy)
-        self._scan_handle = -1
+        can_copy = hasattr(getattr(mk, "backend", None), "copy_to_device")
+        if device_copy and not can_copy:
+            raise PipelineError("device_copy needs a backend with device memory (CUDA)",
+                                "use device_copy=None or False on this backend")
+        self._device_copy = can_copy and device_copy is not False
+        # device mirror of the staging ring and its handle (device_copy), kept across reopens
+        self._dev: tuple[int, Any] | None = None
+        self._scan_handle = -1  # what scan slots read: the staging or its device mirror
         self._tables: dict[int, tuple[int, Any, Any]] = {}
         self._t = _Telemetry()
         self._in_flight = 0
@@ -233,13 +238,11 @@ class GpuStream:
                                    cuda=cuda, activate=getattr(backend, "_active", None))
         try:
             self.handle = self._scan_handle = int(self.mk.register_buffer(self.staging.array))
-            can_copy = hasattr(backend, "copy_to_device")
-            if self._device_copy and not can_copy:
-                raise PipelineError("device_copy needs a backend with device memory (CUDA)",
-                                    "use device_copy=None or False on this backend")
-            if self._device_copy is not False and can_copy and self._dev is None:
-                h, self._dev = self.mk.alloc_buffer(self.staging.array.nbytes, device=True)
-                self._scan_handle = int(h)
+            if self._device_copy:
+                if self._dev is None:
+                    h, buf = self.mk.alloc_buffer(self.staging.array.nbytes, device=True)
+                    self._dev = (int(h), buf)
+                self._scan_handle = self._dev[0]
             self.reader = open_reader(self.depth, [self.staging._host], mode=self._mode,
                                       fixed_buffers=self._fixed_buffers,
                                       file_slots=self.depth if self._fixed_files else 0,
@@ -327,8 +330,8 @@ class GpuStream:
                 cj = c if j == 0 else min(ctx, lo + c)
                 rows.append([table, self._scan_handle, buf_off + lo - cj, cj + hi - lo, no_state,
                              obs_word + slot, cj])
-            if self._dev is not None:  # the scan reads a device copy (context included)
-                self.mk.backend.copy_to_device(self._dev, buf_off - c,
+            if self._scan_handle != self.handle:  # the scan reads a device copy (with context)
+                self.mk.backend.copy_to_device(self._dev[1], buf_off - c,
                                                self.staging.array[buf_off - c:buf_off + n])
             if len(rows) > 1 and hasattr(self.mk, "submit_many"):
                 try:
@@ -395,7 +398,7 @@ class GpuStream:
             "io_waits": t.io_waits, "seconds": t.seconds, "errors": t.errors,
             "gbps": (t.bytes / t.seconds / 1e9) if t.seconds > 0 else 0.0,
             "chunk_bytes": self.chunk_bytes, "depth": self.depth,
-            "device_copy": self._dev is not None,
+            "device_copy": self._scan_handle != self.handle,
             "last": dict(t.last),
         }
         if self.reader is not None:
