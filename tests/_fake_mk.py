@@ -37,7 +37,10 @@ class FakeMegakernel:
         return len(self._bufs) - 1
 
     def alloc_buffer(self, data, *, device: bool = False):
-        buf = np.ascontiguousarray(data).view(np.uint8).reshape(-1).copy()
+        if isinstance(data, (int, np.integer)):
+            buf = np.zeros(int(data), np.uint8)
+        else:
+            buf = np.ascontiguousarray(data).view(np.uint8).reshape(-1).copy()
         return self.register_buffer(buf), buf
 
     def submit(self, opcode, args=(), tenant=0, priority=2, timeout=None) -> int:

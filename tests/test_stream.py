@@ -157,7 +157,7 @@ def test_a_files_first_chunk_scans_a_short_head_alone(mk, tmp_path):
 def test_device_copy_scans_are_exact(mk, tmp_path, copy):
     """device_copy: scans read a device copy of each chunk (CUDA, the default there) or the
     staging itself; the counts are the same. Asking for it without device memory raises."""
-    can = hasattr(getattr(mk, "backend", None), "copy_to_device")
+    can = hasattr(getattr(mk, "backend", None), "copy_to_device_async")
     if copy and not can:
         with pytest.raises(PipelineError) as info:
             GpuStream(mk, chunk_bytes=4096, depth=2, device_copy=True)
@@ -176,6 +176,78 @@ def test_device_copy_scans_are_exact(mk, tmp_path, copy):
         with s:
             assert s.scan(files, d) == want
             assert s.telemetry()["device_copy"] is (can and copy is not False)
+
+
+class _LazyCopy:
+    """A device copy that happens only when ``done()`` first says so (after ``polls``
+    queries): a scan published before that reads stale bytes, and staging reused before it
+    is copied in its new state. Copies finish in order, as on one CUDA stream."""
+
+    def __init__(self, log, dst, data, polls):
+        self.log, self.dst, self.src, self.left = log, dst, data, polls
+        self.finished = False
+
+    def done(self):
+        if self.finished:
+            return True
+        if self.log[0] is not self:  # an older copy is still running
+            return False
+        self.left -= 1
+        if self.left > 0:
+            return False
+        self.dst[:] = self.src
+        self.finished = True
+        self.log.pop(0)
+        return True
+
+    def wait(self, timeout=10.0):
+        while self.log and not self.finished:
+            self.log[0].left = 1
+            self.log[0].done()
+
+
+@pytest.mark.parametrize("polls", [1, 5])
+def test_scans_publish_only_after_their_device_copy(mk, tmp_path, monkeypatch, polls):
+    """With an asynchronous device copy, a chunk's scan slots go out only once its copy is
+    done and its staging is refilled only after that, across many chunks and files; a copy
+    that fails to start raises and the stream stays usable."""
+    backend = getattr(mk, "backend", None)
+    if backend is None or getattr(backend, "name", "") == "cuda":
+        pytest.skip("drives the copy pipeline with a copier double on the host backends")
+    log = []
+
+    def copy_async(buffer, offset, data):
+        c = _LazyCopy(log, buffer.reshape(-1)[offset:offset + data.nbytes], data, polls)
+        log.append(c)
+        return c
+
+    monkeypatch.setattr(backend, "copy_to_device_async", copy_async, raising=False)
+    rng = random.Random(47)
+    d = build_dfa(PATS)
+    files = [_write(tmp_path, f"lazy{i}.bin", _planted(rng, size, PATS, 2048))
+             for i, size in enumerate([70_000, 1, 0, 20_000, 8192])]
+    want = {}
+    for p in files:
+        with open(p, "rb") as f:
+            want[p] = count_matches(PATS, f.read())
+    with GpuStream(mk, chunk_bytes=4096, depth=3, device_copy=True) as s:
+        assert s.scan(files, d) == want
+        t = s.telemetry()
+        assert t["device_copy"] is True and t["in_flight"] == 0 and not log
+        calls = {"n": 0}
+
+        def failing(buffer, offset, data):
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise RuntimeError("injected copy failure")
+            return copy_async(buffer, offset, data)
+
+        monkeypatch.setattr(backend, "copy_to_device_async", failing, raising=False)
+        with pytest.raises(RuntimeError, match="injected"):
+            s.scan(files, d)
+        assert not log  # nothing left copying into staging the next call refills
+        monkeypatch.setattr(backend, "copy_to_device_async", copy_async, raising=False)
+        assert s.scan(files, d) == want
 
 
 def test_a_failed_publish_part_way_keeps_the_slot_until_its_slices_finish(mk, tmp_path,
@@ -394,12 +466,14 @@ def test_backpressure_and_telemetry(mk, ingest_path, tmp_path):
         t = s.telemetry()
     for key in ("bytes", "chunks", "in_flight", "max_in_flight", "stalls", "gbps", "path",
                 "reason", "reader", "seconds", "context_bytes", "slots", "io_waits",
-                "parallel_reads"):
+                "parallel_reads", "copy_waits", "device_copy"):
         assert key in t
     # on by default (where the kernel has IOSQE_ASYNC); the fallback pool reads in parallel
     assert t["parallel_reads"] is (ingest_path == "fallback" or Ring(8, async_reads=True).async_reads)
-    assert t["max_in_flight"] == 1 and t["in_flight"] == 0
-    assert t["stalls"] >= 31  # depth 1: every next chunk waits for the previous scan
+    # depth 1: one chunk at a time, or with the device copy one in staging and one in the
+    # mirror (the next read starts once the previous chunk is copied)
+    assert t["max_in_flight"] == (2 if t["device_copy"] else 1) and t["in_flight"] == 0
+    assert t["stalls"] >= 31  # every next chunk waits for the previous one's staging slot
     assert t["gbps"] > 0 and t["path"] in _expected_path(ingest_path)
     if ingest_path == "fallback":
         assert "VYRE_INGEST" in t["reason"]

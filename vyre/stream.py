@@ -113,6 +113,7 @@ class _Telemetry:
     stalls: int = 0           # waits for a staging slot's tickets (backpressure)
     stall_s: float = 0.0
     io_waits: int = 0         # blocking waits for reads
+    copy_waits: int = 0       # blocking waits for a device copy (device_copy)
     max_in_flight: int = 0
     seconds: float = 0.0
     errors: int = 0
@@ -214,7 +215,7 @@ class GpuStream:
         self.staging: StagingRing | None = None
         self.reader: Reader | None = None
         self.handle = -1
-        can_copy = hasattr(getattr(mk, "backend", None), "copy_to_device")
+        can_copy = hasattr(getattr(mk, "backend", None), "copy_to_device_async")
         if device_copy and not can_copy:
             raise PipelineError("device_copy needs a backend with device memory (CUDA)",
                                 "use device_copy=None or False on this backend")
@@ -226,6 +227,8 @@ class GpuStream:
         self._t = _Telemetry()
         self._in_flight = 0
         self._lock = threading.Lock()
+        # bench/micro/ingest_profile.py: (stage, (path, offset), perf_counter) per transition
+        self._trace: list[tuple[str, int, float]] | None = None
 
     # ------------------------------------------------------------------ lifetime
     def open(self) -> "GpuStream":
@@ -330,9 +333,6 @@ class GpuStream:
                 cj = c if j == 0 else min(ctx, lo + c)
                 rows.append([table, self._scan_handle, buf_off + lo - cj, cj + hi - lo, no_state,
                              obs_word + slot, cj])
-            if self._scan_handle != self.handle:  # the scan reads a device copy (with context)
-                self.mk.backend.copy_to_device(self._dev[1], buf_off - c,
-                                               self.staging.array[buf_off - c:buf_off + n])
             if len(rows) > 1 and hasattr(self.mk, "submit_many"):
                 try:
                     return list(self.mk.submit_many(np.full(len(rows), op, np.uint32),
@@ -348,7 +348,8 @@ class GpuStream:
             job.count += (v - last[slot]) & 0xFFFFFFFF  # one chunk adds < 2**32
             last[slot] = v
 
-        jobs = self._run(_unique(paths), ctx, publish, retire)
+        copy = self._copy_chunk if self._scan_handle != self.handle else None
+        jobs = self._run(_unique(paths), ctx, publish, retire, copy)
         return {j.path: j.count for j in jobs}
 
     def ingest(self, paths: str | os.PathLike | Iterable[str | os.PathLike], slot_fn: SlotFn, *,
@@ -383,9 +384,11 @@ class GpuStream:
         """Counters since the stream opened, and the read path.
 
         ``bytes`` (file bytes landed, each once), ``context_bytes`` (re-read before chunks),
-        ``chunks``, ``files``, ``slots`` published, ``in_flight`` chunks now,
-        ``max_in_flight``, ``stalls`` / ``stall_s`` (waits for a staging slot's tickets),
-        ``io_waits``, ``seconds`` busy, ``gbps`` (bytes / seconds / 1e9), ``path``
+        ``chunks``, ``files``, ``slots`` published, ``in_flight`` chunks now (being read,
+        copied or scanned: up to ``depth``, or ``2 * depth`` with the device copy, where a
+        chunk's staging slot goes free once it is in the mirror), ``max_in_flight``, ``stalls`` / ``stall_s`` (waits for a staging slot's tickets),
+        ``io_waits``, ``copy_waits`` (blocking waits for a chunk's device copy), ``seconds``
+        busy, ``gbps`` (bytes / seconds / 1e9), ``path``
         (io_uring+fixed / io_uring / fallback), ``parallel_reads`` (the reads in flight copy
         concurrently), ``device_copy`` (scans read a device copy of each chunk), ``reason``
         and the reader's counters.
@@ -395,7 +398,8 @@ class GpuStream:
             "bytes": t.bytes, "context_bytes": t.context_bytes, "chunks": t.chunks,
             "files": t.files, "slots": t.slots, "in_flight": self._in_flight,
             "max_in_flight": t.max_in_flight, "stalls": t.stalls, "stall_s": t.stall_s,
-            "io_waits": t.io_waits, "seconds": t.seconds, "errors": t.errors,
+            "io_waits": t.io_waits, "copy_waits": t.copy_waits, "seconds": t.seconds,
+            "errors": t.errors,
             "gbps": (t.bytes / t.seconds / 1e9) if t.seconds > 0 else 0.0,
             "chunk_bytes": self.chunk_bytes, "depth": self.depth,
             "device_copy": self._scan_handle != self.handle,
@@ -483,17 +487,38 @@ class GpuStream:
         except WaitTimeoutError:
             return False
 
+    def _copy_chunk(self, tag: int, mirror: int, c: int, n: int) -> Any:
+        """Start the device copy of staging slot ``tag`` (its context and bytes) into slot
+        ``mirror`` of the device mirror (the staging's layout), which the scan slots read."""
+        at = self.staging.data_start(tag) - c
+        return self.mk.backend.copy_to_device_async(
+            self._dev[1], self.staging.data_start(mirror) - c, self.staging.array[at:at + c + n])
+
     def _run(self, paths: list[str], context: int,
              publish: Callable[[int, int, int, int, int, _Job], list[int]],
-             retire: Callable[[int, _Job], None] | None) -> list[_Job]:
+             retire: Callable[[int, _Job], None] | None,
+             copy: Callable[[int, int, int, int], Any] | None = None) -> list[_Job]:
+        """The pipeline. Without ``copy`` a staging slot goes free -> reading -> scanning ->
+        free, and the scan slot is the staging slot. With ``copy`` a landed chunk waits for a
+        free slot of the device mirror, is copied there (``copy(tag, mirror_slot, c, n)``
+        starts it and returns something with ``done()`` / ``wait()``), its staging slot goes
+        free as soon as the copy is done (the next read needs no scan to finish), and its
+        scan slots, published then, read the mirror slot, which goes free when they retire."""
         staging, reader = self.staging, self.reader
         t = self._t
+        trace = self._trace
+        traced: dict[int, tuple[str, int]] = {}  # scan slot -> its chunk, while tracing
         jobs = [_Job(p) for p in paths]
         todo = deque(jobs)
         current: list[_Job | None] = [None]
         free = deque(range(self.depth))
         reading: dict[int, tuple[_Job, int, int, int]] = {}
         scanning: deque[tuple[int, _Job, list[int]]] = deque()
+        # device copy: landed chunks waiting for a mirror slot, copies in flight (in order)
+        mirror_free = deque(range(self.depth))
+        landed: deque[tuple[int, _Job, int, int, int]] = deque()
+        copying: deque[tuple[int, int, _Job, int, int, int, Any]] = deque()
+        scan_free = free if copy is None else mirror_free  # where a retired scan slot goes
         errors: list[BaseException] = []
         t0 = time.perf_counter()
         bytes0 = t.bytes
@@ -537,9 +562,65 @@ class GpuStream:
                 return job, off, n
             return None
 
+        def emit(tag: int, job: _Job, c: int, n: int, off: int) -> None:
+            """Publish the scan of a chunk in scan slot ``tag`` (staging or mirror)."""
+            try:
+                tickets = publish(tag, staging.data_start(tag), c, n, off, job)
+            except BaseException as e:  # submit failed part way (or before the first)
+                fail(e)
+                out = getattr(e, "vyre_published", None) or []
+                if out:  # those slots still read the scan slot: reuse it after them
+                    t.slots += len(out)
+                    job.tickets += len(out)
+                    scanning.append((tag, job, out))
+                else:
+                    scan_free.append(tag)
+            else:
+                t.bytes += n
+                t.context_bytes += c
+                t.chunks += 1
+                t.slots += len(tickets)
+                job.tickets += len(tickets)
+                scanning.append((tag, job, tickets))
+                if trace is not None:
+                    traced[tag] = (job.path, off)
+                    trace.append(("published", traced[tag], time.perf_counter()))
+
+        def start_copies() -> None:
+            while landed and mirror_free:
+                tag, job, c, n, off = landed.popleft()
+                m = mirror_free.popleft()
+                try:
+                    copying.append((tag, m, job, c, n, off, copy(tag, m, c, n)))
+                except BaseException as e:
+                    fail(e)
+                    free.append(tag)
+                    mirror_free.append(m)
+
+        def copied(block: bool) -> bool:
+            """Once the oldest copy is done (copies finish in order): its staging slot goes
+            free and its scan is published from the mirror (after an error: not published)."""
+            tag, m, job, c, n, off, token = copying[0]
+            if block:
+                t.copy_waits += 1
+                token.wait()
+            elif not token.done():
+                return False
+            copying.popleft()
+            free.append(tag)
+            if trace is not None:
+                trace.append(("copied", (job.path, off), time.perf_counter()))
+            if errors:
+                mirror_free.append(m)
+            else:
+                emit(m, job, c, n, off)
+            return True
+
         def land(tag: int, nbytes: int, err: int, eof: bool) -> None:
             job, off, c, n = reading.pop(tag)
             job.landed += 1
+            if trace is not None:
+                trace.append(("landed", (job.path, off), time.perf_counter()))
             ok = False
             if err:
                 job.failed = True
@@ -559,24 +640,11 @@ class GpuStream:
             else:
                 ok = True
             if ok and not errors:
-                try:
-                    tickets = publish(tag, staging.data_start(tag), c, n, off, job)
-                except BaseException as e:  # submit failed part way (or before the first)
-                    fail(e)
-                    out = getattr(e, "vyre_published", None) or []
-                    if out:  # those slots still read the staging slot: reuse it after them
-                        t.slots += len(out)
-                        job.tickets += len(out)
-                        scanning.append((tag, job, out))
-                    else:
-                        free.append(tag)
+                if copy is None:
+                    emit(tag, job, c, n, off)
                 else:
-                    t.bytes += n
-                    t.context_bytes += c
-                    t.chunks += 1
-                    t.slots += len(tickets)
-                    job.tickets += len(tickets)
-                    scanning.append((tag, job, tickets))
+                    landed.append((tag, job, c, n, off))
+                    start_copies()
             else:
                 free.append(tag)
             if job.next_off >= job.size and job.landed == job.issued and not job.read_done:
@@ -607,7 +675,9 @@ class GpuStream:
                 if retire is not None:
                     retire(slot, job)
             job.retired += 1
-            free.append(slot)
+            scan_free.append(slot)
+            if trace is not None and slot in traced:
+                trace.append(("retired", traced.pop(slot), time.perf_counter()))
             return True
 
         blocked_since: list[float | None] = [None]
@@ -629,6 +699,8 @@ class GpuStream:
                         blocked_since[0] = None
                     c = min(context, off)
                     reading[slot] = (job, off, c, n)
+                    if trace is not None:
+                        trace.append(("read", (job.path, off), time.perf_counter()))
                     try:
                         reader.read(job.handle, staging.read_target(slot, c, n), off - c, slot,
                                     fixed_file=job.fixed)
@@ -644,20 +716,29 @@ class GpuStream:
                     # credit exhausted: the next chunk waits for a staging slot to retire
                     t.stalls += 1
                     blocked_since[0] = time.perf_counter()
-                self._in_flight = len(reading) + len(scanning)
+                self._in_flight = len(reading) + len(landed) + len(copying) + len(scanning)
                 t.max_in_flight = max(t.max_in_flight, self._in_flight)
-                if not reading and not scanning:
+                if not reading and not landed and not copying and not scanning:
                     break
                 progressed = False
                 if reading:
                     for comp in reader.poll(0):
                         land(*comp)
                         progressed = True
+                while copying and copied(block=False):
+                    progressed = True
                 while scanning and retire_one(scanning[0][2], block=False):
+                    progressed = True
+                if landed and mirror_free:
+                    start_copies()
                     progressed = True
                 if progressed:
                     continue
-                if reading:
+                if copying:  # the oldest copy is at most a chunk's DMA away
+                    copied(block=True)
+                elif landed and scanning:  # a landed chunk waits for a mirror slot
+                    retire_one(scanning[0][2], block=True)
+                elif reading:
                     t.io_waits += 1
                     for comp in reader.poll(1, timeout=0.002 if scanning else None):
                         land(*comp)
@@ -677,6 +758,14 @@ class GpuStream:
                             break
                 except BaseException:
                     pass
+            # nor a copy still reading staging that the next call may refill
+            for *_, token in copying:
+                try:
+                    token.wait()
+                except BaseException:
+                    break
+            copying.clear()
+            landed.clear()
             for job in jobs:
                 if job.fd >= 0 and job.landed == job.issued:
                     self._close_job(job)

@@ -37,6 +37,7 @@ _COUNTERS_AT = 64
 _BLOCK_THREADS = 128
 _KERNEL = "vyre_megakernel"
 _PAUSE_TIMEOUT = 10.0
+_COPY_TIMEOUT = 10.0
 _module_cache: dict[int, Any] = {}
 
 # Measured (bench/micro/blocking_calls.py, docs/decisions.md): while any kernel runs,
@@ -163,6 +164,8 @@ def device_address(array: Any) -> tuple[int, int]:
     Accepts PyCUDA ``GPUArray`` and ``DeviceAllocation`` (with ``nbytes``), mapped pinned numpy
     arrays, and any object with ``__cuda_array_interface__`` (CuPy, PyTorch, Numba).
     """
+    if type(array) is DeviceBuffer:  # the stream's device mirror: once per chunk
+        return int(array.alloc), array.nbytes
     cai = getattr(array, "__cuda_array_interface__", None)
     if cai is not None:
         ptr = int(cai["data"][0])
@@ -222,6 +225,41 @@ class DeviceBuffer:
     def __cuda_array_interface__(self) -> dict[str, Any]:
         return {"shape": (self.nbytes,), "typestr": "|u1", "data": (int(self.alloc), False),
                 "version": 3, "strides": None}
+
+
+class DeviceCopy:
+    """A host-to-device copy in flight (:meth:`CudaBackend.copy_to_device_async`)."""
+
+    __slots__ = ("_backend", "_event", "nbytes")
+
+    def __init__(self, backend: "CudaBackend", event: Any, nbytes: int) -> None:
+        self._backend, self._event, self.nbytes = backend, event, nbytes
+
+    def done(self) -> bool:
+        """True once the bytes are in device memory (a non-blocking event query)."""
+        if self._event is None:
+            return True
+        if not self._backend._in_ctx(self._event.query):
+            return False
+        self._backend._events.append(self._event)  # reused by the next copy
+        self._event = None
+        return True
+
+    def wait(self, timeout: float = _COPY_TIMEOUT) -> None:
+        """Block until :meth:`done` (polled: a driver-side wait could not be bounded).
+
+        Raises :class:`BackendError` after ``timeout`` s; the copy engine never waits on the
+        megakernel, so that means the device stopped making progress."""
+        start = time.monotonic()
+        while not self.done():
+            waited = time.monotonic() - start
+            if waited > timeout:
+                raise BackendError(
+                    f"a {self.nbytes}-byte host-to-device copy did not finish in {timeout} s",
+                    "the GPU stopped making progress: check nvidia-smi and dmesg (Xid)")
+            # a chunk's copy is ~0.1 ms: yield the core between queries (a sleep would add
+            # the timer slack, ~50 us), and sleep only once it is clearly late
+            time.sleep(0 if waited < 0.005 else 0.0005)
 
 
 class CudaBackend(Backend):
@@ -291,6 +329,7 @@ class CudaBackend(Backend):
                 self._stream = cuda.Stream(flags=1)  # CU_STREAM_NON_BLOCKING: never waits on stream 0
                 # host-to-device uploads: ordered and complete before the kernel may read them
                 self._copy_stream = cuda.Stream(flags=1)
+                self._events: list[Any] = []  # finished copy events, reused
                 self._state = cuda.mem_alloc(_STATE_BYTES)
                 self._launch = cuda.mem_alloc(_LAUNCH.size)
                 self._device_allocs += [self._state, self._launch]
@@ -349,6 +388,14 @@ class CudaBackend(Backend):
         finally:
             self._cuda.Context.pop()
 
+    def _in_ctx(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` with our context current: ``_active`` without its cost where the
+        context already is (the stream thread's per-chunk calls)."""
+        if self._cuda.Context.get_current() == self._ctx:
+            return fn(*args)
+        with self._active():
+            return fn(*args)
+
     def _free_memory(self, *, now: bool) -> None:
         allocs = [*self._device_allocs, *self._registrations]
         self._device_allocs, self._registrations = [], []
@@ -392,13 +439,24 @@ class CudaBackend(Backend):
         """Copy page-locked host bytes into device ``buffer`` at ``offset`` with the copy
         engine (DMA, on a side stream that never waits on the kernel); returns once they are
         there, so a slot published next may read them."""
+        self.copy_to_device_async(buffer, offset, data).wait()
+
+    def copy_to_device_async(self, buffer: Any, offset: int, data: np.ndarray) -> "DeviceCopy":
+        """Start :meth:`copy_to_device` and return at once: publish a slot that reads the
+        bytes only after the returned copy's ``done()`` (copies finish in the order started).
+        ``data`` must stay untouched until then."""
         ptr, nbytes = device_address(buffer)
         if offset < 0 or offset + data.nbytes > nbytes:
             raise BackendError(f"{data.nbytes} bytes at offset {offset} do not fit a buffer of "
                                f"{nbytes}", "copy within the buffer")
-        with self._active():
-            self._cuda.memcpy_htod_async(ptr + offset, data, self._copy_stream)
-            self._copy_stream.synchronize()
+        return DeviceCopy(self, self._in_ctx(self._start_copy, ptr + offset, data), data.nbytes)
+
+    def _start_copy(self, dst: int, data: np.ndarray) -> Any:
+        self._cuda.memcpy_htod_async(dst, data, self._copy_stream)
+        event = self._events.pop() if self._events else self._cuda.Event(
+            self._cuda.event_flags.DISABLE_TIMING)
+        event.record(self._copy_stream)
+        return event
 
     def upload(self, buffer: Any, data: np.ndarray) -> None:
         data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
@@ -584,6 +642,7 @@ class CudaBackend(Backend):
         # other megakernels are paused for the frees. The host arrays stay valid for the
         # facade's views (unregistering does not unmap them).
         self._buffers = [self.control]
+        self._events = []  # destroyed while the context is still ours
         self._free_memory(now=True)
         if self._own_ctx is not None:
             with contextlib.suppress(Exception):
