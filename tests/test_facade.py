@@ -363,3 +363,34 @@ def test_paused_block_is_reentrant_and_work_runs_after_it(backend):
                 t = mk.submit(Opcode.ATOMIC_ADD, [2, OBS])
         mk.wait(t, timeout=10)
         assert mk.observables[0] == 2
+
+
+def test_finished_polls_without_blocking_or_raising_for_no(backend):
+    """finished(): False while a ticket is out, True once retired, the fault of a faulted
+    ticket raised as wait() raises it, a ticket never published refused, and a megakernel
+    shut down under a pending ticket reported instead of a False forever."""
+    mk = Megakernel(backend, slot_count=16, tenants=1)
+    try:
+        a = mk.submit(Opcode.NOP)  # not started: stays pending
+        t0 = time.perf_counter()
+        assert mk.finished(a) is False and mk.finished([a]) is False
+        assert time.perf_counter() - t0 < 0.05
+        assert mk.finished([]) is True and mk.finished(range(0)) is True
+        with pytest.raises(ValueError, match="never published"):
+            mk.finished(a + 1)
+        mk.start()
+        bad = mk.submit(Opcode.NOP, tenant=3)  # unauthorized: FAULT
+        deadline = time.monotonic() + 10
+        while not mk.finished(range(a, a + 1)):
+            assert time.monotonic() < deadline
+        with pytest.raises(SlotFaultError):
+            while not mk.finished([a, bad]):
+                assert time.monotonic() < deadline
+        assert mk.finished(np.int64(a)) is True
+    finally:
+        mk.shutdown(drain=False, timeout=10)
+    never = Megakernel(backend, slot_count=16)
+    pending = never.submit(Opcode.NOP)
+    never.shutdown(drain=False)  # never started: the slot will not run
+    with pytest.raises(BackendError, match="shut down"):
+        never.finished(pending)

@@ -367,6 +367,39 @@ class Megakernel:
         if self._faulted:
             self._raise_faults(wanted)
 
+    def finished(self, tickets: Ticket | Iterable[Ticket]) -> bool:
+        """True once every ticket is retired; never blocks (a poll, cheaper than
+        ``wait(tickets, timeout=0)``, which raises to say no).
+
+        Raises :class:`SlotFaultError` once they are retired and one of them ended in FAULT,
+        :class:`BackendError` when the megakernel was shut down with them unfinished, and
+        ``ValueError`` for a ticket never published. It does not run the watchdog (a dead
+        kernel just stays unfinished): block with :meth:`wait`, which does.
+        """
+        wanted = [tickets] if isinstance(tickets, (int, np.integer)) else tickets
+        if isinstance(wanted, range):
+            if len(wanted) == 0:
+                return True
+            first, last = min(wanted[0], wanted[-1]), max(wanted[0], wanted[-1])
+        else:
+            wanted = [operator.index(t) for t in wanted]
+            if not wanted:
+                return True
+            first, last = min(wanted), max(wanted)
+        if first < 0 or last >= self._published:
+            bad = first if first < 0 else last
+            raise ValueError(f"ticket {bad} was never published (tickets are 0 .. "
+                             f"{self._published - 1})")
+        if self._retired <= last:
+            self._retire()
+            if self._retired <= last:
+                self._ring_doorbell_if_behind()
+                self._check_running()
+                return False
+        if self._faulted:
+            self._raise_faults(wanted)
+        return True
+
     def _wait_retired(self, upto: int, timeout: float | None) -> None:
         if self._retired >= upto:
             return
