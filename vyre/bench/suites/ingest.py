@@ -38,7 +38,7 @@ DESCRIPTION = "io_uring streaming ingest: GpuStream.scan vs a plain read loop an
 PATTERNS = (b"vyre", b"needle")
 CHUNK = 1 << 20
 STREAM_CHUNK = 4 << 20
-STREAM_DEPTH = 16
+STREAM_DEPTH = 20  # bench/results/h100_s5_ingest_ab_depth.txt: 12 / 16 / 20 -> 36.6 / 35.7 / 40.3 GB/s
 FILES = 8  # of 256 MiB each (one of 16 MiB in --quick)
 
 SCAN_KERNEL = r"""
