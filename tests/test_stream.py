@@ -594,3 +594,23 @@ def test_sqpoll_and_plain_read_variants(ingest_path, tmp_path):
             par = kw.get("parallel_reads", True) and Ring(8, async_reads=True).async_reads
             assert s.telemetry()["parallel_reads"] is par
         assert mk.violations == []
+
+
+@pytest.mark.parametrize("backend", REAL_BACKENDS)
+def test_a_faulting_scan_raises_after_draining_and_the_stream_stays_usable(backend, tmp_path):
+    """Every DFA_SCAN of an unauthorized tenant FAULTs: scan raises SlotFaultError once what
+    was in flight is drained (nothing left in flight), and the next scan is exact."""
+    mk = _real_mk(backend, tenants=1)
+    try:
+        rng = random.Random(53)
+        d = build_dfa(PATS)
+        data = _planted(rng, 40_000, PATS, 3000)
+        p = _write(tmp_path, "fault.bin", data)
+        with GpuStream(mk, chunk_bytes=4096, depth=3, tenant=3) as bad:
+            with pytest.raises(SlotFaultError):
+                bad.scan(p, d)
+            assert bad.telemetry()["in_flight"] == 0
+        with GpuStream(mk, chunk_bytes=4096, depth=3) as good:
+            assert good.scan(p, d) == {p: count_matches(PATS, data)}
+    finally:
+        mk.shutdown(drain=False)

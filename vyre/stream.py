@@ -228,7 +228,7 @@ class GpuStream:
         self._in_flight = 0
         self._lock = threading.Lock()
         # bench/micro/ingest_profile.py: (stage, (path, offset), perf_counter) per transition
-        self._trace: list[tuple[str, int, float]] | None = None
+        self._trace: list[tuple[str, tuple[str, int], float]] | None = None
 
     # ------------------------------------------------------------------ lifetime
     def open(self) -> "GpuStream":
@@ -386,8 +386,8 @@ class GpuStream:
         ``bytes`` (file bytes landed, each once), ``context_bytes`` (re-read before chunks),
         ``chunks``, ``files``, ``slots`` published, ``in_flight`` chunks now (being read,
         copied or scanned: up to ``depth``, or ``2 * depth`` with the device copy, where a
-        chunk's staging slot goes free once it is in the mirror), ``max_in_flight``, ``stalls`` / ``stall_s`` (waits for a staging slot's tickets),
-        ``io_waits``, ``copy_waits`` (blocking waits for a chunk's device copy), ``seconds``
+        chunk's staging slot goes free once it is in the mirror), ``max_in_flight``,
+        ``stalls`` / ``stall_s`` (waits for a free staging slot), ``io_waits``, ``copy_waits`` (blocking waits for a chunk's device copy), ``seconds``
         busy, ``gbps`` (bytes / seconds / 1e9), ``path``
         (io_uring+fixed / io_uring / fallback), ``parallel_reads`` (the reads in flight copy
         concurrently), ``device_copy`` (scans read a device copy of each chunk), ``reason``
@@ -483,7 +483,10 @@ class GpuStream:
             return True
         finished = getattr(self.mk, "finished", None)
         if finished is not None:
-            return bool(finished(tickets))
+            try:
+                return bool(finished(tickets))
+            except SlotFaultError:
+                return True  # retired: retire_one's wait raises it and records the fault
         try:
             self.mk.wait(tickets, timeout=0)
             return True
@@ -590,8 +593,11 @@ class GpuStream:
                     trace.append(("published", traced[tag], time.perf_counter()))
 
         def start_copies() -> None:
-            while landed and mirror_free:
+            while landed and (mirror_free or errors):
                 tag, job, c, n, off = landed.popleft()
+                if errors:  # not scanned any more: nothing to copy
+                    free.append(tag)
+                    continue
                 m = mirror_free.popleft()
                 try:
                     copying.append((tag, m, job, c, n, off, copy(tag, m, c, n)))
@@ -732,7 +738,7 @@ class GpuStream:
                     progressed = True
                 while scanning and retire_one(scanning[0][2], block=False):
                     progressed = True
-                if landed and mirror_free:
+                if landed and (mirror_free or errors):
                     start_copies()
                     progressed = True
                 if progressed:
