@@ -347,9 +347,20 @@ class Megakernel:
         :class:`WaitTimeoutError` after ``timeout`` s, :class:`BackendError` when the backend
         died or a slot stopped making progress (``stall_timeout``). Never hangs.
         """
+        span = self._ticket_span(tickets)
+        if span is None:
+            return
+        wanted, last = span
+        self._wait_retired(last + 1, timeout)
+        if self._faulted:
+            self._raise_faults(wanted)
+
+    def _ticket_span(self, tickets: Ticket | Iterable[Ticket]) -> tuple[Iterable[int], int] | None:
+        """(the tickets, the highest) of a wait or poll; None for no tickets. Refuses a
+        negative or unpublished ticket."""
         if isinstance(tickets, range):
             if len(tickets) == 0:
-                return
+                return None
             first, last = min(tickets[0], tickets[-1]), max(tickets[0], tickets[-1])
             wanted: Iterable[int] = tickets
         else:
@@ -357,15 +368,13 @@ class Megakernel:
                 tickets = (tickets,)
             wanted = [operator.index(t) for t in tickets]
             if not wanted:
-                return
+                return None
             first, last = min(wanted), max(wanted)
         if first < 0 or last >= self._published:
             bad = first if first < 0 else last
             raise ValueError(f"ticket {bad} was never published (tickets are 0 .. "
                              f"{self._published - 1})")
-        self._wait_retired(last + 1, timeout)
-        if self._faulted:
-            self._raise_faults(wanted)
+        return wanted, last
 
     def finished(self, tickets: Ticket | Iterable[Ticket]) -> bool:
         """True once every ticket is retired; never blocks (a poll, cheaper than
@@ -376,20 +385,10 @@ class Megakernel:
         ``ValueError`` for a ticket never published. It does not run the watchdog (a dead
         kernel just stays unfinished): block with :meth:`wait`, which does.
         """
-        wanted = [tickets] if isinstance(tickets, (int, np.integer)) else tickets
-        if isinstance(wanted, range):
-            if len(wanted) == 0:
-                return True
-            first, last = min(wanted[0], wanted[-1]), max(wanted[0], wanted[-1])
-        else:
-            wanted = [operator.index(t) for t in wanted]
-            if not wanted:
-                return True
-            first, last = min(wanted), max(wanted)
-        if first < 0 or last >= self._published:
-            bad = first if first < 0 else last
-            raise ValueError(f"ticket {bad} was never published (tickets are 0 .. "
-                             f"{self._published - 1})")
+        span = self._ticket_span(tickets)
+        if span is None:
+            return True
+        wanted, last = span
         if self._retired <= last:
             self._retire()
             if self._retired <= last:
