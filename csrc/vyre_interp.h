@@ -388,6 +388,133 @@ static __device__ __forceinline__ void vyre_dfa_run_dev_(const vyre_ctx_t *c, co
     *acc_io = acc;
 }
 #undef VYRE_DFA_STEP_
+
+/* Ways: independent state chains per lane in the cooperative scan. One chain waits on a
+ * dependent table load per byte (~175 cycles a step measured with 4 warps per SM, which is all
+ * the megakernel runs), so a lane that steps W segments in turn keeps W loads in flight. */
+#ifndef VYRE_SCAN_WAYS
+#define VYRE_SCAN_WAYS 4
+#endif
+
+static __device__ __forceinline__ uint32_t vyre_dfa_entry_dev_(const uint32_t *tab, uint64_t n,
+                                                               uint32_t st, uint32_t b) {
+    const uint64_t i = (uint64_t)st * VYRE_DFA_ALPHABET + b;
+    return i < n ? __ldg(tab + i) : 0u;
+}
+
+/* Offset x of dp moved down to a 16-byte aligned address, but never below floor. */
+static __device__ __forceinline__ uint64_t vyre_align16_down_(const uint8_t *dp, uint64_t x,
+                                                              uint64_t floor) {
+    const uint64_t mis = (uint64_t)(((uintptr_t)(dp + x)) & 15u);
+    return x - floor < mis ? floor : x - mis;
+}
+
+/* One lane's share of a warp-cooperative scan of the counted range [A, B) (offsets into dp,
+ * lo + ctx <= A <= B): the range is cut into 32 * VYRE_SCAN_WAYS segments with 16-byte aligned
+ * inner bounds, this lane steps its VYRE_SCAN_WAYS neighbouring segments interleaved. A segment
+ * starting at lo + ctx runs from lo with start_state; any other re-reads at least ctx bytes
+ * before it from state 0 (exact: SPEC §3's context property holds for any cut, not only the
+ * a6 split). Accepts of this lane's segments go to *acc; *end gets the state at the end of its
+ * last segment (lane 31's is the state at B). */
+static __device__ __forceinline__ void vyre_dfa_scan_lane_ways_(const uint32_t *tab, uint64_t n,
+                                                                const uint8_t *dp, uint64_t lo,
+                                                                uint64_t ctx, uint32_t start_state,
+                                                                uint64_t A, uint64_t B,
+                                                                unsigned lane, uint32_t *acc_out,
+                                                                uint32_t *end_out) {
+    enum { W = VYRE_SCAN_WAYS };
+    const uint64_t segs = 32u * (uint64_t)W, span = B - A;
+    uint64_t p[W], s[W], e[W];
+    uint32_t st[W], acc = 0;
+#pragma unroll
+    for (int j = 0; j < W; ++j) {
+        const uint64_t g = (uint64_t)lane * W + (uint64_t)j;
+        s[j] = g == 0u ? A : vyre_align16_down_(dp, A + span * g / segs, A);
+        e[j] = g + 1u == segs ? B : vyre_align16_down_(dp, A + span * (g + 1u) / segs, A);
+        if (s[j] == lo + ctx) {
+            p[j] = lo;
+            st[j] = start_state & VYRE_DFA_STATE_MASK;
+        } else {
+            p[j] = vyre_align16_down_(dp, s[j] - ctx, lo);
+            st[j] = 0u;
+        }
+    }
+    /* each way to a 16-byte boundary (only a segment that starts at lo is not on one) */
+    uint64_t common = ~0ull;
+#pragma unroll
+    for (int j = 0; j < W; ++j) {
+        for (; p[j] < e[j] && (((uintptr_t)(dp + p[j])) & 15u) != 0u; ++p[j]) {
+            const uint32_t x = vyre_dfa_entry_dev_(tab, n, st[j], __ldcg(dp + p[j]));
+            acc += (x >> 31) & (uint32_t)(p[j] >= s[j]);
+            st[j] = x & VYRE_DFA_STATE_MASK;
+        }
+        const uint64_t nb = p[j] < e[j] ? (e[j] - p[j]) >> 5 : 0u;
+        common = nb < common ? nb : common;
+    }
+    /* the 32-byte blocks every way has, in lockstep with no per-way branch (a predicated step
+     * per way serialised the chains again), the next block's loads in flight */
+    uint4 cur[W][2], nxt[W][2] = {};
+    if (common > 0u) {
+#pragma unroll
+        for (int j = 0; j < W; ++j) {
+            nxt[j][0] = __ldcg((const uint4 *)(dp + p[j]));
+            nxt[j][1] = __ldcg((const uint4 *)(dp + p[j]) + 1);
+        }
+    }
+    for (uint64_t i = 0; i < common; ++i) {
+        uint32_t mask[W];
+#pragma unroll
+        for (int j = 0; j < W; ++j) {
+            cur[j][0] = nxt[j][0];
+            cur[j][1] = nxt[j][1];
+            const uint64_t q = p[j] + (i << 5);
+            if (i + 1u < common) {
+                nxt[j][0] = __ldcg((const uint4 *)(dp + q) + 2);
+                nxt[j][1] = __ldcg((const uint4 *)(dp + q) + 3);
+            }
+            /* bit k: byte q + k is counted (a block can be partly context only in the segment
+             * that starts at an unaligned A) */
+            mask[j] = q >= s[j] ? 0xFFFFFFFFu : s[j] - q >= 32u ? 0u : 0xFFFFFFFFu << (uint32_t)(s[j] - q);
+        }
+#pragma unroll
+        for (int w = 0; w < 8; ++w) {
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+#pragma unroll
+                for (int j = 0; j < W; ++j) {
+                    const uint4 v = cur[j][w >> 2];
+                    const uint32_t word = (w & 3) == 0 ? v.x : (w & 3) == 1 ? v.y : (w & 3) == 2 ? v.z : v.w;
+                    const uint32_t x = vyre_dfa_entry_dev_(tab, n, st[j], (word >> (8 * k)) & 0xFFu);
+                    acc += (x >> 31) & (mask[j] >> (4 * w + k));
+                    st[j] = x & VYRE_DFA_STATE_MASK;
+                }
+            }
+        }
+    }
+    /* what is left of each way (segments differ by up to a block or two, plus a context
+     * prefix), one way after the other */
+#pragma unroll
+    for (int j = 0; j < W; ++j) {
+        uint64_t q = p[j] + (common << 5);
+        for (; q + 16u <= e[j]; q += 16u) {
+            const uint4 v = __ldcg((const uint4 *)(dp + q));
+            const uint32_t w4[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int k = 0; k < 16; ++k) {
+                const uint32_t x = vyre_dfa_entry_dev_(tab, n, st[j], (w4[k >> 2] >> (8 * (k & 3))) & 0xFFu);
+                acc += (x >> 31) & (uint32_t)(q + (uint64_t)k >= s[j]);
+                st[j] = x & VYRE_DFA_STATE_MASK;
+            }
+        }
+        for (; q < e[j]; ++q) {
+            const uint32_t x = vyre_dfa_entry_dev_(tab, n, st[j], __ldcg(dp + q));
+            acc += (x >> 31) & (uint32_t)(q >= s[j]);
+            st[j] = x & VYRE_DFA_STATE_MASK;
+        }
+    }
+    *acc_out = acc;
+    *end_out = st[W - 1];
+}
 #endif
 
 /* See the contract. Counted region [a2+ctx, a2+len) where len = a3 clamped to the data buffer
@@ -398,18 +525,30 @@ static __device__ __forceinline__ void vyre_dfa_run_dev_(const vyre_ctx_t *c, co
  * over all parts. When the range cannot be split (ctx == 0, i.e. a6 == 0 or an empty range,
  * or L == 0) part parts-1 scans everything from start_state and the other parts return
  * accepts = 0, end_state = start_state. */
+/* A DFA_SCAN's table and data views, with its range clamped to the data buffer: *len = a3
+ * clamped, *ctx = min(a6, *len). Returns the table's byte size. */
+VYRE_FN uint64_t vyre_dfa_range_(const vyre_ctx_t *c, const uint32_t args[12], uint8_t **tp,
+                                 uint8_t **dp, uint64_t *len, uint64_t *ctx) {
+    const uint64_t tbytes = vyre_buf_view_(c, args[0], tp);
+    const uint64_t dbytes = vyre_buf_view_(c, args[1], dp);
+    const uint64_t lo = args[2];
+    uint64_t n = args[3];
+    if (lo >= dbytes) n = 0;
+    else if (n > dbytes - lo) n = dbytes - lo;
+    *len = n;
+    *ctx = args[6] < n ? (uint64_t)args[6] : n;
+    return tbytes;
+}
+
 VYRE_FN void vyre_dfa_scan_part(const vyre_ctx_t *c, const uint32_t args[12], uint32_t start_state,
                                 uint32_t part, uint32_t parts, uint32_t *accepts,
                                 uint32_t *end_state) {
     uint8_t *tp, *dp;
-    uint64_t tbytes = vyre_buf_view_(c, args[0], &tp);
-    uint64_t dbytes = vyre_buf_view_(c, args[1], &dp);
-    uint64_t lo = args[2], len = args[3];
+    uint64_t len, ctx;
+    const uint64_t tbytes = vyre_dfa_range_(c, args, &tp, &dp, &len, &ctx);
+    const uint64_t lo = args[2];
     uint32_t st = start_state & VYRE_DFA_STATE_MASK;
     uint32_t acc = 0;
-    if (lo >= dbytes) len = 0;
-    else if (len > dbytes - lo) len = dbytes - lo;
-    uint64_t ctx = args[6] < len ? (uint64_t)args[6] : len;
     uint64_t L = len - ctx;
     if (parts == 0u) parts = 1u;
     uint64_t scan_from, count_from, count_to;
@@ -459,6 +598,32 @@ VYRE_FN void vyre_dfa_scan_part(const vyre_ctx_t *c, const uint32_t args[12], ui
     *accepts = acc;
     *end_state = st;
 }
+
+#ifdef __CUDA_ARCH__
+/* Part `part` of `parts` of a DFA_SCAN by a whole warp (every lane calls it): the counted range
+ * of lane-parts part*32 .. part*32+31 of parts*32 together, so the warp's accepts summed and
+ * lane 31's end state are those of vyre_dfa_scan_part over these lane-parts; scanned as
+ * 32 * VYRE_SCAN_WAYS aligned segments where the range can be split. */
+static __device__ __forceinline__ void vyre_dfa_scan_warp_part_(const vyre_ctx_t *c,
+                                                                const uint32_t args[12],
+                                                                uint32_t start_state, uint32_t part,
+                                                                uint32_t parts, unsigned lane,
+                                                                uint32_t *accepts,
+                                                                uint32_t *end_state) {
+    uint8_t *tp, *dp;
+    uint64_t len, ctx;
+    const uint64_t tbytes = vyre_dfa_range_(c, args, &tp, &dp, &len, &ctx);
+    const uint64_t lo = args[2], L = len - ctx;
+    if (parts == 0u) parts = 1u;
+    if (VYRE_SCAN_WAYS < 2 || ctx == 0u || L == 0u || part >= parts) {
+        vyre_dfa_scan_part(c, args, start_state, part * 32u + lane, parts * 32u, accepts, end_state);
+        return;
+    }
+    const uint64_t A = lo + ctx + (L * part) / parts, B = lo + ctx + (L * (part + 1u)) / parts;
+    vyre_dfa_scan_lane_ways_((const uint32_t *)tp, tbytes >> 2, dp, lo, ctx, start_state, A, B,
+                             lane, accepts, end_state);
+}
+#endif
 
 /* ==== cooperative DFA_SCAN (the megakernel's warp path) ======================================
  * wants_lanes: the claimed slot's words are a DFA_SCAN with context (a6 > 0) over at least

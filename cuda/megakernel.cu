@@ -297,14 +297,14 @@ static __device__ void flusher(const vyre_launch_t &L) {
 typedef cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> assist_word_ref;
 typedef cuda::atomic_ref<unsigned, cuda::thread_scope_device> dev_u32_ref;
 
-// Lane-part `k*32+lane` of `parts*32` by every lane; returns the warp's accepts (all lanes) and
+// Part k of parts by the whole warp (vyre_dfa_scan_warp_part_); returns the warp's accepts (all lanes) and
 // the end state of its last lane-part (lane 31's).
 static __device__ __forceinline__ uint32_t warp_scan_part(const vyre_ctx_t *c, const uint32_t args[12],
                                                           uint32_t start, unsigned k, unsigned parts,
                                                           uint32_t *end_state) {
     const unsigned lane = threadIdx.x & 31;
     uint32_t accepts = 0, end = 0;
-    vyre_dfa_scan_part(c, args, start, k * 32u + lane, parts * 32u, &accepts, &end);
+    vyre_dfa_scan_warp_part_(c, args, start, k, parts, lane, &accepts, &end);
     for (int off = 16; off > 0; off >>= 1) accepts += __shfl_xor_sync(FULL_MASK, accepts, off);
     *end_state = __shfl_sync(FULL_MASK, end, 31);
     return accepts;

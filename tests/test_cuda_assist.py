@@ -41,11 +41,12 @@ def _jobs(rng: random.Random, n: int, size: int, ctx: int, states: int) -> list[
     return jobs
 
 
-def _run(backend: str, data: np.ndarray, table: np.ndarray, jobs, **opts) -> np.ndarray:
+def _run(backend: str, data: np.ndarray, table: np.ndarray, jobs, data_on_device=False,
+         **opts) -> np.ndarray:
     n = len(jobs)
     with Megakernel(backend, slot_count=256, observable_slots=2 * n, **opts) as mk:
         h_tab, _ = mk.alloc_buffer(table, device=backend == "cuda")
-        h_dat, _ = mk.alloc_buffer(data)
+        h_dat, _ = mk.alloc_buffer(data, device=data_on_device)
         obs = mk.observables
         rows = []
         for i, (lo, ln, start, ctx) in enumerate(jobs):
@@ -68,10 +69,15 @@ def case():
     return data, d, jobs, want
 
 
+@pytest.mark.parametrize("where", ["host", "device"])
 @pytest.mark.parametrize("part", [0, 1, 64, 700, 16384])
-def test_assisted_scans_equal_the_cpu_backend(case, part):
+def test_assisted_scans_equal_the_cpu_backend(case, part, where):
+    """Parts of every size down to a few bytes per lane segment (each lane steps several
+    16-byte aligned segments, so unaligned lo/len and empty segments are all in here), with the
+    data in mapped host memory and in device memory."""
     data, d, jobs, want = case
-    got = _run("cuda", data, d.table, jobs, coop_min_bytes=64, assist_part_bytes=part)
+    got = _run("cuda", data, d.table, jobs, data_on_device=where == "device", coop_min_bytes=64,
+               assist_part_bytes=part)
     bad = [i for i in range(len(jobs)) if tuple(got[2 * i:2 * i + 2]) != tuple(want[2 * i:2 * i + 2])]
     assert not bad, [(jobs[i], got[2 * i:2 * i + 2], want[2 * i:2 * i + 2]) for i in bad[:5]]
 

@@ -280,7 +280,7 @@ class CudaBackend(Backend):
     def __init__(self, *, slot_count: int, observable_slots: int, debug_records: int,
                  io_slots: int, workers: int | None = None, device: int = 0,
                  idle_sleep_ns: int = 2000, heartbeat_ms: float = 1.0,
-                 coop_min_bytes: int = 2048, assist_part_bytes: int = 16384,
+                 coop_min_bytes: int = 2048, assist_part_bytes: int = 65536,
                  **options: Any) -> None:
         if options:
             raise BackendError(f"unknown CUDA backend option(s): {', '.join(sorted(options))}",
