@@ -270,7 +270,7 @@ class CudaBackend(Backend):
     of an idle warp, default 2000), ``heartbeat_ms`` (default 1), ``coop_min_bytes`` (DFA_SCAN
     ranges of at least this many bytes are scanned by a whole warp, default 2048),
     ``assist_part_bytes`` (such a scan is cut into parts of this many bytes that idle warps
-    help with, default 16384; 0 keeps each scan on the warp that holds it).
+    help with, default 65536; 0 keeps each scan on the warp that holds it).
     """
 
     name = "cuda"
