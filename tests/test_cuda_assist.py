@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 
 from vyre import Megakernel, Opcode
-from vyre.backends.cuda import CudaBackend
 from vyre.dfa import build_dfa, count_matches
-from vyre.errors import BackendError
 
 pytestmark = pytest.mark.gpu
 
@@ -101,10 +99,3 @@ def test_assist_survives_a_pause_and_runs_again(case):
                 pass
             mk.wait(t, timeout=120)
             assert np.array_equal(obs[:2 * len(jobs)], want), rnd
-
-
-def test_assist_part_bytes_is_checked():
-    with pytest.raises(BackendError) as info:
-        CudaBackend(slot_count=64, observable_slots=8, debug_records=8, io_slots=8,
-                    assist_part_bytes=-1)
-    assert "assist_part_bytes" in str(info.value) and info.value.fix

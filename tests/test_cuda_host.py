@@ -59,3 +59,12 @@ def test_paused_is_a_no_op_context_on_the_cpu_backend():
         with mk.paused():
             pass
     assert mk._backend.pauses == 0 and not mk._backend.paused
+
+
+@pytest.mark.parametrize("part", [-1, 1 << 32])
+def test_assist_part_bytes_is_checked_before_any_driver_call(part):
+    """Runs without PyCUDA: the option is refused before the backend touches the driver."""
+    with pytest.raises(BackendError) as info:
+        cb.CudaBackend(slot_count=64, observable_slots=8, debug_records=8, io_slots=8,
+                       assist_part_bytes=part)
+    assert "assist_part_bytes" in str(info.value) and "65536" in info.value.fix

@@ -213,7 +213,7 @@ class Megakernel:
 
         Everything is validated before the first slot is written; a call larger than the
         free part of the ring is published in pieces as slots retire. The GPU's doorbell is
-        rung every 8192 slots while they are written and after the last one, so the kernel
+        rung every ``_DOORBELL_EVERY`` slots while they are written and after the last one, so the kernel
         starts before the host is done. With ``notify=False`` (and ``n`` fitting the free part
         of the ring) the GPU is not told: :meth:`notify` releases everything published so far
         at once, which is how the kernel's own drain rate is measured. CPU workers watch the

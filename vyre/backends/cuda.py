@@ -287,7 +287,7 @@ class CudaBackend(Backend):
                                "see vyre.backends.cuda.CudaBackend for the options")
         if not 0 <= int(assist_part_bytes) < 1 << 32:
             raise BackendError(f"assist_part_bytes={assist_part_bytes} is outside 0 .. 2**32-1",
-                               "use 0 (no assist) or a part size in bytes, e.g. 16384")
+                               "use 0 (no assist) or a part size in bytes, e.g. 65536 (the default)")
         cuda = _cuda()
         self._cuda = cuda
         self._own_ctx = None
