@@ -144,3 +144,15 @@ def test_skip_and_note():
     assert ctx.skipped == [{"suite": "dispatch", "name": "cupy_launch",
                             "reason": "cupy not importable"}]
     assert ctx.info == {"dispatch": {"ops_per_sample": 1000}}
+
+
+def test_ingest_input_size_comes_from_the_environment(monkeypatch):
+    from vyre.bench.suites import ingest
+    monkeypatch.delenv("VYRE_BENCH_INGEST_MIB", raising=False)
+    assert ingest._total_mib() == 2048
+    monkeypatch.setenv("VYRE_BENCH_INGEST_MIB", "4096")
+    assert ingest._total_mib() == 4096
+    for bad in ("4G", str(ingest.FILES - 1)):
+        monkeypatch.setenv("VYRE_BENCH_INGEST_MIB", bad)
+        with pytest.raises(ValueError, match="VYRE_BENCH_INGEST_MIB"):
+            ingest._total_mib()

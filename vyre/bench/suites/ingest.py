@@ -1,14 +1,15 @@
 """Streaming ingest: ``GpuStream.scan`` (io_uring -> GPU-visible staging -> DFA_SCAN slots).
 
 Input files of pseudo-random bytes with two literal patterns planted at random offsets
-(8 files of 256 MiB = 2 GiB; one of 16 MiB in ``--quick``) are written once, outside timing, in a temporary directory
+(8 files of 256 MiB = 2 GiB, or ``$VYRE_BENCH_INGEST_MIB`` MiB over the 8; one of 16 MiB in
+``--quick``) are written once, outside timing, in a temporary directory
 (``$VYRE_BENCH_TMP`` or the system default). Every sample scans the whole file to
 completion; the rate is file bytes / host time (``B/s``). The file is read from the page
 cache after the warm-up (dropping caches needs root), so this is the ingest pipeline's cost,
 not the disk's.
 
 Methods, same file, same run:
-* ``gpustream_scan``: ``GpuStream(mk, chunk_bytes=4 MiB, depth=16).scan(path, dfa)`` on the
+* ``gpustream_scan``: ``GpuStream(mk, chunk_bytes=4 MiB, depth=20).scan(path, dfa)`` on the
   selected backend (its defaults otherwise: parallel reads, and on CUDA a device copy of each
   chunk); verified against the reference match count. Its geometry is its own best measured
   one (bench/micro/ingest_ab.py); the baselines keep 1 MiB chunks, their natural size;
@@ -80,14 +81,26 @@ def write_input(directory: str, size: int, every: int = 1 << 16, index: int = 0)
     return path
 
 
+def _total_mib() -> int:
+    """The input's size in MiB: ``$VYRE_BENCH_INGEST_MIB`` (at least one per file), else 2048."""
+    text = os.environ.get("VYRE_BENCH_INGEST_MIB", "2048")
+    try:
+        mib = int(text)
+    except ValueError:
+        raise ValueError(f"VYRE_BENCH_INGEST_MIB={text!r} is not a whole number of MiB") from None
+    if mib < FILES:
+        raise ValueError(f"VYRE_BENCH_INGEST_MIB={mib} is below one MiB per file ({FILES} files)")
+    return mib
+
+
 def run(ctx) -> None:
     """Scan the file with GpuStream and the two plain-Python baselines."""
     stream_mod = need("vyre.stream")
     dfa_mod = need("vyre.dfa")
     fx = facade()
     backend = resolve_backend(ctx)
-    per_file = (16 if ctx.options.quick else 256) << 20
     nfiles = 1 if ctx.options.quick else FILES
+    per_file = 16 << 20 if ctx.options.quick else _total_mib() // nfiles << 20
     size = per_file * nfiles
     ctx.note("file_bytes", size)
     ctx.note("files", nfiles)
