@@ -344,12 +344,18 @@ VYRE_FN int vyre_writes_protected_(uint32_t op, const uint32_t *a) {
  * never a stale L1 line of a reused staging chunk); table loads go through the read-only
  * cache (__ldg), since each step waits on one (an L2 hit per byte measured 0.29 GB/s per
  * warp). A table buffer must therefore not change while scans that use it may run. */
+/* One DFA step on the GPU: *st moves on byte b; returns 1 when the transition accepts. */
+static __device__ __forceinline__ uint32_t vyre_dfa_step_dev_(const uint32_t *tab, uint64_t n,
+                                                              uint32_t *st, uint32_t b) {
+    const uint64_t i = (uint64_t)*st * VYRE_DFA_ALPHABET + b;
+    const uint32_t e = i < n ? __ldg(tab + i) : 0u;
+    *st = e & VYRE_DFA_STATE_MASK;
+    return e >> 31;
+}
 #define VYRE_DFA_STEP_(b)                                                              \
     do {                                                                               \
-        const uint64_t i_ = (uint64_t)st * VYRE_DFA_ALPHABET + (b);                    \
-        const uint32_t e_ = i_ < n ? __ldg(tab + i_) : 0u;                             \
-        if (counting) acc += e_ >> 31;                                                 \
-        st = e_ & VYRE_DFA_STATE_MASK;                                                 \
+        const uint32_t a_ = vyre_dfa_step_dev_(tab, n, &st, (b));                      \
+        if (counting) acc += a_;                                                       \
     } while (0)
 static __device__ __forceinline__ void vyre_dfa_run_dev_(const vyre_ctx_t *c, const uint32_t *tab,
                                                          uint64_t n, const uint8_t *dp, uint64_t p,
@@ -390,18 +396,12 @@ static __device__ __forceinline__ void vyre_dfa_run_dev_(const vyre_ctx_t *c, co
 #undef VYRE_DFA_STEP_
 
 /* Ways: independent state chains per lane in the cooperative scan. One chain waits on a
- * dependent table load per byte, and with the megakernel's 4 warps per SM nothing hides it
- * (one warp alone scanned 0.31 GB/s, ~10 MB/s a lane, on the H100), so a lane that steps W
- * segments in turn keeps W loads in flight (docs/decisions.md). */
+ * dependent table load per byte, and with the megakernel's 4 warps per SM nothing hides that
+ * latency, so a lane that steps W segments in turn keeps W loads in flight (measured:
+ * docs/decisions.md, "Each lane steps four segments in lockstep"). */
 #ifndef VYRE_SCAN_WAYS
 #define VYRE_SCAN_WAYS 4
 #endif
-
-static __device__ __forceinline__ uint32_t vyre_dfa_entry_dev_(const uint32_t *tab, uint64_t n,
-                                                               uint32_t st, uint32_t b) {
-    const uint64_t i = (uint64_t)st * VYRE_DFA_ALPHABET + b;
-    return i < n ? __ldg(tab + i) : 0u;
-}
 
 /* Offset x of dp moved down to a 16-byte aligned address, but never below floor. */
 static __device__ __forceinline__ uint64_t vyre_align16_down_(const uint8_t *dp, uint64_t x,
@@ -445,9 +445,7 @@ static __device__ __forceinline__ void vyre_dfa_scan_lane_ways_(const uint32_t *
 #pragma unroll
     for (int j = 0; j < W; ++j) {
         for (; p[j] < e[j] && (((uintptr_t)(dp + p[j])) & 15u) != 0u; ++p[j]) {
-            const uint32_t x = vyre_dfa_entry_dev_(tab, n, st[j], __ldcg(dp + p[j]));
-            acc += (x >> 31) & (uint32_t)(p[j] >= s[j]);
-            st[j] = x & VYRE_DFA_STATE_MASK;
+            acc += vyre_dfa_step_dev_(tab, n, &st[j], __ldcg(dp + p[j])) & (uint32_t)(p[j] >= s[j]);
         }
         const uint64_t nb = p[j] < e[j] ? (e[j] - p[j]) >> 5 : 0u;
         common = nb < common ? nb : common;
@@ -485,15 +483,14 @@ static __device__ __forceinline__ void vyre_dfa_scan_lane_ways_(const uint32_t *
                 for (int j = 0; j < W; ++j) {
                     const uint4 v = cur[j][w >> 2];
                     const uint32_t word = (w & 3) == 0 ? v.x : (w & 3) == 1 ? v.y : (w & 3) == 2 ? v.z : v.w;
-                    const uint32_t x = vyre_dfa_entry_dev_(tab, n, st[j], (word >> (8 * k)) & 0xFFu);
-                    acc += (x >> 31) & (mask[j] >> (4 * w + k));
-                    st[j] = x & VYRE_DFA_STATE_MASK;
+                    acc += vyre_dfa_step_dev_(tab, n, &st[j], (word >> (8 * k)) & 0xFFu) & (mask[j] >> (4 * w + k));
                 }
             }
         }
     }
-    /* what is left of each way (segments differ by up to a block or two, plus a context
-     * prefix), one way after the other */
+    /* what is left of each way (segments differ by a block or two, plus a context prefix,
+     * unless the span is short: see the guard in vyre_dfa_scan_warp_part_), one way after the
+     * other */
 #pragma unroll
     for (int j = 0; j < W; ++j) {
         uint64_t q = p[j] + (common << 5);
@@ -502,15 +499,11 @@ static __device__ __forceinline__ void vyre_dfa_scan_lane_ways_(const uint32_t *
             const uint32_t w4[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
             for (int k = 0; k < 16; ++k) {
-                const uint32_t x = vyre_dfa_entry_dev_(tab, n, st[j], (w4[k >> 2] >> (8 * (k & 3))) & 0xFFu);
-                acc += (x >> 31) & (uint32_t)(q + (uint64_t)k >= s[j]);
-                st[j] = x & VYRE_DFA_STATE_MASK;
+                acc += vyre_dfa_step_dev_(tab, n, &st[j], (w4[k >> 2] >> (8 * (k & 3))) & 0xFFu) & (uint32_t)(q + (uint64_t)k >= s[j]);
             }
         }
         for (; q < e[j]; ++q) {
-            const uint32_t x = vyre_dfa_entry_dev_(tab, n, st[j], __ldcg(dp + q));
-            acc += (x >> 31) & (uint32_t)(q >= s[j]);
-            st[j] = x & VYRE_DFA_STATE_MASK;
+            acc += vyre_dfa_step_dev_(tab, n, &st[j], __ldcg(dp + q)) & (uint32_t)(q >= s[j]);
         }
     }
     *acc_out = acc;
@@ -518,14 +511,6 @@ static __device__ __forceinline__ void vyre_dfa_scan_lane_ways_(const uint32_t *
 }
 #endif
 
-/* See the contract. Counted region [a2+ctx, a2+len) where len = a3 clamped to the data buffer
- * and ctx = min(a6, len); L = len - ctx is split into `parts` near-equal segments
- * [a2+ctx + L*k/parts, a2+ctx + L*(k+1)/parts). Part 0 scans from a2 with start_state; part
- * k > 0 scans from (segment start - ctx) with state 0 (exact by the context property). The
- * final state of the whole range is the end_state of part parts-1; the accepts are the sum
- * over all parts. When the range cannot be split (ctx == 0, i.e. a6 == 0 or an empty range,
- * or L == 0) part parts-1 scans everything from start_state and the other parts return
- * accepts = 0, end_state = start_state. */
 /* A DFA_SCAN's table and data views, with its range clamped to the data buffer: *len = a3
  * clamped, *ctx = min(a6, *len). Returns the table's byte size. */
 VYRE_FN uint64_t vyre_dfa_range_(const vyre_ctx_t *c, const uint32_t args[12], uint8_t **tp,
@@ -541,6 +526,14 @@ VYRE_FN uint64_t vyre_dfa_range_(const vyre_ctx_t *c, const uint32_t args[12], u
     return tbytes;
 }
 
+/* See the contract. Counted region [a2+ctx, a2+len) where len = a3 clamped to the data buffer
+ * and ctx = min(a6, len); L = len - ctx is split into `parts` near-equal segments
+ * [a2+ctx + L*k/parts, a2+ctx + L*(k+1)/parts). Part 0 scans from a2 with start_state; part
+ * k > 0 scans from (segment start - ctx) with state 0 (exact by the context property). The
+ * final state of the whole range is the end_state of part parts-1; the accepts are the sum
+ * over all parts. When the range cannot be split (ctx == 0, i.e. a6 == 0 or an empty range,
+ * or L == 0) part parts-1 scans everything from start_state and the other parts return
+ * accepts = 0, end_state = start_state. */
 VYRE_FN void vyre_dfa_scan_part(const vyre_ctx_t *c, const uint32_t args[12], uint32_t start_state,
                                 uint32_t part, uint32_t parts, uint32_t *accepts,
                                 uint32_t *end_state) {
@@ -616,7 +609,11 @@ static __device__ __forceinline__ void vyre_dfa_scan_warp_part_(const vyre_ctx_t
     const uint64_t tbytes = vyre_dfa_range_(c, args, &tp, &dp, &len, &ctx);
     const uint64_t lo = args[2], L = len - ctx;
     if (parts == 0u) parts = 1u;
-    if (VYRE_SCAN_WAYS < 2 || ctx == 0u || L == 0u || part >= parts) {
+    /* the ways only where each of the 32 * W segments is long next to the context it re-reads;
+     * a short part keeps SPEC §3's 32 lane-parts */
+    const uint64_t span = (L * (part + 1u)) / parts - (L * part) / parts;
+    if (VYRE_SCAN_WAYS < 2 || ctx == 0u || L == 0u || part >= parts ||
+        span < 32u * VYRE_SCAN_WAYS * (ctx + 64u)) {
         vyre_dfa_scan_part(c, args, start_state, part * 32u + lane, parts * 32u, accepts, end_state);
         return;
     }

@@ -26,6 +26,7 @@
 //   * a long DFA_SCAN is the one op that keeps a warp busy for long: its owner puts it on the
 //     assist board in device memory, cut into parts, and warps with nothing to run take parts
 //     instead of sleeping (below), so one chunk's scan spreads over the GPU.
+#include <cstddef>
 #include "vyre_interp.h"
 
 typedef struct {
@@ -47,11 +48,12 @@ typedef struct {
 } vyre_launch_t;
 
 // The assist board. Tickets go to warps 32 at a time, so the scan slots of one chunk land on
-// one or two warps while the others sleep (one warp scans ~0.3 GB/s from host memory). A warp
+// one or two warps while the others sleep (one warp alone is slow: docs/decisions.md). A warp
 // holding a long cooperative DFA_SCAN therefore opens an entry: the scan's args and start
 // state, cut into `parts` of assist_part_bytes; idle warps take parts and add their accepts,
 // the owner takes parts too (so it never waits on a part nobody took) and commits once every
-// part is done. Exact by SPEC §3's context split: part k of P is lane-part k*32+lane of P*32.
+// part is done. Part k of P counts the bytes of SPEC §3's lane-parts k*32 .. k*32+31 of P*32
+// (vyre_dfa_scan_warp_part_), so the sum over parts is exact.
 // word: {gen:32 | parts:16 | next:16}. parts 0 and next 0: free; parts 0 and next 1: being
 // filled by its owner; next < parts: parts left to take. Taking a part is a CAS on the whole
 // word, so a stale read (an entry freed and reopened since) can never take a part of the new
@@ -77,6 +79,9 @@ struct vyre_assist {
 // vyre/backends/cuda.py places the board at device state + 512 and sizes the state to match
 static_assert(sizeof(struct vyre_assist) == 8832, "cuda.py: _ASSIST_BYTES");
 static_assert(sizeof(struct vyre_assist_body) == 128 && VYRE_SLOT_ARG_COUNT == 12, "assist_run reads a body as 4 x 16 bytes");
+static_assert(offsetof(struct vyre_assist_body, start_state) == 12 && offsetof(struct vyre_assist_body, args) == 16,
+              "assist_run: start_state is q[0].w, args are q[1..3]");
+static_assert(ASSIST_N == 64, "the board is scanned as word[lane] and word[lane + 32]");
 
 #define FULL_MASK 0xFFFFFFFFu
 // values of vyre_launch_t::shutdown. SD_STOP: leave at once (SPEC SHUTDOWN). SD_PAUSE: the
@@ -388,18 +393,15 @@ static __device__ bool assist_help(const vyre_launch_t &L) {
 // How many parts a scan of args is cut into: its counted bytes (clamped to the buffer as the
 // scan clamps them) over part_bytes, at most ASSIST_MAX_PARTS.
 static __device__ unsigned assist_parts(const vyre_ctx_t *c, const uint32_t args[12], unsigned part_bytes) {
-    uint8_t *dp;
-    const uint64_t dbytes = vyre_buf_view_(c, args[1], &dp);
-    uint64_t lo = args[2], len = args[3];
-    if (lo >= dbytes) len = 0;
-    else if (len > dbytes - lo) len = dbytes - lo;
-    const uint64_t ctx = args[6] < len ? (uint64_t)args[6] : len;
+    uint8_t *tp, *dp;
+    uint64_t len, ctx;
+    vyre_dfa_range_(c, args, &tp, &dp, &len, &ctx);
     const uint64_t parts = (len - ctx + part_bytes - 1u) / part_bytes;
     return parts < 1u ? 1u : parts > ASSIST_MAX_PARTS ? ASSIST_MAX_PARTS : (unsigned)parts;
 }
 
 // The warp's DFA_SCANs with context (a6 > 0) over long ranges (coop_mask), split over lanes
-// (SPEC §3: exact, each segment restarting from state 0 `a6` bytes early) and, through the
+// (SPEC §3: exact, each segment re-reading at least `a6` bytes from state 0) and, through the
 // assist board, over idle warps. Each owner lane begins its own scan; lanes that get a board
 // entry open it at once, so all of this warp's scans are on the board together; the warp then
 // takes parts of its own entries, scans the rest itself, and commits each when all parts are in.
@@ -443,16 +445,19 @@ static __device__ void coop_dfa_scans(const vyre_launch_t &L, unsigned coop_mask
             unsigned long long seen = e < 32 ? seen0 : seen1;
             gen = AW_GEN(seen) + 1u;
             assist_word_ref ref(a->word[e]);
-            if (ref.compare_exchange_strong(seen, AW_MAKE(gen, 0u, 1u), cuda::std::memory_order_relaxed,
+            // acquire: pairs with the release that freed the entry, so the last scan's helpers
+            // and owner are done with the body before we rewrite it
+            if (ref.compare_exchange_strong(seen, AW_MAKE(gen, 0u, 1u), cuda::std::memory_order_acquire,
                                             cuda::std::memory_order_relaxed)) {
                 struct vyre_assist_body *b = &a->body[e];
-                b->done = 0u;
-                b->accepts = 0u;  // end_state: stored by whoever runs the last part
+                dev_u32_ref(b->done).store(0u, cuda::std::memory_order_relaxed);
+                dev_u32_ref(b->accepts).store(0u, cuda::std::memory_order_relaxed);  // end_state: stored by whoever runs the last part
                 b->start_state = start_state;
                 for (int i = 0; i < (int)VYRE_SLOT_ARG_COUNT; i++) b->args[i] = args[i];
+                // counted open before any helper can take (and uncount) its last part
+                dev_u32_ref(a->open).fetch_add(1u, cuda::std::memory_order_relaxed);
                 // release: helpers that take a part (acquire CAS) see the body above
                 ref.store(AW_MAKE(gen, parts, 0u), cuda::std::memory_order_release);
-                dev_u32_ref(a->open).fetch_add(1u, cuda::std::memory_order_relaxed);
                 entry = e;
             }
         }
