@@ -5,20 +5,23 @@
 # Everything it writes lands in $OUT (copy bench/results/* back into the repo afterwards).
 set -u
 out=${OUT:-/tmp/vyre-gpu}
+failed=0  # any failing step makes the script exit 1 (after running the rest)
 mkdir -p "$out"
 case "${1:-tests}" in
 tests)
   # every GPU test; PyCUDA holds the GIL in driver calls, so pytest-timeout cannot interrupt a
   # hung call: faulthandler dumps the stacks instead and `timeout` bounds the whole run
   PYTHONUNBUFFERED=1 timeout 300 python3 -m pytest -m gpu -v -p no:cacheprovider \
-    -o faulthandler_timeout=40 > "$out/gpu_pytest.log" 2>&1
+    -o faulthandler_timeout=40 > "$out/gpu_pytest.log" 2>&1 || failed=1
   tail -3 "$out/gpu_pytest.log"
   # the sanitizers over a checked workload whose buffers exist before the launch (the
   # sanitizer misreports host memory registered while its instrumented kernel runs)
-  timeout 120 compute-sanitizer --tool memcheck python3 bench/micro/sanitize_workload.py \
-    > "$out/memcheck.log" 2>&1; tail -2 "$out/memcheck.log"
-  timeout 120 compute-sanitizer --tool racecheck python3 bench/micro/sanitize_workload.py \
-    > "$out/racecheck.log" 2>&1; tail -2 "$out/racecheck.log"
+  timeout 120 compute-sanitizer --error-exitcode 1 --tool memcheck \
+    python3 bench/micro/sanitize_workload.py > "$out/memcheck.log" 2>&1 || failed=1
+  tail -2 "$out/memcheck.log"
+  timeout 120 compute-sanitizer --error-exitcode 1 --tool racecheck \
+    python3 bench/micro/sanitize_workload.py > "$out/racecheck.log" 2>&1 || failed=1
+  tail -2 "$out/racecheck.log"
   timeout 100 python3 bench/micro/blocking_calls.py --limit 6 | tee "$out/blocking_calls.txt"
   ;;
 bench)
@@ -34,3 +37,4 @@ bench)
   tar -C /tmp -cf "$out/results/gpu_plots.tar" vyre-plots
   ;;
 esac
+if [ "$failed" != 0 ]; then echo "gpu_validate: a step failed (see the logs in $out)"; exit 1; fi

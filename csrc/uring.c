@@ -45,6 +45,9 @@
 #ifndef IOSQE_ASYNC
 #define IOSQE_ASYNC (1U << 4) /* IOSQE_ASYNC_BIT, Linux 5.6 */
 #endif
+#ifndef IORING_FEAT_FAST_POLL
+#define IORING_FEAT_FAST_POLL (1U << 5) /* Linux 5.7 */
+#endif
 
 /* user_data of the cancel SQEs that vyre_rq_cancel_all issues; their CQEs are ignored */
 #define VYRE_RQ_CANCEL_UD 0xFFFFFFFFFFFFFFFFull
@@ -136,9 +139,7 @@ int vyre_uring_setup(vyre_uring_t *r, unsigned entries, unsigned cq_entries, uns
     r->cq_entries = p.cq_entries;
     /* a kernel without IOSQE_ASYNC fails every SQE carrying it (-EINVAL). No feature bit
      * names it; FAST_POLL (5.7) implies it (5.6), so without that bit reads stay inline */
-#ifdef IORING_FEAT_FAST_POLL
     r->async_reads = (flags & VYRE_URING_ASYNC_READS) && (p.features & IORING_FEAT_FAST_POLL);
-#endif
 
     r->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
     r->cq_map_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);

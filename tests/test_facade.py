@@ -284,8 +284,11 @@ def test_submit_many_rings_a_doorbell_while_it_writes(monkeypatch):
 
     def spy(*a, **kw):
         calls.append((len(a[3]), kw["doorbell"] is not None, kw["first_ticket"]))
+        steps.append(kw["notify_every"])
         return real(*a, **kw)
+    steps: list[int] = []
     monkeypatch.setattr(megakernel.wire, "publish_many", spy)
+    monkeypatch.setattr(megakernel, "_DOORBELL_EVERY", 16)  # so 40 ops ring it part-way
     with Megakernel("cpu", slot_count=64, observable_slots=4) as mk:
         bell = mk._doorbell = np.zeros(2, np.uint64)
         real_kick = mk.backend.kick
@@ -308,6 +311,7 @@ def test_submit_many_rings_a_doorbell_while_it_writes(monkeypatch):
         assert len(calls) > 1 and sum(sizes) == 1000 and all(c[1] for c in calls)
         assert [c[2] for c in calls] == [48 + sum(sizes[:i]) for i in range(len(calls))]
         assert bell.tolist() == [1048, 0] and mk._notified == 1048
+        assert steps and set(steps) == {16}  # the writer steps the doorbell (test_wire_publish)
         mk.drain(timeout=10)
         expected = np.zeros(4, np.uint64)
         for rows in (args, args[:8], args2):

@@ -6,7 +6,7 @@ what was published (notify + drain), and the suite's sample (submit_many + drain
 every 8192 slots):
     python bench/micro/dispatch_split.py [--n 100000] [--reps 20] [--spread 1024]
 Each ATOMIC_ADD lands on one of --spread observables (the dispatch suite: 1024); with few,
-the GPU's system-scope atomics on the same lines serialise and the drain slows.
+the GPU's atomics on the same few lines of mapped control memory serialise and the drain slows.
 """
 from __future__ import annotations
 

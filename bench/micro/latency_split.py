@@ -19,7 +19,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--idle-sleep-ns", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=None, help="blocks per SM")
-    ap.add_argument("--assist", type=int, default=16384, help="assist_part_bytes (0: off)")
+    ap.add_argument("--assist", type=int, default=65536, help="assist_part_bytes (0: off; 65536 is the backend default)")
     a = ap.parse_args()
     n = a.n
     print(f"idle_sleep_ns={a.idle_sleep_ns} workers={a.workers} assist_part_bytes={a.assist}")

@@ -548,8 +548,8 @@ class CudaBackend(Backend):
 
     def _pause(self, timeout: float = _PAUSE_TIMEOUT) -> None:
         """Stop the kernel after it finished every slot it had seen published (quiesced())."""
-        if not self._running or self.paused:
-            return
+        if not self._running or self.paused or self._failed is not None:
+            return  # a failed kernel is not waited on again by every later quiesce
         self.paused = True  # from the request on: the watchdog and check() stand aside
         self.doorbell[1] = 1
         try:
@@ -563,6 +563,7 @@ class CudaBackend(Backend):
                 "a slot never finishes (or waits on I/O nobody serves while paused); "
                 "recreate the Megakernel")
             self.paused = False
+            _RESIDENT.pop(id(self), None)
             raise self._failed from err
         _RESIDENT.pop(id(self), None)
 
