@@ -240,6 +240,49 @@ def test_faults_are_not_lost_to_drain_or_a_first_wait(backend):
         mk.wait(ok, timeout=10)
 
 
+def test_a_fault_among_many_done_slots_is_found_by_wait_and_drain(backend):
+    # a wait whose walk saw only DONE slots retires them without a second walk; one that saw
+    # a FAULT must fall back to the walk that records it
+    ops, args, totals = adds(300, 8)
+    with Megakernel(backend, slot_count=1024, observable_slots=8, tenants=1) as mk:
+        first = mk.submit_many(ops, args)
+        bad = mk.submit(Opcode.NOP, tenant=3)  # unauthorized
+        last = mk.submit_many(ops, args)
+        with pytest.raises(SlotFaultError, match=f"ticket {bad} "):
+            mk.wait(range(first[0], last[-1] + 1), timeout=10)
+        mk.wait(first, timeout=10)
+        mk.wait(last, timeout=10)
+        assert mk.fault_count == 1 and mk.done_count == 600
+        again = mk.submit_many(ops, args)
+        mk.drain(timeout=10)
+        with pytest.raises(SlotFaultError):
+            mk.wait(bad, timeout=10)
+        mk.wait(again, timeout=10)
+        assert np.array_equal(mk.observables[:8], (totals.astype(np.uint64) * 3 % 2**32).astype(np.uint32))
+
+
+def test_a_clean_wait_does_not_walk_its_slots_twice(backend, monkeypatch):
+    from vyre import wire
+    walked = []
+    real = wire.retire
+
+    def spy(ring, start, count):
+        got = real(ring, start, count)
+        walked.append(got[0])
+        return got
+
+    monkeypatch.setattr(wire, "retire", spy)
+    with Megakernel(backend, slot_count=4096, observable_slots=4) as mk:
+        ops, args, totals = adds(4000, 4)
+        mk.submit_many(ops, args)
+        mk.drain(timeout=10)
+        assert np.array_equal(mk.observables[:4], totals)
+        assert mk.telemetry()["in_flight"] == 0
+    # the wait's walk retired what it saw finished; the retire walk only took what it had not
+    # reached yet (everything, twice over, without the shortcut)
+    assert sum(walked) < 4000
+
+
 def test_tenant_table_edits_apply_to_the_next_slot(backend):
     # the GPU mirrors the table one poller pass behind the doorbell: a slot published right
     # after a host edit must still be judged by the edited table, both ways, every time

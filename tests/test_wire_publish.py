@@ -392,6 +392,21 @@ def test_publish_many_all_or_nothing():
     refused(ring, lambda: wire.publish_many(ring, 2, -1, np.ones(1, np.uint32), None), "tenant")
 
 
+def test_publish_many_assume_free_skips_only_the_status_walk():
+    ring = np.zeros((4, 16), np.uint32)
+    ring[1, 0] = CLAIMED
+    ops = np.array([7, 8], np.uint32)
+    refused(ring, lambda: wire.publish_many(ring, 0, 0, ops, None), "slot 1")
+    # the caller vouches for the slots: written, status last, as without the flag
+    assert wire.publish_many(ring, 0, 0, ops, None, assume_free=True) == 2
+    assert ring[:2, 0].tolist() == [PUBLISHED, PUBLISHED] and ring[:2, 1].tolist() == [7, 8]
+    # every other check still runs
+    refused(ring, lambda: wire.publish_many(ring, 2, 0, np.array([0xFFF4], np.uint32), None,
+                                            assume_free=True), "0xfff4")
+    refused(ring, lambda: wire.publish_many(ring, 0, 0, np.ones(5, np.uint32), None,
+                                            assume_free=True), "do not fit")
+
+
 @pytest.mark.parametrize("ops, args, match", [
     (np.ones(2, np.int64), None, "uint32"),
     (np.ones(2, np.int32), None, "uint32"),

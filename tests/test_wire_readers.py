@@ -267,6 +267,18 @@ def test_wait_retire_progress_and_timeout():
     assert ring[0, 0] == FAULT  # wait_retire modifies nothing
 
 
+def test_wait_finished_says_where_the_first_fault_is():
+    ring = ring_with([DONE, DONE, FAULT, DONE, FAULT, PUBLISHED])
+    assert wire.wait_finished(ring, 0, 2, 0) == (2, -1)
+    assert wire.wait_finished(ring, 0, 6, 0) == (5, 2)  # stops at the PUBLISHED slot
+    assert wire.wait_finished(ring, 3, 2, 0) == (2, 1)
+    ring[5, 0] = DONE
+    assert wire.wait_finished(ring, 5, 2, 0) == (2, -1)  # wraps: slots 5, 0
+    assert ring[2, 0] == FAULT and ring[4, 0] == FAULT  # modifies nothing
+    with pytest.raises(QueueFullError, match="start_slot"):
+        wire.wait_finished(ring, 6, 1, 0)
+
+
 def test_wait_retire_caps_count_and_validates():
     ring = ring_with([DONE] * 3)
     assert wire.wait_retire(ring, 1, 10, 0) == 3

@@ -176,13 +176,17 @@ cdef extern from *:
         }
     }
 
-    /* Consecutive finished slots from `start` (wrapping), resuming at `done`, up to `count`. */
+    /* Consecutive finished slots from `start` (wrapping), resuming at `done`, up to `count`;
+     * the offset of the first FAULT among them goes to *first_fault (left alone if none). */
     static Py_ssize_t vyre_wait_finished(const uint32_t *ring, Py_ssize_t slots,
                                          Py_ssize_t start, Py_ssize_t count, Py_ssize_t done,
-                                         vyre_wait_t *w) {
+                                         vyre_wait_t *w, Py_ssize_t *first_fault) {
         Py_ssize_t idx = (start + done) % slots;
+        uint32_t s;
         while (done < count) {
-            if (vyre_finished(vyre_load_acquire(ring + (size_t)idx * VYRE_SLOT_WORDS))) {
+            s = vyre_load_acquire(ring + (size_t)idx * VYRE_SLOT_WORDS);
+            if (vyre_finished(s)) {
+                if (s == VYRE_STATUS_FAULT && *first_fault < 0) *first_fault = done;
                 done++;
                 if (++idx == slots) idx = 0;
             } else if (!vyre_wait_pause(w)) {
@@ -213,7 +217,8 @@ cdef extern from *:
     void vyre_wait_init(vyre_wait_t *w, uint64_t started) noexcept nogil
     int64_t vyre_wait_status(const uint32_t *status, vyre_wait_t *w) noexcept nogil
     Py_ssize_t vyre_wait_finished(const uint32_t *ring, Py_ssize_t slots, Py_ssize_t start,
-                                  Py_ssize_t count, Py_ssize_t done, vyre_wait_t *w) noexcept nogil
+                                  Py_ssize_t count, Py_ssize_t done, vyre_wait_t *w,
+                                  Py_ssize_t *first_fault) noexcept nogil
     int vyre_pending_error() except -1
     # unchecked on purpose: failures are re-raised as vyre errors by _buffer_error
     int vyre_get_buffer "PyObject_GetBuffer"(object obj, Py_buffer *view, int flags)
@@ -1267,7 +1272,7 @@ cdef uint64_t *_doorbell(object obj, Py_buffer *view) except NULL:
 
 
 def publish_many(ring, start_slot, tenant_id, opcodes, args=None, priority=2, doorbell=None,
-                 first_ticket=0, notify_every=0):
+                 first_ticket=0, notify_every=0, assume_free=False):
     """Bulk publish: slot ``(start_slot + i) % slot_count`` gets ``opcodes[i]``, ``args[i]``.
 
     ``opcodes``: uint32 (n,), ``args``: uint32 (n, k<=12) or None / (n, 0). Requires
@@ -1279,9 +1284,13 @@ def publish_many(ring, start_slot, tenant_id, opcodes, args=None, priority=2, do
     and after the last one, ``doorbell[0] = first_ticket + slots written so far`` is stored
     (release), so a consumer polling it can start before the call returns. It only grows and
     never covers a slot not yet PUBLISHED; a failed call (or n == 0) leaves it as is.
+
+    ``assume_free=True`` skips the walk that checks every target slot is EMPTY or DONE (one
+    read of each slot's line, a cache miss apiece on a ring the GPU writes): only for a
+    caller that knows, as the facade does from its retire bookkeeping, that they are.
     """
     cdef Py_buffer ov, av, rv, dv
-    cdef bint have_args = False, have_ring = False, have_db = False
+    cdef bint have_args = False, have_ring = False, have_db = False, check
     cdef uint32_t tenant, prio, op, status = 0
     cdef Py_ssize_t n, k = 0, start, slots, i, idx, bad = -1, every, step
     cdef const unsigned char *ops
@@ -1325,8 +1334,10 @@ def publish_many(ring, start_slot, tenant_id, opcodes, args=None, priority=2, do
         _fits_ring(n, slots)
         if db == NULL or every == 0:
             every = n
+        check = not assume_free
         with nogil:
-            bad = _first_unpublishable(words, slots, start, n, &status)
+            if check:
+                bad = _first_unpublishable(words, slots, start, n, &status)
             if bad < 0:
                 idx = start
                 i = 0
@@ -1441,11 +1452,21 @@ def wait_retire(ring, start_slot, count, timeout_s):
     Returns as soon as ``count`` slots (capped at the ring size) are finished, or with the
     number reached when ``timeout_s`` (None = no limit) elapses. Modifies nothing.
     """
+    return wait_finished(ring, start_slot, count, timeout_s)[0]
+
+
+def wait_finished(ring, start_slot, count, timeout_s):
+    """:func:`wait_retire` that also says where the first FAULT is: ``(reached, first_fault)``.
+
+    ``first_fault`` is the offset from ``start_slot`` of the first FAULT slot among the
+    ``reached`` finished ones, or -1 if they all ended DONE: then a caller that owns those
+    tickets may retire them without walking their statuses again. Modifies nothing.
+    """
     cdef Py_buffer view
     cdef Py_ssize_t start = _index(start_slot, "start_slot")
     cdef Py_ssize_t want = _index(count, "count")
     cdef Py_ssize_t slots = _ring(ring, &view, False, False)
-    cdef Py_ssize_t done = 0
+    cdef Py_ssize_t done = 0, fault = -1
     cdef vyre_wait_t w
     cdef uint64_t now = vyre_now_ns()
     cdef uint64_t deadline
@@ -1458,10 +1479,10 @@ def wait_retire(ring, start_slot, count, timeout_s):
             w.deadline = deadline if deadline - now <= _CHUNK_NS else now + _CHUNK_NS
             with nogil:
                 done = vyre_wait_finished(<const uint32_t *>view.buf, slots, start, want, done,
-                                          &w)
+                                          &w, &fault)
                 now = vyre_now_ns()
             if done >= want or now >= deadline:
-                return done
+                return done, fault
             PyErr_CheckSignals()
     finally:
         PyBuffer_Release(&view)

@@ -249,7 +249,8 @@ class Megakernel:
                                   opcodes[done:done + k],
                                   None if args is None else args[done:done + k],
                                   doorbell=self._doorbell if early else None,
-                                  first_ticket=self._published, notify_every=_DOORBELL_EVERY)
+                                  first_ticket=self._published, notify_every=_DOORBELL_EVERY,
+                                  assume_free=True)  # retired: DONE or EMPTY, see _retire_locked
                 done += k
                 self._published += k
                 if early:  # publish_many left the doorbell at self._published
@@ -340,6 +341,20 @@ class Megakernel:
         with self._lock:
             self._retire_locked()
 
+    def _retire_seen(self, start: int, reached: int, first_fault: int) -> None:
+        """Retire after a wait walked ``reached`` finished slots from ticket ``start``.
+
+        Walked without the lock, so other threads may have retired (and republished) some of
+        them since; but a slot is republished only after it is retired, so the walk's view of
+        those from ``self._retired`` on is of their current tickets. All DONE: retire them
+        without reading their statuses again (on a ring the GPU writes each read is a cache
+        miss). A FAULT among them: the ordinary walk, which resets and records it.
+        """
+        with self._lock:
+            if first_fault < 0:
+                self._retired = max(self._retired, start + reached)
+            self._retire_locked()
+
     def wait(self, tickets: Ticket | Iterable[Ticket], timeout: float | None = None) -> None:
         """Block until every ticket is retired.
 
@@ -418,9 +433,9 @@ class Megakernel:
             tick = _WATCH_INTERVAL_S
             if deadline is not None:
                 tick = max(0.0, min(tick, deadline - time.monotonic()))
-            reached = wire.wait_retire(self._ring, start % n, upto - start, tick)
+            reached, fault = wire.wait_finished(self._ring, start % n, upto - start, tick)
             if reached > 0:
-                self._retire()
+                self._retire_seen(start, reached, fault)
                 if self._retired >= upto:
                     return
             if deadline is not None and time.monotonic() >= deadline:
