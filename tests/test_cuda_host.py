@@ -68,3 +68,74 @@ def test_assist_part_bytes_is_checked_before_any_driver_call(part):
         cb.CudaBackend(slot_count=64, observable_slots=8, debug_records=8, io_slots=8,
                        assist_part_bytes=part)
     assert "assist_part_bytes" in str(info.value) and "65536" in info.value.fix
+
+
+# ------------------------------------------------ host-side error paths, with stand-in drivers
+class _FakeCudaError(Exception):
+    pass
+
+
+def _bare_backend(**attrs):
+    """A CudaBackend that never touched a driver: only the attributes a test names."""
+    backend = cb.CudaBackend.__new__(cb.CudaBackend)
+    backend._cuda = SimpleNamespace(Error=_FakeCudaError)
+    backend._in_ctx = lambda fn, *a: fn(*a)
+    for k, v in attrs.items():
+        setattr(backend, k, v)
+    return backend
+
+
+def test_a_failing_copy_query_is_a_backend_error_with_a_fix():
+    def query():
+        raise _FakeCudaError("cuEventQuery failed: an illegal memory access was encountered")
+
+    copy = cb.DeviceCopy(_bare_backend(), SimpleNamespace(query=query), 4096)
+    with pytest.raises(BackendError, match="4096-byte host-to-device copy failed") as ei:
+        copy.done()
+    assert "recreate the Megakernel" in ei.value.fix
+    assert isinstance(ei.value.__cause__, _FakeCudaError)
+
+
+def test_a_landed_copy_hands_its_event_back_once():
+    backend = _bare_backend(_events=[])
+    event = SimpleNamespace(query=lambda: True)
+    copy = cb.DeviceCopy(backend, event, 16)
+    assert copy.done() and copy.done()
+    assert backend._events == [event]
+
+
+def test_stop_is_bounded_while_another_thread_is_inside_quiesced():
+    import threading
+    import time
+    backend = _bare_backend(_running=True, paused=False, control=np.zeros(160, np.uint32))
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold():
+        with cb._QUIESCE:
+            inside.set()
+            leave.wait(10)
+
+    th = threading.Thread(target=hold)
+    th.start()
+    try:
+        inside.wait(5)
+        t0 = time.monotonic()
+        with pytest.raises(BackendError, match="quiesced") as ei:
+            backend.stop(0.2)
+        assert 0.15 < time.monotonic() - t0 < 2
+        assert "retry" in ei.value.fix
+        assert backend.control[0] == 0 and backend._running  # nothing was half done
+    finally:
+        leave.set()
+        th.join(5)
+
+
+def test_a_stored_failure_is_raised_again_without_growing_its_traceback():
+    import traceback
+    backend = _bare_backend(_failed=BackendError("the megakernel faulted", "recreate it"))
+    depths = []
+    for _ in range(3):
+        with pytest.raises(BackendError, match="faulted") as ei:
+            backend.check()
+        depths.append(len(traceback.extract_tb(ei.value.__traceback__)))
+    assert depths[0] == depths[1] == depths[2]

@@ -148,6 +148,37 @@ def test_full_ring_backpressure_times_out_with_queue_full():
         mk.shutdown(drain=False, timeout=5)
 
 
+def test_polls_and_short_waits_are_not_held_up_by_a_submitter_waiting_for_room():
+    # a submit into a full ring holds the facade's lock while it waits for room; finished()
+    # must still answer at once and wait(timeout=) keep its own deadline
+    mk = spin_mk(slot_count=4, stall_timeout=30, heartbeat_timeout=30)
+    try:
+        stuck = mk.submit(SPIN_OP)
+        nops = [mk.submit(Opcode.NOP) for _ in range(3)]
+        started = threading.Event()
+
+        def submitter():
+            started.set()
+            _swallow(mk.submit, Opcode.NOP, timeout=2.0)
+
+        th = threading.Thread(target=submitter)
+        th.start()
+        started.wait()
+        time.sleep(0.1)  # it is inside _make_room now, holding the lock
+        t0 = time.monotonic()
+        assert mk.finished(stuck) is False
+        assert mk.finished(nops[0]) is False  # behind the spin: not retired, in order
+        assert time.monotonic() - t0 < 0.5
+        t0 = time.monotonic()
+        with pytest.raises(WaitTimeoutError):
+            mk.wait(stuck, timeout=0.2)
+        assert time.monotonic() - t0 < 1.0
+        th.join(5)
+        assert not th.is_alive()
+    finally:
+        mk.shutdown(drain=False, timeout=5)
+
+
 def test_shutdown_while_busy_returns_within_timeout():
     ops, args, _ = adds(2_000_000, 16)
     mk = Megakernel("cpu", slot_count=1024, observable_slots=16, workers=2).start()

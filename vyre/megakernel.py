@@ -337,23 +337,35 @@ class Megakernel:
         self._fault_total += len(faults)
         self._retired += count
 
-    def _retire(self) -> None:
-        with self._lock:
+    def _retire(self, wait: float = -1) -> bool:
+        """Retire what has finished; False when the lock was not had within ``wait`` s (-1:
+        no limit). A submitter waiting for room holds the lock, and retires meanwhile."""
+        if not self._lock.acquire(timeout=wait):
+            return False
+        try:
             self._retire_locked()
+        finally:
+            self._lock.release()
+        return True
 
-    def _retire_seen(self, start: int, reached: int, first_fault: int) -> None:
+    def _retire_seen(self, start: int, reached: int, first_fault: int, wait: float = -1) -> None:
         """Retire after a wait walked ``reached`` finished slots from ticket ``start``.
 
         Walked without the lock, so other threads may have retired (and republished) some of
         them since; but a slot is republished only after it is retired, so the walk's view of
         those from ``self._retired`` on is of their current tickets. All DONE: retire them
         without reading their statuses again (on a ring the GPU writes each read is a cache
-        miss). A FAULT among them: the ordinary walk, which resets and records it.
+        miss). A FAULT among them: the ordinary walk, which resets and records it. Gives up
+        after ``wait`` s without the lock, as :meth:`_retire` does.
         """
-        with self._lock:
+        if not self._lock.acquire(timeout=wait):
+            return
+        try:
             if first_fault < 0:
                 self._retired = max(self._retired, start + reached)
             self._retire_locked()
+        finally:
+            self._lock.release()
 
     def wait(self, tickets: Ticket | Iterable[Ticket], timeout: float | None = None) -> None:
         """Block until every ticket is retired.
@@ -405,7 +417,7 @@ class Megakernel:
             return True
         wanted, last = span
         if self._retired <= last:
-            self._retire()
+            self._retire(wait=0)  # never blocks: a submitter waiting for room holds the lock
             if self._retired <= last:
                 self._ring_doorbell_if_behind()
                 self._check_running()
@@ -435,7 +447,9 @@ class Megakernel:
                 tick = max(0.0, min(tick, deadline - time.monotonic()))
             reached, fault = wire.wait_finished(self._ring, start % n, upto - start, tick)
             if reached > 0:
-                self._retire_seen(start, reached, fault)
+                # the lock only as long as the caller's deadline allows
+                hold = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+                self._retire_seen(start, reached, fault, hold)
                 if self._retired >= upto:
                     return
             if deadline is not None and time.monotonic() >= deadline:
@@ -448,11 +462,11 @@ class Megakernel:
             watch.check(self._retired, self._published)
 
     def _raise_faults(self, wanted: Iterable[int]) -> None:
-        with self._lock:
-            if isinstance(wanted, range):
-                hit = sorted(t for t in self._faulted if t in wanted)
-            else:
-                hit = sorted(set(wanted).intersection(self._faulted))
+        faulted = tuple(self._faulted)  # a snapshot without the lock (a C-level copy)
+        if isinstance(wanted, range):
+            hit = sorted(t for t in faulted if t in wanted)
+        else:
+            hit = sorted(set(wanted).intersection(faulted))
         if hit:
             t = hit[0]
             more = f" (and {len(hit) - 1} more)" if len(hit) > 1 else ""

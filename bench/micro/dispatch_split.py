@@ -9,14 +9,22 @@ Per op, medians of --reps:
 * ``sm_drain.gpu_behind``: slots not yet DONE when ``submit_many`` returned (a count, not ns);
 * ``scan_wait`` / ``scan_retire``: the host's two status walks over N slots already DONE
   (what ``drain`` costs when the GPU has nothing left to do);
-* ``sm_drain@K``: the suite's sample with the doorbell rung every K slots.
-    python bench/micro/dispatch_split.py [--n 100000] [--reps 20] [--spread 1024]
+* ``sm_drain@K``: the suite's sample with the doorbell rung every K slots;
+* with ``--stream`` (an experiment, bench/micro/stream_publish.c built with cc): the same
+  writer in C with ordinary 16-byte stores or streaming ones, into a plain array
+  (``c_store_plain`` / ``c_stream_plain``) and into the ring + drain (``c_store_drain`` /
+  ``c_stream_drain``, doorbell every 8192 behind an sfence).
+    python bench/micro/dispatch_split.py [--n 100000] [--reps 20] [--spread 1024] [--stream]
 Each ATOMIC_ADD lands on one of --spread observables (the dispatch suite: 1024); with few,
 the GPU's atomics on the same few lines of mapped control memory serialise and the drain slows.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
+import subprocess
+import tempfile
 import time
 
 import numpy as np
@@ -24,6 +32,20 @@ import numpy as np
 from vyre import Megakernel, Opcode, megakernel as mkmod, wire
 from vyre.bench.suites._gpu import COUNTER_WORDS
 from vyre.protocol import OBSERVABLE_BASE, SlotStatus
+
+
+def _stream_lib():
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = os.path.join(tempfile.mkdtemp(), "stream_publish.so")
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", out,
+                    os.path.join(here, "stream_publish.c")], check=True)
+    lib = ctypes.CDLL(out)
+    lib.publish.restype = None
+    lib.publish.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p,
+                            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_uint32,
+                            ctypes.c_size_t, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_size_t,
+                            ctypes.c_int]
+    return lib
 
 
 def main() -> None:
@@ -34,6 +56,7 @@ def main() -> None:
     ap.add_argument("--backend", default="cuda")
     ap.add_argument("--doorbells", default="1024,8192,32768",
                     help="comma list of doorbell spacings to time (sm_drain@K)")
+    ap.add_argument("--stream", action="store_true", help="also time the C writers (see above)")
     a = ap.parse_args()
     n = a.n
     ring_slots = 1 << (n - 1).bit_length()
@@ -48,6 +71,8 @@ def main() -> None:
 
     plain = np.zeros(ring_slots * 16, np.uint32)
     submitted = 0
+    lib = _stream_lib() if a.stream else None
+    ptr = lambda arr: arr.ctypes.data  # noqa: E731
     with Megakernel(a.backend, slot_count=ring_slots, observable_slots=a.spread) as mk:
         ring = mk._ring
         status = ring[0::16]
@@ -106,6 +131,25 @@ def main() -> None:
                     put(f"sm_drain@{k}", (now() - t0) / n)
                 finally:
                     mkmod._DOORBELL_EVERY = saved
+                submitted += n
+            for mode, name in ((0, "store"), (1, "stream")) if lib else ():
+                plain[:] = 0
+                t0 = now()
+                lib.publish(ptr(plain), ring_slots, 0, ptr(ops), ptr(args), 2, 0, 2, n,
+                            None, 0, 0, mode)
+                put(f"c_{name}_plain", (now() - t0) / n)
+                # the facade's bookkeeping, advanced by hand: these slots are retired (DONE)
+                with mk._lock:
+                    first = mk._published
+                    assert first == mk._retired
+                    t0 = now()
+                    lib.publish(ptr(ring), ring_slots, first % ring_slots, ptr(ops), ptr(args), 2,
+                                0, 2, n, None if mk._doorbell is None else ptr(mk._doorbell),
+                                first, 8192, mode)
+                    mk._published = mk._notified = first + n
+                mk.backend.kick()
+                mk.drain()
+                put(f"c_{name}_drain", (now() - t0) / n)
                 submitted += n
         total = int(mk.observables[:a.spread].astype(np.uint64).sum())
         assert total == submitted, (total, submitted)

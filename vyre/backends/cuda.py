@@ -236,10 +236,18 @@ class DeviceCopy:
         self._backend, self._event, self.nbytes = backend, event, nbytes
 
     def done(self) -> bool:
-        """True once the bytes are in device memory (a non-blocking event query)."""
+        """True once the bytes are in device memory (a non-blocking event query).
+
+        Raises :class:`BackendError` when the query fails (the context faulted)."""
         if self._event is None:
             return True
-        if not self._backend._in_ctx(self._event.query):
+        try:
+            landed = self._backend._in_ctx(self._event.query)
+        except self._backend._cuda.Error as err:
+            raise BackendError(f"a {self.nbytes}-byte host-to-device copy failed ({err})",
+                               "the CUDA context faulted: check the megakernel's error "
+                               "(check()), dmesg (Xid); recreate the Megakernel") from err
+        if not landed:
             return False
         self._backend._events.append(self._event)  # reused by the next copy
         self._event = None
@@ -449,12 +457,21 @@ class CudaBackend(Backend):
         if offset < 0 or offset + data.nbytes > nbytes:
             raise BackendError(f"{data.nbytes} bytes at offset {offset} do not fit a buffer of "
                                f"{nbytes}", "copy within the buffer")
-        return DeviceCopy(self, self._in_ctx(self._start_copy, ptr + offset, data), data.nbytes)
+        try:
+            event = self._in_ctx(self._start_copy, ptr + offset, data)
+        except self._cuda.Error as err:
+            raise BackendError(f"could not start a {data.nbytes}-byte host-to-device copy "
+                               f"({err})", "data must be page-locked host memory (the "
+                               "stream's staging); if the context faulted, recreate the "
+                               "Megakernel") from err
+        return DeviceCopy(self, event, data.nbytes)
 
     def _start_copy(self, dst: int, data: np.ndarray) -> Any:
         self._cuda.memcpy_htod_async(dst, data, self._copy_stream)
-        event = self._events.pop() if self._events else self._cuda.Event(
-            self._cuda.event_flags.DISABLE_TIMING)
+        try:  # events come back from DeviceCopy.done() on any thread
+            event = self._events.pop()
+        except IndexError:
+            event = self._cuda.Event(self._cuda.event_flags.DISABLE_TIMING)
         event.record(self._copy_stream)
         return event
 
@@ -591,19 +608,31 @@ class CudaBackend(Backend):
         self.pauses += 1
 
     def stop(self, timeout: float) -> None:
-        with _QUIESCE:  # never between a pause and its relaunch
-            if not self._running:
-                return
-            self.control[CTRL_SHUTDOWN] = 1
-            if not self.paused:
-                self._wait_exit(timeout, "stop after SHUTDOWN")
-            self._running = False
-            self.paused = False
-            self._left()
+        # never between a pause and its relaunch; bounded: a quiesced() block of another
+        # thread (an allocation) may hold it
+        if not _QUIESCE.acquire(timeout=max(timeout, 0.0)):
+            raise BackendError(f"could not stop the megakernel within {timeout} s: another "
+                               "thread is inside quiesced() (allocating, freeing or loading)",
+                               "retry the shutdown once that call returns, or raise the timeout")
+        try:
+            self._stop_locked(timeout)
+        finally:
+            _QUIESCE.release()
+
+    def _stop_locked(self, timeout: float) -> None:
+        if not self._running:
+            return
+        self.control[CTRL_SHUTDOWN] = 1
+        if not self.paused:
+            self._wait_exit(timeout, "stop after SHUTDOWN")
+        self._running = False
+        self.paused = False
+        self._left()
 
     def check(self) -> None:
         if self._failed is not None:
-            raise self._failed
+            # the same error every time, without each raise growing its traceback
+            raise self._failed.with_traceback(None)
         if not self._running or self.paused:
             return
         if not _QUIESCE.acquire(blocking=False):
