@@ -226,6 +226,9 @@ class GpuStream:
         self._tables: dict[int, tuple[int, Any, Any]] = {}
         self._t = _Telemetry()
         self._in_flight = 0
+        # tickets of scan slots left in flight by a call that an exception ended (they still
+        # read the staging / mirror slots and add to the observables): settled by the next call
+        self._orphans: list[int] = []
         self._lock = threading.Lock()
         # bench/micro/ingest_profile.py: (stage, (path, offset), perf_counter) per transition
         self._trace: list[tuple[str, tuple[str, int], float]] | None = None
@@ -287,6 +290,24 @@ class GpuStream:
             raise PipelineError("the stream is not open",
                                 "use `with GpuStream(mk, ...) as s:` or call open()")
 
+    def _settle_orphans(self) -> None:
+        """Wait (``timeout``) for the slots an interrupted call left in flight, before this
+        call reuses the buffers they read and reads the counts they add to."""
+        if not self._orphans:
+            return
+        try:
+            self.mk.wait(self._orphans, timeout=self.timeout)
+        except SlotFaultError:
+            pass  # retired all the same (its call already raised, or was interrupted)
+        except BaseException as err:
+            raise PipelineError(
+                f"{len(self._orphans)} scan slots of an earlier interrupted call are still in "
+                f"flight, reading this stream's buffers ({err})",
+                "retry once they finish, or shut the megakernel down and open a new stream"
+            ) from err
+        self._orphans = []
+        self._in_flight = 0
+
     # ------------------------------------------------------------------ public work
     def scan(self, paths: str | os.PathLike | Iterable[str | os.PathLike], dfa: Any) -> dict[str, int]:
         """Count pattern matches of ``dfa`` (a :class:`vyre.dfa.Dfa`) in each file.
@@ -297,6 +318,7 @@ class GpuStream:
         :class:`SlotFaultError` or :class:`BackendError`, after draining what is in flight.
         """
         self._require_open()
+        self._settle_orphans()
         ctx = int(dfa.context)
         if ctx > self.staging.data_offset:
             raise PipelineError(
@@ -364,6 +386,7 @@ class GpuStream:
         Returns ``{"bytes", "chunks", "tickets", "files"}``.
         """
         self._require_open()
+        self._settle_orphans()
         if context < 0 or context > self.staging.data_offset:
             raise PipelineError(f"context {context} is outside 0..{self.staging.data_offset}",
                                 f"create the GpuStream with max_context={context} (or more)")
@@ -606,13 +629,19 @@ class GpuStream:
                     free.append(tag)
                     mirror_free.append(m)
 
+        copy_stuck = [False]  # a copy's wait raised: the ones behind it are not waited again
+
         def copied(block: bool) -> bool:
             """Once the oldest copy is done (copies finish in order): its staging slot goes
             free and its scan is published from the mirror (after an error: not published)."""
             tag, m, job, c, n, off, token = copying[0]
             if block:
                 t.copy_waits += 1
-                token.wait()
+                try:
+                    token.wait()
+                except BaseException:
+                    copy_stuck[0] = True
+                    raise
             elif not token.done():
                 return False
             copying.popleft()
@@ -767,18 +796,26 @@ class GpuStream:
                             break
                 except BaseException:
                     pass
-            # nor a copy still reading staging that the next call may refill
-            for *_, token in copying:
+            # nor a copy still reading staging that the next call may refill (copies run in
+            # order on one stream: behind one that timed out, none is waited for again)
+            for *_, token in copying if not copy_stuck[0] else ():
                 try:
                     token.wait()
                 except BaseException:
                     break
             copying.clear()
+            # an exception ends the call with scans still out: the next call waits for them
+            # before it refills their buffers or reads the counts (a wait here would hold up
+            # a Ctrl-C for as long as the GPU takes)
+            orphaned = len(scanning)
+            for _, _, tks in scanning:
+                self._orphans.extend(tks)
+            scanning.clear()
             landed.clear()
             for job in jobs:
                 if job.fd >= 0 and job.landed == job.issued:
                     self._close_job(job)
-            self._in_flight = len(reading) + len(scanning)
+            self._in_flight = len(reading) + orphaned
             dt = time.perf_counter() - t0
             t.seconds += dt
             t.last = {"bytes": t.bytes - bytes0, "seconds": dt,
