@@ -139,3 +139,9 @@ def test_a_stored_failure_is_raised_again_without_growing_its_traceback():
             backend.check()
         depths.append(len(traceback.extract_tb(ei.value.__traceback__)))
     assert depths[0] == depths[1] == depths[2]
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 1e10, 0.0])
+def test_stop_takes_any_timeout(timeout):
+    backend = _bare_backend(_running=False)
+    backend.stop(timeout)  # not running: returns (no OverflowError past TIMEOUT_MAX)

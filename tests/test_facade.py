@@ -179,6 +179,43 @@ def test_polls_and_short_waits_are_not_held_up_by_a_submitter_waiting_for_room()
         mk.shutdown(drain=False, timeout=5)
 
 
+def test_a_wait_keeps_its_deadline_while_another_thread_holds_the_lock():
+    with Megakernel("cpu", slot_count=16) as mk:
+        t = mk.submit(Opcode.NOP)
+        deadline = time.monotonic() + 10
+        while mk._ring[(t % 16) * 16] != 3 and time.monotonic() < deadline:  # DONE, unretired
+            time.sleep(0.001)
+        held, release = threading.Event(), threading.Event()
+
+        def holder():
+            with mk._lock:
+                held.set()
+                release.wait(10)
+
+        th = threading.Thread(target=holder)
+        th.start()
+        try:
+            held.wait(5)
+            t0 = time.monotonic()
+            with pytest.raises(WaitTimeoutError):
+                mk.wait(t, timeout=0.2)  # finished, but retiring it needs the lock
+            assert time.monotonic() - t0 < 1.5
+        finally:
+            release.set()
+            th.join(5)
+        mk.wait(t, timeout=5)
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 1e10])
+def test_waits_without_a_practical_limit(backend, timeout):
+    with Megakernel(backend, slot_count=16) as mk:
+        t = mk.submit(Opcode.NOP)
+        mk.wait(t, timeout=timeout)
+        mk.submit(Opcode.NOP)
+        mk.drain(timeout=timeout)
+        mk.shutdown(timeout=timeout)
+
+
 def test_shutdown_while_busy_returns_within_timeout():
     ops, args, _ = adds(2_000_000, 16)
     mk = Megakernel("cpu", slot_count=1024, observable_slots=16, workers=2).start()

@@ -364,6 +364,13 @@ def test_an_interrupted_scan_leaves_nothing_that_corrupts_the_next(mk, tmp_path,
         with pytest.raises(PipelineError, match="earlier interrupted call") as ei:
             s.scan(path2, d)
         assert "retry" in ei.value.fix
+
+        def interrupt(tickets, timeout=None):
+            raise _Interrupt()
+
+        monkeypatch.setattr(mk, "wait", interrupt)  # a Ctrl-C while settling stays one
+        with pytest.raises(_Interrupt):
+            s.scan(path2, d)
         monkeypatch.setattr(mk, "wait", real)
         assert s.scan(path2, d) == {path2: count_matches(PATS, other)}
         assert s.telemetry()["in_flight"] == 0

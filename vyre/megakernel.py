@@ -44,6 +44,14 @@ _LIVE: "weakref.WeakSet[Megakernel]" = weakref.WeakSet()
 _DOORBELL_EVERY = 8192
 
 
+def _lock_wait(seconds: float) -> float:
+    """A ``Lock.acquire`` timeout for ``seconds`` left: clamped to 0..TIMEOUT_MAX (an
+    infinite or huge deadline means no limit, -1)."""
+    if seconds >= threading.TIMEOUT_MAX:
+        return -1.0
+    return max(0.0, seconds)
+
+
 class Megakernel:
     """A persistent interpreter fed through a ring of 64-byte slots (see docs/facade.md).
 
@@ -283,11 +291,14 @@ class Megakernel:
             self._notify(self._published)
         return range(first, first + n)
 
-    def _ring_doorbell_if_behind(self) -> None:
-        """A waiter must not wait on slots the workers were not told about (notify=False)."""
-        if self._notified < self._published:
-            with self._lock:
+    def _ring_doorbell_if_behind(self, wait: float = -1) -> None:
+        """A waiter must not wait on slots the workers were not told about (notify=False).
+        ``wait``: how long the lock may take (a holder publishing or making room rings it)."""
+        if self._notified < self._published and self._lock.acquire(timeout=wait):
+            try:
                 self._notify(self._published)
+            finally:
+                self._lock.release()
 
     def _notify(self, published: int) -> None:
         self._notified = published
@@ -419,7 +430,7 @@ class Megakernel:
         if self._retired <= last:
             self._retire(wait=0)  # never blocks: a submitter waiting for room holds the lock
             if self._retired <= last:
-                self._ring_doorbell_if_behind()
+                self._ring_doorbell_if_behind(wait=0)
                 self._check_running()
                 return False
         if self._faulted:
@@ -448,7 +459,7 @@ class Megakernel:
             reached, fault = wire.wait_finished(self._ring, start % n, upto - start, tick)
             if reached > 0:
                 # the lock only as long as the caller's deadline allows
-                hold = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+                hold = -1.0 if deadline is None else _lock_wait(deadline - time.monotonic())
                 self._retire_seen(start, reached, fault, hold)
                 if self._retired >= upto:
                     return
@@ -462,7 +473,12 @@ class Megakernel:
             watch.check(self._retired, self._published)
 
     def _raise_faults(self, wanted: Iterable[int]) -> None:
-        faulted = tuple(self._faulted)  # a snapshot without the lock (a C-level copy)
+        while True:  # a snapshot without the lock; a retire may resize the dict meanwhile
+            try:
+                faulted = tuple(self._faulted)
+                break
+            except RuntimeError:
+                continue
         if isinstance(wanted, range):
             hit = sorted(t for t in faulted if t in wanted)
         else:

@@ -299,7 +299,7 @@ class GpuStream:
             self.mk.wait(self._orphans, timeout=self.timeout)
         except SlotFaultError:
             pass  # retired all the same (its call already raised, or was interrupted)
-        except BaseException as err:
+        except Exception as err:  # a Ctrl-C stays a KeyboardInterrupt (they stay orphans)
             raise PipelineError(
                 f"{len(self._orphans)} scan slots of an earlier interrupted call are still in "
                 f"flight, reading this stream's buffers ({err})",
@@ -797,7 +797,9 @@ class GpuStream:
                 except BaseException:
                     pass
             # nor a copy still reading staging that the next call may refill (copies run in
-            # order on one stream: behind one that timed out, none is waited for again)
+            # order on one stream: behind one that timed out, none is waited for again; one
+            # the next call starts queues behind them, and scans are published only after
+            # their own copy, so a copy left running here can only spoil an unpublished one)
             for *_, token in copying if not copy_stuck[0] else ():
                 try:
                     token.wait()

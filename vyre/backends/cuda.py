@@ -610,7 +610,9 @@ class CudaBackend(Backend):
     def stop(self, timeout: float) -> None:
         # never between a pause and its relaunch; bounded: a quiesced() block of another
         # thread (an allocation) may hold it
-        if not _QUIESCE.acquire(timeout=max(timeout, 0.0)):
+        # (at least 50 ms: a watchdog check() holds it briefly; no limit past TIMEOUT_MAX)
+        wait = -1.0 if timeout >= threading.TIMEOUT_MAX else max(timeout, 0.05)
+        if not _QUIESCE.acquire(timeout=wait):
             raise BackendError(f"could not stop the megakernel within {timeout} s: another "
                                "thread is inside quiesced() (allocating, freeing or loading)",
                                "retry the shutdown once that call returns, or raise the timeout")
