@@ -71,8 +71,9 @@ struct vyre_assist_body {
     unsigned pad_[16];  // one 128-byte line per entry
 };
 struct vyre_assist {
-    unsigned open;  // entries with parts left: idle warps look at the board only when > 0
-    unsigned pad_[31];
+    unsigned open;    // entries with parts left: idle warps look at the board only when > 0
+    unsigned helped;  // parts scanned by warps other than the owner (cuda.py: assist_helped)
+    unsigned pad_[30];
     unsigned long long word[ASSIST_N];
     struct vyre_assist_body body[ASSIST_N];
 };
@@ -82,6 +83,7 @@ static_assert(sizeof(struct vyre_assist_body) == 128 && VYRE_SLOT_ARG_COUNT == 1
 static_assert(offsetof(struct vyre_assist_body, start_state) == 12 && offsetof(struct vyre_assist_body, args) == 16,
               "assist_run: start_state is q[0].w, args are q[1..3]");
 static_assert(ASSIST_N == 64, "the board is scanned as word[lane] and word[lane + 32]");
+static_assert(offsetof(struct vyre_assist, helped) == 4, "cuda.py: _ASSIST_HELPED_AT");
 
 #define FULL_MASK 0xFFFFFFFFu
 // values of vyre_launch_t::shutdown. SD_STOP: leave at once (SPEC SHUTDOWN). SD_PAUSE: the
@@ -387,6 +389,7 @@ static __device__ bool assist_help(const vyre_launch_t &L) {
     const int k = assist_take(a, e, &w);
     if (k < 0) return false;
     assist_run(&L.ctx, a, e, (unsigned)k, AW_PARTS(w));
+    if (lane == 0) dev_u32_ref(a->helped).fetch_add(1u, cuda::std::memory_order_relaxed);
     return true;
 }
 

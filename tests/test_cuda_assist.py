@@ -99,3 +99,28 @@ def test_assist_survives_a_pause_and_runs_again(case):
                 pass
             mk.wait(t, timeout=120)
             assert np.array_equal(obs[:2 * len(jobs)], want), rnd
+
+
+@pytest.mark.parametrize("part", [0, 4096])
+def test_idle_warps_take_parts_of_a_long_scan(part):
+    """One long scan with the board on: warps other than its owner scan parts of it (else a
+    regression would leave the ingest to one warp, exact but slow); with the board off, none."""
+    rng = random.Random(9)
+    d = build_dfa(PATS)
+    data = _data(rng, 4 << 20)
+    with Megakernel("cuda", slot_count=64, observable_slots=2, assist_part_bytes=part) as mk:
+        h_tab, _ = mk.alloc_buffer(d.table, device=True)
+        h_dat, _ = mk.alloc_buffer(data, device=True)
+        obs = mk.observables
+        obs[0], obs[1] = 0, 0
+        mk.wait(mk.submit(Opcode.DFA_SCAN, [h_tab, h_dat, 0, data.size, 0, 1, d.context]),
+                timeout=60)
+        assert int(obs[1]) == count_matches(PATS, data.tobytes())
+        helped = mk.backend.assist_helped()
+        if part:
+            assert helped > 0, "no idle warp took a part of a 4 MiB scan cut into 4 KiB parts"
+            assert helped <= (4 << 20) // part  # never more than there are parts
+        else:
+            assert helped == 0
+        mk.wait(mk.submit(Opcode.NOP), timeout=10)  # still running after the read's pause
+    assert mk.backend.assist_helped() == helped  # banked at stop, unchanged by a NOP

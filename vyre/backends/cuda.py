@@ -29,6 +29,7 @@ _LAUNCH = struct.Struct("<5Q6I9QQIIII")
 # (struct vyre_assist, _ASSIST_BYTES: a static_assert in the kernel keeps the two in step)
 _ASSIST_AT = 512
 _ASSIST_BYTES = 8832
+_ASSIST_HELPED_AT = _ASSIST_AT + 4  # struct vyre_assist::helped
 _STATE_BYTES = _ASSIST_AT + _ASSIST_BYTES
 _TENANTS_AT = 256
 _LIVE_AT = 20
@@ -302,6 +303,7 @@ class CudaBackend(Backend):
         self._closed = True
         self._running = False
         self._failed: BackendError | None = None
+        self._helped = 0  # assist_helped() of launches that have left
         current = cuda.Context.get_current()
         if current is None:
             self._own_ctx = cuda.Device(device).retain_primary_context()
@@ -496,9 +498,19 @@ class CudaBackend(Backend):
         """Part size long DFA_SCANs are cut into for idle warps to help (0: off)."""
         return int(self._options["assist_part_bytes"])
 
+    def assist_helped(self) -> int:
+        """Parts of split DFA_SCANs that warps other than the scan's owner scanned since
+        :meth:`start` (a diagnostic: the count lives in device memory the kernel keeps
+        writing, so a running kernel is paused and relaunched to read it)."""
+        if self._running and not self.paused:
+            with quiesced():
+                pass  # the pause's relaunch adds the count of the launch that left
+        return self._helped
+
     def start(self) -> None:
         if self._running:
             return
+        self._helped = 0
         s = int(self._state)
         params = _LAUNCH.pack(
             self._dptr(self.ring), self._dptr(self.control), self._dptr(self.debug),
@@ -595,6 +607,7 @@ class CudaBackend(Backend):
             with self._active():
                 self._cuda.memcpy_dtoh_async(old, self._state, self._copy_stream)
                 self._copy_stream.synchronize()
+            self._helped += int(old[_ASSIST_HELPED_AT // 4])  # the relaunch starts at zero
             state = np.zeros_like(old)
             state[0:2] = state[2:4] = old[2:4]  # tickets = mirror = the final mirror (u64 each)
             self.doorbell[1] = 0
@@ -627,6 +640,13 @@ class CudaBackend(Backend):
         self.control[CTRL_SHUTDOWN] = 1
         if not self.paused:
             self._wait_exit(timeout, "stop after SHUTDOWN")
+        with contextlib.suppress(Exception):  # a diagnostic: never fails a stop
+            word = np.zeros(1, np.uint32)  # the last launch's count (a pause keeps its state)
+            with self._active():
+                self._cuda.memcpy_dtoh_async(word, int(self._state) + _ASSIST_HELPED_AT,
+                                             self._copy_stream)
+                self._copy_stream.synchronize()
+            self._helped += int(word[0])
         self._running = False
         self.paused = False
         self._left()
