@@ -392,6 +392,30 @@ def test_publish_many_all_or_nothing():
     refused(ring, lambda: wire.publish_many(ring, 2, -1, np.ones(1, np.uint32), None), "tenant")
 
 
+@pytest.mark.parametrize("ops, args, match", [
+    (np.array([1, 0xFFF4], np.uint32), None, r"opcodes\[1\] = 0xfff4"),
+    (np.ones(2, np.int64), None, "uint32"),
+    (np.ones(2, np.uint32), np.ones((3, 1), np.uint32), "shape"),
+    (np.ones(2, np.uint32), np.ones((2, 13), np.uint32), "k <= 12"),
+])
+def test_validate_many_refuses_what_publish_many_refuses(ops, args, match):
+    ring = np.zeros((4, 16), np.uint32)
+    for call in (lambda: wire.validate_many(0, ops, args),
+                 lambda: wire.publish_many(ring, 0, 0, ops, args)):
+        with pytest.raises(QueueFullError, match=match):
+            call()
+    assert not ring.any()
+
+
+def test_validate_many_accepts_any_length_and_checks_tenant_and_priority():
+    ops = np.ones(100_000, np.uint32)  # longer than any ring: no ring is involved
+    assert wire.validate_many(0, ops, np.ones((100_000, 12), np.uint32)) is None
+    with pytest.raises(QueueFullError, match="tenant"):
+        wire.validate_many(-1, ops)
+    with pytest.raises(QueueFullError, match="priority"):
+        wire.validate_many(0, ops, None, 5)
+
+
 def test_publish_many_assume_free_skips_only_the_status_walk():
     ring = np.zeros((4, 16), np.uint32)
     ring[1, 0] = CLAIMED

@@ -97,6 +97,12 @@ def publish_window(
 ) -> int: ...
 # doorbell: a uint64 array; doorbell[0] = first_ticket + slots written, every notify_every
 # slots (0: only at the end) and after the last one
+def validate_many(
+    tenant_id: SupportsIndex,
+    opcodes: Buffer,
+    args: Buffer | None = None,
+    priority: SupportsIndex = 2,
+) -> None: ...
 def publish_many(
     ring: Buffer,
     start_slot: SupportsIndex,

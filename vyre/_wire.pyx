@@ -1271,6 +1271,53 @@ cdef uint64_t *_doorbell(object obj, Py_buffer *view) except NULL:
                "pass the backend's doorbell (or numpy.zeros(1, dtype=numpy.uint64)), or None")
 
 
+cdef bint _many_arrays(object opcodes, object args, Py_buffer *ov, Py_buffer *av) except -1:
+    """Acquire and check the arrays of a bulk publish (shapes, reserved opcodes); returns
+    whether ``av`` holds args. On an error nothing stays acquired."""
+    cdef Py_ssize_t n, k, i, bad = -1
+    cdef bint have_args = False
+    cdef const unsigned char *ops
+    cdef uint32_t op
+    _u32_array(opcodes, ov, 1, "opcodes")
+    try:
+        n = ov.shape[0]
+        ops = <const unsigned char *>ov.buf
+        if args is not None:
+            _u32_array(args, av, 2, "args")
+            have_args = True
+            k = av.shape[1]
+            if av.shape[0] != n or k > ARG_WORDS:
+                raise _qfe(f"args has shape ({av.shape[0]}, {k}); it must be ({n}, k) with "
+                           f"k <= {ARG_WORDS}", "pass one row of at most 12 args per opcode")
+        with nogil:
+            for i in range(n):
+                if not wire_publishable_opcode(vyre_read_u32(ops + i * WORD)):
+                    bad = i
+                    break
+        if bad >= 0:
+            op = vyre_read_u32(ops + bad * WORD)
+            raise _qfe(f"opcodes[{bad}] = {op:#x} is reserved (system range, not a built-in)",
+                       _RESERVED_FIX)
+    except BaseException:
+        PyBuffer_Release(ov)
+        if have_args:
+            PyBuffer_Release(av)
+        raise
+    return have_args
+
+
+def validate_many(tenant_id, opcodes, args=None, priority=2):
+    """Check a bulk publish exactly as :func:`publish_many` would before writing (tenant,
+    priority, array shapes and dtypes, reserved opcodes), without a ring; writes nothing."""
+    cdef Py_buffer ov, av
+    cdef uint32_t tenant, prio
+    _u32(tenant_id, &tenant, "tenant_id", -1)
+    _priority(priority, &prio)
+    if _many_arrays(opcodes, args, &ov, &av):
+        PyBuffer_Release(&av)
+    PyBuffer_Release(&ov)
+
+
 def publish_many(ring, start_slot, tenant_id, opcodes, args=None, priority=2, doorbell=None,
                  first_ticket=0, notify_every=0, assume_free=False):
     """Bulk publish: slot ``(start_slot + i) % slot_count`` gets ``opcodes[i]``, ``args[i]``.
@@ -1303,30 +1350,16 @@ def publish_many(ring, start_slot, tenant_id, opcodes, args=None, priority=2, do
     start = _index(start_slot, "start_slot")
     first = <uint64_t>_index(first_ticket, "first_ticket")
     every = _index(notify_every, "notify_every")
-    _u32_array(opcodes, &ov, 1, "opcodes")
+    have_args = _many_arrays(opcodes, args, &ov, &av)
     try:
         n = ov.shape[0]
         ops = <const unsigned char *>ov.buf
-        if args is not None:
-            _u32_array(args, &av, 2, "args")
-            have_args = True
+        if have_args:
             k = av.shape[1]
-            if av.shape[0] != n or k > ARG_WORDS:
-                raise _qfe(f"args has shape ({av.shape[0]}, {k}); it must be ({n}, k) with "
-                           f"k <= {ARG_WORDS}", "pass one row of at most 12 args per opcode")
             a = <const uint32_t *>av.buf
         if doorbell is not None:
             db = _doorbell(doorbell, &dv)
             have_db = True
-        with nogil:
-            for i in range(n):
-                if not wire_publishable_opcode(vyre_read_u32(ops + i * WORD)):
-                    bad = i
-                    break
-        if bad >= 0:
-            op = vyre_read_u32(ops + bad * WORD)
-            raise _qfe(f"opcodes[{bad}] = {op:#x} is reserved (system range, not a built-in)",
-                       _RESERVED_FIX)
         slots = _ring(ring, &rv, True, False)
         have_ring = True
         words = <uint32_t *>rv.buf

@@ -236,10 +236,7 @@ class Megakernel:
             free = self.slot_count - (first - self._retired)
             if n > free:
                 # published in pieces: validate the whole call first (all-or-nothing)
-                if args is not None and (args.ndim != 2 or args.shape[0] != n):
-                    wire.publish_many(self._ring, 0, tenant, opcodes[:0], args)  # raises its error
-                for op in np.unique(opcodes):
-                    wire.validate_slot(tenant, int(op))
+                wire.validate_many(tenant, opcodes, args)
             done = 0
             while done < n:
                 free = self.slot_count - (self._published - self._retired)
@@ -253,9 +250,10 @@ class Megakernel:
                 k = min(free, n - done)
                 tell = notify or done + k < n
                 early = tell and self._doorbell is not None
+                whole = k == n  # no views to make (a per-call cost for small calls)
                 wire.publish_many(self._ring, self._published % self.slot_count, tenant,
-                                  opcodes[done:done + k],
-                                  None if args is None else args[done:done + k],
+                                  opcodes if whole else opcodes[done:done + k],
+                                  args if whole or args is None else args[done:done + k],
                                   doorbell=self._doorbell if early else None,
                                   first_ticket=self._published, notify_every=_DOORBELL_EVERY,
                                   assume_free=True)  # retired: DONE or EMPTY, see _retire_locked
@@ -637,6 +635,8 @@ class Megakernel:
 
 def _as_u32(values: Any, name: str) -> np.ndarray:
     """A C-contiguous uint32 array of ``values``, refusing anything a cast would change."""
+    if type(values) is np.ndarray and values.dtype == np.uint32 and values.flags.c_contiguous:
+        return values  # the common case, without numpy's conversion calls (per-call cost)
     arr = np.asarray(values)
     if arr.dtype != np.uint32:
         if arr.dtype.kind not in "iub":
