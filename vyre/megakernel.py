@@ -383,6 +383,13 @@ class Megakernel:
         :class:`WaitTimeoutError` after ``timeout`` s, :class:`BackendError` when the backend
         died or a slot stopped making progress (``stall_timeout``). Never hangs.
         """
+        if type(tickets) is int and 0 <= tickets < self._published:
+            # one ticket (the round-trip path): what follows, without its generality
+            if self._retired <= tickets:
+                self._wait_retired(tickets + 1, timeout)
+            if tickets in self._faulted:
+                self._raise_faults((tickets,))
+            return
         span = self._ticket_span(tickets)
         if span is None:
             return
