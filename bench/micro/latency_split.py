@@ -44,6 +44,16 @@ def main() -> None:
             if i % 512 == 511:
                 mk.drain(timeout=10)
         print(f"submit only  us p50 {np.percentile(t / 1e3, 50):.2f}")
+        mk.drain(timeout=10)
+        done = mk.submit(Opcode.NOP, [])
+        mk.wait(done)
+        obs = mk.observables
+        for i in range(n):  # host side only: a wait that finds its ticket retired, the read
+            t0 = time.perf_counter_ns()
+            mk.wait(done)
+            obs[0]
+            t[i] = time.perf_counter_ns() - t0
+        print(f"wait(retired ticket) + observable read  us p50 {np.percentile(t / 1e3, 50):.2f}")
 
 
 if __name__ == "__main__":
