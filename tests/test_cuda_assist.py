@@ -122,5 +122,9 @@ def test_idle_warps_take_parts_of_a_long_scan(part):
             assert helped <= (4 << 20) // part  # never more than there are parts
         else:
             assert helped == 0
-        mk.wait(mk.submit(Opcode.NOP), timeout=10)  # still running after the read's pause
-    assert mk.backend.assist_helped() == helped  # banked at stop, unchanged by a NOP
+        # still running after the read's pause; a second scan after it is banked at stop
+        mk.wait(mk.submit(Opcode.DFA_SCAN, [h_tab, h_dat, 0, data.size, 0, 1, d.context]),
+                timeout=60)
+        assert int(obs[1]) == 2 * count_matches(PATS, data.tobytes())
+    after = mk.backend.assist_helped()
+    assert after > helped if part else after == 0

@@ -185,6 +185,7 @@ def test_a_wait_keeps_its_deadline_while_another_thread_holds_the_lock():
         deadline = time.monotonic() + 10
         while mk._ring[(t % 16) * 16] != 3 and time.monotonic() < deadline:  # DONE, unretired
             time.sleep(0.001)
+        assert mk._ring[(t % 16) * 16] == 3
         held, release = threading.Event(), threading.Event()
 
         def holder():
@@ -195,7 +196,7 @@ def test_a_wait_keeps_its_deadline_while_another_thread_holds_the_lock():
         th = threading.Thread(target=holder)
         th.start()
         try:
-            held.wait(5)
+            assert held.wait(5)
             t0 = time.monotonic()
             with pytest.raises(WaitTimeoutError):
                 mk.wait(t, timeout=0.2)  # finished, but retiring it needs the lock
@@ -214,6 +215,18 @@ def test_waits_without_a_practical_limit(backend, timeout):
         mk.submit(Opcode.NOP)
         mk.drain(timeout=timeout)
         mk.shutdown(timeout=timeout)
+
+
+def test_submit_many_shapes_are_checked_on_every_path(backend):
+    with Megakernel(backend, slot_count=8, observable_slots=4) as mk:
+        one = mk.submit_many(np.array(int(Opcode.NOP), np.uint32))  # 0-d: one slot
+        assert len(one) == 1
+        with pytest.raises(QueueFullError, match="args has shape"):
+            mk.submit_many(np.full(2, Opcode.NOP, np.uint32), np.ones((3, 1), np.uint32))
+        with pytest.raises(QueueFullError, match="args has shape"):  # larger than the ring
+            mk.submit_many(np.full(20, Opcode.NOP, np.uint32), np.ones((21, 1), np.uint32))
+        mk.drain(timeout=10)
+        assert mk.telemetry()["published"] == 1  # nothing of the refused calls went out
 
 
 def test_shutdown_while_busy_returns_within_timeout():

@@ -445,11 +445,12 @@ class Megakernel:
     def _wait_retired(self, upto: int, timeout: float | None) -> None:
         if self._retired >= upto:
             return
-        self._ring_doorbell_if_behind()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # (a submitter making room holds the lock, and rings the doorbell itself)
+        self._ring_doorbell_if_behind(-1.0 if deadline is None else _lock_wait(timeout))
         if not self._started or self._stopped:
             raise BackendError("the megakernel is not running, so nothing will retire",
                                "call start() or use `with Megakernel(...) as mk:`")
-        deadline = None if timeout is None else time.monotonic() + timeout
         watch: _Watch | None = None  # made after the first tick: a quick wait never pays for it
         n = self.slot_count
         while True:
@@ -642,7 +643,8 @@ class Megakernel:
 
 def _as_u32(values: Any, name: str) -> np.ndarray:
     """A C-contiguous uint32 array of ``values``, refusing anything a cast would change."""
-    if type(values) is np.ndarray and values.dtype == np.uint32 and values.flags.c_contiguous:
+    if (type(values) is np.ndarray and values.dtype == np.uint32 and values.ndim
+            and values.flags.c_contiguous):
         return values  # the common case, without numpy's conversion calls (per-call cost)
     arr = np.asarray(values)
     if arr.dtype != np.uint32:

@@ -501,11 +501,23 @@ class CudaBackend(Backend):
     def assist_helped(self) -> int:
         """Parts of split DFA_SCANs that warps other than the scan's owner scanned since
         :meth:`start` (a diagnostic: the count lives in device memory the kernel keeps
-        writing, so a running kernel is paused and relaunched to read it)."""
+        writing, so a running kernel is read through ``quiesced()``, which pauses and
+        relaunches every megakernel of the process)."""
         if self._running and not self.paused:
             with quiesced():
                 pass  # the pause's relaunch adds the count of the launch that left
+        elif self._running:  # paused: the launch that left is banked at its relaunch
+            return self._helped + self._helped_in_state()
         return self._helped
+
+    def _helped_in_state(self) -> int:
+        """The board's count in device state (the kernel must not be resident)."""
+        word = np.zeros(1, np.uint32)
+        with self._active():
+            self._cuda.memcpy_dtoh_async(word, int(self._state) + _ASSIST_HELPED_AT,
+                                         self._copy_stream)
+            self._copy_stream.synchronize()
+        return int(word[0])
 
     def start(self) -> None:
         if self._running:
@@ -641,12 +653,7 @@ class CudaBackend(Backend):
         if not self.paused:
             self._wait_exit(timeout, "stop after SHUTDOWN")
         with contextlib.suppress(Exception):  # a diagnostic: never fails a stop
-            word = np.zeros(1, np.uint32)  # the last launch's count (a pause keeps its state)
-            with self._active():
-                self._cuda.memcpy_dtoh_async(word, int(self._state) + _ASSIST_HELPED_AT,
-                                             self._copy_stream)
-                self._copy_stream.synchronize()
-            self._helped += int(word[0])
+            self._helped += self._helped_in_state()  # the last launch (a pause keeps it)
         self._running = False
         self.paused = False
         self._left()
