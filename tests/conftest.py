@@ -1,6 +1,9 @@
 """Shared fixtures: the backend parameter, and skipping GPU tests where no GPU is present."""
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import pytest
 
 from vyre.backends import cuda_available
@@ -23,3 +26,29 @@ def pytest_collection_modifyitems(config, items):
 def backend(request) -> str:
     """Each backend present: the CPU always, CUDA where a GPU and PyCUDA are."""
     return request.param
+
+
+@contextlib.contextmanager
+def _held_by_another_thread(lock):
+    """``lock`` held by another thread for the block (released at its end)."""
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with lock:
+            held.set()
+            release.wait(30)
+
+    th = threading.Thread(target=holder)
+    th.start()
+    try:
+        assert held.wait(5), "the holder thread never got the lock"
+        yield
+    finally:
+        release.set()
+        th.join(5)
+
+
+@pytest.fixture
+def held_elsewhere():
+    """``with held_elsewhere(lock):`` runs the block while another thread holds ``lock``."""
+    return _held_by_another_thread

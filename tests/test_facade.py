@@ -179,31 +179,18 @@ def test_polls_and_short_waits_are_not_held_up_by_a_submitter_waiting_for_room()
         mk.shutdown(drain=False, timeout=5)
 
 
-def test_a_wait_keeps_its_deadline_while_another_thread_holds_the_lock():
+def test_a_wait_keeps_its_deadline_while_another_thread_holds_the_lock(held_elsewhere):
     with Megakernel("cpu", slot_count=16) as mk:
         t = mk.submit(Opcode.NOP)
         deadline = time.monotonic() + 10
         while mk._ring[(t % 16) * 16] != 3 and time.monotonic() < deadline:  # DONE, unretired
             time.sleep(0.001)
         assert mk._ring[(t % 16) * 16] == 3
-        held, release = threading.Event(), threading.Event()
-
-        def holder():
-            with mk._lock:
-                held.set()
-                release.wait(10)
-
-        th = threading.Thread(target=holder)
-        th.start()
-        try:
-            assert held.wait(5)
+        with held_elsewhere(mk._lock):
             t0 = time.monotonic()
             with pytest.raises(WaitTimeoutError):
                 mk.wait(t, timeout=0.2)  # finished, but retiring it needs the lock
             assert time.monotonic() - t0 < 1.5
-        finally:
-            release.set()
-            th.join(5)
         mk.wait(t, timeout=5)
 
 

@@ -95,14 +95,15 @@ def publish_window(
     lookahead: Sequence[Words],
     priority: SupportsIndex = 2,
 ) -> int: ...
-# doorbell: a uint64 array; doorbell[0] = first_ticket + slots written, every notify_every
-# slots (0: only at the end) and after the last one
 def validate_many(
     tenant_id: SupportsIndex,
     opcodes: Buffer,
     args: Buffer | None = None,
     priority: SupportsIndex = 2,
 ) -> None: ...
+
+# doorbell: a uint64 array; doorbell[0] = first_ticket + slots written, every notify_every
+# slots (0: only at the end) and after the last one
 def publish_many(
     ring: Buffer,
     start_slot: SupportsIndex,

@@ -1338,7 +1338,7 @@ def publish_many(ring, start_slot, tenant_id, opcodes, args=None, priority=2, do
     """
     cdef Py_buffer ov, av, rv, dv
     cdef bint have_args = False, have_ring = False, have_db = False, check
-    cdef uint32_t tenant, prio, op, status = 0
+    cdef uint32_t tenant, prio, status = 0
     cdef Py_ssize_t n, k = 0, start, slots, i, idx, bad = -1, every, step
     cdef const unsigned char *ops
     cdef const uint32_t *a = NULL

@@ -221,11 +221,11 @@ class Megakernel:
 
         Everything is validated before the first slot is written; a call larger than the
         free part of the ring is published in pieces as slots retire. The GPU's doorbell is
-        rung every ``_DOORBELL_EVERY`` slots while they are written and after the last one, so the kernel
-        starts before the host is done. With ``notify=False`` (and ``n`` fitting the free part
-        of the ring) the GPU is not told: :meth:`notify` releases everything published so far
-        at once, which is how the kernel's own drain rate is measured. CPU workers watch the
-        slots themselves and start at once.
+        rung every ``_DOORBELL_EVERY`` slots while they are written and after the last one, so
+        the kernel starts before the host is done. With ``notify=False`` (and ``n`` fitting
+        the free part of the ring) the GPU is not told: :meth:`notify` releases everything
+        published so far at once, which is how the kernel's own drain rate is measured. CPU
+        workers watch the slots themselves and start at once.
         """
         opcodes = _as_u32(opcodes, "opcodes")
         n = int(opcodes.shape[0])
@@ -346,32 +346,20 @@ class Megakernel:
         self._fault_total += len(faults)
         self._retired += count
 
-    def _retire(self, wait: float = -1) -> bool:
-        """Retire what has finished; False when the lock was not had within ``wait`` s (-1:
-        no limit). A submitter waiting for room holds the lock, and retires meanwhile."""
-        if not self._lock.acquire(timeout=wait):
-            return False
-        try:
-            self._retire_locked()
-        finally:
-            self._lock.release()
-        return True
+    def _retire(self, wait: float = -1.0, clean_to: int = 0) -> None:
+        """Retire what has finished, giving up after ``wait`` s without the lock (-1: no
+        limit; a submitter waiting for room holds it, and retires meanwhile).
 
-    def _retire_seen(self, start: int, reached: int, first_fault: int, wait: float = -1) -> None:
-        """Retire after a wait walked ``reached`` finished slots from ticket ``start``.
-
-        Walked without the lock, so other threads may have retired (and republished) some of
-        them since; but a slot is republished only after it is retired, so the walk's view of
-        those from ``self._retired`` on is of their current tickets. All DONE: retire them
-        without reading their statuses again (on a ring the GPU writes each read is a cache
-        miss). A FAULT among them: the ordinary walk, which resets and records it. Gives up
-        after ``wait`` s without the lock, as :meth:`_retire` does.
+        ``clean_to``: a wait's lock-free walk saw every slot below this ticket finished and
+        none FAULT; they are retired without reading their statuses again (on a ring the GPU
+        writes each read is a cache miss). Safe although other threads may have retired and
+        republished some of them since: a slot is republished only after it is retired, so
+        the walk's view of those from ``self._retired`` on is of their current tickets.
         """
         if not self._lock.acquire(timeout=wait):
             return
         try:
-            if first_fault < 0:
-                self._retired = max(self._retired, start + reached)
+            self._retired = max(self._retired, clean_to)
             self._retire_locked()
         finally:
             self._lock.release()
@@ -466,7 +454,7 @@ class Megakernel:
             if reached > 0:
                 # the lock only as long as the caller's deadline allows
                 hold = -1.0 if deadline is None else _lock_wait(deadline - time.monotonic())
-                self._retire_seen(start, reached, fault, hold)
+                self._retire(hold, start + reached if fault < 0 else 0)
                 if self._retired >= upto:
                     return
             if deadline is not None and time.monotonic() >= deadline:

@@ -410,11 +410,11 @@ class GpuStream:
         ``chunks``, ``files``, ``slots`` published, ``in_flight`` chunks now (being read,
         copied or scanned: up to ``depth``, or ``2 * depth`` with the device copy, where a
         chunk's staging slot goes free once it is in the mirror), ``max_in_flight``,
-        ``stalls`` / ``stall_s`` (waits for a free staging slot), ``io_waits``, ``copy_waits`` (blocking waits for a chunk's device copy), ``seconds``
-        busy, ``gbps`` (bytes / seconds / 1e9), ``path``
-        (io_uring+fixed / io_uring / fallback), ``parallel_reads`` (the reads in flight copy
-        concurrently), ``device_copy`` (scans read a device copy of each chunk), ``reason``
-        and the reader's counters.
+        ``stalls`` / ``stall_s`` (waits for a free staging slot), ``io_waits``,
+        ``copy_waits`` (blocking waits for a chunk's device copy), ``seconds`` busy, ``gbps``
+        (bytes / seconds / 1e9), ``path`` (io_uring+fixed / io_uring / fallback),
+        ``parallel_reads`` (the reads in flight copy concurrently), ``device_copy`` (scans
+        read a device copy of each chunk), ``reason`` and the reader's counters.
         """
         t = self._t
         out = {
