@@ -53,7 +53,7 @@ EXTENSIONS = dict(
             ["vyre/backends/_cpu_testhooks.pyx", "csrc/cpu_worker.c"],
             macros=[("VYRE_TEST_HOOKS", "1")],
         ),
-        _ext("uring", "vyre._uring", ["vyre/_uring.pyx", "csrc/uring.c"]),
+        _ext("uring", "vyre.ingest._uring", ["vyre/ingest/_uring.pyx", "csrc/uring.c"]),
     ]
 )
 

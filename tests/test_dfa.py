@@ -1,4 +1,4 @@
-"""vyre.dfa: the dense Aho–Corasick table against a plain search, and the context property."""
+"""vyre.ingest.dfa: the dense Aho–Corasick table against a plain search, and the context property."""
 from __future__ import annotations
 
 import random
@@ -6,8 +6,8 @@ import random
 import numpy as np
 import pytest
 
-pytest.importorskip("vyre._uring")  # the ABI constants come from vyre_abi.h through it
-from vyre.dfa import Dfa, PatternError, build_dfa, count_matches  # noqa: E402
+pytest.importorskip("vyre.ingest._uring")  # the ABI constants come from vyre_abi.h through it
+from vyre.ingest.dfa import Dfa, PatternError, build_dfa, count_matches  # noqa: E402
 
 
 def _rand_bytes(rng: random.Random, n: int, alphabet: bytes) -> bytes:

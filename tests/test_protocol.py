@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from vyre import protocol as p
-from vyre.errors import QueueFullError
+from vyre.errors import ArgumentError
 
 
 def test_enums_match_the_spec():
@@ -66,16 +66,16 @@ def test_is_system_false(op):
 def test_builtins(op):
     assert p.is_builtin(op) and p.is_system(op)
     assert p.validate_publish_opcode(op) == op
-    with pytest.raises(QueueFullError, match="system range"):
+    with pytest.raises(ArgumentError, match="system range"):
         p.validate_user_opcode(op)
 
 
 @pytest.mark.parametrize("op", RESERVED)
 def test_reserved_rejected_everywhere(op):
     assert p.is_system(op) and not p.is_builtin(op)
-    with pytest.raises(QueueFullError, match="reserved.*Fix: "):
+    with pytest.raises(ArgumentError, match="reserved.*Fix: "):
         p.validate_publish_opcode(op)
-    with pytest.raises(QueueFullError):
+    with pytest.raises(ArgumentError):
         p.validate_user_opcode(op)
 
 
@@ -88,7 +88,7 @@ def test_user_opcodes_accepted(op):
 @pytest.mark.parametrize("bad", [-1, 2**32, 2**80, "1", 1.0, None])
 def test_validators_reject_non_u32(bad):
     for fn in (p.validate_user_opcode, p.validate_publish_opcode, p.is_system, p.is_builtin):
-        with pytest.raises(QueueFullError, match="Fix: "):
+        with pytest.raises(ArgumentError, match="Fix: "):
             fn(bad)
 
 
@@ -102,5 +102,5 @@ def test_tenant_opcode_window():
     for op in (p.tenant_opcode_window(1)[0], p.tenant_opcode_window(1024)[-1]):
         assert p.validate_user_opcode(op) == op
     for bad in (0, -1, 1025):
-        with pytest.raises(QueueFullError):
+        with pytest.raises(ArgumentError):
             p.tenant_opcode_window(bad)

@@ -16,16 +16,17 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("vyre._uring")
-from vyre.dfa import build_dfa, count_matches  # noqa: E402
+pytest.importorskip("vyre.ingest._uring")
+from vyre.ingest.dfa import build_dfa, count_matches  # noqa: E402
 from vyre.errors import IoUringError, PipelineError, SlotFaultError, WaitTimeoutError  # noqa: E402
-from vyre.stream import FileChangedError, GpuStream, IoService  # noqa: E402
-from vyre._uring import ABI, Ring  # noqa: E402
+from vyre.ingest.stream import FileChangedError, GpuStream  # noqa: E402
+from vyre.ioservice import IoService  # noqa: E402
+from vyre.ingest._uring import ABI, Ring  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _fake_mk import FakeMegakernel  # noqa: E402
 
-URING_OK = __import__("vyre._uring", fromlist=["available"]).available()[0]
+URING_OK = __import__("vyre.ingest._uring", fromlist=["available"]).available()[0]
 
 
 def _real_mk(backend="cpu", **kw):
@@ -288,7 +289,7 @@ def test_a_failed_publish_part_way_keeps_the_slot_until_its_slices_finish(mk, tm
                                                                           monkeypatch):
     """The 2nd chunk's publish fails after some of its slices went out: the scan raises, the
     staging slot is not reused under those slices, and the next scan's counts are exact."""
-    from vyre.errors import QueueFullError
+    from vyre.errors import ArgumentError
 
     rng = random.Random(31)
     chunk = 2048
@@ -303,7 +304,7 @@ def test_a_failed_publish_part_way_keeps_the_slot_until_its_slices_finish(mk, tm
             calls["n"] += 1
             if calls["n"] == 2:
                 out = real(ops[:2], args[:2], **kw)
-                err = QueueFullError("injected", "none")
+                err = ArgumentError("injected", "none")
                 err.published = out
                 raise err
             return real(ops, args, **kw)
@@ -314,11 +315,11 @@ def test_a_failed_publish_part_way_keeps_the_slot_until_its_slices_finish(mk, tm
         def flaky(*a, **kw):
             calls["n"] += 1
             if calls["n"] == 6:
-                raise QueueFullError("injected", "none")
+                raise ArgumentError("injected", "none")
             return real(*a, **kw)
         monkeypatch.setattr(mk, "submit", flaky)
     with GpuStream(mk, chunk_bytes=chunk, depth=2, slices=4) as s:
-        with pytest.raises(QueueFullError, match="injected"):
+        with pytest.raises(ArgumentError, match="injected"):
             s.scan(path, d)
         # the slices that went out were waited for before the scan raised
         pending = mk._pending if hasattr(mk, "_pending") else None

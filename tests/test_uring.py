@@ -1,4 +1,4 @@
-"""io_uring core (csrc/uring.c via vyre._uring) and the preadv fallback reader."""
+"""io_uring core (csrc/uring.c via vyre.ingest._uring) and the preadv fallback reader."""
 from __future__ import annotations
 
 import errno
@@ -13,9 +13,9 @@ import pytest
 
 from vyre.errors import IoUringError, PipelineError
 
-_uring = pytest.importorskip("vyre._uring")
-from vyre.readers import FallbackReadQueue, ingest_mode, open_reader  # noqa: E402
-from vyre.staging import PAGE_SIZE, StagingRing  # noqa: E402
+_uring = pytest.importorskip("vyre.ingest._uring")
+from vyre.ingest.readers import FallbackReadQueue, ingest_mode, open_reader  # noqa: E402
+from vyre.ingest.staging import PAGE_SIZE, StagingRing  # noqa: E402
 
 URING_OK, URING_ERRNO = _uring.available()
 needs_uring = pytest.mark.skipif(not URING_OK, reason=f"io_uring unavailable here "
@@ -396,7 +396,7 @@ def test_open_reader_paths(monkeypatch):
 
 def test_forced_uring_without_io_uring_raises(monkeypatch):
     """VYRE_INGEST=uring never degrades silently: a refused setup is an IoUringError."""
-    import vyre._uring as mod
+    import vyre.ingest._uring as mod
 
     class Refused:
         def __init__(self, *a, **k):

@@ -1,7 +1,7 @@
 """Property tests: random publish/retire sequences on vyre.wire against tests/wire_model.py.
 
 After every action both rings must hold the same bytes, return the same value, and agree on
-whether the action was refused (QueueFullError) -- refused actions change nothing.
+whether the action was refused (ArgumentError) -- refused actions change nothing.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from vyre import wire
-from vyre.errors import QueueFullError
+from vyre.errors import ArgumentError, QueueFullError
 
 U32 = 2**32 - 1
 SPECIAL_OPS = [0, 1, 2, 7, 8, 255, 0xFFEF, 0xFFF0, 0xFFF1, 0xFFF2, 0xFFFC, 0xFFFD, 0xFFFE, 0xFFFF,
@@ -83,7 +83,7 @@ def apply(lib, ring, action):
 def outcome(lib, ring, action):
     try:
         return "ok", apply(lib, ring, action)
-    except QueueFullError:
+    except (ArgumentError, QueueFullError):
         return "refused", None
 
 
@@ -129,10 +129,10 @@ def decode_packed(words: list[int]) -> list[tuple[int, list[int]]]:
 def test_pack_ops_round_trips_and_matches_model(ops):
     try:
         want = model.pack_ops(ops)
-    except QueueFullError:
+    except (ArgumentError, QueueFullError):
         try:
             wire.pack_ops(ops)
-        except QueueFullError:
+        except (ArgumentError, QueueFullError):
             return
         raise AssertionError(f"wire accepted what the model refused: {ops}")
     assert wire.pack_ops(ops) == want
@@ -148,7 +148,7 @@ def test_opcode_classes_match_the_model(op):
     try:
         wire.validate_publish_opcode(op)
         assert publishable
-    except QueueFullError:
+    except (ArgumentError, QueueFullError):
         assert not publishable
 
 
@@ -161,10 +161,10 @@ def test_window_items_match_the_model(n_unused, data):
     look = data.draw(st.lists(payload, max_size=3))
     try:
         want = ("ok", model.window_items(op, ticket, req, look))
-    except QueueFullError:
+    except (ArgumentError, QueueFullError):
         want = ("refused", None)
     try:
         got = ("ok", wire.window_items(op, ticket, req, look))
-    except QueueFullError:
+    except (ArgumentError, QueueFullError):
         got = ("refused", None)
     assert got == want

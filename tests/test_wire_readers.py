@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vyre import wire
-from vyre.errors import ProtocolError, QueueFullError
+from vyre.errors import ProtocolError, ArgumentError
 
 EMPTY, PUBLISHED, CLAIMED, DONE, WAIT_IO, YIELD, REQUEUE, FAULT = range(8)
 
@@ -182,7 +182,7 @@ def test_retire_bad_arguments_leave_ring_unchanged():
     before = ring.tobytes()
     for call in (lambda: wire.retire(ring, 2, 1), lambda: wire.retire(ring, 0, -1),
                  lambda: wire.retire(ring.tobytes(), 0, 1), lambda: wire.retire(ring[:, :8], 0, 1)):
-        with pytest.raises(QueueFullError, match="Fix: "):
+        with pytest.raises(ArgumentError, match="Fix: "):
             call()
     assert ring.tobytes() == before
 
@@ -275,18 +275,18 @@ def test_wait_finished_says_where_the_first_fault_is():
     ring[5, 0] = DONE
     assert wire.wait_finished(ring, 5, 2, 0) == (2, -1)  # wraps: slots 5, 0
     assert ring[2, 0] == FAULT and ring[4, 0] == FAULT  # modifies nothing
-    with pytest.raises(QueueFullError, match="start_slot"):
+    with pytest.raises(ArgumentError, match="start_slot"):
         wire.wait_finished(ring, 6, 1, 0)
 
 
 def test_wait_retire_caps_count_and_validates():
     ring = ring_with([DONE] * 3)
     assert wire.wait_retire(ring, 1, 10, 0) == 3
-    with pytest.raises(QueueFullError, match="start_slot"):
+    with pytest.raises(ArgumentError, match="start_slot"):
         wire.wait_retire(ring, 3, 1, 0)
-    with pytest.raises(QueueFullError, match="timeout_s"):
+    with pytest.raises(ArgumentError, match="timeout_s"):
         wire.wait_retire(ring, 0, 1, "soon")
-    with pytest.raises(QueueFullError, match="slot_idx"):
+    with pytest.raises(ArgumentError, match="slot_idx"):
         wire.wait_slot(ring, 3, 0)
 
 
@@ -298,7 +298,7 @@ def test_load_miss_round_trip():
     assert wire.decode_load_miss([7, 1] + [0] * 10) == (7, 1)
     assert wire.decode_load_miss([9]) == (9, 0)
     assert wire.decode_load_miss(np.array([0xFFFFFFFF, 2], np.uint32)) == (0xFFFFFFFF, 2)
-    with pytest.raises(QueueFullError):
+    with pytest.raises(ArgumentError):
         wire.encode_load_miss(-1, 0)
     with pytest.raises(ProtocolError):
         wire.decode_load_miss([0] * 13)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from vyre.errors import QueueFullError
+from vyre.errors import ArgumentError
 from vyre.protocol import (
     OP_MAX_PRIMITIVE,
     PACKED_ARG_WORDS,
@@ -41,7 +41,7 @@ _PUBLISHED = int(SlotStatus.PUBLISHED)
 
 
 def _fail(what: str) -> None:
-    raise QueueFullError(what, "model")
+    raise ArgumentError(what, "model")
 
 
 def is_system(op: int) -> bool:

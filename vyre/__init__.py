@@ -2,10 +2,13 @@
 
 The public API: :class:`Megakernel` (the facade), the wire layer :mod:`vyre.wire`, the typed
 descriptors :mod:`vyre.descriptors`, the constants :mod:`vyre.protocol`, streaming ingest
-(:class:`GpuStream`, :mod:`vyre.dfa`) and the errors below.
+(:class:`GpuStream`, :mod:`vyre.ingest.dfa`) and the errors below.
 """
 from vyre.errors import (  # noqa: F401
+    ArgumentError,
     BackendError,
+    InvalidTypeError,
+    InvalidValueError,
     IoUringError,
     PipelineError,
     ProtocolError,
@@ -29,12 +32,12 @@ __version__ = "0.1.0"
 
 _LAZY = {
     # streaming ingest pulls in io_uring and staging code: loaded on first use only
-    "GpuStream": "vyre.stream",
-    "IoService": "vyre.stream",
-    "FileChangedError": "vyre.stream",
-    "build_dfa": "vyre.dfa",
-    "Dfa": "vyre.dfa",
-    "PatternError": "vyre.dfa",
+    "GpuStream": "vyre.ingest.stream",
+    "IoService": "vyre.ioservice",
+    "FileChangedError": "vyre.ingest.stream",
+    "build_dfa": "vyre.ingest.dfa",
+    "Dfa": "vyre.ingest.dfa",
+    "PatternError": "vyre.ingest.dfa",
 }
 
 

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from vyre import Megakernel, Opcode
-from vyre.dfa import build_dfa
+from vyre.ingest.dfa import build_dfa
 
 OBS = 160  # control word of observables[0]
 

@@ -6,8 +6,9 @@ pinned host memory) through the buffer protocol and never copies it. Words are l
 u32 (enforced at import). Buffers must be 4-byte aligned: slot status words are accessed with
 atomics, which need natural alignment.
 
-Errors: publish-side validation raises :class:`vyre.QueueFullError`, malformed buffers handed
-to a decoder raise :class:`vyre.ProtocolError`; both end with ``Fix: ...``. Everything is
+Errors: invalid arguments raise :class:`vyre.InvalidValueError` / :class:`vyre.InvalidTypeError`
+(both :class:`vyre.ArgumentError`), a slot that is not publishable :class:`vyre.QueueFullError`,
+malformed buffers handed to a decoder :class:`vyre.ProtocolError`; both end with ``Fix: ...``. Everything is
 validated before the first byte is written, so a failed call leaves every buffer unchanged.
 """
 import collections
@@ -28,7 +29,8 @@ from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 
-from vyre.errors import ProtocolError, QueueFullError
+from vyre.errors import (ArgumentError, InvalidTypeError, InvalidValueError, ProtocolError,
+                         QueueFullError)
 
 if sys.byteorder != "little":  # the wire is little-endian and we write native words
     raise ImportError("vyre.wire needs a little-endian host (the wire format is little-endian u32)")
@@ -381,8 +383,16 @@ cdef str _status_name(uint32_t s):
     return _STATUS_NAMES.get(s, f"{s:#x}")
 
 
-cdef object _qfe(str message, str fix, str queue="ring"):
+cdef object _full(str message, str fix, str queue="ring"):
     return QueueFullError(message, fix, queue)
+
+
+cdef object _inval(str message, str fix, str queue="ring"):
+    return InvalidValueError(message, fix)
+
+
+cdef object _badtype(str message, str fix, str queue="ring"):
+    return InvalidTypeError(message, fix)
 
 
 cdef str _label(str what, Py_ssize_t idx):
@@ -394,10 +404,10 @@ cdef int _u32_slow(object o, uint32_t *out, str what, Py_ssize_t idx) except -1:
     try:
         v = o.__index__() if not isinstance(o, int) else int(o)
     except (TypeError, AttributeError):
-        raise _qfe(f"{_label(what, idx)} must be an integer, got {type(o).__name__} {o!r}",
+        raise _badtype(f"{_label(what, idx)} must be an integer, got {type(o).__name__} {o!r}",
                    f"pass a Python int (or numpy integer) in 0..{VYRE_U32_MAX:#x}") from None
     if v < 0 or v > VYRE_U32_MAX:
-        raise _qfe(f"{_label(what, idx)} = {v} does not fit a u32 word",
+        raise _inval(f"{_label(what, idx)} = {v} does not fit a u32 word",
                    f"pass a value in 0..{VYRE_U32_MAX:#x}; vyre never truncates")
     out[0] = <uint32_t>v
     return 0
@@ -421,14 +431,14 @@ cdef Py_ssize_t _count(object o, str what, Py_ssize_t limit, str queue) except -
     try:
         v = o.__index__()
     except (TypeError, AttributeError):
-        raise _qfe(f"{what} must be an integer, got {type(o).__name__} {o!r}",
+        raise _badtype(f"{what} must be an integer, got {type(o).__name__} {o!r}",
                    "pass a non-negative Python int", queue) from None
     if v < 0:
-        raise _qfe(f"{what} = {v} is negative", "pass a non-negative Python int", queue)
+        raise _inval(f"{what} = {v} is negative", "pass a non-negative Python int", queue)
     if v > PY_SSIZE_T_MAX:
-        raise _qfe(f"{what} = {v} is far too large", "pass a realistic size or index", queue)
+        raise _inval(f"{what} = {v} is far too large", "pass a realistic size or index", queue)
     if limit >= 0 and v > limit:
-        raise _qfe(f"{what} = {v} exceeds the cap of {limit}",
+        raise _inval(f"{what} = {v} exceeds the cap of {limit}",
                    f"use at most {limit} (SPEC §2 caps), or split the work", queue)
     return <Py_ssize_t>v
 
@@ -452,7 +462,7 @@ cdef str _RESERVED_FIX = (
 cdef inline int _publish_opcode(object o, uint32_t *out) except -1:
     _u32(o, out, "opcode", -1)
     if not wire_publishable_opcode(out[0]):
-        raise _qfe(f"opcode {out[0]:#x} is reserved (system range, not a built-in)",
+        raise _inval(f"opcode {out[0]:#x} is reserved (system range, not a built-in)",
                    _RESERVED_FIX)
     return 0
 
@@ -460,7 +470,7 @@ cdef inline int _publish_opcode(object o, uint32_t *out) except -1:
 cdef inline int _priority(object o, uint32_t *out) except -1:
     _u32(o, out, "priority", -1)
     if out[0] >= VYRE_PRIORITY_LEVELS:
-        raise _qfe(f"priority {out[0]} is not a priority level",
+        raise _inval(f"priority {out[0]} is not a priority level",
                    f"use 0 (critical) .. {VYRE_PRIORITY_LEVELS - 1} (idle); "
                    f"{VYRE_PRIORITY_DEFAULT} is normal")
     return 0
@@ -473,12 +483,12 @@ cdef object _as_seq(object o, str what):
     if o is None:
         return ()
     if isinstance(o, (str, bytes, bytearray, dict, set, frozenset)):
-        raise _qfe(f"{what} must be a sequence of integers, got {type(o).__name__}",
+        raise _badtype(f"{what} must be a sequence of integers, got {type(o).__name__}",
                    "pass a tuple or list of ints")
     try:
         return tuple(o)
     except TypeError:
-        raise _qfe(f"{what} must be a sequence, got {type(o).__name__} {o!r}",
+        raise _badtype(f"{what} must be a sequence, got {type(o).__name__} {o!r}",
                    "pass a tuple or list of ints") from None
 
 
@@ -504,7 +514,7 @@ cdef Py_ssize_t _args(object args, uint32_t *out, Py_ssize_t room, str what) exc
 
 
 cdef int _too_many(str what, Py_ssize_t n, Py_ssize_t room) except -1:
-    raise _qfe(f"{what} has {n} words; a slot holds at most {room} here",
+    raise _inval(f"{what} has {n} words; a slot holds at most {room} here",
                f"pass at most {room} argument words (a slot has {VYRE_SLOT_ARG_COUNT} arg words)")
 
 
@@ -521,7 +531,7 @@ cdef int _buffer_error(object obj, str role, bint writable, bint decode) except 
         msg = f"{role} is not a usable buffer ({type(obj).__name__}: {exc})"
         if decode:
             raise ProtocolError(msg, fix) from exc
-        raise _qfe(msg, fix) from exc
+        raise _inval(msg, fix) from exc
     return -1
 
 
@@ -544,7 +554,7 @@ cdef int _acquire(object obj, Py_buffer *view, bint writable, str role, bint dec
            else f"{role} is not 4-byte aligned (its words are accessed atomically)")
     if decode:
         raise ProtocolError(msg, fix)
-    raise _qfe(msg, fix)
+    raise _inval(msg, fix)
 
 
 cdef Py_ssize_t _ring(object obj, Py_buffer *view, bint writable, bint decode) except -1:
@@ -558,7 +568,7 @@ cdef Py_ssize_t _ring(object obj, Py_buffer *view, bint writable, bint decode) e
     fix = "allocate the ring with encode_empty_ring(slot_count) or ring_byte_len(slot_count)"
     if decode:
         raise ProtocolError(msg, fix)
-    raise _qfe(msg, fix)
+    raise _inval(msg, fix)
 
 
 cdef Py_ssize_t _control(object obj, Py_buffer *view) except -1:
@@ -575,21 +585,21 @@ cdef Py_ssize_t _control(object obj, Py_buffer *view) except -1:
 
 
 cdef int _not_publishable(Py_ssize_t slot, uint32_t status) except -1:
-    raise _qfe(f"slot is not publishable: ring slot {slot} has status {_status_name(status)}",
+    raise _full(f"slot is not publishable: ring slot {slot} has status {_status_name(status)}",
                "publish only into EMPTY or DONE slots: wait for the slot to retire "
                "(or retire FAULT slots) first")
 
 
 cdef int _slot_range(Py_ssize_t slot, Py_ssize_t slots, str what) except -1:
     if slot >= slots:
-        raise _qfe(f"{what} {slot} is outside the ring of {slots} slots",
+        raise _inval(f"{what} {slot} is outside the ring of {slots} slots",
                    f"use a slot index in 0..{slots - 1}")
     return 0
 
 
 cdef int _fits_ring(Py_ssize_t n, Py_ssize_t slots) except -1:
     if n > slots:
-        raise _qfe(f"{n} slots do not fit a ring of {slots} slots",
+        raise _inval(f"{n} slots do not fit a ring of {slots} slots",
                    "publish at most slot_count slots per call (split the work)")
     return 0
 
@@ -678,18 +688,18 @@ def is_builtin(op):
 
 
 def validate_user_opcode(op):
-    """Return ``op`` when it is a user (non-system) u32 opcode; raise QueueFullError otherwise."""
+    """Return ``op`` when it is a user (non-system) u32 opcode; raise InvalidValueError otherwise."""
     cdef uint32_t v
     _u32(op, &v, "opcode", -1)
     if wire_is_system(v):
-        raise _qfe(f"opcode {v:#x} is in the system range, not a user opcode",
+        raise _inval(f"opcode {v:#x} is in the system range, not a user opcode",
                    "use an opcode outside the system range, e.g. one from the tenant's window "
                    "(vyre.protocol.tenant_opcode_window)")
     return int(op)
 
 
 def validate_publish_opcode(op):
-    """Return ``op`` when a publish may use it (built-in or user); raise QueueFullError if reserved."""
+    """Return ``op`` when a publish may use it (built-in or user); raise InvalidValueError if reserved."""
     cdef uint32_t v
     _publish_opcode(op, &v)
     return int(op)
@@ -752,7 +762,7 @@ def encode_control(shutdown, tenant_count, observable_slots, slot_count=None):
     offsets = None
     if slot_count is not None:
         if _count(slot_count, "slot_count", VYRE_MAX_RING_SLOTS, "ring") == 0:
-            raise _qfe("slot_count = 0: a ring needs at least one slot",
+            raise _inval("slot_count = 0: a ring needs at least one slot",
                        "pass slot_count >= 1 (or None to leave the priority offsets zero)")
         offsets = default_priority_offsets(slot_count)
     out = bytearray(control_byte_len(obs))
@@ -774,7 +784,7 @@ def encode_empty_ring(slot_count):
     """A zeroed ring (every slot EMPTY) of ``slot_count`` slots, 1..1 048 576."""
     cdef Py_ssize_t n = _count(slot_count, "slot_count", VYRE_MAX_RING_SLOTS, "ring")
     if n == 0:
-        raise _qfe("slot_count = 0: a ring needs at least one slot", "pass slot_count >= 1")
+        raise _inval("slot_count = 0: a ring needs at least one slot", "pass slot_count >= 1")
     return bytearray(ring_byte_len(n))
 
 
@@ -826,7 +836,7 @@ def read_observable(control, i):
     try:
         try:
             idx = _count(i, "observable index", -1, "control")
-        except QueueFullError as exc:
+        except ArgumentError as exc:
             raise ProtocolError(exc.message, exc.fix) from None
         if idx >= obs:
             raise ProtocolError(f"observable index {idx} is out of range: the control buffer "
@@ -913,7 +923,7 @@ def slot_status(ring, i):
             raise ProtocolError(f"slot index {idx} is outside the ring of {slots} slots",
                                 f"use a slot index in 0..{slots - 1}")
         return vyre_load_acquire(<const uint32_t *>view.buf + idx * SLOT_WORDS)
-    except QueueFullError as exc:
+    except ArgumentError as exc:
         raise ProtocolError(exc.message, exc.fix) from None
     finally:
         PyBuffer_Release(&view)
@@ -928,7 +938,7 @@ def count_done_slots(ring, n):
     try:
         try:
             count = _count(n, "n", slots, "ring")
-        except QueueFullError as exc:
+        except ArgumentError as exc:
             raise ProtocolError(exc.message, exc.fix) from None
         with nogil:
             for i in range(count):
@@ -994,11 +1004,11 @@ cdef int _pack(object ops, uint32_t *out) except -1:
     seq = _as_seq(ops, "ops")
     n = len(seq)
     if n > <Py_ssize_t>VYRE_PACKED_MAX_OPS:
-        raise _qfe(f"packed slot has {n} ops; the count is a u8, at most "
+        raise _inval(f"packed slot has {n} ops; the count is a u8, at most "
                    f"{VYRE_PACKED_MAX_OPS}", "split the ops over several packed slots")
     meta = (2 + 2 * n + WORD - 1) // WORD
     if meta > <Py_ssize_t>VYRE_PACKED_ARG_WORDS:
-        raise _qfe(f"packed slot with {n} ops: metadata exceeds the "
+        raise _inval(f"packed slot with {n} ops: metadata exceeds the "
                    f"{VYRE_PACKED_ARG_WORDS}-word budget",
                    "split the ops over several packed slots")
     pairs = []
@@ -1007,18 +1017,18 @@ cdef int _pack(object ops, uint32_t *out) except -1:
         try:
             opcode, oargs = item
         except (TypeError, ValueError):
-            raise _qfe(f"ops[{i}] must be an (opcode, args) pair, got {item!r}",
+            raise _badtype(f"ops[{i}] must be an (opcode, args) pair, got {item!r}",
                        "pass ops as [(u8 opcode, [args...]), ...]") from None
         _u32(opcode, &op, "inner opcode", i)
         if op > VYRE_PACKED_MAX_INNER_OPCODE:
-            raise _qfe(f"inner opcode ops[{i}] = {op:#x} does not fit a u8",
+            raise _inval(f"inner opcode ops[{i}] = {op:#x} does not fit a u8",
                        f"use inner opcodes 0..{VYRE_PACKED_MAX_INNER_OPCODE} in a packed slot "
                        "(publish larger opcodes as single slots)")
         oargs = _as_seq(oargs, f"ops[{i}] args")
         pairs.append((op, oargs))
         total += len(oargs)
     if meta + total > <Py_ssize_t>VYRE_PACKED_ARG_WORDS:
-        raise _qfe(f"packed slot with {n} ops and {total} arg words: payload exceeds the "
+        raise _inval(f"packed slot with {n} ops and {total} arg words: payload exceeds the "
                    f"{VYRE_PACKED_ARG_WORDS}-word budget ({meta} metadata words)",
                    "move some ops into another slot or pass fewer args")
     memset(b, 0, sizeof(b))
@@ -1129,8 +1139,8 @@ cdef int _plan_item(_Plan plan, object opcode, object args, uint32_t tenant,
     try:
         _publish_opcode(opcode, &b.opcode)
         _args(args, b.args, ARG_WORDS, "args")
-    except QueueFullError as exc:
-        raise _qfe(f"item {i}: {exc.message}", exc.fix) from None
+    except ArgumentError as exc:
+        raise type(exc)(f"item {i}: {exc.message}", exc.fix) from None
     return 0
 
 
@@ -1153,7 +1163,7 @@ def publish_sequence(ring, start_slot, entries):
             else:
                 tenant_id, opcode, args, priority = entry
         except (TypeError, ValueError):
-            raise _qfe(f"entries[{i}] must be (tenant, opcode, args[, priority]), got {entry!r}",
+            raise _badtype(f"entries[{i}] must be (tenant, opcode, args[, priority]), got {entry!r}",
                        "pass entries as tuples (tenant, opcode, args, priority)") from None
         _u32(tenant_id, &tenant, "tenant_id", -1)
         _priority(priority, &prio)
@@ -1174,14 +1184,14 @@ def batch_publish(ring, start_slot, tenant_id, items, batch_tag, priority=2):
     seq = _as_seq(items, "items")
     cdef Py_ssize_t n = len(seq)
     if n > <Py_ssize_t>VYRE_U32_MAX:
-        raise _qfe(f"batch of {n} items: the count does not fit a u32", "split the batch")
+        raise _inval(f"batch of {n} items: the count does not fit a u32", "split the batch")
     cdef _Plan plan = _Plan(n + 1)
     for i in range(n):
         item = seq[i]
         try:
             opcode, args = item
         except (TypeError, ValueError):
-            raise _qfe(f"items[{i}] must be an (opcode, args) pair, got {item!r}",
+            raise _badtype(f"items[{i}] must be an (opcode, args) pair, got {item!r}",
                        "pass items as [(opcode, [args...]), ...]") from None
         _plan_item(plan, opcode, args, tenant, prio, i)
     cdef SlotBody *fence = plan.add(tenant, prio)
@@ -1210,8 +1220,8 @@ cdef _Plan _window_plan(object opcode, object ticket, object required, object lo
             try:
                 b.nargs = VYRE_WINDOW_PREFIX_WORDS + <uint32_t>_args(
                     payloads[i], b.args + VYRE_WINDOW_PREFIX_WORDS, room, f"{name}[{i}]")
-            except QueueFullError as exc:
-                raise _qfe(f"window payload {exc.message} (after the [ticket, class] prefix)",
+            except ArgumentError as exc:
+                raise type(exc)(f"window payload {exc.message} (after the [ticket, class] prefix)",
                            f"keep each window payload to at most {room} words") from None
             b.args[0] = tick
             b.args[1] = <uint32_t>cls
@@ -1252,7 +1262,7 @@ cdef int _u32_array(object obj, Py_buffer *view, int ndim, str role) except -1:
         return 0
     got = f"{view.ndim}-d, format {fmt!r}, itemsize {view.itemsize}"
     PyBuffer_Release(view)
-    raise _qfe(f"{role} must be a {ndim}-d uint32 array, got {got}",
+    raise _badtype(f"{role} must be a {ndim}-d uint32 array, got {got}",
                f"pass numpy.ascontiguousarray({role}, dtype=numpy.uint32)")
 
 
@@ -1266,7 +1276,7 @@ cdef uint64_t *_doorbell(object obj, Py_buffer *view) except NULL:
         return <uint64_t *>view.buf
     got = f"{view.ndim}-d, format {fmt!r}, itemsize {view.itemsize}, {view.len} bytes"
     PyBuffer_Release(view)
-    raise _qfe(f"doorbell must be a writable, 8-byte aligned 1-d uint64 array with at least "
+    raise _inval(f"doorbell must be a writable, 8-byte aligned 1-d uint64 array with at least "
                f"one element, got {got}",
                "pass the backend's doorbell (or numpy.zeros(1, dtype=numpy.uint64)), or None")
 
@@ -1287,7 +1297,7 @@ cdef bint _many_arrays(object opcodes, object args, Py_buffer *ov, Py_buffer *av
             have_args = True
             k = av.shape[1]
             if av.shape[0] != n or k > ARG_WORDS:
-                raise _qfe(f"args has shape ({av.shape[0]}, {k}); it must be ({n}, k) with "
+                raise _inval(f"args has shape ({av.shape[0]}, {k}); it must be ({n}, k) with "
                            f"k <= {ARG_WORDS}", "pass one row of at most 12 args per opcode")
         with nogil:
             for i in range(n):
@@ -1296,7 +1306,7 @@ cdef bint _many_arrays(object opcodes, object args, Py_buffer *ov, Py_buffer *av
                     break
         if bad >= 0:
             op = vyre_read_u32(ops + bad * WORD)
-            raise _qfe(f"opcodes[{bad}] = {op:#x} is reserved (system range, not a built-in)",
+            raise _inval(f"opcodes[{bad}] = {op:#x} is reserved (system range, not a built-in)",
                        _RESERVED_FIX)
     except BaseException:
         PyBuffer_Release(ov)
@@ -1439,7 +1449,7 @@ cdef uint64_t _deadline(object timeout_s, uint64_t now) except? 0:
     try:
         t = float(timeout_s)
     except (TypeError, ValueError):
-        raise _qfe(f"timeout_s must be a number of seconds or None, got {timeout_s!r}",
+        raise _badtype(f"timeout_s must be a number of seconds or None, got {timeout_s!r}",
                    "pass a float (seconds) or None to wait without a limit") from None
     if math.isnan(t) or t <= 0:
         return now
@@ -1538,6 +1548,6 @@ def decode_load_miss(args):
     cdef uint32_t a[VYRE_ARGN]
     try:
         _args(args, a, ARG_WORDS, "LOAD_MISS args")
-    except QueueFullError as exc:
+    except ArgumentError as exc:
         raise ProtocolError(exc.message, exc.fix) from None
     return a[0], a[1]

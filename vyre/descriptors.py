@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, SupportsIndex, Union
 
 from vyre import wire
-from vyre.errors import QueueFullError
+from vyre.errors import InvalidTypeError, InvalidValueError
 from vyre.protocol import PRIORITY_DEFAULT, IoOp, IoStatus, Opcode, WindowClass
 
 __all__ = [
@@ -40,12 +40,12 @@ OpcodeLike = Union["SlotOpcode", SupportsIndex]
 def _words(values: Iterable[SupportsIndex], what: str) -> Words:
     """A tuple of plain ints; ranges are checked by vyre.wire, types here."""
     if isinstance(values, (str, bytes, bytearray)):
-        raise QueueFullError(f"{what} must be a sequence of integers, got {type(values).__name__}",
+        raise InvalidTypeError(f"{what} must be a sequence of integers, got {type(values).__name__}",
                              "pass a tuple or list of ints")
     try:
         return tuple(operator.index(v) for v in values)
     except TypeError:
-        raise QueueFullError(f"{what} must be a sequence of integers, got {values!r}",
+        raise InvalidTypeError(f"{what} must be a sequence of integers, got {values!r}",
                              "pass a tuple or list of ints") from None
 
 
@@ -53,10 +53,10 @@ def _index(value: SupportsIndex, what: str) -> int:
     try:
         result = operator.index(value)
     except TypeError:
-        raise QueueFullError(f"{what} must be an integer, got {value!r}",
+        raise InvalidTypeError(f"{what} must be an integer, got {value!r}",
                              "pass a non-negative Python int") from None
     if result < 0:
-        raise QueueFullError(f"{what} = {result} is negative", "pass a non-negative Python int")
+        raise InvalidValueError(f"{what} = {result} is negative", "pass a non-negative Python int")
     return result
 
 
@@ -81,7 +81,7 @@ class BuiltinSlotOpcode(SlotOpcode):
     def __post_init__(self) -> None:
         value = _index(self.op, "opcode")
         if not wire.is_builtin(value):
-            raise QueueFullError(f"opcode {value:#x} is not a built-in",
+            raise InvalidValueError(f"opcode {value:#x} is not a built-in",
                                  "use a member of vyre.Opcode, or SlotOpcode.Custom for user "
                                  "opcodes")
         object.__setattr__(self, "op", BuiltinOpcode(value))
@@ -135,7 +135,7 @@ def _packed_op(op: PackedOpDescriptor | tuple[SupportsIndex, Sequence[SupportsIn
     try:
         opcode, args = op
     except (TypeError, ValueError):
-        raise QueueFullError(f"ops[{i}] must be a PackedOpDescriptor or an (opcode, args) pair, "
+        raise InvalidTypeError(f"ops[{i}] must be a PackedOpDescriptor or an (opcode, args) pair, "
                              f"got {op!r}", "pass ops as [(u8 opcode, [args...]), ...]") from None
     return PackedOpDescriptor(operator.index(opcode), _words(args, f"ops[{i}] args"))
 
@@ -206,7 +206,7 @@ class BatchDescriptor:
         items = tuple(self.items)
         for i, item in enumerate(items):
             if not isinstance(item, SlotDescriptor):
-                raise QueueFullError(f"batch item {i} is a {type(item).__name__}, not a "
+                raise InvalidTypeError(f"batch item {i} is a {type(item).__name__}, not a "
                                      "SlotDescriptor",
                                      "build items with SlotDescriptor.single / .packed")
         object.__setattr__(self, "items", items)
@@ -258,7 +258,7 @@ class WindowDescriptor:
                                    self.required, self.lookahead, self.priority)
 
     def try_into_batch(self) -> BatchDescriptor:
-        """The equivalent :class:`BatchDescriptor`; raises QueueFullError if one cannot be built.
+        """The equivalent :class:`BatchDescriptor`; raises InvalidValueError if one cannot be built.
 
         A constructed window is already valid, so this succeeds; it re-validates so that the
         conversion never produces slots that differ from :meth:`publish_into`.

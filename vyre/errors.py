@@ -9,6 +9,9 @@ from __future__ import annotations
 
 __all__ = [
     "PipelineError",
+    "ArgumentError",
+    "InvalidValueError",
+    "InvalidTypeError",
     "QueueFullError",
     "ProtocolError",
     "BackendError",
@@ -19,7 +22,14 @@ __all__ = [
 
 
 class PipelineError(Exception):
-    """Base of every vyre error. ``str(err)`` ends with ``Fix: ...``; ``err.fix`` holds the hint."""
+    """Base of every vyre error. ``str(err)`` ends with ``Fix: ...``; ``err.fix`` holds the hint.
+
+    ``published`` is set when a call that publishes several slots failed part-way: the
+    tickets (a ``range`` or a list) that *were* published before the failure and will run;
+    wait for them or account for them. It is ``None`` when nothing was published.
+    """
+
+    published: "range | list[int] | None" = None
 
     def __init__(self, message: str, fix: str) -> None:
         self.message = message
@@ -27,8 +37,25 @@ class PipelineError(Exception):
         super().__init__(f"{message}. Fix: {fix}")
 
 
+class ArgumentError(PipelineError):
+    """An argument was refused before anything was written (wrong type, range or shape).
+
+    Catch this for any invalid input; each concrete error is also the built-in a Python
+    programmer expects (:class:`InvalidValueError` is a ``ValueError``,
+    :class:`InvalidTypeError` a ``TypeError``).
+    """
+
+
+class InvalidValueError(ArgumentError, ValueError):
+    """An argument has the right type but a value that is out of range or malformed."""
+
+
+class InvalidTypeError(ArgumentError, TypeError):
+    """An argument has the wrong type (a float where an integer is needed, None, a str...)."""
+
+
 class QueueFullError(PipelineError, ValueError):
-    """A publish was refused: the ring has no room, or the slot contents are invalid.
+    """A publish was refused because the ring (or IO queue) has no free slot where it must write.
 
     ``queue`` names the queue concerned (``"ring"``, ``"io"``, ``"debug"``, ...).
     """

@@ -19,7 +19,8 @@ import numpy as np
 from vyre import wire
 from vyre.backends import make_backend
 from vyre.backends.base import Backend
-from vyre.errors import (BackendError, PipelineError, QueueFullError, SlotFaultError,
+from vyre.errors import (BackendError, InvalidTypeError, InvalidValueError, PipelineError,
+                         QueueFullError, SlotFaultError,
                          WaitTimeoutError)
 from vyre.protocol import (
     Opcode,
@@ -274,7 +275,7 @@ class Megakernel:
     def _submit_items(self, items, tenant: int, timeout: float | None) -> range:
         n = len(items)
         if n > self.slot_count:
-            raise QueueFullError(
+            raise InvalidValueError(
                 f"{n} slots do not fit a ring of {self.slot_count}",
                 "submit fewer items at once or create the Megakernel with a larger slot_count")
         entries = [(tenant, op, args, 2) for op, args in items]
@@ -637,10 +638,10 @@ def _as_u32(values: Any, name: str) -> np.ndarray:
     arr = np.asarray(values)
     if arr.dtype != np.uint32:
         if arr.dtype.kind not in "iub":
-            raise QueueFullError(f"{name} must hold integers, got dtype {arr.dtype}",
+            raise InvalidTypeError(f"{name} must hold integers, got dtype {arr.dtype}",
                                  f"pass {name} as a numpy uint32 array")
         if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 0xFFFFFFFF):
-            raise QueueFullError(f"{name} holds values outside u32 (0..0xFFFFFFFF)",
+            raise InvalidValueError(f"{name} holds values outside u32 (0..0xFFFFFFFF)",
                                  "wire words are unsigned 32-bit: mask or fix the values")
     return np.ascontiguousarray(arr, dtype=np.uint32)
 

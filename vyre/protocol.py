@@ -16,7 +16,7 @@ from vyre._wire import (
     validate_publish_opcode,
     validate_user_opcode,
 )
-from vyre.errors import QueueFullError
+from vyre.errors import InvalidValueError
 
 __all__ = [
     "ABI",
@@ -107,11 +107,11 @@ class WindowClass(IntEnum):
 def tenant_opcode_window(tenant_id: int) -> range:
     """The user opcodes of registered tenant ``tenant_id`` >= 1 (SPEC §5)."""
     if not isinstance(tenant_id, int) or tenant_id < 1:
-        raise QueueFullError(f"tenant {tenant_id!r} has no opcode window",
+        raise InvalidValueError(f"tenant {tenant_id!r} has no opcode window",
                              "registered tenants have ids >= 1 (0 is the system tenant)")
     base = TENANT_OPCODE_BASE + ((tenant_id - 1) << TENANT_OPCODE_SHIFT)
     if base + TENANT_OPCODE_WINDOW - 1 > U32_MAX or is_system(base + TENANT_OPCODE_WINDOW - 1):
-        raise QueueFullError(f"tenant {tenant_id} has no opcode window inside the user range",
+        raise InvalidValueError(f"tenant {tenant_id} has no opcode window inside the user range",
                              "use a smaller tenant id")
     return range(base, base + TENANT_OPCODE_WINDOW)
 

@@ -1,8 +1,9 @@
 """Public wire API (SPEC §1-§10): encoders, readers and publishers over any buffer.
 
 A thin re-export of the compiled :mod:`vyre._wire`; see its docstrings (and ``_wire.pyi``)
-for each function. Validation failures raise :class:`vyre.QueueFullError`, malformed
-buffers :class:`vyre.ProtocolError`; a failed call leaves every buffer unchanged.
+for each function. Validation failures raise :class:`vyre.ArgumentError` (a slot that is not
+publishable: :class:`vyre.QueueFullError`), malformed buffers :class:`vyre.ProtocolError`; a
+failed call leaves every buffer unchanged.
 """
 from __future__ import annotations
 

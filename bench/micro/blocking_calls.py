@@ -28,12 +28,12 @@ BODY = """
 import faulthandler, sys, time
 import numpy as np
 from vyre import Megakernel, Opcode
-from vyre.backends.cuda_probe import PTX_PATH
+from vyre.backends.cuda.probe import PTX_PATH
 import pycuda.driver as cuda
 mk = Megakernel('cuda', slot_count=64)
 MAPPED = cuda.host_alloc_flags.DEVICEMAP | cuda.host_alloc_flags.PORTABLE
 from vyre.backends.cuda import host_zeros
-from vyre.backends.cuda_host import HostRegistration
+from vyre.backends.cuda.host import HostRegistration
 def fresh_mmap():
     return host_zeros(1 << 20)
 pre_host = cuda.pagelocked_zeros(1 << 20, np.uint8, mem_flags=MAPPED)

@@ -20,7 +20,7 @@ import numpy as np
 import pycuda.autoinit  # noqa: F401
 import pycuda.driver as cuda
 
-from vyre.backends.cuda_host import HostRegistration
+from vyre.backends.cuda.host import HostRegistration
 
 
 def rate(src: np.ndarray, dst: int, chunk: int, total: int, stream) -> float:

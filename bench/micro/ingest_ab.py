@@ -15,8 +15,8 @@ import time
 
 from vyre import Megakernel
 from vyre.bench.suites.ingest import PATTERNS, write_input
-from vyre.dfa import build_dfa, count_matches
-from vyre.stream import GpuStream
+from vyre.ingest.dfa import build_dfa, count_matches
+from vyre.ingest.stream import GpuStream
 
 
 def ints(text: str) -> list[int]:

@@ -15,8 +15,8 @@ import time
 
 from vyre import Megakernel
 from vyre.bench.suites.ingest import PATTERNS, write_input
-from vyre.dfa import build_dfa
-from vyre.stream import GpuStream
+from vyre.ingest.dfa import build_dfa
+from vyre.ingest.stream import GpuStream
 
 
 def stages(trace: list, wall: float, nbytes: int) -> None:
@@ -66,7 +66,7 @@ def main() -> None:
                 s._trace = None
                 # the same pipeline with parts taken out: reads only, reads + device copies
                 # (nothing published), to see which stage holds the rate down
-                from vyre.stream import _unique
+                from vyre.ingest.stream import _unique
                 for name, copy in (("reads only", None), ("reads + device copy", s._copy_chunk)):
                     if copy is not None and not s.telemetry()["device_copy"]:
                         continue

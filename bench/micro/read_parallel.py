@@ -22,8 +22,8 @@ from collections import deque
 
 import numpy as np
 
-from vyre.readers import open_reader
-from vyre.staging import StagingRing
+from vyre.ingest.readers import open_reader
+from vyre.ingest.staging import StagingRing
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 

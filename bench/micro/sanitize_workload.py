@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from vyre import Megakernel, Opcode, SlotFaultError
-from vyre.dfa import build_dfa
+from vyre.ingest.dfa import build_dfa
 from vyre.protocol import OBSERVABLE_BASE as OBS
 
 

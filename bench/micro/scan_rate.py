@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from vyre import Megakernel, Opcode
-from vyre.dfa import build_dfa
+from vyre.ingest.dfa import build_dfa
 
 
 def main() -> None:

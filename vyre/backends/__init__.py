@@ -13,7 +13,7 @@ BACKENDS = ("auto", "cpu", "cuda")
 
 def cuda_available() -> tuple[bool, str]:
     """(True, device name) when the CUDA backend can run here, else (False, why not)."""
-    from vyre.backends import cuda_probe
+    from vyre.backends.cuda import probe as cuda_probe
 
     return cuda_probe.probe()
 

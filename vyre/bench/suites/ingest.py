@@ -95,8 +95,8 @@ def _total_mib() -> int:
 
 def run(ctx) -> None:
     """Scan the file with GpuStream and the two plain-Python baselines."""
-    stream_mod = need("vyre.stream")
-    dfa_mod = need("vyre.dfa")
+    stream_mod = need("vyre.ingest.stream")
+    dfa_mod = need("vyre.ingest.dfa")
     fx = facade()
     backend = resolve_backend(ctx)
     nfiles = 1 if ctx.options.quick else FILES

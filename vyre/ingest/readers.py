@@ -301,14 +301,14 @@ def open_reader(capacity: int, buffers: Sequence[Any] = (), *, mode: str | None 
     reason = ""
     if want != "fallback":
         try:
-            from vyre import _uring
+            from vyre.ingest import _uring
         except ImportError as err:
             if want == "uring":
-                raise IoUringError(f"the io_uring extension vyre._uring is not built ({err})",
+                raise IoUringError(f"the io_uring extension vyre.ingest._uring is not built ({err})",
                                    "build it: VYRE_BUILD_ONLY=uring python setup.py build_ext "
                                    "--inplace", syscall="io_uring_setup",
                                    errno=_errno.ENOSYS) from err
-            reason = f"vyre._uring not built ({err})"
+            reason = f"vyre.ingest._uring not built ({err})"
         else:
             ring = None
             try:

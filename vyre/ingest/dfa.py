@@ -49,7 +49,7 @@ __all__ = ["Dfa", "PatternError", "build_dfa", "count_matches"]
 
 
 def _abi() -> dict:
-    from vyre._uring import ABI
+    from vyre.ingest._uring import ABI
 
     return ABI
 

@@ -1,4 +1,4 @@
-"""Type stubs of vyre._uring (io_uring on raw system calls; see vyre/_uring.pyx)."""
+"""Type stubs of vyre.ingest._uring (io_uring on raw system calls; see vyre/_uring.pyx)."""
 from typing import Any, Sequence
 
 ABI: dict[str, int]

@@ -170,10 +170,10 @@ _FIXES = {
         "pinning the staging memory exceeds RLIMIT_MEMLOCK: raise it (ulimit -l / "
         "LimitMEMLOCK=) or use smaller chunks; plain READ works without registration",
     ("io_uring_register(BUFFERS)", _errno.EFAULT):
-        "register page-aligned anonymous memory (vyre.staging.StagingRing), not file-backed "
+        "register page-aligned anonymous memory (vyre.ingest.staging.StagingRing), not file-backed "
         "or huge-page mappings",
     ("io_uring_register(BUFFERS)", _errno.EOPNOTSUPP):
-        "register anonymous memory (vyre.staging.StagingRing), not file-backed mappings",
+        "register anonymous memory (vyre.ingest.staging.StagingRing), not file-backed mappings",
 }
 
 _GENERIC_FIXES = {
@@ -306,7 +306,7 @@ cdef class Ring:
 
     cdef _check(self):
         if self.r.fd < 0:
-            raise IoUringError("the ring is closed", "create a new vyre._uring.Ring",
+            raise IoUringError("the ring is closed", "create a new vyre.ingest._uring.Ring",
                                syscall="io_uring_enter", errno=_errno.EBADF)
 
     @property

@@ -16,8 +16,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from vyre.backends.base import Backend
-from vyre.backends.cuda_host import HostRegistration
-from vyre.backends.cuda_probe import INSTALL_FIX, PTX_PATH, probe
+from vyre.backends.cuda.host import HostRegistration
+from vyre.backends.cuda.probe import INSTALL_FIX, PTX_PATH, probe
 from vyre.errors import BackendError
 from vyre.protocol import CTRL_SHUTDOWN, MAX_BUFFERS
 
