@@ -108,7 +108,7 @@ def _write(ring: bytearray, slot: int, opcode: int, tenant: int, prio: int,
 
 def publish_slot(ring: bytearray, slot: int, tenant: int, opcode: int,
                  args: Sequence[int] = (), prio: int = 2) -> None:
-    """SPEC §1 publish, validated completely before any byte is written."""
+    """spec §1 publish, validated completely before any byte is written."""
     opcode = publish_opcode(opcode)
     tenant = u32(tenant, "tenant")
     prio = priority(prio)
@@ -122,7 +122,7 @@ def publish_slot(ring: bytearray, slot: int, tenant: int, opcode: int,
 
 
 def pack_ops(ops: Sequence[tuple[int, Sequence[int]]]) -> list[int]:
-    """SPEC §4.2 packed payload as 12 words."""
+    """spec §4.2 packed payload as 12 words."""
     n = len(ops)
     if n > PACKED_MAX_OPS:
         _fail("255")
