@@ -11,7 +11,7 @@
 
 #define VYRE_ABI_VERSION 1u
 
-/* ---- ring slot (spec §1): 16 little-endian u32 words = 64 bytes ---- */
+/* ---- ring slot (docs/spec.md §1): 16 little-endian u32 words = 64 bytes ---- */
 #define VYRE_SLOT_WORDS 16u
 #define VYRE_SLOT_BYTES 64u
 #define VYRE_SLOT_STATUS 0u
@@ -31,7 +31,7 @@
 #define VYRE_STATUS_REQUEUE 6u
 #define VYRE_STATUS_FAULT 7u
 
-/* priorities (spec §6) */
+/* priorities (docs/spec.md §6) */
 #define VYRE_PRIORITY_CRITICAL 0u
 #define VYRE_PRIORITY_HIGH 1u
 #define VYRE_PRIORITY_NORMAL 2u
@@ -41,7 +41,7 @@
 #define VYRE_PRIORITY_DEFAULT VYRE_PRIORITY_NORMAL
 #define VYRE_STARVATION_LIMIT 16u
 
-/* ---- control buffer (spec §2), word indices ---- */
+/* ---- control buffer (docs/spec.md §2), word indices ---- */
 #define VYRE_CTRL_SHUTDOWN 0u
 #define VYRE_CTRL_DONE_COUNT 1u
 #define VYRE_CTRL_TENANT_BASE 2u
@@ -69,13 +69,13 @@
 #define VYRE_CONTROL_MIN_BYTES 640u
 #define VYRE_TENANT_MASK_ALLOW 0xFFFFFFFFu
 
-/* ---- caps (spec §2) ---- */
+/* ---- caps (docs/spec.md §2) ---- */
 #define VYRE_MAX_RING_SLOTS 1048576u
 #define VYRE_MAX_OBSERVABLE_SLOTS 1048576u
 #define VYRE_MAX_DEBUG_RECORDS 1048576u
 #define VYRE_U32_MAX 0xFFFFFFFFu
 
-/* ---- opcodes (spec §3) ---- */
+/* ---- opcodes (docs/spec.md §3) ---- */
 #define VYRE_OP_NOP 0u
 #define VYRE_OP_STORE_U32 1u
 #define VYRE_OP_ATOMIC_ADD 2u
@@ -103,27 +103,27 @@
 #define VYRE_DFA_STATE_MASK 0x7FFFFFFFu
 #define VYRE_DFA_NO_STATE 0xFFFFFFFFu     /* DFA_SCAN a4: start at 0, store nothing back */
 
-/* ---- packed slot payload (spec §4.2) ---- */
+/* ---- packed slot payload (docs/spec.md §4.2) ---- */
 #define VYRE_PACKED_MAX_OPS 255u
 #define VYRE_PACKED_ARG_WORDS 12u
 #define VYRE_PACKED_MAX_INNER_OPCODE 255u
 
-/* ---- buffer table (spec §4.1) ---- */
+/* ---- buffer table (docs/spec.md §4.1) ---- */
 #define VYRE_MAX_BUFFERS 256u
 #define VYRE_CONTROL_HANDLE 0u
 
-/* ---- tenant registry (spec §5) ---- */
+/* ---- tenant registry (docs/spec.md §5) ---- */
 #define VYRE_TENANT_SYSTEM 0u
 #define VYRE_TENANT_OPCODE_BASE 0x40000000u
 #define VYRE_TENANT_OPCODE_SHIFT 20u      /* window of tenant id: BASE + ((id-1) << 20) */
 #define VYRE_TENANT_OPCODE_WINDOW 0x100000u
 
-/* ---- batch / window descriptors (spec §10) ---- */
+/* ---- batch / window descriptors (docs/spec.md §10) ---- */
 #define VYRE_WINDOW_REQUIRED 0u
 #define VYRE_WINDOW_LOOKAHEAD 1u
 #define VYRE_WINDOW_PREFIX_WORDS 2u       /* [ticket, class] */
 
-/* ---- IO queue (spec §8): up to 64 slots of 8 words ---- */
+/* ---- IO queue (docs/spec.md §8): up to 64 slots of 8 words ---- */
 #define VYRE_IO_MAX_SLOTS 64u
 #define VYRE_IO_SLOT_WORDS 8u
 #define VYRE_IO_OP_TYPE 0u
@@ -140,7 +140,7 @@
 #define VYRE_IO_STATUS_OK 0x10u
 #define VYRE_IO_STATUS_ERROR 0x11u
 
-/* ---- debug log (spec §9) ---- */
+/* ---- debug log (docs/spec.md §9) ---- */
 #define VYRE_DEBUG_CURSOR 0u              /* words written after the header */
 #define VYRE_DEBUG_HEADER_WORDS 1u
 #define VYRE_DEBUG_RECORD_WORDS 4u

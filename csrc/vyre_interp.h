@@ -1,4 +1,4 @@
-/* vyre slot interpreter: the execution of one claimed slot (spec §3-§9).
+/* vyre slot interpreter: the execution of one claimed slot (docs/spec.md §3-§9).
  *
  * One source for both backends: nvcc compiles it into the megakernel (cuda/megakernel.cu),
  * the host compiler into the CPU worker (csrc/cpu_worker.c). Only the atomics differ, and
@@ -28,7 +28,7 @@
  *   void vyre_dfa_scan_part(const vyre_ctx_t *c, const uint32_t args[12], uint32_t start_state,
  *                           uint32_t part, uint32_t parts,
  *                           uint32_t *accepts, uint32_t *end_state);
- *        Scan segment `part` of `parts` of a DFA_SCAN (exact when a6 > 0, see spec §3);
+ *        Scan segment `part` of `parts` of a DFA_SCAN (exact when a6 > 0, see docs/spec.md §3);
  *        parts == 1 is the sequential scan. No writes to control.
  *        Combining: accepts = sum over all parts; final state = end_state of part parts-1.
  *        A range that cannot be split (a6 == 0, or no byte past the context) is scanned
@@ -38,7 +38,7 @@
  *   int  vyre_claim_from(c, slot, from)        CAS(from -> CLAIMED), e.g. WAIT_IO retries
  *   vyre_result_t vyre_execute_words(c, slot, words[16])   vyre_execute on loaded slot words
  *   vyre_result_t vyre_execute_authorized(c, slot, words[16], ok)   ... with the tenant verdict given
- *   int  vyre_tenant_ok_(c, tenant)                        spec §5 authorization
+ *   int  vyre_tenant_ok_(c, tenant)                        docs/spec.md §5 authorization
  *   int  vyre_dfa_scan_wants_lanes(words[16], min_bytes)
  *   int  vyre_dfa_scan_begin(c, words[16], args[12], &start_state)
  *   vyre_result_t vyre_dfa_scan_commit(c, args[12], accepts, end_state)
@@ -295,12 +295,12 @@ VYRE_FN int vyre_claim(const vyre_ctx_t *c, uint32_t slot) {
 
 /* ==== tenants and the protected-word rule ==================================================== */
 
-/* spec §5 on words already read: len = control[141], mask = control[control[2] + tenant] */
+/* docs/spec.md §5 on words already read: len = control[141], mask = control[control[2] + tenant] */
 VYRE_FN int vyre_tenant_verdict(uint32_t tenant, uint32_t len, uint32_t mask) {
     return tenant < len && mask != 0u;
 }
 
-/* spec §5: tenant < control[141] and control[control[2] + tenant] != 0 */
+/* docs/spec.md §5: tenant < control[141] and control[control[2] + tenant] != 0 */
 VYRE_FN int vyre_tenant_ok_(const vyre_ctx_t *c, uint32_t tenant) {
     /* The three loads are independent so a GPU issues them together (one PCIe round trip
      * instead of three): the mask is read at the base the encoder writes, and read again
@@ -312,7 +312,7 @@ VYRE_FN int vyre_tenant_ok_(const vyre_ctx_t *c, uint32_t tenant) {
     return vyre_tenant_verdict(tenant, len, mask);
 }
 
-/* spec §3.1: 1 when op (with args a) would write a control word below OBSERVABLE_BASE. Only
+/* docs/spec.md §3.1: 1 when op (with args a) would write a control word below OBSERVABLE_BASE. Only
  * consulted for tenants != 0; tenant 0 may write anything. System counters the runtime keeps
  * itself (EPOCH of BATCH_FENCE, metrics, DONE/FAULT counts) are not user-targeted writes. */
 VYRE_FN int vyre_writes_protected_(uint32_t op, const uint32_t *a) {
@@ -414,7 +414,7 @@ static __device__ __forceinline__ uint64_t vyre_align16_down_(const uint8_t *dp,
  * lo + ctx <= A <= B): the range is cut into 32 * VYRE_SCAN_WAYS segments with 16-byte aligned
  * inner bounds, this lane steps its VYRE_SCAN_WAYS neighbouring segments interleaved. A segment
  * starting at lo + ctx runs from lo with start_state; any other re-reads at least ctx bytes
- * before it from state 0 (exact: spec §3's context property holds for any cut, not only the
+ * before it from state 0 (exact: docs/spec.md §3's context property holds for any cut, not only the
  * a6 split). Accepts of this lane's segments go to *acc; *end gets the state at the end of its
  * last segment (lane 31's is the state at B). */
 static __device__ __forceinline__ void vyre_dfa_scan_lane_ways_(const uint32_t *tab, uint64_t n,
@@ -610,7 +610,7 @@ static __device__ __forceinline__ void vyre_dfa_scan_warp_part_(const vyre_ctx_t
     const uint64_t lo = args[2], L = len - ctx;
     if (parts == 0u) parts = 1u;
     /* the ways only where each of the 32 * W segments is long next to the context it re-reads;
-     * a short part keeps spec §3's 32 lane-parts */
+     * a short part keeps docs/spec.md §3's 32 lane-parts */
     const uint64_t span = (L * (part + 1u)) / parts - (L * part) / parts;
     if (VYRE_SCAN_WAYS < 2 || ctx == 0u || L == 0u || part >= parts ||
         span < 32u * VYRE_SCAN_WAYS * (ctx + 64u)) {
@@ -840,7 +840,7 @@ VYRE_FN uint32_t vyre_run_op_(const vyre_ctx_t *c, uint32_t slot, uint32_t op, c
     return VYRE_STATUS_DONE;
 }
 
-/* Packed slot (spec §4.2): byte k of the 12 arg words; bytes past the payload read 0. */
+/* Packed slot (docs/spec.md §4.2): byte k of the 12 arg words; bytes past the payload read 0. */
 VYRE_FN uint32_t vyre_packed_byte_(const uint32_t *a, uint32_t k) {
     return k < VYRE_PACKED_ARG_WORDS * 4u ? (a[k >> 2] >> ((k & 3u) * 8u)) & 0xFFu : 0u;
 }

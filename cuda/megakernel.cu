@@ -1,4 +1,4 @@
-// The persistent megakernel: the loop around csrc/vyre_interp.h on the GPU (spec §7).
+// The persistent megakernel: the loop around csrc/vyre_interp.h on the GPU (docs/spec.md §7).
 //
 // Measured on a PCIe H100 (docs/decisions.md): system-scope atomics on mapped host memory are
 // serialized (about 10 M/s for the whole GPU) and are not atomic against host stores. So the
@@ -52,7 +52,7 @@ typedef struct {
 // holding a long cooperative DFA_SCAN therefore opens an entry: the scan's args and start
 // state, cut into `parts` of assist_part_bytes; idle warps take parts and add their accepts,
 // the owner takes parts too (so it never waits on a part nobody took) and commits once every
-// part is done. Part k of P counts the bytes of spec §3's lane-parts k*32 .. k*32+31 of P*32
+// part is done. Part k of P counts the bytes of docs/spec.md §3's lane-parts k*32 .. k*32+31 of P*32
 // (vyre_dfa_scan_warp_part_), so the sum over parts is exact.
 // word: {gen:32 | parts:16 | next:16}. parts 0 and next 0: free; parts 0 and next 1: being
 // filled by its owner; next < parts: parts left to take. Taking a part is a CAS on the whole
@@ -86,7 +86,7 @@ static_assert(ASSIST_N == 64, "the board is scanned as word[lane] and word[lane 
 static_assert(offsetof(struct vyre_assist, helped) == 4, "cuda.py: _ASSIST_HELPED_AT");
 
 #define FULL_MASK 0xFFFFFFFFu
-// values of vyre_launch_t::shutdown. SD_STOP: leave at once (SPEC SHUTDOWN). SD_PAUSE: the
+// values of vyre_launch_t::shutdown. SD_STOP: leave at once (the SHUTDOWN word, docs/spec.md §2). SD_PAUSE: the
 // doorbell mirror is final; finish every ticket below it, then leave, so the host can relaunch
 // with the ticket counter at the mirror and nothing is lost or run twice (docs/decisions.md).
 #define SD_RUN 0u
@@ -404,7 +404,7 @@ static __device__ unsigned assist_parts(const vyre_ctx_t *c, const uint32_t args
 }
 
 // The warp's DFA_SCANs with context (a6 > 0) over long ranges (coop_mask), split over lanes
-// (spec §3: exact, each segment re-reading at least `a6` bytes from state 0) and, through the
+// (docs/spec.md §3: exact, each segment re-reading at least `a6` bytes from state 0) and, through the
 // assist board, over idle warps. Each owner lane begins its own scan; lanes that get a board
 // entry open it at once, so all of this warp's scans are on the board together; the warp then
 // takes parts of its own entries, scans the rest itself, and commits each when all parts are in.

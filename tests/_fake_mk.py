@@ -1,7 +1,7 @@
 """A test double of the Megakernel facade for the stream tests (executes DFA_SCAN lazily).
 
 It implements exactly the facade calls GpuStream uses (register_buffer, alloc_buffer,
-submit, wait, observables) and runs DFA_SCAN with the spec §3 semantics in Python, when a
+submit, wait, observables) and runs DFA_SCAN with the docs/spec.md §3 semantics in Python, when a
 ticket is waited for -- so slots stay "in flight" until the stream retires them, which
 exercises the credit logic. A wait with timeout=0 answers "not done" at random.
 """

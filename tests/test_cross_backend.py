@@ -1,4 +1,4 @@
-"""The CPU and CUDA backends agree bit for bit on the same program (spec §7)."""
+"""The CPU and CUDA backends agree bit for bit on the same program (docs/spec.md §7)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,7 +1,7 @@
 """The CUDA megakernel's assist board: a long cooperative DFA_SCAN is cut into parts that idle
 warps help with (cuda/megakernel.cu). Whatever the part size, and whether a scan got a board
 entry or not (more scans in flight than entries), counts and final states must equal the CPU
-backend's on the same inputs (spec §7: bit-identical).
+backend's on the same inputs (docs/spec.md §7: bit-identical).
 """
 from __future__ import annotations
 

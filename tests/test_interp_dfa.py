@@ -40,7 +40,7 @@ def context_table(rng: random.Random, k: int, classes: int = 4, p_accept: float 
 
 
 def ref_scan(table: np.ndarray, data: bytes, lo: int, length: int, start: int, ctx: int):
-    """spec §3 DFA_SCAN reference: (accepts, final state). Positions past the data are not
+    """docs/spec.md §3 DFA_SCAN reference: (accepts, final state). Positions past the data are not
     scanned; accepts inside the first ctx bytes are not counted; missing entries read 0."""
     n = len(table)
     end = min(lo + length, len(data)) if lo < len(data) else lo

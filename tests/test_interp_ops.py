@@ -1,6 +1,6 @@
 """Interpreter semantics (csrc/vyre_interp.h) pinned opcode by opcode, on live CPU workers.
 
-Every spec §3 opcode, the out-of-range rule, the [fix] rules (observables past the end,
+Every docs/spec.md §3 opcode, the out-of-range rule, the [fix] rules (observables past the end,
 protected words, unauthorized tenants, packed slots, PRINTF capacity, handler-set status)
 and the per-opcode metrics.
 """

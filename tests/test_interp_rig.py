@@ -1,7 +1,7 @@
 """Shared rig of the interpreter-level tests (no tests here).
 
 The rig drives the CPU backend directly, below the facade: it allocates through
-:class:`vyre.backends.cpu.CpuBackend`, encodes the control words itself (spec §2), publishes
+:class:`vyre.backends.cpu.CpuBackend`, encodes the control words itself (docs/spec.md §2), publishes
 slots by writing the 16 words with the status last, and waits for the status with a deadline.
 """
 from __future__ import annotations
@@ -12,23 +12,23 @@ import numpy as np
 
 from vyre.backends.cpu import CpuBackend
 
-# spec §1 statuses
+# docs/spec.md §1 statuses
 EMPTY, PUBLISHED, CLAIMED, DONE, WAIT_IO, YIELD, REQUEUE, FAULT = range(8)
-# spec §2 control words
+# docs/spec.md §2 control words
 SHUTDOWN, DONE_COUNT, TENANT_BASE = 0, 1, 2
 METRICS, EPOCH, TENANT_TABLE_LEN, FAULT_COUNT, HEARTBEAT, OBS = 96, 128, 141, 142, 143, 160
-# spec §3 opcodes
+# docs/spec.md §3 opcodes
 NOP, STORE_U32, ATOMIC_ADD, LOAD_U32, COMPARE_SWAP, MEMCPY, DFA_STEP, BATCH_FENCE = range(8)
 DFA_SCAN, BUF_COPY, LOAD_MISS, PRINTF = 0xFFF0, 0xFFF1, 0xFFFD, 0xFFFE
 PACKED_SLOT, OP_SHUTDOWN = 0x80000001, 0xFFFFFFFF
 NO_STATE = 0xFFFFFFFF
-# spec §8 io queue
+# docs/spec.md §8 io queue
 IO_READ, IO_OK, IO_ERROR = 1, 0x10, 0x11
 M32 = 0xFFFFFFFF
 
 
 def encode_control(control: np.ndarray, tenants: int) -> None:
-    """spec §2 encode_control(shutdown=False, tenants, ...) into an existing array."""
+    """docs/spec.md §2 encode_control(shutdown=False, tenants, ...) into an existing array."""
     control[:] = 0
     control[TENANT_BASE] = 3
     control[3:3 + min(tenants, 29)] = 0xFFFFFFFF
@@ -38,7 +38,7 @@ def encode_control(control: np.ndarray, tenants: int) -> None:
 
 def pack(ops: list[tuple[int, list[int]]], *, n: int | None = None,
          total: int | None = None) -> list[int]:
-    """spec §4.2 packed payload -> 12 arg words. ``n``/``total`` override the header bytes
+    """docs/spec.md §4.2 packed payload -> 12 arg words. ``n``/``total`` override the header bytes
     (to build payloads whose metadata or args run past the 12 words)."""
     count = len(ops) if n is None else n
     meta = -(-(2 + 2 * count) // 4)

@@ -1,4 +1,4 @@
-"""vyre.protocol: enums pinned to SPEC numbers, opcode classes, validators."""
+"""vyre.protocol: enums pinned to the numbers of docs/spec.md, opcode classes, validators."""
 from __future__ import annotations
 
 import pytest

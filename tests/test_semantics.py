@@ -1,6 +1,6 @@
-"""Execution semantics through the facade, on every backend present (spec §3-§9).
+"""Execution semantics through the facade, on every backend present (docs/spec.md §3-§9).
 
-Each test states the SPEC rule it pins. The same file runs on the CPU backend in CI and on
+Each test states the docs/spec.md rule it pins. The same file runs on the CPU backend in CI and on
 the CUDA backend on a GPU machine; test_cross_backend.py checks the two agree bit for bit.
 """
 from __future__ import annotations

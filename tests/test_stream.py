@@ -594,7 +594,7 @@ def _publish_io(ioq, i, rid, dst, offset, count, tag=7, op=None):
 
 
 def test_io_service_claims_serves_and_completes(tmp_path):
-    """The host side of spec §8 on a plain IO queue: PUBLISHED → CLAIMED → OK / ERROR."""
+    """The host side of docs/spec.md §8 on a plain IO queue: PUBLISHED → CLAIMED → OK / ERROR."""
     from types import SimpleNamespace
 
     data = np.random.default_rng(18).integers(0, 256, 5000, dtype=np.uint8).tobytes()

@@ -1,4 +1,4 @@
-"""Wire layout pinned to the bytes of SPEC.md: ABI table, slot words, encoders, lengths, caps."""
+"""Wire layout pinned to the bytes of docs/spec.md: ABI table, slot words, encoders, lengths, caps."""
 from __future__ import annotations
 
 import pathlib

@@ -116,7 +116,7 @@ def test_random_sequences_match_the_model(case, as_numpy):
 
 
 def decode_packed(words: list[int]) -> list[tuple[int, list[int]]]:
-    """An independent spec §4.2 decoder (what the executor does)."""
+    """An independent docs/spec.md §4.2 decoder (what the executor does)."""
     b = struct.pack("<12I", *words)
     n, total = b[0], b[1]
     meta = -(-(2 + 2 * n) // 4)

@@ -1,4 +1,4 @@
-"""A small pure-Python model of the wire layer, written from SPEC.md with `struct`.
+"""A small pure-Python model of the wire layer, written from docs/spec.md with `struct`.
 
 Property tests run random sequences against both this model and the compiled vyre.wire and
 compare bytes, results and whether an error was raised. bench/bench_wire.py also uses
@@ -108,7 +108,7 @@ def _write(ring: bytearray, slot: int, opcode: int, tenant: int, prio: int,
 
 def publish_slot(ring: bytearray, slot: int, tenant: int, opcode: int,
                  args: Sequence[int] = (), prio: int = 2) -> None:
-    """spec §1 publish, validated completely before any byte is written."""
+    """docs/spec.md §1 publish, validated completely before any byte is written."""
     opcode = publish_opcode(opcode)
     tenant = u32(tenant, "tenant")
     prio = priority(prio)
@@ -122,7 +122,7 @@ def publish_slot(ring: bytearray, slot: int, tenant: int, opcode: int,
 
 
 def pack_ops(ops: Sequence[tuple[int, Sequence[int]]]) -> list[int]:
-    """spec §4.2 packed payload as 12 words."""
+    """docs/spec.md §4.2 packed payload as 12 words."""
     n = len(ops)
     if n > PACKED_MAX_OPS:
         _fail("255")

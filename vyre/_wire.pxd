@@ -133,14 +133,14 @@ cdef enum WireCode:
 
 
 cdef inline bint wire_is_system(uint32_t op) noexcept nogil:
-    """spec §3: high bit set, or 0xFFF0..0xFFFF, or a primitive (<= 7)."""
+    """docs/spec.md §3: high bit set, or 0xFFF0..0xFFFF, or a primitive (<= 7)."""
     return ((op & VYRE_SYSTEM_HIGH_BIT) != 0
             or (VYRE_SYSTEM_RANGE_LO <= op <= VYRE_SYSTEM_RANGE_HI)
             or op <= VYRE_OP_MAX_PRIMITIVE)
 
 
 cdef inline bint wire_is_builtin(uint32_t op) noexcept nogil:
-    """spec §3: primitives, the system built-ins and this runtime's extension opcodes."""
+    """docs/spec.md §3: primitives, the system built-ins and this runtime's extension opcodes."""
     return (op <= VYRE_OP_MAX_PRIMITIVE or op == VYRE_OP_PACKED_SLOT or op == VYRE_OP_PRINTF
             or op == VYRE_OP_SHUTDOWN or op == VYRE_OP_LOAD_MISS or op == VYRE_OP_DFA_SCAN
             or op == VYRE_OP_BUF_COPY)

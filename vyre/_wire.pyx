@@ -80,7 +80,7 @@ cdef extern from *:
         return s == VYRE_STATUS_PUBLISHED || s == VYRE_STATUS_CLAIMED;
     }
 
-    /* spec §1: body (k <= 12 args from a packed row, the rest zero), release, status
+    /* docs/spec.md §1: body (k <= 12 args from a packed row, the rest zero), release, status
      * PUBLISHED last. Written in place: a zeroed temp plus memcpy cost up to ~4 ns/slot more
      * in bulk publishing. */
     static inline void vyre_write_slot_k(uint32_t *slot, uint32_t opcode, uint32_t tenant,
@@ -439,7 +439,7 @@ cdef Py_ssize_t _count(object o, str what, Py_ssize_t limit, str queue) except -
         raise _inval(f"{what} = {v} is far too large", "pass a realistic size or index", queue)
     if limit >= 0 and v > limit:
         raise _inval(f"{what} = {v} exceeds the cap of {limit}",
-                   f"use at most {limit} (spec §2 caps), or split the work", queue)
+                   f"use at most {limit} (docs/spec.md §2 caps), or split the work", queue)
     return <Py_ssize_t>v
 
 
@@ -670,7 +670,7 @@ cdef Py_ssize_t _first_unpublishable(const uint32_t *ring, Py_ssize_t slots, Py_
 
 
 # ---------------------------------------------------------------------------------------------
-# opcode classes (spec §3)
+# opcode classes (docs/spec.md §3)
 # ---------------------------------------------------------------------------------------------
 
 def is_system(op):
@@ -706,7 +706,7 @@ def validate_publish_opcode(op):
 
 
 # ---------------------------------------------------------------------------------------------
-# byte lengths and encoders (spec §2, §9)
+# byte lengths and encoders (docs/spec.md §2, §9)
 # ---------------------------------------------------------------------------------------------
 
 def control_byte_len(observable_slots):
@@ -739,7 +739,7 @@ cdef inline void _put(unsigned char *buf, Py_ssize_t word, uint32_t value) noexc
 
 
 def default_priority_offsets(slot_count):
-    """spec §6 default partition of ``slot_count`` slots: 5 starts plus the sentinel."""
+    """docs/spec.md §6 default partition of ``slot_count`` slots: 5 starts plus the sentinel."""
     cdef Py_ssize_t n = _count(slot_count, "slot_count", VYRE_MAX_RING_SLOTS, "ring")
     cdef Py_ssize_t base = n // VYRE_PRIORITY_LEVELS
     cdef Py_ssize_t p, at = 0
@@ -751,7 +751,7 @@ def default_priority_offsets(slot_count):
 
 
 def encode_control(shutdown, tenant_count, observable_slots, slot_count=None):
-    """A fresh control buffer (spec §2): bytearray of ``control_byte_len(observable_slots)``.
+    """A fresh control buffer (docs/spec.md §2): bytearray of ``control_byte_len(observable_slots)``.
 
     ``slot_count`` (when given) fills the priority offsets with the default partition (§6).
     """
@@ -954,7 +954,7 @@ def count_done_slots(ring, n):
 # ---------------------------------------------------------------------------------------------
 
 def publish_slot(ring, slot_idx, tenant_id, opcode, args=(), priority=2):
-    """Publish one slot (spec §1): body, release fence, status PUBLISHED last.
+    """Publish one slot (docs/spec.md §1): body, release fence, status PUBLISHED last.
 
     Only EMPTY or DONE slots are publishable. Everything (opcode, u32 ranges, priority 0..4,
     at most 12 args, slot index, slot status) is validated before the first byte is written.
@@ -997,7 +997,7 @@ def validate_slot(tenant_id, opcode, args=(), priority=2):
 
 
 cdef int _pack(object ops, uint32_t *out) except -1:
-    """spec §4.2 packing of ``ops`` into 12 arg words; every packing error raised here."""
+    """docs/spec.md §4.2 packing of ``ops`` into 12 arg words; every packing error raised here."""
     cdef Py_ssize_t n, i, j, meta, total = 0, k
     cdef uint32_t op
     cdef uint8_t b[VYRE_ARGN * 4]
@@ -1048,7 +1048,7 @@ cdef int _pack(object ops, uint32_t *out) except -1:
 
 
 def pack_ops(ops):
-    """The 12 arg words of a PACKED_SLOT holding ``ops`` = [(u8 opcode, args), ...] (spec §4.2)."""
+    """The 12 arg words of a PACKED_SLOT holding ``ops`` = [(u8 opcode, args), ...] (docs/spec.md §4.2)."""
     cdef uint32_t a[VYRE_ARGN]
     _pack(ops, a)
     return [a[i] for i in range(ARG_WORDS)]
@@ -1241,7 +1241,7 @@ def window_items(opcode, ticket, required, lookahead):
 
 
 def publish_window(ring, start_slot, tenant_id, opcode, ticket, required, lookahead, priority=2):
-    """Publish a window (spec §10): one slot per payload, required first; returns the count.
+    """Publish a window (docs/spec.md §10): one slot per payload, required first; returns the count.
 
     Args of each slot are [ticket, class, *payload] (class 0 required, 1 lookahead). Slots wrap
     around the ring; all-or-nothing.
@@ -1532,7 +1532,7 @@ def wait_finished(ring, start_slot, count, timeout_s):
 
 
 # ---------------------------------------------------------------------------------------------
-# LOAD_MISS (spec §8)
+# LOAD_MISS (docs/spec.md §8)
 # ---------------------------------------------------------------------------------------------
 
 def encode_load_miss(resource_id, prefetch):

@@ -1,4 +1,4 @@
-"""Typed, immutable slot descriptors (spec §10).
+"""Typed, immutable slot descriptors (docs/spec.md §10).
 
 A descriptor is validated when it is built, so an invalid one never exists; publishing it
 hands every byte to :mod:`vyre.wire` (the only code that writes slots). Multi-slot
@@ -117,7 +117,7 @@ def _wire_opcode(opcode: OpcodeLike) -> int:
 
 @dataclass(frozen=True, slots=True)
 class PackedOpDescriptor:
-    """One inner op of a packed slot: a u8 opcode and its u32 args (spec §4.2)."""
+    """One inner op of a packed slot: a u8 opcode and its u32 args (docs/spec.md §4.2)."""
 
     opcode: int
     args: Words = ()
@@ -174,7 +174,7 @@ class SlotDescriptor:
     def packed(cls, tenant: SupportsIndex,
                ops: Sequence[PackedOpDescriptor | tuple[SupportsIndex, Sequence[SupportsIndex]]],
                priority: SupportsIndex = PRIORITY_DEFAULT) -> SlotDescriptor:
-        """A PACKED_SLOT running ``ops`` in order (spec §4.2)."""
+        """A PACKED_SLOT running ``ops`` in order (docs/spec.md §4.2)."""
         inner = tuple(_packed_op(op, i) for i, op in enumerate(ops))
         words = wire.pack_ops([(op.opcode, op.args) for op in inner])
         return cls(operator.index(tenant), int(Opcode.PACKED_SLOT), tuple(words),
@@ -221,7 +221,7 @@ class BatchDescriptor:
 
 @dataclass(frozen=True, slots=True)
 class WindowDescriptor:
-    """A window (spec §10): one slot per payload with args ``[ticket, class, *payload]``.
+    """A window (docs/spec.md §10): one slot per payload with args ``[ticket, class, *payload]``.
 
     Required payloads come first (class REQUIRED), then lookahead ones (class LOOKAHEAD);
     each payload holds at most 10 words (12 minus the prefix).

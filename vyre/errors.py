@@ -1,4 +1,4 @@
-"""Structured, actionable errors (spec §11).
+"""Structured, actionable errors (docs/spec.md §11).
 
 Every failure vyre raises is a :class:`PipelineError`; its message ends with
 ``Fix: <what to do>`` and the hint is also available as ``.fix``. Each subclass also derives

@@ -1,4 +1,4 @@
-"""The host side of LOAD_MISS (spec §8): :class:`IoService` claims IO-queue requests, reads the
+"""The host side of LOAD_MISS (docs/spec.md §8): :class:`IoService` claims IO-queue requests, reads the
 named resource into the named buffer and completes them OK or ERROR.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _abi() -> dict:
 
 
 class IoService:
-    """Host side of LOAD_MISS (spec §8): claims IO-queue requests and serves them.
+    """Host side of LOAD_MISS (docs/spec.md §8): claims IO-queue requests and serves them.
 
     ``IoService(mk, resources)``; ``with IoService(...) as io:`` runs a service thread
     (:meth:`start` / :meth:`stop`), or call :meth:`service_once` from your own loop.

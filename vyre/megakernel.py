@@ -188,7 +188,7 @@ class Megakernel:
         """Publish one PACKED_SLOT running ``ops`` (``[(u8 opcode, args), ...]``) in order."""
         with self._lock:
             t = self._published
-            # pack before waiting for room: packing errors come first (spec §4.2)
+            # pack before waiting for room: packing errors come first (docs/spec.md §4.2)
             wire.pack_ops(ops)
             if t - self._retired >= self.slot_count:
                 self._make_room(1, timeout)
@@ -202,7 +202,7 @@ class Megakernel:
         required: Sequence[Sequence[int]], lookahead: Sequence[Sequence[int]],
         timeout: float | None = None,
     ) -> range:
-        """Publish a window (spec §10): one slot per payload, args ``[ticket, class, *payload]``."""
+        """Publish a window (docs/spec.md §10): one slot per payload, args ``[ticket, class, *payload]``."""
         items = wire.window_items(opcode, ticket, required, lookahead)
         return self._submit_items(items, tenant, timeout)
 
@@ -518,7 +518,7 @@ class Megakernel:
 
     @property
     def done_count(self) -> int:
-        """Slots executed to DONE (spec §2 word 1)."""
+        """Slots executed to DONE (docs/spec.md §2 word 1)."""
         self._settle_counters()
         return int(self._control[CTRL_DONE_COUNT])
 

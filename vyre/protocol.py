@@ -1,4 +1,4 @@
-"""Wire constants and opcode classes (spec §1-§10), read from ``csrc/vyre_abi.h``.
+"""Wire constants and opcode classes (docs/spec.md §1-§10), read from ``csrc/vyre_abi.h``.
 
 Every number here comes from the C header through the compiled :mod:`vyre._wire` (its
 ``ABI`` table); nothing is restated. Closed sets are :class:`enum.IntEnum`; layout words are
@@ -38,7 +38,7 @@ _A = ABI
 
 
 class SlotStatus(IntEnum):
-    """Ring slot status word (spec §1)."""
+    """Ring slot status word (docs/spec.md §1)."""
 
     EMPTY = _A["STATUS_EMPTY"]
     PUBLISHED = _A["STATUS_PUBLISHED"]
@@ -51,7 +51,7 @@ class SlotStatus(IntEnum):
 
 
 class Priority(IntEnum):
-    """Slot priority (spec §6); NORMAL is the default."""
+    """Slot priority (docs/spec.md §6); NORMAL is the default."""
 
     CRITICAL = _A["PRIORITY_CRITICAL"]
     HIGH = _A["PRIORITY_HIGH"]
@@ -61,7 +61,7 @@ class Priority(IntEnum):
 
 
 class Opcode(IntEnum):
-    """The built-in opcodes (spec §3), including this runtime's extensions."""
+    """The built-in opcodes (docs/spec.md §3), including this runtime's extensions."""
 
     NOP = _A["OP_NOP"]
     STORE_U32 = _A["OP_STORE_U32"]
@@ -80,7 +80,7 @@ class Opcode(IntEnum):
 
 
 class IoOp(IntEnum):
-    """IO queue request type (spec §8, word ``IO_OP_TYPE``)."""
+    """IO queue request type (docs/spec.md §8, word ``IO_OP_TYPE``)."""
 
     READ = _A["IO_READ"]
     WRITE = _A["IO_WRITE"]
@@ -88,7 +88,7 @@ class IoOp(IntEnum):
 
 
 class IoStatus(IntEnum):
-    """IO queue slot status (spec §8): the slot values it uses plus OK / ERROR."""
+    """IO queue slot status (docs/spec.md §8): the slot values it uses plus OK / ERROR."""
 
     EMPTY = _A["STATUS_EMPTY"]
     PUBLISHED = _A["STATUS_PUBLISHED"]
@@ -98,14 +98,14 @@ class IoStatus(IntEnum):
 
 
 class WindowClass(IntEnum):
-    """Class word of a window slot (spec §10): required payloads first, then lookahead."""
+    """Class word of a window slot (docs/spec.md §10): required payloads first, then lookahead."""
 
     REQUIRED = _A["WINDOW_REQUIRED"]
     LOOKAHEAD = _A["WINDOW_LOOKAHEAD"]
 
 
 def tenant_opcode_window(tenant_id: int) -> range:
-    """The user opcodes of registered tenant ``tenant_id`` >= 1 (spec §5)."""
+    """The user opcodes of registered tenant ``tenant_id`` >= 1 (docs/spec.md §5)."""
     if not isinstance(tenant_id, int) or tenant_id < 1:
         raise InvalidValueError(f"tenant {tenant_id!r} has no opcode window",
                              "registered tenants have ids >= 1 (0 is the system tenant)")

@@ -1,4 +1,4 @@
-"""Public wire API (spec §1-§10): encoders, readers and publishers over any buffer.
+"""Public wire API (docs/spec.md §1-§10): encoders, readers and publishers over any buffer.
 
 A thin re-export of the compiled :mod:`vyre._wire`; see its docstrings (and ``_wire.pyi``)
 for each function. Validation failures raise :class:`vyre.ArgumentError` (a slot that is not

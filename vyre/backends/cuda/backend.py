@@ -1,4 +1,4 @@
-"""CUDA backend: the persistent megakernel on the GPU through PyCUDA (spec §7).
+"""CUDA backend: the persistent megakernel on the GPU through PyCUDA (docs/spec.md §7).
 
 Ring, control, debug log, io queue, buffer table and doorbell live in mapped pinned host
 memory (DEVICEMAP), so the host publishes with plain stores and reads results without any
