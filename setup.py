@@ -27,6 +27,10 @@ CSRC = "csrc"
 C_FLAGS = ["-O3", "-std=c11", "-Wall", "-Wno-unused-function"]
 PTX_SOURCE = os.path.join("cuda", "megakernel.cu")
 PTX_PACKAGE_PATH = os.path.join("vyre", "data", "megakernel.ptx")
+HEADERS = ["vyre_abi.h", "vyre_interp.h", "cpu_worker.h", "uring.h"]
+# one Cython declaration file per C header, cimported by every extension
+DECLARATIONS = [os.path.join("vyre", "includes", f)
+                for f in ("abi.pxd", "interp.pxd", "cpu_worker.pxd", "uring.pxd")]
 
 
 def _ext(key: str, name: str, sources: list[str], macros=(), libs=()) -> tuple[str, Extension]:
@@ -38,7 +42,7 @@ def _ext(key: str, name: str, sources: list[str], macros=(), libs=()) -> tuple[s
         extra_compile_args=C_FLAGS if not any(s.endswith(".pyx") for s in sources) else ["-O3"],
         extra_link_args=["-pthread"],
         libraries=list(libs),
-        depends=[os.path.join(CSRC, "vyre_abi.h"), os.path.join(CSRC, "vyre_interp.h")],
+        depends=[os.path.join(CSRC, h) for h in HEADERS] + DECLARATIONS,
     )
 
 
@@ -80,7 +84,7 @@ def _selected() -> list[Extension]:
             "cdivision": True,
             "embedsignature": True,
         },
-        include_path=[CSRC, "vyre"],
+        include_path=[CSRC, HERE],
     )
 
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from vyre.ingest._uring import ABI
+from vyre.protocol import ABI, OBSERVABLE_BASE
 from vyre.errors import WaitTimeoutError
 
 
@@ -22,8 +22,8 @@ class FakeMegakernel:
         self.violations = []  # DFA_SCAN ranges whose bytes changed between submit and execution
         self._sums: dict[int, bytes] = {}
         self.observable_slots = observable_slots
-        self.control = np.zeros(ABI["OBSERVABLE_BASE"] + observable_slots, np.uint32)
-        self.observables = self.control[ABI["OBSERVABLE_BASE"]:]
+        self.control = np.zeros(OBSERVABLE_BASE + observable_slots, np.uint32)
+        self.observables = self.control[OBSERVABLE_BASE:]
         self._bufs = [self.control.view(np.uint8)]
         self._pending: dict[int, tuple[int, list[int]]] = {}
         self._next = 0

@@ -16,11 +16,13 @@ import math
 import sys
 
 from cpython.buffer cimport (
+    PyBUF_ANY_CONTIGUOUS,
     PyBUF_FORMAT,
     PyBUF_STRIDES,
     PyBUF_WRITABLE,
     PyBuffer_IsContiguous,
     PyBuffer_Release,
+    PyObject_GetBuffer,
 )
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
@@ -28,6 +30,8 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
+
+from vyre.includes.interp cimport VYRE_CAS_ACQ, VYRE_LD_ACQ, VYRE_ST_REL
 
 from vyre.errors import (ArgumentError, InvalidTypeError, InvalidValueError, ProtocolError,
                          QueueFullError)
@@ -42,7 +46,7 @@ cdef extern from *:
     #include <string.h>
     #include <time.h>
     #include <sched.h>
-    #include "vyre_abi.h"
+    #include "vyre_interp.h" /* the wire constants and the host atomics VYRE_LD_ACQ, ... */
     #if defined(__x86_64__) || defined(__i386__)
     #include <immintrin.h>
     #define VYRE_CPU_RELAX() _mm_pause()
@@ -61,12 +65,6 @@ cdef extern from *:
     #define VYRE_WAIT_SLEEP_MAX_NS 200000ull
     #define VYRE_WAIT_POLLS_PER_CLOCK 32u
 
-    static inline uint32_t vyre_load_acquire(const uint32_t *p) {
-        return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-    }
-    static inline void vyre_store_release(uint32_t *p, uint32_t v) {
-        __atomic_store_n(p, v, __ATOMIC_RELEASE);
-    }
     static inline void vyre_store_release_u64(uint64_t *p, uint64_t v) {
         __atomic_store_n(p, v, __ATOMIC_RELEASE);
     }
@@ -92,7 +90,7 @@ cdef extern from *:
         slot[VYRE_SLOT_PRIORITY] = priority;
         for (j = 0; j < k; j++) out[j] = args[j];
         for (; j < VYRE_SLOT_ARG_COUNT; j++) out[j] = 0;
-        vyre_store_release(slot + VYRE_SLOT_STATUS, VYRE_STATUS_PUBLISHED);
+        VYRE_ST_REL(slot + VYRE_SLOT_STATUS, VYRE_STATUS_PUBLISHED);
     }
 
     static inline void vyre_write_slot(uint32_t *slot, uint32_t opcode, uint32_t tenant,
@@ -172,7 +170,7 @@ cdef extern from *:
     /* Status of a slot once it is neither PUBLISHED nor CLAIMED, or -1 at w->deadline. */
     static int64_t vyre_wait_status(const uint32_t *status, vyre_wait_t *w) {
         for (;;) {
-            uint32_t s = vyre_load_acquire(status);
+            uint32_t s = VYRE_LD_ACQ(status);
             if (!vyre_in_flight(s)) return (int64_t)s;
             if (!vyre_wait_pause(w)) return -1;
         }
@@ -186,7 +184,7 @@ cdef extern from *:
         Py_ssize_t idx = (start + done) % slots;
         uint32_t s;
         while (done < count) {
-            s = vyre_load_acquire(ring + (size_t)idx * VYRE_SLOT_WORDS);
+            s = VYRE_LD_ACQ(ring + (size_t)idx * VYRE_SLOT_WORDS);
             if (vyre_finished(s)) {
                 if (s == VYRE_STATUS_FAULT && *first_fault < 0) *first_fault = done;
                 done++;
@@ -201,8 +199,6 @@ cdef extern from *:
     /* Turns a pending Python error (set by an unchecked C-API call) into a Cython raise. */
     static int vyre_pending_error(void) { return -1; }
     """
-    uint32_t vyre_load_acquire(const uint32_t *p) noexcept nogil
-    void vyre_store_release(uint32_t *p, uint32_t v) noexcept nogil
     void vyre_store_release_u64(uint64_t *p, uint64_t v) noexcept nogil
     bint vyre_publishable(uint32_t s) noexcept nogil
     bint vyre_finished(uint32_t s) noexcept nogil
@@ -621,7 +617,7 @@ cdef int wire_publish(uint32_t *ring, Py_ssize_t slot_count, Py_ssize_t slot, ui
     if nargs < 0 or nargs > ARG_WORDS:
         return WIRE_TOO_MANY_ARGS
     cdef uint32_t *w = ring + slot * SLOT_WORDS
-    if not vyre_publishable(vyre_load_acquire(w)):
+    if not vyre_publishable(VYRE_LD_ACQ(w)):
         return WIRE_NOT_PUBLISHABLE
     memset(tmp, 0, sizeof(tmp))
     if nargs:
@@ -638,9 +634,9 @@ cdef Py_ssize_t wire_retire(uint32_t *ring, Py_ssize_t slot_count, Py_ssize_t st
     cdef uint32_t *w
     while k < max_count:
         w = ring + idx * SLOT_WORDS
-        s = vyre_load_acquire(w)
+        s = VYRE_LD_ACQ(w)
         if s == VYRE_STATUS_FAULT:
-            vyre_store_release(w, VYRE_STATUS_EMPTY)
+            VYRE_ST_REL(w, VYRE_STATUS_EMPTY)
             if faults != NULL:
                 faults[nf] = k
             nf += 1
@@ -659,7 +655,7 @@ cdef Py_ssize_t _first_unpublishable(const uint32_t *ring, Py_ssize_t slots, Py_
     cdef Py_ssize_t i, idx = start
     cdef uint32_t s
     for i in range(n):
-        s = vyre_load_acquire(ring + idx * SLOT_WORDS)
+        s = VYRE_LD_ACQ(ring + idx * SLOT_WORDS)
         if not vyre_publishable(s):
             status[0] = s
             return i
@@ -802,7 +798,7 @@ cdef object _control_word(object control, Py_ssize_t word):
     cdef Py_buffer view
     _control(control, &view)
     try:
-        return vyre_load_acquire(<const uint32_t *>view.buf + word)
+        return VYRE_LD_ACQ(<const uint32_t *>view.buf + word)
     finally:
         PyBuffer_Release(&view)
 
@@ -843,7 +839,7 @@ def read_observable(control, i):
                                 f"holds {obs} observable words",
                                 f"read an index in 0..{obs - 1}" if obs else
                                 "encode the control buffer with observable_slots > 0")
-        return vyre_load_acquire(<const uint32_t *>view.buf + VYRE_CTRL_OBSERVABLE_BASE + idx)
+        return VYRE_LD_ACQ(<const uint32_t *>view.buf + VYRE_CTRL_OBSERVABLE_BASE + idx)
     finally:
         PyBuffer_Release(&view)
 
@@ -857,7 +853,7 @@ def read_metrics(control):
     out = {}
     try:
         for op in range(VYRE_METRICS_COUNT):
-            v = vyre_load_acquire(<const uint32_t *>view.buf + VYRE_CTRL_METRICS_BASE + op)
+            v = VYRE_LD_ACQ(<const uint32_t *>view.buf + VYRE_CTRL_METRICS_BASE + op)
             if v:
                 out[op] = v
     finally:
@@ -887,7 +883,7 @@ def read_debug_log(debug):
     cdef Py_ssize_t r, at
     out = []
     try:
-        cursor = vyre_load_acquire(w + VYRE_DEBUG_CURSOR)
+        cursor = VYRE_LD_ACQ(w + VYRE_DEBUG_CURSOR)
         if cursor % VYRE_DEBUG_RECORD_WORDS or cursor // VYRE_DEBUG_RECORD_WORDS > cap:
             raise ProtocolError(
                 f"debug log cursor {cursor} is not a whole number of records within the "
@@ -907,7 +903,7 @@ def read_debug_overflow(debug):
     cdef Py_buffer view
     cdef Py_ssize_t cap = _debug(debug, &view)
     try:
-        return vyre_load_acquire(<const uint32_t *>view.buf + view.len // WORD - 1)
+        return VYRE_LD_ACQ(<const uint32_t *>view.buf + view.len // WORD - 1)
     finally:
         PyBuffer_Release(&view)
 
@@ -922,7 +918,7 @@ def slot_status(ring, i):
         if idx >= slots:
             raise ProtocolError(f"slot index {idx} is outside the ring of {slots} slots",
                                 f"use a slot index in 0..{slots - 1}")
-        return vyre_load_acquire(<const uint32_t *>view.buf + idx * SLOT_WORDS)
+        return VYRE_LD_ACQ(<const uint32_t *>view.buf + idx * SLOT_WORDS)
     except ArgumentError as exc:
         raise ProtocolError(exc.message, exc.fix) from None
     finally:
@@ -942,7 +938,7 @@ def count_done_slots(ring, n):
             raise ProtocolError(exc.message, exc.fix) from None
         with nogil:
             for i in range(count):
-                if vyre_load_acquire(w + i * SLOT_WORDS) == VYRE_STATUS_DONE:
+                if VYRE_LD_ACQ(w + i * SLOT_WORDS) == VYRE_STATUS_DONE:
                     done += 1
     finally:
         PyBuffer_Release(&view)
@@ -978,8 +974,8 @@ cdef int _publish_one(object ring, object slot_idx, uint32_t op, uint32_t tenant
     try:
         _slot_range(slot, slots, "slot_idx")
         w = <uint32_t *>view.buf + slot * SLOT_WORDS
-        if not vyre_publishable(vyre_load_acquire(w)):
-            _not_publishable(slot, vyre_load_acquire(w))
+        if not vyre_publishable(VYRE_LD_ACQ(w)):
+            _not_publishable(slot, VYRE_LD_ACQ(w))
         vyre_write_slot(w, op, tenant, prio, a)
     finally:
         PyBuffer_Release(&view)
@@ -1551,3 +1547,44 @@ def decode_load_miss(args):
     except ArgumentError as exc:
         raise ProtocolError(exc.message, exc.fix) from None
     return a[0], a[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# atomics on u32 words of any writable buffer (the mapped IO queue, tests): the interpreter's
+# own host atomics, so the host orders these words exactly as the workers do
+# ---------------------------------------------------------------------------------------------
+
+cdef uint32_t *_atomic_word(object buf, Py_ssize_t index, Py_buffer *view) except NULL:
+    PyObject_GetBuffer(buf, view, PyBUF_ANY_CONTIGUOUS | PyBUF_WRITABLE)
+    if index < 0 or (index + 1) * 4 > view.len or (<size_t>view.buf) % 4:
+        PyBuffer_Release(view)
+        raise IndexError(f"word {index} is outside the {view.len}-byte buffer (or unaligned)")
+    return (<uint32_t *>view.buf) + index
+
+
+def atomic_load_u32(buf, Py_ssize_t index):
+    """Load word ``index`` of ``buf`` with acquire order."""
+    cdef Py_buffer v
+    cdef uint32_t *p = _atomic_word(buf, index, &v)
+    cdef uint32_t x = VYRE_LD_ACQ(p)
+    PyBuffer_Release(&v)
+    return x
+
+
+def atomic_store_u32(buf, Py_ssize_t index, uint32_t value):
+    """Store ``value`` into word ``index`` of ``buf`` with release order."""
+    cdef Py_buffer v
+    cdef uint32_t *p = _atomic_word(buf, index, &v)
+    VYRE_ST_REL(p, value)
+    PyBuffer_Release(&v)
+
+
+def atomic_cas_u32(buf, Py_ssize_t index, uint32_t expected, uint32_t desired):
+    """Compare-and-swap word ``index`` (acquire); returns the value seen (``expected`` when
+    it swapped)."""
+    cdef Py_buffer v
+    cdef uint32_t *p = _atomic_word(buf, index, &v)
+    cdef uint32_t seen = expected
+    VYRE_CAS_ACQ(p, &seen, desired)
+    PyBuffer_Release(&v)
+    return seen

@@ -5,83 +5,12 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t, uintptr_t
 
 from vyre.errors import BackendError
 
-cdef extern from "vyre_interp.h" nogil:
-    ctypedef struct vyre_buf_t:
-        uint64_t addr
-        uint64_t bytes
+from vyre.includes.abi cimport *
+from vyre.includes.cpu_worker cimport *
+from vyre.includes.interp cimport vyre_buf_t, vyre_ctx_t
 
-    ctypedef struct vyre_ctx_t:
-        uint32_t *ring
-        uint32_t *control
-        uint32_t *debug
-        uint32_t *ioq
-        const vyre_buf_t *bufs
-        uint32_t slot_count
-        uint32_t control_words
-        uint32_t observable_slots
-        uint32_t debug_records
-        uint32_t io_slots
-        uint32_t buf_count
-
-cdef extern from "cpu_worker.h" nogil:
-    ctypedef struct vyre_cpu_pool:
-        pass
-    int VYRE_CPU_OK
-    int VYRE_CPU_ERR_RUNNING
-    int VYRE_CPU_ERR_THREAD
-    int VYRE_CPU_ERR_TIMEOUT
-    int VYRE_CPU_ERR_NOMEM
-    unsigned long long VYRE_CPU_HEARTBEAT_NS
-    vyre_cpu_pool *vyre_cpu_pool_new(const vyre_ctx_t *ctx)
-    int vyre_cpu_pool_free(vyre_cpu_pool *p)
-    int vyre_cpu_start(vyre_cpu_pool *p, uint32_t n_workers)
-    int vyre_cpu_stop(vyre_cpu_pool *p, double timeout_s)
-    void vyre_cpu_kick(vyre_cpu_pool *p)
-    int vyre_cpu_running(const vyre_cpu_pool *p)
-    uint32_t vyre_cpu_alive(const vyre_cpu_pool *p)
-    uint32_t vyre_cpu_workers(const vyre_cpu_pool *p)
-    uint64_t vyre_cpu_next_ticket(const vyre_cpu_pool *p)
-    int vyre_cpu_set_next_ticket(vyre_cpu_pool *p, uint64_t t)
-    void vyre_cpu_stats(const vyre_cpu_pool *p, uint64_t out[3])
-    void vyre_cpu_set_buffer(vyre_buf_t *table, uint32_t i, uint64_t addr, uint64_t bytes)
-    int64_t vyre_cpu_execute_one(const vyre_ctx_t *ctx, uint32_t slot)
-    void vyre_cpu_dfa_scan_part(const vyre_ctx_t *ctx, const uint32_t *args, uint32_t start_state,
-                                uint32_t part, uint32_t parts, uint32_t *accepts,
-                                uint32_t *end_state)
-    int vyre_cpu_test_hooks()
-    uint32_t vyre_cpu_io_wait_rounds()
-
-cdef extern from "vyre_abi.h":
-    unsigned VYRE_SLOT_WORDS
-    unsigned VYRE_CTRL_HEADER_WORDS
-    unsigned VYRE_MAX_BUFFERS
-    unsigned VYRE_IO_SLOT_WORDS
-    unsigned VYRE_IO_MAX_SLOTS
-    unsigned VYRE_DEBUG_RECORD_WORDS
-    unsigned VYRE_DEBUG_HEADER_WORDS
-    unsigned VYRE_DEBUG_TRAILER_WORDS
-    unsigned VYRE_CTRL_SHUTDOWN
-    unsigned VYRE_CTRL_HEARTBEAT
-    unsigned VYRE_MAX_RING_SLOTS
-    unsigned VYRE_MAX_OBSERVABLE_SLOTS
-    unsigned VYRE_MAX_DEBUG_RECORDS
-
-#: the vyre_abi.h constants the CPU backend's Python side needs (one source of truth)
-ABI = {
-    "SLOT_WORDS": VYRE_SLOT_WORDS,
-    "CTRL_HEADER_WORDS": VYRE_CTRL_HEADER_WORDS,
-    "CTRL_SHUTDOWN": VYRE_CTRL_SHUTDOWN,
-    "CTRL_HEARTBEAT": VYRE_CTRL_HEARTBEAT,
-    "MAX_RING_SLOTS": VYRE_MAX_RING_SLOTS,
-    "MAX_OBSERVABLE_SLOTS": VYRE_MAX_OBSERVABLE_SLOTS,
-    "MAX_DEBUG_RECORDS": VYRE_MAX_DEBUG_RECORDS,
-    "MAX_BUFFERS": VYRE_MAX_BUFFERS,
-    "IO_MAX_SLOTS": VYRE_IO_MAX_SLOTS,
-    "IO_SLOT_WORDS": VYRE_IO_SLOT_WORDS,
-    "DEBUG_HEADER_WORDS": VYRE_DEBUG_HEADER_WORDS,
-    "DEBUG_RECORD_WORDS": VYRE_DEBUG_RECORD_WORDS,
-    "DEBUG_TRAILER_WORDS": VYRE_DEBUG_TRAILER_WORDS,
-}
+#: the wire constants (vyre._wire's one table, read from csrc/vyre_abi.h)
+from vyre._wire import ABI
 
 #: 1 in the test-hooks build (VYRE_TEST_OP_SPIN / VYRE_TEST_OP_STALL exist), else 0
 TEST_HOOKS = bool(vyre_cpu_test_hooks())
@@ -266,19 +195,5 @@ cdef class CpuWorkers:
         return acc, end
 
 
-def atomic_cas_u32(uint32_t[::1] words, Py_ssize_t index, uint32_t expected, uint32_t desired):
-    """Compare-and-swap ``words[index]`` (seq_cst); returns the value seen before."""
-    if index < 0 or index >= words.shape[0]:
-        raise IndexError(index)
-    cdef uint32_t e = expected
-    vyre_py_cas_u32(&words[index], &e, desired)
-    return e
-
-
-cdef extern from *:
-    """
-    static inline void vyre_py_cas_u32(uint32_t *p, uint32_t *e, uint32_t d) {
-        __atomic_compare_exchange_n(p, e, d, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-    }
-    """
-    void vyre_py_cas_u32(uint32_t *p, uint32_t *e, uint32_t d) nogil
+# one implementation of the host atomics, in vyre._wire
+from vyre._wire import atomic_cas_u32

@@ -8,8 +8,8 @@ arrival order), short reads continued, ``EINTR``/``EAGAIN`` resubmitted, end of 
 Waiting in ``io_uring_enter`` releases the GIL. Errors are :class:`vyre.IoUringError` with
 ``.syscall``, ``.errno`` and a fix.
 
-The module also carries the three system-scope atomic helpers the host IO service uses on
-the mapped IO queue (:func:`atomic_load_u32`, :func:`atomic_store_u32`,
+The module also re-exports the atomic helpers of :mod:`vyre._wire` that the host IO service
+uses on the mapped IO queue (:func:`atomic_load_u32`, :func:`atomic_store_u32`,
 :func:`atomic_cas_u32`).
 """
 from cpython.buffer cimport (PyBUF_ANY_CONTIGUOUS, PyBUF_SIMPLE, PyBUF_WRITABLE,
@@ -20,102 +20,13 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
+from vyre.includes.uring cimport *
+
 import errno as _errno
 import os as _os
 import weakref as _weakref
 
 from vyre.errors import IoUringError
-
-cdef extern from "uring.h" nogil:
-    unsigned VYRE_URING_SQPOLL
-    unsigned VYRE_URING_ASYNC_READS
-
-    ctypedef struct vyre_uring_t:
-        int fd
-        unsigned setup_flags
-        unsigned features
-        unsigned sq_entries
-        unsigned cq_entries
-        unsigned nfiles
-        unsigned nbufs
-        uint64_t enters
-        uint64_t wakeups
-        int async_reads
-        void *sq_map
-        void *cq_map
-
-    ctypedef struct vyre_cqe_t:
-        uint64_t user_data
-        int32_t res
-        uint32_t flags
-
-    int vyre_uring_available()
-    int vyre_uring_setup(vyre_uring_t *r, unsigned entries, unsigned cq_entries, unsigned flags,
-                         unsigned sq_thread_idle_ms)
-    void vyre_uring_close(vyre_uring_t *r)
-    int vyre_uring_register_files(vyre_uring_t *r, const int *fds, unsigned n)
-    int vyre_uring_update_files(vyre_uring_t *r, unsigned offset, const int *fds, unsigned n)
-    int vyre_uring_unregister_files(vyre_uring_t *r)
-    int vyre_uring_register_buffers(vyre_uring_t *r, void *const *addrs, const size_t *lens,
-                                    unsigned n)
-    int vyre_uring_unregister_buffers(vyre_uring_t *r)
-    unsigned vyre_uring_sq_space(const vyre_uring_t *r)
-    int vyre_uring_queue_read(vyre_uring_t *r, int fd, int fixed_file, void *buf, uint32_t len,
-                              uint64_t offset, int buf_index, uint64_t user_data)
-    int vyre_uring_queue_nop(vyre_uring_t *r, uint64_t user_data)
-    int vyre_uring_submit(vyre_uring_t *r)
-    int vyre_uring_wait(vyre_uring_t *r, unsigned wait_nr, int64_t timeout_ns)
-    int vyre_uring_reap(vyre_uring_t *r, vyre_cqe_t *out, unsigned max)
-    unsigned vyre_uring_cq_ready(const vyre_uring_t *r)
-    int vyre_uring_overflowed(const vyre_uring_t *r)
-
-    ctypedef struct vyre_rq_done_t:
-        uint64_t tag
-        uint32_t index
-        uint32_t bytes
-        int32_t err
-        uint32_t eof
-
-    ctypedef struct vyre_rq_t:
-        unsigned cap
-        unsigned nfree
-        unsigned inflight
-        unsigned pend_count
-        unsigned fin_count
-        unsigned max_retries
-        uint64_t n_short
-        uint64_t n_retry
-        uint64_t n_sqes
-        uint64_t n_cqes
-
-    int vyre_rq_init(vyre_rq_t *q, vyre_uring_t *ring, unsigned cap)
-    void vyre_rq_free(vyre_rq_t *q)
-    int vyre_rq_read(vyre_rq_t *q, int fd, int fixed_file, void *ptr, uint32_t len,
-                     uint64_t offset, int buf_index, uint64_t tag)
-    int vyre_rq_nop(vyre_rq_t *q, uint64_t tag)
-    int vyre_rq_submit(vyre_rq_t *q)
-    int vyre_rq_poll(vyre_rq_t *q, unsigned min_done, int64_t timeout_ns, vyre_rq_done_t *out,
-                     unsigned max_out)
-    int vyre_rq_cancel_all(vyre_rq_t *q, int64_t timeout_ns)
-    unsigned vyre_rq_busy(const vyre_rq_t *q)
-
-cdef extern from *:
-    """
-    #include <stdint.h>
-    static inline uint32_t vyre_py_load_acq(uint32_t *p) {
-        return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-    }
-    static inline void vyre_py_store_rel(uint32_t *p, uint32_t v) {
-        __atomic_store_n(p, v, __ATOMIC_RELEASE);
-    }
-    static inline uint32_t vyre_py_cas(uint32_t *p, uint32_t expected, uint32_t desired) {
-        __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
-        return expected; /* the previous value (== expected on success) */
-    }
-    """
-    uint32_t vyre_py_load_acq(uint32_t *p) nogil
-    void vyre_py_store_rel(uint32_t *p, uint32_t v) nogil
-    uint32_t vyre_py_cas(uint32_t *p, uint32_t expected, uint32_t desired) nogil
 
 # kernel IORING_FEAT_* bits we report (values of <linux/io_uring.h>)
 cdef extern from *:
@@ -135,11 +46,9 @@ cdef extern from *:
     unsigned VYRE_FEAT_NODROP
     unsigned VYRE_FEAT_EXT_ARG
 
-#: the wire constants the ingest modules use: vyre._wire's table (read from csrc/vyre_abi.h
-#: there), under the short names of this module
-from vyre._wire import ABI as _WIRE_ABI
-
-ABI = dict(_WIRE_ABI, OBSERVABLE_BASE=_WIRE_ABI["CTRL_OBSERVABLE_BASE"])
+#: the wire constants (vyre._wire's one table, read from csrc/vyre_abi.h), kept under this
+#: name for callers of the extension; new code reads vyre.protocol
+from vyre._wire import ABI
 
 FEAT_SINGLE_MMAP = VYRE_FEAT_SINGLE_MMAP
 FEAT_NODROP = VYRE_FEAT_NODROP
@@ -732,37 +641,6 @@ cdef class ReadQueue:
 
 
 # ---------------------------------------------------------------------------------------------
-# system-scope atomics on u32 words of any writable buffer (the mapped IO queue)
-
-cdef uint32_t *_word(object buf, Py_ssize_t index, Py_buffer *view) except NULL:
-    PyObject_GetBuffer(buf, view, PyBUF_ANY_CONTIGUOUS | PyBUF_WRITABLE)
-    if index < 0 or (index + 1) * 4 > view.len or (<size_t>view.buf) % 4:
-        PyBuffer_Release(view)
-        raise IndexError(f"word {index} is outside the {view.len}-byte buffer (or unaligned)")
-    return (<uint32_t *>view.buf) + index
-
-
-def atomic_load_u32(buf, Py_ssize_t index):
-    """Load word ``index`` of ``buf`` with acquire order."""
-    cdef Py_buffer v
-    cdef uint32_t *p = _word(buf, index, &v)
-    cdef uint32_t x = vyre_py_load_acq(p)
-    PyBuffer_Release(&v)
-    return x
-
-
-def atomic_store_u32(buf, Py_ssize_t index, uint32_t value):
-    """Store ``value`` into word ``index`` of ``buf`` with release order."""
-    cdef Py_buffer v
-    cdef uint32_t *p = _word(buf, index, &v)
-    vyre_py_store_rel(p, value)
-    PyBuffer_Release(&v)
-
-
-def atomic_cas_u32(buf, Py_ssize_t index, uint32_t expected, uint32_t desired):
-    """Compare-and-swap word ``index`` (acq_rel); returns the previous value."""
-    cdef Py_buffer v
-    cdef uint32_t *p = _word(buf, index, &v)
-    cdef uint32_t prev = vyre_py_cas(p, expected, desired)
-    PyBuffer_Release(&v)
-    return prev
+# atomics on u32 words of a writable buffer (the mapped IO queue): one implementation, in
+# vyre._wire, re-exported for the IO service
+from vyre._wire import atomic_cas_u32, atomic_load_u32, atomic_store_u32

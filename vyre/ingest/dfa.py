@@ -49,7 +49,7 @@ __all__ = ["Dfa", "PatternError", "build_dfa", "count_matches"]
 
 
 def _abi() -> dict:
-    from vyre.ingest._uring import ABI
+    from vyre.protocol import ABI
 
     return ABI
 

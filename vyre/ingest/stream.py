@@ -44,7 +44,7 @@ SlotFn = Callable[[int, int, int, int], Sequence[tuple[int, Sequence[int]]]]
 
 
 def _abi() -> dict:
-    from vyre.ingest._uring import ABI
+    from vyre.protocol import ABI
 
     return ABI
 
