@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from vyre.protocol import ABI, OBSERVABLE_BASE
 from vyre.errors import WaitTimeoutError
+from vyre.protocol import ABI, OBSERVABLE_BASE
 
 
 class FakeMegakernel:

@@ -46,9 +46,11 @@ def test_rule_needs_both_medians_outside_the_other_band():
 
 
 def test_verdicts_respect_direction():
-    a = doc([result("d/lat", summ(100, 95, 105)), result("t/rate", summ(1e6, 0.9e6, 1.1e6), "ops/s"),
+    a = doc([result("d/lat", summ(100, 95, 105)),
+             result("t/rate", summ(1e6, 0.9e6, 1.1e6), "ops/s"),
              result("d/same", summ(10, 9, 11)), result("d/gone", summ(1, 1, 1))])
-    b = doc([result("d/lat", summ(50, 48, 52)), result("t/rate", summ(0.5e6, 0.45e6, 0.55e6), "ops/s"),
+    b = doc([result("d/lat", summ(50, 48, 52)),
+             result("t/rate", summ(0.5e6, 0.45e6, 0.55e6), "ops/s"),
              result("d/same", summ(10.5, 9.5, 11.5)), result("d/new", summ(1, 1, 1))],
             gpu="NVIDIA H200", commit="bbbb")
     cmp = compare(a, b)

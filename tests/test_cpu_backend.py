@@ -8,11 +8,28 @@ import time
 
 import numpy as np
 import pytest
-
 from test_interp_rig import (
-    ATOMIC_ADD, CLAIMED, DONE, DONE_COUNT, EMPTY, FAULT, FAULT_COUNT, HEARTBEAT, IO_ERROR, IO_OK,
-    IO_READ, LOAD_MISS, M32, NOP, OBS, PUBLISHED, SHUTDOWN, STORE_U32, WAIT_IO, Rig,
+    ATOMIC_ADD,
+    CLAIMED,
+    DONE,
+    DONE_COUNT,
+    EMPTY,
+    FAULT,
+    FAULT_COUNT,
+    HEARTBEAT,
+    IO_ERROR,
+    IO_OK,
+    IO_READ,
+    LOAD_MISS,
+    M32,
+    NOP,
+    OBS,
+    PUBLISHED,
+    SHUTDOWN,
+    STORE_U32,
+    Rig,
 )
+
 from vyre.backends.cpu import CpuBackend
 from vyre.errors import BackendError, PipelineError
 
@@ -159,12 +176,12 @@ def test_heartbeat_moves_while_busy():
 
 def test_restart_continues_with_the_next_ticket():
     with Rig(workers=2) as r:
-        for i in range(5):
+        for _ in range(5):
             assert r.run(ATOMIC_ADD, [1, OBS]) == DONE
         r.be.stop(2.0)
         assert r.be.pool.next_ticket == 5  # tickets taken but never claimed are given back
         r.be.start()
-        for i in range(20):
+        for _ in range(20):
             assert r.run(ATOMIC_ADD, [1, OBS]) == DONE
         assert r.obs[0] == 25 and int(r.ctl[DONE_COUNT]) == 25
 
@@ -195,7 +212,9 @@ class IoService(threading.Thread):
         ioq = self.be.ioq
         while not self.halt:
             for i in range(len(ioq) // 8):
-                if ioq[8 * i + 6] == PUBLISHED and self.cas(ioq, 8 * i + 6, PUBLISHED, CLAIMED) == PUBLISHED:
+                status = 8 * i + 6
+                if (ioq[status] == PUBLISHED
+                        and self.cas(ioq, status, PUBLISHED, CLAIMED) == PUBLISHED):
                     req = [int(x) for x in ioq[8 * i:8 * i + 8]]
                     self.seen.append(req)
                     ioq[8 * i + 6] = IO_ERROR if req[1] % 2 else IO_OK

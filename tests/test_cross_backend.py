@@ -25,7 +25,8 @@ def random_program(seed: int, n: int, obs: int) -> list[tuple[int, list[int], in
         elif kind == 1:
             prog.append((Opcode.ATOMIC_ADD, [a[0], w()], tenant))
         elif kind == 2:
-            prog.append((Opcode.LOAD_U32, [int(rng.integers(0, OBS + obs)), int(rng.integers(0, obs + 4))], tenant))
+            src, dst = int(rng.integers(0, OBS + obs)), int(rng.integers(0, obs + 4))
+            prog.append((Opcode.LOAD_U32, [src, dst], tenant))
         elif kind == 3:
             prog.append((Opcode.COMPARE_SWAP, [w() - OBS, a[1] % 4, a[2]], tenant))
         elif kind == 4:
@@ -49,7 +50,7 @@ def execute(backend: str, prog) -> dict[str, bytes]:
                 mk.wait(mk.submit(op, args, tenant=tenant), timeout=10)
             except SlotFaultError:
                 pass
-            mk.done_count  # settle lazily folded counters before the next op may overwrite one
+            _ = mk.done_count  # settle lazily folded counters before the next op may overwrite one
         control = mk.control.copy()
         control[143] = 0  # HEARTBEAT differs by nature
         return {"control": control.tobytes(), "debug": mk.backend.debug[:1 + 4 * 16 + 1].tobytes(),
@@ -64,4 +65,5 @@ def test_cpu_and_cuda_agree_bit_for_bit(seed):
         a = np.frombuffer(cpu[key], np.uint32)
         b = np.frombuffer(gpu[key], np.uint32)
         diff = np.nonzero(a != b)[0]
-        assert diff.size == 0, f"{key} differs at words {diff[:10]}: cpu {a[diff[:10]]} gpu {b[diff[:10]]}"
+        first = diff[:10]
+        assert diff.size == 0, f"{key} differs at words {first}: cpu {a[first]} gpu {b[first]}"

@@ -76,7 +76,8 @@ def test_assisted_scans_equal_the_cpu_backend(case, part, where):
     data, d, jobs, want = case
     got = _run("cuda", data, d.table, jobs, data_on_device=where == "device", coop_min_bytes=64,
                assist_part_bytes=part)
-    bad = [i for i in range(len(jobs)) if tuple(got[2 * i:2 * i + 2]) != tuple(want[2 * i:2 * i + 2])]
+    bad = [i for i in range(len(jobs))
+           if tuple(got[2 * i:2 * i + 2]) != tuple(want[2 * i:2 * i + 2])]
     assert not bad, [(jobs[i], got[2 * i:2 * i + 2], want[2 * i:2 * i + 2]) for i in bad[:5]]
 
 

@@ -13,11 +13,10 @@ import time
 
 import numpy as np
 import pytest
+from test_facade import OBS, adds
 
 from vyre import Megakernel
 from vyre.protocol import Opcode
-
-from test_facade import OBS, adds
 
 pytestmark = pytest.mark.gpu
 BIG = 64 << 20  # large enough that the driver must map new memory (small ones are pooled)

@@ -1,4 +1,4 @@
-"""vyre.ingest.dfa: the dense Aho–Corasick table against a plain search, and the context property."""
+"""vyre.ingest.dfa: the dense Aho–Corasick table against a plain search; the context property."""
 from __future__ import annotations
 
 import random
@@ -119,7 +119,7 @@ def test_chunked_scan_with_context_is_exact(seed):
     bounds = sorted(rng.sample(range(1, len(data)), parts - 1))
     starts, ends = [0] + bounds, bounds + [len(data)]
     total = 0
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=True):
         c = min(d.context, s)
         total += d.scan(data[s - c:e], 0, c)[0]
     assert total == want

@@ -7,8 +7,14 @@ import time
 import numpy as np
 import pytest
 
-from vyre import (ArgumentError, BackendError, Megakernel, QueueFullError, SlotFaultError,
-                  WaitTimeoutError)
+from vyre import (
+    ArgumentError,
+    BackendError,
+    Megakernel,
+    QueueFullError,
+    SlotFaultError,
+    WaitTimeoutError,
+)
 from vyre.backends import cuda_available
 from vyre.protocol import CTRL_TENANT_BASE, Opcode
 
@@ -327,7 +333,8 @@ def test_a_fault_among_many_done_slots_is_found_by_wait_and_drain(backend):
         with pytest.raises(SlotFaultError):
             mk.wait(bad, timeout=10)
         mk.wait(again, timeout=10)
-        assert np.array_equal(mk.observables[:8], (totals.astype(np.uint64) * 3 % 2**32).astype(np.uint32))
+        want = (totals.astype(np.uint64) * 3 % 2**32).astype(np.uint32)
+        assert np.array_equal(mk.observables[:8], want)
 
 
 def test_a_clean_wait_does_not_walk_its_slots_twice(backend, monkeypatch):

@@ -11,8 +11,7 @@ import random
 
 import numpy as np
 import pytest
-
-from test_interp_rig import DFA_SCAN, DFA_STEP, DONE, NO_STATE, OBS, Rig
+from test_interp_rig import DFA_SCAN, DFA_STEP, DONE, NO_STATE, Rig
 
 ACCEPT = 1 << 31
 MASK = ACCEPT - 1

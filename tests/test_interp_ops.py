@@ -8,11 +8,33 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from test_interp_rig import (
-    ATOMIC_ADD, BATCH_FENCE, BUF_COPY, COMPARE_SWAP, DFA_STEP, DONE, DONE_COUNT, EPOCH, FAULT,
-    FAULT_COUNT, LOAD_MISS, LOAD_U32, M32, MEMCPY, METRICS, NOP, OBS, OP_SHUTDOWN, PACKED_SLOT,
-    PRINTF, SHUTDOWN, STORE_U32, TENANT_TABLE_LEN, WAIT_IO, Rig, pack,
+    ATOMIC_ADD,
+    BATCH_FENCE,
+    BUF_COPY,
+    COMPARE_SWAP,
+    DFA_STEP,
+    DONE,
+    DONE_COUNT,
+    EPOCH,
+    FAULT,
+    FAULT_COUNT,
+    LOAD_MISS,
+    LOAD_U32,
+    M32,
+    MEMCPY,
+    METRICS,
+    NOP,
+    OBS,
+    OP_SHUTDOWN,
+    PACKED_SLOT,
+    PRINTF,
+    SHUTDOWN,
+    STORE_U32,
+    TENANT_TABLE_LEN,
+    WAIT_IO,
+    Rig,
+    pack,
 )
 
 

@@ -47,7 +47,7 @@ def pack(ops: list[tuple[int, list[int]]], *, n: int | None = None,
         offsets.append(len(args))
         args.extend(a)
     b = [count & 0xFF, (len(args) if total is None else total) & 0xFF]
-    for (op, _), off in zip(ops, offsets):
+    for (op, _), off in zip(ops, offsets, strict=True):
         b += [op, off]
     b += [0] * (4 * meta - len(b))
     words = [int.from_bytes(bytes(b[4 * i:4 * i + 4]), "little") for i in range(meta)]
@@ -124,7 +124,7 @@ class Rig:
             self.be.stop(5.0)
         self.be.close()
 
-    def __enter__(self) -> "Rig":
+    def __enter__(self) -> Rig:
         return self
 
     def __exit__(self, *exc) -> None:

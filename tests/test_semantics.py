@@ -223,7 +223,8 @@ def test_protected_words_for_non_system_tenants(backend, op, args):
         assert now[0] == 0 and now[8] == header[8] and now[141] == header[141]
         assert mk.fault_count == 1 and mk.done_count == 0
         assert np.array_equal(mk.observables[:4], np.zeros(4, np.uint32)) or op == Opcode.MEMCPY
-        mk.wait(mk.submit(Opcode.ATOMIC_ADD, [1, OBS + 1], tenant=1), timeout=10)  # observables are fine
+        # observables are fine
+        mk.wait(mk.submit(Opcode.ATOMIC_ADD, [1, OBS + 1], tenant=1), timeout=10)
         assert mk.observables[1] == 1
     finally:
         mk.shutdown(drain=False)

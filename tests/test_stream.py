@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 pytest.importorskip("vyre.ingest._uring")
-from vyre.ingest.dfa import build_dfa, count_matches  # noqa: E402
 from vyre.errors import IoUringError, PipelineError, SlotFaultError, WaitTimeoutError  # noqa: E402
+from vyre.ingest._uring import ABI, Ring  # noqa: E402
+from vyre.ingest.dfa import build_dfa, count_matches  # noqa: E402
 from vyre.ingest.stream import FileChangedError, GpuStream  # noqa: E402
 from vyre.ioservice import IoService  # noqa: E402
-from vyre.ingest._uring import ABI, Ring  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _fake_mk import FakeMegakernel  # noqa: E402
@@ -279,9 +279,11 @@ def test_a_device_copy_that_times_out_is_waited_for_once(mk, tmp_path, monkeypat
             s.scan(path, d)
         assert len(waits) == 1
         log = []
-        monkeypatch.setattr(backend, "copy_to_device_async",
-                            lambda b, o, x: log.append(_LazyCopy(log, b.reshape(-1)[o:o + x.nbytes], x, 1)) or log[-1],
-                            raising=False)
+        def lazy_copy(b, o, x):
+            log.append(_LazyCopy(log, b.reshape(-1)[o:o + x.nbytes], x, 1))
+            return log[-1]
+
+        monkeypatch.setattr(backend, "copy_to_device_async", lazy_copy, raising=False)
         assert s.scan(path, d) == {path: count_matches(PATS, data)}
 
 
@@ -418,8 +420,8 @@ def test_every_byte_reaches_the_scan_exactly_once(mk, parallel_reads, tmp_path):
     paths = [_write(tmp_path, f"e{i}", rng.integers(0, 256, n, dtype=np.uint8).tobytes())
              for i, n in enumerate(sizes)]
     with GpuStream(mk, chunk_bytes=4096, depth=2, parallel_reads=parallel_reads) as s:
-        assert s.scan(paths, every) == dict(zip(paths, sizes))
-        assert s.scan(paths, longest) == dict(zip(paths, sizes))
+        assert s.scan(paths, every) == dict(zip(paths, sizes, strict=True))
+        assert s.scan(paths, longest) == dict(zip(paths, sizes, strict=True))
         assert s.telemetry()["bytes"] == 2 * sum(sizes)
 
 
@@ -555,7 +557,8 @@ def test_backpressure_and_telemetry(mk, ingest_path, tmp_path):
                 "parallel_reads", "copy_waits", "device_copy"):
         assert key in t
     # on by default (where the kernel has IOSQE_ASYNC); the fallback pool reads in parallel
-    assert t["parallel_reads"] is (ingest_path == "fallback" or Ring(8, async_reads=True).async_reads)
+    expect = ingest_path == "fallback" or Ring(8, async_reads=True).async_reads
+    assert t["parallel_reads"] is expect
     # depth 1: one chunk at a time, or with the device copy one in staging and one in the
     # mirror (the next read starts once the previous chunk is copied)
     assert t["max_in_flight"] == (2 if t["device_copy"] else 1) and t["in_flight"] == 0

@@ -346,7 +346,7 @@ def test_sqpoll_ring_reads(datafile):
     with r:
         assert r.sqpoll
         q = _uring.ReadQueue(r, 8)
-        for round_ in range(3):
+        for _ in range(3):
             bufs = [bytearray(1000) for _ in range(8)]
             for i, b in enumerate(bufs):
                 q.read(fd, b, i * 1000, i)
@@ -424,7 +424,8 @@ def test_staging_layout():
         assert st.stride % PAGE_SIZE == 0 and st.stride >= st.data_offset + 10000
         assert st.data_offset >= 100 and st.data_offset % 64 == 0
         t = st.read_target(2, 100, 10000)
-        assert t.size == 10100 and t.ctypes.data == st.host_pointer + 2 * st.stride + st.data_offset - 100
+        assert t.size == 10100
+        assert t.ctypes.data == st.host_pointer + 2 * st.stride + st.data_offset - 100
         with pytest.raises(PipelineError):
             st.read_target(0, st.data_offset + 1, 10)
         with pytest.raises(IndexError):

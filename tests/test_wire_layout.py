@@ -1,4 +1,4 @@
-"""Wire layout pinned to the bytes of docs/spec.md: ABI table, slot words, encoders, lengths, caps."""
+"""Wire layout pinned to the bytes of docs/spec.md: ABI table, slot words, encoders, caps."""
 from __future__ import annotations
 
 import pathlib
@@ -10,7 +10,7 @@ import pytest
 
 from vyre import wire
 from vyre._wire import ABI
-from vyre.errors import ArgumentError, InvalidValueError, QueueFullError
+from vyre.errors import ArgumentError, InvalidValueError
 
 HEADER = pathlib.Path(__file__).resolve().parents[1] / "csrc" / "vyre_abi.h"
 

@@ -134,7 +134,7 @@ def test_pack_ops_round_trips_and_matches_model(ops):
             wire.pack_ops(ops)
         except (ArgumentError, QueueFullError):
             return
-        raise AssertionError(f"wire accepted what the model refused: {ops}")
+        raise AssertionError(f"wire accepted what the model refused: {ops}") from None
     assert wire.pack_ops(ops) == want
     assert decode_packed(want) == [(op, list(a)) for op, a in ops]
 

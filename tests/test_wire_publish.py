@@ -273,8 +273,10 @@ def test_packing_errors_come_before_ring_errors():
     busy = bytearray(64)
     set_status(busy, 0, PUBLISHED)
     for ring in (busy, bytearray(7)):
-        refused(ring, lambda: wire.publish_packed(ring, 0, 0, [(1, [0] * 12)]), "payload exceeds")
-        refused(ring, lambda: wire.publish_packed(ring, 5, 0, [(1, [])] * 24), "metadata exceeds")
+        refused(ring, lambda r=ring: wire.publish_packed(r, 0, 0, [(1, [0] * 12)]),
+                "payload exceeds")
+        refused(ring, lambda r=ring: wire.publish_packed(r, 5, 0, [(1, [])] * 24),
+                "metadata exceeds")
     refused(busy, lambda: wire.publish_packed(busy, 0, 0, [(1, [])]), "not publishable")
 
 

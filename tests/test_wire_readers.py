@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vyre import wire
-from vyre.errors import ProtocolError, ArgumentError
+from vyre.errors import ArgumentError, ProtocolError
 
 EMPTY, PUBLISHED, CLAIMED, DONE, WAIT_IO, YIELD, REQUEUE, FAULT = range(8)
 

@@ -163,7 +163,7 @@ def publish_sequence(ring: bytearray, start: int, entries) -> int:
     targets = [(start + i) % n for i in range(len(bodies))]
     if not all(_publishable(ring, s) for s in targets):
         _fail("slot is not publishable")
-    for s, (op, t, p, words) in zip(targets, bodies):
+    for s, (op, t, p, words) in zip(targets, bodies, strict=True):
         _write(ring, s, op, t, p, words)
     return len(bodies)
 
@@ -199,7 +199,8 @@ def publish_many(ring: bytearray, start: int, tenant: int, opcodes: Sequence[int
     u32(tenant)
     priority(prio)
     rows = args if args is not None else [()] * len(opcodes)
-    return publish_sequence(ring, start, [(tenant, op, a, prio) for op, a in zip(opcodes, rows)])
+    items = [(tenant, op, a, prio) for op, a in zip(opcodes, rows, strict=False)]
+    return publish_sequence(ring, start, items)
 
 
 def retire(ring: bytearray, start: int, max_count: int) -> tuple[int, list[int]]:

@@ -4,6 +4,13 @@ The public API: :class:`Megakernel` (the facade), the wire layer :mod:`vyre.wire
 descriptors :mod:`vyre.descriptors`, the constants :mod:`vyre.protocol`, streaming ingest
 (:class:`GpuStream`, :mod:`vyre.ingest.dfa`) and the errors below.
 """
+from vyre.descriptors import (  # noqa: F401
+    BatchDescriptor,
+    PackedOpDescriptor,
+    SlotDescriptor,
+    SlotOpcode,
+    WindowDescriptor,
+)
 from vyre.errors import (  # noqa: F401
     ArgumentError,
     BackendError,
@@ -16,16 +23,9 @@ from vyre.errors import (  # noqa: F401
     SlotFaultError,
     WaitTimeoutError,
 )
-from vyre.protocol import Opcode, Priority, SlotStatus  # noqa: F401
-from vyre.descriptors import (  # noqa: F401
-    BatchDescriptor,
-    PackedOpDescriptor,
-    SlotDescriptor,
-    SlotOpcode,
-    WindowDescriptor,
-)
-from vyre.wire import DebugRecord  # noqa: F401
 from vyre.megakernel import Megakernel, Ticket  # noqa: F401
+from vyre.protocol import Opcode, Priority, SlotStatus  # noqa: F401
+from vyre.wire import DebugRecord  # noqa: F401
 
 __version__ = "0.1.0"
 

@@ -1,8 +1,6 @@
 """Type stubs of the compiled wire core (vyre/_wire.pyx)."""
 from collections.abc import Sequence
-from typing import Any, NamedTuple, SupportsIndex
-
-from typing_extensions import TypeAlias
+from typing import Any, NamedTuple, SupportsIndex, TypeAlias
 
 # Any object exporting the buffer protocol (bytearray, memoryview, numpy array, mmap, pinned
 # memory); `collections.abc.Buffer` (PEP 688) once 3.12 is the floor.
@@ -83,7 +81,8 @@ def batch_publish(
     priority: SupportsIndex = 2,
 ) -> int: ...
 def window_items(
-    opcode: SupportsIndex, ticket: SupportsIndex, required: Sequence[Words], lookahead: Sequence[Words]
+    opcode: SupportsIndex, ticket: SupportsIndex, required: Sequence[Words],
+    lookahead: Sequence[Words],
 ) -> list[tuple[int, list[int]]]: ...
 def publish_window(
     ring: Buffer,
@@ -117,7 +116,9 @@ def publish_many(
     assume_free: bool = False,
 ) -> int: ...
 
-def retire(ring: Buffer, start_slot: SupportsIndex, max_count: SupportsIndex) -> tuple[int, list[int]]: ...
+def retire(
+    ring: Buffer, start_slot: SupportsIndex, max_count: SupportsIndex
+) -> tuple[int, list[int]]: ...
 def wait_slot(ring: Buffer, slot_idx: SupportsIndex, timeout_s: float | None) -> int: ...
 def wait_retire(
     ring: Buffer, start_slot: SupportsIndex, count: SupportsIndex, timeout_s: float | None

@@ -40,8 +40,9 @@ OpcodeLike = Union["SlotOpcode", SupportsIndex]
 def _words(values: Iterable[SupportsIndex], what: str) -> Words:
     """A tuple of plain ints; ranges are checked by vyre.wire, types here."""
     if isinstance(values, (str, bytes, bytearray)):
-        raise InvalidTypeError(f"{what} must be a sequence of integers, got {type(values).__name__}",
-                             "pass a tuple or list of ints")
+        raise InvalidTypeError(
+            f"{what} must be a sequence of integers, got {type(values).__name__}",
+            "pass a tuple or list of ints")
     try:
         return tuple(operator.index(v) for v in values)
     except TypeError:

@@ -29,7 +29,7 @@ class PipelineError(Exception):
     wait for them or account for them. It is ``None`` when nothing was published.
     """
 
-    published: "range | list[int] | None" = None
+    published: range | list[int] | None = None
 
     def __init__(self, message: str, fix: str) -> None:
         self.message = message

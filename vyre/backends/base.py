@@ -1,4 +1,4 @@
-"""The interface every backend implements (ARCHITECTURE rule 5).
+"""The interface every backend implements (docs/architecture.md, "Who calls whom").
 
 The facade, tests and benchmarks talk to this interface only, so they never branch on which
 backend runs. A backend owns the memory the interpreter sees (ring, control, debug log, io
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class Backend(abc.ABC):
     #: True while the workers are paused by :meth:`quiesce`
     paused: bool = False
 
-    def quiesce(self) -> ContextManager[None]:
+    def quiesce(self) -> AbstractContextManager[None]:
         """A block during which no worker of any megakernel of the process runs.
 
         Where workers never block anything (CPU) this is a no-op. On CUDA the block pauses
@@ -83,7 +84,7 @@ class Backend(abc.ABC):
         """
         return contextlib.nullcontext()
 
-    def kick(self) -> None:
+    def kick(self) -> None:  # noqa: B027 - optional hook: backends whose workers poll need none
         """Tell idle workers that slots were just published (a no-op where they poll)."""
 
     @abc.abstractmethod
@@ -99,5 +100,5 @@ class Backend(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """What runs where: device name, worker / grid geometry, memory kinds."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: nothing to release by default
         """Release memory; stops first if still running. Safe to call twice."""
