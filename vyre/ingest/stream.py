@@ -228,7 +228,7 @@ class GpuStream:
         # read the staging / mirror slots and add to the observables): settled by the next call
         self._orphans: list[int] = []
         self._lock = threading.Lock()
-        # bench/micro/ingest_profile.py: (stage, (path, offset), perf_counter) per transition
+        # profiling hook: (stage, (path, offset), perf_counter) per transition, when a list
         self._trace: list[tuple[str, tuple[str, int], float]] | None = None
 
     # ------------------------------------------------------------------ lifetime

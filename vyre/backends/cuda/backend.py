@@ -41,7 +41,7 @@ _PAUSE_TIMEOUT = 10.0
 _COPY_TIMEOUT = 10.0
 _module_cache: dict[int, Any] = {}
 
-# Measured (bench/micro/blocking_calls.py, docs/decisions.md): while any kernel runs,
+# Measured (bench/gpu/blocking_calls.py, docs/decisions.md): while any kernel runs,
 # cuMemHostAlloc, cuMemFreeHost, cuMemHostUnregister, cuMemAlloc (when it needs new memory),
 # cuMemFree and module loading wait for the device to go idle, which a persistent kernel
 # never does: they hang. So every such call is made inside quiesced(), which pauses every

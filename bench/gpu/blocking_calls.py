@@ -2,7 +2,7 @@
 
 Each probe runs in its own process: a vyre megakernel is started, then the call is made with
 a watchdog that kills the process after ``--limit`` seconds. Output: one line per probe,
-``ok <ms>`` or ``HUNG``. Run on a GPU machine: ``python bench/micro/blocking_calls.py``.
+``ok <ms>`` or ``HUNG``. Run on a GPU machine: ``python bench/gpu/blocking_calls.py``.
 """
 from __future__ import annotations
 

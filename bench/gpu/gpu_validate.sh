@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU session in two device calls (carry [".gpu"], timeout_s 600 each):
-#   source .gpu/env.sh && bash bench/gpu_validate.sh tests    # GPU tests + compute-sanitizer
-#   source .gpu/env.sh && bash bench/gpu_validate.sh bench    # full vyre-bench on CUDA, twice
+#   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh tests    # GPU tests + compute-sanitizer
+#   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh bench    # full vyre-bench on CUDA, twice
 # Everything it writes lands in $OUT (copy bench/results/* back into the repo afterwards).
 set -u
 out=${OUT:-/tmp/vyre-gpu}
@@ -17,12 +17,12 @@ tests)
   # the sanitizers over a checked workload whose buffers exist before the launch (the
   # sanitizer misreports host memory registered while its instrumented kernel runs)
   timeout 120 compute-sanitizer --error-exitcode 1 --tool memcheck \
-    python3 bench/micro/sanitize_workload.py > "$out/memcheck.log" 2>&1 || failed=1
+    python3 bench/gpu/sanitize_workload.py > "$out/memcheck.log" 2>&1 || failed=1
   tail -2 "$out/memcheck.log"
   timeout 120 compute-sanitizer --error-exitcode 1 --tool racecheck \
-    python3 bench/micro/sanitize_workload.py > "$out/racecheck.log" 2>&1 || failed=1
+    python3 bench/gpu/sanitize_workload.py > "$out/racecheck.log" 2>&1 || failed=1
   tail -2 "$out/racecheck.log"
-  timeout 100 python3 bench/micro/blocking_calls.py --limit 6 | tee "$out/blocking_calls.txt"
+  timeout 100 python3 bench/gpu/blocking_calls.py --limit 6 | tee "$out/blocking_calls.txt"
   ;;
 bench)
   mkdir -p "$out/results"

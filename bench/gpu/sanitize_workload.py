@@ -5,7 +5,7 @@ host allocations made while its instrumented kernel already runs (it reported an
 read of a mapped buffer allocated after launch as out of bounds). Results are checked, so a
 run that "passes" the sanitizer also computed the right answers.
 
-    compute-sanitizer --tool memcheck python bench/micro/sanitize_workload.py
+    compute-sanitizer --tool memcheck python bench/gpu/sanitize_workload.py
 """
 from __future__ import annotations
 
