@@ -8,6 +8,9 @@ the CPU backend works; backend="cuda" then says what to install.
 
 Environment knobs (development):
   VYRE_BUILD_ONLY=wire,cpu   build only these extensions (names as in EXTENSIONS below)
+  VYRE_TEST_HOOKS=1          also build the test-hooks CPU worker (never in a default build;
+                             the tests build it on demand, tests/_testhooks.py)
+  VYRE_NO_PTX=1              skip the megakernel PTX
   VYRE_NVCC=/path/to/nvcc    compiler for the PTX (default: nvcc on PATH or in CUDA_HOME)
   VYRE_PTX_ARCH=compute_80   PTX virtual architecture
   VYRE_REQUIRE_PTX=1         fail the build when the PTX cannot be built
@@ -50,7 +53,8 @@ EXTENSIONS = dict(
     [
         _ext("wire", "vyre._wire", ["vyre/_wire.pyx"]),
         _ext("cpu", "vyre.backends._cpu", ["vyre/backends/_cpu.pyx", "csrc/cpu_worker.c"]),
-        # the same worker with test-only opcodes (a slot that never finishes) for the watchdog tests
+        # the same worker with test-only opcodes (a slot that never finishes) for the watchdog
+        # tests: not part of a default build or wheel (TEST_ONLY)
         _ext(
             "cpu_testhooks",
             "vyre.backends._cpu_testhooks",
@@ -62,9 +66,16 @@ EXTENSIONS = dict(
 )
 
 
+TEST_ONLY = {"cpu_testhooks"}
+
+
 def _selected() -> list[Extension]:
     only = os.environ.get("VYRE_BUILD_ONLY")
-    keys = [k.strip() for k in only.split(",")] if only else list(EXTENSIONS)
+    if only:
+        keys = [k.strip() for k in only.split(",")]
+    else:
+        with_hooks = os.environ.get("VYRE_TEST_HOOKS") == "1"
+        keys = [k for k in EXTENSIONS if with_hooks or k not in TEST_ONLY]
     exts = []
     for key in keys:
         ext = EXTENSIONS[key]
@@ -126,6 +137,8 @@ class BuildExtWithPtx(build_ext):
 
     def run(self) -> None:
         super().run()
+        if os.environ.get("VYRE_NO_PTX") == "1":
+            return
         target = (os.path.join(HERE, PTX_PACKAGE_PATH) if self.inplace
                   else os.path.join(self.build_lib, PTX_PACKAGE_PATH))
         build_ptx(target)

@@ -5,8 +5,11 @@ import contextlib
 import threading
 
 import pytest
+from _testhooks import install as _install_testhooks_finder
 
 from vyre.backends import cuda_available
+
+_install_testhooks_finder()  # vyre.backends._cpu_testhooks, built when a test first needs it
 
 CUDA_OK, CUDA_WHY = cuda_available()
 BACKEND_PARAMS = [pytest.param("cpu", id="cpu"),

@@ -1,7 +1,7 @@
 """Memory under a persistent kernel: allocations, frees and pauses never hang or lose work.
 
 On the GPU, cuMemHostAlloc / cuMemFreeHost / cuMemHostUnregister / cuMemAlloc / cuMemFree and
-module loads wait for the device to go idle (bench/micro/blocking_calls.py measured it), so
+module loads wait for the device to go idle (bench/gpu/blocking_calls.py measured it), so
 the CUDA backend makes them with every megakernel paused. These tests would hang (and be
 killed by the timeout) if one of those calls ran under a resident kernel.
 """
