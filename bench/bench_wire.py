@@ -130,7 +130,7 @@ def machine() -> str:
 
 
 def table(results: dict[str, dict]) -> str:
-    head = f"| method | n | median | p10 | p90 | p99 | min |\n|---|---|---|---|---|---|---|\n"
+    head = "| method | n | median | p10 | p90 | p99 | min |\n|---|---|---|---|---|---|---|\n"
     rows = "".join(
         f"| {name} | {s['n']} | {s['median']:.1f} | {s['p10']:.1f} | {s['p90']:.1f} | "
         f"{s['p99']:.1f} | {s['min']:.1f} |\n" for name, s in results.items())

@@ -10,6 +10,12 @@ Errors: invalid arguments raise :class:`vyre.InvalidValueError` / :class:`vyre.I
 (both :class:`vyre.ArgumentError`), a slot that is not publishable :class:`vyre.QueueFullError`,
 malformed buffers handed to a decoder :class:`vyre.ProtocolError`; both end with ``Fix: ...``. Everything is
 validated before the first byte is written, so a failed call leaves every buffer unchanged.
+
+One module of some 1 600 lines on purpose: the publishers, retire and wait walks share the
+inline C slot helpers and the argument converters at the top, and they must stay inlined into
+each nogil loop (a slot costs ~10 ns; a call across extension modules would cost more than
+the slot). Sections: C helpers, ABI table, converters, encoders and readers, publishers,
+descriptors, retire and wait walks, LOAD_MISS, word atomics.
 """
 import collections
 import math

@@ -18,10 +18,12 @@ PROBES = {
     "dev_alloc": "cuda.mem_alloc(1 << 20)",
     "dev_free": "pre_dev.free()",
     "stream_create": "cuda.Stream(flags=1)",
-    "side_copy": "cuda.memcpy_htod_async(pre_dev, np.ones(1 << 20, np.uint8), side); side.synchronize()",
+    "side_copy": ("cuda.memcpy_htod_async(pre_dev, np.ones(1 << 20, np.uint8), side); "
+                  "side.synchronize()"),
     "event_sync": "ev = cuda.Event(); ev.record(side); ev.synchronize()",
     "module_load": "cuda.module_from_buffer(open(PTX_PATH, 'rb').read())",
-    "second_megakernel": "m2 = Megakernel('cuda', slot_count=64).start(); m2.wait(m2.submit(Opcode.NOP), timeout=5); m2.shutdown(timeout=5)",
+    "second_megakernel": ("m2 = Megakernel('cuda', slot_count=64).start(); "
+                          "m2.wait(m2.submit(Opcode.NOP), timeout=5); m2.shutdown(timeout=5)"),
 }
 
 BODY = """
@@ -67,7 +69,8 @@ def main() -> int:
             elif "Timeout" in p.stderr:
                 verdict = "HUNG"
             else:
-                verdict = f"ERROR rc={p.returncode}:\n    " + "\n    ".join(p.stderr.strip().splitlines()[-14:])
+                tail = p.stderr.strip().splitlines()[-14:]
+                verdict = f"ERROR rc={p.returncode}:\n    " + "\n    ".join(tail)
         except subprocess.TimeoutExpired:
             verdict = "HUNG (process did not exit)"
         print(f"{name:18s} {verdict}", flush=True)

@@ -46,7 +46,8 @@ def main(backend: str = "cuda") -> int:
         mk.wait(mk.submit_many(np.full(n, int(Opcode.ATOMIC_ADD), np.uint32), args), timeout=30)
         check("atomic adds", mk.observables[:16].tolist(), np.bincount(idx, minlength=16).tolist())
         # DFA scans: one lane (small), a whole warp (a6 > 0, large), from every lane position
-        want_ctx = dfa.count_matches(bytes(data[100:])) - dfa.count_matches(bytes(data[100:100 + dfa.context]))
+        want_ctx = (dfa.count_matches(bytes(data[100:]))
+                    - dfa.count_matches(bytes(data[100:100 + dfa.context])))
         for lead in (0, 7, 31):
             for _ in range(lead):
                 mk.submit(Opcode.NOP)

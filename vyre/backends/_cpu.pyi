@@ -1,6 +1,7 @@
 """Type stubs of vyre.backends._cpu and vyre.backends._cpu_testhooks (the same module built
 with -DVYRE_TEST_HOOKS=1). See vyre/backends/_cpu_impl.pxi and csrc/cpu_worker.h."""
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
