@@ -30,14 +30,15 @@ from test_interp_rig import (
     Rig,
 )
 
+from vyre.backends import _cpu
 from vyre.backends.cpu import CpuBackend
 from vyre.errors import BackendError, PipelineError
 
 # upper bounds on calls that should return "at once": generous, so that a loaded machine
 # (scheduling delays of a second or more) cannot fail them; hangs still fail
 SLACK_S = 10.0
-SPIN_OP = 0x3FFFFF00   # VYRE_TEST_OP_SPIN (test-hooks build): spins until SHUTDOWN
-STALL_OP = 0x3FFFFF01  # VYRE_TEST_OP_STALL: busy a0 ms, ignoring SHUTDOWN
+SPIN_OP = _cpu.TEST_OP_SPIN    # test-hooks build: spins until SHUTDOWN
+STALL_OP = _cpu.TEST_OP_STALL  # test-hooks build: busy a0 ms, ignoring SHUTDOWN
 
 
 def pump(be: CpuBackend, body: np.ndarray, total: int, timeout: float = 30.0) -> float:

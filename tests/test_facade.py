@@ -15,11 +15,11 @@ from vyre import (
     SlotFaultError,
     WaitTimeoutError,
 )
-from vyre.backends import cuda_available
+from vyre.backends import _cpu, cuda_available
 from vyre.protocol import CTRL_TENANT_BASE, Opcode
 
 OBS = 160
-SPIN_OP = 0x3FFFFF00  # the test-hooks build's "never finishes" opcode (VYRE_TEST_OP_SPIN)
+SPIN_OP = _cpu.TEST_OP_SPIN  # the test-hooks build's "never finishes" opcode
 
 
 def adds(n: int, buckets: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

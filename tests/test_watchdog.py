@@ -9,9 +9,10 @@ import time
 import pytest
 
 from vyre import BackendError, Megakernel, Opcode
+from vyre.backends import _cpu
 from vyre.protocol import OBSERVABLE_BASE
 
-SPIN_OP = 0x3FFFFF00  # VYRE_TEST_OP_SPIN of the test-hooks build (csrc/vyre_interp.h)
+SPIN_OP = _cpu.TEST_OP_SPIN  # the test-hooks build's "never finishes" opcode
 
 
 def test_stall_is_reported_while_the_heartbeat_still_moves():
