@@ -5,8 +5,9 @@ import functools
 import os
 
 # VYRE_PTX points at another build of cuda/megakernel.cu (kernel development, A/B runs)
-PTX_PATH = os.environ.get("VYRE_PTX") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "megakernel.ptx")
+# setup.py builds it into vyre/data/ (three levels up from vyre/backends/cuda/probe.py)
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PTX_PATH = os.environ.get("VYRE_PTX") or os.path.join(_PACKAGE, "data", "megakernel.ptx")
 
 INSTALL_FIX = ("install the CUDA extra on a machine with an NVIDIA GPU and driver "
                "(`pip install 'vyre[cuda]'`), with nvcc on PATH when building vyre so the "
