@@ -124,7 +124,7 @@ class Leases:
                          None)
         if spare is not None:
             with self._lock:
-                handle, buf, dev = self._spare_tables.pop(spare)
+                handle, buf, _ = self._spare_tables.pop(spare)
             backend = getattr(mk, "backend", None)
             upload = getattr(backend, "upload", None)
             if callable(upload):

@@ -27,11 +27,12 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from vyre.errors import IoUringError, PipelineError
 
-__all__ = ["Reader", "open_reader", "FallbackReadQueue", "ingest_mode", "Completion"]
+__all__ = ["Completion", "FallbackReadQueue", "Reader", "ingest_mode", "open_reader"]
 
 ENV = "VYRE_INGEST"
 _MODES = {"": "auto", "auto": "auto", "uring": "uring", "io_uring": "uring",
@@ -340,8 +341,8 @@ def open_reader(capacity: int, buffers: Sequence[Any] = (), *, mode: str | None 
                     except IoUringError:
                         slots = 0
                 if parallel_reads and not ring.async_reads:
-                    why = "; ".join(filter(None, [why, "IOSQE_ASYNC unsupported by this "
-                                                       "kernel; reads stay inline"]))
+                    why = "; ".join(filter(None, [why, ("IOSQE_ASYNC unsupported by this "
+                                                        "kernel; reads stay inline")]))
                 return Reader(q, "io_uring+fixed" if fixed else "io_uring", why, ring=ring,
                               fixed_buffer=fixed, file_slots=slots,
                               parallel_reads=ring.async_reads)

@@ -25,12 +25,17 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vyre.errors import (InvalidTypeError, InvalidValueError, PipelineError, SlotFaultError,
-                         WaitTimeoutError)
+from vyre.errors import (
+    InvalidTypeError,
+    InvalidValueError,
+    PipelineError,
+    SlotFaultError,
+    WaitTimeoutError,
+)
 from vyre.ingest.args import check_int, check_timeout
 from vyre.ingest.leases import Leases, StagingLease, leases_for
 from vyre.ingest.pipeline import FileChangedError, Job, ScanPipeline, Telemetry
@@ -38,6 +43,9 @@ from vyre.ingest.readers import Reader, open_reader
 from vyre.ingest.staging import StagingRing
 
 __all__ = ["FileChangedError", "GpuStream", "SlotFn", "Source"]
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 #: ``slot_fn(chunk_handle, offset_in_buffer, length, file_offset) -> [(opcode, args), ...]``
 SlotFn = Callable[[int, int, int, int], Sequence[tuple[int, Sequence[int]]]]
@@ -194,7 +202,7 @@ class GpuStream:
         finally:
             self._lock.release()
 
-    def open(self) -> GpuStream:
+    def open(self) -> Self:
         """Lease observables and a staging ring, open the reader (``with`` does this)."""
         with self._exclusive("open"):
             if self.staging is None:
@@ -271,7 +279,7 @@ class GpuStream:
             self._dfas.clear()
             self.staging = None
 
-    def __enter__(self) -> GpuStream:
+    def __enter__(self) -> Self:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:
@@ -488,9 +496,11 @@ class GpuStream:
     def _copy_chunk(self, tag: int, mirror: int, c: int, n: int) -> Any:
         """Start the device copy of staging slot ``tag`` (its context and bytes) into slot
         ``mirror`` of the device mirror (the staging's layout), which the scan slots read."""
-        at = self.staging.data_start(tag) - c
+        staging, _ = self._require_open()
+        assert self._dev is not None  # only set as the copy of scans with a device mirror
+        at = staging.data_start(tag) - c
         return self.mk.backend.copy_to_device_async(
-            self._dev[1], self.staging.data_start(mirror) - c, self.staging.array[at:at + c + n])
+            self._dev[1], staging.data_start(mirror) - c, staging.array[at:at + c + n])
 
 
 def _unique(paths: Source | Iterable[Source]) -> list[str]:
@@ -501,6 +511,14 @@ def _unique(paths: Source | Iterable[Source]) -> list[str]:
 
 def _is_data(x: Any) -> bool:
     return isinstance(x, (bytes, bytearray, memoryview, np.ndarray))
+
+
+def _raw_bytes(src: Any) -> memoryview:
+    """The bytes of bytes-like ``src`` (a NumPy array's raw bytes, in C order), uncopied
+    where the memory is contiguous already."""
+    if isinstance(src, np.ndarray):
+        src = np.ascontiguousarray(src)
+    return memoryview(src).cast("B")
 
 
 def _jobs(sources: Source | Iterable[Source]) -> tuple[list[Job], list[Any]]:
@@ -528,8 +546,7 @@ def _jobs(sources: Source | Iterable[Source]) -> tuple[list[Job], list[Any]]:
             jobs.append(Job(path))
             keys.append(path)
         elif _is_data(src):
-            mv = memoryview(np.ascontiguousarray(src) if isinstance(src, np.ndarray) else src)
-            jobs.append(Job(f"<source {i}: {type(src).__name__}>", memory=mv.cast("B")))
+            jobs.append(Job(f"<source {i}: {type(src).__name__}>", memory=_raw_bytes(src)))
             keys.append(i)
         elif hasattr(src, "fileno"):
             try:
