@@ -319,8 +319,9 @@ class GpuStream:
         """Count pattern matches of ``dfa`` (a :class:`vyre.ingest.dfa.Dfa`) in each source.
 
         ``sources``: a path or a list of them; bytes-like data (``bytes``, ``bytearray``,
-        ``memoryview``, a NumPy array: its raw bytes) and open files (anything with
-        ``fileno()``, read whole from offset 0) go through the same staging path.
+        ``memoryview``, a NumPy array: its raw bytes in C order, ``io.BytesIO``: its buffer)
+        and open files (anything with ``fileno()``, read whole from offset 0) go through the
+        same staging path.
         Returns ``{key: count}``: the key of a path is the path as given (each path once),
         of any other source its position in ``sources``. The count is the number of byte
         positions where at least one pattern ends, exactly as if the whole source were
@@ -524,7 +525,7 @@ def _raw_bytes(src: Any) -> memoryview:
 def _jobs(sources: Source | Iterable[Source]) -> tuple[list[Job], list[Any]]:
     """One :class:`Job` per source and its key in the result (see :meth:`GpuStream.scan`)."""
     if isinstance(sources, (str, os.PathLike)) or _is_data(sources) \
-            or hasattr(sources, "fileno"):
+            or hasattr(sources, "fileno") or hasattr(sources, "getbuffer"):
         sources = [sources]
     try:
         items = list(sources)  # type: ignore[arg-type]
@@ -547,6 +548,10 @@ def _jobs(sources: Source | Iterable[Source]) -> tuple[list[Job], list[Any]]:
             keys.append(path)
         elif _is_data(src):
             jobs.append(Job(f"<source {i}: {type(src).__name__}>", memory=_raw_bytes(src)))
+            keys.append(i)
+        elif hasattr(src, "getbuffer"):  # io.BytesIO: its bytes, not a descriptor
+            jobs.append(Job(f"<source {i}: {type(src).__name__}>",
+                            memory=_raw_bytes(src.getbuffer())))
             keys.append(i)
         elif hasattr(src, "fileno"):
             try:
