@@ -347,6 +347,17 @@ def test_open_close_cycles_give_handles_and_memory_back(cpu_mk, ingest_path, tmp
         assert s.scan(path, d) == want
 
 
+def test_many_dfas_on_one_stream_reuse_the_tables_of_dropped_ones(cpu_mk, tmp_path):
+    """A DFA that is no longer referenced gives its table buffer to the next one, so a
+    stream scanning 300 DFAs in turn does not fill the 255-handle buffer table."""
+    path = _write(tmp_path, "many", b"".join(b"pat%d " % i for i in range(300)))
+    with GpuStream(cpu_mk, chunk_bytes=4096, depth=2) as s:
+        for i in range(300):
+            d = build_dfa([b"pat%d " % i])
+            assert s.scan(path, d) == {path: 1}
+            del d
+
+
 # ------------------------------------------------------------------ io_uring timeouts
 @pytest.mark.skipif(not URING_OK, reason="io_uring unavailable here")
 def test_uring_timeouts_refuse_nan_and_take_inf_as_no_limit():

@@ -20,6 +20,7 @@ them back (they are kept referenced, never reused).
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from dataclasses import dataclass
@@ -127,10 +128,15 @@ class Leases:
                 handle, buf, _ = self._spare_tables.pop(spare)
             backend = getattr(mk, "backend", None)
             upload = getattr(backend, "upload", None)
-            if callable(upload):
-                upload(buf, table)
-            else:
-                np.asarray(buf).reshape(-1)[:table.nbytes] = table
+            # the GPU reads tables through its non-coherent cache, which a persistent kernel
+            # never drops: rewrite one only with the megakernels paused (a relaunch starts
+            # with clean caches); a no-op on the CPU backend
+            paused = getattr(mk, "paused", None)
+            with paused() if callable(paused) else contextlib.nullcontext():
+                if callable(upload):
+                    upload(buf, table)
+                else:
+                    np.asarray(buf).reshape(-1)[:table.nbytes] = table
         elif hasattr(mk, "alloc_buffer"):
             handle, buf = mk.alloc_buffer(dfa.table, device=device)
         else:

@@ -174,7 +174,8 @@ class GpuStream:
         self._dev: tuple[int, Any] | None = None
         self._scan_handle = -1  # what scan slots read: the staging or its device mirror
         self._lease: StagingLease | None = None
-        self._dfas: dict[int, Any] = {}  # the Dfas scanned: their tables stay registered
+        # the Dfas whose tables slots of this stream may still read (kept from reuse)
+        self._dfas: dict[int, Any] = {}
         self._t = Telemetry()
         self._in_flight = 0
         # tickets of scan slots left in flight by a call that an exception ended (they still
@@ -313,6 +314,7 @@ class GpuStream:
             ) from err
         self._orphans = []
         self._in_flight = 0
+        self._dfas.clear()
 
     # ------------------------------------------------------------------ public work
     def scan(self, sources: Source | Iterable[Source], dfa: Any) -> dict[Any, int]:
@@ -395,7 +397,11 @@ class GpuStream:
             last[slot] = v
 
         copy = self._copy_chunk if self._scan_handle != self.handle else None
-        ScanPipeline(self, jobs, ctx, publish, retire, copy).run()
+        try:
+            ScanPipeline(self, jobs, ctx, publish, retire, copy).run()
+        finally:
+            if not self._orphans:  # no slot reads the table any more: it may be reused
+                self._dfas.pop(id(dfa), None)
         out: dict[Any, int] = {}
         for key, job in zip(keys, jobs):
             out[key] = job.count
@@ -476,7 +482,7 @@ class GpuStream:
     def _table_handle(self, dfa: Any) -> int:
         cuda = getattr(getattr(self.mk, "backend", None), "name", "cpu") == "cuda"
         handle = self._leases.table_handle(self.mk, dfa, cuda)
-        self._dfas[id(dfa)] = dfa  # its table is not reused while this stream may scan it
+        self._dfas[id(dfa)] = dfa  # its table is not reused while this call's slots run
         return handle
 
     def _is_done(self, tickets: list[int]) -> bool:
