@@ -358,6 +358,50 @@ def test_many_dfas_on_one_stream_reuse_the_tables_of_dropped_ones(cpu_mk, tmp_pa
             del d
 
 
+class _Interrupt(BaseException):
+    """Stands for KeyboardInterrupt: escapes the pipeline without being turned into an error."""
+
+
+def test_a_stream_closed_with_slots_still_running_gives_nothing_back(cpu_mk, tmp_path,
+                                                                     monkeypatch):
+    """Slots of an interrupted call that do not finish by close() keep their staging and
+    observables from reuse; a clean close hands them to the next stream."""
+    from vyre.errors import WaitTimeoutError
+
+    d = build_dfa(PATS)
+    data = _planted(5, 40_000)
+    path = _write(tmp_path, "orphans", data)
+    real = cpu_mk.wait
+    calls = {"n": 0}
+
+    def interrupted(tickets, timeout=None):
+        if timeout != 0:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise _Interrupt()
+        return real(tickets, timeout=timeout)
+
+    def stuck(tickets, timeout=None):
+        raise WaitTimeoutError("not finished", "wait longer")
+
+    s = GpuStream(cpu_mk, chunk_bytes=2048, depth=4, slices=2).open()
+    handle, base = s.handle, s.obs_base
+    monkeypatch.setattr(cpu_mk, "wait", interrupted)
+    with pytest.raises(_Interrupt):
+        s.scan(path, d)
+    assert s.telemetry()["in_flight"] > 0
+    monkeypatch.setattr(cpu_mk, "wait", stuck)
+    s.close()
+    monkeypatch.setattr(cpu_mk, "wait", real)
+    cpu_mk.drain()
+    with GpuStream(cpu_mk, chunk_bytes=2048, depth=4, slices=2) as t:
+        assert t.handle != handle and t.obs_base != base
+        assert t.scan(path, d) == {path: count_matches(PATS, data)}
+        handle2 = t.handle
+    with GpuStream(cpu_mk, chunk_bytes=2048, depth=4, slices=2) as u:
+        assert u.handle == handle2
+
+
 # ------------------------------------------------------------------ io_uring timeouts
 @pytest.mark.skipif(not URING_OK, reason="io_uring unavailable here")
 def test_uring_timeouts_refuse_nan_and_take_inf_as_no_limit():

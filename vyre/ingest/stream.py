@@ -263,22 +263,24 @@ class GpuStream:
             if self.staging is None:
                 return
             leases = self._leases
+            settled = False
             try:
                 self._settle_orphans()
                 settled = True
-            except Exception:  # noqa: BLE001  # kept out of reuse below, reported by a leak
-                settled = False
-            if settled:
-                if self._lease is not None:
-                    leases.give_staging(self._lease)
-                if self._obs_token is not None:
-                    leases.release_observables(self._obs_token)
-            else:
-                leases.keep(self._lease, dict(self._dfas))
-            self._lease = None
-            self._obs_token = None
-            self._dfas.clear()
-            self.staging = None
+            except Exception:  # noqa: BLE001, S110  # still running: never reused (below)
+                pass
+            finally:  # a Ctrl-C during the wait gives nothing back either
+                if settled:
+                    if self._lease is not None:
+                        leases.give_staging(self._lease)
+                    if self._obs_token is not None:
+                        leases.release_observables(self._obs_token)
+                else:
+                    leases.keep(self._lease, dict(self._dfas))
+                self._lease = None
+                self._obs_token = None
+                self._dfas.clear()
+                self.staging = None
 
     def __enter__(self) -> Self:
         return self.open()
