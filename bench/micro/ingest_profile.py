@@ -66,14 +66,12 @@ def main() -> None:
                 s._trace = None
                 # the same pipeline with parts taken out: reads only, reads + device copies
                 # (nothing published), to see which stage holds the rate down
-                from vyre.ingest.pipeline import Job, ScanPipeline
                 from vyre.ingest.stream import _unique
                 for name, copy in (("reads only", None), ("reads + device copy", s._copy_chunk)):
                     if copy is not None and not s.telemetry()["device_copy"]:
                         continue
                     t0 = time.perf_counter()
-                    ScanPipeline(s, [Job(p) for p in _unique(paths)], dfa.context,
-                                 lambda *_: [], None, copy).run()
+                    s._run(_unique(paths), dfa.context, lambda *_: [], None, copy)
                     dt = time.perf_counter() - t0
                     print(f"{name:22s}: {per_file * a.files / dt / 1e9:6.2f} GB/s")
                 before = s.telemetry()
