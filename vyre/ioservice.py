@@ -1,5 +1,5 @@
-"""The host side of LOAD_MISS (spec §8): :class:`IoService` claims IO-queue requests, reads the
-named resource into the named buffer and completes them OK or ERROR.
+"""The host side of LOAD_MISS (docs/spec.md §8): :class:`IoService` claims IO-queue requests,
+reads the named resource into the named buffer and completes them OK or ERROR.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def _abi() -> dict:
-    from vyre.ingest._uring import ABI
+    from vyre.protocol import ABI
 
     return ABI
 
@@ -35,7 +35,7 @@ def _raw_bytes(res: Any) -> memoryview:
 
 
 class IoService:
-    """Host side of LOAD_MISS (spec §8): claims IO-queue requests and serves them.
+    """Host side of LOAD_MISS (docs/spec.md §8): claims IO-queue requests and serves them.
 
     ``IoService(mk, resources)``; ``with IoService(...) as io:`` runs a service thread
     (:meth:`start` / :meth:`stop`), or call :meth:`service_once` from your own loop.

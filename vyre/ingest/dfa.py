@@ -1,4 +1,4 @@
-"""Dense DFA tables for DFA_SCAN / DFA_STEP (spec §3) built from literal byte patterns.
+"""Dense DFA tables for DFA_SCAN / DFA_STEP (docs/spec.md §3) built from literal byte patterns.
 
 :func:`build_dfa` compiles a list of byte strings into an Aho–Corasick automaton and lays it
 out as the dense table the interpreter reads: ``states * 256`` little-endian ``uint32``
@@ -30,7 +30,7 @@ a function of the target state only (``out(q)`` = some pattern is a suffix of ``
 accepts after the context are exact too. ∎
 
 (``L - 1`` bytes would already make every *accept* exact, but not the stored end state, which
-DFA_SCAN writes to ``obs[a4]``; ``L`` makes both exact and is what spec §3 asks of ``a6``.)
+DFA_SCAN writes to ``obs[a4]``; ``L`` makes both exact and is what docs/spec.md §3 asks of ``a6``.)
 
 The table size is ``4 * 256 * states`` bytes (1 KiB per state; states <= 1 + total pattern
 bytes), and ``states`` must stay below 2**31 (bit 31 is the accept flag).
@@ -50,7 +50,7 @@ __all__ = ["Dfa", "PatternError", "PatternTypeError", "build_dfa", "count_matche
 
 
 def _abi() -> dict:
-    from vyre.ingest._uring import ABI
+    from vyre.protocol import ABI
 
     return ABI
 

@@ -305,7 +305,8 @@ def open_reader(capacity: int, buffers: Sequence[Any] = (), *, mode: str | None 
             from vyre.ingest import _uring
         except ImportError as err:
             if want == "uring":
-                raise IoUringError(f"the io_uring extension vyre.ingest._uring is not built ({err})",
+                raise IoUringError(f"the io_uring extension vyre.ingest._uring is not built "
+                                   f"({err})",
                                    "build it: VYRE_BUILD_ONLY=uring python setup.py build_ext "
                                    "--inplace", syscall="io_uring_setup",
                                    errno=_errno.ENOSYS) from err

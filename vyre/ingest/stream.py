@@ -54,10 +54,10 @@ SlotFn = Callable[[int, int, int, int], Sequence[tuple[int, Sequence[int]]]]
 Source = Any
 
 
-def _abi() -> dict[str, int]:
-    from vyre.ingest._uring import ABI
+def _abi() -> dict:
+    from vyre.protocol import ABI
 
-    return dict(ABI)
+    return ABI
 
 
 _SLICE_BYTES = 16 << 10  # default scan slice: long enough that the per-slot cost is noise
@@ -182,7 +182,7 @@ class GpuStream:
         # read the staging / mirror slots and add to the observables): settled by the next call
         self._orphans: list[int] = []
         self._lock = threading.Lock()
-        # bench/micro/ingest_profile.py: (stage, (path, offset), perf_counter) per transition
+        # profiling hook: (stage, (path, offset), perf_counter) per transition, when a list
         self._trace: list[tuple[str, tuple[str, int], float]] | None = None
 
     # ------------------------------------------------------------------ lifetime
@@ -404,10 +404,7 @@ class GpuStream:
         finally:
             if not self._orphans:  # no slot reads the table any more: it may be reused
                 self._dfas.pop(id(dfa), None)
-        out: dict[Any, int] = {}
-        for key, job in zip(keys, jobs):
-            out[key] = job.count
-        return out
+        return {key: job.count for key, job in zip(keys, jobs, strict=True)}
 
     def ingest(self, paths: Source | Iterable[Source], slot_fn: SlotFn, *,
                context: int = 0) -> dict[str, Any]:
@@ -536,7 +533,7 @@ def _jobs(sources: Source | Iterable[Source]) -> tuple[list[Job], list[Any]]:
             or hasattr(sources, "fileno") or hasattr(sources, "getbuffer"):
         sources = [sources]
     try:
-        items = list(sources)  # type: ignore[arg-type]
+        items = list(sources)
     except TypeError:
         raise InvalidTypeError(f"sources must be a path, bytes-like data, an open file or a "
                                f"list of them, not {type(sources).__name__}",
