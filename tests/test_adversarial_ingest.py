@@ -51,6 +51,16 @@ def cpu_mk():
     mk.shutdown(drain=False)
 
 
+@pytest.fixture
+def real_mk(backend):
+    """A started megakernel of each backend present (``backend`` from conftest)."""
+    megakernel = pytest.importorskip("vyre.megakernel")
+    kw = {"workers": 2} if backend == "cpu" else {}
+    mk = megakernel.Megakernel(backend=backend, observable_slots=64, **kw).start()
+    yield mk
+    mk.shutdown(drain=False)
+
+
 def _planted(seed: int, size: int, every: int = 700) -> bytes:
     rng = np.random.default_rng(seed)
     data = bytearray(rng.integers(0, 256, size, dtype=np.uint8).tobytes())
@@ -71,15 +81,15 @@ def _assert_fix(err: BaseException) -> None:
 
 
 # ------------------------------------------------------------------ two streams, one megakernel
-def test_two_streams_on_one_megakernel_count_apart_from_two_threads(cpu_mk, ingest_path,
+def test_two_streams_on_one_megakernel_count_apart_from_two_threads(real_mk, ingest_path,
                                                                     tmp_path):
     """Default obs_base: each stream counts into observables of its own, so two streams
     scanning at once from two threads both get exact counts (they shared the same words)."""
     d = build_dfa(PATS)
     files = [_write(tmp_path, f"f{i}", _planted(i, 60_000 + 9_000 * i)) for i in range(2)]
     want = [{f: count_matches(PATS, open(f, "rb").read())} for f in files]
-    with GpuStream(cpu_mk, chunk_bytes=4096, depth=4) as a, \
-            GpuStream(cpu_mk, chunk_bytes=4096, depth=4) as b:
+    with GpuStream(real_mk, chunk_bytes=4096, depth=4) as a, \
+            GpuStream(real_mk, chunk_bytes=4096, depth=4) as b:
         ra, rb = set(range(a.obs_base, a.obs_base + 4)), set(range(b.obs_base, b.obs_base + 4))
         assert not ra & rb
         got: list[list[dict[str, int]]] = [[], []]
@@ -97,7 +107,7 @@ def test_two_streams_on_one_megakernel_count_apart_from_two_threads(cpu_mk, inge
             t.join(120)
         assert got == [[want[0]] * 6, [want[1]] * 6]
     # closed: the observables are free again, a stream of the whole range fits
-    with GpuStream(cpu_mk, chunk_bytes=4096, depth=64) as whole:
+    with GpuStream(real_mk, chunk_bytes=4096, depth=64) as whole:
         assert whole.obs_base == 0
 
 
@@ -116,7 +126,7 @@ def test_observables_run_out_with_a_fix_and_explicit_ranges_may_overlap(cpu_mk):
 
 
 # ------------------------------------------------------------------ one stream, two threads
-def test_one_stream_from_two_threads_is_refused(cpu_mk, ingest_path, tmp_path):
+def test_one_stream_from_two_threads_is_refused(real_mk, ingest_path, tmp_path):
     """While one thread is inside a call, a second thread's call raises at once with a fix;
     the first call's counts stay exact and the stream stays usable."""
     d = build_dfa(PATS)
@@ -124,7 +134,7 @@ def test_one_stream_from_two_threads_is_refused(cpu_mk, ingest_path, tmp_path):
     path = _write(tmp_path, "shared", data)
     entered, release = threading.Event(), threading.Event()
     out: dict[str, object] = {}
-    with GpuStream(cpu_mk, chunk_bytes=4096, depth=3) as s:
+    with GpuStream(real_mk, chunk_bytes=4096, depth=3) as s:
         def slot_fn(handle, off, n, file_off):
             entered.set()
             release.wait(30)
@@ -327,7 +337,7 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def test_open_close_cycles_give_handles_and_memory_back(cpu_mk, ingest_path, tmp_path):
+def test_open_close_cycles_give_handles_and_memory_back(real_mk, ingest_path, tmp_path):
     """300 streams opened, used and closed one after the other on one megakernel: the buffer
     table does not fill and memory does not grow with the cycles."""
     d = build_dfa(PATS)
@@ -336,22 +346,22 @@ def test_open_close_cycles_give_handles_and_memory_back(cpu_mk, ingest_path, tmp
     want = {path: count_matches(PATS, data)}
     rss = []
     for i in range(300):
-        with GpuStream(cpu_mk, chunk_bytes=1 << 18, depth=4) as s:
+        with GpuStream(real_mk, chunk_bytes=1 << 18, depth=4) as s:
             assert s.scan(path, d) == want
         if i in (20, 299):
             gc.collect()
             rss.append(_rss())
     assert rss[1] - rss[0] < 64 << 20, rss
     # and a stream of another geometry still finds room
-    with GpuStream(cpu_mk, chunk_bytes=4096, depth=2) as s:
+    with GpuStream(real_mk, chunk_bytes=4096, depth=2) as s:
         assert s.scan(path, d) == want
 
 
-def test_many_dfas_on_one_stream_reuse_the_tables_of_dropped_ones(cpu_mk, tmp_path):
+def test_many_dfas_on_one_stream_reuse_the_tables_of_dropped_ones(real_mk, tmp_path):
     """A DFA that is no longer referenced gives its table buffer to the next one, so a
     stream scanning 300 DFAs in turn does not fill the 255-handle buffer table."""
     path = _write(tmp_path, "many", b"".join(b"pat%d " % i for i in range(300)))
-    with GpuStream(cpu_mk, chunk_bytes=4096, depth=2) as s:
+    with GpuStream(real_mk, chunk_bytes=4096, depth=2) as s:
         for i in range(300):
             d = build_dfa([b"pat%d " % i])
             assert s.scan(path, d) == {path: 1}
@@ -362,7 +372,7 @@ class _Interrupt(BaseException):
     """Stands for KeyboardInterrupt: escapes the pipeline without being turned into an error."""
 
 
-def test_a_stream_closed_with_slots_still_running_gives_nothing_back(cpu_mk, tmp_path,
+def test_a_stream_closed_with_slots_still_running_gives_nothing_back(real_mk, tmp_path,
                                                                      monkeypatch):
     """Slots of an interrupted call that do not finish by close() keep their staging and
     observables from reuse; a clean close hands them to the next stream."""
@@ -371,7 +381,7 @@ def test_a_stream_closed_with_slots_still_running_gives_nothing_back(cpu_mk, tmp
     d = build_dfa(PATS)
     data = _planted(5, 40_000)
     path = _write(tmp_path, "orphans", data)
-    real = cpu_mk.wait
+    real = real_mk.wait
     calls = {"n": 0}
 
     def interrupted(tickets, timeout=None):
@@ -384,21 +394,21 @@ def test_a_stream_closed_with_slots_still_running_gives_nothing_back(cpu_mk, tmp
     def stuck(tickets, timeout=None):
         raise WaitTimeoutError("not finished", "wait longer")
 
-    s = GpuStream(cpu_mk, chunk_bytes=2048, depth=4, slices=2).open()
+    s = GpuStream(real_mk, chunk_bytes=2048, depth=4, slices=2).open()
     handle, base = s.handle, s.obs_base
-    monkeypatch.setattr(cpu_mk, "wait", interrupted)
+    monkeypatch.setattr(real_mk, "wait", interrupted)
     with pytest.raises(_Interrupt):
         s.scan(path, d)
     assert s.telemetry()["in_flight"] > 0
-    monkeypatch.setattr(cpu_mk, "wait", stuck)
+    monkeypatch.setattr(real_mk, "wait", stuck)
     s.close()
-    monkeypatch.setattr(cpu_mk, "wait", real)
-    cpu_mk.drain()
-    with GpuStream(cpu_mk, chunk_bytes=2048, depth=4, slices=2) as t:
+    monkeypatch.setattr(real_mk, "wait", real)
+    real_mk.drain()
+    with GpuStream(real_mk, chunk_bytes=2048, depth=4, slices=2) as t:
         assert t.handle != handle and t.obs_base != base
         assert t.scan(path, d) == {path: count_matches(PATS, data)}
         handle2 = t.handle
-    with GpuStream(cpu_mk, chunk_bytes=2048, depth=4, slices=2) as u:
+    with GpuStream(real_mk, chunk_bytes=2048, depth=4, slices=2) as u:
         assert u.handle == handle2
 
 
