@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -87,7 +88,7 @@ def test_two_streams_on_one_megakernel_count_apart_from_two_threads(real_mk, ing
     scanning at once from two threads both get exact counts (they shared the same words)."""
     d = build_dfa(PATS)
     files = [_write(tmp_path, f"f{i}", _planted(i, 60_000 + 9_000 * i)) for i in range(2)]
-    want = [{f: count_matches(PATS, open(f, "rb").read())} for f in files]
+    want = [{f: count_matches(PATS, Path(f).read_bytes())} for f in files]
     with GpuStream(real_mk, chunk_bytes=4096, depth=4) as a, \
             GpuStream(real_mk, chunk_bytes=4096, depth=4) as b:
         ra, rb = set(range(a.obs_base, a.obs_base + 4)), set(range(b.obs_base, b.obs_base + 4))
@@ -160,6 +161,22 @@ def test_one_stream_from_two_threads_is_refused(real_mk, ingest_path, tmp_path):
         assert s.scan(path, d) == {path: count_matches(PATS, data)}
 
 
+def test_a_slot_fn_that_calls_its_own_stream_is_told_so(cpu_mk, tmp_path):
+    path = _write(tmp_path, "reenter", b"x" * 100)
+    seen: list[BaseException] = []
+    with GpuStream(cpu_mk, chunk_bytes=4096, depth=2) as s:
+        def slot_fn(handle, off, n, file_off):
+            try:
+                s.scan(path, build_dfa([b"x"]))
+            except PipelineError as e:
+                seen.append(e)
+            return []
+
+        s.ingest(path, slot_fn)
+        assert len(seen) == 1 and "re-entered" in str(seen[0])
+        assert s.scan(path, build_dfa([b"x"])) == {path: 100}
+
+
 # ------------------------------------------------------------------ IoService
 def _publish_io(ioq, i, rid, dst, offset, count, tag=7):
     w = ABI["IO_SLOT_WORDS"]
@@ -218,9 +235,9 @@ def test_a_fifo_is_refused_not_waited_on(cpu_mk, ingest_path, tmp_path):
     old = signal.signal(signal.SIGALRM, alarm)
     signal.alarm(5)
     try:
-        with GpuStream(cpu_mk, chunk_bytes=4096, depth=2, timeout=2.0) as s:
-            with pytest.raises(IoUringError) as ei:
-                s.scan([fifo], build_dfa([b"x"]))
+        with GpuStream(cpu_mk, chunk_bytes=4096, depth=2, timeout=2.0) as s, \
+                pytest.raises(IoUringError) as ei:
+            s.scan([fifo], build_dfa([b"x"]))
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
@@ -255,7 +272,7 @@ def test_proc_files_that_report_size_zero_are_read_to_the_end(cpu_mk, ingest_pat
     path = "/proc/cpuinfo"
     if not os.path.exists(path) or os.stat(path).st_size != 0:
         pytest.skip("no /proc/cpuinfo of size 0 here")
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     pats = [b"processor", b"\n"]
     d = build_dfa(pats)
     with GpuStream(cpu_mk, chunk_bytes=chunk, depth=3) as s:
@@ -267,7 +284,7 @@ def test_sysfs_files_that_report_a_page_are_read_to_the_end(cpu_mk, ingest_path)
     path = "/sys/devices/system/cpu/online"
     if not os.path.exists(path):
         pytest.skip("no sysfs here")
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     if os.stat(path).st_size == len(data):
         pytest.skip("this sysfs reports the true size")
     with GpuStream(cpu_mk, chunk_bytes=4096, depth=2) as s:

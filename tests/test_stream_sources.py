@@ -107,7 +107,7 @@ def test_sources_that_are_none_of_these_are_refused(mk):
             with pytest.raises(InvalidTypeError) as ei:
                 s.scan(bad, d)
             assert "Fix: " in str(ei.value)
-        closed = open(os.devnull, "rb")
-        closed.close()
+        with open(os.devnull, "rb") as closed:
+            pass
         with pytest.raises(InvalidValueError):
             s.scan([closed], d)

@@ -182,6 +182,7 @@ class GpuStream:
         # read the staging / mirror slots and add to the observables): settled by the next call
         self._orphans: list[int] = []
         self._lock = threading.Lock()
+        self._owner: int | None = None  # thread id of the call in progress
         # profiling hook: (stage, (path, offset), perf_counter) per transition, when a list
         self._trace: list[tuple[str, tuple[str, int], float]] | None = None
 
@@ -195,12 +196,18 @@ class GpuStream:
         """One call at a time: the pipeline's state (staging slots, reader, counts) is not
         shared between threads, so a second caller is refused instead of corrupting it."""
         if not self._lock.acquire(blocking=False):
+            if self._owner == threading.get_ident():
+                raise PipelineError(f"GpuStream.{what} was called from inside a call on the "
+                                    f"same stream (a slot_fn re-entered it)",
+                                    "call the stream again after the running call returned")
             raise PipelineError(f"GpuStream.{what} was called while another thread is in a "
                                 f"call on the same stream (used from two threads at once)",
                                 _BUSY_FIX)
+        self._owner = threading.get_ident()
         try:
             yield
         finally:
+            self._owner = None
             self._lock.release()
 
     def open(self) -> Self:
