@@ -291,6 +291,17 @@ def test_sysfs_files_that_report_a_page_are_read_to_the_end(cpu_mk, ingest_path)
         assert s.scan(path, build_dfa([b"\n"])) == {path: data.count(b"\n")}
 
 
+def test_sparse_and_empty_files_count_right(cpu_mk, ingest_path, tmp_path):
+    """Files with no allocated blocks take the read-to-EOF path: a hole reads as zeros."""
+    sparse = tmp_path / "sparse"
+    with open(sparse, "wb") as f:
+        f.truncate(100_000)
+    empty = _write(tmp_path, "empty", b"")
+    with GpuStream(cpu_mk, chunk_bytes=4096, depth=3) as s:
+        assert s.scan([str(sparse), empty], build_dfa([b"\0\0"])) == {str(sparse): 99_999,
+                                                                     empty: 0}
+
+
 # ------------------------------------------------------------------ bad arguments
 @pytest.mark.parametrize("patterns", [[5], list(b"ab"), [10 ** 8], [-1], [None], [1.5]])
 def test_build_dfa_refuses_patterns_that_are_not_bytes(patterns):

@@ -208,10 +208,10 @@ def finish_read(job: Job, reader: Reader | None) -> PipelineError | None:
     """Every chunk landed: check the file did not change, release the fd."""
     job.read_done = True
     err: PipelineError | None = None
-    if job.fd >= 0 and job.sized:
+    if job.fd >= 0:
         try:
             st = os.fstat(job.fd)
-            if st.st_size != job.size:
+            if job.sized and st.st_size != job.size:  # an unsized file's size says nothing
                 verb = "grew" if st.st_size > job.size else "shrank"
                 err = FileChangedError(
                     f"{job.path!r} {verb} from {job.size} to {st.st_size} bytes while it was "
