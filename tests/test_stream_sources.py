@@ -21,7 +21,7 @@ from _fake_mk import FakeMegakernel  # noqa: E402
 PATS = [b"needle", b"hay", b"\x00\xff", b"aa"]
 
 
-@pytest.fixture(params=["fake", "cpu"])
+@pytest.fixture(params=["fake", "cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def mk(request):
     if request.param == "fake":
         m = FakeMegakernel(seed=11)
@@ -29,7 +29,8 @@ def mk(request):
         assert m.violations == []
     else:
         megakernel = pytest.importorskip("vyre.megakernel")
-        m = megakernel.Megakernel(backend="cpu", workers=2, observable_slots=64).start()
+        kw = {"workers": 2} if request.param == "cpu" else {}
+        m = megakernel.Megakernel(backend=request.param, observable_slots=64, **kw).start()
         yield m
         m.shutdown(drain=False)
 
