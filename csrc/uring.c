@@ -813,6 +813,18 @@ static int wait_reap(vyre_rq_t *q, int64_t deadline)
     return rc < 0 ? rc : 0;
 }
 
+/* Submit for cancel_all: EINTR is retried and EBUSY (the CQ is full: the waits that follow
+ * reap it) and EAGAIN (transient) are not errors; any other failure is returned, since the reads it leaves in the
+ * kernel would otherwise be waited for as if their cancels had been sent. */
+static int cancel_submit(vyre_rq_t *q)
+{
+    int rc;
+    do
+        rc = vyre_uring_submit(q->ring);
+    while (rc == -EINTR);
+    return (rc == -EBUSY || rc == -EAGAIN) ? 0 : rc;
+}
+
 int vyre_rq_cancel_all(vyre_rq_t *q, int64_t timeout_ns)
 {
     int64_t deadline;
@@ -828,7 +840,8 @@ int vyre_rq_cancel_all(vyre_rq_t *q, int64_t timeout_ns)
         q->pend_count--;
         push_finished(q, idx, -ECANCELED);
     }
-    vyre_uring_submit(q->ring);
+    if ((rc = cancel_submit(q)) < 0)
+        return rc;
     if ((rc = reap_all(q)) < 0)
         return rc;
     for (i = 0; i < q->cap; i++) {
@@ -840,12 +853,14 @@ int vyre_rq_cancel_all(vyre_rq_t *q, int64_t timeout_ns)
         if (q->reqs[i].state != VYRE_RQ_INFLIGHT)
             continue;
         while (vyre_uring_queue_cancel(q->ring, req_ud(q, i), VYRE_RQ_CANCEL_UD) == -EBUSY) {
-            vyre_uring_submit(q->ring);
+            if ((rc = cancel_submit(q)) < 0)
+                return rc;
             if ((rc = wait_reap(q, deadline)) < 0)
                 return rc;
         }
         q->cancels++;
-        vyre_uring_submit(q->ring);
+        if ((rc = cancel_submit(q)) < 0)
+            return rc;
     }
     while (q->inflight || q->cancels) {
         if ((rc = wait_reap(q, deadline)) < 0)

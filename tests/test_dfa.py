@@ -65,6 +65,8 @@ def test_bad_patterns_are_clear_errors(bad, fix):
         build_dfa(bad)
     assert isinstance(ei.value, ValueError)
     assert ". Fix: " in str(ei.value) and fix in ei.value.fix
+    # a pattern of the wrong type is also a TypeError (vyre.InvalidTypeError)
+    assert isinstance(ei.value, TypeError) is (fix != "remove empty")
 
 
 def test_too_many_states_refused():

@@ -1,5 +1,5 @@
-"""The host side of LOAD_MISS (docs/spec.md §8): :class:`IoService` claims IO-queue requests, reads the
-named resource into the named buffer and completes them OK or ERROR.
+"""The host side of LOAD_MISS (docs/spec.md §8): :class:`IoService` claims IO-queue requests,
+reads the named resource into the named buffer and completes them OK or ERROR.
 """
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import stat as _stat
 import threading
 import time
 from collections import deque
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,12 +18,20 @@ from vyre.ingest.readers import Reader, open_reader
 
 __all__ = ["IoService"]
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 
 def _abi() -> dict:
     from vyre.protocol import ABI
 
     return ABI
 
+
+
+def _raw_bytes(res: Any) -> memoryview:
+    """The bytes of an in-memory resource."""
+    return memoryview(res).cast("B")
 
 
 class IoService:
@@ -62,10 +71,11 @@ class IoService:
                  depth: int = 16, ioq: np.ndarray | None = None) -> None:
         self.mk = mk
         backend = getattr(mk, "backend", None)
-        self.ioq = ioq if ioq is not None else getattr(backend, "ioq", None)
-        if self.ioq is None or len(self.ioq) == 0:
+        found = ioq if ioq is not None else getattr(backend, "ioq", None)
+        if found is None or len(found) == 0:
             raise PipelineError("this megakernel has no IO queue",
                                 "create the Megakernel with io_slots > 0 (default 64)")
+        self.ioq: np.ndarray = found
         abi = _abi()
         self._abi = abi
         self._words = abi["IO_SLOT_WORDS"]
@@ -84,7 +94,7 @@ class IoService:
         self._crash: BaseException | None = None
 
     # ---- lifetime
-    def start(self) -> "IoService":
+    def start(self) -> Self:
         """Serve in a background thread until :meth:`stop`."""
         if self._thread is None:
             self._stop.clear()
@@ -111,22 +121,27 @@ class IoService:
 
     close = stop
 
-    def __enter__(self) -> "IoService":
+    def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def _loop(self) -> None:
         idle = 0
         try:
             while not self._stop.is_set():
-                if self.service_once():
+                try:
+                    done = self.service_once()
+                except Exception as err:  # noqa: BLE001  # keep serving; say what happened
+                    self.errors.append((-1, -1, f"service pass failed: {err!r}"))
+                    done = 0
+                if done:
                     idle = 0
                 else:
                     idle += 1
                     time.sleep(min(1e-3, 2e-5 * idle))
-        except BaseException as err:  # reported by stop()
+        except BaseException as err:  # noqa: BLE001  # reported by stop()
             self._crash = err
 
     # ---- serving
@@ -138,7 +153,7 @@ class IoService:
         if callable(lookup):
             try:
                 return lookup(handle)
-            except Exception:
+            except Exception:  # noqa: BLE001  # any lookup failure: not a known buffer
                 return None
         table = getattr(backend, "_buffers", None)
         if table is None:
@@ -164,7 +179,7 @@ class IoService:
         if res is None:
             return None
         if isinstance(res, (bytes, bytearray, memoryview, np.ndarray)):
-            return memoryview(res).nbytes
+            return _raw_bytes(res).nbytes
         try:
             fd = self._resource_fd(rid)
             return None if fd is None else int(os.fstat(fd).st_size)
@@ -172,7 +187,7 @@ class IoService:
             return None
 
     def _complete(self, i: int, ok: bool, why: str = "") -> None:
-        from vyre._wire import atomic_store_u32
+        from vyre.ingest._uring import atomic_store_u32
 
         abi = self._abi
         if not ok:
@@ -189,7 +204,7 @@ class IoService:
 
         Returns the number of requests completed (OK or ERROR).
         """
-        from vyre._wire import atomic_cas_u32
+        from vyre.ingest._uring import atomic_cas_u32
 
         abi, w = self._abi, self._words
         status = self.ioq[: self.io_slots * w].reshape(self.io_slots, w)[:, abi["IO_STATUS"]]
@@ -203,71 +218,89 @@ class IoService:
                 claimed.append(i)
         if not claimed:
             return 0
-        reads: list[tuple[int, Any, Any, int]] = []   # (io slot, fd, dst host view, count)
+        reads: list[tuple[int, int, Any, int]] = []   # (io slot, fd, dst host view, count)
         bounce: dict[int, tuple[Any, np.ndarray]] = {}
         for i in claimed:
-            f = [int(x) for x in self.ioq[i * w:(i + 1) * w]]
-            op = f[abi["IO_OP_TYPE"]]
-            if op == abi["IO_FENCE"]:
-                self._complete(i, True)
-                continue
-            if op != abi["IO_READ"]:
-                self._complete(i, False, f"op_type {op} is not served (READ and FENCE are)")
-                continue
-            rid, dst = f[abi["IO_SRC_HANDLE"]], f[abi["IO_DST_HANDLE"]]
-            offset = f[abi["IO_OFFSET_LO"]] | (f[abi["IO_OFFSET_HI"]] << 32)
-            count = f[abi["IO_BYTE_COUNT"]]
-            buf = self._buffer(dst)
-            if buf is None:
-                self._complete(i, False, f"destination handle {dst} is not a known buffer")
-                continue
-            nbytes = int(getattr(buf, "nbytes", 0))
-            if count == 0:  # the host's default: as much of the resource as the buffer holds
-                size = self._resource_size(rid)
-                if size is None:
-                    self._complete(i, False, f"resource {rid} is not registered with the "
-                                             f"IoService (or cannot be opened)")
-                    continue
-                count = max(0, min(size - offset, nbytes))
-            if count > nbytes:
-                self._complete(i, False, f"{count} bytes do not fit buffer {dst} ({nbytes} bytes)")
-                continue
-            res = self._resources.get(rid)
-            if res is None:
-                self._complete(i, False, f"resource {rid} is not registered with the IoService")
-                continue
-            host = np.asarray(buf).view(np.uint8).reshape(-1) if isinstance(buf, np.ndarray) else None
-            target = host[:count] if host is not None else np.empty(count, np.uint8)
-            if host is None:
-                bounce[i] = (buf, target)
-            if isinstance(res, (bytes, bytearray, memoryview, np.ndarray)):
-                src = memoryview(res).cast("B")
-                if offset + count > len(src):
-                    self._complete(i, False, f"resource {rid} has {len(src)} bytes; the request "
-                                             f"wants {offset}..{offset + count}")
-                    continue
-                target[:] = np.frombuffer(src[offset:offset + count], np.uint8)
-                self._finish_bounce(i, bounce)
-                continue
             try:
-                fd = self._resource_fd(rid)
-            except OSError as err:
-                self._complete(i, False, f"resource {rid}: cannot open {res!r}: {err.strerror}")
+                req = self._prepare(i, bounce)
+            except Exception as err:  # noqa: BLE001  # any failure ends this request only
+                bounce.pop(i, None)
+                self._complete(i, False, f"request failed: {type(err).__name__}: {err}")
                 continue
-            if fd is None:
-                self._complete(i, False, f"resource {rid} has an unsupported type "
-                                         f"{type(res).__name__}")
-                continue
-            fst = os.fstat(fd)
-            size = fst.st_size
-            if _stat.S_ISREG(fst.st_mode) and offset + count > size:  # before touching dst
-                self._complete(i, False, f"resource {rid} has {size} bytes; the request "
-                                         f"wants {offset}..{offset + count}")
-                continue
-            reads.append((i, fd, target, count))
+            if req is not None:
+                reads.append(req)
         if reads:
             self._read_all(reads, bounce)
         return len(claimed)
+
+    def _prepare(self, i: int, bounce: dict[int, tuple[Any, np.ndarray]]
+                 ) -> tuple[int, int, Any, int] | None:
+        """Serve claimed request ``i`` as far as it can be without reading: complete it
+        (FENCE, in-memory resources, refusals) or return the read it needs."""
+        abi, w = self._abi, self._words
+        f = [int(x) for x in self.ioq[i * w:(i + 1) * w]]
+        op = f[abi["IO_OP_TYPE"]]
+        if op == abi["IO_FENCE"]:
+            self._complete(i, True)
+            return None
+        if op != abi["IO_READ"]:
+            self._complete(i, False, f"op_type {op} is not served (READ and FENCE are)")
+            return None
+        rid, dst = f[abi["IO_SRC_HANDLE"]], f[abi["IO_DST_HANDLE"]]
+        offset = f[abi["IO_OFFSET_LO"]] | (f[abi["IO_OFFSET_HI"]] << 32)
+        count = f[abi["IO_BYTE_COUNT"]]
+        buf = self._buffer(dst)
+        if buf is None:
+            self._complete(i, False, f"destination handle {dst} is not a known buffer")
+            return None
+        nbytes = int(getattr(buf, "nbytes", 0))
+        if count == 0:  # the host's default: as much of the resource as the buffer holds
+            size = self._resource_size(rid)
+            if size is None:
+                self._complete(i, False, f"resource {rid} is not registered with the "
+                                         f"IoService (or cannot be opened)")
+                return None
+            count = max(0, min(size - offset, nbytes))
+        if count > nbytes:
+            self._complete(i, False, f"{count} bytes do not fit buffer {dst} ({nbytes} bytes)")
+            return None
+        res = self._resources.get(rid)
+        if res is None:
+            self._complete(i, False, f"resource {rid} is not registered with the IoService")
+            return None
+        host = np.asarray(buf).view(np.uint8).reshape(-1) if isinstance(buf, np.ndarray) else None
+        target = host[:count] if host is not None else np.empty(count, np.uint8)
+        if host is None:
+            bounce[i] = (buf, target)
+        if isinstance(res, (bytes, bytearray, memoryview, np.ndarray)):
+            src = _raw_bytes(res)
+            if offset + count > len(src):
+                self._complete(i, False, f"resource {rid} has {len(src)} bytes; the request "
+                                         f"wants {offset}..{offset + count}")
+                return None
+            target[:] = np.frombuffer(src[offset:offset + count], np.uint8)
+            self._finish_bounce(i, bounce)
+            return None
+        try:
+            fd = self._resource_fd(rid)
+        except OSError as err:
+            self._complete(i, False, f"resource {rid}: cannot open {res!r}: {err.strerror}")
+            return None
+        if fd is None:
+            self._complete(i, False, f"resource {rid} has an unsupported type "
+                                     f"{type(res).__name__}")
+            return None
+        try:
+            fst = os.fstat(fd)
+        except OSError as err:  # e.g. an fd resource closed since it was registered
+            self._complete(i, False, f"resource {rid}: {err.strerror or err}")
+            return None
+        size = fst.st_size
+        if _stat.S_ISREG(fst.st_mode) and offset + count > size:  # before touching dst
+            self._complete(i, False, f"resource {rid} has {size} bytes; the request "
+                                     f"wants {offset}..{offset + count}")
+            return None
+        return i, fd, target, count
 
     def _finish_bounce(self, i: int, bounce: dict) -> None:
         hit = bounce.pop(i, None)
@@ -275,34 +308,53 @@ class IoService:
             buf, data = hit
             try:
                 self.mk.backend.upload(buf, data)
-            except Exception as err:  # pragma: no cover - needs a device buffer
+            except Exception as err:  # noqa: BLE001  # pragma: no cover - needs a device buffer
                 self._complete(i, False, f"upload to the device buffer failed: {err}")
                 return
         self._complete(i, True)
 
-    def _read_all(self, reads: list, bounce: dict) -> None:
+    def _read_all(self, reads: list[tuple[int, int, Any, int]],
+                  bounce: dict[int, tuple[Any, np.ndarray]]) -> None:
+        """Read every request through the reader; each ends OK or ERROR, whatever fails."""
         if self._reader is None:
             self._reader = open_reader(self._depth, mode=self._mode, fixed_buffers=False)
         reader = self._reader
         todo = deque(reads)
-        want = {}
-        while todo or want:
-            while todo and reader.free:
-                i, fd, target, count = todo.popleft()
-                want[i] = count
-                reader.read(fd, target, self._offset(i), i)
-            reader.submit()
-            for tag, nbytes, err, eof in reader.poll(1):
-                count = want.pop(tag)
-                if err:
-                    self._complete(tag, False, f"read failed: {os.strerror(err)}")
-                elif nbytes != count:
-                    self._complete(tag, False, f"the resource ended after {nbytes} of "
-                                               f"{count} bytes")
-                else:
-                    self._finish_bounce(tag, bounce)
+        want: dict[int, int] = {}
+        try:
+            while todo or want:
+                while todo and reader.free:
+                    i, fd, target, count = todo.popleft()
+                    try:
+                        reader.read(fd, target, self._offset(i), i)
+                    except Exception as exc:  # noqa: BLE001  # this request fails, not all
+                        bounce.pop(i, None)
+                        self._complete(i, False, f"read not started: {exc}")
+                        continue
+                    want[i] = count
+                if not want:
                     continue
-                bounce.pop(tag, None)
+                reader.submit()
+                for tag, nbytes, rerr, _eof in reader.poll(1):
+                    count = want.pop(tag)
+                    if rerr:
+                        self._complete(tag, False, f"read failed: {os.strerror(rerr)}")
+                    elif nbytes != count:
+                        self._complete(tag, False, f"the resource ended after {nbytes} of "
+                                                   f"{count} bytes")
+                    else:
+                        self._finish_bounce(tag, bounce)
+                        continue
+                    bounce.pop(tag, None)
+        except Exception as exc:  # noqa: BLE001  # the reader broke: end what it held
+            for i in [*want, *(r[0] for r in todo)]:
+                bounce.pop(i, None)
+                self._complete(i, False, f"the reader failed: {exc}")
+            self._reader = None
+            try:
+                reader.close()
+            except Exception:  # noqa: BLE001, S110  # a new reader is opened next time
+                pass
 
     def _offset(self, i: int) -> int:
         abi, w = self._abi, self._words

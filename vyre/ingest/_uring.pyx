@@ -149,12 +149,32 @@ cdef _Pin _pin(object buf, bint writable):
     return p
 
 
+from vyre.errors import InvalidTypeError, InvalidValueError
+
+# longest finite wait in nanoseconds; a longer one (or inf) waits without a limit, since a
+# float that large does not convert to int64 (the conversion is undefined behaviour in C)
+cdef double _MAX_TIMEOUT_NS = 4.0e18
+
+
 cdef int64_t _timeout_ns(object timeout) except? -2:
+    """Seconds (None or inf: no limit; negative: do not wait) as int64 ns; NaN is refused."""
     if timeout is None:
         return -1
-    t = float(timeout)
-    if t < 0:
-        t = 0.0
+    if isinstance(timeout, (str, bytes)) or isinstance(timeout, bool):
+        raise InvalidTypeError(f"timeout must be a number of seconds or None, not "
+                               f"{type(timeout).__name__}", "pass a float, or None for no limit")
+    try:
+        t = float(timeout)
+    except (TypeError, ValueError):
+        raise InvalidTypeError(f"timeout must be a number of seconds or None, not "
+                               f"{type(timeout).__name__}",
+                               "pass a float, or None for no limit") from None
+    if t != t:
+        raise InvalidValueError("timeout is NaN", "pass a number of seconds, or None for no limit")
+    if t <= 0:
+        return 0
+    if t * 1e9 >= _MAX_TIMEOUT_NS:
+        return -1
     return <int64_t>(t * 1e9)
 
 
@@ -493,8 +513,10 @@ cdef class ReadQueue:
 
     def __dealloc__(self):
         if not self._closed:
-            # buffers may still be written by the kernel: cancel and wait, as close() does
-            vyre_rq_cancel_all(&self.q, 5000000000)
+            # buffers may still be written by the kernel: cancel and wait, as close() does,
+            # with the GIL released so other threads run meanwhile
+            with nogil:
+                vyre_rq_cancel_all(&self.q, 5000000000)
         vyre_rq_free(&self.q)
         free(self._out)
         self._out = NULL
@@ -587,9 +609,9 @@ cdef class ReadQueue:
         Returns a list of ``(tag, nbytes, errno, eof)`` in completion order; an empty list on
         timeout. ``min_done=0`` never blocks.
         """
-        self._enter()
-        cdef int64_t t = _timeout_ns(timeout)
+        cdef int64_t t = _timeout_ns(timeout)  # refused before the queue is entered
         cdef int rc, i
+        self._enter()
         try:
             while True:
                 with nogil:
@@ -619,9 +641,9 @@ cdef class ReadQueue:
         """
         if self._closed:
             return
-        self._enter()
         cdef int rc
-        cdef int64_t t = _timeout_ns(timeout)
+        cdef int64_t t = _timeout_ns(timeout)  # refused before the queue is entered
+        self._enter()
         try:
             with nogil:
                 rc = vyre_rq_cancel_all(&self.q, t)

@@ -38,14 +38,15 @@ bytes), and ``states`` must stay below 2**31 (bit 31 is the accept flag).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from vyre.errors import PipelineError
+from vyre.errors import InvalidTypeError, InvalidValueError
 
-__all__ = ["Dfa", "PatternError", "build_dfa", "count_matches"]
+__all__ = ["Dfa", "PatternError", "PatternTypeError", "build_dfa", "count_matches"]
 
 
 def _abi() -> dict:
@@ -54,8 +55,16 @@ def _abi() -> dict:
     return ABI
 
 
-class PatternError(PipelineError, ValueError):
-    """A pattern list that cannot be compiled (empty pattern, not bytes, too many states)."""
+class PatternError(InvalidValueError):
+    """A pattern list that cannot be compiled (an empty pattern, too many states).
+
+    A pattern that is not bytes-like raises :class:`PatternTypeError`.
+    """
+
+
+class PatternTypeError(InvalidTypeError, PatternError):
+    """A pattern (or the pattern list) is not bytes-like: both a ``TypeError`` and, like
+    every pattern refusal, a :class:`PatternError`."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ class Dfa:
         """Reference count, independent of the table: positions where a pattern ends."""
         return count_matches(self.patterns, data)
 
-    def scan(self, data, state: int = 0, context: int = 0) -> tuple[int, int]:
+    def scan(self, data: Any, state: int = 0, context: int = 0) -> tuple[int, int]:
         """Walk the table over ``data`` like DFA_SCAN does: ``(accepts, end_state)``.
 
         Accepts inside the first ``context`` bytes are not counted (DFA_SCAN ``a6``). Pure
@@ -102,7 +111,7 @@ class Dfa:
         return int(self.table.nbytes)
 
 
-def count_matches(patterns: Iterable[bytes], data) -> int:
+def count_matches(patterns: Iterable[bytes], data: Any) -> int:
     """Number of byte positions of ``data`` where at least one of ``patterns`` ends.
 
     A plain search per pattern (``bytes.find``, overlapping), independent of any automaton:
@@ -121,20 +130,30 @@ def count_matches(patterns: Iterable[bytes], data) -> int:
     return len(ends)
 
 
-def _normalize(patterns: Sequence) -> tuple[bytes, ...]:
-    if isinstance(patterns, (bytes, bytearray, str)):
-        raise PatternError("patterns must be a list of byte strings, not a single string",
-                           "wrap it in a list: build_dfa([b'needle'])")
+def _normalize(patterns: Any) -> tuple[bytes, ...]:
+    if isinstance(patterns, (bytes, bytearray, memoryview, str)):
+        raise PatternTypeError("patterns must be a list of byte strings, not a single "
+                               f"{type(patterns).__name__}",
+                               "wrap it in a list: build_dfa([b'needle'])")
+    try:
+        items = list(patterns)
+    except TypeError:
+        raise PatternTypeError(f"patterns must be a list of byte strings, not "
+                               f"{type(patterns).__name__}",
+                               "pass a list: build_dfa([b'needle', b'haystack'])") from None
     seen: dict[bytes, None] = {}
-    for i, p in enumerate(patterns):
+    for i, p in enumerate(items):
         if isinstance(p, str):
-            raise PatternError(f"pattern {i} is a str ({p!r}), not bytes",
-                               "encode it: pattern.encode('utf-8')")
+            raise PatternTypeError(f"pattern {i} is a str ({p!r}), not bytes",
+                                   "encode it: pattern.encode('utf-8')")
+        # the buffer protocol only: bytes(5) would be five NUL bytes, bytes([97]) b"a"
         try:
-            b = bytes(p)
+            b = memoryview(p).tobytes()
         except TypeError:
-            raise PatternError(f"pattern {i} is not bytes-like ({type(p).__name__})",
-                               "pass bytes, bytearray or memoryview patterns") from None
+            raise PatternTypeError(
+                f"pattern {i} is not bytes-like ({type(p).__name__}: {p!r:.40})",
+                "pass bytes, bytearray, memoryview or uint8 NumPy patterns; for a list of "
+                "byte values use bytes(values)") from None
         if not b:
             raise PatternError(f"pattern {i} is empty (it would match at every position)",
                                "remove empty patterns")
@@ -154,7 +173,10 @@ def build_dfa(patterns: Sequence[bytes], *, max_states: int = 1 << 20) -> Dfa:
         :class:`Dfa` with ``table``, ``states``, ``context`` (longest pattern length) and a
         reference ``count_matches``.
     """
+    from vyre.ingest.args import check_int
+
     pats = _normalize(patterns)
+    max_states = check_int("max_states", max_states, 1)
     abi = _abi()
     alphabet = abi["DFA_ALPHABET"]
     total = sum(len(p) for p in pats)

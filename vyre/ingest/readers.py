@@ -27,11 +27,12 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from vyre.errors import IoUringError, PipelineError
 
-__all__ = ["Reader", "open_reader", "FallbackReadQueue", "ingest_mode", "Completion"]
+__all__ = ["Completion", "FallbackReadQueue", "Reader", "ingest_mode", "open_reader"]
 
 ENV = "VYRE_INGEST"
 _MODES = {"": "auto", "auto": "auto", "uring": "uring", "io_uring": "uring",
@@ -304,7 +305,8 @@ def open_reader(capacity: int, buffers: Sequence[Any] = (), *, mode: str | None 
             from vyre.ingest import _uring
         except ImportError as err:
             if want == "uring":
-                raise IoUringError(f"the io_uring extension vyre.ingest._uring is not built ({err})",
+                raise IoUringError(f"the io_uring extension vyre.ingest._uring is not built "
+                                   f"({err})",
                                    "build it: VYRE_BUILD_ONLY=uring python setup.py build_ext "
                                    "--inplace", syscall="io_uring_setup",
                                    errno=_errno.ENOSYS) from err
@@ -340,8 +342,8 @@ def open_reader(capacity: int, buffers: Sequence[Any] = (), *, mode: str | None 
                     except IoUringError:
                         slots = 0
                 if parallel_reads and not ring.async_reads:
-                    why = "; ".join(filter(None, [why, "IOSQE_ASYNC unsupported by this "
-                                                       "kernel; reads stay inline"]))
+                    why = "; ".join(filter(None, [why, ("IOSQE_ASYNC unsupported by this "
+                                                        "kernel; reads stay inline")]))
                 return Reader(q, "io_uring+fixed" if fixed else "io_uring", why, ring=ring,
                               fixed_buffer=fixed, file_slots=slots,
                               parallel_reads=ring.async_reads)

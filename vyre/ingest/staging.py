@@ -19,13 +19,16 @@ only then.
 from __future__ import annotations
 
 import mmap
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vyre.errors import BackendError, PipelineError
 
-__all__ = ["StagingRing", "PAGE_SIZE"]
+__all__ = ["PAGE_SIZE", "StagingRing"]
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 PAGE_SIZE = mmap.PAGESIZE
 _LINE = 64  # chunk data starts on a cache line
@@ -76,7 +79,7 @@ class StagingRing:
         host = np.frombuffer(self._mm, dtype=np.uint8)
         self._host = host
         self.array = host
-        self._registered = None
+        self._registered: Any = None  # the CUDA host registration, if any
         if self.cuda:
             self._register_cuda(activate)
         self.device_pointer = self._pointer()
@@ -150,10 +153,10 @@ class StagingRing:
         except BufferError:
             pass  # a view is still exported (io_uring registration, user array): freed by GC
 
-    def __enter__(self) -> "StagingRing":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

@@ -21,26 +21,37 @@ lanes. A file whose size or mtime changes while it is read raises
 """
 from __future__ import annotations
 
-import errno as _errno
 import os
-import stat as _stat
 import threading
-import time
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vyre.errors import (IoUringError, PipelineError, SlotFaultError,
-                         WaitTimeoutError)
+from vyre.errors import (
+    InvalidTypeError,
+    InvalidValueError,
+    PipelineError,
+    SlotFaultError,
+    WaitTimeoutError,
+)
+from vyre.ingest.args import check_int, check_timeout
+from vyre.ingest.leases import Leases, StagingLease, leases_for
+from vyre.ingest.pipeline import FileChangedError, Job, ScanPipeline, Telemetry
 from vyre.ingest.readers import Reader, open_reader
 from vyre.ingest.staging import StagingRing
 
-__all__ = ["GpuStream", "FileChangedError", "SlotFn"]
+__all__ = ["FileChangedError", "GpuStream", "SlotFn", "Source"]
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 #: ``slot_fn(chunk_handle, offset_in_buffer, length, file_offset) -> [(opcode, args), ...]``
 SlotFn = Callable[[int, int, int, int], Sequence[tuple[int, Sequence[int]]]]
+
+#: what :meth:`GpuStream.scan` reads: a path, bytes-like data, or an open file (``fileno()``)
+Source = Any
 
 
 def _abi() -> dict:
@@ -49,77 +60,10 @@ def _abi() -> dict:
     return ABI
 
 
-class FileChangedError(PipelineError, RuntimeError):
-    """A file changed size (or was rewritten) while the stream read it.
-
-    ``path``, ``expected`` (size at open) and ``actual`` (size seen afterwards, or the bytes a
-    read returned) say what happened.
-    """
-
-    def __init__(self, message: str, fix: str, path: str = "", expected: int = -1,
-                 actual: int = -1) -> None:
-        self.path = path
-        self.expected = expected
-        self.actual = actual
-        super().__init__(message, fix)
-
-
-_CHANGE_FIX = ("do not modify files while they are scanned: scan a snapshot (copy, or a "
-               "filesystem snapshot) or retry once the writer finished")
-
-
-def _open_error(path: str, err: OSError) -> IoUringError:
-    e = err.errno or _errno.EIO
-    fixes = {
-        _errno.ENOENT: "check the path exists (and is spelled right) before scanning it",
-        _errno.EACCES: "make the file readable by this user (chmod / chown) or drop it from "
-                       "the list",
-        _errno.EPERM: "make the file readable by this user or drop it from the list",
-        _errno.EISDIR: "pass regular files; expand directories first (os.walk / glob)",
-        _errno.EMFILE: "raise the open-file limit (ulimit -n) or lower the stream depth",
-    }
-    return IoUringError(f"cannot open {path!r}: {os.strerror(e)}",
-                        fixes.get(e, "check the file can be opened for reading"),
-                        syscall="open", errno=e)
-
-
-@dataclass
-class _Job:
-    path: str
-    fd: int = -1
-    handle: int = -1      # fd, or registered file index
-    fixed: bool = False
-    size: int = 0
-    st: Any = None
-    next_off: int = 0
-    issued: int = 0
-    landed: int = 0
-    retired: int = 0
-    count: int = 0
-    read_done: bool = False
-    failed: bool = False
-    tickets: int = 0
-
-
-@dataclass
-class _Telemetry:
-    bytes: int = 0            # new file bytes landed (each once)
-    context_bytes: int = 0    # bytes re-read as context
-    chunks: int = 0
-    files: int = 0
-    slots: int = 0            # slots published
-    stalls: int = 0           # waits for a staging slot's tickets (backpressure)
-    stall_s: float = 0.0
-    io_waits: int = 0         # blocking waits for reads
-    copy_waits: int = 0       # blocking waits for a device copy (device_copy)
-    max_in_flight: int = 0
-    seconds: float = 0.0
-    errors: int = 0
-    last: dict = field(default_factory=dict)
-
-
 _SLICE_BYTES = 16 << 10  # default scan slice: long enough that the per-slot cost is noise
 _HEAD_BYTES = 4 << 10  # a file's first chunk: bytes scanned alone (without context, one lane)
+_BUSY_FIX = ("give each thread its own GpuStream (streams on one megakernel count into "
+             "separate observables), or serialize the calls with a lock of your own")
 
 
 def _default_slices(mk: Any, chunk_bytes: int) -> int:
@@ -131,7 +75,8 @@ def _default_slices(mk: Any, chunk_bytes: int) -> int:
 def _submit_each(mk: Any, ops: list[tuple[int, list[int]]], tenant: int,
                  timeout: float | None) -> list[int]:
     """Submit ``ops`` one by one; on failure the tickets already out ride on the exception
-    (``published``, as :class:`~vyre.PipelineError` declares it), so the caller keeps their staging slot until they finish."""
+    (``published``, as :class:`~vyre.PipelineError` declares it), so the caller keeps their
+    staging slot until they finish."""
     tickets: list[int] = []
     try:
         for opcode, args in ops:
@@ -186,30 +131,37 @@ class GpuStream:
                  tenant: int = 0, timeout: float | None = 60.0,
                  slices: int | None = None, parallel_reads: bool = True,
                  device_copy: bool | None = None) -> None:
-        if int(depth) <= 0 or int(chunk_bytes) <= 0:
-            raise PipelineError(f"invalid stream geometry chunk_bytes={chunk_bytes} depth={depth}",
-                                "use chunk_bytes > 0 and depth > 0")
+        if mk is None or not all(hasattr(mk, a) for a in ("submit", "wait", "observables")):
+            raise InvalidTypeError(f"mk must be a started vyre.Megakernel, not "
+                                   f"{type(mk).__name__}",
+                                   "pass the megakernel: GpuStream(Megakernel().start(), ...)")
         self.mk = mk
-        self.chunk_bytes = int(chunk_bytes)
-        self.depth = int(depth)
-        self.max_context = int(max_context)
-        self.tenant = int(tenant)
-        self.timeout = timeout
-        self.slices = _default_slices(mk, self.chunk_bytes) if slices is None else int(slices)
-        if self.slices <= 0:
-            raise PipelineError(f"invalid slices={slices}", "use slices >= 1 (or None)")
+        self.chunk_bytes = check_int("chunk_bytes", chunk_bytes, 1, (1 << 32) - 1)
+        self.depth = check_int("depth", depth, 1, 1 << 16)
+        self.max_context = check_int("max_context", max_context, 0, (1 << 31) - 1)
+        self.tenant = check_int("tenant", tenant, 0)
+        self.timeout = check_timeout("timeout", timeout)
+        self.slices = (_default_slices(mk, self.chunk_bytes) if slices is None
+                       else check_int("slices", slices, 1))
         self._mode = mode
         self._fixed_buffers = fixed_buffers
         self._fixed_files = fixed_files
         self._sqpoll = sqpoll
         self._parallel_reads = bool(parallel_reads)
         nobs = int(getattr(mk, "observable_slots", len(mk.observables)))
-        self.obs_base = nobs - self.depth if obs_base is None else int(obs_base)
-        if self.obs_base < 0 or self.obs_base + self.depth > nobs:
-            raise PipelineError(
-                f"the stream needs observables {self.obs_base}..{self.obs_base + self.depth - 1} "
+        self._nobs = nobs
+        if obs_base is not None:
+            obs_base = check_int("obs_base", obs_base, 0)
+        low = nobs - self.depth if obs_base is None else obs_base
+        if low < 0 or low + self.depth > nobs:
+            raise InvalidValueError(
+                f"the stream needs observables {low}..{low + self.depth - 1} "
                 f"but the megakernel has {nobs}",
                 "create the Megakernel with more observable_slots, lower depth, or pass obs_base")
+        #: first of the ``depth`` observables the scan counts into (leased on open)
+        self.obs_base = low
+        self._told_obs = obs_base is not None
+        self._obs_token: int | None = None
         self.staging: StagingRing | None = None
         self.reader: Reader | None = None
         self.handle = -1
@@ -218,75 +170,141 @@ class GpuStream:
             raise PipelineError("device_copy needs a backend with device memory (CUDA)",
                                 "use device_copy=None or False on this backend")
         self._device_copy = can_copy and device_copy is not False
-        # device mirror of the staging ring and its handle (device_copy), kept across reopens
+        # device mirror of the staging ring and its handle (device_copy)
         self._dev: tuple[int, Any] | None = None
         self._scan_handle = -1  # what scan slots read: the staging or its device mirror
-        self._tables: dict[int, tuple[int, Any, Any]] = {}
-        self._t = _Telemetry()
+        self._lease: StagingLease | None = None
+        # the Dfas whose tables slots of this stream may still read (kept from reuse)
+        self._dfas: dict[int, Any] = {}
+        self._t = Telemetry()
         self._in_flight = 0
         # tickets of scan slots left in flight by a call that an exception ended (they still
         # read the staging / mirror slots and add to the observables): settled by the next call
         self._orphans: list[int] = []
         self._lock = threading.Lock()
+        self._owner: int | None = None  # thread id of the call in progress
         # profiling hook: (stage, (path, offset), perf_counter) per transition, when a list
         self._trace: list[tuple[str, tuple[str, int], float]] | None = None
 
     # ------------------------------------------------------------------ lifetime
-    def open(self) -> "GpuStream":
-        """Allocate and register the staging ring and open the reader (``with`` does this)."""
-        if self.staging is not None:
-            return self
+    @property
+    def _leases(self) -> Leases:
+        return leases_for(self.mk, self._nobs)
+
+    @contextmanager
+    def _exclusive(self, what: str) -> Iterator[None]:
+        """One call at a time: the pipeline's state (staging slots, reader, counts) is not
+        shared between threads, so a second caller is refused instead of corrupting it."""
+        if not self._lock.acquire(blocking=False):
+            if self._owner == threading.get_ident():
+                raise PipelineError(f"GpuStream.{what} was called from inside a call on the "
+                                    f"same stream (a slot_fn re-entered it)",
+                                    "call the stream again after the running call returned")
+            raise PipelineError(f"GpuStream.{what} was called while another thread is in a "
+                                f"call on the same stream (used from two threads at once)",
+                                _BUSY_FIX)
+        self._owner = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._owner = None
+            self._lock.release()
+
+    def open(self) -> Self:
+        """Lease observables and a staging ring, open the reader (``with`` does this)."""
+        with self._exclusive("open"):
+            if self.staging is None:
+                self._open()
+        return self
+
+    def _open(self) -> None:
         backend = getattr(self.mk, "backend", None)
         cuda = getattr(backend, "name", "cpu") == "cuda"
-        self.staging = StagingRing(self.chunk_bytes, self.depth, context=self.max_context,
-                                   cuda=cuda, activate=getattr(backend, "_active", None))
+        leases = self._leases
+        if self._told_obs:
+            self._obs_token = leases.told_observables(self.obs_base, self.depth)
+        else:
+            self._obs_token, self.obs_base = leases.take_observables(self.depth)
+        key = (self.chunk_bytes, self.depth, self.max_context, int(cuda), int(self._device_copy))
+        lease = leases.take_staging(key)
         try:
-            self.handle = self._scan_handle = int(self.mk.register_buffer(self.staging.array))
-            if self._device_copy:
-                if self._dev is None:
-                    h, buf = self.mk.alloc_buffer(self.staging.array.nbytes, device=True)
-                    self._dev = (int(h), buf)
-                self._scan_handle = self._dev[0]
-            self.reader = open_reader(self.depth, [self.staging._host], mode=self._mode,
+            if lease is None:
+                staging = StagingRing(self.chunk_bytes, self.depth, context=self.max_context,
+                                      cuda=cuda, activate=getattr(backend, "_active", None))
+                try:
+                    handle = int(self.mk.register_buffer(staging.array))
+                    dev = None
+                    if self._device_copy:
+                        h, buf = self.mk.alloc_buffer(staging.array.nbytes, device=True)
+                        dev = (int(h), buf)
+                except BaseException:
+                    staging.close()
+                    raise
+                lease = StagingLease(key, staging, handle, dev)
+            self.staging, self.handle, self._dev = lease.staging, lease.handle, lease.dev
+            self._scan_handle = self._dev[0] if self._dev is not None else self.handle
+            self.reader = open_reader(self.depth, [lease.staging._host], mode=self._mode,
                                       fixed_buffers=self._fixed_buffers,
                                       file_slots=self.depth if self._fixed_files else 0,
                                       sqpoll=self._sqpoll,
                                       parallel_reads=self._parallel_reads)
         except BaseException:
-            self.staging.close()
+            if lease is not None:
+                leases.give_staging(lease)  # registered and unused: the next stream takes it
             self.staging = None
+            leases.release_observables(self._obs_token)
+            self._obs_token = None
             raise
-        return self
+        self._lease = lease
 
     def close(self) -> None:
-        """Close the reader (in-flight reads are cancelled and waited for) and the staging.
+        """Close the reader (in-flight reads are cancelled and waited for) and give the
+        staging ring, its buffer-table handles and the observables back to the megakernel's
+        streams (vyre.ingest.leases). Scan slots that an interrupted call left running are
+        waited for (``timeout``) first; if they do not finish, the stream's buffers are
+        never reused."""
+        with self._exclusive("close"):
+            if self.reader is not None:
+                self.reader.close()
+                self.reader = None
+            if self.staging is None:
+                return
+            leases = self._leases
+            settled = False
+            try:
+                self._settle_orphans()
+                settled = True
+            except Exception:  # noqa: BLE001, S110  # still running: never reused (below)
+                pass
+            finally:  # a Ctrl-C during the wait gives nothing back either
+                if settled:
+                    if self._lease is not None:
+                        leases.give_staging(self._lease)
+                    if self._obs_token is not None:
+                        leases.release_observables(self._obs_token)
+                else:
+                    leases.keep(self._lease, dict(self._dfas))
+                self._lease = None
+                self._obs_token = None
+                self._dfas.clear()
+                self.staging = None
 
-        The staging handle stays in the megakernel's buffer table (handles are not reused);
-        the memory stays mapped while the megakernel references it.
-        """
-        if self.reader is not None:
-            self.reader.close()
-            self.reader = None
-        # the buffer table still points at the staging memory: keep it mapped (not freed)
-        # until the megakernel goes; dropping our reference lets GC unmap it after that.
-        self.staging = None
-
-    def __enter__(self) -> "GpuStream":
+    def __enter__(self) -> Self:
         return self.open()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property
     def path(self) -> str:
         """The read path in use: ``io_uring+fixed``, ``io_uring`` or ``fallback``."""
-        self._require_open()
-        return self.reader.path
+        return self._require_open()[1].path
 
-    def _require_open(self) -> None:
+    def _require_open(self) -> tuple[StagingRing, Reader]:
         if self.staging is None or self.reader is None:
             raise PipelineError("the stream is not open",
                                 "use `with GpuStream(mk, ...) as s:` or call open()")
+        return self.staging, self.reader
 
     def _settle_orphans(self) -> None:
         """Wait (``timeout``) for the slots an interrupted call left in flight, before this
@@ -305,25 +323,44 @@ class GpuStream:
             ) from err
         self._orphans = []
         self._in_flight = 0
+        self._dfas.clear()
 
     # ------------------------------------------------------------------ public work
-    def scan(self, paths: str | os.PathLike | Iterable[str | os.PathLike], dfa: Any) -> dict[str, int]:
-        """Count pattern matches of ``dfa`` (a :class:`vyre.ingest.dfa.Dfa`) in each file.
+    def scan(self, sources: Source | Iterable[Source], dfa: Any) -> dict[Any, int]:
+        """Count pattern matches of ``dfa`` (a :class:`vyre.ingest.dfa.Dfa`) in each source.
 
-        Returns ``{path: count}`` (paths as given, each once): the number of byte positions
-        where at least one pattern ends, exactly as if the whole file were scanned at once.
-        Raises :class:`IoUringError` (open / read failures), :class:`FileChangedError`,
-        :class:`SlotFaultError` or :class:`BackendError`, after draining what is in flight.
+        ``sources``: a path or a list of them; bytes-like data (``bytes``, ``bytearray``,
+        ``memoryview``, a NumPy array: its raw bytes in C order, ``io.BytesIO``: its buffer)
+        and open files (anything with ``fileno()``, read whole from offset 0) go through the
+        same staging path.
+        Returns ``{key: count}``: the key of a path is the path as given (each path once),
+        of any other source its position in ``sources``. The count is the number of byte
+        positions where at least one pattern ends, exactly as if the whole source were
+        scanned at once. Raises :class:`IoUringError` (open / read failures),
+        :class:`FileChangedError`, :class:`SlotFaultError` or :class:`BackendError`, after
+        draining what is in flight; :class:`PipelineError` when another thread is in a call
+        on this stream.
         """
-        self._require_open()
-        self._settle_orphans()
+        from vyre.ingest.dfa import Dfa
+
+        if not isinstance(dfa, Dfa):
+            raise InvalidTypeError(f"dfa must be a vyre.ingest.dfa.Dfa, not {type(dfa).__name__}",
+                                   "compile the patterns first: dfa = build_dfa([b'needle'])")
+        jobs, keys = _jobs(sources)
+        with self._exclusive("scan"):
+            staging, _ = self._require_open()
+            self._settle_orphans()
+            return self._scan(staging, jobs, keys, dfa)
+
+    def _scan(self, staging: StagingRing, jobs: list[Job], keys: list[Any],
+              dfa: Any) -> dict[Any, int]:
         ctx = int(dfa.context)
-        if ctx > self.staging.data_offset:
-            raise PipelineError(
-                f"the DFA needs {ctx} context bytes but the stream reserves {self.staging.data_offset}",
-                f"create the GpuStream with max_context={ctx} (or more)")
+        if ctx > staging.data_offset:
+            raise InvalidValueError(
+                f"the DFA needs {ctx} context bytes but the stream reserves "
+                f"{staging.data_offset}", f"create the GpuStream with max_context={ctx} (or more)")
         if ctx > self.chunk_bytes:
-            raise PipelineError(
+            raise InvalidValueError(
                 f"the DFA's context ({ctx} bytes) is longer than a chunk ({self.chunk_bytes})",
                 f"use chunk_bytes >= {ctx}: a chunk's re-read context must cover the longest "
                 "pattern")
@@ -335,7 +372,7 @@ class GpuStream:
         observables = self.mk.observables
         last = [int(observables[obs_word + i]) for i in range(self.depth)]
 
-        def publish(slot: int, buf_off: int, c: int, n: int, file_off: int, job: _Job) -> list[int]:
+        def publish(slot: int, buf_off: int, c: int, n: int, file_off: int, job: Job) -> list[int]:
             # slice j counts [s_j, s_{j+1}) of the chunk, after re-reading up to `ctx` bytes
             # before it (the chunk's own bytes, or its context c)
             k = max(1, min(self.slices, n // max(ctx, 1)))
@@ -363,42 +400,55 @@ class GpuStream:
                     raise
             return _submit_each(self.mk, [(op, r) for r in rows], self.tenant, self.timeout)
 
-        def retire(slot: int, job: _Job) -> None:
+        def retire(slot: int, job: Job) -> None:
             v = int(observables[obs_word + slot])
             job.count += (v - last[slot]) & 0xFFFFFFFF  # one chunk adds < 2**32
             last[slot] = v
 
         copy = self._copy_chunk if self._scan_handle != self.handle else None
-        jobs = self._run(_unique(paths), ctx, publish, retire, copy)
-        return {j.path: j.count for j in jobs}
+        try:
+            ScanPipeline(self, jobs, ctx, publish, retire, copy).run()
+        finally:
+            if not self._orphans:  # no slot reads the table any more: it may be reused
+                self._dfas.pop(id(dfa), None)
+        return {key: job.count for key, job in zip(keys, jobs, strict=True)}
 
-    def ingest(self, paths: str | os.PathLike | Iterable[str | os.PathLike], slot_fn: SlotFn, *,
+    def ingest(self, paths: Source | Iterable[Source], slot_fn: SlotFn, *,
                context: int = 0) -> dict[str, Any]:
-        """Stream file(s) and publish ``slot_fn(handle, offset_in_buffer, length, file_offset)``
-        for every chunk that lands.
+        """Stream source(s) and publish ``slot_fn(handle, offset_in_buffer, length,
+        file_offset)`` for every chunk that lands.
 
         ``slot_fn`` returns ``[(opcode, args), ...]`` to publish over the chunk: the chunk's
         ``length`` bytes sit at ``offset_in_buffer`` of buffer ``handle``, and with
         ``context > 0`` the ``min(context, file_offset)`` file bytes before the chunk sit just
         before it. The staging slot is reused only once all those tickets are DONE.
+        Sources are those of :meth:`scan`.
         Returns ``{"bytes", "chunks", "tickets", "files"}``.
         """
-        self._require_open()
-        self._settle_orphans()
-        if context < 0 or context > self.staging.data_offset:
-            raise PipelineError(f"context {context} is outside 0..{self.staging.data_offset}",
-                                f"create the GpuStream with max_context={context} (or more)")
+        if not callable(slot_fn):
+            raise InvalidTypeError(f"slot_fn must be callable, not {type(slot_fn).__name__}",
+                                   "pass a function (handle, offset, length, file_offset) -> "
+                                   "[(opcode, args), ...]")
+        context = check_int("context", context, 0)
+        jobs, _ = _jobs(paths)
+        with self._exclusive("ingest"):
+            staging, _ = self._require_open()
+            self._settle_orphans()
+            if context > staging.data_offset:
+                raise InvalidValueError(
+                    f"context {context} is outside 0..{staging.data_offset}",
+                    f"create the GpuStream with max_context={context} (or more)")
 
-        def publish(slot: int, buf_off: int, c: int, n: int, file_off: int, job: _Job) -> list[int]:
-            ops = slot_fn(self.handle, buf_off, n, file_off)
-            return _submit_each(self.mk, [(int(o), list(a)) for o, a in ops or ()],
-                                self.tenant, self.timeout)
+            def publish(slot: int, buf_off: int, c: int, n: int, file_off: int,
+                        job: Job) -> list[int]:
+                ops = slot_fn(self.handle, buf_off, n, file_off)
+                return _submit_each(self.mk, [(int(o), list(a)) for o, a in ops or ()],
+                                    self.tenant, self.timeout)
 
-        paths = _unique(paths)
-        before = (self._t.bytes, self._t.chunks, self._t.slots)
-        self._run(paths, int(context), publish, None)
-        return {"bytes": self._t.bytes - before[0], "chunks": self._t.chunks - before[1],
-                "tickets": self._t.slots - before[2], "files": len(paths)}
+            before = (self._t.bytes, self._t.chunks, self._t.slots)
+            ScanPipeline(self, jobs, context, publish, None).run()
+            return {"bytes": self._t.bytes - before[0], "chunks": self._t.chunks - before[1],
+                    "tickets": self._t.slots - before[2], "files": len(jobs)}
 
     # ------------------------------------------------------------------ telemetry
     def telemetry(self) -> dict[str, Any]:
@@ -436,68 +486,10 @@ class GpuStream:
 
     # ------------------------------------------------------------------ engine
     def _table_handle(self, dfa: Any) -> int:
-        key = id(dfa)
-        hit = self._tables.get(key)
-        if hit is not None and hit[2] is dfa:
-            return hit[0]
         cuda = getattr(getattr(self.mk, "backend", None), "name", "cpu") == "cuda"
-        if hasattr(self.mk, "alloc_buffer"):
-            handle, buf = self.mk.alloc_buffer(dfa.table, device=cuda)
-        else:
-            buf = np.ascontiguousarray(dfa.table)
-            handle = self.mk.register_buffer(buf)
-        self._tables[key] = (int(handle), buf, dfa)
-        return int(handle)
-
-    def _open_job(self, job: _Job) -> None:
-        try:
-            fd = os.open(job.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError as err:
-            raise _open_error(job.path, err) from None
-        try:
-            st = os.fstat(fd)
-            if not _stat.S_ISREG(st.st_mode):
-                kind = "a directory" if _stat.S_ISDIR(st.st_mode) else "not a regular file"
-                raise IoUringError(f"cannot scan {job.path!r}: it is {kind}",
-                                   "pass regular files; expand directories first "
-                                   "(os.walk / glob) and read pipes into a file",
-                                   syscall="fstat",
-                                   errno=_errno.EISDIR if _stat.S_ISDIR(st.st_mode) else _errno.EINVAL)
-        except BaseException:
-            os.close(fd)
-            raise
-        job.fd, job.st, job.size = fd, st, int(st.st_size)
-        job.handle, job.fixed = self.reader.attach_file(fd)
-
-    def _finish_read(self, job: _Job) -> PipelineError | None:
-        """Every chunk landed: check the file did not change, release the fd."""
-        job.read_done = True
-        err = None
-        try:
-            st = os.fstat(job.fd)
-            if st.st_size != job.size:
-                verb = "grew" if st.st_size > job.size else "shrank"
-                err = FileChangedError(
-                    f"{job.path!r} {verb} from {job.size} to {st.st_size} bytes while it was "
-                    f"scanned; the result would not describe any version of the file",
-                    _CHANGE_FIX, path=job.path, expected=job.size, actual=int(st.st_size))
-            elif st.st_mtime_ns != job.st.st_mtime_ns:
-                err = FileChangedError(
-                    f"{job.path!r} was modified while it was scanned (mtime changed)",
-                    _CHANGE_FIX, path=job.path, expected=job.size, actual=int(st.st_size))
-        except OSError as e:
-            err = _open_error(job.path, e)
-        self._close_job(job)
-        return err
-
-    def _close_job(self, job: _Job) -> None:
-        if job.fd >= 0:
-            try:
-                self.reader.detach_file(job.handle, job.fixed)
-            except IoUringError:
-                pass
-            os.close(job.fd)
-            job.fd = -1
+        handle = self._leases.table_handle(self.mk, dfa, cuda)
+        self._dfas[id(dfa)] = dfa  # its table is not reused while this call's slots run
+        return handle
 
     def _is_done(self, tickets: list[int]) -> bool:
         if not tickets:
@@ -517,318 +509,74 @@ class GpuStream:
     def _copy_chunk(self, tag: int, mirror: int, c: int, n: int) -> Any:
         """Start the device copy of staging slot ``tag`` (its context and bytes) into slot
         ``mirror`` of the device mirror (the staging's layout), which the scan slots read."""
-        at = self.staging.data_start(tag) - c
+        staging, _ = self._require_open()
+        assert self._dev is not None  # only set as the copy of scans with a device mirror
+        at = staging.data_start(tag) - c
         return self.mk.backend.copy_to_device_async(
-            self._dev[1], self.staging.data_start(mirror) - c, self.staging.array[at:at + c + n])
+            self._dev[1], staging.data_start(mirror) - c, staging.array[at:at + c + n])
 
-    def _run(self, paths: list[str], context: int,
-             publish: Callable[[int, int, int, int, int, _Job], list[int]],
-             retire: Callable[[int, _Job], None] | None,
-             copy: Callable[[int, int, int, int], Any] | None = None) -> list[_Job]:
-        """The pipeline. Without ``copy`` a staging slot goes free -> reading -> scanning ->
-        free, and the scan slot is the staging slot. With ``copy`` a landed chunk waits for a
-        free slot of the device mirror, is copied there (``copy(tag, mirror_slot, c, n)``
-        starts it and returns something with ``done()`` / ``wait()``), its staging slot goes
-        free as soon as the copy is done (the next read needs no scan to finish), and its
-        scan slots, published then, read the mirror slot, which goes free when they retire."""
-        staging, reader = self.staging, self.reader
-        t = self._t
-        trace = self._trace
-        traced: dict[int, tuple[str, int]] = {}  # scan slot -> its chunk, while tracing
-        jobs = [_Job(p) for p in paths]
-        todo = deque(jobs)
-        current: list[_Job | None] = [None]
-        free = deque(range(self.depth))
-        reading: dict[int, tuple[_Job, int, int, int]] = {}
-        scanning: deque[tuple[int, _Job, list[int]]] = deque()
-        # device copy: landed chunks waiting for a mirror slot, copies in flight (in order)
-        mirror_free = deque(range(self.depth))
-        landed: deque[tuple[int, _Job, int, int, int]] = deque()
-        copying: deque[tuple[int, int, _Job, int, int, int, Any]] = deque()
-        scan_free = free if copy is None else mirror_free  # where a retired scan slot goes
-        errors: list[BaseException] = []
-        t0 = time.perf_counter()
-        bytes0 = t.bytes
 
-        def fail(err: BaseException) -> None:
-            t.errors += 1
-            errors.append(err)
-            todo.clear()
-            cur = current[0]
-            if cur is not None and cur.landed == cur.issued:
-                self._close_job(cur)
-            current[0] = None
+def _unique(paths: Source | Iterable[Source]) -> list[str]:
+    """The paths of ``paths`` (one, or an iterable), each once, in order."""
+    jobs, _ = _jobs(paths)
+    return [j.path for j in jobs]
 
-        def next_chunk() -> tuple[_Job, int, int] | None:
-            while not errors:
-                job = current[0]
-                if job is None or job.next_off >= job.size:
-                    if not todo:
-                        current[0] = None
-                        return None
-                    job = todo.popleft()
-                    current[0] = job
-                    try:
-                        self._open_job(job)
-                    except PipelineError as err:
-                        job.failed = True
-                        fail(err)
-                        return None
-                    t.files += 1
-                    if job.size == 0:
-                        err = self._finish_read(job)
-                        if err is not None:
-                            job.failed = True
-                            fail(err)
-                            return None
-                        continue
-                off = job.next_off
-                n = min(self.chunk_bytes, job.size - off)
-                job.next_off += n
-                job.issued += 1
-                return job, off, n
-            return None
 
-        def emit(tag: int, job: _Job, c: int, n: int, off: int) -> None:
-            """Publish the scan of a chunk in scan slot ``tag`` (staging or mirror)."""
+def _is_data(x: Any) -> bool:
+    return isinstance(x, (bytes, bytearray, memoryview, np.ndarray))
+
+
+def _raw_bytes(src: Any) -> memoryview:
+    """The bytes of bytes-like ``src`` (a NumPy array's raw bytes, in C order), uncopied
+    where the memory is contiguous already."""
+    if isinstance(src, np.ndarray):
+        src = np.ascontiguousarray(src)
+    return memoryview(src).cast("B")
+
+
+def _jobs(sources: Source | Iterable[Source]) -> tuple[list[Job], list[Any]]:
+    """One :class:`Job` per source and its key in the result (see :meth:`GpuStream.scan`)."""
+    if isinstance(sources, (str, os.PathLike)) or _is_data(sources) \
+            or hasattr(sources, "fileno") or hasattr(sources, "getbuffer"):
+        sources = [sources]
+    try:
+        items = list(sources)
+    except TypeError:
+        raise InvalidTypeError(f"sources must be a path, bytes-like data, an open file or a "
+                               f"list of them, not {type(sources).__name__}",
+                               "pass scan('a.log', dfa) or scan(['a.log', b'data'], dfa)"
+                               ) from None
+    jobs: list[Job] = []
+    keys: list[Any] = []
+    seen: set[str] = set()
+    for i, src in enumerate(items):
+        if isinstance(src, (str, os.PathLike)):
+            path = os.fspath(src)
+            path = path if isinstance(path, str) else os.fsdecode(path)
+            if path in seen:
+                continue
+            seen.add(path)
+            jobs.append(Job(path))
+            keys.append(path)
+        elif _is_data(src):
+            jobs.append(Job(f"<source {i}: {type(src).__name__}>", memory=_raw_bytes(src)))
+            keys.append(i)
+        elif hasattr(src, "getbuffer"):  # io.BytesIO: its bytes, not a descriptor
+            jobs.append(Job(f"<source {i}: {type(src).__name__}>",
+                            memory=_raw_bytes(src.getbuffer())))
+            keys.append(i)
+        elif hasattr(src, "fileno"):
             try:
-                tickets = publish(tag, staging.data_start(tag), c, n, off, job)
-            except BaseException as e:  # submit failed part way (or before the first)
-                fail(e)
-                out = getattr(e, "published", None) or []
-                if out:  # those slots still read the scan slot: reuse it after them
-                    t.slots += len(out)
-                    job.tickets += len(out)
-                    scanning.append((tag, job, out))
-                else:
-                    scan_free.append(tag)
-            else:
-                t.bytes += n
-                t.context_bytes += c
-                t.chunks += 1
-                t.slots += len(tickets)
-                job.tickets += len(tickets)
-                scanning.append((tag, job, tickets))
-                if trace is not None:
-                    traced[tag] = (job.path, off)
-                    trace.append(("published", traced[tag], time.perf_counter()))
-
-        def start_copies() -> None:
-            while landed and (mirror_free or errors):
-                tag, job, c, n, off = landed.popleft()
-                if errors:  # not scanned any more: nothing to copy
-                    free.append(tag)
-                    continue
-                m = mirror_free.popleft()
-                try:
-                    copying.append((tag, m, job, c, n, off, copy(tag, m, c, n)))
-                except BaseException as e:
-                    fail(e)
-                    free.append(tag)
-                    mirror_free.append(m)
-
-        copy_stuck = [False]  # a copy's wait raised: the ones behind it are not waited again
-
-        def copied(block: bool) -> bool:
-            """Once the oldest copy is done (copies finish in order): its staging slot goes
-            free and its scan is published from the mirror (after an error: not published)."""
-            tag, m, job, c, n, off, token = copying[0]
-            if block:
-                t.copy_waits += 1
-                try:
-                    token.wait()
-                except BaseException:
-                    copy_stuck[0] = True
-                    raise
-            elif not token.done():
-                return False
-            copying.popleft()
-            free.append(tag)
-            if trace is not None:
-                trace.append(("copied", (job.path, off), time.perf_counter()))
-            if errors:
-                mirror_free.append(m)
-            else:
-                emit(m, job, c, n, off)
-            return True
-
-        def land(tag: int, nbytes: int, err: int, eof: bool) -> None:
-            job, off, c, n = reading.pop(tag)
-            job.landed += 1
-            if trace is not None:
-                trace.append(("landed", (job.path, off), time.perf_counter()))
-            ok = False
-            if err:
-                job.failed = True
-                fail(IoUringError(
-                    f"reading {job.path!r} ({n + c} bytes at offset {off - c}) failed: "
-                    f"{_errno.errorcode.get(err, err)} ({os.strerror(err)})",
-                    "check the file and the device (dmesg); run with VYRE_INGEST=fallback to "
-                    "rule out io_uring", syscall="read" if reader.path == "fallback"
-                    else "io_uring_enter(READ)", errno=err))
-            elif nbytes != c + n:
-                job.failed = True
-                fail(FileChangedError(
-                    f"{job.path!r} ended early: the read at offset {off - c} returned {nbytes} "
-                    f"of {c + n} bytes, so the file shrank below the {job.size} bytes it had "
-                    f"when opened", _CHANGE_FIX, path=job.path, expected=job.size,
-                    actual=off - c + nbytes))
-            else:
-                ok = True
-            if ok and not errors:
-                if copy is None:
-                    emit(tag, job, c, n, off)
-                else:
-                    landed.append((tag, job, c, n, off))
-                    start_copies()
-            else:
-                free.append(tag)
-            if job.next_off >= job.size and job.landed == job.issued and not job.read_done:
-                # every chunk of the file was issued and has landed
-                if job.failed:
-                    self._close_job(job)
-                    job.read_done = True
-                else:
-                    e = self._finish_read(job)
-                    if e is not None:
-                        job.failed = True
-                        fail(e)
-
-        def retire_one(tickets: list[int], block: bool) -> bool:
-            if not block and not self._is_done(tickets):
-                return False
-            slot, job, tk = scanning.popleft()
-            try:
-                if tk:
-                    self.mk.wait(tk, timeout=self.timeout)
-            except SlotFaultError as e:
-                job.failed = True
-                fail(e)
-            except BaseException:
-                scanning.appendleft((slot, job, tk))
-                raise
-            else:
-                if retire is not None:
-                    retire(slot, job)
-            job.retired += 1
-            scan_free.append(slot)
-            if trace is not None and slot in traced:
-                trace.append(("retired", traced.pop(slot), time.perf_counter()))
-            return True
-
-        blocked_since: list[float | None] = [None]
-
-        def has_more() -> bool:
-            cur = current[0]
-            return not errors and (bool(todo) or (cur is not None and cur.next_off < cur.size))
-
-        try:
-            while True:
-                while free and not errors:
-                    nxt = next_chunk()
-                    if nxt is None:
-                        break
-                    job, off, n = nxt
-                    slot = free.popleft()
-                    if blocked_since[0] is not None:
-                        t.stall_s += time.perf_counter() - blocked_since[0]
-                        blocked_since[0] = None
-                    c = min(context, off)
-                    reading[slot] = (job, off, c, n)
-                    if trace is not None:
-                        trace.append(("read", (job.path, off), time.perf_counter()))
-                    try:
-                        reader.read(job.handle, staging.read_target(slot, c, n), off - c, slot,
-                                    fixed_file=job.fixed)
-                    except BaseException as e:
-                        reading.pop(slot)
-                        job.issued -= 1
-                        free.append(slot)
-                        fail(e)
-                        break
-                if reading:
-                    reader.submit()
-                if not free and blocked_since[0] is None and has_more():
-                    # credit exhausted: the next chunk waits for a staging slot to retire
-                    t.stalls += 1
-                    blocked_since[0] = time.perf_counter()
-                self._in_flight = len(reading) + len(landed) + len(copying) + len(scanning)
-                t.max_in_flight = max(t.max_in_flight, self._in_flight)
-                if not reading and not landed and not copying and not scanning:
-                    break
-                progressed = False
-                if reading:
-                    for comp in reader.poll(0):
-                        land(*comp)
-                        progressed = True
-                while copying and copied(block=False):
-                    progressed = True
-                while scanning and retire_one(scanning[0][2], block=False):
-                    progressed = True
-                if landed and (mirror_free or errors):
-                    start_copies()
-                    progressed = True
-                if progressed:
-                    continue
-                if copying:  # the oldest copy is at most a chunk's DMA away
-                    copied(block=True)
-                elif landed and scanning:  # a landed chunk waits for a mirror slot
-                    retire_one(scanning[0][2], block=True)
-                elif reading:
-                    t.io_waits += 1
-                    for comp in reader.poll(1, timeout=0.002 if scanning else None):
-                        land(*comp)
-                else:
-                    # nothing is being read and no slot is free (or nothing left to read):
-                    # wait for the oldest chunk's tickets
-                    retire_one(scanning[0][2], block=True)
-        finally:
-            # never leave a read in flight into staging we may reuse, or an fd open
-            if reading:
-                try:
-                    while reading:
-                        for comp in reader.poll(1, timeout=5.0) or ():
-                            job, *_ = reading.pop(comp[0])
-                            job.landed += 1
-                        if reading and not reader.busy:
-                            break
-                except BaseException:
-                    pass
-            # nor a copy still reading staging that the next call may refill (copies run in
-            # order on one stream: behind one that timed out, none is waited for again; one
-            # the next call starts queues behind them, and scans are published only after
-            # their own copy, so a copy left running here can only spoil an unpublished one)
-            for *_, token in copying if not copy_stuck[0] else ():
-                try:
-                    token.wait()
-                except BaseException:
-                    break
-            copying.clear()
-            # an exception ends the call with scans still out: the next call waits for them
-            # before it refills their buffers or reads the counts (a wait here would hold up
-            # a Ctrl-C for as long as the GPU takes)
-            orphaned = len(scanning)
-            for _, _, tks in scanning:
-                self._orphans.extend(tks)
-            scanning.clear()
-            landed.clear()
-            for job in jobs:
-                if job.fd >= 0 and job.landed == job.issued:
-                    self._close_job(job)
-            self._in_flight = len(reading) + orphaned
-            dt = time.perf_counter() - t0
-            t.seconds += dt
-            t.last = {"bytes": t.bytes - bytes0, "seconds": dt,
-                      "gbps": (t.bytes - bytes0) / dt / 1e9 if dt > 0 else 0.0}
-        if errors:
-            raise errors[0]
-        return jobs
-
-
-def _unique(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
-    if isinstance(paths, (str, bytes, os.PathLike)):
-        paths = [paths]
-    out: dict[str, None] = {}
-    for p in paths:
-        out.setdefault(os.fspath(p) if not isinstance(p, bytes) else os.fsdecode(p), None)
-    return list(out)
+                fd = int(src.fileno())
+            except (OSError, ValueError) as err:
+                raise InvalidValueError(f"source {i} ({type(src).__name__}) has no usable file "
+                                        f"descriptor ({err})",
+                                        "pass an open file, its path, or its bytes") from None
+            jobs.append(Job(f"/proc/self/fd/{fd}"))
+            keys.append(i)
+        else:
+            raise InvalidTypeError(f"source {i} is a {type(src).__name__}, not a path, "
+                                   "bytes-like data or an open file",
+                                   "pass paths (str / os.PathLike), bytes / bytearray / "
+                                   "memoryview / NumPy arrays, or objects with fileno()")
+    return jobs, keys
