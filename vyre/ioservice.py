@@ -187,7 +187,7 @@ class IoService:
             return None
 
     def _complete(self, i: int, ok: bool, why: str = "") -> None:
-        from vyre.ingest._uring import atomic_store_u32
+        from vyre._wire import atomic_store_u32
 
         abi = self._abi
         if not ok:
@@ -204,7 +204,7 @@ class IoService:
 
         Returns the number of requests completed (OK or ERROR).
         """
-        from vyre.ingest._uring import atomic_cas_u32
+        from vyre._wire import atomic_cas_u32
 
         abi, w = self._abi, self._words
         status = self.ioq[: self.io_slots * w].reshape(self.io_slots, w)[:, abi["IO_STATUS"]]
