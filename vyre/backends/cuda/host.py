@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
