@@ -30,6 +30,7 @@ def clean_state(monkeypatch):
     monkeypatch.setattr(R, "paused", [])
     monkeypatch.setattr(R, "deferred", [])
     monkeypatch.setattr(R, "depth", 0)
+    monkeypatch.setattr(R, "wanted", [])
 
 
 # ------------------------------------------------------------------ the handshake, modelled
@@ -244,3 +245,21 @@ def test_residency_options_are_checked_before_any_driver_call(option, value):
         cb.CudaBackend(slot_count=64, observable_slots=8, debug_records=8, io_slots=8,
                        **{option: value})
     assert ei.value.fix
+
+
+def test_a_relaunch_left_to_a_quiesced_block_is_made_at_its_end(monkeypatch):
+    """The kernel is away (not resident, so the block does not pause it); a submitter of
+    another thread cannot take the lock the block holds: the block's end relaunches it."""
+    monkeypatch.setattr(cb, "_COMEBACK_LOCK_WAIT", 0.01)
+    b = _backend()
+    b.doorbell[0] = 3
+    _leave(b, final=3)
+    b.kick()
+    assert b._away and id(b) not in R.resident
+    with res.quiesced():
+        b.doorbell[0] = 4
+        th = threading.Thread(target=b.kick)
+        th.start()
+        th.join(5)
+        assert b._log == [] and b._comeback_wanted
+    assert b._log == [("relaunch", 3)] and not R.wanted

@@ -29,6 +29,7 @@ from vyre.backends.cuda.memory import (
 )
 from vyre.backends.cuda.probe import INSTALL_FIX, PTX_PATH, probe
 from vyre.backends.cuda.residency import RESIDENCY, quiesced
+from vyre.backends.cuda.streams import stream_event_done, stream_wait_ticket
 from vyre.errors import BackendError, InvalidValueError
 from vyre.protocol import CTRL_SHUTDOWN, MAX_BUFFERS
 
@@ -542,6 +543,16 @@ class CudaBackend(Backend):
         finally:
             RESIDENCY.lock.release()
 
+    # ------------------------------------------------- ordering with other streams
+    def stream_wait(self, stream: Any, slot: int) -> bool:
+        with self._active():
+            stream_wait_ticket(stream, self._dptr(self.ring) + slot * 64)
+        return True
+
+    def after_stream(self, stream: Any, timeout: float | None) -> None:
+        with self._active():
+            stream_event_done(stream, timeout)
+
     # ------------------------------------------------- leaving the GPU on its own
     def kick(self) -> None:
         """Called after every doorbell store: a kernel that is leaving (or has left) on its
@@ -558,6 +569,7 @@ class CudaBackend(Backend):
             # a pause, a stop or a check holds it: a quiesced() block relaunches at its end
             # what it paused, and a waiter's check() retries this
             self._comeback_wanted = True
+            RESIDENCY.wanted.append(self)
             return
         try:
             self._come_back_locked()

@@ -34,6 +34,9 @@ class Residency:
         self.resident: dict[int, Any] = {}
         self.paused: list[Any] = []
         self.deferred: list[Any] = []
+        #: backends whose relaunch a submitter could not make (the lock was held): served at
+        #: the end of the quiesced() block that held it
+        self.wanted: list[Any] = []
         #: called with each allocation freed from :attr:`deferred` (the host registry forgets it)
         self.on_freed: Callable[[Any], None] = lambda alloc: None
 
@@ -62,7 +65,10 @@ class Residency:
             finally:
                 self.depth -= 1
                 if self.depth == 0:
-                    self.resume_paused()
+                    try:
+                        self.resume_paused()
+                    finally:
+                        self.serve_wanted()
 
     def park(self, backend: Any) -> bool:
         """Called under :attr:`lock` before a launch: inside a :meth:`quiesced` block the
@@ -83,6 +89,13 @@ class Residency:
                 errors.append(err)
         if errors:
             raise errors[0]
+
+    def serve_wanted(self) -> None:
+        """(Lock held, outside any block.) Relaunch what submitters left to the lock holder."""
+        while self.wanted:
+            backend = self.wanted.pop(0)
+            with contextlib.suppress(Exception):  # its next call reports a failure (check())
+                backend._come_back_locked()
 
     def left(self, backend: Any) -> None:
         """``backend``'s kernel is off the GPU (stopped, paused, faulted, or gone idle)."""
