@@ -16,7 +16,12 @@ from vyre import Megakernel, Opcode
 from vyre.backends.cuda import backend as cb
 from vyre.backends.cuda import memory as mem
 from vyre.backends.cuda import streams
-from vyre.errors import BackendError, InvalidTypeError, InvalidValueError, WaitTimeoutError
+from vyre.errors import (
+    BackendError,
+    InvalidTypeError,
+    InvalidValueError,
+    WaitTimeoutError,
+)
 from vyre.protocol import SlotStatus
 
 OBS = 160

@@ -7,6 +7,7 @@ copy. The kernel is launched once, on its own non-blocking stream, and runs unti
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import struct
 import threading
 import time
@@ -59,6 +60,7 @@ _COMEBACK_LOCK_WAIT = 0.05
 # the exit word (doorbell[2]) as uint32 words, read with a locked instruction: a full fence
 # between the doorbell store before it and this load (the host half of the handshake)
 _EXIT_WORD = 4
+_PAGE = 4096  # host page: the unit cuMemHostRegister locks
 _module_cache: dict[int, Any] = {}
 
 def _cuda():
@@ -94,7 +96,7 @@ class CudaBackend(Backend):
     this long with nothing published and nothing running, default 1.0; the next submit
     relaunches; 0: never), ``yield_ms`` (leave and be relaunched after this long resident
     even when busy, so a device-wide synchronize, a free or a module load of another library
-    waits at most about this long; default 20; 0: never). See docs/facade.md, "Using vyre
+    waits at most about this long; default 5; 0: never). See docs/facade.md, "Using vyre
     with CuPy and PyTorch".
     """
 
@@ -106,7 +108,7 @@ class CudaBackend(Backend):
                  io_slots: int, workers: int | None = None, device: int = 0,
                  idle_sleep_ns: int = 2000, heartbeat_ms: float = 1.0,
                  coop_min_bytes: int = 2048, assist_part_bytes: int = 65536,
-                 sm_share: float = 0.25, idle_exit_ms: float = 1.0, yield_ms: float = 20.0,
+                 sm_share: float = 0.25, idle_exit_ms: float = 1.0, yield_ms: float = 5.0,
                  **options: Any) -> None:
         if options:
             raise BackendError(f"unknown CUDA backend option(s): {', '.join(sorted(options))}",
@@ -271,10 +273,7 @@ class CudaBackend(Backend):
             if not array.flags.c_contiguous:
                 raise BackendError("the buffer is not C-contiguous",
                                    "pass np.ascontiguousarray(buffer)")
-            with self._active():
-                reg = register_host(array, self._ctx)
-            self._registrations.append(reg)
-            addr, nbytes = reg.device_pointer, int(array.nbytes)
+            addr, nbytes = self._register_pages(array), int(array.nbytes)
         elif not isinstance(array, np.ndarray) and not hasattr(array, "__cuda_array_interface__") \
                 and not hasattr(array, "gpudata") and hasattr(array, "__dlpack__"):
             addr, nbytes, capsule = dlpack_address(array)
@@ -285,6 +284,27 @@ class CudaBackend(Backend):
         self._table[2 * handle] = addr
         self._table[2 * handle + 1] = nbytes
         return handle
+
+    def _register_pages(self, array: np.ndarray) -> int:
+        """Page-lock and map the whole pages under ``array`` (registrations are per page: two
+        small arrays on one page would collide); an array on pages vyre registered before
+        is found there instead. Returns the array's device address."""
+        ptr, n = int(array.ctypes.data), max(int(array.nbytes), 1)
+        found = registered_address(ptr, n)
+        if found is not None:
+            return found
+        start, end = ptr & ~(_PAGE - 1), (ptr + n + _PAGE - 1) & ~(_PAGE - 1)
+        pages = np.ctypeslib.as_array((ctypes.c_uint8 * (end - start)).from_address(start))
+        try:
+            with self._active():
+                reg = register_host(pages, self._ctx)
+        except BackendError as err:
+            raise BackendError(f"this numpy array could not be page-locked for the GPU ({err})",
+                               "its pages may be registered already by another library; use "
+                               "Megakernel.alloc_buffer, or a page-aligned array") from err
+        reg.owner = array  # the array's memory outlives the registration
+        self._registrations.append(reg)
+        return reg.device_pointer + (ptr - start)
 
     def alloc_buffer(self, nbytes: int, *, device: bool = False) -> Any:
         """Registered host memory (host-visible), or device memory with ``device=True``.

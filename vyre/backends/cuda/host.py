@@ -60,6 +60,10 @@ class HostRegistration:
     megakernel runs (see ``vyre.backends.cuda._release``).
     """
 
+    #: what must outlive the registration when ``array`` is a view made for it (the CUDA
+    #: backend registers the whole pages under a user's array)
+    owner: Any = None
+
     def __init__(self, array: np.ndarray, context: Any = None) -> None:
         if not array.flags.c_contiguous:
             raise BackendError("only contiguous host memory can be registered",
