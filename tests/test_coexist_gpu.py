@@ -41,6 +41,7 @@ def run_case(body: str, limit: float = LIMIT) -> str:
         pytest.fail(f"hung: no exit within {limit} s\n{err.stdout or ''}{err.stderr or ''}")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "OK" in proc.stdout, out
+    print(out)  # the figures a case reports (pytest -s shows them)
     return out
 
 
