@@ -218,7 +218,8 @@ static __device__ void poller(const vyre_launch_t &L) {
     // the exit word, fences at system scope, and only then reads the doorbell the last time.
     // The host stores the doorbell, fences, and reads the exit word. One of the two sees the
     // other's store: the kernel covers the new tickets, or the host relaunches for them.
-    const unsigned long long launched_at = vyre_globaltimer(), first = seen;
+    // times from lane 0 only: every lane must take the same branch below (shuffles inside)
+    const unsigned long long launched_at = __shfl_sync(FULL_MASK, vyre_globaltimer(), 0), first = seen;
     unsigned long long fresh_at = launched_at;
     bool leaving = false;
     for (;;) {
@@ -279,11 +280,16 @@ static __device__ void poller(const vyre_launch_t &L) {
         if (pause) pausing = true;
         if (leaving) pausing = true;  // this pass read the doorbell after the exit word
         if (!pausing && (L.idle_exit_us | L.yield_after_us) != 0u) {
-            const unsigned long long now = vyre_globaltimer();
+            const unsigned long long now = __shfl_sync(FULL_MASK, vyre_globaltimer(), 0);
             if (fresh) fresh_at = now;
             // idle: no publication for idle_exit_us and every ticket seen so far finished
             // (the per-launch DONE + FAULT counts; mod 2^32 like the counters)
-            bool go = L.yield_after_us != 0u && now - launched_at >= 1000ull * L.yield_after_us;
+            // a yield waits while a split scan has parts left: leaving sends its helpers home
+            // and the owner would scan the rest alone (measured: many seconds for tiny parts)
+            bool go = L.yield_after_us != 0u && now - launched_at >= 1000ull * L.yield_after_us &&
+                      __shfl_sync(FULL_MASK, lane == 0 ? cuda::atomic_ref<unsigned, cuda::thread_scope_device>(
+                                                             L.assist->open).load(cuda::std::memory_order_relaxed)
+                                                       : 0u, 0) == 0u;
             if (!go && L.idle_exit_us != 0u && now - fresh_at >= 1000ull * L.idle_exit_us) {
                 unsigned finished = 0;
                 if (lane == 0)

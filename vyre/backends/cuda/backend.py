@@ -57,6 +57,9 @@ _PAUSE_TIMEOUT = 10.0
 # past it, the relaunch is left to the holder (a quiesced() block relaunches at its end) or to
 # the next check() (a waiter's watchdog runs it every few milliseconds)
 _COMEBACK_LOCK_WAIT = 0.05
+# how long a kick or a check waits for a kernel that is still draining before it leaves the
+# relaunch to the next one (a waiter's check() comes every few milliseconds)
+_COMEBACK_EXIT_WAIT = 0.02
 # the exit word (doorbell[2]) as uint32 words, read with a locked instruction: a full fence
 # between the doorbell store before it and this load (the host half of the handshake)
 _EXIT_WORD = 4
@@ -551,7 +554,7 @@ class CudaBackend(Backend):
             if not self._running or self.paused:
                 return
             if self._exit_words[_EXIT_WORD] or self._comeback_wanted:
-                self._come_back_locked()  # it left on its own: relaunched if work waits
+                self._come_back_locked(0.0)  # it left on its own: relaunched if work waits
                 return
             finished = self._stream_done("run the workload under compute-sanitizer to find "
                                          "the bad access; recreate the Megakernel")
@@ -596,24 +599,23 @@ class CudaBackend(Backend):
         finally:
             RESIDENCY.lock.release()
 
-    def _come_back_locked(self) -> None:
-        """(Residency lock held.) The kernel said it is leaving: wait until it has left,
-        then relaunch iff the doorbell moved past the final mirror it wrote."""
+    def _come_back_locked(self, wait: float | None = None) -> None:
+        """(Residency lock held.) The kernel said it is leaving: once it has left, relaunch
+        iff the doorbell moved past the final mirror it wrote. A kernel still draining after
+        ``wait`` s (a long op in flight) is left to the next kick or check(): never a failure,
+        and a submitter is not held for the length of someone's scan."""
         self._comeback_wanted = False
         if not self._running or self.paused or self._failed is not None \
                 or not self._exit_words[_EXIT_WORD]:
             return
         if not self._away:
-            try:
-                self._wait_exit(_PAUSE_TIMEOUT, "leave after it began to leave on its own")
-            except BackendError as err:
-                self.control[CTRL_SHUTDOWN] = 1
-                self._failed = BackendError(
-                    f"the megakernel could not leave the GPU: {err}",
-                    "a slot never finishes (or waits on I/O nobody serves); recreate the "
-                    "Megakernel, or pass idle_exit_ms=0, yield_ms=0 to keep it resident")
-                self._left()
-                raise self._failed from err
+            deadline = time.monotonic() + (_COMEBACK_EXIT_WAIT if wait is None else wait)
+            while not self._stream_done("run the workload under compute-sanitizer; the "
+                                        "context may need to be recreated"):
+                if time.monotonic() > deadline:
+                    self._comeback_wanted = True
+                    return
+                time.sleep(0.0001)
             self._away = True
             self.idle_exits += 1
             self._left()
