@@ -559,10 +559,11 @@ class Megakernel:
     def register_buffer(self, array: Any) -> int:
         """Add a buffer to the buffer table (handle 1..255; handle 0 is control).
 
-        On the CPU any C-contiguous host buffer works; on CUDA a GPUArray, host memory from
-        :meth:`alloc_buffer`, a PyCUDA mapped pinned array, or an object with
-        ``__cuda_array_interface__`` (allocate those inside :meth:`paused` while a megakernel
-        runs). :meth:`alloc_buffer` makes one that suits the backend in use.
+        On the CPU any C-contiguous host buffer works; on CUDA also a NumPy array (page-locked
+        and mapped for the GPU), a GPUArray, host memory from :meth:`alloc_buffer`, an object
+        with ``__cuda_array_interface__`` (CuPy, PyTorch) or a ``__dlpack__`` tensor on the
+        GPU. The megakernel keeps a reference until it closes, so a buffer the caller drops is
+        never freed under it. :meth:`alloc_buffer` makes one that suits the backend in use.
         """
         return self._backend.register_buffer(array)
 
