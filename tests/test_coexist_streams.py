@@ -189,3 +189,38 @@ def test_plain_numpy_on_cuda_points_at_register_buffer():
     with pytest.raises(BackendError) as ei:
         mem.device_address(np.zeros(16, np.uint8))
     assert "register_buffer" in ei.value.fix
+
+
+def test_numpy_arrays_are_registered_by_whole_pages_once(monkeypatch):
+    """Two small arrays on one page share one registration (a second cuMemHostRegister of the
+    page would fail); the table gets each array's own device address; the registration keeps
+    the array alive."""
+    import contextlib
+
+    made = []
+
+    class Reg:
+        def __init__(self, pages):
+            self.host_pointer, self.nbytes = int(pages.ctypes.data), int(pages.nbytes)
+            self.device_pointer, self.registered = (1 << 44) + self.host_pointer, True
+            made.append(self)
+
+    def register_host(pages, context=None):
+        reg = Reg(pages)
+        mem._REGISTERED[reg.host_pointer] = reg
+        return reg
+
+    monkeypatch.setattr(mem, "_REGISTERED", {})
+    monkeypatch.setattr(mem, "register_host", register_host)
+    b = cb.CudaBackend.__new__(cb.CudaBackend)
+    b._buffers, b._table, b._registrations, b._ctx = [None], np.zeros(512, np.uint64), [], None
+    b._active = contextlib.nullcontext
+    page = np.zeros(4096 * 3, np.uint8)
+    at = (-page.ctypes.data) % 4096  # two arrays inside one page
+    a1, a2 = page[at:at + 64].view(np.uint32), page[at + 128:at + 192].view(np.uint32)
+    assert (b.register_buffer(a1), b.register_buffer(a2)) == (1, 2)
+    assert len(made) == 1 and made[0].nbytes == 4096 and made[0].owner is a1
+    assert b._table[2] == (1 << 44) + a1.ctypes.data and b._table[3] == 64
+    assert b._table[4] == (1 << 44) + a2.ctypes.data and b._buffers[2] is a2
+    with pytest.raises(BackendError, match="C-contiguous"):
+        b.register_buffer(page[::2])

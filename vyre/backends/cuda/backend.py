@@ -7,7 +7,6 @@ copy. The kernel is launched once, on its own non-blocking stream, and runs unti
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import struct
 import threading
 import time
@@ -25,7 +24,9 @@ from vyre.backends.cuda.memory import (
     device_address,
     dlpack_address,
     host_zeros,
+    reachable,
     register_host,
+    register_pages,
     registered_address,
 )
 from vyre.backends.cuda.probe import INSTALL_FIX, PTX_PATH, probe
@@ -63,7 +64,6 @@ _COMEBACK_EXIT_WAIT = 0.02
 # the exit word (doorbell[2]) as uint32 words, read with a locked instruction: a full fence
 # between the doorbell store before it and this load (the host half of the handshake)
 _EXIT_WORD = 4
-_PAGE = 4096  # host page: the unit cuMemHostRegister locks
 _module_cache: dict[int, Any] = {}
 
 def _cuda():
@@ -74,15 +74,6 @@ def _cuda():
 
     return cuda
 
-
-
-def _reachable(array: np.ndarray) -> bool:
-    """Is this host array already mapped for the GPU (registered by vyre, or PyCUDA's)?"""
-    try:
-        device_address(array)
-    except BackendError:
-        return False
-    return True
 
 
 class CudaBackend(Backend):
@@ -173,7 +164,7 @@ class CudaBackend(Backend):
                 # [0] tickets published, [1] pause request: the 16 bytes the poller reads;
                 # [2] exit word, [3] final mirror: written by a kernel leaving on its own
                 self.doorbell = self._mapped(4, np.uint64)
-                self._exit_words = memoryview(self.doorbell.view(np.uint32))
+                self._exit_words = self.doorbell.view(np.uint32).data
                 self._table = self._mapped(MAX_BUFFERS * 2, np.uint64)  # (addr, bytes) pairs
                 self._buffers: list[Any] = [self.control]
                 self._table[0], self._table[1] = self._dptr(self.control), self.control.nbytes
@@ -272,11 +263,15 @@ class CudaBackend(Backend):
             raise BackendError(f"the buffer table is full ({MAX_BUFFERS} handles)",
                                "reuse handles: register fewer, larger buffers")
         keep: Any = array
-        if isinstance(array, np.ndarray) and not _reachable(array):
+        if isinstance(array, np.ndarray) and not reachable(array):
             if not array.flags.c_contiguous:
                 raise BackendError("the buffer is not C-contiguous",
                                    "pass np.ascontiguousarray(buffer)")
-            addr, nbytes = self._register_pages(array), int(array.nbytes)
+            with self._active():
+                reg, addr = register_pages(array, self._ctx)
+            if reg is not None:
+                self._registrations.append(reg)
+            nbytes = int(array.nbytes)
         elif not isinstance(array, np.ndarray) and not hasattr(array, "__cuda_array_interface__") \
                 and not hasattr(array, "gpudata") and hasattr(array, "__dlpack__"):
             addr, nbytes, capsule = dlpack_address(array)
@@ -287,27 +282,6 @@ class CudaBackend(Backend):
         self._table[2 * handle] = addr
         self._table[2 * handle + 1] = nbytes
         return handle
-
-    def _register_pages(self, array: np.ndarray) -> int:
-        """Page-lock and map the whole pages under ``array`` (registrations are per page: two
-        small arrays on one page would collide); an array on pages vyre registered before
-        is found there instead. Returns the array's device address."""
-        ptr, n = int(array.ctypes.data), max(int(array.nbytes), 1)
-        found = registered_address(ptr, n)
-        if found is not None:
-            return found
-        start, end = ptr & ~(_PAGE - 1), (ptr + n + _PAGE - 1) & ~(_PAGE - 1)
-        pages = np.ctypeslib.as_array((ctypes.c_uint8 * (end - start)).from_address(start))
-        try:
-            with self._active():
-                reg = register_host(pages, self._ctx)
-        except BackendError as err:
-            raise BackendError(f"this numpy array could not be page-locked for the GPU ({err})",
-                               "its pages may be registered already by another library; use "
-                               "Megakernel.alloc_buffer, or a page-aligned array") from err
-        reg.owner = array  # the array's memory outlives the registration
-        self._registrations.append(reg)
-        return reg.device_pointer + (ptr - start)
 
     def alloc_buffer(self, nbytes: int, *, device: bool = False) -> Any:
         """Registered host memory (host-visible), or device memory with ``device=True``.

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from vyre.backends.cuda.backend import CudaBackend
 
 _COPY_TIMEOUT = 10.0
+_PAGE = 4096  # host page: the unit cuMemHostRegister locks
 # registered host memory: host address -> registration (device_address looks arrays up here)
 _REGISTERED: dict[int, HostRegistration] = {}
 
@@ -88,6 +89,35 @@ def register_host(array: np.ndarray, context: Any = None) -> HostRegistration:
 def release_host(reg: HostRegistration) -> None:
     """Unregister host memory from :func:`register_host`, never under a running kernel."""
     RESIDENCY.release([reg], now=True)
+
+
+def reachable(array: np.ndarray) -> bool:
+    """Is this host array already mapped for the GPU (registered by vyre, or PyCUDA's)?"""
+    try:
+        device_address(array)
+    except BackendError:
+        return False
+    return True
+
+
+def register_pages(array: np.ndarray, context: Any) -> tuple[HostRegistration | None, int]:
+    """Page-lock and map the whole pages under ``array`` (registrations are per page: two
+    small arrays on one page would collide); an array on pages registered before is found
+    there instead (registration None). Returns (registration, the array's device address)."""
+    ptr, n = int(array.ctypes.data), max(int(array.nbytes), 1)
+    found = registered_address(ptr, n)
+    if found is not None:
+        return None, found
+    start, end = ptr & ~(_PAGE - 1), (ptr + n + _PAGE - 1) & ~(_PAGE - 1)
+    pages = np.ctypeslib.as_array((ctypes.c_uint8 * (end - start)).from_address(start))
+    try:
+        reg = register_host(pages, context)
+    except BackendError as err:
+        raise BackendError(f"this numpy array could not be page-locked for the GPU ({err})",
+                           "its pages may be registered already by another library; use "
+                           "Megakernel.alloc_buffer, or a page-aligned array") from err
+    reg.owner = array  # the array's memory outlives the registration
+    return reg, reg.device_pointer + (ptr - start)
 
 
 def host_zeros(nbytes: int) -> np.ndarray:
