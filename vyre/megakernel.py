@@ -603,9 +603,9 @@ class Megakernel:
         """A ``with`` block during which no megakernel of this process runs on the GPU.
 
         On CUDA, allocating or freeing device or page-locked memory and loading modules wait
-        for the device to go idle, which a persistent kernel never does: such calls (your own
-        ``cupy.empty``, ``torch.empty``, ``gpuarray.to_gpu``, a CUDA graph build) hang while a
-        megakernel runs. Make them inside this block: every running megakernel finishes what
+        for the device to go idle: for a megakernel to leave the GPU, which it does by itself
+        when idle and every ``yield_ms`` when busy (never, with ``idle_exit_ms=0,
+        yield_ms=0``). To have such calls wait for nothing, make them inside this block: every running megakernel finishes what
         was published, exits, and is relaunched when the block ends; nothing is lost or run
         twice. Slots published inside the block run after it. The megakernel's CUDA context is
         current inside the block. Re-entrant; a no-op on the CPU backend. vyre's own allocations (``alloc_buffer``, ``GpuStream``) do this themselves.
