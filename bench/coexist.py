@@ -1,5 +1,5 @@
 """vyre next to PyTorch and CuPy in one process: what each costs the other (H200 figures in
-bench/RESULTS.md, "Coexistence").
+bench/RESULTS.md, "vyre next to PyTorch and CuPy on the H200").
 
 Run on a GPU machine with CuPy and PyTorch: ``python bench/coexist.py [--json out.json]``.
 Each configuration runs in its own process under a time limit (a hang shows as a timeout
