@@ -35,7 +35,9 @@ typedef struct {
     unsigned long long *published;      // device: mirror of the doorbell
     unsigned int *shutdown;             // device: SD_STOP (control[SHUTDOWN]) or SD_PAUSE
     unsigned int *live;                 // device: worker warps still running
-    const unsigned long long *doorbell; // mapped host: [0] tickets published, [1] pause request
+    // mapped host: [0] tickets published, [1] pause request, [2] the kernel is leaving on its
+    // own (idle exit or yield; low word), [3] the final doorbell mirror of such an exit
+    unsigned long long *doorbell;
     unsigned int *counters;             // device: DONE, FAULT, METRICS[32] not yet in control
     unsigned int *tenants;              // device: tenant table mirror
     unsigned long long *tenants_asof;   // device: the tenant mirror is valid for tickets below it
@@ -44,6 +46,8 @@ typedef struct {
     unsigned int idle_sleep_ns;         // longest back-off of an idle warp
     unsigned int coop_min_bytes;        // DFA_SCAN ranges at least this long use all 32 lanes
     unsigned int assist_part_bytes;     // a split DFA_SCAN's part (one warp's share); 0: never split
+    unsigned int idle_exit_us;          // leave after this long without a publication (0: never)
+    unsigned int yield_after_us;        // leave after this long resident, busy or not (0: never)
     unsigned int reserved_;
 } vyre_launch_t;
 
@@ -210,6 +214,14 @@ static __device__ void poller(const vyre_launch_t &L) {
     // pass before (their loads issue after that pass's acquire load returned it)
     unsigned long long prev = seen, covered = 0;
     bool pausing = false;
+    // Leaving on its own (docs/decisions.md, "Living next to CuPy and PyTorch"): lane 9 stores
+    // the exit word, fences at system scope, and only then reads the doorbell the last time.
+    // The host stores the doorbell, fences, and reads the exit word. One of the two sees the
+    // other's store: the kernel covers the new tickets, or the host relaunches for them.
+    // times from lane 0 only: every lane must take the same branch below (shuffles inside)
+    const unsigned long long launched_at = __shfl_sync(FULL_MASK, vyre_globaltimer(), 0), first = seen;
+    unsigned long long fresh_at = launched_at;
+    bool leaving = false;
     for (;;) {
         uint4 q = make_uint4(0u, 0u, 0u, 0u);
         // acquire: the next pass's loads and the workers' slot loads follow this doorbell value
@@ -266,8 +278,44 @@ static __device__ void poller(const vyre_launch_t &L) {
         // a pause: `seen` is final; leave once the tenant mirror covers it, so the workers can
         // finish every ticket below it
         if (pause) pausing = true;
+        if (leaving) pausing = true;  // this pass read the doorbell after the exit word
+        if (!pausing && (L.idle_exit_us | L.yield_after_us) != 0u) {
+            const unsigned long long now = __shfl_sync(FULL_MASK, vyre_globaltimer(), 0);
+            if (fresh) fresh_at = now;
+            // idle: no publication for idle_exit_us and every ticket seen so far finished
+            // (the per-launch DONE + FAULT counts; mod 2^32 like the counters)
+            // a yield waits while a split scan has parts left: leaving sends its helpers home
+            // and the owner would scan the rest alone (measured: many seconds for tiny parts)
+            bool go = L.yield_after_us != 0u && now - launched_at >= 1000ull * L.yield_after_us &&
+                      __shfl_sync(FULL_MASK, lane == 0 ? cuda::atomic_ref<unsigned, cuda::thread_scope_device>(
+                                                             L.assist->open).load(cuda::std::memory_order_relaxed)
+                                                       : 0u, 0) == 0u;
+            if (!go && L.idle_exit_us != 0u && now - fresh_at >= 1000ull * L.idle_exit_us) {
+                unsigned finished = 0;
+                if (lane == 0)
+                    finished = cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.counters[CNT_DONE])
+                                   .load(cuda::std::memory_order_relaxed) +
+                               cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.counters[CNT_FAULT])
+                                   .load(cuda::std::memory_order_relaxed);
+                go = __shfl_sync(FULL_MASK, finished, 0) == (unsigned)(seen - first);
+            }
+            if (go) {
+                if (lane == 9) {
+                    cuda::atomic_ref<unsigned, cuda::thread_scope_system>(
+                        *(unsigned *)(L.doorbell + 2)).store(1u, cuda::std::memory_order_relaxed);
+                    cuda::atomic_thread_fence(cuda::std::memory_order_seq_cst, cuda::thread_scope_system);
+                }
+                __syncwarp();
+                leaving = true;  // the next pass's doorbell read is the final one
+            }
+        }
         if (pausing && covered >= seen) {
-            if (lane == 0) sd_mirror.store(SD_PAUSE, cuda::std::memory_order_release);
+            if (lane == 0) {
+                if (leaving)  // the host compares it with its doorbell: relaunch or stay away
+                    cuda::atomic_ref<unsigned long long, cuda::thread_scope_system>(L.doorbell[3])
+                        .store(seen, cuda::std::memory_order_relaxed);
+                sd_mirror.store(SD_PAUSE, cuda::std::memory_order_release);
+            }
             return;
         }
     }

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from vyre.backends.cuda import backend as cb
+from vyre.backends.cuda import memory as mem
+from vyre.backends.cuda import residency as res
 from vyre.backends.cuda.host import HostRegistration
 from vyre.errors import BackendError
 
 
 def test_host_zeros_is_zeroed_page_aligned_and_writable():
-    a = cb.host_zeros(10_000)
+    a = mem.host_zeros(10_000)
     assert a.dtype == np.uint8 and a.size == 10_000
     assert a.ctypes.data % mmap.PAGESIZE == 0
     assert not a.any()
@@ -23,32 +25,32 @@ def test_host_zeros_is_zeroed_page_aligned_and_writable():
 
 
 def test_device_address_finds_registered_memory_by_host_range(monkeypatch):
-    host = cb.host_zeros(4096)
+    host = mem.host_zeros(4096)
     base = int(host.ctypes.data)
     fake = SimpleNamespace(registered=True, host_pointer=base, nbytes=4096,
                            device_pointer=0x7000_0000_0000)
-    monkeypatch.setitem(cb._REGISTERED, base, fake)
-    assert cb.device_address(host[100:200]) == (0x7000_0000_0000 + 100, 100)
-    assert cb.device_address(host.view(np.uint32)) == (0x7000_0000_0000, 4096)
-    other = cb.host_zeros(64)
+    monkeypatch.setitem(mem._REGISTERED, base, fake)
+    assert mem.device_address(host[100:200]) == (0x7000_0000_0000 + 100, 100)
+    assert mem.device_address(host.view(np.uint32)) == (0x7000_0000_0000, 4096)
+    other = mem.host_zeros(64)
     with pytest.raises(BackendError, match="not mapped") as ei:
-        cb.device_address(other)  # plain host memory: refused, with a fix
+        mem.device_address(other)  # plain host memory: refused, with a fix
     assert "alloc_buffer" in ei.value.fix
     fake.registered = False  # unregistered memory is no longer a device address
     with pytest.raises(BackendError):
-        cb.device_address(host)
+        mem.device_address(host)
 
 
 @pytest.mark.skipif(ctypes.util.find_library("cuda") is not None, reason="a CUDA driver is present")
 def test_registration_without_a_driver_says_what_to_install():
     with pytest.raises(BackendError, match="driver") as ei:
-        HostRegistration(cb.host_zeros(64))
+        HostRegistration(mem.host_zeros(64))
     assert "libcuda" in ei.value.fix
 
 
 def test_registration_refuses_strided_memory():
     with pytest.raises(BackendError, match="contiguous"):
-        HostRegistration(cb.host_zeros(64)[::2])
+        HostRegistration(mem.host_zeros(64)[::2])
 
 
 def test_paused_is_a_no_op_context_on_the_cpu_backend():
@@ -89,7 +91,7 @@ def test_a_failing_copy_query_is_a_backend_error_with_a_fix():
     def query():
         raise _FakeCudaError("cuEventQuery failed: an illegal memory access was encountered")
 
-    copy = cb.DeviceCopy(_bare_backend(), SimpleNamespace(query=query), 4096)
+    copy = mem.DeviceCopy(_bare_backend(), SimpleNamespace(query=query), 4096)
     with pytest.raises(BackendError, match="4096-byte host-to-device copy failed") as ei:
         copy.done()
     assert "recreate the Megakernel" in ei.value.fix
@@ -99,7 +101,7 @@ def test_a_failing_copy_query_is_a_backend_error_with_a_fix():
 def test_a_landed_copy_hands_its_event_back_once():
     backend = _bare_backend(_events=[])
     event = SimpleNamespace(query=lambda: True)
-    copy = cb.DeviceCopy(backend, event, 16)
+    copy = mem.DeviceCopy(backend, event, 16)
     assert copy.done() and copy.done()
     assert backend._events == [event]
 
@@ -107,7 +109,7 @@ def test_a_landed_copy_hands_its_event_back_once():
 def test_stop_is_bounded_while_another_thread_is_inside_quiesced(held_elsewhere):
     import time
     backend = _bare_backend(_running=True, paused=False, control=np.zeros(160, np.uint32))
-    with held_elsewhere(cb._QUIESCE):
+    with held_elsewhere(res.RESIDENCY.lock):
         t0 = time.monotonic()
         with pytest.raises(BackendError, match="quiesced") as ei:
             backend.stop(0.2)

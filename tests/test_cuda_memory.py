@@ -23,7 +23,9 @@ BIG = 64 << 20  # large enough that the driver must map new memory (small ones a
 
 
 def test_large_allocations_while_a_megakernel_runs():
-    with Megakernel("cuda", slot_count=256, observable_slots=8) as mk:
+    # resident throughout (no idle exit), so the pause count below is the allocations' alone
+    with Megakernel("cuda", slot_count=256, observable_slots=8, idle_exit_ms=0,
+                    yield_ms=0) as mk:
         mk.wait(mk.submit(Opcode.NOP), timeout=10)
         h_host, host = mk.alloc_buffer(BIG)
         h_dev, _ = mk.alloc_buffer(BIG, device=True)

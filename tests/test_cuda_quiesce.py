@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from vyre.backends.cuda import backend as cb
+from vyre.backends.cuda import residency as res
 from vyre.errors import BackendError
 
 
@@ -22,13 +22,13 @@ class StandIn:
         if self.fail_pause:
             raise BackendError(f"{self.name} cannot pause", "none")
         self.log.append(("pause", self.name))
-        cb._RESIDENT.pop(id(self), None)
+        R.resident.pop(id(self), None)
 
     def _resume(self):
         self.log.append(("resume", self.name))
         if self.fail_resume:
             raise RuntimeError(f"{self.name} cannot relaunch")
-        cb._RESIDENT[id(self)] = self
+        R.resident[id(self)] = self
 
 
 class Alloc:
@@ -39,30 +39,33 @@ class Alloc:
         self.log.append(("free", self.name))
 
 
+R = res.RESIDENCY
+
+
 @pytest.fixture(autouse=True)
 def clean_state(monkeypatch):
-    monkeypatch.setattr(cb, "_RESIDENT", {})
-    monkeypatch.setattr(cb, "_PAUSED", [])
-    monkeypatch.setattr(cb, "_DEFERRED_FREES", [])
-    monkeypatch.setattr(cb, "_quiesce_depth", 0)
+    monkeypatch.setattr(R, "resident", {})
+    monkeypatch.setattr(R, "paused", [])
+    monkeypatch.setattr(R, "deferred", [])
+    monkeypatch.setattr(R, "depth", 0)
 
 
 def resident(*kernels):
     for k in kernels:
-        cb._RESIDENT[id(k)] = k
+        R.resident[id(k)] = k
 
 
 def test_every_resident_kernel_is_paused_once_and_relaunched():
     log = []
     a, b = StandIn(log, "a"), StandIn(log, "b")
     resident(a, b)
-    with cb.quiesced():
-        assert not cb._RESIDENT
-        with cb.quiesced():  # nested: no second pause
+    with res.quiesced():
+        assert not R.resident
+        with res.quiesced():  # nested: no second pause
             pass
         assert log == [("pause", "a"), ("pause", "b")]
     assert log[2:] == [("resume", "a"), ("resume", "b")]
-    assert set(cb._RESIDENT) == {id(a), id(b)}
+    assert set(R.resident) == {id(a), id(b)}
 
 
 def test_a_failed_pause_relaunches_those_already_paused():
@@ -70,10 +73,10 @@ def test_a_failed_pause_relaunches_those_already_paused():
     a, b = StandIn(log, "a"), StandIn(log, "b", fail_pause=True)
     resident(a, b)
     with pytest.raises(BackendError, match="b cannot pause"):
-        with cb.quiesced():
+        with res.quiesced():
             pytest.fail("the block must not run")
     assert log == [("pause", "a"), ("resume", "a")]
-    assert cb._quiesce_depth == 0
+    assert R.depth == 0
 
 
 def test_a_failed_relaunch_still_relaunches_the_others_and_raises():
@@ -81,22 +84,22 @@ def test_a_failed_relaunch_still_relaunches_the_others_and_raises():
     a, b = StandIn(log, "a", fail_resume=True), StandIn(log, "b")
     resident(a, b)
     with pytest.raises(RuntimeError, match="a cannot relaunch"):
-        with cb.quiesced():
+        with res.quiesced():
             pass
-    assert ("resume", "b") in log and not cb._PAUSED
+    assert ("resume", "b") in log and not R.paused
 
 
 def test_frees_wait_while_a_kernel_is_resident_and_run_inside_a_pause():
     log = []
     k = StandIn(log, "k")
     resident(k)
-    cb._release([Alloc(log, "x")])  # a finalizer's release: parked, the kernel is resident
+    R.release([Alloc(log, "x")])  # a finalizer's release: parked, the kernel is resident
     assert ("free", "x") not in log
-    cb._release([Alloc(log, "y")], now=True)  # an explicit close: pause, free, relaunch
+    R.release([Alloc(log, "y")], now=True)  # an explicit close: pause, free, relaunch
     assert log == [("pause", "k"), ("free", "y"), ("free", "x"), ("resume", "k")]
 
 
 def test_frees_run_at_once_when_no_kernel_is_resident():
     log = []
-    cb._release([Alloc(log, "z")])
+    R.release([Alloc(log, "z")])
     assert log == [("free", "z")]

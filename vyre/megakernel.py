@@ -30,6 +30,7 @@ from vyre.protocol import (
     CTRL_HEARTBEAT,
     CTRL_SHUTDOWN,
     OBSERVABLE_BASE,
+    SLOT_OPCODE,
     SlotStatus,
 )
 
@@ -558,20 +559,53 @@ class Megakernel:
     def register_buffer(self, array: Any) -> int:
         """Add a buffer to the buffer table (handle 1..255; handle 0 is control).
 
-        On the CPU any C-contiguous host buffer works; on CUDA a GPUArray, host memory from
-        :meth:`alloc_buffer`, a PyCUDA mapped pinned array, or an object with
-        ``__cuda_array_interface__`` (allocate those inside :meth:`paused` while a megakernel
-        runs). :meth:`alloc_buffer` makes one that suits the backend in use.
+        On the CPU any C-contiguous host buffer works; on CUDA also a NumPy array (page-locked
+        and mapped for the GPU), a GPUArray, host memory from :meth:`alloc_buffer`, an object
+        with ``__cuda_array_interface__`` (CuPy, PyTorch) or a ``__dlpack__`` tensor on the
+        GPU. The megakernel keeps a reference until it closes, so a buffer the caller drops is
+        never freed under it. :meth:`alloc_buffer` makes one that suits the backend in use.
         """
         return self._backend.register_buffer(array)
+
+    def stream_wait(self, stream: Any, ticket: int) -> None:
+        """Make a CUDA ``stream`` (CuPy, PyTorch, PyCUDA, or a CUstream int) wait until
+        ``ticket`` finished, before the work queued on it after this call.
+
+        On CUDA the wait runs on the GPU (no host round trip): the stream waits on the ticket's
+        slot status. A ticket that FAULTs also releases the stream (``wait`` reports the
+        fault). On the CPU backend this waits for the ticket on the host. LOAD_MISS tickets
+        are refused (their slot passes through WAIT_IO). See docs/facade.md."""
+        ticket = operator.index(ticket)
+        if not 0 <= ticket < self._published:
+            raise InvalidValueError(f"ticket {ticket} was never published",
+                                    "pass a ticket returned by submit")
+        slot = ticket % self.slot_count
+        if self._retired > ticket:
+            return  # finished: nothing to wait for
+        if int(self._ring[slot * 16 + SLOT_OPCODE]) == int(Opcode.LOAD_MISS):
+            raise InvalidValueError("a LOAD_MISS ticket cannot be waited for by a stream",
+                                    "wait for it with mk.wait(ticket) before queuing the "
+                                    "stream's work")
+        self._ring_doorbell_if_behind()
+        if not self._backend.stream_wait(stream, slot):
+            self.wait(ticket)
+
+    def submit_after(self, stream: Any, opcode: int, args: Sequence[int] = (), tenant: int = 0,
+                     timeout: float | None = None) -> int:
+        """``submit`` once the work queued on a CUDA ``stream`` so far has finished (its
+        results visible to the op). The host waits for the stream (an event, polled): a
+        round trip of about one stream synchronize. Raises ``WaitTimeoutError`` after
+        ``timeout`` s."""
+        self._backend.after_stream(stream, timeout)
+        return self.submit(opcode, args, tenant=tenant)
 
     def paused(self) -> ContextManager[None]:
         """A ``with`` block during which no megakernel of this process runs on the GPU.
 
         On CUDA, allocating or freeing device or page-locked memory and loading modules wait
-        for the device to go idle, which a persistent kernel never does: such calls (your own
-        ``cupy.empty``, ``torch.empty``, ``gpuarray.to_gpu``, a CUDA graph build) hang while a
-        megakernel runs. Make them inside this block: every running megakernel finishes what
+        for the device to go idle: for a megakernel to leave the GPU, which it does by itself
+        when idle and every ``yield_ms`` when busy (never, with ``idle_exit_ms=0,
+        yield_ms=0``). To have such calls wait for nothing, make them inside this block: every running megakernel finishes what
         was published, exits, and is relaunched when the block ends; nothing is lost or run
         twice. Slots published inside the block run after it. The megakernel's CUDA context is
         current inside the block. Re-entrant; a no-op on the CPU backend. vyre's own allocations (``alloc_buffer``, ``GpuStream``) do this themselves.

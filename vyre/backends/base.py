@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from vyre.errors import InvalidTypeError
+
 
 class Backend(abc.ABC):
     """Memory and workers for one megakernel.
@@ -83,6 +85,20 @@ class Backend(abc.ABC):
         every running megakernel (each drains what was published) and relaunches them after.
         """
         return contextlib.nullcontext()
+
+    def stream_wait(self, stream: Any, slot: int) -> bool:
+        """Queue on a CUDA ``stream`` a device-side wait until ``slot``'s ticket finished.
+        False where the backend cannot (the CPU): the caller waits on the host instead."""
+        return False
+
+    def after_stream(self, stream: Any, timeout: float | None) -> None:
+        """Return once the work queued on a CUDA ``stream`` so far has finished."""
+        sync = getattr(stream, "synchronize", None)
+        if sync is None:
+            raise InvalidTypeError(f"cannot wait for a {type(stream).__name__} without a GPU "
+                                   "backend", "pass a stream object with synchronize() "
+                                   "(CuPy, PyTorch, PyCUDA)")
+        sync()
 
     def kick(self) -> None:  # noqa: B027 - optional hook: backends whose workers poll need none
         """Tell idle workers that slots were just published (a no-op where they poll)."""

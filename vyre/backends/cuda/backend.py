@@ -7,22 +7,38 @@ copy. The kernel is launched once, on its own non-blocking stream, and runs unti
 from __future__ import annotations
 
 import contextlib
-import mmap
 import struct
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
+from vyre.backends._cpu import atomic_cas_u32
 from vyre.backends.base import Backend
 from vyre.backends.cuda.host import HostRegistration
+from vyre.backends.cuda.memory import (
+    DeviceBuffer,
+    DeviceCopy,
+    device_address,
+    dlpack_address,
+    host_zeros,
+    reachable,
+    register_host,
+    register_pages,
+    registered_address,
+)
 from vyre.backends.cuda.probe import INSTALL_FIX, PTX_PATH, probe
-from vyre.errors import BackendError
+from vyre.backends.cuda.residency import RESIDENCY, quiesced
+from vyre.backends.cuda.streams import stream_event_done, stream_wait_ticket
+from vyre.errors import BackendError, InvalidValueError
 from vyre.protocol import CTRL_SHUTDOWN, MAX_BUFFERS
 
 # vyre_launch_t of cuda/megakernel.cu: vyre_ctx_t (5 pointers, 6 u32), 9 pointers, u64, 4 u32
-_LAUNCH = struct.Struct("<5Q6I9QQIIII")
+# (the last six: idle_sleep_ns, coop_min_bytes, assist_part_bytes, idle_exit_us,
+# yield_after_us, reserved)
+_LAUNCH = struct.Struct("<5Q6I9QQ6I")
 # device state: tickets u64 @0, doorbell mirror u64 @8, shutdown mirror u32 @16,
 # live worker warps u32 @20, tickets the tenant mirror covers u64 @24,
 # counters (DONE, FAULT, METRICS[32]) @64, tenant mirror @256, assist board @512
@@ -38,117 +54,17 @@ _COUNTERS_AT = 64
 _BLOCK_THREADS = 128
 _KERNEL = "vyre_megakernel"
 _PAUSE_TIMEOUT = 10.0
-_COPY_TIMEOUT = 10.0
+# how long a submitter waits for the residency lock to relaunch a kernel that left on its own;
+# past it, the relaunch is left to the holder (a quiesced() block relaunches at its end) or to
+# the next check() (a waiter's watchdog runs it every few milliseconds)
+_COMEBACK_LOCK_WAIT = 0.05
+# how long a kick or a check waits for a kernel that is still draining before it leaves the
+# relaunch to the next one (a waiter's check() comes every few milliseconds)
+_COMEBACK_EXIT_WAIT = 0.02
+# the exit word (doorbell[2]) as uint32 words, read with a locked instruction: a full fence
+# between the doorbell store before it and this load (the host half of the handshake)
+_EXIT_WORD = 4
 _module_cache: dict[int, Any] = {}
-
-# Measured (bench/gpu/blocking_calls.py, docs/decisions.md): while any kernel runs,
-# cuMemHostAlloc, cuMemFreeHost, cuMemHostUnregister, cuMemAlloc (when it needs new memory),
-# cuMemFree and module loading wait for the device to go idle, which a persistent kernel
-# never does: they hang. So every such call is made inside quiesced(), which pauses every
-# running megakernel of the process (each drains what was published) and relaunches them
-# afterwards; releases that come from garbage collection, where pausing is not safe, are
-# parked in _DEFERRED_FREES until no kernel is resident.
-_RESIDENT: dict[int, "CudaBackend"] = {}
-_DEFERRED_FREES: list[Any] = []
-_QUIESCE = threading.RLock()
-_quiesce_depth = 0
-_PAUSED: list["CudaBackend"] = []  # paused by the outermost quiesced() block, resumed at its end
-# registered host memory: host address -> registration (device_address looks arrays up here)
-_REGISTERED: dict[int, HostRegistration] = {}
-
-
-@contextlib.contextmanager
-def quiesced() -> Iterator[None]:
-    """Pause every running megakernel of the process for the block (re-entrant).
-
-    Inside, allocating, freeing or loading modules cannot wait on a persistent kernel. Work
-    published meanwhile waits and runs after the block; a megakernel started inside the block
-    is launched at its end.
-    """
-    global _quiesce_depth
-    with _QUIESCE:
-        if _quiesce_depth == 0:
-            try:
-                for backend in list(_RESIDENT.values()):
-                    backend._pause()
-                    _PAUSED.append(backend)
-            except BaseException:
-                _resume_paused()
-                raise
-        _quiesce_depth += 1
-        try:
-            if not _RESIDENT:
-                _free_deferred()
-            yield
-        finally:
-            _quiesce_depth -= 1
-            if _quiesce_depth == 0:
-                _resume_paused()
-
-
-def _resume_paused() -> None:
-    errors: list[BaseException] = []
-    while _PAUSED:
-        try:
-            _PAUSED.pop(0)._resume()
-        except Exception as err:  # every paused backend gets its relaunch attempt
-            errors.append(err)
-    if errors:
-        raise errors[0]
-
-
-def _release(allocations: list[Any], *, now: bool = False) -> None:
-    """Free device allocations and unregister host memory safely.
-
-    ``now``: pause the running megakernels and free at once (explicit close). Otherwise (from
-    a finalizer) free only if no kernel is resident, else park until the last one stops.
-    """
-    _DEFERRED_FREES.extend(allocations)
-    if now:
-        with quiesced():
-            pass  # quiesced() frees the deferred list with no kernel resident
-    elif _QUIESCE.acquire(blocking=False):
-        try:  # checked under the lock: a launch registers as resident before it launches
-            if not _RESIDENT:
-                _free_deferred()
-        finally:
-            _QUIESCE.release()
-
-
-def _free_deferred() -> None:
-    while _DEFERRED_FREES:
-        alloc = _DEFERRED_FREES.pop()
-        if isinstance(alloc, HostRegistration):
-            _REGISTERED.pop(alloc.host_pointer, None)
-        with contextlib.suppress(Exception):  # already freed, or its context is gone
-            alloc.free()
-
-
-def register_host(array: np.ndarray, context: Any = None) -> HostRegistration:
-    """Page-lock and map ``array`` for the GPU; :func:`release_host` undoes it safely."""
-    reg = HostRegistration(array, context)
-    _REGISTERED[reg.host_pointer] = reg
-    return reg
-
-
-def release_host(reg: HostRegistration) -> None:
-    """Unregister host memory from :func:`register_host`, never under a running kernel."""
-    _release([reg], now=True)
-
-
-def host_zeros(nbytes: int) -> np.ndarray:
-    """Zeroed, page-aligned host memory (anonymous mmap) as a flat uint8 array."""
-    mm = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0x20),
-                   prot=mmap.PROT_READ | mmap.PROT_WRITE)
-    return np.frombuffer(mm, dtype=np.uint8)[:max(nbytes, 1)]
-
-
-def _registered_address(ptr: int, nbytes: int) -> int | None:
-    for reg in _REGISTERED.values():
-        if reg.registered and reg.host_pointer <= ptr and ptr + nbytes <= reg.host_pointer + max(reg.nbytes, 1):
-            return reg.device_pointer + (ptr - reg.host_pointer)
-    return None
-
 
 def _cuda():
     ok, why = probe()
@@ -159,117 +75,6 @@ def _cuda():
     return cuda
 
 
-def device_address(array: Any) -> tuple[int, int]:
-    """(device address, byte length) of a buffer the GPU can read.
-
-    Accepts PyCUDA ``GPUArray`` and ``DeviceAllocation`` (with ``nbytes``), mapped pinned numpy
-    arrays, and any object with ``__cuda_array_interface__`` (CuPy, PyTorch, Numba).
-    """
-    if type(array) is DeviceBuffer:  # the stream's device mirror: once per chunk
-        return int(array.alloc), array.nbytes
-    cai = getattr(array, "__cuda_array_interface__", None)
-    if cai is not None:
-        ptr = int(cai["data"][0])
-        itemsize = np.dtype(cai["typestr"]).itemsize
-        count = int(np.prod(cai["shape"])) if cai["shape"] else 1
-        if cai.get("strides") not in (None, ()):
-            expect = itemsize
-            for dim, stride in zip(reversed(cai["shape"]), reversed(cai["strides"])):
-                if stride != expect:
-                    raise BackendError("the device buffer is not C-contiguous",
-                                       "pass a contiguous array (e.g. .contiguous() / cupy.ascontiguousarray)")
-                expect *= dim
-        return ptr, count * itemsize
-    gpudata = getattr(array, "gpudata", None)
-    if gpudata is not None:  # pycuda GPUArray
-        return int(gpudata), int(array.nbytes)
-    if isinstance(array, np.ndarray):
-        if array.flags.c_contiguous:
-            found = _registered_address(int(array.ctypes.data), int(array.nbytes))
-            if found is not None:
-                return found, int(array.nbytes)
-        base = array.base
-        while base is not None and not hasattr(base, "get_device_pointer"):
-            base = getattr(base, "base", None)
-        if base is None:
-            raise BackendError(
-                "this numpy array is not mapped into the GPU's address space",
-                "use Megakernel.alloc_buffer (host memory the GPU can reach), or "
-                "pycuda.driver.pagelocked_empty(..., mem_flags=host_alloc_flags.DEVICEMAP) "
-                "created before the megakernel starts")
-        if not array.flags.c_contiguous:
-            raise BackendError("the buffer is not C-contiguous", "pass np.ascontiguousarray(buffer)")
-        offset = array.__array_interface__["data"][0] - base.__array_interface__["data"][0] \
-            if hasattr(base, "__array_interface__") else 0
-        return int(base.get_device_pointer()) + offset, int(array.nbytes)
-    raise BackendError(f"cannot take a device address of {type(array).__name__}",
-                       "pass a GPUArray, a mapped pinned numpy array, or an object with "
-                       "__cuda_array_interface__ (CuPy, PyTorch)")
-
-
-class DeviceBuffer:
-    """Device memory from :meth:`CudaBackend.alloc_buffer` (``__cuda_array_interface__``, bytes).
-
-    Freed with the backend (after the kernel stopped): freeing device memory synchronizes the
-    device, which would wait for the persistent kernel.
-    """
-
-    def __init__(self, alloc: Any, nbytes: int) -> None:
-        self.alloc = alloc
-        self.nbytes = nbytes
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown
-            _release([self.alloc])  # a finalizer: parked while a megakernel is resident
-
-    @property
-    def __cuda_array_interface__(self) -> dict[str, Any]:
-        return {"shape": (self.nbytes,), "typestr": "|u1", "data": (int(self.alloc), False),
-                "version": 3, "strides": None}
-
-
-class DeviceCopy:
-    """A host-to-device copy in flight (:meth:`CudaBackend.copy_to_device_async`)."""
-
-    __slots__ = ("_backend", "_event", "nbytes")
-
-    def __init__(self, backend: "CudaBackend", event: Any, nbytes: int) -> None:
-        self._backend, self._event, self.nbytes = backend, event, nbytes
-
-    def done(self) -> bool:
-        """True once the bytes are in device memory (a non-blocking event query).
-
-        Raises :class:`BackendError` when the query fails (the context faulted)."""
-        if self._event is None:
-            return True
-        try:
-            landed = self._backend._in_ctx(self._event.query)
-        except self._backend._cuda.Error as err:
-            raise BackendError(f"a {self.nbytes}-byte host-to-device copy failed ({err})",
-                               "the CUDA context faulted: check the megakernel's error "
-                               "(check()), dmesg (Xid); recreate the Megakernel") from err
-        if not landed:
-            return False
-        self._backend._events.append(self._event)  # reused by the next copy
-        self._event = None
-        return True
-
-    def wait(self, timeout: float = _COPY_TIMEOUT) -> None:
-        """Block until :meth:`done` (polled: a driver-side wait could not be bounded).
-
-        Raises :class:`BackendError` after ``timeout`` s; the copy engine never waits on the
-        megakernel, so that means the device stopped making progress."""
-        start = time.monotonic()
-        while not self.done():
-            waited = time.monotonic() - start
-            if waited > timeout:
-                raise BackendError(
-                    f"a {self.nbytes}-byte host-to-device copy did not finish in {timeout} s",
-                    "the GPU stopped making progress: check nvidia-smi and dmesg (Xid)")
-            # a chunk's copy is ~0.1 ms: yield the core between queries (a sleep would add
-            # the timer slack, ~50 us), and sleep only once it is clearly late
-            time.sleep(0 if waited < 0.005 else 0.0005)
-
 
 class CudaBackend(Backend):
     """One persistent megakernel launch on a CUDA device.
@@ -279,7 +84,14 @@ class CudaBackend(Backend):
     of an idle warp, default 2000), ``heartbeat_ms`` (default 1), ``coop_min_bytes`` (DFA_SCAN
     ranges of at least this many bytes are scanned by a whole warp, default 2048),
     ``assist_part_bytes`` (such a scan is cut into parts of this many bytes that idle warps
-    help with, default 65536; 0 keeps each scan on the warp that holds it).
+    help with, default 65536; 0 keeps each scan on the warp that holds it), ``sm_share``
+    (fraction of the SMs the kernel occupies, default 0.25, so CuPy / PyTorch kernels find
+    whole SMs free; 1.0 for a GPU given to vyre alone), ``idle_exit_ms`` (leave the GPU after
+    this long with nothing published and nothing running, default 1.0; the next submit
+    relaunches; 0: never), ``yield_ms`` (leave and be relaunched after this long resident
+    even when busy, so a device-wide synchronize, a free or a module load of another library
+    waits at most about this long; default 5; 0: never). See docs/facade.md, "Using vyre
+    with CuPy and PyTorch".
     """
 
     name = "cuda"
@@ -290,6 +102,7 @@ class CudaBackend(Backend):
                  io_slots: int, workers: int | None = None, device: int = 0,
                  idle_sleep_ns: int = 2000, heartbeat_ms: float = 1.0,
                  coop_min_bytes: int = 2048, assist_part_bytes: int = 65536,
+                 sm_share: float = 0.25, idle_exit_ms: float = 1.0, yield_ms: float = 5.0,
                  **options: Any) -> None:
         if options:
             raise BackendError(f"unknown CUDA backend option(s): {', '.join(sorted(options))}",
@@ -297,6 +110,14 @@ class CudaBackend(Backend):
         if not 0 <= int(assist_part_bytes) < 1 << 32:
             raise BackendError(f"assist_part_bytes={assist_part_bytes} is outside 0 .. 2**32-1",
                                "use 0 (no assist) or a part size in bytes, e.g. 65536 (the default)")
+        if not 0.0 < float(sm_share) <= 1.0:
+            raise InvalidValueError(f"sm_share={sm_share} is outside (0, 1]",
+                                    "use the fraction of SMs the megakernel may occupy, e.g. "
+                                    "0.25 (the default) or 1.0 (every SM)")
+        for name, value in (("idle_exit_ms", idle_exit_ms), ("yield_ms", yield_ms)):
+            if not 0.0 <= float(value) <= 4e6:
+                raise InvalidValueError(f"{name}={value} is outside 0 .. 4e6",
+                                        "use milliseconds, or 0 to turn it off")
         cuda = _cuda()
         self._cuda = cuda
         self._own_ctx = None
@@ -304,6 +125,12 @@ class CudaBackend(Backend):
         self._running = False
         self._failed: BackendError | None = None
         self._helped = 0  # assist_helped() of launches that have left
+        self._away = False  # the kernel left on its own and nothing published needs it yet
+        self._comeback_wanted = False  # a kick found it leaving but could not take the lock
+        #: times the kernel left the GPU on its own (idle exit or yield) and the host noticed
+        self.idle_exits = 0
+        #: relaunches after such an exit (a submit found it gone)
+        self.relaunches = 0
         current = cuda.Context.get_current()
         if current is None:
             self._own_ctx = cuda.Device(device).retain_primary_context()
@@ -320,19 +147,24 @@ class CudaBackend(Backend):
                 self._func = self._module.get_function(_KERNEL)
                 sms = self._device.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
                 self.blocks_per_sm = int(workers) if workers else 1
-                self.grid = sms * self.blocks_per_sm
+                self.sms = max(1, min(sms, round(sms * float(sm_share))))
+                self.grid = self.sms * self.blocks_per_sm
                 self.slot_count = slot_count
                 self.io_slots = io_slots
                 self.debug_records = debug_records
                 self._options = dict(idle_sleep_ns=idle_sleep_ns, heartbeat_ms=heartbeat_ms,
                                      coop_min_bytes=coop_min_bytes,
-                                     assist_part_bytes=assist_part_bytes)
+                                     assist_part_bytes=assist_part_bytes,
+                                     idle_exit_us=int(float(idle_exit_ms) * 1000),
+                                     yield_after_us=int(float(yield_ms) * 1000))
                 self.ring = self._mapped(slot_count * 16)
                 self.control = self._mapped(160 + observable_slots)
                 self.debug = self._mapped(1 + 4 * debug_records + 1)
                 self.ioq = self._mapped(io_slots * 8)
-                # [0] tickets published, [1] pause request: one 16-byte line the poller reads
-                self.doorbell = self._mapped(2, np.uint64)
+                # [0] tickets published, [1] pause request: the 16 bytes the poller reads;
+                # [2] exit word, [3] final mirror: written by a kernel leaving on its own
+                self.doorbell = self._mapped(4, np.uint64)
+                self._exit_words = self.doorbell.view(np.uint32).data
                 self._table = self._mapped(MAX_BUFFERS * 2, np.uint64)  # (addr, bytes) pairs
                 self._buffers: list[Any] = [self.control]
                 self._table[0], self._table[1] = self._dptr(self.control), self.control.nbytes
@@ -376,7 +208,7 @@ class CudaBackend(Backend):
 
     @staticmethod
     def _dptr(arr: np.ndarray) -> int:
-        found = _registered_address(int(arr.ctypes.data), int(arr.nbytes))
+        found = registered_address(int(arr.ctypes.data), int(arr.nbytes))
         if found is None:
             raise BackendError("internal: host memory is not registered", "report this as a bug")
         return found
@@ -409,7 +241,7 @@ class CudaBackend(Backend):
     def _free_memory(self, *, now: bool) -> None:
         allocs = [*self._device_allocs, *self._registrations]
         self._device_allocs, self._registrations = [], []
-        _release(allocs, now=now)
+        RESIDENCY.release(allocs, now=now)
 
     # ------------------------------------------------------------------ Backend
     @contextlib.contextmanager
@@ -419,12 +251,34 @@ class CudaBackend(Backend):
             yield
 
     def register_buffer(self, array: Any, *, writable: bool = True) -> int:
+        """Add ``array`` to the buffer table. Accepted: anything :func:`device_address` takes,
+        a NumPy array (page-locked and mapped here; the registration is released with the
+        backend, never under a resident kernel) and a ``__dlpack__`` object on the GPU.
+
+        The table holds a reference to what it was given (and to a DLPack capsule): memory a
+        user drops stays allocated until :meth:`close`, so the kernel never reads freed
+        memory (docs/facade.md, "Registered buffers and frees")."""
         handle = len(self._buffers)
         if handle >= MAX_BUFFERS:
             raise BackendError(f"the buffer table is full ({MAX_BUFFERS} handles)",
                                "reuse handles: register fewer, larger buffers")
-        addr, nbytes = device_address(array)
-        self._buffers.append(array)  # keeps the memory alive while the kernel may read it
+        keep: Any = array
+        if isinstance(array, np.ndarray) and not reachable(array):
+            if not array.flags.c_contiguous:
+                raise BackendError("the buffer is not C-contiguous",
+                                   "pass np.ascontiguousarray(buffer)")
+            with self._active():
+                reg, addr = register_pages(array, self._ctx)
+            if reg is not None:
+                self._registrations.append(reg)
+            nbytes = int(array.nbytes)
+        elif not isinstance(array, np.ndarray) and not hasattr(array, "__cuda_array_interface__") \
+                and not hasattr(array, "gpudata") and hasattr(array, "__dlpack__"):
+            addr, nbytes, capsule = dlpack_address(array)
+            keep = (array, capsule)
+        else:
+            addr, nbytes = device_address(array)
+        self._buffers.append(keep)  # keeps the memory alive while the kernel may read it
         self._table[2 * handle] = addr
         self._table[2 * handle + 1] = nbytes
         return handle
@@ -451,7 +305,7 @@ class CudaBackend(Backend):
         there, so a slot published next may read them."""
         self.copy_to_device_async(buffer, offset, data).wait()
 
-    def copy_to_device_async(self, buffer: Any, offset: int, data: np.ndarray) -> "DeviceCopy":
+    def copy_to_device_async(self, buffer: Any, offset: int, data: np.ndarray) -> DeviceCopy:
         """Start :meth:`copy_to_device` and return at once: publish a slot that reads the
         bytes only after the returned copy's ``done()`` (copies finish in the order started).
         ``data`` must stay untouched until then."""
@@ -503,10 +357,10 @@ class CudaBackend(Backend):
         :meth:`start` (a diagnostic: the count lives in device memory the kernel keeps
         writing, so a running kernel is read through ``quiesced()``, which pauses and
         relaunches every megakernel of the process)."""
-        if self._running and not self.paused:
+        if self._running and not self.paused and not self._away:
             with quiesced():
                 pass  # the pause's relaunch adds the count of the launch that left
-        elif self._running:  # paused: the launch that left is banked at its relaunch
+        if self._running and (self.paused or self._away):  # paused: the launch that left is banked at its relaunch
             return self._helped + self._helped_in_state()
         return self._helped
 
@@ -532,14 +386,14 @@ class CudaBackend(Backend):
             s, s + 8, s + 16, s + _LIVE_AT, self._dptr(self.doorbell), s + _COUNTERS_AT,
             s + _TENANTS_AT, s + _TENANTS_ASOF_AT, s + _ASSIST_AT,
             int(self._options["heartbeat_ms"] * 1e6), int(self._options["idle_sleep_ns"]),
-            int(self._options["coop_min_bytes"]), int(self._options["assist_part_bytes"]), 0)
+            int(self._options["coop_min_bytes"]), int(self._options["assist_part_bytes"]),
+            int(self._options["idle_exit_us"]), int(self._options["yield_after_us"]), 0)
         with self._active():
             self._cuda.memcpy_htod_async(self._launch, params, self._copy_stream)
             self._copy_stream.synchronize()
-        with _QUIESCE:  # never launch into another thread's quiesced() block
-            if _quiesce_depth:  # started inside a quiesced() block: launched at its end
+        with RESIDENCY.lock:  # never launch into another thread's quiesced() block
+            if RESIDENCY.park(self):  # started inside a quiesced() block: launched at its end
                 self._running = self.paused = True
-                _PAUSED.append(self)
                 return
             self._launch_kernel(np.zeros(_STATE_BYTES // 4, np.uint32))
 
@@ -547,23 +401,23 @@ class CudaBackend(Backend):
         """Launch with ``state`` (device-state words) written first; live = the worker warps."""
         state[_LIVE_AT // 4] = self._worker_warps()
         self._write_state(state)
-        _RESIDENT[id(self)] = self  # before the launch: no free may start under it
+        self.doorbell[2] = 0  # the exit word: the kernel is not leaving (it is not resident)
+        self._away = False
+        RESIDENCY.resident[id(self)] = self  # before the launch: no free may start under it
         with self._active():
             try:
                 self._func(self._launch, block=(_BLOCK_THREADS, 1, 1), grid=(self.grid, 1),
                            stream=self._stream)
             except self._cuda.Error as err:
-                _RESIDENT.pop(id(self), None)
+                RESIDENCY.resident.pop(id(self), None)
                 raise BackendError(f"the megakernel launch failed ({err})",
                                    "lower workers (blocks per SM) or free GPU memory") from err
         self._running = True
         self.paused = False
 
     def _left(self) -> None:
-        """The kernel is no longer resident (stopped, paused or faulted)."""
-        _RESIDENT.pop(id(self), None)
-        if not _RESIDENT and not _quiesce_depth:
-            _release([])
+        """The kernel is no longer resident (stopped, paused, faulted or gone idle)."""
+        RESIDENCY.left(self)
 
     def _stream_done(self, fix: str) -> bool:
         """Has the kernel's stream finished? A kernel fault raises (the kernel is gone)."""
@@ -604,9 +458,9 @@ class CudaBackend(Backend):
                 "a slot never finishes (or waits on I/O nobody serves while paused); "
                 "recreate the Megakernel")
             self.paused = False
-            _RESIDENT.pop(id(self), None)
+            RESIDENCY.resident.pop(id(self), None)
             raise self._failed from err
-        _RESIDENT.pop(id(self), None)
+        RESIDENCY.resident.pop(id(self), None)
 
     def _resume(self) -> None:
         """Relaunch a paused kernel: tickets restart at the last doorbell value it mirrored
@@ -614,6 +468,11 @@ class CudaBackend(Backend):
         flusher folded them into control before the kernel left)."""
         if not self.paused or not self._running:
             return
+        self._relaunch()
+        self.pauses += 1
+
+    def _relaunch(self) -> None:
+        """Launch again after the kernel left (a pause, or on its own): see :meth:`_resume`."""
         try:
             old = np.zeros(_STATE_BYTES // 4, np.uint32)
             with self._active():
@@ -630,21 +489,20 @@ class CudaBackend(Backend):
             self._failed = BackendError(f"the megakernel could not be relaunched after a pause "
                                         f"({err})", "recreate the Megakernel")
             raise self._failed from err
-        self.pauses += 1
 
     def stop(self, timeout: float) -> None:
         # never between a pause and its relaunch; bounded: a quiesced() block of another
         # thread (an allocation) may hold it
         # (at least 50 ms: a watchdog check() holds it briefly; no limit past TIMEOUT_MAX)
         wait = -1.0 if timeout >= threading.TIMEOUT_MAX else max(timeout, 0.05)
-        if not _QUIESCE.acquire(timeout=wait):
+        if not RESIDENCY.lock.acquire(timeout=wait):
             raise BackendError(f"could not stop the megakernel within {timeout} s: another "
                                "thread is inside quiesced() (allocating, freeing or loading)",
                                "retry the shutdown once that call returns, or raise the timeout")
         try:
             self._stop_locked(timeout)
         finally:
-            _QUIESCE.release()
+            RESIDENCY.lock.release()
 
     def _stop_locked(self, timeout: float) -> None:
         if not self._running:
@@ -664,10 +522,13 @@ class CudaBackend(Backend):
             raise self._failed.with_traceback(None)
         if not self._running or self.paused:
             return
-        if not _QUIESCE.acquire(blocking=False):
+        if not RESIDENCY.lock.acquire(blocking=False):
             return  # a pause or a stop is under way: its own checks report
         try:
             if not self._running or self.paused:
+                return
+            if self._exit_words[_EXIT_WORD] or self._comeback_wanted:
+                self._come_back_locked(0.0)  # it left on its own: relaunched if work waits
                 return
             finished = self._stream_done("run the workload under compute-sanitizer to find "
                                          "the bad access; recreate the Megakernel")
@@ -677,7 +538,68 @@ class CudaBackend(Backend):
                 raise BackendError("the megakernel exited without a SHUTDOWN",
                                    "report this as a bug with the workload that triggered it")
         finally:
-            _QUIESCE.release()
+            RESIDENCY.lock.release()
+
+    # ------------------------------------------------- ordering with other streams
+    def stream_wait(self, stream: Any, slot: int) -> bool:
+        with self._active():
+            stream_wait_ticket(stream, self._dptr(self.ring) + slot * 64)
+        return True
+
+    def after_stream(self, stream: Any, timeout: float | None) -> None:
+        with self._active():
+            stream_event_done(stream, timeout)
+
+    # ------------------------------------------------- leaving the GPU on its own
+    def kick(self) -> None:
+        """Called after every doorbell store: a kernel that is leaving (or has left) on its
+        own is relaunched for the new tickets. The host half of the poller's handshake
+        (cuda/megakernel.cu): doorbell store, full fence, exit-word load. Either the kernel's
+        last doorbell read saw the new tickets (it runs them before it leaves) or this load
+        sees its exit word (and relaunches): never neither."""
+        if self._exit_words[_EXIT_WORD] == 0 and not self._comeback_wanted and \
+                atomic_cas_u32(self._exit_words, _EXIT_WORD, 0xFFFFFFFF, 0xFFFFFFFF) == 0:
+            return
+        if self.paused:  # paused by a quiesced() block, which relaunches it at its end
+            return
+        if not RESIDENCY.lock.acquire(timeout=_COMEBACK_LOCK_WAIT):
+            # a pause, a stop or a check holds it: a quiesced() block relaunches at its end
+            # what it paused, and a waiter's check() retries this
+            self._comeback_wanted = True
+            RESIDENCY.wanted.append(self)
+            return
+        try:
+            self._come_back_locked()
+        finally:
+            RESIDENCY.lock.release()
+
+    def _come_back_locked(self, wait: float | None = None) -> None:
+        """(Residency lock held.) The kernel said it is leaving: once it has left, relaunch
+        iff the doorbell moved past the final mirror it wrote. A kernel still draining after
+        ``wait`` s (a long op in flight) is left to the next kick or check(): never a failure,
+        and a submitter is not held for the length of someone's scan."""
+        self._comeback_wanted = False
+        if not self._running or self.paused or self._failed is not None \
+                or not self._exit_words[_EXIT_WORD]:
+            return
+        if not self._away:
+            deadline = time.monotonic() + (_COMEBACK_EXIT_WAIT if wait is None else wait)
+            while not self._stream_done("run the workload under compute-sanitizer; the "
+                                        "context may need to be recreated"):
+                if time.monotonic() > deadline:
+                    self._comeback_wanted = True
+                    return
+                time.sleep(0.0001)
+            self._away = True
+            self.idle_exits += 1
+            self._left()
+        if int(self.doorbell[0]) <= int(self.doorbell[3]):
+            return  # the launch that left covered every published ticket: stay away
+        if RESIDENCY.park(self):  # inside a quiesced() block: relaunched at its end
+            self.paused = True
+            return
+        self._relaunch()
+        self.relaunches += 1
 
     @property
     def running(self) -> bool:
@@ -689,6 +611,9 @@ class CudaBackend(Backend):
             "grid": self.grid,
             "block": _BLOCK_THREADS,
             "blocks_per_sm": self.blocks_per_sm,
+            "sms": self.sms,
+            "idle_exit_ms": self._options["idle_exit_us"] / 1000,
+            "yield_ms": self._options["yield_after_us"] / 1000,
             "memory": "registered host memory (cuMemHostRegister DEVICEMAP)",
         }
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +59,10 @@ class HostRegistration:
     Unregistering waits for the device to be idle, so the CUDA backend defers it until no
     megakernel runs (see ``vyre.backends.cuda._release``).
     """
+
+    #: what must outlive the registration when ``array`` is a view made for it (the CUDA
+    #: backend registers the whole pages under a user's array)
+    owner: Any = None
 
     def __init__(self, array: np.ndarray, context: Any = None) -> None:
         if not array.flags.c_contiguous:

@@ -19,9 +19,9 @@ def probe() -> tuple[bool, str]:
     """(True, device name) when PTX, PyCUDA and a GPU are all present, else (False, reason)."""
     if not os.path.exists(PTX_PATH):
         return False, "the megakernel PTX is not in the package (nvcc was absent when vyre was built)"
-    # Modules loaded lazily load at their first launch, which can wait for the device to go idle:
-    # never, with a megakernel running. Eager loading (before the driver starts) avoids it.
-    os.environ.setdefault("CUDA_MODULE_LOADING", "EAGER")
+    # CUDA_MODULE_LOADING is left to the user: a module loaded lazily while a megakernel runs
+    # waits for the device to go idle, which it does once the megakernel leaves on its own
+    # (idle_exit_ms / yield_ms); forcing EAGER would load every kernel of PyTorch at start-up.
     try:
         import pycuda.driver as cuda
     except ImportError:
