@@ -59,6 +59,15 @@
 #define VYRE_FN static inline
 #endif
 
+/* VYRE_COLD: the bodies of ops off the dispatch fast path (scans, copies, I/O, the debug log,
+ * packed slots). The megakernel calls them out of line, so the registers they need are not
+ * held across its poll loop (docs/decisions.md, "Registers and resident warps"). */
+#ifdef __CUDACC__
+#define VYRE_COLD static __host__ __device__ __noinline__
+#else
+#define VYRE_COLD static inline
+#endif
+
 typedef struct {
     uint64_t addr;   /* device address on the GPU backend, host address on the CPU backend */
     uint64_t bytes;
@@ -534,7 +543,7 @@ VYRE_FN uint64_t vyre_dfa_range_(const vyre_ctx_t *c, const uint32_t args[12], u
  * over all parts. When the range cannot be split (ctx == 0, i.e. a6 == 0 or an empty range,
  * or L == 0) part parts-1 scans everything from start_state and the other parts return
  * accepts = 0, end_state = start_state. */
-VYRE_FN void vyre_dfa_scan_part(const vyre_ctx_t *c, const uint32_t args[12], uint32_t start_state,
+VYRE_COLD void vyre_dfa_scan_part(const vyre_ctx_t *c, const uint32_t args[12], uint32_t start_state,
                                 uint32_t part, uint32_t parts, uint32_t *accepts,
                                 uint32_t *end_state) {
     uint8_t *tp, *dp;
@@ -661,7 +670,7 @@ VYRE_FN vyre_result_t vyre_dfa_scan_commit(const vyre_ctx_t *c, const uint32_t a
 
 /* ==== opcode bodies ========================================================================= */
 
-VYRE_FN void vyre_memcpy_words_(const vyre_ctx_t *c, uint32_t src, uint32_t dst, uint32_t n) {
+VYRE_COLD void vyre_memcpy_words_(const vyre_ctx_t *c, uint32_t src, uint32_t dst, uint32_t n) {
     /* ascending, element by element; indices do not wrap (src+i >= 2^32 is past the end).
      * Destinations past the end do nothing, so the loop stops at the end of control. */
     uint64_t cw = c->control_words;
@@ -672,7 +681,7 @@ VYRE_FN void vyre_memcpy_words_(const vyre_ctx_t *c, uint32_t src, uint32_t dst,
         VYRE_ST_RLX(c->control + dst + i, vyre_ctl_ld_(c, (uint64_t)src + i));
 }
 
-VYRE_FN uint32_t vyre_buf_copy_(const vyre_ctx_t *c, const uint32_t *a) {
+VYRE_COLD uint32_t vyre_buf_copy_(const vyre_ctx_t *c, const uint32_t *a) {
     uint8_t *sp, *dp;
     uint64_t sbytes = vyre_buf_view_(c, a[0], &sp);
     uint64_t dbytes = vyre_buf_view_(c, a[2], &dp);
@@ -699,7 +708,7 @@ VYRE_FN uint32_t vyre_buf_copy_(const vyre_ctx_t *c, const uint32_t *a) {
 
 /* PRINTF: reserve 4 words at the cursor with a CAS so the cursor never passes capacity [fix];
  * a record that does not fit bumps the overflow word right after the last record. */
-VYRE_FN void vyre_printf_(const vyre_ctx_t *c, uint32_t slot, const uint32_t *a) {
+VYRE_COLD void vyre_printf_(const vyre_ctx_t *c, uint32_t slot, const uint32_t *a) {
     uint32_t *dbg = c->debug;
     if (dbg == NULL) return;
     const uint32_t cap = c->debug_records * VYRE_DEBUG_RECORD_WORDS;
@@ -722,7 +731,7 @@ VYRE_FN void vyre_printf_(const vyre_ctx_t *c, uint32_t slot, const uint32_t *a)
  * a3/a4 = offset lo/hi). IO slot fields written: op_type = READ, src_handle = a0,
  * dst_handle = a2, offset_lo = a3, offset_hi = a4, byte_count = a1, tag = ring slot index,
  * status = PUBLISHED last (release). See docs/interpreter.md. */
-VYRE_FN uint32_t vyre_load_miss_(const vyre_ctx_t *c, uint32_t slot, const uint32_t *a) {
+VYRE_COLD uint32_t vyre_load_miss_(const vyre_ctx_t *c, uint32_t slot, const uint32_t *a) {
     uint32_t n = c->io_slots < VYRE_IO_MAX_SLOTS ? c->io_slots : VYRE_IO_MAX_SLOTS;
     if (c->ioq == NULL || n == 0u) return VYRE_STATUS_FAULT; /* no io queue: cannot ever serve */
     uint32_t *io = NULL;

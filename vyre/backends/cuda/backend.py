@@ -17,7 +17,7 @@ import numpy as np
 
 from vyre.backends.base import Backend
 from vyre.backends.cuda.host import HostRegistration
-from vyre.backends.cuda.probe import INSTALL_FIX, PTX_PATH, probe
+from vyre.backends.cuda.probe import INSTALL_FIX, KERNEL_PATH, probe
 from vyre.errors import BackendError
 from vyre.protocol import CTRL_SHUTDOWN, MAX_BUFFERS
 
@@ -40,6 +40,7 @@ _KERNEL = "vyre_megakernel"
 _PAUSE_TIMEOUT = 10.0
 _COPY_TIMEOUT = 10.0
 _module_cache: dict[int, Any] = {}
+_fused_modules: list[Any] = []  # fused builds loaded by use_module (vyre/ops/cuda_build.py)
 
 # Measured (bench/micro/blocking_calls.py, docs/decisions.md): while any kernel runs,
 # cuMemHostAlloc, cuMemFreeHost, cuMemHostUnregister, cuMemAlloc (when it needs new memory),
@@ -363,16 +364,38 @@ class CudaBackend(Backend):
         key = int(self._ctx.handle)
         mod = _module_cache.get(key)
         if mod is None:
-            with open(PTX_PATH, "rb") as f:
-                ptx = f.read()
-            try:
-                mod = self._cuda.module_from_buffer(ptx)
+            with open(KERNEL_PATH, "rb") as f:
+                image = f.read()
+            try:  # a fatbin: the driver picks the SASS of this GPU, else JIT-compiles the PTX
+                mod = self._cuda.module_from_buffer(image)
             except self._cuda.Error as err:
-                raise BackendError(f"the driver could not load the megakernel PTX ({err})",
+                raise BackendError(f"the driver could not load the megakernel ({err})",
                                    "update the NVIDIA driver, or rebuild vyre with a PTX target "
                                    "this driver accepts (VYRE_PTX_ARCH)") from err
             _module_cache[key] = mod
         return mod
+
+    def use_module(self, image: bytes | None) -> None:
+        """Run the megakernel from ``image`` (a fused build with user ops, cubin or fatbin;
+        None: the shipped kernel). A running kernel is paused, which finishes every slot
+        published so far on the old module, and relaunched from the new one at the ticket it
+        stopped at: no published slot is lost, run twice or reordered."""
+        with quiesced(), self._active():  # module loads wait on running kernels
+            if image is None:
+                mod = self._load_module()
+            else:
+                try:
+                    mod = self._cuda.module_from_buffer(image)
+                except self._cuda.Error as err:
+                    raise BackendError(f"the driver could not load the fused megakernel ({err})",
+                                       "rebuild it for this GPU: clear VYRE_CACHE_DIR's entry "
+                                       "or update the NVIDIA driver") from err
+                _fused_modules.append(mod)  # never unloaded: an unload waits on the kernel
+            self._module, self._func = mod, mod.get_function(_KERNEL)
+
+    def compute_capability(self) -> tuple[int, int]:
+        """(major, minor) of this megakernel's GPU: the fused build's target."""
+        return tuple(self._device.compute_capability())  # type: ignore[return-value]
 
     @staticmethod
     def _dptr(arr: np.ndarray) -> int:
