@@ -15,12 +15,10 @@ shipped kernel's.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -38,16 +36,19 @@ _NVCC_FIX = ("install the CUDA toolkit's compiler (nvcc, e.g. the cuda-nvcc pack
              "still run on backend=\"cpu\")")
 _COMPILE_TIMEOUT = 600.0
 _KERNEL_FILES = ("megakernel.cu", "vyre_abi.h", "vyre_interp.h", "vyre_op.h")
+#: ``ptxas -v`` output of the latest compile in this process (registers, spills: ptxas_report)
+last_ptxas = ""
 
 
 def kernel_source_dir() -> str:
-    """Directory holding megakernel.cu and the csrc headers: the copy setup.py ships in
-    vyre/data/kernel/, else (a source checkout) the repository's own files."""
+    """Directory holding megakernel.cu and the csrc headers: in a source checkout the
+    repository's own files (cuda/ and csrc/ next to vyre/, never a stale copy), else the copy
+    setup.py ships in vyre/data/kernel/."""
     pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    shipped = os.path.join(pkg, "data", "kernel")
-    if os.path.exists(os.path.join(shipped, "megakernel.cu")):
-        return shipped
-    return os.path.dirname(pkg)  # a checkout: cuda/ and csrc/ sit next to vyre/
+    checkout = os.path.dirname(pkg)
+    if os.path.exists(os.path.join(checkout, "cuda", "megakernel.cu")):
+        return checkout
+    return os.path.join(pkg, "data", "kernel")
 
 
 def _kernel_paths() -> dict[str, str]:
@@ -117,7 +118,7 @@ def fused_source(ops: Sequence[Any]) -> str:
         if not _IDENT.match(op.name):
             raise BackendError(f"op name {op.name!r} is not a C identifier",
                                "name ops with letters, digits and underscores")
-        parts.append(f'#line 1 "{op.name}.op"')
+        parts.append(f'#line 1 "op:{op.name}"')
         parts.append(op.source)
     parts.append('#line 1 "vyre_user_dispatch"')
     parts.append(dispatch_source(ops))
@@ -127,81 +128,77 @@ def fused_source(ops: Sequence[Any]) -> str:
 
 
 class BuildResult:
-    """A fused module: ``image`` (cubin bytes), ``arch``, ``key``, ``cached`` (a cache hit),
-    ``seconds`` (compile or load time)."""
+    """A fused module: ``image`` (cubin bytes), ``arch``, ``key``, ``source`` (where it came
+    from: ``memory`` / ``disk`` cache or ``build``), ``seconds`` (compile or load time)."""
 
-    __slots__ = ("arch", "cached", "image", "key", "seconds")
+    __slots__ = ("arch", "image", "key", "seconds", "source")
 
-    def __init__(self, image: bytes, arch: str, key: str, cached: bool, seconds: float) -> None:
-        self.image, self.arch, self.key, self.cached, self.seconds = image, arch, key, cached, seconds
+    def __init__(self, image: bytes, arch: str, key: str, source: str, seconds: float) -> None:
+        self.image, self.arch, self.key, self.source, self.seconds = image, arch, key, source, seconds
 
 
-def _key(source: str, arch: str, nvcc: str) -> str:
-    h = hashlib.sha256()
+def key_parts(source: str, arch: str, nvcc: str) -> dict[str, Any]:
+    """Everything a fused module depends on, for the pipeline cache's key: the generated
+    source (the ops' sources and opcodes), the kernel's files, nvcc's build id and flags, the
+    architecture and vyre's version."""
     from vyre import __version__ as vyre_version
 
-    for part in (b"vyre-fused-megakernel", vyre_version.encode(), arch.encode(),
-                 nvcc_version(nvcc).encode(), " ".join(NVCC_FLAGS).encode(), source.encode()):
-        h.update(len(part).to_bytes(8, "little"))
-        h.update(part)
+    files = {}
     for name, path in sorted(_kernel_paths().items()):
         with open(path, "rb") as f:
-            data = f.read()
-        h.update(name.encode())
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.hexdigest()
+            files[name] = f.read()
+    return {"kind": "cuda-fused-megakernel", "vyre": vyre_version, "arch": arch,
+            "nvcc": nvcc_version(nvcc), "flags": list(NVCC_FLAGS), "source": source,
+            "kernel": files}
 
 
-def _compile(source: str, arch: str, nvcc: str) -> bytes:
+def _compile(source: str, arch: str, nvcc: str, tmp: str) -> bytes:
     paths = _kernel_paths()
     missing = [p for p in paths.values() if not os.path.exists(p)]
     if missing:
         raise BackendError(f"the megakernel's sources are not installed ({', '.join(missing)})",
                            "reinstall vyre (pip install vyre) so vyre/data/kernel/ is present")
     include_dirs = sorted({os.path.dirname(p) for p in paths.values()})
-    with tempfile.TemporaryDirectory(prefix="vyre-fused-") as tmp:
-        src = os.path.join(tmp, "fused.cu")
-        out = os.path.join(tmp, "fused.cubin")
-        with open(src, "w") as f:
-            f.write(source)
-        cmd = [nvcc, "-cubin", f"-arch={arch}", *NVCC_FLAGS,
-               *[f"-I{d}" for d in include_dirs], src, "-o", out]
-        try:
-            proc = subprocess.run(cmd, check=False, capture_output=True, text=True,
-                                  timeout=_COMPILE_TIMEOUT)
-        except subprocess.TimeoutExpired as err:
-            raise BackendError(f"nvcc did not finish the fused megakernel in {_COMPILE_TIMEOUT:.0f} s",
-                               "check the machine's load; the build is cached once it succeeds") from err
-        except OSError as err:
-            raise BackendError(f"could not run {nvcc} ({err})", _NVCC_FIX) from err
-        if proc.returncode != 0:
-            log = (proc.stderr or proc.stdout).strip()
-            raise BackendError(f"nvcc could not compile the user ops for {arch}:\n{log[-4000:]}",
-                               "fix the op source at the file:line named above (each op's "
-                               "lines are numbered from 1 in <name>.op)")
-        with open(out, "rb") as f:
-            return f.read()
+    src = os.path.join(tmp, "fused.cu")
+    out = os.path.join(tmp, "fused.cubin")
+    with open(src, "w") as f:
+        f.write(source)
+    cmd = [nvcc, "-cubin", f"-arch={arch}", *NVCC_FLAGS, "-Xptxas", "-v",
+           *[f"-I{d}" for d in include_dirs], src, "-o", out]
+    try:
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True,
+                              timeout=_COMPILE_TIMEOUT)
+    except subprocess.TimeoutExpired as err:
+        raise BackendError(f"nvcc did not finish the fused megakernel in {_COMPILE_TIMEOUT:.0f} s",
+                           "check the machine's load; the build is cached once it succeeds") from err
+    except OSError as err:
+        raise BackendError(f"could not run {nvcc} ({err})", _NVCC_FIX) from err
+    if proc.returncode != 0:
+        log = (proc.stderr or proc.stdout).strip()
+        raise BackendError(f"nvcc could not compile the user ops for {arch}:\n{log[-4000:]}",
+                           "fix the op's source at the position named above (op:<name>:<line>, "
+                           "lines counted from 1 in each op's source; docs/ops.md lists the C API)")
+    global last_ptxas
+    last_ptxas = proc.stdout + proc.stderr
+    with open(out, "rb") as f:
+        return f.read()
 
 
 def build_fused(ops: Iterable[Any], arch: str, *, cache: Any = None) -> BuildResult:
-    """The fused megakernel for ``ops`` on ``arch`` (e.g. ``"sm_90"``), from the pipeline cache
-    when it holds it, else compiled with nvcc and stored there."""
-    from vyre.ops import cache as cache_mod
+    """The fused megakernel for ``ops`` on ``arch`` (e.g. ``"sm_90"``), from the pipeline
+    cache (memory, then disk) when it holds it, else compiled with nvcc and stored there."""
+    from vyre.ops.cache import default_cache
 
-    ops = sorted(ops, key=lambda op: op.opcode)
+    ops = sorted(ops, key=lambda op: int(op.opcode))
     source = fused_source(ops)
     nvcc = find_nvcc()
-    key = _key(source, arch, nvcc)
-    store = cache if cache is not None else cache_mod.default_cache()
+    store = cache if cache is not None else default_cache()
+    parts = key_parts(source, arch, nvcc)
     start = time.perf_counter()
-    image = store.get(key, kind="cuda")
-    if image is not None:
-        return BuildResult(image, arch, key, True, time.perf_counter() - start)
-    image = _compile(source, arch, nvcc)
+    image = store.get_or_build(parts, lambda tmp: _compile(source, arch, nvcc, tmp))
     seconds = time.perf_counter() - start
-    store.put(key, image, kind="cuda", compile_seconds=seconds)
-    return BuildResult(image, arch, key, False, seconds)
+    last = getattr(store, "last", {}) or {}
+    return BuildResult(image, arch, store.key(parts), str(last.get("source", "build")), seconds)
 
 
 def ptxas_report(text: str) -> dict[tuple[str, str], dict[str, int]]:

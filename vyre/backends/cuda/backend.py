@@ -393,9 +393,23 @@ class CudaBackend(Backend):
                 _fused_modules.append(mod)  # never unloaded: an unload waits on the kernel
             self._module, self._func = mod, mod.get_function(_KERNEL)
 
-    def compute_capability(self) -> tuple[int, int]:
-        """(major, minor) of this megakernel's GPU: the fused build's target."""
-        return tuple(self._device.compute_capability())  # type: ignore[return-value]
+    def load_ops(self, ops: Any, cache: Any = None) -> dict[str, Any]:
+        """Run the megakernel fused with user ops ``ops`` (vyre/ops/cuda_build.py: nvcc for
+        this GPU's architecture, through the pipeline cache), swapped in by use_module: a
+        running kernel finishes what was published and relaunches from the new module.
+        Returns the build's telemetry (``source``: memory / disk / build, ``seconds``)."""
+        from vyre.ops import cuda_build
+
+        ops = list(ops)
+        if not ops:
+            self.use_module(None)
+            return {"source": "builtin", "seconds": 0.0}
+        major, minor = self._device.compute_capability()
+        built = cuda_build.build_fused(ops, f"sm_{major}{minor}", cache=cache)
+        t0 = time.perf_counter()
+        self.use_module(built.image)
+        return {"source": built.source, "seconds": built.seconds, "key": built.key,
+                "arch": built.arch, "swap_seconds": time.perf_counter() - t0}
 
     @staticmethod
     def _dptr(arr: np.ndarray) -> int:
