@@ -30,6 +30,9 @@ __all__ = ["NVCC_FLAGS", "BuildResult", "build_fused", "dispatch_source", "fatbi
 
 #: the flags setup.py builds the shipped fatbin with (kept equal: same code generation)
 NVCC_FLAGS = ("-std=c++17", "-O3", "-lineinfo")
+#: and for user ops: no fused multiply-add contraction, as the CPU build (-ffp-contract=off),
+#: so float results are bit-identical across backends
+FUSED_FLAGS = (*NVCC_FLAGS, "--fmad=false")
 _NVCC_FIX = ("install the CUDA toolkit's compiler (nvcc, e.g. the cuda-nvcc package of the "
              "CUDA toolkit matching the driver) and put it on PATH, or point VYRE_NVCC (or "
              "CUDA_HOME) at it; without it only the built-in opcodes run on the GPU (user ops "
@@ -148,7 +151,7 @@ def key_parts(source: str, arch: str, nvcc: str) -> dict[str, Any]:
         with open(path, "rb") as f:
             files[name] = f.read()
     return {"kind": "cuda-fused-megakernel", "vyre": vyre_version, "arch": arch,
-            "nvcc": nvcc_version(nvcc), "flags": list(NVCC_FLAGS), "source": source,
+            "nvcc": nvcc_version(nvcc), "flags": list(FUSED_FLAGS), "source": source,
             "kernel": files}
 
 
@@ -163,7 +166,7 @@ def _compile(source: str, arch: str, nvcc: str, tmp: str) -> bytes:
     out = os.path.join(tmp, "fused.cubin")
     with open(src, "w") as f:
         f.write(source)
-    cmd = [nvcc, "-cubin", f"-arch={arch}", *NVCC_FLAGS, "-Xptxas", "-v",
+    cmd = [nvcc, "-cubin", f"-arch={arch}", *FUSED_FLAGS, "-Xptxas", "-v",
            *[f"-I{d}" for d in include_dirs], src, "-o", out]
     try:
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True,
