@@ -53,6 +53,10 @@ cdef extern from "cpu_worker.h" nogil:
     int vyre_cpu_test_hooks()
     uint32_t vyre_cpu_io_wait_rounds()
 
+cdef extern from "vyre_op.h":
+    unsigned VYRE_OP_ABI_VERSION
+    unsigned VYRE_OP_LANES
+
 cdef extern from "vyre_abi.h":
     unsigned VYRE_SLOT_WORDS
     unsigned VYRE_CTRL_HEADER_WORDS
@@ -83,6 +87,8 @@ ABI = {
     "DEBUG_HEADER_WORDS": VYRE_DEBUG_HEADER_WORDS,
     "DEBUG_RECORD_WORDS": VYRE_DEBUG_RECORD_WORDS,
     "DEBUG_TRAILER_WORDS": VYRE_DEBUG_TRAILER_WORDS,
+    "OP_ABI_VERSION": VYRE_OP_ABI_VERSION,
+    "OP_LANES": VYRE_OP_LANES,
 }
 
 #: 1 in the test-hooks build (VYRE_TEST_OP_SPIN / VYRE_TEST_OP_STALL exist), else 0
