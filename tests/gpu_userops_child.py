@@ -80,10 +80,14 @@ def register(mk: Megakernel, name: str) -> int:
 
 
 def slot_words(mk: Megakernel, ticket: int) -> list[int]:
-    """Status and result words 12..15 of a finished ticket's slot (read before reuse)."""
-    ring = mk.backend.ring
-    base = (ticket % mk.slot_count) * 16
-    return [int(ring[base])] + [int(v) for v in ring[base + 12: base + 16]]
+    """[status, result words 12..15] of a finished ticket (before its slot is reused)."""
+    from vyre.errors import SlotFaultError
+    from vyre.protocol import SlotStatus
+
+    try:
+        return [int(SlotStatus.DONE), *(int(w) for w in mk.result(ticket))]
+    except SlotFaultError as err:
+        return [int(SlotStatus.FAULT), *(int(w) for w in err.words)]  # type: ignore[attr-defined]
 
 
 def cross(backend: str, seed: int, n: int) -> dict:
