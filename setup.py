@@ -142,6 +142,18 @@ def build_kernel(out_path: str) -> bool:
     return True
 
 
+# the C headers user ops compile against (docs/ops.md), shipped as vyre/include/*.h
+OP_HEADERS = ("vyre_abi.h", "vyre_op.h", "vyre_interp.h")
+
+
+def copy_op_headers(package_dir: str) -> None:
+    """Copy the op headers into <package_dir>/include (a source checkout finds csrc/ itself)."""
+    dest = os.path.join(package_dir, "include")
+    os.makedirs(dest, exist_ok=True)
+    for name in OP_HEADERS:
+        shutil.copyfile(os.path.join(HERE, CSRC, name), os.path.join(dest, name))
+
+
 def copy_kernel_sources(out_dir: str) -> None:
     """The kernel's sources as package data, for the fused build with user ops."""
     os.makedirs(out_dir, exist_ok=True)
@@ -153,13 +165,16 @@ def copy_kernel_sources(out_dir: str) -> None:
 
 class BuildExtWithPtx(build_ext):
     """build_ext that also produces vyre/data/megakernel.fatbin and vyre/data/kernel/ (in
-    place for editable installs)."""
+    place for editable installs) and, for an installed package, vyre/include/ with the op
+    headers."""
 
     def run(self) -> None:
         super().run()
         root = HERE if self.inplace else self.build_lib
         copy_kernel_sources(os.path.join(root, KERNEL_SOURCES_PACKAGE_DIR))
         build_kernel(os.path.join(root, KERNEL_PACKAGE_PATH))
+        if not self.inplace:
+            copy_op_headers(os.path.join(self.build_lib, "vyre"))
 
 
 setup(

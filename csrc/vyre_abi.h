@@ -123,7 +123,7 @@
 #define VYRE_WINDOW_LOOKAHEAD 1u
 #define VYRE_WINDOW_PREFIX_WORDS 2u       /* [ticket, class] */
 
-/* ---- per-op results (docs/spec.md §12.1) ----
+/* ---- per-op results (docs/ops.md, "Results") ----
  * When a slot finishes (DONE or FAULT) its words 12..15 (args a8..a11) are overwritten with
  * VYRE_RESULT_WORDS result words before the status is stored with release order. DONE: the
  * op's results (0 where it returned none). FAULT: word 12 = a VYRE_FAULT_* reason, words

@@ -34,7 +34,7 @@
  *        A range that cannot be split (a6 == 0, or no byte past the context) is scanned
  *        whole by part parts-1; the other parts then return 0 accepts.
  *
- * Results (docs/spec.md §12.1): vyre_execute* store the slot's VYRE_RESULT_WORDS result words
+ * Results (docs/ops.md, "Results"): vyre_execute* store the slot's VYRE_RESULT_WORDS result words
  * (or its fault reason and details) into slot words 12..15 before returning DONE or FAULT;
  * the caller's release store of the status publishes them. CLAIMED (parked) stores nothing.
  *
@@ -296,7 +296,7 @@ VYRE_FN uint32_t vyre_word_at_(const uint8_t *p, uint64_t bytes, uint64_t idx) {
 #endif
 }
 
-/* ==== per-op results (docs/spec.md §12.1) ==================================================== */
+/* ==== per-op results (docs/ops.md, "Results") ==================================================== */
 
 /* r[0..3] into slot words 12..15. Called before the final status is stored with release order
  * (by vyre_finish on the CPU, by the megakernel's loop on the GPU), so a host that sees DONE

@@ -470,6 +470,17 @@ class Megakernel:
         reason = FaultReason(res[0]).name if res[0] in FaultReason._value2member_map_ else res[0]
         return f": {reason} (details {res[1]}, {res[2]}, {res[3]})"
 
+    def _ops_info(self) -> dict[str, Any]:
+        """Telemetry of the user ops: names -> opcodes, the latest build (memory / disk /
+        build and its seconds) and the pipeline cache's counters."""
+        from vyre.ops.cache import default_cache
+
+        info: dict[str, Any] = {"registered": {op.name: op.opcode for op in self._ops.values()},
+                                "last_build": dict(self._ops_telemetry)}
+        if len(self._ops):
+            info["cache"] = default_cache().stats()
+        return info
+
     def _user_opcode(self, opcode: Any) -> int:
         """The u32 of an opcode given as an int, an op, an op's name or a SlotOpcode; a user
         opcode must be one of a registered op (or the backend's own)."""
@@ -885,6 +896,7 @@ class Megakernel:
             "heartbeat_age_s": self._heartbeat_age(),
             "running": self._started and not self._stopped,
             "shutdown_flag": int(self._control[CTRL_SHUTDOWN]),
+            "ops": self._ops_info(),
             **{f"device_{k}": v for k, v in self._backend.describe().items()},
         }
 

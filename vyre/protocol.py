@@ -99,7 +99,7 @@ class IoStatus(IntEnum):
 
 
 class FaultReason(IntEnum):
-    """Why a slot ended in FAULT: result word 0 of the slot (docs/spec.md §12.1; the details
+    """Why a slot ended in FAULT: result word 0 of the slot (docs/ops.md, "Results"; the details
     d0..d2 in words 1..3 are listed in docs/ops.md)."""
 
     NONE = _A["FAULT_NONE"]

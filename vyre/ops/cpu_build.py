@@ -29,7 +29,7 @@ __all__ = ["generate_source", "build_library", "load_library", "CpuOps", "CFLAGS
 
 #: flags of the shared object; -ffp-contract=off keeps a*b+c two roundings as on the GPU build
 CFLAGS = ("-O2", "-shared", "-fPIC", "-std=gnu11", "-ffp-contract=off", "-fvisibility=hidden",
-          "-Wall", "-Wno-unused-function")
+          "-Wall", "-Wno-unused-function", "-Werror=implicit-function-declaration")
 _LIBS = ("-lm",)
 _COMPILE_TIMEOUT_S = 300.0
 _version_cache: dict[str, str] = {}
