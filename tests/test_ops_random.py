@@ -33,8 +33,10 @@ def _setup(backend: str):
         mk.shutdown(drain=False)
         pytest.skip(f"the {backend} backend does not run user ops here: {err.message}")
     rng = np.random.default_rng(7)
-    b1 = rng.integers(0, 256, BUF1, dtype=np.uint8)
-    store = np.zeros(BUF2 + 8, dtype=np.uint8)
+    # host memory the backend's workers reach (mapped for the GPU: a plain numpy array is not)
+    b1 = mk.backend.alloc_buffer(BUF1)
+    b1[:] = rng.integers(0, 256, BUF1, dtype=np.uint8)
+    store = mk.backend.alloc_buffer(BUF2 + 8)
     skew = 1 if store.ctypes.data % 4 == 0 else 2
     b2 = store[skew:skew + BUF2]  # a buffer whose address is not 4-byte aligned
     assert b2.ctypes.data % 4 != 0
