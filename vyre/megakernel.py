@@ -405,6 +405,21 @@ class Megakernel:
             self._ops = registry  # published only once the workers run it
         return resolved
 
+    def register_ops(self, ops: Iterable["Op"]) -> list["Op"]:
+        """Register several :class:`vyre.ops.Op` with one build (all or none); returns them
+        with their opcodes, in order. See :meth:`register_op`."""
+        wanted = list(ops)
+        if self._stopped:
+            raise BackendError("this megakernel was shut down", "create a new Megakernel")
+        with self._ops_lock:
+            registry = self._ops
+            for op in wanted:
+                registry = registry.with_op(op)
+            if len(registry) != len(self._ops):
+                self._ops_telemetry = dict(self._backend.load_ops(registry.ops()))
+                self._ops = registry
+            return [registry[op.name] for op in wanted]
+
     @property
     def ops(self) -> Mapping[str, "Op"]:
         """The registered ops by name (read-only)."""
