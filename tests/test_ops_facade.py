@@ -6,10 +6,18 @@ import threading
 
 import numpy as np
 import pytest
-
 from test_interp_rig import DONE, FAULT, Rig
-from vyre import (BatchDescriptor, InvalidTypeError, InvalidValueError, Megakernel,
-                  SlotDescriptor, SlotFaultError, SlotOpcode, WindowDescriptor)
+
+from vyre import (
+    BatchDescriptor,
+    InvalidTypeError,
+    InvalidValueError,
+    Megakernel,
+    SlotDescriptor,
+    SlotFaultError,
+    SlotOpcode,
+    WindowDescriptor,
+)
 from vyre.ops import FaultReason, Op, OpBuildError, fault_of
 from vyre.protocol import OBSERVABLE_BASE, Opcode
 
