@@ -1,19 +1,22 @@
-"""Build of vyre: Cython extensions over the C core, and the megakernel PTX when nvcc exists.
+"""Build of vyre: Cython extensions over the C core, and the megakernel when nvcc exists.
 
-The PTX is built for a portable virtual target (VYRE_PTX_ARCH, default compute_75: the oldest
-that CUDA 13's nvcc still targets, with __nanosleep and independent thread scheduling, both of
-which the kernel needs); the driver JIT-compiles it
-for the GPU actually present and caches the result. Without nvcc the package still builds and
-the CPU backend works; backend="cuda" then says what to install.
+The megakernel is shipped as a fatbin: SASS for the GPUs vyre runs on (VYRE_CUDA_ARCHS,
+default sm_80 and sm_90), so the driver loads machine code at once, plus PTX for a portable
+virtual target (VYRE_PTX_ARCH, default compute_75: the oldest that CUDA 13's nvcc still
+targets, with __nanosleep and independent thread scheduling, both of which the kernel needs)
+that the driver JIT-compiles on any other GPU. Without nvcc the package still builds and the
+CPU backend works; backend="cuda" then says what to install. The kernel's sources are copied
+next to the fatbin (vyre/data/kernel/) for the fused build with user ops (vyre/ops/cuda_build.py).
 
 Environment knobs (development):
   VYRE_BUILD_ONLY=wire,cpu   build only these extensions (names as in EXTENSIONS below)
   VYRE_TEST_HOOKS=1          also build the test-hooks CPU worker (never in a default build;
                              the tests build it on demand, tests/_testhooks.py)
-  VYRE_NO_PTX=1              skip the megakernel PTX
-  VYRE_NVCC=/path/to/nvcc    compiler for the PTX (default: nvcc on PATH or in CUDA_HOME)
+  VYRE_NO_PTX=1              skip the megakernel build
+  VYRE_NVCC=/path/to/nvcc    compiler for the kernel (default: nvcc on PATH or in CUDA_HOME)
+  VYRE_CUDA_ARCHS=80,90      SASS targets of the fatbin (empty: PTX only)
   VYRE_PTX_ARCH=compute_80   PTX virtual architecture
-  VYRE_REQUIRE_PTX=1         fail the build when the PTX cannot be built
+  VYRE_REQUIRE_PTX=1         fail the build when the kernel cannot be built
 """
 from __future__ import annotations
 
@@ -29,11 +32,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = "csrc"
 C_FLAGS = ["-O3", "-std=c11", "-Wall", "-Wno-unused-function"]
 PTX_SOURCE = os.path.join("cuda", "megakernel.cu")
-PTX_PACKAGE_PATH = os.path.join("vyre", "data", "megakernel.ptx")
 HEADERS = ["vyre_abi.h", "vyre_interp.h", "cpu_worker.h", "uring.h"]
 # one Cython declaration file per C header, cimported by every extension
 DECLARATIONS = [os.path.join("vyre", "includes", f)
                 for f in ("abi.pxd", "interp.pxd", "cpu_worker.pxd", "uring.pxd")]
+KERNEL_PACKAGE_PATH = os.path.join("vyre", "data", "megakernel.fatbin")
+# what the fused build (vyre/ops/cuda_build.py) compiles again with the user's ops
+KERNEL_SOURCES = [PTX_SOURCE, os.path.join(CSRC, "vyre_abi.h"), os.path.join(CSRC, "vyre_interp.h"),
+                  os.path.join(CSRC, "vyre_op.h")]
+KERNEL_SOURCES_PACKAGE_DIR = os.path.join("vyre", "data", "kernel")
+# shared by setup.py and the fused build: the same code generation for both
+NVCC_FLAGS = ["-std=c++17", "-O3", "-lineinfo"]
 
 
 def _ext(key: str, name: str, sources: list[str], macros=(), libs=()) -> tuple[str, Extension]:
@@ -112,36 +121,77 @@ def find_nvcc() -> str | None:
     return None
 
 
-def build_ptx(out_path: str) -> bool:
-    """Compile cuda/megakernel.cu to PTX at out_path. Returns False when nvcc is absent."""
+def kernel_gencodes() -> list[str]:
+    """-gencode flags: SASS for VYRE_CUDA_ARCHS plus PTX for VYRE_PTX_ARCH."""
+    archs = [a.strip() for a in os.environ.get("VYRE_CUDA_ARCHS", "80,90").split(",") if a.strip()]
+    ptx = os.environ.get("VYRE_PTX_ARCH", "compute_75")
+    flags = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+    return flags + [f"-gencode=arch={ptx},code={ptx}"]
+
+
+def build_kernel(out_path: str) -> bool:
+    """Compile cuda/megakernel.cu to a fatbin at out_path. Returns False when nvcc is absent."""
     nvcc = find_nvcc()
     src = os.path.join(HERE, PTX_SOURCE)
     if nvcc is None or not os.path.exists(src):
         why = "nvcc not found" if nvcc is None else f"{PTX_SOURCE} missing"
         if os.environ.get("VYRE_REQUIRE_PTX") == "1":
-            raise SystemExit(f"vyre setup: cannot build the megakernel PTX ({why})")
-        print(f"vyre setup: no megakernel PTX ({why}); the CUDA backend will be unavailable",
+            raise SystemExit(f"vyre setup: cannot build the megakernel ({why})")
+        print(f"vyre setup: no megakernel ({why}); the CUDA backend will be unavailable",
               file=sys.stderr)
         return False
-    arch = os.environ.get("VYRE_PTX_ARCH", "compute_75")
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    cmd = [nvcc, "-ptx", f"-arch={arch}", "-std=c++17", "-O3", "-lineinfo",
+    # --threads 0: the SASS targets are assembled in parallel (ptxas dominates the build)
+    # -Xptxas -v: registers, stack and spills per function and target, kept next to the
+    # fatbin (megakernel.ptxas.txt) for CI and docs/decisions.md
+    cmd = [nvcc, "-fatbin", *NVCC_FLAGS, "--threads", "0", "-Xptxas", "-v", *kernel_gencodes(),
            "-I", os.path.join(HERE, CSRC), src, "-o", out_path]
     print("vyre setup:", " ".join(cmd), file=sys.stderr)
-    subprocess.check_call(cmd)
+    proc = subprocess.run(cmd, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    with open(os.path.splitext(out_path)[0] + ".ptxas.txt", "w") as f:
+        f.write(proc.stdout)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-8000:])
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
     return True
 
 
+# the C headers user ops compile against (docs/ops.md), shipped as vyre/include/*.h
+OP_HEADERS = ("vyre_abi.h", "vyre_op.h", "vyre_interp.h")
+
+
+def copy_op_headers(package_dir: str) -> None:
+    """Copy the op headers into <package_dir>/include (a source checkout finds csrc/ itself)."""
+    dest = os.path.join(package_dir, "include")
+    os.makedirs(dest, exist_ok=True)
+    for name in OP_HEADERS:
+        shutil.copyfile(os.path.join(HERE, CSRC, name), os.path.join(dest, name))
+
+
+def copy_kernel_sources(out_dir: str) -> None:
+    """The kernel's sources as package data, for the fused build with user ops."""
+    os.makedirs(out_dir, exist_ok=True)
+    for rel in KERNEL_SOURCES:
+        path = os.path.join(HERE, rel)
+        if os.path.exists(path):
+            shutil.copyfile(path, os.path.join(out_dir, os.path.basename(rel)))
+
+
 class BuildExtWithPtx(build_ext):
-    """build_ext that also produces vyre/data/megakernel.ptx (in place for editable installs)."""
+    """build_ext that also produces vyre/data/megakernel.fatbin and vyre/data/kernel/ (in
+    place for editable installs) and, for an installed package, vyre/include/ with the op
+    headers."""
 
     def run(self) -> None:
         super().run()
         if os.environ.get("VYRE_NO_PTX") == "1":
             return
-        target = (os.path.join(HERE, PTX_PACKAGE_PATH) if self.inplace
-                  else os.path.join(self.build_lib, PTX_PACKAGE_PATH))
-        build_ptx(target)
+        root = HERE if self.inplace else self.build_lib
+        copy_kernel_sources(os.path.join(root, KERNEL_SOURCES_PACKAGE_DIR))
+        build_kernel(os.path.join(root, KERNEL_PACKAGE_PATH))
+        if not self.inplace:
+            copy_op_headers(os.path.join(self.build_lib, "vyre"))
 
 
 setup(

@@ -198,7 +198,7 @@ static __device__ __forceinline__ uint4 ld_acq_sys_v4(const uint32_t *p) {
 // the tenant table (lanes 0..7: control words 0..31, lane 8: words 140..143, lane 9: the
 // doorbell pair), so a publication is seen within about one PCIe round trip (the same table
 // read as nine loads of one lane took 5.4 us on the H100).
-static __device__ void poller(const vyre_launch_t &L) {
+static __device__ __noinline__ void poller(const vyre_launch_t &L) {
     static_assert(VYRE_CTRL_SHUTDOWN == 0u && VYRE_CTRL_TENANT_BASE == 2u, "lane 0 holds words 0..3");
     static_assert(VYRE_TENANT_MASK_BASE + VYRE_TENANT_MASK_COUNT == 32u, "lanes 0..7 hold the masks");
     const unsigned lane = threadIdx.x & 31;
@@ -323,7 +323,7 @@ static __device__ void poller(const vyre_launch_t &L) {
 
 // The flusher: folds the workers' device-memory counters into control every few microseconds
 // and bumps HEARTBEAT; at shutdown it waits for every worker warp to leave, then flushes last.
-static __device__ void flusher(const vyre_launch_t &L) {
+static __device__ __noinline__ void flusher(const vyre_launch_t &L) {
     if ((threadIdx.x & 31) != 0) return;
     uint32_t *control = L.ctx.control;
     cuda::atomic_ref<unsigned int, cuda::thread_scope_device> sd_mirror(*L.shutdown);
@@ -419,12 +419,11 @@ static __device__ void assist_run(const vyre_ctx_t *c, struct vyre_assist *a, un
 }
 
 // An idle warp takes one part of an open entry, if any (spread over entries by warp id).
-// Returns whether it scanned one.
-static __device__ bool assist_help(const vyre_launch_t &L) {
+// Returns whether it scanned one. Out of line (the scan's registers stay out of the poll
+// loop); assist_help is the inline check an idle warp makes every pass.
+static __device__ __noinline__ bool assist_take_part(const vyre_launch_t &L) {
     struct vyre_assist *a = L.assist;
     const unsigned lane = threadIdx.x & 31;
-    unsigned open = lane == 0 ? dev_u32_ref(a->open).load(cuda::std::memory_order_relaxed) : 0u;
-    if (__shfl_sync(FULL_MASK, open, 0) == 0u) return false;
     const unsigned long long w0 = assist_word_ref(a->word[lane]).load(cuda::std::memory_order_relaxed);
     const unsigned long long w1 = assist_word_ref(a->word[lane + 32]).load(cuda::std::memory_order_relaxed);
     const unsigned long long left = (unsigned long long)__ballot_sync(FULL_MASK, AW_NEXT(w0) < AW_PARTS(w0)) |
@@ -439,6 +438,12 @@ static __device__ bool assist_help(const vyre_launch_t &L) {
     assist_run(&L.ctx, a, e, (unsigned)k, AW_PARTS(w));
     if (lane == 0) dev_u32_ref(a->helped).fetch_add(1u, cuda::std::memory_order_relaxed);
     return true;
+}
+
+static __device__ __forceinline__ bool assist_help(const vyre_launch_t &L) {
+    const unsigned lane = threadIdx.x & 31;
+    unsigned open = lane == 0 ? dev_u32_ref(L.assist->open).load(cuda::std::memory_order_relaxed) : 0u;
+    return __shfl_sync(FULL_MASK, open, 0) != 0u && assist_take_part(L);
 }
 
 // How many parts a scan of args is cut into: its counted bytes (clamped to the buffer as the
@@ -456,7 +461,7 @@ static __device__ unsigned assist_parts(const vyre_ctx_t *c, const uint32_t args
 // assist board, over idle warps. Each owner lane begins its own scan; lanes that get a board
 // entry open it at once, so all of this warp's scans are on the board together; the warp then
 // takes parts of its own entries, scans the rest itself, and commits each when all parts are in.
-static __device__ void coop_dfa_scans(const vyre_launch_t &L, unsigned coop_mask, uint32_t slot,
+static __device__ __noinline__ void coop_dfa_scans(const vyre_launch_t &L, unsigned coop_mask, uint32_t slot,
                                       const uint32_t *w, vyre_result_t *res) {
     const vyre_ctx_t *c = &L.ctx;
     struct vyre_assist *a = L.assist;
@@ -530,7 +535,7 @@ static __device__ void coop_dfa_scans(const vyre_launch_t &L, unsigned coop_mask
         const uint32_t ostart = __shfl_sync(FULL_MASK, start_state, owner);
         uint32_t end;
         const uint32_t accepts = warp_scan_part(c, oargs, ostart, 0u, 1u, &end);
-        if (lane == (unsigned)owner) *res = vyre_dfa_scan_commit(c, args, accepts, end);
+        if (lane == (unsigned)owner) *res = vyre_dfa_scan_commit_slot(c, slot, args, accepts, end);
     }
     // 3. each entry once its parts are all in: commit, free (the gen stays; the next opening
     //    bumps it)
@@ -541,15 +546,82 @@ static __device__ void coop_dfa_scans(const vyre_launch_t &L, unsigned coop_mask
         const uint32_t end = dev_u32_ref(b->end_state).load(cuda::std::memory_order_relaxed);
         // release: our reads of the body above come before its next owner's writes
         assist_word_ref(a->word[entry]).store(AW_MAKE(gen, 0u, 0u), cuda::std::memory_order_release);
-        *res = vyre_dfa_scan_commit(c, args, accepts, end);
+        *res = vyre_dfa_scan_commit_slot(c, slot, args, accepts, end);
     }
     __syncwarp();
 }
 #endif
 
-static __device__ void worker(const vyre_launch_t &L);
+#ifdef VYRE_USER_OPS
+// How a warp runs the user ops it holds (user_mask): with at most VYRE_USER_WARP_OPS of them,
+// each in turn on all 32 threads, thread i running lane i of the op (vyre_op.h), so a
+// data-parallel op gets the whole warp; with more, every thread runs its own slot's op, lanes
+// 0..31 one after the other as the CPU does, so 32 ops progress at once and a warp full of
+// small ops costs about what a warp of built-ins costs (docs/decisions.md, "User ops on the
+// GPU"). Lanes of an op are independent (vyre_op.h), so both give the same results.
+#ifndef VYRE_USER_WARP_OPS
+#define VYRE_USER_WARP_OPS 2
+#endif
+// The warp-wide way: the lanes' result words and faults are merged with shuffles by
+// vyre_user_merge's rule (per word the lowest lane that wrote it, the lowest lane's fault),
+// and the owner commits. `ok` is each lane's tenant verdict. Out of line, as the ops
+// themselves, so that neither holds registers in the built-in path.
+static __device__ __noinline__ void user_ops(const vyre_ctx_t *c, unsigned user_mask, uint32_t slot,
+                                             const uint32_t *w, int ok, vyre_result_t *res) {
+    const unsigned lane = threadIdx.x & 31;
+    if (__popc(user_mask) > VYRE_USER_WARP_OPS) {  // each thread its own op (the interpreter's path)
+        if ((user_mask >> lane) & 1u) *res = vyre_execute_authorized(c, slot, w, ok);
+        __syncwarp();
+        return;
+    }
+    for (unsigned m = user_mask; m; m &= m - 1) {
+        const int owner = __ffs(m) - 1;
+        if (!__shfl_sync(FULL_MASK, ok, owner)) {  // refused: the interpreter's UNAUTHORIZED fault
+            if ((int)lane == owner) *res = vyre_execute_authorized(c, slot, w, 0);
+            continue;
+        }
+        uint32_t a[VYRE_SLOT_ARG_COUNT];
+#pragma unroll
+        for (int i = 0; i < (int)VYRE_SLOT_ARG_COUNT; i++) a[i] = __shfl_sync(FULL_MASK, w[VYRE_SLOT_ARGS + i], owner);
+        const uint32_t opcode = __shfl_sync(FULL_MASK, w[VYRE_SLOT_OPCODE], owner);
+        const uint32_t tenant = __shfl_sync(FULL_MASK, w[VYRE_SLOT_TENANT], owner);
+        const uint32_t oslot = __shfl_sync(FULL_MASK, slot, owner);
+        vyre_op_t op;
+        vyre_user_begin(c, oslot, opcode, tenant, a, lane, lane + 1u, &op);
+        const int handled = VYRE_USER_DISPATCH(c, opcode, &op);
+        uint32_t kept = 0;
+#pragma unroll
+        for (unsigned i = 0; i < VYRE_RESULT_WORDS; i++) {
+            const unsigned wrote = __ballot_sync(FULL_MASK, (op.result_kept_ >> i) & 1u);
+            const uint32_t v = __shfl_sync(FULL_MASK, op.result[i], wrote ? __ffs(wrote) - 1 : 0);
+            op.result[i] = wrote ? v : 0u;
+            kept |= wrote ? 1u << i : 0u;
+        }
+        op.result_kept_ = kept;
+        const unsigned faulted = __ballot_sync(FULL_MASK, op.fault_kept_[0] != VYRE_FAULT_NONE);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            op.fault_kept_[i] = __shfl_sync(FULL_MASK, op.fault_kept_[i], faulted ? __ffs(faulted) - 1 : 0);
+        // every lane's writes before the owner's commit and its release store of the status
+        __syncwarp();
+        if ((int)lane == owner) *res = vyre_user_commit(c, slot, &op, handled);
+    }
+    __syncwarp();
+}
+#endif
 
-extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
+static __device__ __noinline__ void worker(const vyre_launch_t &L);
+
+// Registers per thread are capped so that VYRE_MIN_BLOCKS_PER_SM blocks of VYRE_BLOCK_THREADS
+// fit on an SM (docs/decisions.md, "Registers and resident warps").
+#ifndef VYRE_BLOCK_THREADS
+#define VYRE_BLOCK_THREADS 128
+#endif
+#ifndef VYRE_MIN_BLOCKS_PER_SM
+#define VYRE_MIN_BLOCKS_PER_SM 4
+#endif
+extern "C" __global__ void __launch_bounds__(VYRE_BLOCK_THREADS, VYRE_MIN_BLOCKS_PER_SM)
+vyre_megakernel(const vyre_launch_t *launch) {
     const vyre_launch_t L = *launch;
     if (blockIdx.x == 0 && (threadIdx.x >> 5) < 2) {
         if ((threadIdx.x >> 5) == 0) poller(L); else flusher(L);
@@ -561,7 +633,7 @@ extern "C" __global__ void vyre_megakernel(const vyre_launch_t *launch) {
     if ((threadIdx.x & 31) == 0) atomicSub(L.live, 1u);
 }
 
-static __device__ void worker(const vyre_launch_t &L) {
+static __device__ __noinline__ void worker(const vyre_launch_t &L) {
     const vyre_ctx_t *c = &L.ctx;
     const unsigned lane = threadIdx.x & 31;
     cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> published(*L.published);
@@ -641,8 +713,15 @@ static __device__ void worker(const vyre_launch_t &L) {
             const unsigned coop_mask = __ballot_sync(FULL_MASK, coop);
             if (coop_mask) coop_dfa_scans(L, coop_mask, slot, w, &r);
 #endif
-            const bool plain = run && !coop;
-            const unsigned plain_mask = __ballot_sync(FULL_MASK, plain);
+            // user ops (a fused build, vyre/ops/cuda_build.py) run on the whole warp below;
+            // the tenant verdict is made for them with the plain slots'
+#ifdef VYRE_USER_OPS
+            const bool user = run && !coop && vyre_is_user_opcode(w[VYRE_SLOT_OPCODE]);
+#else
+            const bool user = false;
+#endif
+            const bool plain = run && !coop && !user;
+            const unsigned plain_mask = __ballot_sync(FULL_MASK, plain || user);
             if (plain_mask) {
                 const uint32_t tenant = w[VYRE_SLOT_TENANT];
                 const unsigned deflt = __shfl_sync(FULL_MASK, tw, TM_DEFAULT);
@@ -651,7 +730,7 @@ static __device__ void worker(const vyre_launch_t &L) {
                 int ok = -1;  // -1: a moved or longer table, read in host memory
                 if (deflt && tenant < VYRE_TENANT_MASK_COUNT) ok = vyre_tenant_verdict(tenant, len, mask);
                 else if (deflt && tenant >= len) ok = 0;
-                const bool slow = plain && ok < 0;
+                const bool slow = (plain || user) && ok < 0;
                 const unsigned slow_mask = __ballot_sync(FULL_MASK, slow);
                 if (slow) {  // one read per tenant per warp, shared with the lanes of that tenant
                     const unsigned same = __match_any_sync(slow_mask, tenant);
@@ -660,6 +739,10 @@ static __device__ void worker(const vyre_launch_t &L) {
                     ok = __shfl_sync(same, ok, leader);
                 }
                 if (plain) r = vyre_execute_authorized(c, slot, w, ok);
+#ifdef VYRE_USER_OPS
+                const unsigned user_mask = __ballot_sync(FULL_MASK, user);
+                if (user_mask) user_ops(c, user_mask, slot, w, ok, &r);
+#endif
             }
 
             LAT_T(lat_exec);

@@ -9,8 +9,12 @@ from vyre.includes.abi cimport *
 from vyre.includes.cpu_worker cimport *
 from vyre.includes.interp cimport vyre_buf_t, vyre_ctx_t
 
-#: the wire constants (vyre._wire's one table, read from csrc/vyre_abi.h)
-from vyre._wire import ABI
+from vyre.includes.op cimport VYRE_OP_ABI_VERSION, VYRE_OP_LANES
+
+from vyre._wire import ABI as _WIRE_ABI
+
+#: the wire constants (vyre._wire's one table, read from csrc/vyre_abi.h) and the op ABI
+ABI = {**_WIRE_ABI, "OP_ABI_VERSION": VYRE_OP_ABI_VERSION, "OP_LANES": VYRE_OP_LANES}
 
 #: 1 in the test-hooks build (VYRE_TEST_OP_SPIN / VYRE_TEST_OP_STALL exist), else 0
 TEST_HOOKS = bool(vyre_cpu_test_hooks())
@@ -52,6 +56,7 @@ cdef class CpuWorkers:
     cdef uint32_t[::1] _debug
     cdef uint32_t[::1] _ioq
     cdef uint64_t[:, ::1] _bufs
+    cdef list _ops_keep
 
     def __cinit__(self, ring, control, debug, ioq, buffers):
         self._pool = NULL
@@ -60,7 +65,8 @@ cdef class CpuWorkers:
         self._debug = debug
         self._ioq = ioq
         self._bufs = buffers
-        self._keep = (ring, control, debug, ioq, buffers)
+        self._ops_keep = []
+        self._keep = (ring, control, debug, ioq, buffers, self._ops_keep)
         if self._ring.shape[0] % VYRE_SLOT_WORDS or self._ring.shape[0] == 0:
             raise BackendError(f"ring has {self._ring.shape[0]} words, not a positive multiple of 16",
                                "allocate 16 * slot_count uint32 words")
@@ -168,6 +174,16 @@ cdef class CpuWorkers:
                                "use a handle from register_buffer()")
         vyre_cpu_set_buffer(<vyre_buf_t *>&self._bufs[0, 0], index, addr, nbytes)
 
+    def set_user_dispatch(self, uint64_t address, owner=None):
+        """Run user ops through the C function at ``address`` (a ``vyre_user_dispatch`` of a
+        loaded ops library, vyre/ops/cpu_build.py), or through none when ``address`` is 0.
+        Safe while the workers run: slots published afterwards use the new function.
+        ``owner`` (the loaded library) is kept alive as long as this object, since a worker
+        may still be inside a function it replaced."""
+        if owner is not None:
+            self._ops_keep.append(owner)
+        vyre_cpu_set_user_dispatch(self._pool, <vyre_user_dispatch_fn><uintptr_t>address)
+
     # ---------------------------------------------------------------- test entry points
     def execute_one(self, uint32_t slot):
         """Claim, execute and finish one PUBLISHED slot on the calling thread (no workers
@@ -176,7 +192,7 @@ cdef class CpuWorkers:
         if slot >= self._ctx.slot_count:
             raise BackendError(f"slot {slot} out of range", "use a slot below slot_count")
         with nogil:
-            rc = vyre_cpu_execute_one(&self._ctx, slot)
+            rc = vyre_cpu_execute_one(self._pool, slot)
         return rc
 
     def dfa_scan_part(self, args, uint32_t start_state, uint32_t part, uint32_t parts):

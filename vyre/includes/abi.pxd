@@ -95,6 +95,19 @@ cdef extern from "vyre_abi.h":
     const unsigned int VYRE_WINDOW_REQUIRED
     const unsigned int VYRE_WINDOW_LOOKAHEAD
     const unsigned int VYRE_WINDOW_PREFIX_WORDS
+    const unsigned int VYRE_RESULT_WORDS
+    const unsigned int VYRE_SLOT_RESULT
+    const unsigned int VYRE_FAULT_NONE
+    const unsigned int VYRE_FAULT_UNAUTHORIZED
+    const unsigned int VYRE_FAULT_PROTECTED
+    const unsigned int VYRE_FAULT_OUT_OF_BOUNDS
+    const unsigned int VYRE_FAULT_IO_ERROR
+    const unsigned int VYRE_FAULT_IO_UNAVAILABLE
+    const unsigned int VYRE_FAULT_UNKNOWN_OP
+    const unsigned int VYRE_FAULT_RAISED
+    const unsigned int VYRE_FAULT_MISALIGNED
+    const unsigned int VYRE_FAULT_BAD_RESULT
+    const unsigned int VYRE_FAULT_REASONS
     const unsigned int VYRE_IO_MAX_SLOTS
     const unsigned int VYRE_IO_SLOT_WORDS
     const unsigned int VYRE_IO_OP_TYPE

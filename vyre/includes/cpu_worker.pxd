@@ -24,7 +24,9 @@ cdef extern from "cpu_worker.h" nogil:
     int vyre_cpu_set_next_ticket(vyre_cpu_pool *p, uint64_t t)
     void vyre_cpu_stats(const vyre_cpu_pool *p, uint64_t out[3])
     void vyre_cpu_set_buffer(vyre_buf_t *table, uint32_t i, uint64_t addr, uint64_t bytes)
-    int64_t vyre_cpu_execute_one(const vyre_ctx_t *ctx, uint32_t slot)
+    int64_t vyre_cpu_execute_one(vyre_cpu_pool *p, uint32_t slot)
+    ctypedef int (*vyre_user_dispatch_fn)(uint32_t opcode, void *op)
+    void vyre_cpu_set_user_dispatch(vyre_cpu_pool *p, vyre_user_dispatch_fn fn)
     void vyre_cpu_dfa_scan_part(const vyre_ctx_t *ctx, const uint32_t *args, uint32_t start_state,
                                 uint32_t part, uint32_t parts, uint32_t *accepts,
                                 uint32_t *end_state)

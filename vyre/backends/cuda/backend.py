@@ -29,7 +29,7 @@ from vyre.backends.cuda.memory import (
     register_pages,
     registered_address,
 )
-from vyre.backends.cuda.probe import INSTALL_FIX, PTX_PATH, probe
+from vyre.backends.cuda.probe import INSTALL_FIX, KERNEL_PATH, probe
 from vyre.backends.cuda.residency import RESIDENCY, quiesced
 from vyre.backends.cuda.streams import stream_event_done, stream_wait_ticket
 from vyre.errors import BackendError, InvalidValueError
@@ -65,6 +65,7 @@ _COMEBACK_EXIT_WAIT = 0.02
 # between the doorbell store before it and this load (the host half of the handshake)
 _EXIT_WORD = 4
 _module_cache: dict[int, Any] = {}
+_fused_modules: list[Any] = []  # fused builds loaded by use_module (vyre/ops/cuda_build.py)
 
 def _cuda():
     ok, why = probe()
@@ -195,16 +196,52 @@ class CudaBackend(Backend):
         key = int(self._ctx.handle)
         mod = _module_cache.get(key)
         if mod is None:
-            with open(PTX_PATH, "rb") as f:
-                ptx = f.read()
-            try:
-                mod = self._cuda.module_from_buffer(ptx)
+            with open(KERNEL_PATH, "rb") as f:
+                image = f.read()
+            try:  # a fatbin: the driver picks the SASS of this GPU, else JIT-compiles the PTX
+                mod = self._cuda.module_from_buffer(image)
             except self._cuda.Error as err:
-                raise BackendError(f"the driver could not load the megakernel PTX ({err})",
+                raise BackendError(f"the driver could not load the megakernel ({err})",
                                    "update the NVIDIA driver, or rebuild vyre with a PTX target "
                                    "this driver accepts (VYRE_PTX_ARCH)") from err
             _module_cache[key] = mod
         return mod
+
+    def use_module(self, image: bytes | None) -> None:
+        """Run the megakernel from ``image`` (a fused build with user ops, cubin or fatbin;
+        None: the shipped kernel). A running kernel is paused, which finishes every slot
+        published so far on the old module, and relaunched from the new one at the ticket it
+        stopped at: no published slot is lost, run twice or reordered."""
+        with quiesced(), self._active():  # module loads wait on running kernels
+            if image is None:
+                mod = self._load_module()
+            else:
+                try:
+                    mod = self._cuda.module_from_buffer(image)
+                except self._cuda.Error as err:
+                    raise BackendError(f"the driver could not load the fused megakernel ({err})",
+                                       "rebuild it for this GPU: clear VYRE_CACHE_DIR's entry "
+                                       "or update the NVIDIA driver") from err
+                _fused_modules.append(mod)  # never unloaded: an unload waits on the kernel
+            self._module, self._func = mod, mod.get_function(_KERNEL)
+
+    def load_ops(self, ops: Any, cache: Any = None) -> dict[str, Any]:
+        """Run the megakernel fused with user ops ``ops`` (vyre/ops/cuda_build.py: nvcc for
+        this GPU's architecture, through the pipeline cache), swapped in by use_module: a
+        running kernel finishes what was published and relaunches from the new module.
+        Returns the build's telemetry (``source``: memory / disk / build, ``seconds``)."""
+        from vyre.ops import cuda_build
+
+        ops = list(ops)
+        if not ops:
+            self.use_module(None)
+            return {"source": "builtin", "seconds": 0.0}
+        major, minor = self._device.compute_capability()
+        built = cuda_build.build_fused(ops, f"sm_{major}{minor}", cache=cache)
+        t0 = time.perf_counter()
+        self.use_module(built.image)
+        return {"source": built.source, "seconds": built.seconds, "key": built.key,
+                "arch": built.arch, "swap_seconds": time.perf_counter() - t0}
 
     @staticmethod
     def _dptr(arr: np.ndarray) -> int:

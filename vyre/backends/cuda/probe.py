@@ -4,10 +4,15 @@ from __future__ import annotations
 import functools
 import os
 
-# VYRE_PTX points at another build of cuda/megakernel.cu (kernel development, A/B runs)
-# setup.py builds it into vyre/data/ (three levels up from vyre/backends/cuda/probe.py)
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PTX_PATH = os.environ.get("VYRE_PTX") or os.path.join(_PACKAGE, "data", "megakernel.ptx")
+_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                     "data")
+# The built-in megakernel: the fatbin setup.py builds (SASS for sm_80/sm_90 plus PTX, so the
+# driver loads machine code without a JIT), or a PTX-only build. VYRE_PTX points at another
+# build of cuda/megakernel.cu, PTX, cubin or fatbin (kernel development, A/B runs).
+KERNEL_PATH = os.environ.get("VYRE_PTX") or next(
+    (p for p in (os.path.join(_DATA, "megakernel.fatbin"), os.path.join(_DATA, "megakernel.ptx"))
+     if os.path.exists(p)), os.path.join(_DATA, "megakernel.fatbin"))
+PTX_PATH = KERNEL_PATH  # the name the bench/gpu scripts import
 
 INSTALL_FIX = ("install the CUDA extra on a machine with an NVIDIA GPU and driver "
                "(`pip install 'vyre[cuda]'`), with nvcc on PATH when building vyre so the "
@@ -17,8 +22,8 @@ INSTALL_FIX = ("install the CUDA extra on a machine with an NVIDIA GPU and drive
 @functools.lru_cache(maxsize=1)
 def probe() -> tuple[bool, str]:
     """(True, device name) when PTX, PyCUDA and a GPU are all present, else (False, reason)."""
-    if not os.path.exists(PTX_PATH):
-        return False, "the megakernel PTX is not in the package (nvcc was absent when vyre was built)"
+    if not os.path.exists(KERNEL_PATH):
+        return False, "the megakernel is not in the package (nvcc was absent when vyre was built)"
     # CUDA_MODULE_LOADING is left to the user: a module loaded lazily while a megakernel runs
     # waits for the device to go idle, which it does once the megakernel leaves on its own
     # (idle_exit_ms / yield_ms); forcing EAGER would load every kernel of PyTorch at start-up.

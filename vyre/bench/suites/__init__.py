@@ -13,7 +13,7 @@ from types import ModuleType
 from vyre.bench.suites._common import Unavailable  # noqa: F401  (part of the suite API)
 
 #: suite names in execution order
-SUITES = ("publish", "latency", "dispatch", "throughput", "cpu", "ingest")
+SUITES = ("publish", "latency", "dispatch", "throughput", "cpu", "ingest", "userops")
 
 
 def load(name: str) -> ModuleType:

@@ -1,0 +1,368 @@
+"""User ops on the GPU: dispatch cost against the built-in, a hash table against CuPy, start time.
+
+Methods (all on the CUDA backend, one megakernel, the same run):
+
+* ``builtin_atomic_add`` / ``user_add``: one ``submit_many`` of N ops + ``drain``; the user op
+  ``uadd`` does what ATOMIC_ADD does (``control[a1] += a0`` on lane 0, the new value as its
+  result), so the ratio is the cost of dispatching to fused user code (target: within 20 %).
+* ``hashtable_megakernel``: an open-addressing table of (key, value) u32 pairs in device
+  memory, driven by the user ops ``ht_insert`` / ``ht_lookup`` (one lane, linear probing with
+  a CAS, results in the slot): per sample N inserts of fresh keys, drained, then N lookups of
+  them, drained (ops/s over the 2N ops; each lookup that finds its value bumps an observable,
+  which verifies the sample).
+* ``hashtable_cupy_per_op``: the same probe code as a CuPy ``RawKernel`` of one thread,
+  launched once per op (M ops per sample, M <= N: each launch costs the same) + synchronize.
+* ``hashtable_cupy_batched``: what a user would write for a batch: one launch of N threads
+  inserting, one of N threads looking up, + synchronize.
+* ``start_cold_compile``: one fused build of 3 user ops with an empty pipeline cache (nvcc for
+  this GPU), in seconds, noted (one sample: a compile is too slow to repeat; VYRE_BENCH_COLD=0
+  skips it);
+  ``start_warm``: a fresh process that creates a megakernel, registers the same 3 ops (the
+  builds come from the disk cache) and waits for one op's result (the child's own clock, so
+  the interpreter's start and imports are excluded).
+
+The megakernel is shut down before the CuPy baselines run, as in the dispatch suite.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from typing import Any
+
+import numpy as np
+
+from vyre.bench.suites._common import (
+    Unavailable,
+    facade,
+    megakernel,
+    need,
+    next_pow2,
+    resolve_backend,
+    word_total,
+)
+
+NAME = "userops"
+DESCRIPTION = ("user ops on the GPU: custom-op dispatch vs ATOMIC_ADD, a hash table vs CuPy "
+               "launches, cold/warm start with 3 ops")
+
+UADD = r"""
+VYRE_OP(uadd) {  /* control[a1] += a0; result: the new value (what ATOMIC_ADD does) */
+    if (op->lane != 0) return;
+    const uint32_t v = vyre_arg(op, 0);
+    const uint32_t before = vyre_atomic_add_u32(op, 0, vyre_arg(op, 1), v);
+    if (!vyre_op_failed(op)) vyre_op_result(op, 0, before + v);
+}
+"""
+# one probe sequence for all three drivers: slot i of the table is words 2i (key) and 2i+1
+# (value); key 0 is empty; keys are never 0
+HT_INSERT = r"""
+VYRE_OP(ht_insert) {  /* a0 table, a1 capacity (power of 2), a2 key != 0, a3 value */
+    if (op->lane != 0) return;
+    const uint32_t h = vyre_arg(op, 0), mask = vyre_arg(op, 1) - 1u, key = vyre_arg(op, 2);
+    uint32_t i = (key * 2654435761u) & mask;
+    for (uint32_t n = 0; n <= mask; ++n, i = (i + 1u) & mask) {
+        const uint32_t seen = vyre_atomic_cas_u32(op, h, 2ull * i, 0u, key);
+        if (vyre_op_failed(op)) return;
+        if (seen == 0u || seen == key) {
+            vyre_store_u32(op, h, 2ull * i + 1u, vyre_arg(op, 3));
+            vyre_op_result(op, 0, seen == 0u ? 1u : 2u);  /* inserted / updated */
+            vyre_op_result(op, 1, n + 1u);                 /* probes */
+            return;
+        }
+    }
+    vyre_op_fault(op, 1u);  /* the table is full */
+}
+"""
+HT_LOOKUP = r"""
+VYRE_OP(ht_lookup) {  /* a0 table, a1 capacity, a2 key; found with value a3: obs[a4] += 1 */
+    if (op->lane != 0) return;
+    const uint32_t h = vyre_arg(op, 0), mask = vyre_arg(op, 1) - 1u, key = vyre_arg(op, 2);
+    uint32_t i = (key * 2654435761u) & mask;
+    for (uint32_t n = 0; n <= mask; ++n, i = (i + 1u) & mask) {
+        const uint32_t k = vyre_load_u32(op, h, 2ull * i);
+        if (vyre_op_failed(op) || k == 0u) break;
+        if (k == key) {
+            const uint32_t v = vyre_load_u32(op, h, 2ull * i + 1u);
+            vyre_op_result(op, 0, 1u);
+            vyre_op_result(op, 1, v);
+            if (v == vyre_arg(op, 3)) vyre_obs_add(op, vyre_arg(op, 4), 1u);
+            return;
+        }
+    }
+    vyre_op_result(op, 0, 0u);
+}
+"""
+CUPY_SOURCE = r"""
+__device__ __forceinline__ void ht_insert(unsigned *tab, unsigned cap, unsigned key, unsigned val) {
+    const unsigned mask = cap - 1u;
+    unsigned i = (key * 2654435761u) & mask;
+    for (unsigned n = 0; n <= mask; ++n, i = (i + 1u) & mask) {
+        const unsigned seen = atomicCAS(tab + 2ull * i, 0u, key);
+        if (seen == 0u || seen == key) { tab[2ull * i + 1u] = val; return; }
+    }
+}
+__device__ __forceinline__ unsigned ht_lookup(const unsigned *tab, unsigned cap, unsigned key,
+                                              unsigned val) {
+    const unsigned mask = cap - 1u;
+    unsigned i = (key * 2654435761u) & mask;
+    for (unsigned n = 0; n <= mask; ++n, i = (i + 1u) & mask) {
+        const unsigned k = ((volatile const unsigned *)tab)[2ull * i];
+        if (k == 0u) return 0u;
+        if (k == key) return tab[2ull * i + 1u] == val;
+    }
+    return 0u;
+}
+extern "C" __global__ void ht_insert1(unsigned *tab, unsigned cap, unsigned key, unsigned val) {
+    ht_insert(tab, cap, key, val);
+}
+extern "C" __global__ void ht_lookup1(const unsigned *tab, unsigned cap, unsigned key,
+                                      unsigned val, unsigned *found) {
+    if (ht_lookup(tab, cap, key, val)) atomicAdd(found, 1u);
+}
+extern "C" __global__ void ht_insert_n(unsigned *tab, unsigned cap, const unsigned *keys,
+                                       const unsigned *vals, unsigned n) {
+    const unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t < n) ht_insert(tab, cap, keys[t], vals[t]);
+}
+extern "C" __global__ void ht_lookup_n(const unsigned *tab, unsigned cap, const unsigned *keys,
+                                       const unsigned *vals, unsigned n, unsigned *found) {
+    const unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t < n && ht_lookup(tab, cap, keys[t], vals[t])) atomicAdd(found, 1u);
+}
+"""
+START_OPS = {"uadd": UADD, "ht_insert": HT_INSERT, "ht_lookup": HT_LOOKUP}
+
+
+def register(mk: Any, name: str, source: str) -> int:
+    """Register an op through the facade (``register_op``), or on the backend straight where
+    the facade has no ops API; returns its opcode."""
+    reg = getattr(mk, "register_op", None)
+    if reg is not None:
+        return int(reg(name, source))
+    ops = getattr(mk, "_bench_ops", [])
+    op = types.SimpleNamespace(name=name, opcode=0x100 + len(ops), source=source)
+    mk._bench_ops = [*ops, op]
+    mk.backend.load_ops(mk._bench_ops)
+    return int(op.opcode)
+
+
+def _keys(n: int, round_: int) -> tuple[np.ndarray, np.ndarray]:
+    """n fresh nonzero keys for sample ``round_`` (distinct across rounds) and their values."""
+    base = 1 + round_ * n
+    keys = ((np.arange(base, base + n, dtype=np.uint64) * 2654435761) % 0xFFFFFFFB + 1)
+    keys = keys.astype(np.uint32)
+    return keys, keys ^ np.uint32(0x5A5A5A5A)
+
+
+def run(ctx) -> None:
+    fx = facade()
+    resolve_backend(ctx, allowed=("cuda",))
+    n = 2000 if ctx.options.quick else 100_000
+    ctx.note("ops_per_sample", n)
+    spread = 1024
+    base_word = fx.OBSERVABLE_BASE
+    ops_u = np.full(n, int(fx.Opcode.ATOMIC_ADD), np.uint32)
+    args = np.empty((n, 2), np.uint32)
+    args[:, 0] = 1
+    args[:, 1] = base_word + np.arange(n, dtype=np.uint32) % spread
+    # the table holds every key the samples insert: at most max_samples rounds of n keys
+    rounds_cap = 64
+    cap = next_pow2(4 * n * rounds_cap) if not ctx.options.quick else next_pow2(8 * n * rounds_cap)
+    ctx.note("table_capacity", cap)
+    mk = megakernel(fx, "cuda", slot_count=next_pow2(2 * n), observable_slots=spread + 1)
+    with mk:
+        ctx.note("backend", mk.backend.describe())
+        try:
+            uadd = register(mk, "uadd", UADD)
+            ins = register(mk, "ht_insert", HT_INSERT)
+            look = register(mk, "ht_lookup", HT_LOOKUP)
+        except Exception as exc:  # no nvcc, no ops API: the suite cannot run
+            raise Unavailable(f"cannot register user ops ({type(exc).__name__}: {exc})") from exc
+        obs = mk.observables
+        done = [0]
+        now = time.perf_counter_ns
+
+        def many(opcodes: np.ndarray):
+            def sample() -> float:
+                t0 = now()
+                mk.submit_many(opcodes, args)
+                mk.drain()
+                t1 = now()
+                done[0] += n
+                return t1 - t0
+            return sample
+
+        check = lambda: (word_total(obs[:spread]) == done[0],
+                         f"observables sum to {word_total(obs[:spread])}, expected {done[0]}")
+        params = {"ops": n, "ring": next_pow2(2 * n)}
+        builtin = ctx.bench("builtin_atomic_add", many(ops_u), batch=n, params=params,
+                            verify=check)
+        user = ctx.bench("user_add", many(np.full(n, uadd, np.uint32)), batch=n, params=params,
+                         verify=check)
+        ctx.compare(user, builtin)
+
+        h_tab, _tab = mk.alloc_buffer(8 * cap, device=True)
+        found_word = spread  # an observable of its own, past the ATOMIC_ADD targets
+        ht_round = [0]
+        looked = [0]
+        found0 = int(obs[found_word])
+        ins_ops, look_ops = np.full(n, ins, np.uint32), np.full(n, look, np.uint32)
+
+        def ht_sample() -> float:
+            if ht_round[0] >= rounds_cap:
+                raise RuntimeError("the benchmark table is full (more samples than rounds_cap)")
+            keys, vals = _keys(n, ht_round[0])
+            ht_round[0] += 1
+            a_ins = np.stack([np.full(n, h_tab, np.uint32), np.full(n, cap, np.uint32), keys, vals], 1)
+            a_look = np.stack([np.full(n, h_tab, np.uint32), np.full(n, cap, np.uint32), keys, vals,
+                               np.full(n, found_word, np.uint32)], 1)
+            t0 = now()
+            mk.submit_many(ins_ops, a_ins)
+            mk.drain()
+            mk.submit_many(look_ops, a_look)
+            mk.drain()
+            t1 = now()
+            looked[0] += n
+            return t1 - t0
+
+        ht_check = lambda: (int(obs[found_word]) - found0 == looked[0],
+                            (f"{int(obs[found_word]) - found0} lookups found their value, "
+                             f"expected {looked[0]}"))
+        mega_ht = ctx.bench("hashtable_megakernel", ht_sample, batch=2 * n, unit="ops/s",
+                            params={"ops": 2 * n, "capacity": cap}, verify=ht_check,
+                            min_samples=3, min_time_s=0.1)
+    _cupy_tables(ctx, n, cap, mega_ht)
+    _start(ctx)
+
+
+def _cupy_tables(ctx, n: int, cap: int, mega_ht) -> None:
+    try:
+        cp = need("cupy")
+        mod = cp.RawModule(code=CUPY_SOURCE)
+        ins1, look1 = mod.get_function("ht_insert1"), mod.get_function("ht_lookup1")
+        ins_n, look_n = mod.get_function("ht_insert_n"), mod.get_function("ht_lookup_n")
+    except Unavailable as why:
+        ctx.skip("hashtable_cupy_per_op", str(why))
+        ctx.skip("hashtable_cupy_batched", str(why))
+        return
+    tab = cp.zeros(2 * cap, dtype=cp.uint32)
+    found = cp.zeros(1, dtype=cp.uint32)
+    rnd = [1000]  # key rounds apart from the megakernel's (a separate table anyway)
+    m = min(n, 20_000)  # per-op launches: each costs the same, fewer keep the sample short
+    looked = [0, 0]
+    now = time.perf_counter_ns
+    u32 = np.uint32
+
+    def per_op() -> float:
+        keys, vals = _keys(m, rnd[0])
+        rnd[0] += 1
+        kl, vl = keys.tolist(), vals.tolist()
+        t0 = now()
+        for k, v in zip(kl, vl):
+            ins1((1,), (1,), (tab, u32(cap), u32(k), u32(v)))
+        for k, v in zip(kl, vl):
+            look1((1,), (1,), (tab, u32(cap), u32(k), u32(v), found))
+        cp.cuda.runtime.deviceSynchronize()
+        t1 = now()
+        looked[0] += m
+        return t1 - t0
+
+    def batched() -> float:
+        keys, vals = _keys(n, rnd[0])
+        rnd[0] += 1
+        dk, dv = cp.asarray(keys), cp.asarray(vals)
+        grid = ((n + 255) // 256,)
+        t0 = now()
+        ins_n(grid, (256,), (tab, u32(cap), dk, dv, u32(n)))
+        look_n(grid, (256,), (tab, u32(cap), dk, dv, u32(n), found))
+        cp.cuda.runtime.deviceSynchronize()
+        t1 = now()
+        looked[0] += n
+        return t1 - t0
+
+    check = lambda: (int(found.get()[0]) == looked[0],
+                     f"{int(found.get()[0])} lookups found their value, expected {looked[0]}")
+    per = ctx.bench("hashtable_cupy_per_op", per_op, batch=2 * m, unit="ops/s",
+                    params={"ops": 2 * m, "capacity": cap}, verify=check, min_samples=3)
+    bat = ctx.bench("hashtable_cupy_batched", batched, batch=2 * n, unit="ops/s",
+                    params={"ops": 2 * n, "capacity": cap}, verify=check, min_samples=3)
+    ctx.compare(mega_ht, per)
+    ctx.compare(mega_ht, bat)
+
+
+_CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from vyre import Megakernel
+from vyre.bench.suites.userops import START_OPS, register
+from vyre.protocol import OBSERVABLE_BASE
+t_import = time.perf_counter()
+with Megakernel(backend="cuda", slot_count=256, observable_slots=16) as mk:
+    t1 = time.perf_counter()
+    codes = [register(mk, name, src) for name, src in START_OPS.items()]
+    t2 = time.perf_counter()
+    mk.wait(mk.submit(codes[0], [1, OBSERVABLE_BASE]), timeout=30)
+    t3 = time.perf_counter()
+print(json.dumps({"start_s": t3 - t_import, "construct_s": t1 - t_import,
+                  "register_s": t2 - t1, "first_op_s": t3 - t2, "import_s": t_import - t0}))
+"""
+
+
+def _start(ctx) -> None:
+    from vyre.errors import BackendError
+    from vyre.ops import cuda_build
+
+    try:
+        cuda_build.find_nvcc()
+    except BackendError as exc:
+        ctx.skip("start_cold_compile", str(exc))
+        ctx.skip("start_warm", str(exc))
+        return
+    import pycuda.driver as drv
+
+    major, minor = drv.Device(0).compute_capability()
+    ops = [types.SimpleNamespace(name=name, opcode=0x100 + i, source=src)
+           for i, (name, src) in enumerate(START_OPS.items())]
+    if os.environ.get("VYRE_BENCH_COLD", "1") == "0":  # a short run: the compile is timed elsewhere
+        ctx.skip("start_cold_compile", "VYRE_BENCH_COLD=0")
+    else:
+        _cold(ctx, ops, f"sm_{major}{minor}")
+    _warm(ctx)
+
+
+def _cold(ctx, ops: list, arch: str) -> None:
+    from vyre.ops import cuda_build
+    from vyre.ops.cache import PipelineCache
+
+    with tempfile.TemporaryDirectory(prefix="vyre-bench-cache-") as tmp:
+        built = cuda_build.build_fused(ops, arch, cache=PipelineCache(tmp))
+        ctx.note("start_cold_compile_s", round(built.seconds, 3))
+        ctx.note("start_cold_compile_arch", built.arch)
+        report = cuda_build.ptxas_report(cuda_build.last_ptxas)
+        ctx.note("fused_registers_per_thread",
+                 report.get((built.arch, "vyre_megakernel"), {}).get("registers"))
+
+
+def _warm(ctx) -> None:
+    parts: list[dict[str, float]] = []
+
+    def warm() -> float:
+        proc = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True,
+                              timeout=120, check=False, env=dict(os.environ))
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed")
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+        parts.append(got)
+        return got["start_s"] * 1e9  # ns per start
+
+    # the first child fills the default pipeline cache with these builds (a warm-up sample)
+    ctx.bench("start_warm", warm, batch=1, min_samples=3, min_time_s=0.0,
+              notes="megakernel + 3 user ops from the disk cache + first result, in a fresh "
+                    "process, imports excluded")
+    if parts:
+        ctx.note("start_warm_parts_last", parts[-1])
