@@ -6,14 +6,14 @@ from pathlib import Path
 import vyre
 
 
-def test_probe_looks_for_the_ptx_where_setup_py_builds_it(monkeypatch):
+def test_probe_looks_for_the_kernel_where_setup_py_builds_it(monkeypatch):
     monkeypatch.delenv("VYRE_PTX", raising=False)
     from vyre.backends.cuda import probe
 
     probe = importlib.reload(probe)  # PTX_PATH is read at import
     try:
-        built = Path(vyre.__file__).parent / "data" / "megakernel.ptx"  # setup.py PTX_PACKAGE_PATH
-        assert Path(probe.PTX_PATH).resolve() == built.resolve()
+        built = Path(vyre.__file__).parent / "data" / "megakernel.fatbin"  # setup.py KERNEL_PACKAGE_PATH
+        assert Path(probe.KERNEL_PATH).resolve() == built.resolve()
     finally:
         importlib.reload(probe)
 

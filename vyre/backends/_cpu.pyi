@@ -17,6 +17,7 @@ IO_WAIT_ROUNDS: int
 HEARTBEAT_PERIOD_S: float
 #: vyre_abi.h constants the CPU backend uses (read from the header at build time)
 ABI: dict[str, int]
+OP_ABI: dict[str, int]
 
 class CpuWorkers:
     def __init__(self, ring: np.ndarray, control: np.ndarray, debug: np.ndarray,

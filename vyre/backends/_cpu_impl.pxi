@@ -11,10 +11,11 @@ from vyre.includes.interp cimport vyre_buf_t, vyre_ctx_t
 
 from vyre.includes.op cimport VYRE_OP_ABI_VERSION, VYRE_OP_LANES
 
-from vyre._wire import ABI as _WIRE_ABI
+#: the wire constants (vyre._wire's one table, read from csrc/vyre_abi.h)
+from vyre._wire import ABI
 
-#: the wire constants (vyre._wire's one table, read from csrc/vyre_abi.h) and the op ABI
-ABI = {**_WIRE_ABI, "OP_ABI_VERSION": VYRE_OP_ABI_VERSION, "OP_LANES": VYRE_OP_LANES}
+#: the op-author ABI this worker was compiled with (csrc/vyre_op.h)
+OP_ABI = {"OP_ABI_VERSION": VYRE_OP_ABI_VERSION, "OP_LANES": VYRE_OP_LANES}
 
 #: 1 in the test-hooks build (VYRE_TEST_OP_SPIN / VYRE_TEST_OP_STALL exist), else 0
 TEST_HOOKS = bool(vyre_cpu_test_hooks())

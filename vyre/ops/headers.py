@@ -41,11 +41,11 @@ def op_abi_version() -> int:
     """VYRE_OP_ABI_VERSION of vyre_op.h, as this vyre's extension was compiled with it."""
     from vyre.backends import _cpu
 
-    return int(_cpu.ABI["OP_ABI_VERSION"])
+    return int(_cpu.OP_ABI["OP_ABI_VERSION"])
 
 
 def op_lanes() -> int:
     """VYRE_OP_LANES: the lanes every op runs as."""
     from vyre.backends import _cpu
 
-    return int(_cpu.ABI["OP_LANES"])
+    return int(_cpu.OP_ABI["OP_LANES"])
