@@ -535,6 +535,8 @@ class Megakernel:
 
     def _check_packed(self, ops: Sequence[Any]) -> Sequence[Any]:
         """Inner opcodes of a packed slot that are user opcodes must be registered ops."""
+        if isinstance(ops, (str, bytes)) or not isinstance(ops, Iterable):
+            return ops  # wire.pack_ops says what is wrong with it
         out = []
         for item in ops:
             opcode = getattr(item, "opcode", None)
