@@ -7,16 +7,21 @@ region, an argument list rebuilt per sample, a persistent kernel still resident)
 possible -- in a fresh Python process for the GPU launch baselines, a bare ``perf_counter``
 loop in this process for pure-host baselines -- or a known floor.
 
-Verdict (docs/bench.md, "Cross-checks"): the baseline's median divided by the reference,
-expressed as a cost factor (> 1: the baseline measured slower than its reference). Within
-``[1/tolerance, tolerance]`` (tolerance 2 by default) the baseline is ``ok``; outside it is
-``suspect`` and every ratio against it is excluded, with the reason. A ``floor`` check is one
+Verdict (docs/bench.md, "Cross-checks"): ``factor`` is the baseline's median divided by the
+reference, as a cost (> 1: the baseline measured slower than its reference). The decision
+uses the baseline's p10-p90 band rather than its median alone, so that a baseline whose own
+samples spread widely (a thread wake-up on a loaded host) is not called suspect for a
+reference that lands inside that spread: the *distance* is how many times the nearest band
+edge is beyond the reference (1 when the reference is inside the band). A distance above
+the tolerance (2 by default) makes the baseline ``suspect``, and every ratio against it is
+excluded, with the reason. A ``floor`` check is one
 sided: only a baseline *faster* than its floor by more than the tolerance is suspect. A
 reference that cannot be measured leaves the baseline ``unchecked`` (kept in ratios, said in
 the report).
 """
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -54,21 +59,35 @@ def cost_factor(median: float, reference: float, better: str) -> float:
     return median / reference if better == "lower" else reference / median
 
 
-def verdict(median: float, reference: float, better: str, check: Check) -> dict[str, Any]:
-    """The ``check`` record of a result (schema in :mod:`vyre.bench.schema`)."""
-    f = cost_factor(median, reference, better)
+def band_distance(summary: dict[str, Any], reference: float, better: str) -> float:
+    """How far the baseline's p10-p90 band lies from the reference, as a cost factor:
+    1 when the reference is inside the band, > 1 when the whole band is slower, < 1 when
+    it is faster."""
+    lo, hi = summary["p10"], summary["p90"]
+    if lo <= reference <= hi:
+        return 1.0
+    if reference < lo:  # every value above the reference
+        return cost_factor(lo, reference, better)
+    return cost_factor(hi, reference, better)
+
+
+def verdict(summary: dict[str, Any], reference: float, better: str,
+            check: Check) -> dict[str, Any]:
+    """The ``check`` record of a result with ``summary`` (schema in :mod:`vyre.bench.schema`)."""
+    f = cost_factor(summary["median"], reference, better)
+    d = band_distance(summary, reference, better)
     tol = check.tolerance
     if check.kind == "floor":
-        bad = f < 1 / tol
+        bad = d < 1 / tol
     else:
-        bad = f > tol or f < 1 / tol
+        bad = d > tol or d < 1 / tol
     if not bad:
         return {"status": "ok", "kind": check.kind, "reference": reference, "factor": f,
                 "tolerance": tol, "what": check.what, "reason": ""}
     side = "slower" if f > 1 else "faster"
     times = f if f > 1 else 1 / f
-    reason = (f"measured {times:.3g}x {side} than its {check.kind} ({check.what}); "
-              f"more than the {tol:g}x tolerance, so ratios against it are excluded")
+    reason = (f"measured {times:.3g}x {side} than its {check.kind} ({check.what}), its whole "
+              f"p10-p90 band beyond the {tol:g}x tolerance, so ratios against it are excluded")
     return {"status": "suspect", "kind": check.kind, "reference": reference, "factor": f,
             "tolerance": tol, "what": check.what, "reason": reason}
 
@@ -90,10 +109,16 @@ def loop_reference(fn: Callable[[], Any], per_call: int = 1, samples: int = 31,
         fn()  # first call: caches, lazily built state
         times = []
         t_end = time.perf_counter() + budget_s
-        while len(times) < samples and (len(times) < 3 or time.perf_counter() < t_end):
-            t0 = now()
-            fn()
-            times.append(now() - t0)
+        was_enabled = gc.isenabled()
+        gc.disable()  # as the harness samples
+        try:
+            while len(times) < samples and (len(times) < 3 or time.perf_counter() < t_end):
+                t0 = now()
+                fn()
+                times.append(now() - t0)
+        finally:
+            if was_enabled:
+                gc.enable()
         times.sort()
         med = times[len(times) // 2]
         return med / per_call if unit in ("ns/op", "ns") else per_call / (med * 1e-9)

@@ -433,7 +433,7 @@ class Context:
         ref = self._references[key]
         if "error" in ref:
             return checks_mod.unchecked(check, ref["error"])
-        return checks_mod.verdict(result.summary["median"], ref["value"], result.better, check)
+        return checks_mod.verdict(result.summary, ref["value"], result.better, check)
 
     def compare(self, subject: Result | None, baseline: Result | None) -> Comparison | None:
         """Record the ratio subject vs baseline (both measured in this run), with its
