@@ -96,6 +96,19 @@ def align_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def run_label(doc: dict) -> dict[str, str]:
+    """Mode, backend, device and commit of a run, in words (plot titles, report headers)."""
+    env, opts = doc["environment"], doc.get("options") or {}
+    gpus = env.get("gpus") or []
+    backend = opts.get("resolved_backend") or opts.get("backend") or "?"
+    device = (gpus[0].get("name") if gpus and backend != "cpu" else None) or \
+        (env.get("cpu") or {}).get("model") or "?"
+    git = env.get("git") or {}
+    commit = (git.get("commit") or "?")[:10] + ("+dirty" if git.get("dirty") else "")
+    return {"mode": "quick" if opts.get("quick") else "full", "backend": backend,
+            "device": device, "commit": commit}
+
+
 def _env_lines(env: dict) -> list[str]:
     gpus = env.get("gpus") or []
     gpu = ", ".join(f"{g.get('name')} (driver {g.get('driver_version')}, SM {g.get('clocks_sm')}"
@@ -115,16 +128,75 @@ def _env_lines(env: dict) -> list[str]:
     ]
 
 
+def _run_lines(doc: dict) -> list[str]:
+    lab = run_label(doc)
+    why = ("small sizes, short sampling: a smoke test, not numbers to quote"
+           if lab["mode"] == "quick" else "the sizes and sampling to quote")
+    return [f"run: {lab['mode']} mode ({why}), backend {lab['backend']}, "
+            f"device {lab['device']}"]
+
+
+def check_lines(doc: dict) -> list[str]:
+    """One line per cross-checked baseline: its median against its reference."""
+    out = []
+    for r in doc["results"]:
+        c = r.get("check")
+        if not c:
+            continue
+        if c["status"] == "unchecked":
+            out.append(f"  UNCHECKED {r['id']}: {c['reason']}")
+            continue
+        div, label = display_scale(r["unit"], r["summary"]["median"])
+        head = "ok" if c["status"] == "ok" else "SUSPECT"
+        out.append(f"  {head:9s} {r['id']}: median {fmt_num(r['summary']['median'] / div)} "
+                   f"{label}, {c['kind']} {fmt_num(c['reference'] / div)} {label} "
+                   f"({c['what']})" + (f": {c['reason']}" if c["reason"] else ""))
+    return out
+
+
+def environment_lines(doc: dict) -> list[str]:
+    """Per-suite flags: GPU clocks that moved or throttled, a loaded host."""
+    out = []
+    usable = (doc["environment"].get("cpu") or {}).get("usable") or 0
+    for s in doc["suites"]:
+        if s.get("clocks_moved"):
+            out.append(f"  {s['name']}: GPU speed may have changed: {s['clocks_moved']}")
+        loads = [x.get("loadavg") for x in (s.get("before"), s.get("after")) if x]
+        peak = max((la[0] for la in loads if la), default=None)
+        if usable and peak is not None and peak > usable:
+            out.append(f"  {s['name']}: host loaded (1-minute load {peak:.2f} on {usable} "
+                       "usable CPUs): host-side figures are noisier")
+    return out
+
+
+def ratio_lines(doc: dict) -> list[str]:
+    """The ratios, each saying what it means and whether its target is met."""
+    out = []
+    for c in doc["comparisons"]:
+        out.append(f"  {c['text']}")
+        if c.get("meaning"):
+            out.append(f"      ({c['meaning']}{'; paired rounds' if c.get('paired') else ''})")
+    return out
+
+
 def format_table(doc: dict) -> str:
-    """The terminal report: environment, aligned results, ratios, skips, errors."""
+    """The terminal report: environment, aligned results, ratios, checks, skips, errors."""
     header = ["benchmark", "unit", "batch", "n", *COLUMNS]
-    out = _env_lines(doc["environment"]) + [""]
+    out = _env_lines(doc["environment"]) + _run_lines(doc) + [""]
     if doc["results"]:
         out += align_table(header, result_rows(doc["results"]))
     else:
         out.append("(no results)")
     if doc["comparisons"]:
-        out += ["", "ratios (medians, same run):"] + [f"  {c['text']}" for c in doc["comparisons"]]
+        out += ["", "ratios (same run; > 1 means vyre is better; CI: 95% bootstrap interval "
+                    "of the ratio):"] + ratio_lines(doc)
+    checks = check_lines(doc)
+    if checks:
+        out += ["", "baseline cross-checks (each baseline against the same call measured "
+                    "alone; off by > 2x = suspect, excluded from ratios):"] + checks
+    flags = environment_lines(doc)
+    if flags:
+        out += ["", "environment:"] + flags
     if doc["skipped"]:
         out += ["", "skipped:"] + [f"  {s['suite']}/{s['name']}: {s['reason']}"
                                    for s in doc["skipped"]]
@@ -141,7 +213,7 @@ def _md_escape(text: str) -> str:
 def format_markdown(doc: dict) -> str:
     """GitHub markdown of the same report (paste into bench/RESULTS.md)."""
     out = ["# vyre-bench results", ""]
-    out += [f"- {_md_escape(line)}" for line in _env_lines(doc["environment"])]
+    out += [f"- {_md_escape(line)}" for line in _env_lines(doc["environment"]) + _run_lines(doc)]
     out += ["", "Medians and percentiles per op (see docs/bench.md for the method).", ""]
     header = ["benchmark", "unit", "batch", "n", *COLUMNS]
     out.append("| " + " | ".join(header) + " |")
@@ -152,8 +224,17 @@ def format_markdown(doc: dict) -> str:
     if notes:
         out += ["", "## Notes", ""] + [f"- {r['id']}: {_md_escape(r['notes'])}" for r in notes]
     if doc["comparisons"]:
-        out += ["", "## Ratios (same run)", ""]
-        out += [f"- {_md_escape(c['text'])}" for c in doc["comparisons"]]
+        out += ["", "## Ratios (same run; > 1 means vyre is better)", ""]
+        out += [f"- {_md_escape(c['text'])}" + (f" ({_md_escape(c['meaning'])})"
+                                                  if c.get("meaning") else "")
+                for c in doc["comparisons"]]
+    checks = check_lines(doc)
+    if checks:
+        out += ["", "## Baseline cross-checks", ""] + [f"- {_md_escape(x.strip())}"
+                                                        for x in checks]
+    flags = environment_lines(doc)
+    if flags:
+        out += ["", "## Environment flags", ""] + [f"- {_md_escape(x.strip())}" for x in flags]
     if doc["skipped"]:
         out += ["", "## Skipped", "", "| benchmark | reason |", "|---|---|"]
         out += [f"| {s['suite']}/{_md_escape(s['name'])} | {_md_escape(s['reason'])} |"
