@@ -81,25 +81,95 @@ def bulk(mk: Megakernel, n: int) -> float:
     return n / elapsed
 
 
+def where(mk: Megakernel) -> str:
+    """The backend and device in words (no raw dicts)."""
+    d = mk.backend.describe()
+    if mk.backend.name == "cuda":
+        return (f"the CUDA backend on {d.get('name')}: one persistent megakernel of "
+                f"{d.get('grid')} blocks x {d.get('block')} threads polling the ring")
+    cpu = d.get("name") or "this CPU"
+    return (f"the CPU backend ({d.get('workers')} native worker threads on {d.get('cores')} "
+            f"cores, {cpu}): the GPU's interpreter compiled for the host")
+
+
 def demo(backend: str, bench: bool) -> int:
     with Megakernel(backend=backend, slot_count=1 << 16, observable_slots=128) as mk:
-        info = mk.backend.describe()
-        print(f"vyre demo on the {mk.backend.name} backend: {info}")
+        print(f"vyre demo on {where(mk)}.\n\nChecks (each result compared with a value "
+              "computed here):")
         mixed_opcodes(mk)
         packed_window_batch(mk)
         scan_rate = dfa_scan(mk)
         n = 1_000_000
         rate = bulk(mk, n)
-        print(f"\nDFA_SCAN: {scan_rate / 1e9:.2f} GB/s in one slot; bulk: {rate / 1e6:.1f} M ops/s "
-              f"(submit_many + drain); slots done: {mk.done_count:,}, faults: {mk.fault_count}")
+        print(f"\nAll {mk.done_count:,} slots ran with {mk.fault_count} faults.")
+        print(f"  DFA_SCAN: {scan_rate / 1e9:.2f} GB/s for one scan slot over 8 MiB "
+              f"(one measurement, first touch included)")
+        print(f"  bulk: {rate / 1e6:.1f} M ops/s for {n:,} ATOMIC_ADDs in one submit_many + "
+              "drain (one measurement)")
         name = mk.backend.name
     if not bench:
         return 0
-    from vyre.bench.__main__ import main as bench_main
+    return headline(name)
 
-    suites = "dispatch,latency" if name == "cuda" else "cpu,latency"
-    print(f"\nquick benchmark ({suites}) on the {name} backend:\n", flush=True)
-    return bench_main(["--quick", "--suite", suites, "--backend", name, "--no-progress"])
+
+def headline(backend: str) -> int:
+    """Run the quick suites of the headline comparison and say what they mean."""
+    from vyre.bench import suites
+    from vyre.bench.__main__ import run_suites
+    from vyre.bench.runner import Options, describe_ratio, fmt_ratio
+
+    names = ["dispatch", "latency"] if backend == "cuda" else ["cpu", "latency"]
+    print(f"\nHow fast, against what (quick benchmark: `vyre-bench --quick --suite "
+          f"{','.join(names)} --backend {backend}`; a smoke test, not numbers to quote):")
+    doc = run_suites(Options(suites=names, backend=backend, quick=True),
+                     argv=["python", "-m", "vyre", "demo"])
+    by = {r["id"]: r for r in doc["results"]}
+    phrases: dict[str, str] = {}
+    for s in names:
+        phrases.update({f"{s}/{k}": v for k, v in getattr(suites.load(s), "PHRASES", {}).items()})
+
+    def said(rid: str) -> str:
+        return phrases.get(rid, rid)
+
+    def figure(rid: str) -> str:
+        from vyre.bench.report import display_scale, fmt_num
+
+        r = by[rid]
+        div, label = display_scale(r["unit"], r["summary"]["median"])
+        return f"{fmt_num(r['summary']['median'] / div)} {label}"
+
+    last = None
+    for c in doc["comparisons"]:
+        if c["subject"] != last:
+            last = c["subject"]
+            print(f"  {said(last)}: {figure(last)} (median)")
+        base = f"{said(c['baseline'])} ({figure(c['baseline'])})"
+        if c.get("excluded"):
+            print(f"    not compared with {base}: {c['excluded']}")
+            continue
+        lower = by[c["subject"]]["better"] == "lower"
+        words = describe_ratio(c["ratio"], lower).split(" (ratio")[0]
+        line = f"    {words} than {base}"
+        if c.get("ci_low") is not None:
+            lo, hi = c["ci_low"], c["ci_high"]
+            if c["ratio"] < 1:  # said the readable way round, as the words are
+                lo, hi = 1 / hi, 1 / lo
+            line += f" (95% CI {fmt_ratio(lo)}-{fmt_ratio(hi)})"
+        if c.get("target"):
+            t = c["target"]
+            line += f"; the target is {fmt_ratio(t['ratio'])}: {'met' if t['met'] else 'not met'}"
+        print(line)
+    checks = [r.get("check") for r in doc["results"] if r.get("check")]
+    ok = sum(c["status"] == "ok" for c in checks)
+    print(f"  baselines cross-checked against the same call measured alone: {ok} of "
+          f"{len(checks)} agree within 2x" + ("" if ok == len(checks) else
+                                               " (the others are named above or unchecked)"))
+    for s in doc["skipped"]:
+        print(f"  skipped {s['suite']}/{s['name']}: {s['reason']}")
+    for e in doc["errors"]:
+        print(f"  FAILED {e['suite']}/{e['name']}: {e['error']}")
+    print("\nFull tables, plots and JSON: vyre-bench --help (docs/bench.md).")
+    return 1 if doc["errors"] else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -462,7 +462,7 @@ class Context:
         r, lo, hi = ratio_of(subject.summary, baseline.summary, subject.better)
         ci_lo, ci_hi = ratio_ci(subject.strata, baseline.strata, subject.better)
         text = f"{subject.name} vs {baseline.name}: {describe_ratio(r, lower)}; " \
-               f"{int(CI_LEVEL * 100)}% CI {fmt_ratio(ci_lo)}-{fmt_ratio(ci_hi)}"
+               f"{int(CI_LEVEL * 100)}% CI of the ratio {fmt_ratio(ci_lo)}-{fmt_ratio(ci_hi)}"
         tgt = None
         if target is not None:
             tgt = {"ratio": target, "met": r >= target}

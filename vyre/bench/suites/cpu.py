@@ -32,6 +32,14 @@ from vyre.bench.suites._common import (atomic_add_ops, expect_u32, facade, megak
 NAME = "cpu"
 DESCRIPTION = "CPU backend submit_many+drain vs ThreadPoolExecutor and plain Python"
 
+#: each method in words, for reports that speak to people (``python -m vyre demo``)
+PHRASES = {
+    "vyre_cpu": "tiny ops through one submit_many + drain on the CPU backend",
+    "threadpool_submit": "one ThreadPoolExecutor.submit per op",
+    "python_loop": "a plain Python loop doing the adds",
+    "numpy_add_at": "numpy's np.add.at",
+}
+
 
 def run(ctx) -> None:
     """Measure the four methods on the same N ops, paired, and record vyre_cpu's ratios."""

@@ -43,6 +43,15 @@ DESCRIPTION = ("N tiny ops: megakernel submit_many+drain vs per-op PyCUDA/CuPy l
 #: launches per sample of the standalone references (enough that the launch queue is full)
 REFERENCE_OPS = 4096
 
+#: each method in words, for reports that speak to people (``python -m vyre demo``)
+PHRASES = {
+    "megakernel_submit_many": "tiny ops through one submit_many + drain",
+    "megakernel_submit_loop": "tiny ops through one submit call each + drain",
+    "pycuda_launch": "launching one PyCUDA kernel per op",
+    "cupy_launch": "launching one CuPy kernel per op",
+    "cuda_graph": "replaying the ops as one CUDA graph",
+}
+
 
 def run(ctx) -> None:
     """Measure each method over the same N ops, paired; ratios are megakernel vs each

@@ -31,6 +31,14 @@ from vyre.bench.suites._common import (Unavailable, expect_u32, facade, megakern
 NAME = "latency"
 DESCRIPTION = "single-op round trip submit -> wait -> read observable (distribution)"
 
+#: each method in words, for reports that speak to people (``python -m vyre demo``)
+PHRASES = {
+    "megakernel": "one op's round trip through the megakernel (submit, wait, read)",
+    "pycuda_launch_sync": "one PyCUDA kernel launch + synchronize",
+    "cupy_launch_sync": "one CuPy kernel launch + synchronize",
+    "threadpool_roundtrip": "handing one op to a ThreadPoolExecutor and waiting for it",
+}
+
 
 def _min_samples(ctx) -> int:
     # enough samples that p99 is an interpolation between measured tails, not the max
