@@ -239,7 +239,9 @@ def targets(options: Options, min_samples: int | None = None,
 
 def measure(sample: SampleFn, options: Options, *, min_samples: int | None = None,
             min_time_s: float | None = None, exact: bool = False,
-            warmup_s: float | None = None) -> tuple[list[float], dict[str, Any]]:
+            warmup_s: float | None = None, max_time_s: float | None = None,
+            warmup_samples: int | None = None,
+            min_guard: int = 3) -> tuple[list[float], dict[str, Any]]:
     """Warm up, then sample by the stopping rule. Returns raw sample times (ns) and metadata
     (``warmup_samples``, ``stop_reason``, ``elapsed_s`` of measured time). ``exact``: take
     ``min_samples``/``min_time_s`` as given instead of raising them to the options (one
@@ -249,6 +251,8 @@ def measure(sample: SampleFn, options: Options, *, min_samples: int | None = Non
     else:
         min_n, min_t = targets(options, min_samples, min_time_s)
     warm_s = options.warmup_s if warmup_s is None else warmup_s
+    max_t = options.max_time_s if max_time_s is None else max_time_s
+    warm_n = options.warmup_samples if warmup_samples is None else warmup_samples
     was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
@@ -256,7 +260,7 @@ def measure(sample: SampleFn, options: Options, *, min_samples: int | None = Non
         clock = time.perf_counter
         t_end = clock() + warm_s
         warm = 0
-        while warm < options.warmup_samples or clock() < t_end:
+        while warm < warm_n or clock() < t_end:
             sample()
             warm += 1
         raw: list[float] = []
@@ -270,7 +274,7 @@ def measure(sample: SampleFn, options: Options, *, min_samples: int | None = Non
             if len(raw) >= options.max_samples:
                 stop = "max_samples"
                 break
-            if spent >= options.max_time_s and len(raw) >= 3:
+            if spent >= max_t and len(raw) >= min_guard:
                 stop = "max_time"
                 break
         elapsed = clock() - start
@@ -375,7 +379,11 @@ class Context:
                             raise TypeError(f"method {m.name} has no sample function")
                         raw, meta = measure(sample, self.options, exact=True,
                                             min_samples=math.ceil(n / rounds),
-                                            min_time_s=t / rounds, warmup_s=warm_s)
+                                            min_time_s=t / rounds, warmup_s=warm_s,
+                                            max_time_s=(self.options.max_time_s or 0) / rounds,
+                                            # later rounds re-warm a fresh session once
+                                            warmup_samples=None if r == 0 else 1,
+                                            min_guard=1)
                         if r == rounds - 1:  # the work of every round, checked once
                             metas[m.name]["verified"] = _verify(m.verify)
                 except Exception as exc:

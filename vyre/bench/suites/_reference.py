@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import sys
 import time
 from typing import Any, Callable
@@ -156,9 +157,33 @@ def pinned_h2d(args: dict[str, Any]) -> float:
         ctx.pop()
 
 
+def python_gpu_loop(args: dict[str, Any]) -> float:
+    """B/s of the ingest suite's launch-per-chunk loop over one file (median of 3 passes)."""
+    import pycuda.driver as drv
+
+    from vyre.bench.suites import ingest
+    from vyre.ingest.dfa import build_dfa
+
+    drv.init()
+    ctx = drv.Device(0).retain_primary_context()
+    ctx.push()
+    try:
+        dfa = build_dfa(list(ingest.PATTERNS))
+        r = ingest.gpu_loop_resources(drv, dfa)
+        loop = ingest.gpu_loop_sampler(drv, r["fn"], [args["path"]], dfa, {}, r["stream"],
+                                       r["pinned"], r["dev"], r["tab"], r["acc"])
+        loop()
+        size = os.path.getsize(args["path"])
+        rate = size / (_median([int(loop()) for _ in range(3)]) * 1e-9)
+        ingest.free_gpu_loop_resources(r)
+        return rate
+    finally:
+        ctx.pop()
+
+
 REFERENCES: dict[str, Callable[[dict[str, Any]], float]] = {
     f.__name__: f for f in (pycuda_launch_sync, cupy_launch_sync, pycuda_launch, cupy_launch,
-                            cuda_graph, pinned_h2d)}
+                            cuda_graph, pinned_h2d, python_gpu_loop)}
 
 
 def main(argv: list[str]) -> int:
