@@ -162,7 +162,8 @@ def test_a_broken_baseline_is_an_error_of_that_baseline_only(on_cpu, monkeypatch
     monkeypatch.setattr(_gpu, "CuPyLauncher", FakeLauncher)
     ctx = ctx_for("dispatch")
     dispatch.run(ctx)
-    assert [(e["name"], "nvcc failed" in e["error"]) for e in ctx.errors] == [("pycuda_launch", True)]
+    got = [(e["name"], "nvcc failed" in e["error"]) for e in ctx.errors]
+    assert got == [("pycuda_launch", True)]
     assert "dispatch/cuda_graph" in [r.id for r in ctx.results]
 
 

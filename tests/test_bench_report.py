@@ -6,8 +6,15 @@ import json
 import pytest
 
 from vyre.bench import env
-from vyre.bench.report import (build_document, display_scale, fmt_num, format_markdown,
-                               format_table, load_json, write_json)
+from vyre.bench.report import (
+    build_document,
+    display_scale,
+    fmt_num,
+    format_markdown,
+    format_table,
+    load_json,
+    write_json,
+)
 from vyre.bench.runner import Context, Options
 from vyre.bench.schema import SCHEMA, SCHEMA_VERSION, validate
 
@@ -125,10 +132,10 @@ def test_display_scale_and_numbers():
 def test_table_is_aligned_and_complete():
     text = format_table(make_doc())
     lines = text.splitlines()
-    header = next(i for i, l in enumerate(lines) if l.startswith("benchmark"))
+    header = next(i for i, line in enumerate(lines) if line.startswith("benchmark"))
     rows = lines[header:header + 2 + 4]
     # every row of the table ends at the same column (right-aligned numbers)
-    assert len({len(l) for l in rows}) == 1, rows
+    assert len({len(row) for row in rows}) == 1, rows
     assert "dispatch/megakernel" in text and "us/op" in text
     assert "megakernel vs pycuda_launch: 100x faster" in text
     assert "dispatch/cupy_launch: cupy not importable" in text
@@ -143,10 +150,10 @@ def test_table_is_aligned_and_complete():
 def test_markdown_report():
     md = format_markdown(make_doc())
     assert md.startswith("# vyre-bench results")
-    table = [l for l in md.splitlines() if l.startswith("|")]
+    table = [line for line in md.splitlines() if line.startswith("|")]
     assert table[0].startswith("| benchmark | unit | batch | n | median | p10 | p90 | p99")
     assert set(table[1]) <= set("|-:")
-    assert len({l.count(" | ") for l in table[:1] + table[2:6]}) == 1  # same column count
+    assert len({row.count(" | ") for row in table[:1] + table[2:6]}) == 1  # same column count
     assert "| dispatch/megakernel | ns/op | 10 | 5 | 100.0 | 94.00 | 116.0 |" in md
     assert "- dispatch/pycuda_launch: one \\| pipe in a note" in md
     assert "## Ratios (same run; > 1 means vyre is better)" in md and "100x faster" in md

@@ -12,7 +12,7 @@ Methods, same file, same run:
 * ``gpustream_scan``: ``GpuStream(mk, chunk_bytes=4 MiB, depth=20).scan(path, dfa)`` on the
   selected backend (its defaults otherwise: parallel reads, and on CUDA a device copy of each
   chunk); verified against the reference match count. Its geometry is its own best measured
-  one (bench/micro/ingest_ab.py); the baselines keep 1 MiB chunks, their natural size;
+  one (bench/RESULTS.md); the baselines keep 1 MiB chunks, their natural size;
 * ``read_only``: a plain ``readinto`` loop over the file in 1 MiB chunks: the one-thread I/O
   ceiling of any reader (the ratio says how close the scan gets to it);
 * ``python_count``: ``f.read()`` then ``bytes.count`` per pattern -- what Python code would
