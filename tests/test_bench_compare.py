@@ -6,8 +6,14 @@ import sys
 import numpy as np
 import pytest
 
-from vyre.bench.compare import (NotComparable, compare, format_compare, has_regression, label,
-                                regressions)
+from vyre.bench.compare import (
+    NotComparable,
+    compare,
+    format_compare,
+    has_regression,
+    label,
+    regressions,
+)
 from vyre.bench.report import build_document
 from vyre.bench.runner import Context, Options
 from vyre.bench.schema import validate

@@ -26,8 +26,9 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 #: a baseline whose median differs from its reference by more than this factor is suspect
 DEFAULT_TOLERANCE = 2.0
@@ -107,7 +108,7 @@ def loop_reference(fn: Callable[[], Any], per_call: int = 1, samples: int = 31,
     def measure() -> float:
         now = time.perf_counter_ns
         fn()  # first call: caches, lazily built state
-        times = []
+        times: list[int] = []
         t_end = time.perf_counter() + budget_s
         was_enabled = gc.isenabled()
         gc.disable()  # as the harness samples

@@ -72,7 +72,7 @@ def gpu_info() -> list[dict[str, Any]]:
                 values = [v.strip() for v in line.split(",")]
                 if len(values) == len(fields):
                     gpus.append({k.replace(".", "_"): (None if v in ("[N/A]", "N/A", "") else v)
-                                 for k, v in zip(fields, values)})
+                                 for k, v in zip(fields, values, strict=True)})
             return gpus
     try:
         import pycuda.driver as drv
@@ -127,6 +127,7 @@ def cpu_info() -> dict[str, Any]:
             governor = f.read().strip()
     except OSError:
         pass
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -256,7 +257,8 @@ def clocks_moved(before: dict[str, Any], after: dict[str, Any]) -> str:
     to): a slowdown reason active at either end, or the SM / memory clock differing by more
     than :data:`CLOCK_MOVE_FRACTION` while the GPU was busy at both ends."""
     why: list[str] = []
-    for i, (a, b) in enumerate(zip(before.get("gpus") or [], after.get("gpus") or [])):
+    for i, (a, b) in enumerate(zip(before.get("gpus") or [], after.get("gpus") or [],
+                                        strict=False)):
         for when, snap in (("before", a), ("after", b)):
             words = throttle_words(snap.get("throttle_reasons"))
             if words:

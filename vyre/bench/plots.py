@@ -152,13 +152,13 @@ def _bars(plt, doc, rows, unit, baselines, out_dir, name) -> str:
     div, label = display_scale(unit, max(r["summary"]["median"] for r in rows))
     med = [r["summary"]["median"] / div for r in rows]
     lo, hi = [], []
-    for r, m in zip(rows, med):
+    for r, m in zip(rows, med, strict=True):
         ci = r.get("median_ci") or [r["summary"]["p10"], r["summary"]["p90"]]
         lo.append(max(0.0, m - ci[0] / div))
         hi.append(max(0.0, ci[1] / div - m))
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.42 * len(rows)))
     names = []
-    for i, (r, m) in enumerate(zip(rows, med)):
+    for i, (r, m) in enumerate(zip(rows, med, strict=True)):
         base = r["id"] in baselines
         suspect = (r.get("check") or {}).get("status") == "suspect"
         ax.barh(i, m, xerr=[[lo[i]], [hi[i]]], capsize=3,

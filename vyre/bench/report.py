@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from vyre.bench.runner import RATE_UNITS
 from vyre.bench.schema import SCHEMA_VERSION, validate
@@ -86,10 +86,11 @@ def result_rows(results: Iterable[dict]) -> list[list[str]]:
 
 def align_table(header: list[str], rows: list[list[str]]) -> list[str]:
     """Lines of a plain-text table: the first two columns left-aligned, the rest right."""
-    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
     lines = []
     for i, row in enumerate([header] + rows):
-        cells = [c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))]
+        cells = [c.ljust(w) if j < 2 else c.rjust(w)
+                 for j, (c, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))

@@ -10,8 +10,8 @@ The runner (see docs/bench.md, "Method"):
 
 1. runs warm-up samples (discarded) for at least ``warmup_s`` and ``warmup_samples``;
 2. collects samples until *both* ``min_time_s`` seconds of sampling (wall clock, untimed
-   per-sample setup included) and ``min_samples`` samples are reached; ``max_samples`` / ``max_time_s`` stop a runaway and are recorded as the stop
-   reason;
+   per-sample setup included) and ``min_samples`` samples are reached; ``max_samples`` /
+   ``max_time_s`` stop a runaway and are recorded as the stop reason;
 3. divides each sample by ``batch`` (``unit`` ``ns/op``) or turns it into a rate
    (``ops/s``), and summarises with :func:`vyre.bench.stats.summarize`.
 
@@ -31,9 +31,10 @@ import math
 import sys
 import time
 import traceback
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 from vyre.bench import checks as checks_mod
 from vyre.bench import targets as targets_mod
@@ -179,7 +180,7 @@ class Method:
     check: checks_mod.Check | None = None
     #: ``session()`` returns a context manager whose value is the sample function when
     #: ``sample`` is None (the sample needs what the session opened)
-    session: Callable[[], ContextManager[Any]] | None = None
+    session: Callable[[], AbstractContextManager[Any]] | None = None
 
 
 def ratio_of(subject: dict, baseline: dict, better: str) -> tuple[float, float, float]:
@@ -250,8 +251,8 @@ def measure(sample: SampleFn, options: Options, *, min_samples: int | None = Non
         min_n, min_t = max(1, min_samples or 1), min_time_s or 0.0
     else:
         min_n, min_t = targets(options, min_samples, min_time_s)
-    warm_s = options.warmup_s if warmup_s is None else warmup_s
-    max_t = options.max_time_s if max_time_s is None else max_time_s
+    warm_s = float((options.warmup_s or 0.0) if warmup_s is None else warmup_s)
+    max_t = float((options.max_time_s or 0.0) if max_time_s is None else max_time_s)
     warm_n = options.warmup_samples if warmup_samples is None else warmup_samples
     was_enabled = gc.isenabled()
     gc.collect()

@@ -164,6 +164,8 @@ class CuPyLauncher:
         return time.perf_counter() - t0
 
     def replay(self) -> None:
+        if self.graph is None:
+            raise RuntimeError("replay before capture_graph")
         self.graph.launch(self.stream)
         self.expected += self.graph_ops
 

@@ -18,16 +18,24 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from vyre.bench.checks import Check, loop_reference
 from vyre.bench.runner import Method
-from vyre.bench.suites._common import (atomic_add_ops, expect_u32, facade, megakernel,
-                                       megakernel_session, next_pow2, Unavailable)
+from vyre.bench.suites._common import (
+    Unavailable,
+    atomic_add_ops,
+    expect_u32,
+    facade,
+    megakernel,
+    megakernel_session,
+    next_pow2,
+)
 
 NAME = "cpu"
 DESCRIPTION = "CPU backend submit_many+drain vs ThreadPoolExecutor and plain Python"

@@ -27,13 +27,22 @@ host-timed baseline is cross-checked against the same launches timed alone in a 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from vyre.bench.runner import Method
 from vyre.bench.suites import _gpu
-from vyre.bench.suites._common import (atomic_add_ops, expect_u32, facade, megakernel_session,
-                                       next_pow2, resolve_backend, Unavailable, word_total)
+from vyre.bench.suites._common import (
+    Unavailable,
+    atomic_add_ops,
+    expect_u32,
+    facade,
+    megakernel_session,
+    next_pow2,
+    resolve_backend,
+    word_total,
+)
 
 NAME = "dispatch"
 #: ops cycle over this many observables (and the baselines over as many counter words)

@@ -34,8 +34,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,8 @@ DESCRIPTION = "io_uring streaming ingest: GpuStream.scan vs a plain read loop an
 PATTERNS = (b"vyre", b"needle")
 CHUNK = 1 << 20
 STREAM_CHUNK = 4 << 20
-STREAM_DEPTH = 20  # bench/results/h100_s5_ingest_ab_depth.txt: 12 / 16 / 20 -> 36.6 / 35.7 / 40.3 GB/s
+# bench/results/h100_s5_ingest_ab_depth.txt: depth 12 / 16 / 20 -> 36.6 / 35.7 / 40.3 GB/s
+STREAM_DEPTH = 20
 FILES = 8  # of 256 MiB each (one of 16 MiB in --quick)
 #: rounds of the paired measurement (each sample is a pass over up to 2 GiB)
 ROUNDS = 3

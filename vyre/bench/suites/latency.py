@@ -19,14 +19,20 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from vyre.bench.checks import Check, loop_reference
 from vyre.bench.runner import Method
-from vyre.bench.suites._common import (Unavailable, expect_u32, facade, megakernel_session,
-                                       resolve_backend)
+from vyre.bench.suites._common import (
+    Unavailable,
+    expect_u32,
+    facade,
+    megakernel_session,
+    resolve_backend,
+)
 
 NAME = "latency"
 DESCRIPTION = "single-op round trip submit -> wait -> read observable (distribution)"
@@ -101,6 +107,9 @@ def _gpu_baselines(ctx) -> list[Method]:
             continue
         holder: dict[str, Any] = {}
 
+        def verify(h: dict[str, Any] = holder) -> tuple[bool, str]:
+            return expect_u32(h["lau"].value(), h["lau"].expected)
+
         @contextmanager
         def session(cls=cls, holder=holder) -> Iterator[Any]:
             lau = holder["lau"] = cls()
@@ -119,7 +128,7 @@ def _gpu_baselines(ctx) -> list[Method]:
         out.append(Method(
             name, session=session, unit="ns", keep_samples=True,
             min_samples=_min_samples(ctx),
-            verify=lambda h=holder: expect_u32(h["lau"].value(), h["lau"].expected),
+            verify=verify,
             notes="one launch of the equivalent kernel + stream synchronize + host read of "
                   "the mapped counter",
             check=_gpu.standalone_check(name, f"one {lib} launch + stream synchronize, "
