@@ -52,6 +52,11 @@ def run_suites(options: Options, progress: Progress | None = None,
             ctx.error("*", exc)
         if status == "ran" and len(ctx.errors) > n_errors:
             status, reason = "error", f"{len(ctx.errors) - n_errors} benchmark(s) failed"
+        if name == userop.SUITE:
+            why = userop.unmeasured_error(ctx.cache, status)
+            if why:
+                ctx.errors.append({"suite": name, "name": "--op", "error": why})
+                status, reason = "error", why
         duration = time.perf_counter() - t0
         after = env.snapshot()
         statuses.append({"name": name, "status": status, "reason": reason,

@@ -5,7 +5,8 @@ imported (it may register the op as a side effect) and ``NAME`` is looked up in 
 attributes allowed (``mypkg.ops:table.scatter``). The op is handed to the user-op suite
 (:data:`SUITE`) through ``ctx.cache["user_op"]``; that suite measures it through the
 megakernel (``submit_many`` + ``drain``, ``call``) against the same C source launched as one
-CUDA kernel per op and as a CUDA graph.
+CUDA kernel per op and as a CUDA graph, and sets ``ctx.cache[MEASURED]``. A suite that ran
+without doing so leaves an error in the run (:func:`unmeasured_error`).
 """
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from typing import Any
 from vyre.bench import suites
 
 #: the suite that measures a user op
-SUITE = "userop"
+SUITE = "userops"
+#: what that suite sets in ``ctx.cache`` once it has measured the ``--op`` op; a run whose
+#: suite did not is an error (the op must not be silently ignored)
+MEASURED = "user_op_measured"
 
 
 class UserOpError(ValueError):
@@ -65,3 +69,14 @@ def resolve(spec: str) -> tuple[Any, str]:
                           "Fix: point --op at the Op your module creates (vyre.ops.Op(...) or "
                           "mk.register_op(...))")
     return obj, SUITE
+
+
+def unmeasured_error(cache: dict[str, Any], suite_status: str) -> str | None:
+    """The error to record when ``--op`` named an op that the run did not measure."""
+    if "user_op" not in cache or cache.get(MEASURED):
+        return None
+    if suite_status == "skipped":
+        return None  # the suite's skip says why (no GPU, no nvcc)
+    return (f"--op was given but the {SUITE!r} suite of this build did not measure it "
+            f"(it does not read ctx.cache['user_op']). Fix: use a vyre whose {SUITE!r} suite "
+            "measures --op ops, or run without --op")
