@@ -101,12 +101,16 @@ def unchecked(check: Check, why: str) -> dict[str, Any]:
 
 
 def loop_reference(fn: Callable[[], Any], per_call: int = 1, samples: int = 31,
-                   unit: str = "ns/op", budget_s: float = 0.5) -> Callable[[], float]:
+                   unit: str = "ns/op", budget_s: float = 0.5,
+                   setup: Callable[[], Any] | None = None) -> Callable[[], float]:
     """A reference measured here with a bare loop: ``fn()`` timed ``samples`` times (fewer
     when ``budget_s`` runs out, at least 3), median, divided by ``per_call`` ops (``ns/op``)
-    or turned into a rate (``ops/s`` / ``B/s``, ``per_call`` ops or bytes)."""
+    or turned into a rate (``ops/s`` / ``B/s``, ``per_call`` ops or bytes). ``setup()`` runs
+    untimed before each call."""
     def measure() -> float:
         now = time.perf_counter_ns
+        if setup is not None:
+            setup()
         fn()  # first call: caches, lazily built state
         times: list[int] = []
         t_end = time.perf_counter() + budget_s
@@ -114,6 +118,8 @@ def loop_reference(fn: Callable[[], Any], per_call: int = 1, samples: int = 31,
         gc.disable()  # as the harness samples
         try:
             while len(times) < samples and (len(times) < 3 or time.perf_counter() < t_end):
+                if setup is not None:
+                    setup()
                 t0 = now()
                 fn()
                 times.append(now() - t0)
