@@ -53,10 +53,10 @@ def run_suites(options: Options, progress: Progress | None = None,
         if status == "ran" and len(ctx.errors) > n_errors:
             status, reason = "error", f"{len(ctx.errors) - n_errors} benchmark(s) failed"
         if name == userop.SUITE:
-            why = userop.unmeasured_error(ctx.cache, status)
-            if why:
-                ctx.errors.append({"suite": name, "name": "--op", "error": why})
-                status, reason = "error", why
+            unmeasured = userop.unmeasured_error(ctx.cache, status)
+            if unmeasured:
+                ctx.errors.append({"suite": name, "name": "--op", "error": unmeasured})
+                status, reason = "error", unmeasured
         duration = time.perf_counter() - t0
         after = env.snapshot()
         statuses.append({"name": name, "status": status, "reason": reason,
