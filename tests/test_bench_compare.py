@@ -105,6 +105,17 @@ def test_runs_not_like_for_like_are_refused_unless_forced(change):
     assert any(line.startswith(key) for line in cmp["forced"])
 
 
+def test_a_run_whose_clocks_moved_is_noted():
+    old = synthetic_run({"d/x": (100, 0.01, 0)})
+    new = synthetic_run({"d/x": (100, 0.01, 0)})
+    new["suites"] = [{"name": "dispatch", "status": "ran", "reason": "", "duration_s": 1.0,
+                      "info": {}, "clocks_moved": "GPU 0 after: power cap"}]
+    assert validate(new) == []
+    text = format_compare(compare(old, new))
+    assert "note: GPU speed may have changed in the new run, suite dispatch: GPU 0 after: " \
+           "power cap" in text
+
+
 def test_regression_gate_threshold():
     old = synthetic_run({"d/a": (100, 0.01, 0), "d/b": (100, 0.01, 0)})
     new = synthetic_run({"d/a": (120, 0.01, 0), "d/b": (80, 0.01, 0)})

@@ -122,7 +122,10 @@ def compare(old_doc: dict, new_doc: dict, *, tolerance: float = DEFAULT_TOLERANC
         x, y = _dig(old_doc["environment"], path), _dig(new_doc["environment"], path)
         if x != y:
             env_diffs.append((".".join(map(str, path)), x, y))
-    return {"rows": rows, "tolerance": tolerance, "forced": diff,
+    moved = [f"{which} run, suite {s['name']}: {s['clocks_moved']}"
+             for which, d in (("old", old_doc), ("new", new_doc))
+             for s in d.get("suites") or [] if s.get("clocks_moved")]
+    return {"rows": rows, "tolerance": tolerance, "forced": diff, "clocks_moved": moved,
             "only_old": [i for i in old if i not in new],
             "only_new": [i for i in new if i not in old],
             "env_diffs": env_diffs}
@@ -161,6 +164,8 @@ def format_compare(cmp: dict[str, Any]) -> str:
             out.append(f"{what.replace('_', ' in ')}: " + ", ".join(cmp[what]))
     for key, x, y in cmp["env_diffs"]:
         out.append(f"note: environment differs in {key}: {x!r} -> {y!r}")
+    for line in cmp.get("clocks_moved", []):
+        out.append(f"note: GPU speed may have changed in the {line}")
     out += [""] + warn[:1] if warn else []
     return "\n".join(out) + "\n"
 
