@@ -97,13 +97,17 @@ def throughput_sweeps(plt, doc: dict, out_dir: str) -> list[str]:
         hi = [(s["p90"] - s["median"]) / 1e6 for _, s in pts]
         fig, ax = plt.subplots(figsize=(6.5, 4.3))
         ax.errorbar(xs, med, yerr=[lo, hi], marker="o", capsize=3, label="vyre (streaming)")
-        _rate_baselines(ax, doc)
+        levels = _rate_baselines(ax, doc) + med
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs)
         _plain_ticks(ax.xaxis)
         ax.set_xlabel(SWEEP_LABELS.get(sweep, sweep))
-        ax.set_ylabel("M ops/s (median, p10-p90)")
-        ax.set_ylim(bottom=0)
+        if min(levels) > 0 and max(levels) / min(levels) > 50:  # baselines far apart
+            ax.set_yscale("log")
+            ax.set_ylabel("M ops/s (median, p10-p90; log scale)")
+        else:
+            ax.set_ylabel("M ops/s (median, p10-p90)")
+            ax.set_ylim(bottom=0)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
         ax.set_title(_title(doc, f"throughput vs {sweep}"), fontsize=9)
@@ -111,11 +115,11 @@ def throughput_sweeps(plt, doc: dict, out_dir: str) -> list[str]:
     return written
 
 
-def _rate_baselines(ax, doc: dict) -> None:
+def _rate_baselines(ax, doc: dict) -> list[float]:
     """Horizontal lines at the per-op baselines' rates (M ops/s), or a note that the run
-    has none."""
+    has none; returns the rates drawn."""
     by = {r["id"]: r for r in doc["results"]}
-    drawn = 0
+    drawn: list[float] = []
     for i, rid in enumerate(RATE_BASELINES):
         r = by.get(rid)
         if r is None or r["unit"] != "ns/op":
@@ -124,10 +128,11 @@ def _rate_baselines(ax, doc: dict) -> None:
         rate = 1e9 / r["summary"]["median"] / 1e6
         ax.axhline(rate, linestyle="--", linewidth=1, color=f"C{i + 1}",
                    label=f"{rid} ({rate:.3g} M ops/s{', SUSPECT' if suspect else ''})")
-        drawn += 1
+        drawn.append(rate)
     if not drawn:
         ax.text(0.01, 0.01, "no per-op baseline in this run (add --suite dispatch or cpu)",
                 transform=ax.transAxes, fontsize=7, alpha=0.7)
+    return drawn
 
 
 def suite_bars(plt, doc: dict, out_dir: str) -> list[str]:

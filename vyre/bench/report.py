@@ -160,6 +160,8 @@ def environment_lines(doc: dict) -> list[str]:
     out = []
     usable = (doc["environment"].get("cpu") or {}).get("usable") or 0
     for s in doc["suites"]:
+        if s["status"] == "skipped":
+            continue
         if s.get("clocks_moved"):
             out.append(f"  {s['name']}: GPU speed may have changed: {s['clocks_moved']}")
         loads = [x.get("loadavg") for x in (s.get("before"), s.get("after")) if x]
