@@ -33,7 +33,7 @@ def test_demo_speaks_in_words(demo_output):
     out = demo_output.stdout
     assert demo_output.returncode == 0, out + demo_output.stderr
     first = out.splitlines()[0]
-    assert first.startswith("vyre demo on the CPU backend (") and "worker threads" in first
+    assert first.startswith("vyre demo on the cpu backend: ") and "worker threads" in first
     assert not re.search(r"[{}]|'\w+':", out), "a raw dict reached the output"
     assert out.count("\n  ok  ") == 6
     # a figure, its baseline and a verdict in words, with the target
@@ -43,7 +43,8 @@ def test_demo_speaks_in_words(demo_output):
                      r"\([\d.,]+ [mun]?s/op\) \(95% CI [\d.,]+x-[\d.,]+x\); the target is 100x: "
                      r"(met|not met)\n", out)
     assert "baselines cross-checked against the same call measured alone:" in out
-    assert "a smoke test, not numbers to quote" in out
+    assert "quick mode is a smoke test, not numbers to quote" in out
+    assert "`vyre-bench --quick --suite cpu,latency --backend cpu --no-progress --summary`" in out
 
 
 def test_demo_without_the_benchmark():

@@ -265,3 +265,26 @@ def test_cupy_launch_builds_no_arguments_per_call(monkeypatch):
     assert [c[2] for c in calls] == [0, 0, 0, 0] and lau.expected == 4
     lau.launch_n(2, a0=5)  # another a0: built once, then cached
     assert calls[-1][1] == 5 and calls[-1][2] == 1
+
+
+def test_the_summary_names_an_excluded_baseline_and_why(on_cpu, monkeypatch):
+    from vyre.bench.report import build_document, format_summary
+
+    class SlowLauncher(FakeLauncher):
+        def sync(self):
+            time.sleep(0.002)
+
+    monkeypatch.setattr(_gpu, "PyCudaLauncher", FakeLauncher)
+    monkeypatch.setattr(_gpu, "CuPyLauncher", SlowLauncher)
+    REFERENCE["cupy_launch_sync"] = (20_000.0, 2.0)
+    ctx = ctx_for("latency")
+    latency.run(ctx)
+    doc = build_document(environment={}, options={}, suites=[],
+                         results=[r.as_dict() for r in ctx.results],
+                         comparisons=[c.as_dict() for c in ctx.comparisons], skipped=[],
+                         errors=[])
+    text = format_summary(doc, {f"latency/{k}": v for k, v in latency.PHRASES.items()})
+    assert "\n    not compared with one CuPy kernel launch + synchronize (" in text
+    assert "cupy_launch_sync failed its cross-check: measured" in text
+    assert "than one PyCUDA kernel launch + synchronize (" in text
+    assert "1 of 2 agree within 2x (the others are named above, or unchecked)" in text

@@ -85,11 +85,10 @@ def where(mk: Megakernel) -> str:
     """The backend and device in words (no raw dicts)."""
     d = mk.backend.describe()
     if mk.backend.name == "cuda":
-        return (f"the CUDA backend on {d.get('name')}: one persistent megakernel of "
+        return (f"the cuda backend: {d.get('name')}, one persistent megakernel of "
                 f"{d.get('grid')} blocks x {d.get('block')} threads polling the ring")
-    cpu = d.get("name") or "this CPU"
-    return (f"the CPU backend ({d.get('workers')} native worker threads on {d.get('cores')} "
-            f"cores, {cpu}): the GPU's interpreter compiled for the host")
+    return (f"the cpu backend: {d.get('workers')} native worker threads on {d.get('cores')} "
+            f"cores ({d.get('name') or 'this CPU'}) running the GPU's interpreter")
 
 
 def demo(backend: str, bench: bool) -> int:
@@ -109,67 +108,13 @@ def demo(backend: str, bench: bool) -> int:
         name = mk.backend.name
     if not bench:
         return 0
-    return headline(name)
+    from vyre.bench.__main__ import main as bench_main
 
-
-def headline(backend: str) -> int:
-    """Run the quick suites of the headline comparison and say what they mean."""
-    from vyre.bench import suites
-    from vyre.bench.__main__ import run_suites
-    from vyre.bench.runner import Options, describe_ratio, fmt_ratio
-
-    names = ["dispatch", "latency"] if backend == "cuda" else ["cpu", "latency"]
-    print(f"\nHow fast, against what (quick benchmark: `vyre-bench --quick --suite "
-          f"{','.join(names)} --backend {backend}`; a smoke test, not numbers to quote):")
-    doc = run_suites(Options(suites=names, backend=backend, quick=True),
-                     argv=["python", "-m", "vyre", "demo"])
-    by = {r["id"]: r for r in doc["results"]}
-    phrases: dict[str, str] = {}
-    for s in names:
-        phrases.update({f"{s}/{k}": v for k, v in getattr(suites.load(s), "PHRASES", {}).items()})
-
-    def said(rid: str) -> str:
-        return phrases.get(rid, rid)
-
-    def figure(rid: str) -> str:
-        from vyre.bench.report import display_scale, fmt_num
-
-        r = by[rid]
-        div, label = display_scale(r["unit"], r["summary"]["median"])
-        return f"{fmt_num(r['summary']['median'] / div)} {label}"
-
-    last = None
-    for c in doc["comparisons"]:
-        if c["subject"] != last:
-            last = c["subject"]
-            print(f"  {said(last)}: {figure(last)} (median)")
-        base = f"{said(c['baseline'])} ({figure(c['baseline'])})"
-        if c.get("excluded"):
-            print(f"    not compared with {base}: {c['excluded']}")
-            continue
-        lower = by[c["subject"]]["better"] == "lower"
-        words = describe_ratio(c["ratio"], lower).split(" (ratio")[0]
-        line = f"    {words} than {base}"
-        if c.get("ci_low") is not None:
-            lo, hi = c["ci_low"], c["ci_high"]
-            if c["ratio"] < 1:  # said the readable way round, as the words are
-                lo, hi = 1 / hi, 1 / lo
-            line += f" (95% CI {fmt_ratio(lo)}-{fmt_ratio(hi)})"
-        if c.get("target"):
-            t = c["target"]
-            line += f"; the target is {fmt_ratio(t['ratio'])}: {'met' if t['met'] else 'not met'}"
-        print(line)
-    checks = [r.get("check") for r in doc["results"] if r.get("check")]
-    ok = sum(c["status"] == "ok" for c in checks)
-    print(f"  baselines cross-checked against the same call measured alone: {ok} of "
-          f"{len(checks)} agree within 2x" + ("" if ok == len(checks) else
-                                               " (the others are named above or unchecked)"))
-    for s in doc["skipped"]:
-        print(f"  skipped {s['suite']}/{s['name']}: {s['reason']}")
-    for e in doc["errors"]:
-        print(f"  FAILED {e['suite']}/{e['name']}: {e['error']}")
-    print("\nFull tables, plots and JSON: vyre-bench --help (docs/bench.md).")
-    return 1 if doc["errors"] else 0
+    suites = "dispatch,latency" if name == "cuda" else "cpu,latency"
+    argv = ["--quick", "--suite", suites, "--backend", name, "--no-progress", "--summary"]
+    print(f"\nHow fast, against what (`vyre-bench {' '.join(argv)}`: quick mode is a smoke "
+          "test, not numbers to quote):", flush=True)
+    return bench_main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

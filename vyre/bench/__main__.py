@@ -131,6 +131,9 @@ def _run_parser() -> argparse.ArgumentParser:
     ap.add_argument("--markdown", metavar="PATH", help="write a markdown report")
     ap.add_argument("--plot", metavar="DIR", help="write PNG plots (needs matplotlib)")
     ap.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    ap.add_argument("--summary", action="store_true",
+                    help="print the ratios in sentences (figure, baseline, CI, target) "
+                         "instead of the full table")
     return ap
 
 
@@ -153,7 +156,10 @@ def _main_run(argv: list[str]) -> int:
                       min_time_s=args.min_time, min_samples=args.repeat, op=args.op)
     doc = run_suites(options, Progress(enabled=not args.no_progress),
                      argv=["vyre-bench", *argv], user_op=user_op)
-    sys.stdout.write(report.format_table(doc))
+    if args.summary:
+        sys.stdout.write(report.format_summary(doc, suites.phrases(chosen or suites.SUITES)))
+    else:
+        sys.stdout.write(report.format_table(doc))
     rc = 1 if doc["errors"] else 0
     if args.json:
         _mkdir_for(args.json)

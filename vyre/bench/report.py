@@ -252,3 +252,49 @@ def format_markdown(doc: dict) -> str:
 def dumps(doc: dict) -> str:
     """The document as JSON text (as :func:`write_json` writes it)."""
     return json.dumps(doc, indent=1, allow_nan=False) + "\n"
+
+
+def format_summary(doc: dict, phrases: dict[str, str] | None = None) -> str:
+    """The run in sentences: each subject's figure, then each baseline's figure, the ratio
+    the readable way round with its CI, and the target's verdict (``vyre-bench --summary``,
+    ``python -m vyre demo``). ``phrases`` names methods in words, by result id."""
+    from vyre.bench.runner import describe_ratio, fmt_ratio
+
+    by = {r["id"]: r for r in doc["results"]}
+    said = (phrases or {}).get
+
+    def figure(rid: str) -> str:
+        r = by[rid]
+        div, label = display_scale(r["unit"], r["summary"]["median"])
+        return f"{fmt_num(r['summary']['median'] / div)} {label}"
+
+    out, last = [], None
+    for c in doc["comparisons"]:
+        if c["subject"] != last:
+            last = c["subject"]
+            out.append(f"  {said(last, last)}: {figure(last)} (median)")
+        base = f"{said(c['baseline'], c['baseline'])} ({figure(c['baseline'])})"
+        if c.get("excluded"):
+            out.append(f"    not compared with {base}: {c['excluded']}")
+            continue
+        lower = by[c["subject"]]["better"] == "lower"
+        line = f"    {describe_ratio(c['ratio'], lower).split(' (ratio')[0]} than {base}"
+        if c.get("ci_low") is not None:
+            lo, hi = c["ci_low"], c["ci_high"]
+            if c["ratio"] < 1:  # said the readable way round, as the words are
+                lo, hi = 1 / hi, 1 / lo
+            line += f" (95% CI {fmt_ratio(lo)}-{fmt_ratio(hi)})"
+        if c.get("target"):
+            t = c["target"]
+            line += f"; the target is {fmt_ratio(t['ratio'])}: {'met' if t['met'] else 'not met'}"
+        out.append(line)
+    checks = [r["check"] for r in doc["results"] if r.get("check")]
+    if checks:
+        ok = sum(c["status"] == "ok" for c in checks)
+        out.append(f"  baselines cross-checked against the same call measured alone: {ok} of "
+                   f"{len(checks)} agree within 2x" +
+                   ("" if ok == len(checks) else " (the others are named above, or unchecked)"))
+    out += [f"  skipped {s['suite']}/{s['name']}: {s['reason']}" for s in doc["skipped"]]
+    out += [f"  FAILED {e['suite']}/{e['name']}: {e['error']}" for e in doc["errors"]]
+    out += environment_lines(doc)
+    return "\n".join(out) + "\n"

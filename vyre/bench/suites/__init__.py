@@ -16,6 +16,14 @@ from vyre.bench.suites._common import Unavailable  # noqa: F401  (part of the su
 SUITES = ("publish", "latency", "dispatch", "throughput", "cpu", "ingest")
 
 
+def phrases(names) -> dict[str, str]:
+    """Methods in words, by result id, from the suites' ``PHRASES`` (where they have one)."""
+    out: dict[str, str] = {}
+    for name in names:
+        out.update({f"{name}/{k}": v for k, v in getattr(load(name), "PHRASES", {}).items()})
+    return out
+
+
 def load(name: str) -> ModuleType:
     """The suite module called ``name``."""
     if name not in SUITES:
