@@ -27,15 +27,17 @@ from vyre.bench.suites import Unavailable
 
 
 def run_suites(options: Options, progress: Progress | None = None,
-               argv: list[str] | None = None, user_op: object | None = None) -> dict:
+               argv: list[str] | None = None, user_op: object | None = None,
+               user_op_args: object | None = None) -> dict:
     """Run the selected suites and return the result document. Never raises for a suite
     that cannot run (skipped, with the reason) or fails (an error entry). ``user_op``: the
     op ``--op`` named, for the user-op suite (``ctx.cache["user_op"]``)."""
     ctx = Context(options, progress)
     if user_op is not None:
         ctx.cache["user_op"] = user_op
+        ctx.cache["user_op_args"] = user_op_args
     statuses = []
-    for name in options.suites or list(suites.SUITES):
+    for name in options.suites or list(suites.DEFAULT):
         ctx.suite = name
         before = env.snapshot()
         t0 = time.perf_counter()
@@ -113,7 +115,8 @@ def _run_parser() -> argparse.ArgumentParser:
                     "show RESULT.json | list. See docs/bench.md.")
     ap.add_argument("--suite", action="append", metavar="NAME",
                     help=f"suite(s) to run, repeatable or comma separated "
-                         f"({', '.join(suites.SUITES)}; default: all)")
+                         f"({', '.join(suites.SUITES)}; default: all but "
+                         f"{', '.join(suites.ON_REQUEST)})")
     ap.add_argument("--backend", choices=("auto", "cpu", "cuda"), default="auto",
                     help="megakernel backend for latency/dispatch/throughput (default auto)")
     ap.add_argument("--quick", action="store_true",
@@ -144,10 +147,11 @@ def _main_run(argv: list[str]) -> int:
     if args.repeat is not None and args.repeat < 1:
         raise SystemExit("vyre-bench: --repeat must be >= 1")
     chosen = _suite_list(args.suite)
-    user_op = None
+    user_op = user_op_args = None
     if args.op:
         try:
             user_op, suite = userop.resolve(args.op)
+            user_op_args = userop.args_function(args.op)
         except userop.UserOpError as exc:
             print(f"vyre-bench: {exc}", file=sys.stderr)
             return 2
@@ -155,7 +159,7 @@ def _main_run(argv: list[str]) -> int:
     options = Options(suites=chosen, backend=args.backend, quick=args.quick,
                       min_time_s=args.min_time, min_samples=args.repeat, op=args.op)
     doc = run_suites(options, Progress(enabled=not args.no_progress),
-                     argv=["vyre-bench", *argv], user_op=user_op)
+                     argv=["vyre-bench", *argv], user_op=user_op, user_op_args=user_op_args)
     if args.summary:
         sys.stdout.write(report.format_summary(doc, suites.phrases(chosen or suites.SUITES)))
     else:

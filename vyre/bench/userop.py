@@ -18,7 +18,7 @@ from typing import Any
 from vyre.bench import suites
 
 #: the suite that measures a user op
-SUITE = "userops"
+SUITE = "op"
 #: what that suite sets in ``ctx.cache`` once it has measured the ``--op`` op; a run whose
 #: suite did not is an error (the op must not be silently ignored)
 MEASURED = "user_op_measured"
@@ -80,3 +80,18 @@ def unmeasured_error(cache: dict[str, Any], suite_status: str) -> str | None:
     return (f"--op was given but the {SUITE!r} suite of this build did not measure it "
             f"(it does not read ctx.cache['user_op']). Fix: use a vyre whose {SUITE!r} suite "
             "measures --op ops, or run without --op")
+
+
+def args_function(spec: str) -> Any:
+    """``<NAME>_args`` beside the op in its module (``n -> (n, k)`` uint32 argument rows), or
+    ``None`` (the op then gets no arguments). Call after :func:`resolve` succeeded."""
+    module, _, attr = spec.partition(":")
+    parent: Any = importlib.import_module(module)
+    *path, last = attr.split(".")
+    for part in path:
+        parent = getattr(parent, part)
+    fn = getattr(parent, f"{last}_args", None)
+    if fn is not None and not callable(fn):
+        raise UserOpError(f"--op {spec!r}: {last}_args is not callable. Fix: define "
+                          f"{last}_args(n) returning an (n, k) uint32 array of argument rows")
+    return fn

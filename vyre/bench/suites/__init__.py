@@ -13,7 +13,11 @@ from types import ModuleType
 from vyre.bench.suites._common import Unavailable  # noqa: F401  (part of the suite API)
 
 #: suite names in execution order
-SUITES = ("publish", "latency", "dispatch", "throughput", "cpu", "ingest")
+SUITES = ("publish", "latency", "dispatch", "throughput", "cpu", "ingest", "op")
+#: suites that run only when asked for (``op`` measures the op ``--op`` names)
+ON_REQUEST = ("op",)
+#: what a run without ``--suite`` runs
+DEFAULT = tuple(s for s in SUITES if s not in ON_REQUEST)
 
 
 def phrases(names) -> dict[str, str]:
