@@ -237,13 +237,14 @@ def _launch_methods(ctx, op: Any, rows: np.ndarray, n: int, registered: dict) ->
             stream = drv.Stream()
             cptr = np.intp(control.base.get_device_pointer())
             fptr = np.intp(faults.base.get_device_pointer())
+            aptr = np.intp(int(dargs))
             holder["faults"] = faults
 
             def sample() -> float:
                 t0 = time.perf_counter_ns()
                 for i in range(n):
                     fn.prepared_async_call((1, 1), (32, 1, 1), stream, cptr, control_words,
-                                           OBSERVABLES, dargs, nargs, i, fptr)
+                                           OBSERVABLES, aptr, nargs, i, fptr)
                 stream.synchronize()
                 return time.perf_counter_ns() - t0
             try:
