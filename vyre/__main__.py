@@ -41,7 +41,7 @@ def packed_window_batch(mk: Megakernel) -> None:
     mk.wait(mk.submit_packed([(Opcode.STORE_U32, [5, OBS + 8]), (Opcode.ATOMIC_ADD, [6, OBS + 8]),
                               (Opcode.LOAD_U32, [OBS + 8, 9])]))
     check("packed slot: three inner ops in order", list(mk.observables[8:10]), [11, 11])
-    # NOP payload slots: a user opcode nobody registered is refused since user ops exist
+    # NOP payloads: the facade refuses a user opcode that no registered op handles
     window = mk.submit_window(0, Opcode.NOP, ticket=99, required=[[1, 2]], lookahead=[[3]])
     mk.wait(window)
     check("window: one slot per payload", len(window), 2)
