@@ -114,3 +114,45 @@ def test_the_standalone_kernel_compiles_from_the_ops_own_source(tmp_path):
                              str(tmp_path))
     subprocess.run(["ptxas", "-arch=sm_90", ptx, "-o", str(tmp_path / "k.cubin")], check=True,
                    capture_output=True, timeout=300)
+
+
+def test_latency_measures_the_call_path_where_the_build_has_one(monkeypatch):
+    """With a stand-in Megakernel.call (submit + wait + result), the latency suite adds the
+    call methods to its paired rounds and compares each with the baseline."""
+    if not cpu_ops_work():
+        pytest.skip("user ops on the CPU backend need a C compiler")
+    from vyre.bench.runner import Context
+    from vyre.bench.suites import latency
+    from vyre.megakernel import Megakernel
+
+    def call(self, opcode, args=()):
+        t = self.submit(opcode, args)
+        self.wait(t)
+        return self.result(t)
+
+    monkeypatch.setattr(Megakernel, "call", call, raising=False)
+    ctx = Context(Options(backend="cpu", quick=True, min_time_s=0.0, warmup_s=0.0,
+                          min_samples=3))
+    ctx.suite = "latency"
+    latency.run(ctx)
+    assert ctx.errors == [], ctx.errors
+    names = [r.name for r in ctx.results]
+    assert names == ["megakernel", "call_nop", "call_atomic_add", "call_user_op",
+                     "threadpool_roundtrip"]
+    assert all(r.verified for r in ctx.results if r.name != "call_nop")
+    assert {c.subject for c in ctx.comparisons} == {f"latency/{n}" for n in names[:4]}
+
+
+def test_latency_without_a_call_path_says_so():
+    from vyre.bench.runner import Context
+    from vyre.bench.suites import latency
+    from vyre.megakernel import Megakernel
+
+    if hasattr(Megakernel, "call"):
+        pytest.skip("this build has the call path")
+    ctx = Context(Options(backend="cpu", quick=True, min_time_s=0.0, warmup_s=0.0,
+                          min_samples=3))
+    ctx.suite = "latency"
+    latency.run(ctx)
+    assert {"suite": "latency", "name": "call_*",
+            "reason": "this build has no call path (Megakernel.call)"} in ctx.skipped

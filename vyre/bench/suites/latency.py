@@ -4,6 +4,10 @@ Each sample is one op, timed on the host with ``perf_counter_ns`` from before ``
 after the observable has been read (the quantity a caller waits for, so host clock, not
 device time). Samples are kept for the latency CDF plot.
 
+The call path (docs/call.md), where the build has it, same run: ``mk.call`` of NOP, of
+ATOMIC_ADD (add 1, the new value comes back in the answer: no observable read needed) and of
+a registered user op where the build has the op registry; each sample is one blocking call.
+
 Baselines, same run, same work (add 1 to a counter, then read it on the host):
 * CUDA backend: one launch of the equivalent kernel + stream synchronize + read, through
   PyCUDA and through CuPy (see ``_gpu``), each cross-checked against the same launch +
@@ -83,11 +87,72 @@ def run(ctx) -> None:
     """Measure the megakernel's round trip and the backend's natural baselines, paired."""
     fx = facade()
     backend = resolve_backend(ctx)
-    mega = megakernel_method(ctx, fx, backend)
+    subjects = [megakernel_method(ctx, fx, backend), *call_methods(ctx, fx, backend)]
     baselines = _gpu_baselines(ctx) if backend == "cuda" else _cpu_baselines(ctx)
-    res = ctx.paired([mega, *baselines])
+    res = ctx.paired([*subjects, *baselines])
     for b in baselines:
-        ctx.compare(res["megakernel"], res[b.name])
+        for s in subjects:
+            ctx.compare(res[s.name], res[b.name])
+
+
+#: a user op adding a0 to control word a1 and returning the new value (ATOMIC_ADD written as
+#: a user op, docs/ops.md)
+CALL_ADD_OP = """
+VYRE_OP(bench_call_add) {
+    if (op->lane == 0)
+        vyre_op_result(op, 0, vyre_atomic_add_u32(op, 0, vyre_arg(op, 1), vyre_arg(op, 0))
+                              + vyre_arg(op, 0));
+}
+"""
+
+
+def call_methods(ctx, fx, backend: str) -> list[Method]:
+    """The call path's round trips (blocking ``mk.call``) as paired methods, each round on a
+    fresh megakernel; none where the build has no call path."""
+    if not hasattr(fx.Megakernel, "call"):
+        ctx.skip("call_*", "this build has no call path (Megakernel.call)")
+        return []
+    now = time.perf_counter_ns
+    nop, add_op, word = int(fx.Opcode.NOP), int(fx.Opcode.ATOMIC_ADD), fx.OBSERVABLE_BASE
+    kinds = ["call_nop", "call_atomic_add"]
+    if hasattr(fx.Megakernel, "register_op"):
+        kinds.append("call_user_op")
+    else:
+        ctx.skip("call_user_op", "no user-op registry in this build (Megakernel.register_op)")
+    notes = {"call_nop": "mk.call(NOP): one request, one answer, no ring slot",
+             "call_atomic_add": "mk.call(ATOMIC_ADD, (1, word)): the new value is the answer",
+             "call_user_op": "mk.call of a registered user op (add a0 to obs[a1])"}
+    out = []
+    for kind in kinds:
+        state: dict[str, Any] = {}
+
+        @contextmanager
+        def session(kind=kind, state=state) -> Iterator[Any]:
+            with megakernel_session(fx, backend, state, slot_count=1024,
+                                    observable_slots=64) as mk:
+                call = mk.call
+                code, args = {"call_nop": (nop, ()), "call_atomic_add": (add_op, (1, word))}.get(
+                    kind, (None, (1, word)))
+                if code is None:
+                    code = int(mk.register_op("bench_call_add", CALL_ADD_OP).opcode)
+
+                def sample() -> float:
+                    t0 = now()
+                    call(code, args) if args else call(code)
+                    t1 = now()
+                    state["done"] += 1
+                    return t1 - t0
+                yield sample
+
+        def verify(kind=kind, state=state) -> tuple[bool, str]:
+            if kind == "call_nop":
+                return True, ""
+            return expect_u32(state["mk"].observables[0], state["done"])
+
+        out.append(Method(kind, session=session, unit="ns", keep_samples=True,
+                          params={"backend": backend}, min_samples=_min_samples(ctx),
+                          verify=verify, notes=notes[kind]))
+    return out
 
 
 def _gpu_baselines(ctx) -> list[Method]:
