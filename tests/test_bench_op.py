@@ -114,6 +114,10 @@ def test_the_standalone_kernel_compiles_from_the_ops_own_source(tmp_path):
                              str(tmp_path))
     subprocess.run(["ptxas", "-arch=sm_90", ptx, "-o", str(tmp_path / "k.cubin")], check=True,
                    capture_output=True, timeout=300)
+    from vyre.bench import sample_op
+
+    assert ".entry" in open(op_suite.compile_ptx(sample_op.bump, "compute_90",
+                                                 str(tmp_path))).read()
 
 
 def test_latency_measures_the_call_path_where_the_build_has_one(monkeypatch):
@@ -156,3 +160,20 @@ def test_latency_without_a_call_path_says_so():
     latency.run(ctx)
     assert {"suite": "latency", "name": "call_*",
             "reason": "this build has no call path (Megakernel.call)"} in ctx.skipped
+
+
+def test_the_bundled_sample_op_from_the_command_line(tmp_path):
+    if not cpu_ops_work():
+        pytest.skip("user ops on the CPU backend need a C compiler")
+    import json
+
+    out = tmp_path / "op.json"
+    p = subprocess.run([sys.executable, "-m", "vyre.bench", "--op",
+                        "vyre.bench.sample_op:bump", "--quick", "--backend", "cpu",
+                        "--no-progress", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    doc = json.loads(out.read_text())
+    assert [s["name"] for s in doc["suites"]] == ["op"] and doc["errors"] == []
+    assert doc["options"]["op"] == "vyre.bench.sample_op:bump"
+    assert doc["suites"][0]["info"]["op"]["arg_words"] == 2
