@@ -84,6 +84,8 @@ typedef struct vyre_op {
 #endif
 #endif
 #define VYRE_OP(name) VYRE_OP_FN void vyre_op_##name(vyre_op_t *op)
+/* A helper function of an op's source (compiled for the device too): VYRE_OP_HELPER int f(...) */
+#define VYRE_OP_HELPER VYRE_OP_API
 
 /* ---- faults ------------------------------------------------------------------------------ */
 
