@@ -331,7 +331,8 @@ def test_gpu_suites_end_to_end_with_their_real_launchers(fake_gpu_libs, monkeypa
         ctx = Context(Options(quick=True, min_time_s=0.0, warmup_s=0.0, min_samples=3))
         ctx.suite = suite.NAME
         suite.run(ctx)
-        assert ctx.errors == [] and ctx.skipped == [], (ctx.errors, ctx.skipped)
+        skipped = [s for s in ctx.skipped if s["name"] != "call_*"]  # no call path here
+        assert ctx.errors == [] and skipped == [], (ctx.errors, skipped)
         assert all(r.verified for r in ctx.results)
         checks = {r.name: r.check for r in ctx.results if r.check}
         # each reference ran (in a fresh process); the fakes' timings are not the GPU's, so

@@ -149,7 +149,8 @@ def test_latency_cuda_baselines(on_cpu, monkeypatch):
     assert [r.name for r in ctx.results] == ["megakernel", "pycuda_launch_sync"]
     assert all(r.samples and r.verified for r in ctx.results)
     assert ctx.results[0].summary["n"] >= 300  # the suite's own minimum count
-    assert [s["name"] for s in ctx.skipped] == ["cupy_launch_sync"]
+    # (call_* is skipped where the build has no call path)
+    assert [s["name"] for s in ctx.skipped if s["name"] != "call_*"] == ["cupy_launch_sync"]
     assert len(ctx.comparisons) == 1
 
 
