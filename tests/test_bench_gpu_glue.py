@@ -146,12 +146,19 @@ def test_latency_cuda_baselines(on_cpu, monkeypatch):
     ctx = ctx_for("latency")
     latency.run(ctx)
     assert ctx.errors == []
-    assert [r.name for r in ctx.results] == ["megakernel", "pycuda_launch_sync"]
+    # the ring's round trip, the call path's where the build has one (docs/call.md), then
+    # the baselines
+    from vyre.megakernel import Megakernel
+
+    subjects = ["megakernel"]
+    if hasattr(Megakernel, "call"):
+        subjects += ["call_nop", "call_atomic_add", "call_user_op"]
+    assert [r.name for r in ctx.results] == [*subjects, "pycuda_launch_sync"]
     assert all(r.samples and r.verified for r in ctx.results)
     assert ctx.results[0].summary["n"] >= 300  # the suite's own minimum count
-    # (call_* is skipped where the build has no call path)
     assert [s["name"] for s in ctx.skipped if s["name"] != "call_*"] == ["cupy_launch_sync"]
-    assert len(ctx.comparisons) == 1
+    pairs = [(c.subject, c.baseline) for c in ctx.comparisons]
+    assert pairs == [(f"latency/{s}", "latency/pycuda_launch_sync") for s in subjects]
 
 
 def test_a_broken_baseline_is_an_error_of_that_baseline_only(on_cpu, monkeypatch):
