@@ -50,7 +50,7 @@ def test_quick_run_on_the_cpu_finishes_within_a_minute(tmp_path):
     assert validate(doc) == []
     assert doc["errors"] == []
     status = {s["name"]: s for s in doc["suites"]}
-    assert list(status) == list(suites.SUITES)
+    assert list(status) == list(suites.DEFAULT)
     skipped_suites = {s["suite"]: s["reason"] for s in doc["skipped"] if s["name"] == "*"}
     for name, s in status.items():
         assert s["status"] in ("ran", "skipped")
@@ -71,6 +71,18 @@ def test_quick_run_on_the_cpu_finishes_within_a_minute(tmp_path):
     for r in doc["results"]:
         assert r["verified"] in (True, None)
         assert r["summary"]["n"] >= 5  # --quick's minimum count
+        lo, hi = r["median_ci"]
+        assert lo <= r["summary"]["median"] <= hi and len(r["block_medians"]) >= 1
+    # every baseline of a ratio carries its cross-check; suspect ones are excluded
+    by = {r["id"]: r for r in doc["results"]}
+    for c in doc["comparisons"]:
+        check = by[c["baseline"]]["check"]
+        assert check["status"] in ("ok", "suspect", "unchecked") and check["what"]
+        suspect = any((by[c[k]].get("check") or {}).get("status") == "suspect"
+                      for k in ("subject", "baseline"))
+        assert (c["ratio"] is None) == suspect == ("excluded" in c)
+    assert all("before" in s and "after" in s for s in doc["suites"])
+    assert doc["options"]["resolved_backend"] == "cpu"
     assert doc["environment"]["command"].startswith("vyre-bench --quick")
     assert md.read_text().startswith("# vyre-bench results")
     assert "benchmark" in p.stdout  # the terminal table

@@ -1,90 +1,155 @@
-"""vyre.bench.compare: ratios, the flagging rule, output and the CLI exit status."""
+"""vyre.bench.compare: labels on synthetic runs, like-for-like refusal, the CI gate."""
 import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from vyre.bench.compare import compare, flag_change, format_compare, has_regression
+from vyre.bench.compare import (
+    NotComparable,
+    compare,
+    format_compare,
+    has_regression,
+    label,
+    regressions,
+)
 from vyre.bench.report import build_document
+from vyre.bench.runner import Context, Options
+from vyre.bench.schema import validate
 
 
-def summ(median, p10, p90):
-    return {"n": 20, "median": median, "p10": p10, "p25": (p10 + median) / 2,
-            "p75": (median + p90) / 2, "p90": p90, "p99": p90, "min": p10, "max": p90,
-            "mean": median, "stdev": 1.0}
+def synthetic_run(spec, quick=False, gpu="NVIDIA H200", backend="cuda", seed=0):
+    """A result document whose benchmarks have samples drawn from known distributions.
 
-
-def result(rid, s, unit="ns/op"):
-    suite, name = rid.split("/")
-    return {"id": rid, "suite": suite, "name": name, "method": name, "params": {},
-            "unit": unit, "better": "higher" if unit == "ops/s" else "lower", "batch": 1,
-            "clock": "perf_counter_ns", "summary": s, "stop_reason": "min_time_and_samples",
-            "warmup_samples": 2, "elapsed_s": 1.0, "verified": True, "notes": ""}
-
-
-def doc(results, gpu="NVIDIA H100", commit="aaaa"):
+    ``spec``: {id: (median ns/op, relative spread, drift over the run)}. The samples go
+    through the real runner path (summary, bootstrap CI, block medians)."""
+    rng = np.random.default_rng(seed)
+    ctx = Context(Options(quick=quick, min_time_s=0.0, warmup_s=0.0, min_samples=1))
+    for rid, (median, spread, drift) in spec.items():
+        ctx.suite, name = rid.split("/")
+        n = 400
+        trend = 1 + drift * np.linspace(0, 1, n)
+        values = median * trend * np.exp(rng.normal(0, spread, n))
+        it = iter(values.tolist())
+        ctx.bench(name, lambda it=it: next(it), min_samples=n - 10)
     return build_document(
-        environment={"date_utc": "2026-01-01T00:00:00+00:00", "command": "vyre-bench",
-                     "python": {"version": "3.12.0"}, "cpu": {"model": "x"},
+        environment={"date_utc": "2026-12-02T00:00:00+00:00", "command": "vyre-bench",
+                     "python": {"version": "3.11"}, "cpu": {"model": "Xeon"},
                      "gpus": [{"name": gpu}], "cuda": {}, "packages": {"vyre": "0.1.0"},
-                     "git": {"commit": commit}},
-        options={}, suites=[], results=results, comparisons=[], skipped=[], errors=[])
+                     "git": {"commit": "abc"}},
+        options={**Options(quick=quick).as_dict(), "resolved_backend": backend},
+        suites=[], results=[r.as_dict() for r in ctx.results], comparisons=[], skipped=[],
+        errors=[])
 
 
-def test_rule_needs_both_medians_outside_the_other_band():
-    old = summ(100, 95, 105)
-    assert flag_change(old, summ(150, 145, 155))          # clear shift
-    assert not flag_change(old, summ(103, 98, 108))       # within noise
-    # new run is noisy: its median is outside old's band, but old's median sits inside
-    # the new (wide) band -> not flagged
-    assert not flag_change(old, summ(110, 60, 160))
-    # symmetric: a noisy *old* run cannot produce a flag either
-    assert not flag_change(summ(110, 60, 160), old)
-    # the boundary counts as inside
-    assert not flag_change(old, summ(105, 100, 110))
+def labels(cmp):
+    return {r["id"]: r["verdict"] for r in cmp["rows"]}
 
 
-def test_verdicts_respect_direction():
-    a = doc([result("d/lat", summ(100, 95, 105)),
-             result("t/rate", summ(1e6, 0.9e6, 1.1e6), "ops/s"),
-             result("d/same", summ(10, 9, 11)), result("d/gone", summ(1, 1, 1))])
-    b = doc([result("d/lat", summ(50, 48, 52)),
-             result("t/rate", summ(0.5e6, 0.45e6, 0.55e6), "ops/s"),
-             result("d/same", summ(10.5, 9.5, 11.5)), result("d/new", summ(1, 1, 1))],
-            gpu="NVIDIA H200", commit="bbbb")
-    cmp = compare(a, b)
-    rows = {r["id"]: r for r in cmp["rows"]}
-    assert rows["d/lat"]["verdict"] == "better" and rows["d/lat"]["ratio"] == pytest.approx(0.5)
-    assert rows["t/rate"]["verdict"] == "worse"  # fewer ops/s
-    assert rows["d/same"]["verdict"] == "~"
-    assert cmp["only_old"] == ["d/gone"] and cmp["only_new"] == ["d/new"]
-    assert has_regression(cmp)
+def test_same_faster_slower_noisy_on_synthetic_runs():
+    old = synthetic_run({"d/same": (100, 0.02, 0), "d/faster": (100, 0.02, 0),
+                         "d/slower": (100, 0.02, 0), "d/noisy": (100, 0.5, 0)}, seed=1)
+    new = synthetic_run({"d/same": (100, 0.02, 0), "d/faster": (70, 0.02, 0),
+                         "d/slower": (140, 0.02, 0), "d/noisy": (110, 0.5, 0)}, seed=2)
+    assert validate(old) == [] and validate(new) == []
+    got = labels(compare(old, new))
+    assert got == {"d/same": "SAME", "d/faster": "FASTER", "d/slower": "SLOWER",
+                   "d/noisy": "UNSURE"}
+
+
+def test_drift_within_a_run_widens_its_interval():
+    # the new run's median drifts by 30 % while it runs: its block medians show it, so a
+    # 10 % shift of the median is not called SLOWER
+    old = synthetic_run({"d/x": (100, 0.01, 0)}, seed=3)
+    new = synthetic_run({"d/x": (95, 0.01, 0.3)}, seed=4)
+    row = compare(old, new)["rows"][0]
+    assert row["spread"] == "CI+blocks"
+    assert row["verdict"] == "UNSURE" and row["high"] > 1.2
+
+
+def test_rates_read_the_other_way():
+    def rate(r, median):
+        return {**r, "unit": "ops/s", "better": "higher",
+                "summary": {**r["summary"], "median": median},
+                "median_ci": [median * 0.99, median * 1.01], "block_medians": [median] * 5}
+
+    base = synthetic_run({"t/r": (100, 0.01, 0)})["results"][0]
+    assert label(rate(base, 1e6), rate(base, 2e6))["verdict"] == "FASTER"
+    assert label(rate(base, 2e6), rate(base, 1e6))["verdict"] == "SLOWER"
+    assert label(rate(base, 1e6), rate(base, 1.01e6))["verdict"] == "SAME"
+
+
+def test_old_files_without_ci_fall_back_to_the_p10_p90_band():
+    old = synthetic_run({"d/x": (100, 0.02, 0)})
+    new = synthetic_run({"d/x": (50, 0.02, 0)})
+    for doc in (old, new):
+        for r in doc["results"]:
+            del r["median_ci"], r["block_medians"]
+    row = compare(old, new)["rows"][0]
+    assert row["spread"] == "p10-p90" and row["verdict"] == "FASTER"
+
+
+@pytest.mark.parametrize("change", [{"quick": True}, {"gpu": "NVIDIA H100"},
+                                    {"backend": "cpu"}])
+def test_runs_not_like_for_like_are_refused_unless_forced(change):
+    old = synthetic_run({"d/x": (100, 0.02, 0)})
+    new = synthetic_run({"d/x": (100, 0.02, 0)}, **change)
+    with pytest.raises(NotComparable, match="not like for like.*--force"):
+        compare(old, new)
+    cmp = compare(old, new, force=True)
     text = format_compare(cmp)
-    assert "BETTER" in text and "WORSE" in text and "0.500" in text
-    assert "rule: flagged when the new median is outside the old p10-p90 band" in text
-    assert "only in old: d/gone" in text and "only in new: d/new" in text
-    assert "environment differs in gpus.0.name: 'NVIDIA H100' -> 'NVIDIA H200'" in text
-    assert "git.commit" in text
+    assert text.startswith("WARNING: NOT LIKE FOR LIKE")
+    assert text.rstrip().endswith(cmp["forced"][0])  # said again at the end
+    key = next(iter(change)).replace("quick", "mode")
+    assert any(line.startswith(key) for line in cmp["forced"])
 
 
-def test_unit_change_is_not_a_verdict():
-    a = doc([result("x/y", summ(100, 95, 105))])
-    b = doc([result("x/y", summ(1e6, 1e6, 1e6), "ops/s")])
-    assert compare(a, b)["rows"][0]["verdict"] == "unit changed"
+def test_a_run_whose_clocks_moved_is_noted():
+    old = synthetic_run({"d/x": (100, 0.01, 0)})
+    new = synthetic_run({"d/x": (100, 0.01, 0)})
+    new["suites"] = [{"name": "dispatch", "status": "ran", "reason": "", "duration_s": 1.0,
+                      "info": {}, "clocks_moved": "GPU 0 after: power cap"}]
+    assert validate(new) == []
+    text = format_compare(compare(old, new))
+    assert "note: GPU speed may have changed in the new run, suite dispatch: GPU 0 after: " \
+           "power cap" in text
 
 
-def test_cli_compare_exit_status(tmp_path):
-    old, new = tmp_path / "old.json", tmp_path / "new.json"
-    old.write_text(json.dumps(doc([result("d/lat", summ(100, 95, 105))])))
-    new.write_text(json.dumps(doc([result("d/lat", summ(200, 190, 210))])))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "vyre.bench", "compare", *a],  # noqa: E731
-                                    capture_output=True, text=True, timeout=60)
-    p = run(str(old), str(new))
-    assert p.returncode == 0 and "WORSE" in p.stdout and "2.000" in p.stdout
-    assert run(str(old), str(new), "--fail-on-regression").returncode == 1
-    assert run(str(new), str(old), "--fail-on-regression").returncode == 0  # an improvement
+def test_regression_gate_threshold():
+    old = synthetic_run({"d/a": (100, 0.01, 0), "d/b": (100, 0.01, 0)})
+    new = synthetic_run({"d/a": (120, 0.01, 0), "d/b": (80, 0.01, 0)})
+    cmp = compare(old, new)
+    assert labels(cmp) == {"d/a": "SLOWER", "d/b": "FASTER"}
+    assert [r["id"] for r in regressions(cmp, 10)] == ["d/a"]
+    assert regressions(cmp, 30) == []
+    assert has_regression(cmp) and not has_regression(compare(new, new))
+
+
+def test_cli_compare_labels_refusal_and_gate(tmp_path):
+    def write(name, doc):
+        path = tmp_path / name
+        path.write_text(json.dumps(doc))
+        return str(path)
+
+    old = write("old.json", synthetic_run({"d/lat": (100, 0.01, 0)}))
+    new = write("new.json", synthetic_run({"d/lat": (200, 0.01, 0)}, seed=5))
+    quick = write("quick.json", synthetic_run({"d/lat": (100, 0.01, 0)}, quick=True))
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "vyre.bench", "compare", *a],
+                              capture_output=True, text=True, timeout=120)
+
+    p = run(old, new)
+    assert p.returncode == 0 and "SLOWER" in p.stdout and "2.0" in p.stdout
+    assert run(old, new, "--fail-on-regression").returncode == 1
+    assert run(old, new, "--fail-on-regression", "150").returncode == 0  # +100 % < 150 %
+    assert run(new, old, "--fail-on-regression").returncode == 0  # an improvement
+    p = run(old, quick)
+    assert p.returncode == 2 and "mode: 'full' vs 'quick'" in p.stderr
+    p = run(old, quick, "--force")
+    assert p.returncode == 0 and "NOT LIKE FOR LIKE" in p.stdout
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
-    p = run(str(old), str(bad))
+    p = run(old, str(bad))
     assert p.returncode == 2 and "not a vyre-bench result" in p.stderr

@@ -141,6 +141,10 @@ def test_table_is_aligned_and_complete():
     assert "dispatch/cupy_launch: cupy not importable" in text
     assert "ingest/*: not available" in text
     assert "Mops/s" in text
+    # what a ratio is, and the run's mode, said in words
+    assert "> 1 means vyre is better" in text
+    assert "pycuda_launch median / megakernel median: how many times less time" in text
+    assert "run: full mode (the sizes and sampling to quote), backend" in text
 
 
 def test_markdown_report():
@@ -152,5 +156,5 @@ def test_markdown_report():
     assert len({row.count(" | ") for row in table[:1] + table[2:6]}) == 1  # same column count
     assert "| dispatch/megakernel | ns/op | 10 | 5 | 100.0 | 94.00 | 116.0 |" in md
     assert "- dispatch/pycuda_launch: one \\| pipe in a note" in md
-    assert "## Ratios (same run)" in md and "100x faster" in md
+    assert "## Ratios (same run; > 1 means vyre is better)" in md and "100x faster" in md
     assert "| dispatch/cupy_launch | cupy not importable (ModuleNotFoundError) |" in md

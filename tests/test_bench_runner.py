@@ -156,3 +156,34 @@ def test_ingest_input_size_comes_from_the_environment(monkeypatch):
         monkeypatch.setenv("VYRE_BENCH_INGEST_MIB", bad)
         with pytest.raises(ValueError, match="VYRE_BENCH_INGEST_MIB"):
             ingest._total_mib()
+
+
+def test_targets_are_judged_and_paired_rounds_alternate():
+    from vyre.bench.runner import Method
+
+    order = []
+    ctx = Context(Options(min_time_s=0.0, warmup_s=0.0, min_samples=4))
+    ctx.suite = "dispatch"
+
+    def sampler(name, ns):
+        def sample():
+            order.append(name)
+            return ns
+        return sample
+
+    res = ctx.paired([Method("megakernel_submit_many", sampler("A", 1e5), batch=100),
+                      Method("pycuda_launch", sampler("B", 2e7), batch=100),
+                      Method("cuda_graph", sampler("C", 1e6), batch=100)], rounds=3)
+    # rounds A B C | C B A | A B C; runs of one method merge across a round boundary
+    runs = [k for i, k in enumerate(order) if i == 0 or order[i - 1] != k]
+    assert runs == ["A", "B", "C", "B", "A", "B", "C"]
+    assert all(r.rounds == 3 and r.summary["n"] >= 4 for r in res.values())
+    hit = ctx.compare(res["megakernel_submit_many"], res["pycuda_launch"])  # 200x vs 300x
+    miss = ctx.compare(res["megakernel_submit_many"], res["cuda_graph"])    # 10x vs 30x
+    assert hit.target == {"ratio": 300.0, "met": False} and "target 300x: not met" in hit.text
+    assert miss.target == {"ratio": 30.0, "met": False}
+    res2 = ctx.paired([Method("megakernel_submit_many", sampler("A", 1e4), batch=100),
+                       Method("cuda_graph", sampler("C", 1e6), batch=100)])
+    met = ctx.compare(res2["megakernel_submit_many"], res2["cuda_graph"])  # 100x vs 30x
+    assert met.target["met"] and "target 30x: met" in met.text
+    assert met.paired and met.ci_low == pytest.approx(100) and met.ci_high == pytest.approx(100)

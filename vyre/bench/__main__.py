@@ -1,13 +1,16 @@
 """Command line of the harness: ``vyre-bench`` / ``python -m vyre.bench``.
 
     vyre-bench [--suite NAME ...] [--backend auto|cpu|cuda] [--quick] [--min-time S]
-               [--repeat N] [--json PATH] [--markdown PATH] [--plot DIR] [--no-progress]
-    vyre-bench compare OLD.json NEW.json [--fail-on-regression]
+               [--repeat N] [--op MODULE:NAME] [--json PATH] [--markdown PATH] [--plot DIR]
+               [--no-progress]
+    vyre-bench compare OLD.json NEW.json [--fail-on-regression [PCT]] [--tolerance PCT]
+               [--force]
     vyre-bench show RESULT.json [--markdown PATH] [--plot DIR]
     vyre-bench list
 
 Exit status: 0 on success, 1 when a benchmark or suite failed (the report still lists
-everything that ran) or ``--fail-on-regression`` found a regression, 2 on usage errors.
+everything that ran) or ``--fail-on-regression`` found a regression, 2 on usage errors and
+on runs that are not like for like (``compare`` without ``--force``).
 """
 from __future__ import annotations
 
@@ -18,19 +21,25 @@ import time
 import traceback
 
 from vyre.bench import compare as compare_mod
-from vyre.bench import env, report, suites
+from vyre.bench import env, report, suites, userop
 from vyre.bench.runner import Context, Options, Progress
 from vyre.bench.suites import Unavailable
 
 
 def run_suites(options: Options, progress: Progress | None = None,
-               argv: list[str] | None = None) -> dict:
+               argv: list[str] | None = None, user_op: object | None = None,
+               user_op_args: object | None = None) -> dict:
     """Run the selected suites and return the result document. Never raises for a suite
-    that cannot run (skipped, with the reason) or fails (an error entry)."""
+    that cannot run (skipped, with the reason) or fails (an error entry). ``user_op``: the
+    op ``--op`` named, for the user-op suite (``ctx.cache["user_op"]``)."""
     ctx = Context(options, progress)
+    if user_op is not None:
+        ctx.cache["user_op"] = user_op
+        ctx.cache["user_op_args"] = user_op_args
     statuses = []
-    for name in options.suites or list(suites.SUITES):
+    for name in options.suites or list(suites.DEFAULT):
         ctx.suite = name
+        before = env.snapshot()
         t0 = time.perf_counter()
         status, reason = "ran", ""
         n_errors = len(ctx.errors)
@@ -45,12 +54,22 @@ def run_suites(options: Options, progress: Progress | None = None,
             ctx.error("*", exc)
         if status == "ran" and len(ctx.errors) > n_errors:
             status, reason = "error", f"{len(ctx.errors) - n_errors} benchmark(s) failed"
+        if name == userop.SUITE:
+            unmeasured = userop.unmeasured_error(ctx.cache, status)
+            if unmeasured:
+                ctx.errors.append({"suite": name, "name": "--op", "error": unmeasured})
+                status, reason = "error", unmeasured
+        duration = time.perf_counter() - t0
+        after = env.snapshot()
         statuses.append({"name": name, "status": status, "reason": reason,
-                         "duration_s": time.perf_counter() - t0,
-                         "info": ctx.info.get(name, {})})
+                         "duration_s": duration, "info": ctx.info.get(name, {}),
+                         "before": before, "after": after,
+                         "clocks_moved": env.clocks_moved(before, after)})
     ctx.progress.done()
+    opts = options.as_dict()
+    opts["resolved_backend"] = (ctx.cache.get("backend") or {}).get("name")
     return report.build_document(
-        environment=env.collect(argv), options=options.as_dict(), suites=statuses,
+        environment=env.collect(argv), options=opts, suites=statuses,
         results=[r.as_dict() for r in ctx.results],
         comparisons=[c.as_dict() for c in ctx.comparisons],
         skipped=ctx.skipped, errors=ctx.errors)
@@ -96,7 +115,8 @@ def _run_parser() -> argparse.ArgumentParser:
                     "show RESULT.json | list. See docs/bench.md.")
     ap.add_argument("--suite", action="append", metavar="NAME",
                     help=f"suite(s) to run, repeatable or comma separated "
-                         f"({', '.join(suites.SUITES)}; default: all)")
+                         f"({', '.join(suites.SUITES)}; default: all but "
+                         f"{', '.join(suites.ON_REQUEST)})")
     ap.add_argument("--backend", choices=("auto", "cpu", "cuda"), default="auto",
                     help="megakernel backend for latency/dispatch/throughput (default auto)")
     ap.add_argument("--quick", action="store_true",
@@ -107,10 +127,16 @@ def _run_parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeat", type=int, metavar="N",
                     help="minimum samples per benchmark (default 20; quick 5); suites may "
                          "ask for more (latency)")
+    ap.add_argument("--op", metavar="MODULE:NAME",
+                    help="measure your own registered op (vyre.ops) through the megakernel "
+                         "against the same C source launched per op and as a CUDA graph")
     ap.add_argument("--json", metavar="PATH", help="write the result document (JSON)")
     ap.add_argument("--markdown", metavar="PATH", help="write a markdown report")
     ap.add_argument("--plot", metavar="DIR", help="write PNG plots (needs matplotlib)")
     ap.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    ap.add_argument("--summary", action="store_true",
+                    help="print the ratios in sentences (figure, baseline, CI, target) "
+                         "instead of the full table")
     return ap
 
 
@@ -120,11 +146,24 @@ def _main_run(argv: list[str]) -> int:
         raise SystemExit("vyre-bench: --min-time must be >= 0")
     if args.repeat is not None and args.repeat < 1:
         raise SystemExit("vyre-bench: --repeat must be >= 1")
-    options = Options(suites=_suite_list(args.suite), backend=args.backend, quick=args.quick,
-                      min_time_s=args.min_time, min_samples=args.repeat)
+    chosen = _suite_list(args.suite)
+    user_op = user_op_args = None
+    if args.op:
+        try:
+            user_op, suite = userop.resolve(args.op)
+            user_op_args = userop.args_function(args.op)
+        except userop.UserOpError as exc:
+            print(f"vyre-bench: {exc}", file=sys.stderr)
+            return 2
+        chosen = [suite] if chosen is None else list(dict.fromkeys([*chosen, suite]))
+    options = Options(suites=chosen, backend=args.backend, quick=args.quick,
+                      min_time_s=args.min_time, min_samples=args.repeat, op=args.op)
     doc = run_suites(options, Progress(enabled=not args.no_progress),
-                     argv=["vyre-bench", *argv])
-    sys.stdout.write(report.format_table(doc))
+                     argv=["vyre-bench", *argv], user_op=user_op, user_op_args=user_op_args)
+    if args.summary:
+        sys.stdout.write(report.format_summary(doc, suites.phrases(chosen or suites.SUITES)))
+    else:
+        sys.stdout.write(report.format_table(doc))
     rc = 1 if doc["errors"] else 0
     if args.json:
         _mkdir_for(args.json)
@@ -138,20 +177,38 @@ def _main_run(argv: list[str]) -> int:
 
 
 def _main_compare(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="vyre-bench compare",
-                                 description="per-benchmark ratios of two result files")
+    ap = argparse.ArgumentParser(
+        prog="vyre-bench compare",
+        description="label each benchmark of two result files FASTER / SLOWER / SAME / UNSURE "
+                    "from the two runs' spreads (docs/bench.md, 'Comparing runs')")
     ap.add_argument("old")
     ap.add_argument("new")
-    ap.add_argument("--fail-on-regression", action="store_true",
-                    help="exit 1 when a benchmark is flagged worse")
+    ap.add_argument("--fail-on-regression", nargs="?", const=0.0, type=float, metavar="PCT",
+                    help="exit 1 when a benchmark is SLOWER and its median moved by more than "
+                         "PCT percent (default 0: any SLOWER); a CI gate")
+    ap.add_argument("--tolerance", type=float, default=compare_mod.DEFAULT_TOLERANCE * 100,
+                    metavar="PCT", help="changes within PCT percent count as SAME (default 5)")
+    ap.add_argument("--force", action="store_true",
+                    help="compare runs of different modes, backends or machines anyway "
+                         "(the output says so on every page)")
     args = ap.parse_args(argv)
+    if args.tolerance < 0 or (args.fail_on_regression or 0) < 0:
+        raise SystemExit("vyre-bench compare: --tolerance and --fail-on-regression must be >= 0")
     try:
-        cmp = compare_mod.compare(report.load_json(args.old), report.load_json(args.new))
+        cmp = compare_mod.compare(report.load_json(args.old), report.load_json(args.new),
+                                  tolerance=args.tolerance / 100, force=args.force)
     except (OSError, ValueError) as exc:
         print(f"vyre-bench compare: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(compare_mod.format_compare(cmp))
-    return 1 if args.fail_on_regression and compare_mod.has_regression(cmp) else 0
+    if args.fail_on_regression is not None:
+        bad = compare_mod.regressions(cmp, args.fail_on_regression)
+        if bad:
+            print(f"vyre-bench compare: {len(bad)} regression(s) beyond "
+                  f"{args.fail_on_regression:g}%: " + ", ".join(r["id"] for r in bad),
+                  file=sys.stderr)
+            return 1
+    return 0
 
 
 def _main_show(argv: list[str]) -> int:

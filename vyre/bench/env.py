@@ -25,6 +25,7 @@ _SMI_FIELDS = ("name", "driver_version", "pstate", "clocks.sm", "clocks.mem", "c
 
 
 def _run(cmd: list[str], timeout: float = 10.0) -> str | None:
+    """stdout of ``cmd``, or ``None`` when the tool is missing, fails or hangs."""
     if shutil.which(cmd[0]) is None:
         return None
     try:
@@ -71,7 +72,7 @@ def gpu_info() -> list[dict[str, Any]]:
                 values = [v.strip() for v in line.split(",")]
                 if len(values) == len(fields):
                     gpus.append({k.replace(".", "_"): (None if v in ("[N/A]", "N/A", "") else v)
-                                 for k, v in zip(fields, values)})
+                                 for k, v in zip(fields, values, strict=True)})
             return gpus
     try:
         import pycuda.driver as drv
@@ -126,6 +127,7 @@ def cpu_info() -> dict[str, Any]:
             governor = f.read().strip()
     except OSError:
         pass
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -182,3 +184,88 @@ def collect(argv: list[str] | None = None) -> dict[str, Any]:
         "git": git_info(),
         "timer": timer_info(),
     }
+
+
+#: fields of a per-suite snapshot (``--format=csv,noheader,nounits``); newer drivers call the
+#: throttle reasons "clocks_event_reasons" and keep the old name as an alias, older ones
+#: know only the old name
+_CLOCK_FIELDS = ("clocks.sm", "clocks.mem", "clocks_throttle_reasons.active",
+                 "temperature.gpu", "power.draw")
+_CLOCK_FIELDS_NEW = ("clocks.sm", "clocks.mem", "clocks_event_reasons.active",
+                     "temperature.gpu", "power.draw")
+#: throttle-reason bits that slow a running GPU (NVML's nvmlClocksThrottleReason*): software
+#: power cap, hardware slowdown, software / hardware thermal slowdown, power brake. Idle (0x1),
+#: the application-clocks setting (0x2) and the display clock (0x200) are not a slowdown.
+THROTTLE_BITS = {0x4: "power cap", 0x8: "hardware slowdown", 0x20: "sync boost",
+                 0x40: "software thermal slowdown", 0x80: "hardware thermal slowdown",
+                 0x100: "power brake"}
+_IDLE_BIT = 0x1
+#: a clock that moved by more than this fraction between two busy snapshots is flagged
+CLOCK_MOVE_FRACTION = 0.10
+
+
+def _num(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:  # "[N/A]"
+        return None
+
+
+def gpu_clocks(runner=None) -> list[dict[str, Any]]:
+    """SM and memory clock (MHz), active throttle reasons (bit mask), temperature (C) and
+    power (W) of every GPU, from ``nvidia-smi``; ``[]`` where there is none."""
+    run = runner or _run
+    for fields in (_CLOCK_FIELDS, _CLOCK_FIELDS_NEW):
+        text = run(["nvidia-smi", f"--query-gpu={','.join(fields)}",
+                    "--format=csv,noheader,nounits"])
+        if not text:
+            continue
+        out = []
+        for line in text.strip().splitlines():
+            v = [x.strip() for x in line.split(",")]
+            if len(v) != len(fields):
+                continue
+            reasons = None
+            try:
+                reasons = int(v[2], 16) if v[2].lower().startswith("0x") else int(v[2])
+            except ValueError:
+                pass
+            out.append({"clocks_sm": _num(v[0]), "clocks_mem": _num(v[1]),
+                        "throttle_reasons": reasons, "temperature_gpu": _num(v[3]),
+                        "power_draw": _num(v[4])})
+        if out:
+            return out
+    return []
+
+
+def snapshot(runner=None) -> dict[str, Any]:
+    """What may change during a run: GPU clocks / throttling and the host's load average."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "loadavg": list(load) if load else None, "gpus": gpu_clocks(runner)}
+
+
+def throttle_words(mask: int | None) -> list[str]:
+    """The slowdown reasons set in an NVML throttle-reason mask, in words."""
+    if not mask:
+        return []
+    return [w for bit, w in THROTTLE_BITS.items() if mask & bit]
+
+
+def clocks_moved(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Why the GPU's speed may have changed between two snapshots ('' when it did not seem
+    to): a slowdown reason active at either end, or the SM / memory clock differing by more
+    than :data:`CLOCK_MOVE_FRACTION` while the GPU was busy at both ends."""
+    why: list[str] = []
+    for i, (a, b) in enumerate(zip(before.get("gpus") or [], after.get("gpus") or [],
+                                        strict=False)):
+        for when, snap in (("before", a), ("after", b)):
+            words = throttle_words(snap.get("throttle_reasons"))
+            if words:
+                why.append(f"GPU {i} {when}: {', '.join(words)}")
+        idle = any((s.get("throttle_reasons") or 0) & _IDLE_BIT for s in (a, b))
+        for key, label in (("clocks_sm", "SM"), ("clocks_mem", "memory")):
+            x, y = a.get(key), b.get(key)
+            if x and y and not idle and abs(y - x) / max(x, y) > CLOCK_MOVE_FRACTION:
+                why.append(f"GPU {i} {label} clock {x:g} -> {y:g} MHz")
+    return "; ".join(why)

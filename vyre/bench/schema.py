@@ -24,6 +24,16 @@ SUMMARY = {
     "additionalProperties": False,
 }
 
+CHECK = {
+    "type": "object",
+    "required": ["status", "kind", "reference", "factor", "tolerance", "what", "reason"],
+    "properties": {"status": {"enum": ["ok", "suspect", "unchecked"]},
+                   "kind": {"enum": ["reference", "floor"]},
+                   "reference": _NUM_OR_NULL, "factor": _NUM_OR_NULL, "tolerance": _NUM,
+                   "what": _STR, "reason": _STR},
+    "additionalProperties": False,
+}
+
 RESULT = {
     "type": "object",
     "required": ["id", "suite", "name", "method", "params", "unit", "better", "batch", "clock",
@@ -42,6 +52,10 @@ RESULT = {
         "verified": {"type": ["boolean", "null"]},
         "notes": _STR,
         "samples": {"type": "array", "items": _NUM},
+        "median_ci": {"type": "array", "items": _NUM},
+        "block_medians": {"type": "array", "items": _NUM},
+        "rounds": {"type": "integer", "minimum": 1},
+        "check": CHECK,
     },
     "additionalProperties": False,
 }
@@ -49,8 +63,15 @@ RESULT = {
 COMPARISON = {
     "type": "object",
     "required": ["suite", "subject", "baseline", "ratio", "ratio_low", "ratio_high", "text"],
-    "properties": {"suite": _STR, "subject": _STR, "baseline": _STR, "ratio": _NUM,
-                   "ratio_low": _NUM, "ratio_high": _NUM, "text": _STR},
+    "properties": {"suite": _STR, "subject": _STR, "baseline": _STR, "ratio": _NUM_OR_NULL,
+                   "ratio_low": _NUM_OR_NULL, "ratio_high": _NUM_OR_NULL, "text": _STR,
+                   "ci_low": _NUM_OR_NULL, "ci_high": _NUM_OR_NULL, "ci_level": _NUM,
+                   "paired": {"type": "boolean"}, "meaning": _STR,
+                   "target": {"type": "object", "required": ["ratio", "met"],
+                              "properties": {"ratio": _NUM,
+                                             "met": {"type": ["boolean", "null"]}},
+                              "additionalProperties": False},
+                   "excluded": _STR},
     "additionalProperties": False,
 }
 
@@ -58,7 +79,10 @@ SUITE = {
     "type": "object",
     "required": ["name", "status", "reason", "duration_s", "info"],
     "properties": {"name": _STR, "status": {"enum": ["ran", "skipped", "error"]},
-                   "reason": _STR, "duration_s": _NUM, "info": {"type": "object"}},
+                   "reason": _STR, "duration_s": _NUM, "info": {"type": "object"},
+                   # device clocks and host load around the suite (vyre.bench.env.snapshot)
+                   "before": {"type": "object"}, "after": {"type": "object"},
+                   "clocks_moved": _STR},
     "additionalProperties": False,
 }
 

@@ -13,7 +13,19 @@ from types import ModuleType
 from vyre.bench.suites._common import Unavailable  # noqa: F401  (part of the suite API)
 
 #: suite names in execution order
-SUITES = ("publish", "latency", "dispatch", "throughput", "cpu", "ingest", "userops")
+SUITES = ("publish", "latency", "dispatch", "throughput", "cpu", "ingest", "userops", "op")
+#: suites that run only when asked for (``op`` measures the op ``--op`` names)
+ON_REQUEST = ("op",)
+#: what a run without ``--suite`` runs
+DEFAULT = tuple(s for s in SUITES if s not in ON_REQUEST)
+
+
+def phrases(names) -> dict[str, str]:
+    """Methods in words, by result id, from the suites' ``PHRASES`` (where they have one)."""
+    out: dict[str, str] = {}
+    for name in names:
+        out.update({f"{name}/{k}": v for k, v in getattr(load(name), "PHRASES", {}).items()})
+    return out
 
 
 def load(name: str) -> ModuleType:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -113,3 +115,19 @@ def submit_many_sampler(mk: Any, opcodes: np.ndarray, args: np.ndarray,
         return t1 - t0
 
     return many
+
+
+@contextmanager
+def megakernel_session(fx: SimpleNamespace, backend: str, state: dict,
+                       **kwargs: Any) -> Iterator[Any]:
+    """A started megakernel for one round of a paired measurement (a fresh one per round:
+    the GPU baselines run between rounds on an idle device). ``state["mk"]`` is the
+    megakernel and ``state["done"]`` the ops its samples submitted (reset per round), which
+    the suite's verification reads inside the session."""
+    mk = megakernel(fx, backend, **kwargs)
+    with mk:
+        state["mk"], state["done"] = mk, 0
+        try:
+            yield mk
+        finally:
+            state["mk"] = None

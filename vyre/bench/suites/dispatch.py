@@ -18,134 +18,229 @@ Methods:
 
 ``*_device`` results time the same launches with CUDA events (device-side span). They are
 reported for insight and not used in ratios: the megakernel has no comparable device span.
-The persistent megakernel is shut down before any baseline runs, so baselines get the whole GPU.
+All methods are measured paired (``ctx.paired``): alternating rounds, each method in its own
+session (a freshly started megakernel, or a launcher in the primary context), so drift lands
+on every side and no baseline ever shares the GPU with a resident persistent kernel. Each
+host-timed baseline is cross-checked against the same launches timed alone in a fresh process
+(``_reference``).
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
-from vyre.bench.suites._gpu import COUNTER_WORDS
-from vyre.bench.suites._common import (atomic_add_ops, expect_u32, facade, megakernel, next_pow2,
-                                       resolve_backend, submit_many_sampler, Unavailable,
-                                       word_total)
+from vyre.bench.runner import Method
+from vyre.bench.suites import _gpu
+from vyre.bench.suites._common import (
+    Unavailable,
+    atomic_add_ops,
+    expect_u32,
+    facade,
+    megakernel_session,
+    next_pow2,
+    resolve_backend,
+    word_total,
+)
 
 NAME = "dispatch"
 #: ops cycle over this many observables (and the baselines over as many counter words)
-SPREAD = COUNTER_WORDS  # observables the ops spread over, the same on both sides
+SPREAD = _gpu.COUNTER_WORDS  # observables the ops spread over, the same on both sides
 DESCRIPTION = ("N tiny ops: megakernel submit_many+drain vs per-op PyCUDA/CuPy launches "
                "and a CUDA graph")
+#: launches per sample of the standalone references (enough that the launch queue is full)
+REFERENCE_OPS = 4096
+
+#: each method in words, for reports that speak to people (``python -m vyre demo``)
+PHRASES = {
+    "megakernel_submit_many": "tiny ops through one submit_many + drain",
+    "megakernel_submit_loop": "tiny ops through one submit call each + drain",
+    "pycuda_launch": "launching one PyCUDA kernel per op",
+    "cupy_launch": "launching one CuPy kernel per op",
+    "cuda_graph": "replaying the ops as one CUDA graph",
+}
 
 
 def run(ctx) -> None:
-    """Measure each method over the same N ops; ratios are megakernel vs each baseline."""
+    """Measure each method over the same N ops, paired; ratios are megakernel vs each
+    baseline."""
     fx = facade()
     resolve_backend(ctx, allowed=("cuda",))
     n = 1000 if ctx.options.quick else 100_000
     ctx.note("ops_per_sample", n)
+    methods = _megakernel_methods(ctx, fx, n)
+    baselines = _pycuda_methods(ctx, n) + _cupy_methods(ctx, n)
+    res = ctx.paired(methods + baselines)
+    for base in ("pycuda_launch", "cupy_launch", "cuda_graph"):
+        if base in res:
+            ctx.compare(res["megakernel_submit_many"], res[base])
+            if base != "cuda_graph":
+                ctx.compare(res["megakernel_submit_loop"], res[base])
+
+
+def _megakernel_methods(ctx, fx, n: int) -> list[Method]:
     now = time.perf_counter_ns
     add_op, word = int(fx.Opcode.ATOMIC_ADD), fx.OBSERVABLE_BASE
     opcodes, args = atomic_add_ops(n, add_op, word, spread=SPREAD)
-    mk = megakernel(fx, "cuda", slot_count=next_pow2(n), observable_slots=SPREAD)
-    with mk:
-        ctx.note("backend", mk.backend.describe())
-        obs = mk.observables
-        done = [0]
+    targets = [(1, word + i % SPREAD) for i in range(n)]
+    state: dict[str, Any] = {}
 
-        many = submit_many_sampler(mk, opcodes, args, done)
+    @contextmanager
+    def session() -> Iterator[Any]:
+        with megakernel_session(fx, "cuda", state, slot_count=next_pow2(n),
+                                observable_slots=SPREAD) as mk:
+            ctx.note("backend", mk.backend.describe())
+            yield mk
 
-        def loop() -> float:
+    @contextmanager
+    def many() -> Iterator[Any]:
+        with session() as mk:
+            def sample() -> float:
+                t0 = now()
+                mk.submit_many(opcodes, args)
+                mk.drain()
+                t1 = now()
+                state["done"] += n
+                return t1 - t0
+            yield sample
+
+    @contextmanager
+    def loop() -> Iterator[Any]:
+        with session() as mk:
             submit = mk.submit
-            targets = [(1, word + i % SPREAD) for i in range(n)]
-            t0 = now()
-            for arg in targets:
-                submit(add_op, arg)
-            mk.drain()
-            t1 = now()
-            done[0] += n
-            return t1 - t0
 
-        check = lambda: (word_total(obs[:SPREAD]) == done[0],  # noqa: E731
-                         f"observables sum to {word_total(obs[:SPREAD])}, expected {done[0]}")
-        params = {"ops": n, "ring": next_pow2(n)}
-        mega = ctx.bench("megakernel_submit_many", many, batch=n, params=params, verify=check)
-        mega_loop = ctx.bench("megakernel_submit_loop", loop, batch=n, params=params,
-                              verify=check)
-    _pycuda(ctx, n, mega, mega_loop)
-    _cupy(ctx, n, mega, mega_loop)
+            def sample() -> float:
+                t0 = now()
+                for arg in targets:
+                    submit(add_op, arg)
+                mk.drain()
+                t1 = now()
+                state["done"] += n
+                return t1 - t0
+            yield sample
+
+    def check() -> tuple[bool, str]:
+        total = word_total(state["mk"].observables[:SPREAD])
+        return total == state["done"], f"observables sum to {total}, expected {state['done']}"
+
+    params = {"ops": n, "ring": next_pow2(n)}
+    return [Method("megakernel_submit_many", session=many, batch=n, params=params,
+                   verify=check),
+            Method("megakernel_submit_loop", session=loop, batch=n, params=params,
+                   verify=check)]
 
 
-def _host_sample(lau, n):
+def _probe(ctx, cls, names: tuple[str, ...]) -> bool:
+    """Whether a launcher can be built here; a missing library skips ``names``, any other
+    failure is an error of the first."""
+    try:
+        cls().close()
+        return True
+    except Unavailable as why:
+        for name in names:
+            ctx.skip(name, str(why) if name == names[0] else f"needs {names[0]}: {why}")
+    except Exception as exc:  # compile or driver failure: an error of this baseline only
+        ctx.error(names[0], exc)
+    return False
+
+
+def _launcher_session(cls, holder: dict, prepare=None):
+    @contextmanager
+    def session() -> Iterator[Any]:
+        lau = holder["lau"] = cls()
+        try:
+            if prepare is not None:
+                prepare(lau)
+            yield lau
+        finally:
+            lau.close()
+    return session
+
+
+def _host_sampler(session, n: int):
     now = time.perf_counter_ns
 
-    def sample() -> float:
-        t0 = now()
-        lau.launch_n(n)
-        lau.sync()
-        return now() - t0
-
-    return sample
-
-
-def _open(ctx, cls, name):
-    try:
-        return cls()
-    except Unavailable as why:
-        ctx.skip(name, str(why))
-    except Exception as exc:  # compile or driver failure: an error of this baseline only
-        ctx.error(name, exc)
-    return None
+    @contextmanager
+    def wrapped() -> Iterator[Any]:
+        with session() as lau:
+            def sample() -> float:
+                t0 = now()
+                lau.launch_n(n)
+                lau.sync()
+                return now() - t0
+            yield sample
+    return wrapped
 
 
-def _pycuda(ctx, n, mega, mega_loop) -> None:
-    from vyre.bench.suites._gpu import PyCudaLauncher
-
-    lau = _open(ctx, PyCudaLauncher, "pycuda_launch")
-    if lau is None:
-        return
-    try:
-        check = lambda: expect_u32(lau.value(), lau.expected)  # noqa: E731
-        base = ctx.bench("pycuda_launch", _host_sample(lau, n), batch=n, params={"ops": n},
-                         verify=check)
-        ctx.bench("pycuda_launch_device", lambda: lau.timed_n_events(n), batch=n,
-                  clock="cuda_event", params={"ops": n}, verify=check,
-                  notes="CUDA-event span of the N launches (device side)")
-    finally:
-        lau.close()
-    ctx.compare(mega, base)
-    ctx.compare(mega_loop, base)
+def _device_sampler(session, n: int):
+    @contextmanager
+    def wrapped() -> Iterator[Any]:
+        with session() as lau:
+            yield lambda: lau.timed_n_events(n)
+    return wrapped
 
 
-def _cupy(ctx, n, mega, mega_loop) -> None:
-    from vyre.bench.suites._gpu import CuPyLauncher
+def _checked(holder: dict):
+    return lambda: expect_u32(holder["lau"].value(), holder["lau"].expected)
 
-    lau = _open(ctx, CuPyLauncher, "cupy_launch")
-    if lau is None:
-        ctx.skip("cuda_graph", "needs CuPy (stream capture), see cupy_launch")
-        return
-    try:
-        check = lambda: expect_u32(lau.value(), lau.expected)  # noqa: E731
-        base = ctx.bench("cupy_launch", _host_sample(lau, n), batch=n, params={"ops": n},
-                         verify=check)
-        ctx.compare(mega, base)
-        ctx.compare(mega_loop, base)
-        try:
-            ctx.note("cuda_graph_capture_s", lau.capture_graph(n))
-        except Exception as exc:  # capture unsupported here: a skip, not a crash
-            ctx.skip("cuda_graph", f"stream capture failed ({type(exc).__name__}: {exc})")
-            return
-        now = time.perf_counter_ns
 
-        def replay() -> float:
-            t0 = now()
-            lau.replay()
-            lau.sync()
-            return now() - t0
+def _pycuda_methods(ctx, n: int) -> list[Method]:
+    if not _probe(ctx, _gpu.PyCudaLauncher, ("pycuda_launch", "pycuda_launch_device")):
+        return []
+    holder: dict[str, Any] = {}
+    session = _launcher_session(_gpu.PyCudaLauncher, holder)
+    check = _gpu.standalone_check("pycuda_launch", f"{REFERENCE_OPS} PyCUDA prepared_async_call "
+                                  "launches + synchronize, timed alone in a fresh process",
+                                  ops=REFERENCE_OPS)
+    return [Method("pycuda_launch", session=_host_sampler(session, n), batch=n,
+                   params={"ops": n}, verify=_checked(holder), check=check),
+            Method("pycuda_launch_device", session=_device_sampler(session, n), batch=n,
+                   clock="cuda_event", params={"ops": n}, verify=_checked(holder),
+                   notes="CUDA-event span of the N launches (device side)")]
 
-        graph = ctx.bench("cuda_graph", replay, batch=n, params={"ops": n}, verify=check,
-                          notes="one replay of a graph of N captured launches + synchronize")
-        ctx.bench("cuda_graph_device", lau.timed_replay_events, batch=n, clock="cuda_event",
-                  params={"ops": n}, verify=check,
-                  notes="CUDA-event span of one graph replay (device side)")
-        ctx.compare(mega, graph)
-    finally:
-        lau.close()
+
+def _cupy_methods(ctx, n: int) -> list[Method]:
+    if not _probe(ctx, _gpu.CuPyLauncher, ("cupy_launch", "cuda_graph", "cuda_graph_device")):
+        return []
+    holder: dict[str, Any] = {}
+    session = _launcher_session(_gpu.CuPyLauncher, holder)
+    now = time.perf_counter_ns
+
+    def capture(lau) -> None:
+        t = lau.capture_graph(n)
+        ctx.info.setdefault(ctx.suite, {}).setdefault("cuda_graph_capture_s", t)
+
+    graph_holder: dict[str, Any] = {}
+    graph_session = _launcher_session(_gpu.CuPyLauncher, graph_holder, prepare=capture)
+
+    @contextmanager
+    def replay() -> Iterator[Any]:
+        with graph_session() as lau:
+            def sample() -> float:
+                t0 = now()
+                lau.replay()
+                lau.sync()
+                return now() - t0
+            yield sample
+
+    @contextmanager
+    def replay_events() -> Iterator[Any]:
+        with graph_session() as lau:
+            yield lau.timed_replay_events
+
+    return [Method("cupy_launch", session=_host_sampler(session, n), batch=n, params={"ops": n},
+                   verify=_checked(holder),
+                   check=_gpu.standalone_check(
+                       "cupy_launch", f"{REFERENCE_OPS} CuPy RawKernel launches + synchronize, "
+                       "timed alone in a fresh process", ops=REFERENCE_OPS)),
+            Method("cuda_graph", session=replay, batch=n, params={"ops": n},
+                   verify=_checked(graph_holder),
+                   notes="one replay of a graph of N captured launches + synchronize",
+                   check=_gpu.standalone_check(
+                       "cuda_graph", f"one replay of a graph of {REFERENCE_OPS} captured CuPy "
+                       "launches + synchronize, timed alone in a fresh process",
+                       ops=REFERENCE_OPS)),
+            Method("cuda_graph_device", session=replay_events, batch=n, clock="cuda_event",
+                   params={"ops": n}, verify=_checked(graph_holder),
+                   notes="CUDA-event span of one graph replay (device side)")]

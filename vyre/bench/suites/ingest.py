@@ -22,15 +22,26 @@ Methods, same file, same run:
   (the host-to-device copy ceiling); ``python_gpu_loop``: ``readinto`` a pinned buffer +
   ``memcpy_htod`` + one scan-kernel launch per chunk (32 threads splitting the chunk exactly
   as the megakernel's warp does, the table in device memory), verified.
+
+All methods are measured paired (``ctx.paired``, 3 rounds: a sample is a whole pass over the
+input), the scan in a fresh megakernel + GpuStream per round. Cross-checks: ``read_only`` and
+``python_count`` against the same calls on the first file timed by a bare loop;
+``pinned_h2d`` against the same copies in a fresh process; ``python_gpu_loop`` against the
+same loop over the first file in a fresh process (``_reference``).
 """
 from __future__ import annotations
 
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
+from vyre.bench.checks import Check, loop_reference, standalone_reference
+from vyre.bench.runner import Method
 from vyre.bench.suites._common import facade, megakernel, need, resolve_backend
 
 NAME = "ingest"
@@ -39,8 +50,20 @@ DESCRIPTION = "io_uring streaming ingest: GpuStream.scan vs a plain read loop an
 PATTERNS = (b"vyre", b"needle")
 CHUNK = 1 << 20
 STREAM_CHUNK = 4 << 20
-STREAM_DEPTH = 20  # bench/results/h100_s5_ingest_ab_depth.txt: 12 / 16 / 20 -> 36.6 / 35.7 / 40.3 GB/s
+# bench/results/h100_s5_ingest_ab_depth.txt: depth 12 / 16 / 20 -> 36.6 / 35.7 / 40.3 GB/s
+STREAM_DEPTH = 20
 FILES = 8  # of 256 MiB each (one of 16 MiB in --quick)
+#: rounds of the paired measurement (each sample is a pass over up to 2 GiB)
+ROUNDS = 3
+
+#: each method in words, for reports that speak to people
+PHRASES = {
+    "gpustream_scan": "GpuStream.scan of the files (read, stage, DFA scan)",
+    "read_only": "a plain readinto loop over the files (the one-thread I/O ceiling)",
+    "python_count": "f.read() + bytes.count per pattern",
+    "pinned_h2d": "pinned host-to-device copies of the same bytes (the copy ceiling)",
+    "python_gpu_loop": "readinto + memcpy_htod + one scan-kernel launch per chunk",
+}
 
 SCAN_KERNEL = r"""
 extern "C" __global__ void vyre_bench_scan(const unsigned int *tab, unsigned long long n,
@@ -93,8 +116,26 @@ def _total_mib() -> int:
     return mib
 
 
+def read_files(paths: list[str], buf: bytearray) -> None:
+    """The ``read_only`` method: a ``readinto`` loop over every file."""
+    for path in paths:
+        with open(path, "rb", buffering=0) as f:
+            while f.readinto(buf):
+                pass
+
+
+def count_files(paths: list[str]) -> int:
+    """The ``python_count`` method: ``f.read()`` + ``bytes.count`` per pattern."""
+    n = 0
+    for path in paths:
+        with open(path, "rb") as f:
+            data = f.read()
+        n += sum(data.count(p) for p in PATTERNS)
+    return n
+
+
 def run(ctx) -> None:
-    """Scan the file with GpuStream and the two plain-Python baselines."""
+    """Scan the files with GpuStream and the baselines, paired."""
     stream_mod = need("vyre.ingest.stream")
     dfa_mod = need("vyre.ingest.dfa")
     fx = facade()
@@ -115,123 +156,186 @@ def run(ctx) -> None:
         dfa = dfa_mod.build_dfa(list(PATTERNS))
         params = {"bytes": size, "files": nfiles, "chunk_bytes": STREAM_CHUNK,
                   "depth": STREAM_DEPTH, "backend": backend}
-        mk = megakernel(fx, backend, slot_count=1024, observable_slots=64)
-        got = [None]
-        with mk, stream_mod.GpuStream(mk, chunk_bytes=STREAM_CHUNK, depth=STREAM_DEPTH) as s:
-            ctx.note("read_path", s.path)
+        megakernel(fx, backend, slot_count=1024, observable_slots=64).shutdown()  # or skip
+        got: dict[str, Any] = {}
 
-            def scan() -> float:
-                t0 = now()
-                counts = s.scan(paths, dfa)
-                t1 = now()
-                got[0] = sum(counts[p] for p in paths)
-                return t1 - t0
+        @contextmanager
+        def scan_session() -> Iterator[Any]:
+            with megakernel(fx, backend, slot_count=1024, observable_slots=64) as mk, \
+                    stream_mod.GpuStream(mk, chunk_bytes=STREAM_CHUNK, depth=STREAM_DEPTH) as s:
+                ctx.note("read_path", s.path)
 
-            r_scan = ctx.bench("gpustream_scan", scan, unit="B/s", batch=size, params=params,
-                               verify=lambda: (got[0] == expected,
-                                               f"scan counted {got[0]}, expected {expected}"))
+                def scan() -> float:
+                    t0 = now()
+                    counts = s.scan(paths, dfa)
+                    t1 = now()
+                    got["scan"] = sum(counts[p] for p in paths)
+                    return t1 - t0
+                yield scan
 
         buf = bytearray(CHUNK)
 
         def read_only() -> float:
             t0 = now()
-            for path in paths:
-                with open(path, "rb", buffering=0) as f:
-                    while f.readinto(buf):
-                        pass
+            read_files(paths, buf)
             return now() - t0
-
-        r_read = ctx.bench("read_only", read_only, unit="B/s", batch=size, params=params,
-                           notes="readinto loop, 1 MiB chunks: the I/O ceiling (page cache)")
 
         def count() -> float:
             t0 = now()
-            n = 0
-            for path in paths:
-                with open(path, "rb") as f:
-                    data = f.read()
-                n += sum(data.count(p) for p in PATTERNS)
-            t1 = now()
-            got[0] = n
-            return t1 - t0
+            got["count"] = count_files(paths)
+            return now() - t0
 
-        r_count = ctx.bench("python_count", count, unit="B/s", batch=size, params=params,
-                            verify=lambda: (got[0] == expected,
-                                            f"bytes.count found {got[0]}, expected {expected}"),
-                            notes="f.read() + bytes.count per pattern")
-        ctx.compare(r_scan, r_read)
-        ctx.compare(r_scan, r_count)
+        first = per_file  # the references time the first file only
+        methods = [
+            Method("gpustream_scan", session=scan_session, unit="B/s", batch=size,
+                   params=params,
+                   verify=lambda: (got.get("scan") == expected,
+                                   f"scan counted {got.get('scan')}, expected {expected}")),
+            Method("read_only", read_only, unit="B/s", batch=size, params=params,
+                   notes="readinto loop, 1 MiB chunks: the I/O ceiling (page cache)",
+                   check=Check("the same readinto loop over the first file, timed bare",
+                               loop_reference(lambda: read_files(paths[:1], buf),
+                                              per_call=first, samples=5, unit="B/s"))),
+            Method("python_count", count, unit="B/s", batch=size, params=params,
+                   verify=lambda: (got.get("count") == expected,
+                                   f"bytes.count found {got.get('count')}, expected {expected}"),
+                   notes="f.read() + bytes.count per pattern",
+                   check=Check("the same read + count of the first file, timed bare",
+                               loop_reference(lambda: count_files(paths[:1]), per_call=first,
+                                              samples=3, unit="B/s", budget_s=0.1))),
+        ]
         if backend == "cuda":
-            _gpu_baselines(ctx, paths, dfa, expected, size, params, r_scan)
+            methods += _gpu_methods(ctx, paths, dfa, expected, size, params)
+        res = ctx.paired(methods, rounds=ROUNDS)
+        for base in ("read_only", "python_count", "python_gpu_loop", "pinned_h2d"):
+            if base in res:
+                ctx.compare(res["gpustream_scan"], res[base])
 
 
-def _gpu_baselines(ctx, paths, dfa, expected, size, params, r_scan) -> None:
-    """Pinned H2D bandwidth and the readinto + memcpy_htod + launch-per-chunk loop."""
-    import pycuda.driver as drv
+def gpu_loop_sampler(drv, fn, paths: list[str], dfa, got: dict, stream, pinned, dev, tab,
+                     acc):
+    """The ``python_gpu_loop`` method: per 1 MiB chunk, ``readinto`` a pinned buffer +
+    ``memcpy_htod`` + one 32-thread scan launch (context bytes re-read), then the count."""
+    now = time.perf_counter_ns
+    view = memoryview(pinned)
+    ctxb = dfa.context
+
+    def loop() -> float:
+        t0 = now()
+        drv.memset_d8(acc, 0, 8)
+        for path in paths:
+            keep = 0  # context bytes at the front of the pinned buffer
+            with open(path, "rb", buffering=0) as f:
+                while True:
+                    n = f.readinto(view[keep:keep + CHUNK])
+                    if not n:
+                        break
+                    drv.memcpy_htod_async(dev, pinned[:keep + n], stream)
+                    fn.prepared_async_call((1, 1), (32, 1, 1), stream, np.intp(int(tab)),
+                                           dfa.table.size, np.intp(int(dev)), keep + n,
+                                           keep, ctxb, np.intp(int(acc)))
+                    stream.synchronize()  # the pinned buffer is reused next
+                    tail = min(ctxb, keep + n)
+                    pinned[:tail] = pinned[keep + n - tail:keep + n]
+                    keep = tail
+        out = np.zeros(1, np.uint64)
+        drv.memcpy_dtoh(out, acc)
+        got["loop"] = int(out[0])
+        return now() - t0
+
+    return loop
+
+
+def gpu_loop_resources(drv, dfa):
+    """Compiled scan kernel and buffers of :func:`gpu_loop_sampler` (current context)."""
     from pycuda.compiler import SourceModule
 
-    now = time.perf_counter_ns
+    from vyre._wire import ABI
+
+    # the table layout's constants come from csrc/vyre_abi.h, not from this file
+    defines = "".join(f"#define {k} {ABI['DFA_' + k]}u\n"
+                      for k in ("ALPHABET", "ACCEPT_BIT", "STATE_MASK"))
+    fn = SourceModule(defines + SCAN_KERNEL, no_extern_c=True).get_function("vyre_bench_scan")
+    fn.prepare("PQPIIIP")
+    return {"fn": fn, "stream": drv.Stream(),
+            "pinned": drv.pagelocked_empty(CHUNK + dfa.context, np.uint8),
+            "dev": drv.mem_alloc(CHUNK + dfa.context), "tab": drv.to_device(dfa.table),
+            "acc": drv.mem_alloc(8)}
+
+
+def free_gpu_loop_resources(r: dict) -> None:
+    """Free what :func:`gpu_loop_resources` allocated (its context must be current)."""
+    r["stream"].synchronize()
+    for key in ("dev", "tab", "acc"):
+        r[key].free()
+    r["pinned"].base.free()
+
+
+@contextmanager
+def _primary_context() -> Iterator[Any]:
+    import pycuda.driver as drv
+
     drv.init()
     cuctx = drv.Device(0).retain_primary_context()
     cuctx.push()
     try:
-        from vyre._wire import ABI
-
-        # the table layout's constants come from csrc/vyre_abi.h, not from this file
-        defines = "".join(f"#define {k} {ABI['DFA_' + k]}u\n"
-                          for k in ("ALPHABET", "ACCEPT_BIT", "STATE_MASK"))
-        fn = SourceModule(defines + SCAN_KERNEL, no_extern_c=True).get_function("vyre_bench_scan")
-        fn.prepare("PQPIIIP")
-        ctxb = dfa.context
-        pinned = drv.pagelocked_empty(CHUNK + ctxb, np.uint8)
-        dev = drv.mem_alloc(CHUNK + ctxb)
-        tab = drv.to_device(dfa.table)
-        acc = drv.mem_alloc(8)
-        stream = drv.Stream()
-        chunks = size // CHUNK
-
-        def h2d() -> float:
-            t0 = now()
-            for _ in range(chunks):
-                drv.memcpy_htod_async(dev, pinned[:CHUNK], stream)
-            stream.synchronize()
-            return now() - t0
-
-        r_h2d = ctx.bench("pinned_h2d", h2d, unit="B/s", batch=size, params=params,
-                          notes="memcpy_htod_async of 1 MiB from one pinned buffer, per chunk "
-                                "of the input, one synchronize: the copy ceiling")
-        got = [None]
-        view = memoryview(pinned)
-
-        def loop() -> float:
-            t0 = now()
-            drv.memset_d8(acc, 0, 8)
-            for path in paths:
-                keep = 0  # context bytes at the front of the pinned buffer
-                with open(path, "rb", buffering=0) as f:
-                    while True:
-                        n = f.readinto(view[keep:keep + CHUNK])
-                        if not n:
-                            break
-                        drv.memcpy_htod_async(dev, pinned[:keep + n], stream)
-                        fn.prepared_async_call((1, 1), (32, 1, 1), stream, np.intp(int(tab)),
-                                               dfa.table.size, np.intp(int(dev)), keep + n,
-                                               keep, ctxb, np.intp(int(acc)))
-                        stream.synchronize()  # the pinned buffer is reused next
-                        tail = min(ctxb, keep + n)
-                        pinned[:tail] = pinned[keep + n - tail:keep + n]
-                        keep = tail
-            out = np.zeros(1, np.uint64)
-            drv.memcpy_dtoh(out, acc)
-            got[0] = int(out[0])
-            return now() - t0
-
-        r_loop = ctx.bench("python_gpu_loop", loop, unit="B/s", batch=size, params=params,
-                           verify=lambda: (got[0] == expected,
-                                           f"the launch loop counted {got[0]}, expected {expected}"),
-                           notes="readinto pinned + memcpy_htod + one 32-thread scan launch per "
-                                 "1 MiB chunk (context re-read), device table")
-        ctx.compare(r_scan, r_loop)
-        ctx.compare(r_scan, r_h2d)
+        yield drv
     finally:
         cuctx.pop()
+
+
+def _gpu_methods(ctx, paths, dfa, expected, size, params) -> list[Method]:
+    """Pinned H2D bandwidth and the readinto + memcpy_htod + launch-per-chunk loop, each in
+    the primary context, opened per round (module loads wait for an idle device)."""
+    now = time.perf_counter_ns
+    chunks = size // CHUNK
+    got: dict[str, Any] = {}
+
+    @contextmanager
+    def h2d_session() -> Iterator[Any]:
+        with _primary_context() as drv:
+            pinned = drv.pagelocked_empty(CHUNK, np.uint8)
+            dev = drv.mem_alloc(CHUNK)
+            stream = drv.Stream()
+
+            def h2d() -> float:
+                t0 = now()
+                for _ in range(chunks):
+                    drv.memcpy_htod_async(dev, pinned, stream)
+                stream.synchronize()
+                return now() - t0
+            try:
+                yield h2d
+            finally:  # freed while the context is current, not by a later collection
+                stream.synchronize()
+                dev.free()
+                pinned.base.free()
+
+    @contextmanager
+    def loop_session() -> Iterator[Any]:
+        with _primary_context() as drv:
+            r = gpu_loop_resources(drv, dfa)
+            try:
+                yield gpu_loop_sampler(drv, r["fn"], paths, dfa, got, r["stream"],
+                                       r["pinned"], r["dev"], r["tab"], r["acc"])
+            finally:
+                free_gpu_loop_resources(r)
+
+    module = "vyre.bench.suites._reference"
+    return [
+        Method("pinned_h2d", session=h2d_session, unit="B/s", batch=size, params=params,
+               notes="memcpy_htod_async of 1 MiB from one pinned buffer, per chunk of the "
+                     "input, one synchronize: the copy ceiling",
+               check=Check("256 async 1 MiB copies from one pinned buffer + synchronize, "
+                           "timed alone in a fresh process",
+                           standalone_reference(module, "pinned_h2d",
+                                                {"chunk": CHUNK, "chunks": 256}))),
+        Method("python_gpu_loop", session=loop_session, unit="B/s", batch=size, params=params,
+               verify=lambda: (got.get("loop") == expected,
+                               f"the launch loop counted {got.get('loop')}, expected {expected}"),
+               notes="readinto pinned + memcpy_htod + one 32-thread scan launch per 1 MiB "
+                     "chunk (context re-read), device table",
+               check=Check("the same loop over the first file, alone in a fresh process",
+                           standalone_reference(module, "python_gpu_loop",
+                                                {"path": paths[0]}))),
+    ]

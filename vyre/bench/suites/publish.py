@@ -21,7 +21,9 @@ Methods:
   columns, then the status column).
 Every method's final ring is checked (``verified``): byte for byte against publish_slot's
 where the content is the same (so the references provably write what vyre writes), and
-all-PUBLISHED for packed and window.
+all-PUBLISHED for packed and window. The methods are measured paired (alternating rounds);
+the baselines of the ratios (``python_struct``, ``numpy_bulk``, ``publish_slot``) are
+cross-checked against the same calls timed by a bare loop.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ import struct
 
 import numpy as np
 
-from vyre.bench.runner import host_timed
+from vyre.bench.checks import Check, loop_reference
+from vyre.bench.runner import Method, host_timed
 from vyre.bench.suites._common import atomic_add_ops, need
 
 NAME = "publish"
@@ -109,15 +112,20 @@ def run(ctx) -> None:
         st = ring.reshape(s, p.SLOT_WORDS)[:, p.SLOT_STATUS]
         return bool(np.all(st == published)), f"{int(np.sum(st != published))} slots not published"
 
-    def bench(name, fn, batch=s, verify=None, **kw):
-        return ctx.bench(name, host_timed(fn, reset), batch=batch, params={"slots": s},
-                         verify=verify, **kw)
+    methods: list[Method] = []
+
+    def method(name, fn, verify=None, reference: str | None = None, **kw) -> None:
+        check = None
+        if reference:
+            check = Check(reference, loop_reference(fn, per_call=s, setup=reset, samples=15))
+        methods.append(Method(name, host_timed(fn, reset), batch=s, params={"slots": s},
+                              verify=verify, check=check, **kw))
 
     def empty_loop():
         for _ in range(s):
             pass
 
-    bench("empty_loop", empty_loop, notes="loop overhead included in every per-call method")
+    method("empty_loop", empty_loop, notes="loop overhead included in every per-call method")
 
     publish_slot = wire.publish_slot
 
@@ -125,7 +133,8 @@ def run(ctx) -> None:
         for i in range(s):
             publish_slot(ring, i, 0, add_op, args)
 
-    r_slot = bench("publish_slot", slot_loop, verify=same_as(expected))
+    method("publish_slot", slot_loop, verify=same_as(expected),
+           reference=f"the same {s} publish_slot calls timed bare")
 
     py_publish = python_publisher(p)
 
@@ -133,8 +142,9 @@ def run(ctx) -> None:
         for i in range(s):
             py_publish(raw, i, 0, add_op, args)
 
-    r_py = bench("python_struct", py_loop, verify=same_as(expected),
-                 notes="pure-Python struct.pack_into reference (no opcode validation)")
+    method("python_struct", py_loop, verify=same_as(expected),
+           reference=f"the same {s} struct.pack_into publications timed bare",
+           notes="pure-Python struct.pack_into reference (no opcode validation)")
 
     store_op = int(p.Opcode.STORE_U32)
     ops = [(store_op, [10, word]), (add_op, [1, word + 1])]
@@ -144,8 +154,8 @@ def run(ctx) -> None:
         for i in range(s):
             publish_packed(ring, i, 0, ops)
 
-    bench("publish_packed", packed_loop, verify=all_published,
-          notes="per slot; 2 inner ops per slot")
+    method("publish_packed", packed_loop, verify=all_published,
+           notes="per slot; 2 inner ops per slot")
 
     required, lookahead = [[1, word]] * 4, [[2, word]] * 4
     per_window = len(required) + len(lookahead)
@@ -156,18 +166,22 @@ def run(ctx) -> None:
         for j in range(0, s, per_window):
             publish_window(ring, j, 0, nop, j, required, lookahead)
 
-    bench("publish_window", window_loop, verify=all_published,
-          notes=f"per slot; windows of {len(required)} required + {len(lookahead)} lookahead")
+    method("publish_window", window_loop, verify=all_published,
+           notes=f"per slot; windows of {len(required)} required + {len(lookahead)} lookahead")
 
     opcodes, args2d = atomic_add_ops(s, add_op, word)
     publish_many = wire.publish_many
-    r_many = bench("publish_many", lambda: publish_many(ring, 0, 0, opcodes, args2d),
-                   verify=same_as(expected), notes="one call for all slots")
+    method("publish_many", lambda: publish_many(ring, 0, 0, opcodes, args2d),
+           verify=same_as(expected), notes="one call for all slots")
 
     np_publish = numpy_publisher(p, s)
-    r_np = bench("numpy_bulk", lambda: np_publish(ring, opcodes, args2d),
-                 verify=same_as(expected), notes="vectorised pure-numpy reference")
+    method("numpy_bulk", lambda: np_publish(ring, opcodes, args2d), verify=same_as(expected),
+           reference=f"the same numpy publication of {s} slots timed bare",
+           notes="vectorised pure-numpy reference")
 
+    res = ctx.paired(methods)
+    r_slot, r_py, r_many, r_np = (res["publish_slot"], res["python_struct"],
+                                  res["publish_many"], res["numpy_bulk"])
     ctx.compare(r_slot, r_py)
     ctx.compare(r_many, r_py)
     ctx.compare(r_many, r_np)

@@ -20,8 +20,14 @@ from __future__ import annotations
 import os
 import time
 
-from vyre.bench.suites._common import (Unavailable, atomic_add_ops, facade, megakernel,
-                                       resolve_backend, word_total)
+from vyre.bench.suites._common import (
+    Unavailable,
+    atomic_add_ops,
+    facade,
+    megakernel,
+    resolve_backend,
+    word_total,
+)
 
 NAME = "throughput"
 DESCRIPTION = "sustained streaming ops/s vs ring size, workers (blocks per SM) and batch size"
@@ -45,7 +51,8 @@ def sweeps(backend: str, quick: bool, cores: int) -> list[tuple[str, int, int | 
             workers = [1, 2, 4, 8]
         else:
             workers = sorted({1 << i for i in range(cores.bit_length())} | {cores})
-    out = [("ring_size", r, None, DEFAULT_BATCH) for r in rings]
+    out: list[tuple[str, int, int | None, int]] = [
+        ("ring_size", r, None, DEFAULT_BATCH) for r in rings]
     out += [("workers", DEFAULT_RING, w, DEFAULT_BATCH) for w in workers]
     out += [("batch", BATCH_SWEEP_RING, None, b) for b in batches]
     return out
@@ -118,22 +125,27 @@ def _drain_rate(ctx, fx, quick: bool) -> None:
             opcodes, args = atomic_add_ops(n, op, fx.OBSERVABLE_BASE, spread=SPREAD)
             control, done = mk.control, [0]
 
-            def sample() -> float:
+            def sample(control=control, opcodes=opcodes, args=args, done=done,
+                       adds=n if label == "ATOMIC_ADD" else 0) -> float:
                 target = (int(control[1]) + n) & 0xFFFFFFFF
                 mk.submit_many(opcodes, args, notify=False)
                 t0 = time.perf_counter_ns()
                 mk.notify()
                 deadline = t0 + 10_000_000_000
-                while ((target - int(control[1])) & 0xFFFFFFFF) < 1 << 31 and int(control[1]) != target:
+                while (((target - int(control[1])) & 0xFFFFFFFF) < 1 << 31
+                       and int(control[1]) != target):
                     if time.perf_counter_ns() > deadline:
                         raise TimeoutError("DONE_COUNT did not cover the burst within 10 s")
                 t1 = time.perf_counter_ns()
                 mk.drain()
-                done[0] += n if label == "ATOMIC_ADD" else 0
+                done[0] += adds
                 return t1 - t0
+
+            def check(done=done) -> tuple[bool, str]:
+                total = word_total(mk.observables[:SPREAD])
+                return total == done[0], f"observables sum to {total}, expected {done[0]}"
 
             ctx.bench(f"drain_rate_{label}", sample, unit="ops/s", batch=n,
                       params={"ops": n, "ring": n, "spread": SPREAD, "backend": "cuda"},
                       notes="kernel drain of a pre-published burst: doorbell to DONE_COUNT",
-                      verify=lambda: (word_total(mk.observables[:SPREAD]) == done[0],
-                                      f"observables sum to {word_total(mk.observables[:SPREAD])}"))
+                      verify=check)
