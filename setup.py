@@ -38,21 +38,25 @@ def _ext(key: str, name: str, sources: list[str], macros=(), libs=()) -> tuple[s
         extra_compile_args=C_FLAGS if not any(s.endswith(".pyx") for s in sources) else ["-O3"],
         extra_link_args=["-pthread"],
         libraries=list(libs),
-        depends=[os.path.join(CSRC, "vyre_abi.h"), os.path.join(CSRC, "vyre_interp.h")],
+        depends=[os.path.join(CSRC, h) for h in ("vyre_abi.h", "vyre_interp.h", "vyre_call.h",
+                                                 "vyre_wait.h", "cpu_call.h")],
     )
 
 
 EXTENSIONS = dict(
     [
         _ext("wire", "vyre._wire", ["vyre/_wire.pyx"]),
-        _ext("cpu", "vyre.backends._cpu", ["vyre/backends/_cpu.pyx", "csrc/cpu_worker.c"]),
+        _ext("cpu", "vyre.backends._cpu",
+             ["vyre/backends/_cpu.pyx", "csrc/cpu_worker.c", "csrc/cpu_call.c"]),
         # the same worker with test-only opcodes (a slot that never finishes) for the watchdog tests
         _ext(
             "cpu_testhooks",
             "vyre.backends._cpu_testhooks",
-            ["vyre/backends/_cpu_testhooks.pyx", "csrc/cpu_worker.c"],
+            ["vyre/backends/_cpu_testhooks.pyx", "csrc/cpu_worker.c", "csrc/cpu_call.c"],
             macros=[("VYRE_TEST_HOOKS", "1")],
         ),
+        # the call path's host side (docs/call.md)
+        _ext("call", "vyre._call", ["vyre/_call.pyx"]),
         _ext("uring", "vyre.ingest._uring", ["vyre/ingest/_uring.pyx", "csrc/uring.c"]),
     ]
 )

@@ -282,3 +282,4 @@ cdef extern from *:
     }
     """
     void vyre_py_cas_u32(uint32_t *p, uint32_t *e, uint32_t d) nogil
+include "_call_server.pxi"
