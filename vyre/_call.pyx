@@ -306,8 +306,9 @@ cdef class CallPort:
              double tick=0.005, bint words=False):
         """One call: the op's result word 0 (``words=True``: all result words as a tuple).
 
-        ``timeout`` < 0: no limit. ``watch``: called without arguments every ``tick`` s while
-        waiting (the watchdog; whatever it raises ends the call). Raises SlotFaultError
+        ``timeout`` < 0: no limit. ``watch``: a factory called once the first ``tick`` s have
+        passed without an answer; what it returns is then called every ``tick`` s (the
+        watchdog: whatever it raises ends the call). A quick call never pays for it. Raises SlotFaultError
         (``.reason``, ``.details``) when the op faulted, WaitTimeoutError past ``timeout``.
         """
         cdef uint32_t op, ten
@@ -316,6 +317,7 @@ cdef class CallPort:
         cdef vyre_wait_t w
         cdef int lane = -1, got = 0
         cdef uint64_t start, deadline, t
+        cdef object checker = None
         _u32(opcode, &op, "opcode")
         _u32(tenant, &ten, "tenant")
         _args(args, a)
@@ -348,7 +350,9 @@ cdef class CallPort:
                         "raise the timeout, or check the op finishes (telemetry(), "
                         "the heartbeat)")
                 if watch is not None:
-                    watch()
+                    if checker is None:
+                        checker = watch()
+                    checker()
             except BaseException:
                 if lane >= 0:
                     vyre_port_abandon(&self._p, lane)  # freed once its answer comes

@@ -58,6 +58,9 @@ def opcode_of(mk: "Megakernel", op: Any) -> int:
     resolve = getattr(mk, "_opcode_of", None)  # the user-op registry (vyre.ops), where present
     if resolve is not None and not isinstance(op, bool):
         return int(resolve(op))
+    ops = getattr(mk, "ops", None)  # registered user ops by name (vyre.ops)
+    if isinstance(op, str) and ops is not None and op in ops:
+        return int(ops[op].opcode)
     code = getattr(op, "opcode", None)
     if code is not None:
         return operator.index(code)

@@ -15,14 +15,16 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from vyre import _call
 from vyre.backends.base import Backend
 from vyre.backends.cuda.host import HostRegistration
 from vyre.backends.cuda.probe import INSTALL_FIX, PTX_PATH, probe
 from vyre.errors import BackendError
 from vyre.protocol import CTRL_SHUTDOWN, MAX_BUFFERS
 
-# vyre_launch_t of cuda/megakernel.cu: vyre_ctx_t (5 pointers, 6 u32), 9 pointers, u64, 4 u32
-_LAUNCH = struct.Struct("<5Q6I9QQIIII")
+# vyre_launch_t of cuda/megakernel.cu: vyre_ctx_t (5 pointers, 6 u32), 9 pointers, u64, 4 u32,
+# the call area and the call scratch slots (2 pointers)
+_LAUNCH = struct.Struct("<5Q6I9QQIIIIQQ")
 # device state: tickets u64 @0, doorbell mirror u64 @8, shutdown mirror u32 @16,
 # live worker warps u32 @20, tickets the tenant mirror covers u64 @24,
 # counters (DONE, FAULT, METRICS[32]) @64, tenant mirror @256, assist board @512
@@ -30,7 +32,9 @@ _LAUNCH = struct.Struct("<5Q6I9QQIIII")
 _ASSIST_AT = 512
 _ASSIST_BYTES = 8832
 _ASSIST_HELPED_AT = _ASSIST_AT + 4  # struct vyre_assist::helped
-_STATE_BYTES = _ASSIST_AT + _ASSIST_BYTES
+# the call warp's scratch slots (docs/call.md): 16 words per call lane, after the board
+_CALL_SCRATCH_AT = _ASSIST_AT + _ASSIST_BYTES
+_STATE_BYTES = _CALL_SCRATCH_AT + _call.ABI["CALL_MAX_LANES"] * 64
 _TENANTS_AT = 256
 _LIVE_AT = 20
 _TENANTS_ASOF_AT = 24
@@ -279,7 +283,8 @@ class CudaBackend(Backend):
     of an idle warp, default 2000), ``heartbeat_ms`` (default 1), ``coop_min_bytes`` (DFA_SCAN
     ranges of at least this many bytes are scanned by a whole warp, default 2048),
     ``assist_part_bytes`` (such a scan is cut into parts of this many bytes that idle warps
-    help with, default 65536; 0 keeps each scan on the warp that holds it).
+    help with, default 65536; 0 keeps each scan on the warp that holds it), ``call_lanes``
+    (lanes of the call path, served by warp 2 of block 0; default 8, 0: no call warp).
     """
 
     name = "cuda"
@@ -290,13 +295,17 @@ class CudaBackend(Backend):
                  io_slots: int, workers: int | None = None, device: int = 0,
                  idle_sleep_ns: int = 2000, heartbeat_ms: float = 1.0,
                  coop_min_bytes: int = 2048, assist_part_bytes: int = 65536,
-                 **options: Any) -> None:
+                 call_lanes: int | None = None, **options: Any) -> None:
         if options:
             raise BackendError(f"unknown CUDA backend option(s): {', '.join(sorted(options))}",
                                "see vyre.backends.cuda.CudaBackend for the options")
         if not 0 <= int(assist_part_bytes) < 1 << 32:
             raise BackendError(f"assist_part_bytes={assist_part_bytes} is outside 0 .. 2**32-1",
                                "use 0 (no assist) or a part size in bytes, e.g. 65536 (the default)")
+        lanes = _call.ABI["CALL_DEFAULT_LANES"] if call_lanes is None else int(call_lanes)
+        if not 0 <= lanes <= _call.ABI["CALL_MAX_LANES"]:
+            raise BackendError(f"call_lanes={call_lanes} is outside 0 .. {_call.ABI['CALL_MAX_LANES']}",
+                               "use 0 (no call path) or 1 .. 32 lanes (8, the default)")
         cuda = _cuda()
         self._cuda = cuda
         self._own_ctx = None
@@ -334,6 +343,8 @@ class CudaBackend(Backend):
                 # [0] tickets published, [1] pause request: one 16-byte line the poller reads
                 self.doorbell = self._mapped(2, np.uint64)
                 self._table = self._mapped(MAX_BUFFERS * 2, np.uint64)  # (addr, bytes) pairs
+                self.call_lanes = lanes
+                self.call_area = self._mapped(lanes * _call.ABI["CALL_LANE_WORDS"]) if lanes else None
                 self._buffers: list[Any] = [self.control]
                 self._table[0], self._table[1] = self._dptr(self.control), self.control.nbytes
                 self._stream = cuda.Stream(flags=1)  # CU_STREAM_NON_BLOCKING: never waits on stream 0
@@ -491,7 +502,8 @@ class CudaBackend(Backend):
             self._copy_stream.synchronize()  # complete before any slot may read it
 
     def _worker_warps(self) -> int:
-        return self.grid * (_BLOCK_THREADS // 32) - 2  # minus the poller and the flusher
+        # minus the poller, the flusher and the call warp
+        return self.grid * (_BLOCK_THREADS // 32) - (3 if self.call_lanes else 2)
 
     @property
     def assist_part_bytes(self) -> int:
@@ -532,7 +544,9 @@ class CudaBackend(Backend):
             s, s + 8, s + 16, s + _LIVE_AT, self._dptr(self.doorbell), s + _COUNTERS_AT,
             s + _TENANTS_AT, s + _TENANTS_ASOF_AT, s + _ASSIST_AT,
             int(self._options["heartbeat_ms"] * 1e6), int(self._options["idle_sleep_ns"]),
-            int(self._options["coop_min_bytes"]), int(self._options["assist_part_bytes"]), 0)
+            int(self._options["coop_min_bytes"]), int(self._options["assist_part_bytes"]),
+            self.call_lanes, self._dptr(self.call_area) if self.call_lanes else 0,
+            s + _CALL_SCRATCH_AT)
         with self._active():
             self._cuda.memcpy_htod_async(self._launch, params, self._copy_stream)
             self._copy_stream.synchronize()

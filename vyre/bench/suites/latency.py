@@ -4,6 +4,10 @@ Each sample is one op, timed on the host with ``perf_counter_ns`` from before ``
 after the observable has been read (the quantity a caller waits for, so host clock, not
 device time). Samples are kept for the latency CDF plot.
 
+The call path (docs/call.md), same megakernel, same run: ``mk.call`` of NOP, of ATOMIC_ADD
+(add 1, the new value comes back in the answer: no observable read needed) and of a
+registered user op where the build has the op registry; each sample is one blocking call.
+
 Baselines, same run, same work (add 1 to a counter, then read it on the host):
 * CUDA backend: one launch of the equivalent kernel + stream synchronize + read, through
   PyCUDA and through CuPy (see ``_gpu``), run after the megakernel has been shut down;
@@ -52,13 +56,76 @@ def run(ctx) -> None:
         mega = ctx.bench("megakernel", sample, unit="ns", keep_samples=True,
                          params={"backend": backend}, min_samples=_min_samples(ctx),
                          verify=lambda: expect_u32(obs[0], done[0]))
+        subjects = [mega] + _calls(ctx, mk, backend, done)
     if backend == "cuda":
-        _gpu_baselines(ctx, mega)
+        _gpu_baselines(ctx, subjects)
     else:
-        _cpu_baselines(ctx, mega)
+        _cpu_baselines(ctx, subjects)
 
 
-def _gpu_baselines(ctx, mega) -> None:
+def _calls(ctx, mk, backend: str, done: list) -> list:
+    """The call path's round trips (blocking ``mk.call``), as distributions."""
+    if not hasattr(mk, "call"):
+        ctx.skip("call_*", "this build has no call path (Megakernel.call)")
+        return []
+    now = time.perf_counter_ns
+    fx = facade()
+    nop, add_op, word = int(fx.Opcode.NOP), int(fx.Opcode.ATOMIC_ADD), fx.OBSERVABLE_BASE
+    call, obs = mk.call, mk.observables
+    out = []
+
+    def call_nop() -> float:
+        t0 = now()
+        call(nop)
+        return now() - t0
+
+    def call_add() -> float:
+        t0 = now()
+        call(add_op, (1, word))
+        t1 = now()
+        done[0] += 1
+        return t1 - t0
+
+    try:
+        out.append(ctx.bench("call_nop", call_nop, unit="ns", keep_samples=True,
+                             params={"backend": backend}, min_samples=_min_samples(ctx),
+                             notes="mk.call(NOP): one request, one answer, no ring slot"))
+        out.append(ctx.bench("call_atomic_add", call_add, unit="ns", keep_samples=True,
+                             params={"backend": backend}, min_samples=_min_samples(ctx),
+                             verify=lambda: expect_u32(obs[0], done[0]),
+                             notes="mk.call(ATOMIC_ADD, (1, word)): the new value is the answer"))
+    except Exception as exc:  # a call path that fails is this benchmark's error, not the run's
+        ctx.error("call_*", exc)
+    user = getattr(mk, "register_op", None)
+    if user is None:
+        ctx.skip("call_user_op", "no user-op registry in this build (Megakernel.register_op)")
+    else:
+        try:
+            op = _user_op(mk)
+            def call_user() -> float:
+                t0 = now()
+                call(op, (1, word))
+                return now() - t0
+            out.append(ctx.bench("call_user_op", call_user, unit="ns", keep_samples=True,
+                                 params={"backend": backend}, min_samples=_min_samples(ctx),
+                                 notes="mk.call of a registered user op (add a0 to obs[a1])"))
+        except Exception as exc:
+            ctx.error("call_user_op", exc)
+    return [r for r in out if r is not None]
+
+
+def _user_op(mk) -> int:
+    """The opcode of a registered user op adding a0 to control word a1 and returning the new
+    value (ATOMIC_ADD written as a user op, docs/ops.md)."""
+    return int(mk.register_op("bench_call_add", """
+VYRE_OP(bench_call_add) {
+    if (op->lane == 0)
+        vyre_op_result(op, 0, vyre_atomic_add_u32(op, 0, vyre_arg(op, 1), vyre_arg(op, 0)) + vyre_arg(op, 0));
+}
+""").opcode)
+
+
+def _gpu_baselines(ctx, subjects: list) -> None:
     from vyre.bench.suites._gpu import CuPyLauncher, PyCudaLauncher
 
     now = time.perf_counter_ns
@@ -86,10 +153,11 @@ def _gpu_baselines(ctx, mega) -> None:
                                    "+ host read of the mapped counter")
         finally:
             lau.close()
-        ctx.compare(mega, base)
+        for subject in subjects:
+            ctx.compare(subject, base)
 
 
-def _cpu_baselines(ctx, mega) -> None:
+def _cpu_baselines(ctx, subjects: list) -> None:
     now = time.perf_counter_ns
     counts = [0]
     lock = threading.Lock()
@@ -114,4 +182,5 @@ def _cpu_baselines(ctx, mega) -> None:
                          min_samples=_min_samples(ctx),
                          verify=lambda: expect_u32(counts[0], done[0]),
                          notes="ThreadPoolExecutor(max_workers=1).submit(op).result()")
-    ctx.compare(mega, base)
+    for subject in subjects:
+        ctx.compare(subject, base)
