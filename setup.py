@@ -121,14 +121,29 @@ def build_ptx(out_path: str) -> bool:
     return True
 
 
+# the C headers user ops compile against (docs/ops.md), shipped as vyre/include/*.h
+OP_HEADERS = ("vyre_abi.h", "vyre_op.h", "vyre_interp.h")
+
+
+def copy_op_headers(package_dir: str) -> None:
+    """Copy the op headers into <package_dir>/include (a source checkout finds csrc/ itself)."""
+    dest = os.path.join(package_dir, "include")
+    os.makedirs(dest, exist_ok=True)
+    for name in OP_HEADERS:
+        shutil.copyfile(os.path.join(HERE, CSRC, name), os.path.join(dest, name))
+
+
 class BuildExtWithPtx(build_ext):
-    """build_ext that also produces vyre/data/megakernel.ptx (in place for editable installs)."""
+    """build_ext that also produces vyre/data/megakernel.ptx (in place for editable installs)
+    and, for an installed package, vyre/include/ with the op headers."""
 
     def run(self) -> None:
         super().run()
         target = (os.path.join(HERE, PTX_PACKAGE_PATH) if self.inplace
                   else os.path.join(self.build_lib, PTX_PACKAGE_PATH))
         build_ptx(target)
+        if not self.inplace:
+            copy_op_headers(os.path.join(self.build_lib, "vyre"))
 
 
 setup(

@@ -19,8 +19,14 @@
  * waits does not hold a core of a small machine */
 static void call_backoff(uint32_t round);
 #define VYRE_BACKOFF(round) call_backoff(round)
+/* ... and user ops go through the pool's loaded ops, as the workers' do (the call thread's pool
+ * is thread-local: the interpreter's ctx here is a copy, so it cannot lead to the pool) */
+struct vyre_op;
+static int call_user_dispatch(uint32_t opcode, struct vyre_op *op);
+#define VYRE_USER_DISPATCH(c, opcode, op) ((void)(c), call_user_dispatch((opcode), (op)))
 
 #include "cpu_call.h"
+#include "cpu_worker.h"
 #include "vyre_call.h"
 
 #define SPIN_SCANS 256u  /* idle scans with a pause hint before yielding */
@@ -30,6 +36,7 @@ static void call_backoff(uint32_t round);
 
 struct vyre_call_server {
     vyre_ctx_t ctx;
+    const vyre_cpu_pool *pool;       /* whose loaded user ops calls run */
     uint32_t *area;
     uint32_t lanes;
     _Alignas(64) uint32_t stop;      /* 1: leave */
@@ -41,6 +48,13 @@ struct vyre_call_server {
     uint32_t last[VYRE_CALL_MAX_LANES];                     /* last sequence answered */
     _Alignas(64) uint32_t scratch[VYRE_CALL_MAX_LANES][VYRE_SLOT_WORDS];
 };
+
+static __thread const vyre_cpu_pool *call_pool;
+
+static int call_user_dispatch(uint32_t opcode, vyre_op_t *op) {
+    vyre_user_dispatch_fn fn = call_pool ? vyre_cpu_user_dispatch_of(call_pool) : NULL;
+    return fn == NULL ? -1 : fn(opcode, op);
+}
 
 static void sleep_ns(uint64_t ns) {
     struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
@@ -96,6 +110,7 @@ static int pending(vyre_call_server *s) {
 static void *server_main(void *arg) {
     vyre_call_server *s = (vyre_call_server *)arg;
     uint32_t idle = 0;
+    call_pool = s->pool;
     while (!leaving(s)) {
         if (serve_pass(s)) {
             idle = 0;
@@ -130,7 +145,8 @@ static void *server_main(void *arg) {
     return NULL;
 }
 
-vyre_call_server *vyre_call_server_new(const vyre_ctx_t *ctx, uint32_t *area, uint32_t lanes) {
+vyre_call_server *vyre_call_server_new(const vyre_ctx_t *ctx, const vyre_cpu_pool *pool,
+                                       uint32_t *area, uint32_t lanes) {
     if (area == NULL || lanes == 0u || lanes > VYRE_CALL_MAX_LANES || ((uintptr_t)area & 15u))
         return NULL;
     size_t size = (sizeof(vyre_call_server) + 63u) & ~(size_t)63u;
@@ -138,6 +154,7 @@ vyre_call_server *vyre_call_server_new(const vyre_ctx_t *ctx, uint32_t *area, ui
     if (s == NULL) return NULL;
     memset(s, 0, size);
     s->ctx = *ctx;
+    s->pool = pool;
     s->area = area;
     s->lanes = lanes;
     return s;

@@ -19,9 +19,13 @@ extern "C" {
 
 typedef struct vyre_call_server vyre_call_server;
 
+struct vyre_cpu_pool;
+
 /* A server over `area` (lanes * VYRE_CALL_LANE_WORDS words, 16-byte aligned) executing with
- * *ctx (copied; its buffers must outlive the server). NULL on allocation failure or bad args. */
-vyre_call_server *vyre_call_server_new(const vyre_ctx_t *ctx, uint32_t *area, uint32_t lanes);
+ * *ctx (copied; its buffers must outlive the server) and the user ops loaded into `pool`
+ * (NULL: none). NULL on allocation failure or bad args. */
+vyre_call_server *vyre_call_server_new(const vyre_ctx_t *ctx, const struct vyre_cpu_pool *pool,
+                                       uint32_t *area, uint32_t lanes);
 /* 0, or -1 when already running, -2 when the thread could not be created */
 int vyre_call_server_start(vyre_call_server *s);
 /* Ask the thread to leave and join it within timeout_s: 0, or -3 when it is still running

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -22,6 +23,10 @@ static void vyre_cpu_backoff(uint32_t round);
 struct vyre_ctx;
 static void vyre_cpu_progress(const struct vyre_ctx *c);
 #define VYRE_PROGRESS(c) vyre_cpu_progress(c)
+/* ... and user ops go through the dispatch of the pool's loaded ops (vyre_cpu_set_user_dispatch) */
+struct vyre_op;
+static int vyre_cpu_user_dispatch(const struct vyre_ctx *c, uint32_t opcode, struct vyre_op *op);
+#define VYRE_USER_DISPATCH(c, opcode, op) vyre_cpu_user_dispatch((c), (opcode), (op))
 
 #include "cpu_worker.h"
 
@@ -40,7 +45,8 @@ typedef struct {
 } vyre_cpu_worker;
 
 struct vyre_cpu_pool {
-    vyre_ctx_t ctx;
+    vyre_ctx_t ctx;                  /* first: the interpreter's ctx leads back to its pool */
+    vyre_user_dispatch_fn user_dispatch; /* loaded ops (atomic pointer), or NULL: none */
     _Alignas(64) uint64_t ticket;    /* next ticket (fetch_add by workers) */
     _Alignas(64) uint32_t sleepers;  /* workers inside a futex sleep */
     uint32_t kick_seq;               /* futex word: bumped by kick / stop */
@@ -54,8 +60,19 @@ struct vyre_cpu_pool {
     int reaping;                     /* guarded by mu: a stop() is joining the workers */
     vyre_cpu_worker *workers;
 };
+_Static_assert(offsetof(struct vyre_cpu_pool, ctx) == 0, "vyre_cpu_user_dispatch finds the pool from its ctx");
 
 /* ---------------------------------------------------------------------------- primitives */
+
+/* Every ctx the interpreter runs with here is the ctx member of a pool (the first member). A
+ * pointer swapped while workers run is safe: a slot published after the swap was claimed with
+ * an acquire that saw it, and a superseded library is never unloaded (the Python side keeps
+ * every one the pool has used). */
+static int vyre_cpu_user_dispatch(const vyre_ctx_t *c, uint32_t opcode, vyre_op_t *op) {
+    const vyre_cpu_pool *p = (const vyre_cpu_pool *)(const void *)c;
+    vyre_user_dispatch_fn fn = __atomic_load_n(&p->user_dispatch, __ATOMIC_ACQUIRE);
+    return fn == NULL ? -1 : fn(opcode, op);
+}
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -400,7 +417,16 @@ void vyre_cpu_set_buffer(vyre_buf_t *table, uint32_t i, uint64_t addr, uint64_t 
     __atomic_store_n(&table[i].bytes, bytes, __ATOMIC_RELEASE);
 }
 
-int64_t vyre_cpu_execute_one(const vyre_ctx_t *ctx, uint32_t slot) {
+void vyre_cpu_set_user_dispatch(vyre_cpu_pool *p, vyre_user_dispatch_fn fn) {
+    __atomic_store_n(&p->user_dispatch, fn, __ATOMIC_RELEASE);
+}
+
+vyre_user_dispatch_fn vyre_cpu_user_dispatch_of(const vyre_cpu_pool *p) {
+    return __atomic_load_n(&p->user_dispatch, __ATOMIC_ACQUIRE);
+}
+
+int64_t vyre_cpu_execute_one(vyre_cpu_pool *p, uint32_t slot) {
+    const vyre_ctx_t *ctx = &p->ctx;
     if (slot >= ctx->slot_count || !vyre_claim(ctx, slot)) return -1;
     vyre_result_t r = vyre_execute(ctx, slot);
     vyre_finish(ctx, slot, r);

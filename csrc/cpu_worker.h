@@ -71,9 +71,17 @@ void vyre_cpu_stats(const vyre_cpu_pool *p, uint64_t out[3]);
  * empty one, or the new one (bytes cleared first, published last). */
 void vyre_cpu_set_buffer(vyre_buf_t *table, uint32_t i, uint64_t addr, uint64_t bytes);
 
-/* Test entry points (no threads): claim + execute + finish one slot with the ctx. Returns
- * the slot status afterwards, or -1 when the slot was not PUBLISHED. */
-int64_t vyre_cpu_execute_one(const vyre_ctx_t *ctx, uint32_t slot);
+/* The user ops the workers run (vyre_op.h), or NULL for none (0.6: user opcodes do nothing).
+ * May be swapped while workers run: slots published afterwards use fn. The caller keeps the
+ * code of every fn it ever set loaded while the pool exists. */
+void vyre_cpu_set_user_dispatch(vyre_cpu_pool *p, vyre_user_dispatch_fn fn);
+/* The dispatch set last (NULL: none), for the call server (cpu_call.c), which runs user ops
+ * of the same pool from its own thread. */
+vyre_user_dispatch_fn vyre_cpu_user_dispatch_of(const vyre_cpu_pool *p);
+
+/* Test entry points (no threads): claim + execute + finish one slot with the pool's ctx.
+ * Returns the slot status afterwards, or -1 when the slot was not PUBLISHED. */
+int64_t vyre_cpu_execute_one(vyre_cpu_pool *p, uint32_t slot);
 void vyre_cpu_dfa_scan_part(const vyre_ctx_t *ctx, const uint32_t args[12], uint32_t start_state,
                             uint32_t part, uint32_t parts, uint32_t *accepts,
                             uint32_t *end_state);

@@ -123,6 +123,33 @@
 #define VYRE_WINDOW_LOOKAHEAD 1u
 #define VYRE_WINDOW_PREFIX_WORDS 2u       /* [ticket, class] */
 
+/* ---- per-op results (docs/ops.md, "Results") ----
+ * When a slot finishes (DONE or FAULT) its words 12..15 (args a8..a11) are overwritten with
+ * VYRE_RESULT_WORDS result words before the status is stored with release order. DONE: the
+ * op's results (0 where it returned none). FAULT: word 12 = a VYRE_FAULT_* reason, words
+ * 13..15 = its details (d0, d1, d2 below). A slot parked in WAIT_IO keeps its args. */
+#define VYRE_RESULT_WORDS 4u
+#define VYRE_SLOT_RESULT 12u              /* slot word of result 0 */
+
+/* fault reasons (result word 0 of a FAULT slot). d2 is the lane for a user op, the inner op's
+ * index for an inner op of a packed slot, else 0. */
+#define VYRE_FAULT_NONE 0u                /* never stored in a FAULT slot */
+#define VYRE_FAULT_UNAUTHORIZED 1u        /* tenant refused (spec §5): d0 = tenant */
+#define VYRE_FAULT_PROTECTED 2u           /* write below OBSERVABLE_BASE by a tenant != 0:
+                                             d0 = handle (0), d1 = first protected word aimed at */
+#define VYRE_FAULT_OUT_OF_BOUNDS 3u       /* d0 = handle, d1 = word index (u32 access) or byte
+                                             offset (byte range), clamped to 0xFFFFFFFF */
+#define VYRE_FAULT_IO_ERROR 4u            /* LOAD_MISS answered ERROR: d0 = resource id */
+#define VYRE_FAULT_IO_UNAVAILABLE 5u      /* LOAD_MISS not served: no io queue (d1 = 0), not
+                                             picked up in time (d1 = 1), SHUTDOWN (d1 = 2);
+                                             d0 = resource id */
+#define VYRE_FAULT_UNKNOWN_OP 6u          /* user opcode no loaded op handles: d0 = opcode */
+#define VYRE_FAULT_RAISED 7u              /* vyre_op_fault() by the op itself: d0 = its code */
+#define VYRE_FAULT_MISALIGNED 8u          /* u32 access to a buffer not 4-byte aligned:
+                                             d0 = handle, d1 = word index */
+#define VYRE_FAULT_BAD_RESULT 9u          /* vyre_op_result() index >= VYRE_RESULT_WORDS: d0 = index */
+#define VYRE_FAULT_REASONS 10u            /* reasons are below this */
+
 /* ---- IO queue (spec §8): up to 64 slots of 8 words ---- */
 #define VYRE_IO_MAX_SLOTS 64u
 #define VYRE_IO_SLOT_WORDS 8u
@@ -160,7 +187,6 @@
  * Words 16..23: the answer, two 16-byte pieces {seq, status, result0, result1} and
  * {seq, result2, result3, 0}, stored by the server with release order. Sequence 0 is never
  * used (a zeroed area holds no request). */
-#define VYRE_RESULT_WORDS 4u
 #define VYRE_CALL_MAX_LANES 32u
 #define VYRE_CALL_DEFAULT_LANES 8u
 #define VYRE_CALL_LANE_WORDS 32u

@@ -34,6 +34,10 @@
  *        A range that cannot be split (a6 == 0, or no byte past the context) is scanned
  *        whole by part parts-1; the other parts then return 0 accepts.
  *
+ * Results (docs/ops.md, "Results"): vyre_execute* store the slot's VYRE_RESULT_WORDS result words
+ * (or its fault reason and details) into slot words 12..15 before returning DONE or FAULT;
+ * the caller's release store of the status publishes them. CLAIMED (parked) stores nothing.
+ *
  * Helpers beyond the contract (used by cuda/megakernel.cu and cpu_worker.c):
  *   int  vyre_claim_from(c, slot, from)        CAS(from -> CLAIMED), e.g. WAIT_IO retries
  *   vyre_result_t vyre_execute_words(c, slot, words[16])   vyre_execute on loaded slot words
@@ -42,12 +46,20 @@
  *   int  vyre_dfa_scan_wants_lanes(words[16], min_bytes)
  *   int  vyre_dfa_scan_begin(c, words[16], args[12], &start_state)
  *   vyre_result_t vyre_dfa_scan_commit(c, args[12], accepts, end_state)
+ *   vyre_result_t vyre_dfa_scan_commit_slot(c, slot, args[12], accepts, end_state)  + results
  *   (cooperative DFA_SCAN: see their comment below)
+ *   void vyre_store_results(c, slot, r[4])                  slot words 12..15 = r
+ *   int  vyre_is_user_opcode(opcode)                         not a system opcode
+ *   void vyre_user_begin(c, slot, opcode, tenant, args, lane, lane_end, &op)
+ *   void vyre_user_merge(&into, &from)                       lane results / faults, lane order
+ *   vyre_result_t vyre_user_commit(c, slot, &op, handled)    results + outcome of a user op
+ *   (user ops run over a warp: see "user ops" below; VYRE_USER_DISPATCH is the build's hook)
  */
 #ifndef VYRE_INTERP_H
 #define VYRE_INTERP_H
 
 #include "vyre_abi.h"
+#include "vyre_op.h" /* vyre_buf_t, vyre_op_t: the user-op ABI */
 
 #ifdef __CUDACC__
 #include <cuda/atomic>
@@ -58,11 +70,6 @@
 #include <stddef.h>
 #define VYRE_FN static inline
 #endif
-
-typedef struct {
-    uint64_t addr;   /* device address on the GPU backend, host address on the CPU backend */
-    uint64_t bytes;
-} vyre_buf_t;
 
 typedef struct vyre_ctx {
     uint32_t *ring;            /* slot_count * 16 words */
@@ -280,6 +287,28 @@ VYRE_FN uint32_t vyre_word_at_(const uint8_t *p, uint64_t bytes, uint64_t idx) {
 #endif
 }
 
+/* ==== per-op results (docs/ops.md, "Results") ==================================================== */
+
+/* r[0..3] into slot words 12..15. Called before the final status is stored with release order
+ * (by vyre_finish on the CPU, by the megakernel's loop on the GPU), so a host that sees DONE
+ * or FAULT (acquire) sees the results. */
+VYRE_FN void vyre_store_results(const vyre_ctx_t *c, uint32_t slot, const uint32_t *r) {
+    uint32_t *dst = vyre_slot_ptr_(c, slot) + VYRE_SLOT_RESULT;
+#ifdef __CUDA_ARCH__
+    *(uint4 *)dst = make_uint4(r[0], r[1], r[2], r[3]); /* words 12..15: 16-byte aligned */
+#else
+    for (uint32_t i = 0; i < VYRE_RESULT_WORDS; ++i) VYRE_ST_RLX(dst + i, r[i]);
+#endif
+}
+
+VYRE_FN uint32_t vyre_fault_(uint32_t *r, uint32_t reason, uint32_t d0, uint32_t d1, uint32_t d2) {
+    r[0] = reason;
+    r[1] = d0;
+    r[2] = d1;
+    r[3] = d2;
+    return VYRE_STATUS_FAULT;
+}
+
 /* ==== claim ================================================================================ */
 
 VYRE_FN int vyre_claim_from(const vyre_ctx_t *c, uint32_t slot, uint32_t from) {
@@ -312,22 +341,33 @@ VYRE_FN int vyre_tenant_ok_(const vyre_ctx_t *c, uint32_t tenant) {
     return vyre_tenant_verdict(tenant, len, mask);
 }
 
-/* spec §3.1: 1 when op (with args a) would write a control word below OBSERVABLE_BASE. Only
- * consulted for tenants != 0; tenant 0 may write anything. System counters the runtime keeps
- * itself (EPOCH of BATCH_FENCE, metrics, DONE/FAULT counts) are not user-targeted writes. */
-VYRE_FN int vyre_writes_protected_(uint32_t op, const uint32_t *a) {
+/* spec §3.1: 1 when op (with args a) would write a control word below OBSERVABLE_BASE, with
+ * *word = the first such word it aims at. Only consulted for tenants != 0; tenant 0 may write
+ * anything. System counters the runtime keeps itself (EPOCH of BATCH_FENCE, metrics,
+ * DONE/FAULT counts) are not user-targeted writes. User ops are judged on each write instead
+ * (vyre_op.h), since their targets are not in their args. */
+VYRE_FN int vyre_writes_protected_(uint32_t op, const uint32_t *a, uint32_t *word) {
     switch (op) {
     case VYRE_OP_STORE_U32:
     case VYRE_OP_ATOMIC_ADD:
+        *word = a[1];
         return a[1] < VYRE_CTRL_OBSERVABLE_BASE;
     case VYRE_OP_COMPARE_SWAP:
+        *word = a[0];
         return a[0] < VYRE_CTRL_OBSERVABLE_BASE;
     case VYRE_OP_MEMCPY: /* the whole destination range is checked before anything is written */
+        *word = a[1];
         return a[2] != 0u && a[1] < VYRE_CTRL_OBSERVABLE_BASE;
     case VYRE_OP_BUF_COPY: /* destination = control (handle 0) and its byte range reaches the header */
+        *word = a[3] >> 2;
         return a[2] == VYRE_CONTROL_HANDLE && a[4] != 0u &&
                a[3] < VYRE_CTRL_OBSERVABLE_BASE * 4u;
+    case VYRE_OP_LOAD_MISS: /* the host writes the data at byte 0 of the destination (docs/spec.md
+                             * §8): into control that is SHUTDOWN onwards, whatever the count */
+        *word = VYRE_CTRL_SHUTDOWN;
+        return a[2] == VYRE_CONTROL_HANDLE;
     case VYRE_OP_SHUTDOWN:
+        *word = VYRE_CTRL_SHUTDOWN;
         return 1;
     default:
         return 0;
@@ -659,6 +699,15 @@ VYRE_FN vyre_result_t vyre_dfa_scan_commit(const vyre_ctx_t *c, const uint32_t a
     return r;
 }
 
+/* commit, and DFA_SCAN's results [accepts, final state, 0, 0] into the slot */
+VYRE_FN vyre_result_t vyre_dfa_scan_commit_slot(const vyre_ctx_t *c, uint32_t slot,
+                                                const uint32_t args[12], uint32_t accepts,
+                                                uint32_t end_state) {
+    const uint32_t res[VYRE_RESULT_WORDS] = {accepts, end_state, 0u, 0u};
+    vyre_store_results(c, slot, res);
+    return vyre_dfa_scan_commit(c, args, accepts, end_state);
+}
+
 /* ==== opcode bodies ========================================================================= */
 
 VYRE_FN void vyre_memcpy_words_(const vyre_ctx_t *c, uint32_t src, uint32_t dst, uint32_t n) {
@@ -672,12 +721,13 @@ VYRE_FN void vyre_memcpy_words_(const vyre_ctx_t *c, uint32_t src, uint32_t dst,
         VYRE_ST_RLX(c->control + dst + i, vyre_ctl_ld_(c, (uint64_t)src + i));
 }
 
-VYRE_FN uint32_t vyre_buf_copy_(const vyre_ctx_t *c, const uint32_t *a) {
+VYRE_FN uint32_t vyre_buf_copy_(const vyre_ctx_t *c, const uint32_t *a, uint32_t *res) {
     uint8_t *sp, *dp;
     uint64_t sbytes = vyre_buf_view_(c, a[0], &sp);
     uint64_t dbytes = vyre_buf_view_(c, a[2], &dp);
     uint64_t n = a[4];
-    if ((uint64_t)a[1] + n > sbytes || (uint64_t)a[3] + n > dbytes) return VYRE_STATUS_FAULT;
+    if ((uint64_t)a[1] + n > sbytes) return vyre_fault_(res, VYRE_FAULT_OUT_OF_BOUNDS, a[0], a[1], 0u);
+    if ((uint64_t)a[3] + n > dbytes) return vyre_fault_(res, VYRE_FAULT_OUT_OF_BOUNDS, a[2], a[3], 0u);
     if (n == 0u) return VYRE_STATUS_DONE;
     const uint8_t *s = sp + a[1];
     uint8_t *d = dp + a[3];
@@ -722,9 +772,11 @@ VYRE_FN void vyre_printf_(const vyre_ctx_t *c, uint32_t slot, const uint32_t *a)
  * a3/a4 = offset lo/hi). IO slot fields written: op_type = READ, src_handle = a0,
  * dst_handle = a2, offset_lo = a3, offset_hi = a4, byte_count = a1, tag = ring slot index,
  * status = PUBLISHED last (release). See docs/interpreter.md. */
-VYRE_FN uint32_t vyre_load_miss_(const vyre_ctx_t *c, uint32_t slot, const uint32_t *a) {
+VYRE_FN uint32_t vyre_load_miss_(const vyre_ctx_t *c, uint32_t slot, const uint32_t *a,
+                                 uint32_t *res) {
     uint32_t n = c->io_slots < VYRE_IO_MAX_SLOTS ? c->io_slots : VYRE_IO_MAX_SLOTS;
-    if (c->ioq == NULL || n == 0u) return VYRE_STATUS_FAULT; /* no io queue: cannot ever serve */
+    if (c->ioq == NULL || n == 0u) /* no io queue: cannot ever serve */
+        return vyre_fault_(res, VYRE_FAULT_IO_UNAVAILABLE, a[0], 0u, 0u);
     uint32_t *io = NULL;
     uint32_t first = slot % n;
     for (uint32_t k = 0; k < n; ++k) {
@@ -758,30 +810,131 @@ VYRE_FN uint32_t vyre_load_miss_(const vyre_ctx_t *c, uint32_t slot, const uint3
             /* withdraw the request if the host has not picked it up yet */
             uint32_t expected = VYRE_STATUS_PUBLISHED;
             if (VYRE_CAS_RLX(io + VYRE_IO_STATUS, &expected, VYRE_STATUS_EMPTY))
-                return VYRE_STATUS_FAULT;
+                return vyre_fault_(res, VYRE_FAULT_IO_UNAVAILABLE, a[0], stop ? 2u : 1u, 0u);
         }
-        if (stop) return VYRE_STATUS_FAULT; /* hard stop: the request is abandoned */
+        if (stop) /* hard stop: the request is abandoned */
+            return vyre_fault_(res, VYRE_FAULT_IO_UNAVAILABLE, a[0], 2u, 0u);
         VYRE_PROGRESS(c);
         VYRE_BACKOFF(round < 64u ? round : 64u);
     }
     VYRE_ST_REL(io + VYRE_IO_STATUS, VYRE_STATUS_EMPTY); /* recycle */
-    return s == VYRE_IO_STATUS_OK ? VYRE_STATUS_DONE : VYRE_STATUS_FAULT;
+    return s == VYRE_IO_STATUS_OK ? VYRE_STATUS_DONE
+                                  : vyre_fault_(res, VYRE_FAULT_IO_ERROR, a[0], 0u, 0u);
+}
+
+/* ==== user ops (docs/ops.md) =================================================================
+ * A non-system opcode (is_system in docs/spec.md §3 is false) goes to the build's dispatch:
+ * VYRE_USER_DISPATCH(c, opcode, op) runs the op of `opcode` over op's lanes (vyre_op.h,
+ * vyre_op_run_lanes) and returns 1, or 0 when no op has that opcode, or -1 when this build
+ * has no user ops at all (vyre-runtime 0.6: the opcode does nothing and finishes DONE).
+ * The CPU worker defines it as a call through the function pointer of its loaded ops; the
+ * fused GPU build as a call of the generated vyre_user_dispatch.
+ *
+ * Running one slot's op over a warp, one lane per thread (the GPU):
+ *   vyre_user_begin(c, slot, opcode, tenant, args, lane, lane + 1, &op);
+ *   handled = VYRE_USER_DISPATCH(c, opcode, &op);          every lane
+ *   merge the lanes in lane order with vyre_user_merge (or the same rule with shuffles:
+ *   per result word the lowest lane whose result_kept_ has its bit; the lowest lane whose
+ *   fault_kept_[0] != 0), then one lane: r = vyre_user_commit(c, slot, &merged, handled).
+ * The whole op on one thread (the CPU, an inner op of a packed slot): lane 0 .. 32. */
+#ifndef VYRE_USER_DISPATCH
+#define VYRE_USER_DISPATCH(c, opcode, op) ((void)(c), (void)(opcode), (void)(op), -1)
+#endif
+
+/* docs/spec.md §3: is_system is false */
+VYRE_FN int vyre_is_user_opcode(uint32_t op) {
+    return (op & VYRE_SYSTEM_HIGH_BIT) == 0u && op > VYRE_OP_MAX_PRIMITIVE &&
+           !(op >= VYRE_SYSTEM_RANGE_LO && op <= VYRE_SYSTEM_RANGE_HI);
+}
+
+/* op = a fresh run of lanes lane .. lane_end-1 of the op in the slot */
+VYRE_FN void vyre_user_begin(const vyre_ctx_t *c, uint32_t slot, uint32_t opcode, uint32_t tenant,
+                             const uint32_t *a, uint32_t lane, uint32_t lane_end, vyre_op_t *op) {
+    for (uint32_t i = 0; i < VYRE_SLOT_ARG_COUNT; ++i) op->args[i] = a[i];
+    op->opcode = opcode;
+    op->tenant = tenant;
+    op->slot = slot;
+    op->lane = lane;
+    op->lanes = VYRE_OP_LANES;
+    for (uint32_t i = 0; i < VYRE_RESULT_WORDS; ++i) op->result[i] = 0u;
+    op->fault = VYRE_FAULT_NONE;
+    op->fault_detail[0] = op->fault_detail[1] = op->fault_detail[2] = 0u;
+    op->lane_end_ = lane_end;
+    op->result_mine_ = 0u;
+    op->result_kept_ = 0u;
+    op->fault_kept_[0] = op->fault_kept_[1] = op->fault_kept_[2] = op->fault_kept_[3] = 0u;
+    op->control_words_ = c->control_words;
+    op->observable_slots_ = c->observable_slots;
+    op->buf_count_ = c->buf_count;
+    op->control_ = c->control;
+    op->bufs_ = c->bufs;
+}
+
+/* into (lower lanes) += from (the next higher lanes): the lowest lane's result words and fault */
+VYRE_FN void vyre_user_merge(vyre_op_t *into, const vyre_op_t *from) {
+    for (uint32_t i = 0; i < VYRE_RESULT_WORDS; ++i) {
+        const uint32_t bit = 1u << i;
+        if (!(into->result_kept_ & bit) && (from->result_kept_ & bit)) {
+            into->result[i] = from->result[i];
+            into->result_kept_ |= bit;
+        }
+    }
+    if (into->fault_kept_[0] == VYRE_FAULT_NONE && from->fault_kept_[0] != VYRE_FAULT_NONE)
+        for (uint32_t i = 0; i < 4u; ++i) into->fault_kept_[i] = from->fault_kept_[i];
+}
+
+/* the slot's outcome of a finished (merged) op: DONE with its results, or FAULT with the
+ * reason; handled is the dispatch's answer */
+VYRE_FN uint32_t vyre_user_outcome_(const vyre_op_t *op, int handled, uint32_t *res) {
+    if (handled < 0) return VYRE_STATUS_DONE; /* no user ops in this build: 0.6 */
+    if (handled == 0) return vyre_fault_(res, VYRE_FAULT_UNKNOWN_OP, op->opcode, 0u, 0u);
+    if (op->fault_kept_[0] != VYRE_FAULT_NONE)
+        return vyre_fault_(res, op->fault_kept_[0], op->fault_kept_[1], op->fault_kept_[2],
+                           op->fault_kept_[3]);
+    for (uint32_t i = 0; i < VYRE_RESULT_WORDS; ++i) res[i] = op->result[i];
+    return VYRE_STATUS_DONE;
+}
+
+/* the last step of a warp-run op (see above): results into the slot, the result for the
+ * caller's status store and counters */
+VYRE_FN vyre_result_t vyre_user_commit(const vyre_ctx_t *c, uint32_t slot, const vyre_op_t *op,
+                                       int handled) {
+    uint32_t res[VYRE_RESULT_WORDS] = {0u, 0u, 0u, 0u};
+    const uint32_t status = vyre_user_outcome_(op, handled, res);
+    vyre_store_results(c, slot, res);
+    vyre_result_t r;
+    r.status = status;
+    r.metric_op = (status == VYRE_STATUS_DONE && op->opcode < VYRE_METRICS_COUNT) ? op->opcode
+                                                                                   : VYRE_NO_METRIC;
+    return r;
+}
+
+/* the whole op on this thread: lanes 0..31 in turn */
+VYRE_FN uint32_t vyre_user_run_(const vyre_ctx_t *c, uint32_t slot, uint32_t opcode,
+                                uint32_t tenant, const uint32_t *a, uint32_t *res) {
+    vyre_op_t op;
+    vyre_user_begin(c, slot, opcode, tenant, a, 0u, VYRE_OP_LANES, &op);
+    const int handled = VYRE_USER_DISPATCH(c, opcode, &op);
+    return vyre_user_outcome_(&op, handled, res);
 }
 
 /* One op with its 12 args (authorization and the protected-word rule already checked).
- * Returns DONE, FAULT, or CLAIMED (the handler stored its own status). */
-VYRE_FN uint32_t vyre_run_op_(const vyre_ctx_t *c, uint32_t slot, uint32_t op, const uint32_t *a) {
+ * Returns DONE, FAULT, or CLAIMED (the handler stored its own status); res (zeroed by the
+ * caller) gets the op's result words, or on FAULT the reason and its details. */
+VYRE_FN uint32_t vyre_run_op_(const vyre_ctx_t *c, uint32_t slot, uint32_t op, uint32_t tenant,
+                              const uint32_t *a, uint32_t *res) {
     switch (op) {
     case VYRE_OP_NOP:
         break;
     case VYRE_OP_STORE_U32:
         vyre_ctl_st_(c, a[1], a[0]);
         break;
-    case VYRE_OP_ATOMIC_ADD:
-        vyre_ctl_add_(c, a[1], a[0]);
+    case VYRE_OP_ATOMIC_ADD: /* result: the new value (0 past the end, where nothing is added) */
+        if (a[1] < c->control_words) res[0] = VYRE_ADD_RLX(c->control + a[1], a[0]) + a[0];
         break;
     case VYRE_OP_LOAD_U32:
-        vyre_obs_st_(c, a[1], vyre_ctl_ld_(c, a[0]));
+        res[0] = vyre_ctl_ld_(c, a[0]);
+        vyre_obs_st_(c, a[1], res[0]);
         break;
     case VYRE_OP_COMPARE_SWAP: {
         uint32_t prev = 0u;
@@ -790,6 +943,7 @@ VYRE_FN uint32_t vyre_run_op_(const vyre_ctx_t *c, uint32_t slot, uint32_t op, c
             VYRE_CAS_RLX(c->control + a[0], &prev, a[2]); /* prev = the value seen */
         }
         vyre_obs_st_(c, a[0], prev);
+        res[0] = prev;
         break;
     }
     case VYRE_OP_MEMCPY:
@@ -798,23 +952,27 @@ VYRE_FN uint32_t vyre_run_op_(const vyre_ctx_t *c, uint32_t slot, uint32_t op, c
     case VYRE_OP_DFA_STEP: {
         uint8_t *p;
         uint64_t bytes = vyre_buf_view_(c, a[3], &p);
-        vyre_obs_st_(c, a[2], vyre_word_at_(p, bytes, (uint64_t)a[0] * VYRE_DFA_ALPHABET + a[1]));
+        res[0] = vyre_word_at_(p, bytes, (uint64_t)a[0] * VYRE_DFA_ALPHABET + a[1]);
+        vyre_obs_st_(c, a[2], res[0]);
         break;
     }
-    case VYRE_OP_BATCH_FENCE:
-        vyre_ctl_add_(c, VYRE_CTRL_EPOCH, 1u);
+    case VYRE_OP_BATCH_FENCE: /* result: the new EPOCH */
+        res[0] = VYRE_CTRL_EPOCH < c->control_words
+                     ? VYRE_ADD_RLX(c->control + VYRE_CTRL_EPOCH, 1u) + 1u : 0u;
         vyre_obs_st_(c, 0u, a[1]);
         break;
     case VYRE_OP_DFA_SCAN: {
         uint32_t start = a[4] == VYRE_DFA_NO_STATE ? 0u : vyre_obs_ld_(c, a[4]);
         uint32_t acc, end;
         vyre_dfa_scan_part(c, a, start, 0u, 1u, &acc, &end);
+        res[0] = acc;
+        res[1] = end;
         return vyre_dfa_scan_commit(c, a, acc, end).status;
     }
     case VYRE_OP_BUF_COPY:
-        return vyre_buf_copy_(c, a);
+        return vyre_buf_copy_(c, a, res);
     case VYRE_OP_LOAD_MISS:
-        return vyre_load_miss_(c, slot, a);
+        return vyre_load_miss_(c, slot, a, res);
     case VYRE_OP_PRINTF:
         vyre_printf_(c, slot, a);
         break;
@@ -834,7 +992,9 @@ VYRE_FN uint32_t vyre_run_op_(const vyre_ctx_t *c, uint32_t slot, uint32_t op, c
         break;
     }
 #endif
-    default: /* unknown opcode: nothing (the caller counts the metric when op < 32) */
+    default: /* a user op; without one (or a reserved value): nothing, DONE (the caller
+              * counts the metric when op < 32) */
+        if (vyre_is_user_opcode(op)) return vyre_user_run_(c, slot, op, tenant, a, res);
         break;
     }
     return VYRE_STATUS_DONE;
@@ -896,30 +1056,50 @@ VYRE_FN vyre_result_t vyre_execute_authorized(const vyre_ctx_t *c, uint32_t slot
     const uint32_t tenant = w[VYRE_SLOT_TENANT];
     const uint32_t *a = w + VYRE_SLOT_ARGS;
 
-    if (!authorized) return vyre_result_(VYRE_STATUS_FAULT, VYRE_NO_METRIC);
+    uint32_t res[VYRE_RESULT_WORDS] = {0u, 0u, 0u, 0u};
+    uint32_t word = 0u;
 
-    if (op == VYRE_OP_PACKED_SLOT) {
-        const uint32_t n = vyre_packed_byte_(a, 0u);
-        uint32_t args[VYRE_SLOT_ARG_COUNT];
-        if (tenant != VYRE_TENANT_SYSTEM) { /* validate every inner op before running any */
-            for (uint32_t i = 0; i < n; ++i) {
-                uint32_t iop = vyre_packed_inner_(a, n, i, args);
-                if (vyre_writes_protected_(iop, args))
-                    return vyre_result_(VYRE_STATUS_FAULT, VYRE_NO_METRIC);
-            }
-        }
-        for (uint32_t i = 0; i < n; ++i) {
-            uint32_t iop = vyre_packed_inner_(a, n, i, args);
-            (void)vyre_run_op_(c, slot, iop, args); /* inner ops are 0..255: always DONE */
-            if (iop < VYRE_METRICS_COUNT) vyre_ctl_add_(c, VYRE_CTRL_METRICS_BASE + iop, 1u);
-        }
-        return vyre_result_(VYRE_STATUS_DONE, VYRE_NO_METRIC);
+    if (!authorized) {
+        vyre_fault_(res, VYRE_FAULT_UNAUTHORIZED, tenant, 0u, 0u);
+        vyre_store_results(c, slot, res);
+        return vyre_result_(VYRE_STATUS_FAULT, VYRE_NO_METRIC);
     }
 
-    if (tenant != VYRE_TENANT_SYSTEM && vyre_writes_protected_(op, a))
-        return vyre_result_(VYRE_STATUS_FAULT, VYRE_NO_METRIC);
+    if (op == VYRE_OP_PACKED_SLOT) {
+        /* results: those of the last inner op; a faulting inner op (a user op) ends the slot
+         * there, with d2 = its index */
+        const uint32_t n = vyre_packed_byte_(a, 0u);
+        uint32_t args[VYRE_SLOT_ARG_COUNT];
+        uint32_t status = VYRE_STATUS_DONE;
+        if (tenant != VYRE_TENANT_SYSTEM) { /* validate every inner op before running any */
+            for (uint32_t i = 0; i < n && status == VYRE_STATUS_DONE; ++i) {
+                uint32_t iop = vyre_packed_inner_(a, n, i, args);
+                if (vyre_writes_protected_(iop, args, &word))
+                    status = vyre_fault_(res, VYRE_FAULT_PROTECTED, VYRE_CONTROL_HANDLE, word, i);
+            }
+        }
+        for (uint32_t i = 0; i < n && status == VYRE_STATUS_DONE; ++i) {
+            uint32_t iop = vyre_packed_inner_(a, n, i, args);
+            for (uint32_t k = 0; k < VYRE_RESULT_WORDS; ++k) res[k] = 0u;
+            /* inner ops are 0..255: built-ins (always DONE) and user ops */
+            if (vyre_run_op_(c, slot, iop, tenant, args, res) == VYRE_STATUS_FAULT) {
+                res[3] = i;
+                status = VYRE_STATUS_FAULT;
+            } else if (iop < VYRE_METRICS_COUNT) {
+                vyre_ctl_add_(c, VYRE_CTRL_METRICS_BASE + iop, 1u);
+            }
+        }
+        vyre_store_results(c, slot, res);
+        return vyre_result_(status, VYRE_NO_METRIC);
+    }
 
-    uint32_t status = vyre_run_op_(c, slot, op, a);
+    uint32_t status;
+    if (tenant != VYRE_TENANT_SYSTEM && vyre_writes_protected_(op, a, &word))
+        status = vyre_fault_(res, VYRE_FAULT_PROTECTED, VYRE_CONTROL_HANDLE, word, 0u);
+    else
+        status = vyre_run_op_(c, slot, op, tenant, a, res);
+    if (status == VYRE_STATUS_CLAIMED) return vyre_result_(status, VYRE_NO_METRIC); /* parked: args kept */
+    vyre_store_results(c, slot, res);
     return vyre_result_(status, (status == VYRE_STATUS_DONE && op < VYRE_METRICS_COUNT)
                                     ? op : VYRE_NO_METRIC);
 }

@@ -487,7 +487,7 @@ static __device__ void coop_dfa_scans(const vyre_launch_t &L, unsigned coop_mask
         const uint32_t ostart = __shfl_sync(FULL_MASK, start_state, owner);
         uint32_t end;
         const uint32_t accepts = warp_scan_part(c, oargs, ostart, 0u, 1u, &end);
-        if (lane == (unsigned)owner) *res = vyre_dfa_scan_commit(c, args, accepts, end);
+        if (lane == (unsigned)owner) *res = vyre_dfa_scan_commit_slot(c, slot, args, accepts, end);
     }
     // 3. each entry once its parts are all in: commit, free (the gen stays; the next opening
     //    bumps it)
@@ -498,7 +498,7 @@ static __device__ void coop_dfa_scans(const vyre_launch_t &L, unsigned coop_mask
         const uint32_t end = dev_u32_ref(b->end_state).load(cuda::std::memory_order_relaxed);
         // release: our reads of the body above come before its next owner's writes
         assist_word_ref(a->word[entry]).store(AW_MAKE(gen, 0u, 0u), cuda::std::memory_order_release);
-        *res = vyre_dfa_scan_commit(c, args, accepts, end);
+        *res = vyre_dfa_scan_commit_slot(c, slot, args, accepts, end);
     }
     __syncwarp();
 }

@@ -22,6 +22,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_pipeline_cache(tmp_path_factory):
+    """User-op builds of the tests go to a cache of their own, never the user's."""
+    import os
+
+    old = os.environ.get("VYRE_CACHE_DIR")
+    os.environ["VYRE_CACHE_DIR"] = str(tmp_path_factory.mktemp("vyre-cache"))
+    yield
+    if old is None:
+        os.environ.pop("VYRE_CACHE_DIR", None)
+    else:
+        os.environ["VYRE_CACHE_DIR"] = old
+
+
 @pytest.fixture(params=BACKEND_PARAMS)
 def backend(request) -> str:
     """Each backend present: the CPU always, CUDA where a GPU and PyCUDA are."""

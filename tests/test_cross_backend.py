@@ -37,7 +37,7 @@ def random_program(seed: int, n: int, obs: int) -> list[tuple[int, list[int], in
         elif kind == 7:
             prog.append((Opcode.STORE_U32, [a[0], int(rng.integers(100, OBS))], tenant))  # header
         else:
-            prog.append((int(rng.integers(8, 40)), a, tenant))  # unknown opcodes
+            prog.append((Opcode.NOP, a, tenant))  # (a user opcode needs a registered op)
     return prog
 
 

@@ -38,7 +38,8 @@ def test_layout_words():
 def test_every_abi_constant_is_reachable_from_protocol():
     enum_values = {f"{prefix}{m.name}": int(m) for prefix, enum in (
         ("STATUS_", p.SlotStatus), ("PRIORITY_", p.Priority), ("OP_", p.Opcode),
-        ("IO_", p.IoOp), ("IO_STATUS_", p.IoStatus), ("WINDOW_", p.WindowClass))
+        ("IO_", p.IoOp), ("IO_STATUS_", p.IoStatus), ("WINDOW_", p.WindowClass),
+        ("FAULT_", p.FaultReason))
         for m in enum}
     for name, value in p.ABI.items():
         assert getattr(p, name, enum_values.get(name)) == value, name

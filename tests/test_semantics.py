@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vyre import Megakernel, SlotFaultError
+from vyre import InvalidValueError, Megakernel, SlotFaultError
 from vyre.protocol import Opcode
 
 OBS = 160  # control word of obs[0]
@@ -131,12 +131,15 @@ def test_batch_fence_bumps_epoch_and_tags(mk):
     assert mk.observables[5] == 3
 
 
-def test_unknown_opcode_counts_and_finishes(mk):
-    run(mk, 9, [1, 2])  # unknown, < 32: metric counted
-    run(mk, 0x1234, [])  # unknown user opcode: DONE, no metric slot
-    m = mk.metrics()
-    assert m.get(9) == 1
-    assert mk.done_count == 2
+def test_unregistered_user_opcode_is_refused_before_publishing(mk):
+    # docs/spec.md §12: the facade refuses a user opcode no registered op handles (raw
+    # vyre.wire keeps 0.6's count-and-finish, pinned in test_interp_ops.py)
+    ring = mk.backend.ring.copy()
+    for op in (9, 0x1234, 0x40000000):
+        with pytest.raises(InvalidValueError, match="not handled by any registered op") as err:
+            mk.submit(op, [1, 2])
+        assert "register_op" in err.value.fix
+    assert mk.published == 0 and np.array_equal(mk.backend.ring, ring)
 
 
 def test_metrics_count_each_executed_opcode(mk):
@@ -349,7 +352,7 @@ def test_buf_copy_and_bounds(mk):
 
 # ---------------------------------------------------------------- window
 def test_window_publishes_prefixed_slots(mk):
-    user_op = 0x1000
+    user_op = int(Opcode.NOP)  # a user opcode needs a registered op: tests/test_ops_facade.py
     tickets = mk.submit_window(0, user_op, 77, [[1, 2], [3]], [[4]])
     mk.wait(tickets, timeout=10)
     assert len(tickets) == 3

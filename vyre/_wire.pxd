@@ -115,6 +115,19 @@ cdef extern from "vyre_abi.h":
     const unsigned int VYRE_DEBUG_HEADER_WORDS
     const unsigned int VYRE_DEBUG_RECORD_WORDS
     const unsigned int VYRE_DEBUG_TRAILER_WORDS
+    const unsigned int VYRE_RESULT_WORDS
+    const unsigned int VYRE_SLOT_RESULT
+    const unsigned int VYRE_FAULT_NONE
+    const unsigned int VYRE_FAULT_UNAUTHORIZED
+    const unsigned int VYRE_FAULT_PROTECTED
+    const unsigned int VYRE_FAULT_OUT_OF_BOUNDS
+    const unsigned int VYRE_FAULT_IO_ERROR
+    const unsigned int VYRE_FAULT_IO_UNAVAILABLE
+    const unsigned int VYRE_FAULT_UNKNOWN_OP
+    const unsigned int VYRE_FAULT_RAISED
+    const unsigned int VYRE_FAULT_MISALIGNED
+    const unsigned int VYRE_FAULT_BAD_RESULT
+    const unsigned int VYRE_FAULT_REASONS
 
     # compile-time aliases for array dimensions
     enum:

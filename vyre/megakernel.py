@@ -12,7 +12,7 @@ import operator
 import threading
 import time
 import weakref
-from typing import Any, ContextManager, Iterable, Sequence
+from typing import Any, ContextManager, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -24,6 +24,13 @@ from vyre.errors import (BackendError, InvalidTypeError, InvalidValueError, Pipe
                          QueueFullError, SlotFaultError,
                          WaitTimeoutError)
 from vyre.protocol import (
+    OP_MAX_PRIMITIVE,
+    PACKED_MAX_INNER_OPCODE,
+    RESULT_WORDS,
+    SLOT_RESULT,
+    SLOT_STATUS,
+    SLOT_WORDS,
+    FaultReason,
     Opcode,
     CTRL_DONE_COUNT,
     CTRL_EPOCH,
@@ -33,6 +40,10 @@ from vyre.protocol import (
     OBSERVABLE_BASE,
     SlotStatus,
 )
+
+from vyre.descriptors import BatchDescriptor, SlotDescriptor, SlotOpcode, WindowDescriptor
+from vyre.ops import Op, fault_of
+from vyre.ops.registry import OpRegistry
 
 Ticket = int
 
@@ -118,6 +129,7 @@ class Megakernel(CallMixin):
         self._fault_total = 0
         self._started = False
         self._stopped = False
+        self._init_ops()
         self._calls = None  # vyre.call.CallPath, made by the first call
         _LIVE.add(self)
 
@@ -175,7 +187,22 @@ class Megakernel(CallMixin):
         priority: int = 2,
         timeout: float | None = None,
     ) -> Ticket:
-        """Publish one slot; returns its ticket. Waits for a free slot when the ring is full."""
+        """Publish one slot; returns its ticket. Waits for a free slot when the ring is full.
+
+        ``opcode``: an int, a registered op (its handle or its name), a ``SlotOpcode``; or a
+        whole typed descriptor (``SlotDescriptor``: returns its ticket; ``BatchDescriptor``
+        / ``WindowDescriptor``: publishes all of it or nothing, returns the ``range`` of
+        tickets) with ``args`` and ``tenant`` left out. A user opcode must be a registered op.
+        """
+        if type(opcode) is not int or opcode > OP_MAX_PRIMITIVE:
+            if isinstance(opcode, int):  # IntEnum members, user and extension opcodes
+                if opcode > OP_MAX_PRIMITIVE and opcode <= 0xFFFFFFFF and not wire.is_system(opcode):
+                    self._check_registered(int(opcode))
+            else:
+                typed = self._typed_submit(opcode, args, tenant, priority, timeout)
+                if typed is not None:
+                    return typed  # type: ignore[return-value]
+                opcode = self._user_opcode(opcode)
         with self._lock:
             t = self._published
             if t - self._retired >= self.slot_count:
@@ -190,6 +217,7 @@ class Megakernel(CallMixin):
         timeout: float | None = None,
     ) -> Ticket:
         """Publish one PACKED_SLOT running ``ops`` (``[(u8 opcode, args), ...]``) in order."""
+        ops = self._check_packed(ops)
         with self._lock:
             t = self._published
             # pack before waiting for room: packing errors come first (spec §4.2)
@@ -214,7 +242,12 @@ class Megakernel(CallMixin):
         self, items: Sequence[tuple[int, Sequence[int]]], tag: int, tenant: int = 0,
         timeout: float | None = None,
     ) -> range:
-        """Publish ``items`` then a BATCH_FENCE ``[n, tag]``; returns the n+1 tickets."""
+        """Publish ``items`` then a BATCH_FENCE ``[n, tag]``; returns the n+1 tickets.
+
+        ``items`` may be a :class:`~vyre.descriptors.BatchDescriptor` (its items keep their own
+        tenant and priority; its ``start_slot`` is not used, the facade places slots)."""
+        if isinstance(items, BatchDescriptor):
+            return self._submit_batch_descriptor(items, tag, tenant, timeout)
         items = list(items) + [(int(Opcode.BATCH_FENCE), (len(items), tag))]
         return self._submit_items(items, tenant, timeout)
 
@@ -233,6 +266,7 @@ class Megakernel(CallMixin):
         workers watch the slots themselves and start at once.
         """
         opcodes = _as_u32(opcodes, "opcodes")
+        self._check_many(opcodes)
         n = int(opcodes.shape[0])
         if args is not None:
             args = _as_u32(args, "args")
@@ -282,7 +316,8 @@ class Megakernel(CallMixin):
             raise InvalidValueError(
                 f"{n} slots do not fit a ring of {self.slot_count}",
                 "submit fewer items at once or create the Megakernel with a larger slot_count")
-        entries = [(tenant, op, args, 2) for op, args in items]
+        entries = [(tenant, self._user_opcode(op) if type(op) is not int or op > OP_MAX_PRIMITIVE
+                    else op, args, 2) for op, args in items]
         for entry in entries:  # before waiting for room: invalid items fail at once
             wire.validate_slot(*entry)
         with self._lock:
@@ -332,6 +367,269 @@ class Megakernel(CallMixin):
                     queue="ring")
             wire.wait_retire(self._ring, self._retired % self.slot_count, 1, _WATCH_INTERVAL_S)
             watch.check(self._retired, self._published)
+
+    # ------------------------------------------------------------------ user ops, results,
+    # typed descriptors (docs/ops.md)
+    def _init_ops(self) -> None:
+        self._ops = OpRegistry()
+        self._ops_lock = threading.Lock()  # one registration at a time (builds are slow)
+        self._ops_telemetry: dict[str, Any] = {}
+
+    def register_op(self, op: "Op | str", source: str | None = None, opcode: int | None = None,
+                    tenant: int = 0) -> "Op":
+        """Add a user op: ``register_op(name, source, opcode=None, tenant=0)`` or
+        ``register_op(vyre.ops.Op(...))``. Returns the op with its opcode (picked when not
+        given: the next free one from ``0x100``, or from the tenant's window).
+
+        The backend compiles every registered op (through the pipeline cache) and switches
+        its workers to the result, also while running: nothing published is lost, run twice
+        or reordered. Registering the same op again returns it. Raises
+        :class:`vyre.ops.OpBuildError` (compile errors, with the compiler's output) and
+        :class:`InvalidValueError` (a name or opcode already taken); on error nothing changes.
+        """
+        if isinstance(op, Op):
+            if source is not None or opcode is not None or tenant != 0:
+                raise InvalidValueError("register_op(Op) takes no source, opcode or tenant",
+                                        "set them on the Op, or call register_op(name, source, "
+                                        "opcode=..., tenant=...)")
+            wanted = op
+        else:
+            if source is None:
+                raise InvalidValueError(f"register_op({op!r}) needs the op's C source",
+                                        "call register_op(name, source) (docs/ops.md)")
+            wanted = Op(op, source, opcode, tenant)  # type: ignore[arg-type]
+        if self._stopped:
+            raise BackendError("this megakernel was shut down", "create a new Megakernel")
+        with self._ops_lock:
+            registry = self._ops.with_op(wanted)
+            resolved = registry[wanted.name]
+            if len(registry) == len(self._ops):
+                return resolved  # already registered
+            self._ops_telemetry = dict(self._backend.load_ops(registry.ops()))
+            self._ops = registry  # published only once the workers run it
+        return resolved
+
+    def register_ops(self, ops: Iterable["Op"]) -> list["Op"]:
+        """Register several :class:`vyre.ops.Op` with one build (all or none); returns them
+        with their opcodes, in order. See :meth:`register_op`."""
+        wanted = list(ops)
+        if self._stopped:
+            raise BackendError("this megakernel was shut down", "create a new Megakernel")
+        with self._ops_lock:
+            registry = self._ops
+            for op in wanted:
+                registry = registry.with_op(op)
+            if len(registry) != len(self._ops):
+                self._ops_telemetry = dict(self._backend.load_ops(registry.ops()))
+                self._ops = registry
+            return [registry[op.name] for op in wanted]
+
+    @property
+    def ops(self) -> Mapping[str, "Op"]:
+        """The registered ops by name (read-only)."""
+        return self._ops
+
+    def result(self, ticket: Ticket, timeout: float | None = None) -> tuple[int, int, int, int]:
+        """The ``RESULT_WORDS`` result words of ``ticket`` (waiting at most ``timeout`` s for
+        it to finish): what a user op returned, or a built-in's value (LOAD_U32 the value,
+        COMPARE_SWAP prev, ATOMIC_ADD the new value; docs/ops.md).
+
+        Raises :class:`SlotFaultError` (with ``reason``, a :class:`vyre.protocol.FaultReason`,
+        and ``details``) when the ticket ended in FAULT, and :class:`InvalidValueError` when
+        its slot was reused by a later ticket since (the words are gone).
+        """
+        try:
+            t = operator.index(ticket)
+        except TypeError:
+            raise InvalidTypeError(f"ticket must be an int, got {ticket!r}",
+                                   "pass a ticket returned by submit()") from None
+        if not 0 <= t < self._published:
+            raise InvalidValueError(f"ticket {t} was never published (tickets are 0 .. "
+                                    f"{self._published - 1})", "pass a ticket returned by submit()")
+        if self._retired <= t:
+            self._wait_retired(t + 1, timeout)
+        with self._lock:  # publishers hold it: the slot cannot be reused while we read it
+            words = self._slot_result(t)
+            if words is None:
+                raise InvalidValueError(
+                    f"the result of ticket {t} is gone: its slot {t % self.slot_count} was reused "
+                    f"by ticket {t + self.slot_count} or later",
+                    "read result(ticket) before slot_count more slots are submitted, or use a "
+                    "larger slot_count")
+            status, res = words
+        if status == int(SlotStatus.DONE):
+            return res  # type: ignore[return-value]
+        err = SlotFaultError(
+            f"ticket {t} (slot {t % self.slot_count}) ended in FAULT{self._fault_text(t, res)}",
+            "see docs/ops.md for what the reason means", ticket=t, slot=t % self.slot_count)
+        fault = fault_of(res)
+        err.reason = fault.reason  # type: ignore[attr-defined]
+        err.details = (fault.d0, fault.d1, fault.d2)  # type: ignore[attr-defined]
+        err.words = res  # type: ignore[attr-defined]
+        raise err
+
+    def _slot_result(self, t: int) -> tuple[int, tuple[int, ...]] | None:
+        """(status, result words) of retired ticket ``t``'s slot, or None when reused."""
+        if t + self.slot_count < self._published:
+            return None
+        base = (t % self.slot_count) * SLOT_WORDS
+        status = int(self._ring[base + SLOT_STATUS])
+        if status == int(SlotStatus.EMPTY):  # retiring resets a FAULT slot to EMPTY
+            status = int(SlotStatus.FAULT)
+        res = tuple(int(w) for w in self._ring[base + SLOT_RESULT: base + SLOT_RESULT + RESULT_WORDS])
+        return status, res
+
+    def _fault_text(self, t: int, res: Sequence[int] | None = None) -> str:
+        """': <reason> (d0, d1, d2)' of faulted ticket t while its slot holds it, else ''."""
+        if res is None:
+            got = self._slot_result(t) if self._retired > t else None
+            if got is None or got[0] != int(SlotStatus.FAULT):
+                return ""
+            res = got[1]
+        reason = FaultReason(res[0]).name if res[0] in FaultReason._value2member_map_ else res[0]
+        return f": {reason} (details {res[1]}, {res[2]}, {res[3]})"
+
+    def _ops_info(self) -> dict[str, Any]:
+        """Telemetry of the user ops: names -> opcodes, the latest build (memory / disk /
+        build and its seconds) and the pipeline cache's counters."""
+        from vyre.ops.cache import default_cache
+
+        info: dict[str, Any] = {"registered": {op.name: op.opcode for op in self._ops.values()},
+                                "last_build": dict(self._ops_telemetry)}
+        if len(self._ops):
+            info["cache"] = default_cache().stats()
+        return info
+
+    def _user_opcode(self, opcode: Any) -> int:
+        """The u32 of an opcode given as an int, an op, an op's name or a SlotOpcode; a user
+        opcode must be one of a registered op (or the backend's own)."""
+        if isinstance(opcode, str):
+            try:
+                return int(self._ops[opcode].opcode)  # type: ignore[arg-type]
+            except KeyError as err:
+                raise InvalidValueError(str(err.args[0]),
+                                        "register it first: mk.register_op(name, source)") from None
+        if isinstance(opcode, SlotOpcode):
+            value = opcode.into_wire()
+        elif isinstance(opcode, Op):
+            value = operator.index(opcode)
+            mine = self._ops.by_opcode(value)
+            if mine is not None and (mine.name, mine.source) != (opcode.name, opcode.source):
+                raise InvalidValueError(
+                    f"op {opcode.name!r} is not this megakernel's op {value:#x} ({mine.name!r})",
+                    "submit the handle register_op() returned on this megakernel")
+        else:
+            try:
+                value = operator.index(opcode)
+            except TypeError:
+                raise InvalidTypeError(f"opcode must be an integer, op or op name, got {opcode!r}",
+                                       "pass a vyre.Opcode, a registered op or its name") from None
+        if 0 <= value <= 0xFFFFFFFF and not wire.is_system(value):
+            self._check_registered(value)
+        return value
+
+    def _check_registered(self, value: int) -> None:
+        if value not in self._ops.opcodes and value not in self._backend.builtin_user_opcodes:
+            raise InvalidValueError(
+                f"user opcode {value:#x} is not handled by any registered op, so it would do "
+                "nothing",
+                "register an op for it first (mk.register_op(name, source, opcode=...)); raw "
+                "vyre.wire publishers keep the unchecked behaviour")
+
+    def _check_packed(self, ops: Sequence[Any]) -> Sequence[Any]:
+        """Inner opcodes of a packed slot that are user opcodes must be registered ops."""
+        out = []
+        for item in ops:
+            opcode = getattr(item, "opcode", None)
+            if opcode is None:
+                try:
+                    opcode, args = item
+                except (TypeError, ValueError):
+                    out.append(item)  # wire.pack_ops reports it
+                    continue
+            else:
+                args = item.args
+            if type(opcode) is not int or opcode > OP_MAX_PRIMITIVE:
+                opcode = self._user_opcode(opcode)
+                if opcode > PACKED_MAX_INNER_OPCODE:
+                    raise InvalidValueError(
+                        f"op {opcode:#x} cannot be an inner op of a packed slot (inner opcodes "
+                        f"are 0..{PACKED_MAX_INNER_OPCODE})",
+                        f"register the op with an opcode of 8..{PACKED_MAX_INNER_OPCODE}, or "
+                        "submit it in a slot of its own")
+            out.append((opcode, args))
+        return out
+
+    def _check_many(self, opcodes: np.ndarray) -> None:
+        """Every user opcode of a bulk submit is a registered op (all-or-nothing)."""
+        if opcodes.size == 0:
+            return
+        lo, hi = int(opcodes.min()), int(opcodes.max())
+        if hi <= OP_MAX_PRIMITIVE:
+            return
+        if lo == hi:
+            self._user_opcode(lo)
+            return
+        system = ((opcodes & np.uint32(0x80000000)) != 0) | (opcodes <= OP_MAX_PRIMITIVE) | (
+            (opcodes >= np.uint32(0xFFF0)) & (opcodes <= np.uint32(0xFFFF)))
+        for value in np.unique(opcodes[~system]):
+            self._check_registered(int(value))
+
+    def _typed_submit(self, d: Any, args: Sequence[int], tenant: int, priority: int,
+                      timeout: float | None) -> "Ticket | range | None":
+        """submit() of a typed descriptor, or None when ``d`` is not one."""
+        if not isinstance(d, (SlotDescriptor, BatchDescriptor, WindowDescriptor)):
+            return None
+        if tuple(args) or tenant != 0 or priority != 2:
+            raise InvalidValueError(
+                f"submit({type(d).__name__}) takes no args, tenant or priority: the descriptor "
+                "holds them", "pass the descriptor alone (and timeout= if needed)")
+        if isinstance(d, SlotDescriptor):
+            if d.is_packed:
+                self._check_packed(d.ops)
+                opcode = d.opcode
+            else:
+                opcode = self._user_opcode(d.opcode) if d.opcode > OP_MAX_PRIMITIVE else d.opcode
+            return self.submit(opcode, d.args, d.tenant, d.priority, timeout)
+        if isinstance(d, BatchDescriptor):
+            return self._submit_entries(self._descriptor_entries(d.items), timeout)
+        items = wire.window_items(self._user_opcode(d.opcode), d.ticket, d.required, d.lookahead)
+        return self._submit_entries([(d.tenant, op, a, d.priority) for op, a in items], timeout)
+
+    def _descriptor_entries(self, items: Sequence["SlotDescriptor"]) -> list[tuple]:
+        entries = []
+        for item in items:
+            if item.is_packed:
+                self._check_packed(item.ops)
+            elif item.opcode > OP_MAX_PRIMITIVE:
+                self._user_opcode(item.opcode)
+            entries.append(item.as_entry())
+        return entries
+
+    def _submit_batch_descriptor(self, d: "BatchDescriptor", tag: int, tenant: int,
+                                 timeout: float | None) -> range:
+        entries = self._descriptor_entries(d.items)
+        entries.append((tenant, int(Opcode.BATCH_FENCE), (len(d.items), tag), 2))
+        return self._submit_entries(entries, timeout)
+
+    def _submit_entries(self, entries: list[tuple], timeout: float | None) -> range:
+        """Publish ``(tenant, opcode, args, priority)`` entries at consecutive tickets, all or
+        nothing (validated before waiting for room)."""
+        n = len(entries)
+        if n > self.slot_count:
+            raise InvalidValueError(
+                f"{n} slots do not fit a ring of {self.slot_count}",
+                "submit fewer items at once or create the Megakernel with a larger slot_count")
+        for entry in entries:
+            wire.validate_slot(*entry)
+        with self._lock:
+            if self._published + n - self._retired > self.slot_count:
+                self._make_room(n, timeout)
+            first = self._published
+            wire.publish_sequence(self._ring, first % self.slot_count, entries)
+            self._published = first + n
+            self._notify(self._published)
+        return range(first, first + n)
 
     # ------------------------------------------------------------------ retiring / waiting
     def _check_running(self) -> None:
@@ -486,7 +784,7 @@ class Megakernel(CallMixin):
             t = hit[0]
             more = f" (and {len(hit) - 1} more)" if len(hit) > 1 else ""
             raise SlotFaultError(
-                f"ticket {t} (slot {t % self.slot_count}) ended in FAULT{more}",
+                f"ticket {t} (slot {t % self.slot_count}) ended in FAULT{self._fault_text(t)}{more}",
                 "check the tenant is authorized, that non-system tenants write only "
                 "observables, and the buffer bounds of the op",
                 ticket=t, slot=t % self.slot_count)
@@ -617,6 +915,7 @@ class Megakernel(CallMixin):
             "heartbeat_age_s": self._heartbeat_age(),
             "running": self._started and not self._stopped,
             "shutdown_flag": int(self._control[CTRL_SHUTDOWN]),
+            "ops": self._ops_info(),
             **{f"device_{k}": v for k, v in self._backend.describe().items()},
         }
 

@@ -26,6 +26,7 @@ __all__ = [
     "IoOp",
     "IoStatus",
     "WindowClass",
+    "FaultReason",
     "is_system",
     "is_builtin",
     "validate_user_opcode",
@@ -95,6 +96,22 @@ class IoStatus(IntEnum):
     CLAIMED = _A["STATUS_CLAIMED"]
     OK = _A["IO_STATUS_OK"]
     ERROR = _A["IO_STATUS_ERROR"]
+
+
+class FaultReason(IntEnum):
+    """Why a slot ended in FAULT: result word 0 of the slot (docs/ops.md, "Results"; the details
+    d0..d2 in words 1..3 are listed in docs/ops.md)."""
+
+    NONE = _A["FAULT_NONE"]
+    UNAUTHORIZED = _A["FAULT_UNAUTHORIZED"]
+    PROTECTED = _A["FAULT_PROTECTED"]
+    OUT_OF_BOUNDS = _A["FAULT_OUT_OF_BOUNDS"]
+    IO_ERROR = _A["FAULT_IO_ERROR"]
+    IO_UNAVAILABLE = _A["FAULT_IO_UNAVAILABLE"]
+    UNKNOWN_OP = _A["FAULT_UNKNOWN_OP"]
+    RAISED = _A["FAULT_RAISED"]
+    MISALIGNED = _A["FAULT_MISALIGNED"]
+    BAD_RESULT = _A["FAULT_BAD_RESULT"]
 
 
 class WindowClass(IntEnum):
@@ -209,5 +226,9 @@ DEBUG_CURSOR: Final[int] = _A["DEBUG_CURSOR"]
 DEBUG_HEADER_WORDS: Final[int] = _A["DEBUG_HEADER_WORDS"]
 DEBUG_RECORD_WORDS: Final[int] = _A["DEBUG_RECORD_WORDS"]
 DEBUG_TRAILER_WORDS: Final[int] = _A["DEBUG_TRAILER_WORDS"]
+
+RESULT_WORDS: Final[int] = _A["RESULT_WORDS"]
+SLOT_RESULT: Final[int] = _A["SLOT_RESULT"]
+FAULT_REASONS: Final[int] = _A["FAULT_REASONS"]
 
 __all__ += [name for name in list(globals()) if name.isupper() and name != "ABI"]

@@ -3,7 +3,8 @@
 cdef extern from "cpu_call.h" nogil:
     ctypedef struct vyre_call_server:
         pass
-    vyre_call_server *vyre_call_server_new(const vyre_ctx_t *ctx, uint32_t *area, uint32_t lanes)
+    vyre_call_server *vyre_call_server_new(const vyre_ctx_t *ctx, const vyre_cpu_pool *pool,
+                                           uint32_t *area, uint32_t lanes)
     int vyre_call_server_start(vyre_call_server *s)
     int vyre_call_server_stop(vyre_call_server *s, double timeout_s)
     int vyre_call_server_free(vyre_call_server *s)
@@ -27,7 +28,7 @@ cdef class CallServer:
         if self._area.shape[0] < <Py_ssize_t>lanes * 32:
             raise BackendError(f"the call area has {self._area.shape[0]} words for {lanes} lanes",
                                "allocate lanes * 32 uint32 words")
-        self._s = vyre_call_server_new(&workers._ctx, &self._area[0], lanes)
+        self._s = vyre_call_server_new(&workers._ctx, workers._pool, &self._area[0], lanes)
         if self._s == NULL:
             raise BackendError(f"cannot create a call server ({lanes} lanes)",
                                "use 1..32 lanes over a 16-byte aligned area")

@@ -44,12 +44,18 @@ cdef extern from "cpu_worker.h" nogil:
     int vyre_cpu_set_next_ticket(vyre_cpu_pool *p, uint64_t t)
     void vyre_cpu_stats(const vyre_cpu_pool *p, uint64_t out[3])
     void vyre_cpu_set_buffer(vyre_buf_t *table, uint32_t i, uint64_t addr, uint64_t bytes)
-    int64_t vyre_cpu_execute_one(const vyre_ctx_t *ctx, uint32_t slot)
+    int64_t vyre_cpu_execute_one(vyre_cpu_pool *p, uint32_t slot)
+    ctypedef int (*vyre_user_dispatch_fn)(uint32_t opcode, void *op)
+    void vyre_cpu_set_user_dispatch(vyre_cpu_pool *p, vyre_user_dispatch_fn fn)
     void vyre_cpu_dfa_scan_part(const vyre_ctx_t *ctx, const uint32_t *args, uint32_t start_state,
                                 uint32_t part, uint32_t parts, uint32_t *accepts,
                                 uint32_t *end_state)
     int vyre_cpu_test_hooks()
     uint32_t vyre_cpu_io_wait_rounds()
+
+cdef extern from "vyre_op.h":
+    unsigned VYRE_OP_ABI_VERSION
+    unsigned VYRE_OP_LANES
 
 cdef extern from "vyre_abi.h":
     unsigned VYRE_SLOT_WORDS
@@ -81,6 +87,8 @@ ABI = {
     "DEBUG_HEADER_WORDS": VYRE_DEBUG_HEADER_WORDS,
     "DEBUG_RECORD_WORDS": VYRE_DEBUG_RECORD_WORDS,
     "DEBUG_TRAILER_WORDS": VYRE_DEBUG_TRAILER_WORDS,
+    "OP_ABI_VERSION": VYRE_OP_ABI_VERSION,
+    "OP_LANES": VYRE_OP_LANES,
 }
 
 #: 1 in the test-hooks build (VYRE_TEST_OP_SPIN / VYRE_TEST_OP_STALL exist), else 0
@@ -123,6 +131,7 @@ cdef class CpuWorkers:
     cdef uint32_t[::1] _debug
     cdef uint32_t[::1] _ioq
     cdef uint64_t[:, ::1] _bufs
+    cdef list _ops_keep
 
     def __cinit__(self, ring, control, debug, ioq, buffers):
         self._pool = NULL
@@ -131,7 +140,8 @@ cdef class CpuWorkers:
         self._debug = debug
         self._ioq = ioq
         self._bufs = buffers
-        self._keep = (ring, control, debug, ioq, buffers)
+        self._ops_keep = []
+        self._keep = (ring, control, debug, ioq, buffers, self._ops_keep)
         if self._ring.shape[0] % VYRE_SLOT_WORDS or self._ring.shape[0] == 0:
             raise BackendError(f"ring has {self._ring.shape[0]} words, not a positive multiple of 16",
                                "allocate 16 * slot_count uint32 words")
@@ -239,6 +249,16 @@ cdef class CpuWorkers:
                                "use a handle from register_buffer()")
         vyre_cpu_set_buffer(<vyre_buf_t *>&self._bufs[0, 0], index, addr, nbytes)
 
+    def set_user_dispatch(self, uint64_t address, owner=None):
+        """Run user ops through the C function at ``address`` (a ``vyre_user_dispatch`` of a
+        loaded ops library, vyre/ops/cpu_build.py), or through none when ``address`` is 0.
+        Safe while the workers run: slots published afterwards use the new function.
+        ``owner`` (the loaded library) is kept alive as long as this object, since a worker
+        may still be inside a function it replaced."""
+        if owner is not None:
+            self._ops_keep.append(owner)
+        vyre_cpu_set_user_dispatch(self._pool, <vyre_user_dispatch_fn><uintptr_t>address)
+
     # ---------------------------------------------------------------- test entry points
     def execute_one(self, uint32_t slot):
         """Claim, execute and finish one PUBLISHED slot on the calling thread (no workers
@@ -247,7 +267,7 @@ cdef class CpuWorkers:
         if slot >= self._ctx.slot_count:
             raise BackendError(f"slot {slot} out of range", "use a slot below slot_count")
         with nogil:
-            rc = vyre_cpu_execute_one(&self._ctx, slot)
+            rc = vyre_cpu_execute_one(self._pool, slot)
         return rc
 
     def dfa_scan_part(self, args, uint32_t start_state, uint32_t part, uint32_t parts):

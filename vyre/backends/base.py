@@ -91,6 +91,19 @@ class Backend(abc.ABC):
     def kick(self) -> None:
         """Tell idle workers that slots were just published (a no-op where they poll)."""
 
+    #: user opcodes this backend's build handles itself (test hooks), beside registered ops
+    builtin_user_opcodes: frozenset[int] = frozenset()
+
+    def load_ops(self, ops: Any, cache: Any = None) -> dict[str, Any]:
+        """Make the workers run user ops ``ops`` (a sequence of :class:`vyre.ops.Op`, each with
+        its opcode; every op loaded before is among them). Safe while running: nothing
+        published is lost, run twice or reordered. Returns build telemetry (``source``:
+        memory / disk / build, ``seconds``). Raises :class:`vyre.ops.OpBuildError`."""
+        from vyre.errors import BackendError
+
+        raise BackendError(f"the {self.name} backend cannot run user ops yet",
+                           "use backend='cpu' for user ops")
+
     @abc.abstractmethod
     def check(self) -> None:
         """Raise :class:`vyre.BackendError` if the workers died or the kernel faulted."""

@@ -107,6 +107,9 @@ class CpuBackend(Backend):
                                          self.buffer_table)
         self._call_server = self._open_call_path(call_lanes)
         self._started_once = False
+        self._ops: Any = None
+        if self.test_hooks:
+            self.builtin_user_opcodes = frozenset({self._mod.TEST_OP_SPIN, self._mod.TEST_OP_STALL})
         self._closed = False
 
     def _open_call_path(self, call_lanes: int | None) -> Any:
@@ -188,6 +191,21 @@ class CpuBackend(Backend):
 
     def kick(self) -> None:
         self.pool.kick()
+
+    def load_ops(self, ops: Any, cache: Any = None) -> dict[str, Any]:
+        """Compile ``ops`` into a shared object (vyre/ops/cpu_build.py, through the pipeline
+        cache) and switch the workers to it. While they run, the switch is one atomic pointer
+        store: a slot published after it runs the new code, one published before runs the old
+        or the new (both hold the same ops it can have), and the old library stays loaded."""
+        from vyre.ops import cpu_build
+        from vyre.ops.cache import default_cache
+
+        self._check_open()
+        cache = cache or default_cache()
+        loaded = cpu_build.build_and_load(list(ops), cache)
+        self.pool.set_user_dispatch(loaded.dispatch_address, loaded)
+        self._ops = loaded
+        return dict(cache.last)
 
     def check(self) -> None:
         pool = self.pool
