@@ -75,13 +75,19 @@ VYRE_CALL_FN uint32_t vyre_call_decode(const uint32_t *in, uint32_t *opcode, uin
 /* ---- host side: 16-byte pieces -------------------------------------------------------- */
 #if defined(__x86_64__) || defined(__i386__)
 #include <emmintrin.h>
-/* aligned SSE stores and loads of 16 bytes are single-copy atomic on the x86-64 CPUs this runs
- * on (and are what the measured GPU prototype relied on) */
+/* Aligned SSE stores and loads of 16 bytes are single-copy atomic on the x86-64 CPUs this runs
+ * on (and are what the measured GPU prototype relied on). Written as one instruction in asm:
+ * with intrinsics the compiler may split a copy into two 8-byte moves (it did: a reader saw a
+ * new sequence number beside an old result word). The memory clobber also keeps a polling
+ * loop's loads in the loop. */
 static inline void vyre_call_store16(uint32_t *dst, const uint32_t *src) {
-    _mm_store_si128((__m128i *)(void *)dst, _mm_loadu_si128((const __m128i *)(const void *)src));
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)src);
+    __asm__ __volatile__("movdqa %1, %0" : "=m"(*(__m128i *)(void *)dst) : "x"(v) : "memory");
 }
 static inline void vyre_call_load16(uint32_t *dst, const uint32_t *src) {
-    _mm_storeu_si128((__m128i *)(void *)dst, _mm_load_si128((const __m128i *)(const void *)src));
+    __m128i v;
+    __asm__ __volatile__("movdqa %1, %0" : "=x"(v) : "m"(*(const __m128i *)(const void *)src) : "memory");
+    _mm_storeu_si128((__m128i *)(void *)dst, v);
 }
 #else
 static inline void vyre_call_store16(uint32_t *dst, const uint32_t *src) {
