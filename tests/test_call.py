@@ -15,8 +15,14 @@ import pytest
 
 import vyre
 from vyre import Opcode, _call, _wire
-from vyre.errors import (ArgumentError, BackendError, InvalidTypeError, InvalidValueError,
-                         SlotFaultError, WaitTimeoutError)
+from vyre.errors import (
+    ArgumentError,
+    BackendError,
+    InvalidTypeError,
+    InvalidValueError,
+    SlotFaultError,
+    WaitTimeoutError,
+)
 
 OBS = vyre.protocol.OBSERVABLE_BASE
 ADD, STORE, LOAD, CAS = (int(Opcode.ATOMIC_ADD), int(Opcode.STORE_U32), int(Opcode.LOAD_U32),
@@ -212,6 +218,62 @@ def test_sequence_numbers_wrap_without_using_zero():
         assert int(area[16]) == n % 0xFFFF  # the answer's sequence: 1..0xFFFF, then 1 again
 
 
+# ---------------------------------------------------------------- user ops (vyre.ops)
+USER_ADD = r"""
+VYRE_OP(call_add) {              /* lane 0: obs[a0] += a1; returns the new value and a2 */
+    if (op->lane != 0) return;
+    vyre_op_result(op, 0, vyre_obs_add(op, op->args[0], op->args[1]) + op->args[1]);
+    vyre_op_result(op, 1, op->args[2]);
+}
+"""
+USER_RAISE = r"""
+VYRE_OP(call_raise) {            /* faults with code a0 */
+    if (op->lane == 0) vyre_op_fault(op, op->args[0]);
+}
+"""
+USER_CTL_ADD = r"""
+VYRE_OP(call_ctl_add) {          /* control word a0 += a1 (handle 0); returns the new value */
+    if (op->lane == 0) vyre_op_result(op, 0, vyre_atomic_add_u32(op, 0, op->args[0], op->args[1]) + op->args[1]);
+}
+"""
+needs_ops = pytest.mark.skipif(not hasattr(vyre.Megakernel, "register_op"),
+                               reason="no user-op registry in this build")
+
+
+@needs_ops
+def test_call_runs_a_registered_user_op_by_handle_name_and_opcode():
+    with _mk() as mk:
+        op = mk.register_op("call_add", USER_ADD)
+        assert mk.call_words(op, (2, 5, 77)) == (5, 77, 0, 0)
+        assert mk.call("call_add", (2, 5)) == 10
+        assert mk.call(op.opcode, (2, 5)) == 15
+        assert int(mk.observables[2]) == 15
+
+        async def main():
+            return await asyncio.gather(*[mk.acall(op, (2, 1)) for _ in range(50)])
+        assert sorted(asyncio.run(main())) == list(range(16, 66))
+
+
+@needs_ops
+def test_user_op_faults_come_back_with_their_reason():
+    with _mk(tenants=2) as mk:
+        mk.register_op("call_raise", USER_RAISE)
+        with pytest.raises(SlotFaultError) as info:
+            mk.call("call_raise", (1234,))
+        assert info.value.reason == _wire.ABI["FAULT_RAISED"]
+        assert info.value.details[0] == 1234
+        with pytest.raises(SlotFaultError) as info:
+            mk.call(0x3FFF0000)  # a user opcode no registered op handles
+        assert info.value.reason == _wire.ABI["FAULT_UNKNOWN_OP"]
+        mk.register_op("call_ctl_add", USER_CTL_ADD)
+        before = int(mk.control[5])
+        with pytest.raises(SlotFaultError) as info:  # a tenant may not write a header word
+            mk.call("call_ctl_add", (5, 1), tenant=1)
+        assert info.value.reason == _wire.ABI["FAULT_PROTECTED"]
+        assert int(mk.control[5]) == before
+        assert mk.call("call_ctl_add", (OBS + 1, 4), tenant=1) == 4  # an observable: allowed
+
+
 # ---------------------------------------------------------------- timeouts and the watchdog
 def test_timeout_then_the_abandoned_lane_is_reused_once_answered():
     with _mk(call_lanes=1, test_hooks=True, stall_timeout=30) as mk:
@@ -267,7 +329,7 @@ def test_many_threads_calling_at_once(lanes):
                 for _ in range(per):
                     mk.call(ADD, (1, OBS))
                     mk.call(ADD, (i + 1, OBS + 1 + i))
-            except BaseException as err:  # pragma: no cover - reported below
+            except BaseException as err:  # noqa: BLE001 - reported below
                 errors.append(err)
 
         ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]

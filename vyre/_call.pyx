@@ -258,6 +258,7 @@ cdef object _fault(uint32_t opcode, uint32_t tenant, const uint32_t *out):
                          f"({out[2]:#x}, {out[3]:#x}, {out[4]:#x})", _FAULT_FIX)
     err.reason = out[1]
     err.details = (out[2], out[3], out[4])
+    err.words = (out[1], out[2], out[3], out[4])
     return err
 
 

@@ -16,7 +16,8 @@ import concurrent.futures
 import operator
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from vyre import _call
 from vyre.errors import BackendError, InvalidTypeError, PipelineError, WaitTimeoutError
@@ -25,7 +26,7 @@ from vyre.protocol import CTRL_SHUTDOWN, SlotStatus
 if TYPE_CHECKING:
     from vyre.megakernel import Megakernel
 
-__all__ = ["CallPath", "ABI", "FAULT_NAMES"]
+__all__ = ["ABI", "FAULT_NAMES", "CallPath"]
 
 #: the call path's constants from csrc/vyre_abi.h
 ABI = _call.ABI
@@ -50,7 +51,7 @@ def _add_interpreter_fault_names() -> None:
 _add_interpreter_fault_names()
 
 
-def opcode_of(mk: "Megakernel", op: Any) -> int:
+def opcode_of(mk: Megakernel, op: Any) -> int:
     """The opcode of ``op``: an int, or whatever the megakernel's op registry resolves
     (a registered user op's name or handle), or an object with an ``opcode`` attribute."""
     if type(op) is int:
@@ -73,9 +74,9 @@ def opcode_of(mk: "Megakernel", op: Any) -> int:
 class _Watch:
     """Watchdog of one wait on the call path: kernel alive, beating, and not stopped."""
 
-    __slots__ = ("mk", "started", "beat", "beat_at", "pauses")
+    __slots__ = ("beat", "beat_at", "mk", "pauses", "started")
 
-    def __init__(self, mk: "Megakernel") -> None:
+    def __init__(self, mk: Megakernel) -> None:
         self.mk = mk
         now = time.monotonic()
         self.started = now
@@ -116,7 +117,7 @@ class _Watch:
 class CallPath:
     """Calls into one megakernel (created by ``Megakernel`` on first use)."""
 
-    def __init__(self, mk: "Megakernel") -> None:
+    def __init__(self, mk: Megakernel) -> None:
         backend = mk._backend
         area = getattr(backend, "call_area", None)
         lanes = int(getattr(backend, "call_lanes", 0))
@@ -149,7 +150,7 @@ class CallPath:
                               self._watch, _TICK_S, words)
 
     # ---------------------------------------------------------------- asynchronous
-    def poller(self) -> "_Poller":
+    def poller(self) -> _Poller:
         p = self._poller
         if p is None:
             with self._poller_lock:
@@ -169,8 +170,17 @@ class CallPath:
 class _Entry:
     """A queued asynchronous call or ticket watch, and where its outcome goes."""
 
-    __slots__ = ("opcode", "args", "tenant", "deadline", "timeout", "future", "loop", "lane",
-                 "span")
+    __slots__ = (
+        "args",
+        "deadline",
+        "future",
+        "lane",
+        "loop",
+        "opcode",
+        "span",
+        "tenant",
+        "timeout",
+    )
 
     def __init__(self, future: Any, loop: asyncio.AbstractEventLoop | None,
                  deadline: float | None, timeout: float | None) -> None:
@@ -179,6 +189,10 @@ class _Entry:
         self.deadline = deadline
         self.timeout = timeout
         self.lane = -1
+        self.opcode = 0
+        self.args: Sequence[int] = ()
+        self.tenant = 0
+        self.span: Any = None
 
     def cancelled(self) -> bool:
         return bool(self.future.cancelled())
@@ -224,7 +238,7 @@ class _Poller:
 
     def submit_call(self, code: int, args: Sequence[int], tenant: int, timeout: float | None,
                     loop: asyncio.AbstractEventLoop | None) -> Any:
-        fut = loop.create_future() if loop is not None else concurrent.futures.Future()
+        fut: Any = loop.create_future() if loop is not None else concurrent.futures.Future()
         entry = _Entry(fut, loop, None if timeout is None else time.monotonic() + timeout, timeout)
         entry.opcode, entry.args, entry.tenant = code, args, tenant
         self._put(entry)
@@ -232,7 +246,7 @@ class _Poller:
 
     def submit_tickets(self, span: Any, timeout: float | None,
                        loop: asyncio.AbstractEventLoop | None) -> Any:
-        fut = loop.create_future() if loop is not None else concurrent.futures.Future()
+        fut: Any = loop.create_future() if loop is not None else concurrent.futures.Future()
         entry = _Entry(fut, loop, None if timeout is None else time.monotonic() + timeout, timeout)
         entry.span = span
         self._put(entry, tickets=True)
@@ -370,7 +384,7 @@ class _Poller:
                 late = [e for e in queue if e.deadline is not None and now >= e.deadline]
                 for entry in late:
                     queue.remove(entry)
-                    what = ("call of opcode %#x found no free lane" % entry.opcode
+                    what = (f"call of opcode {entry.opcode:#x} found no free lane"
                             if queue is self._pending else "tickets not finished")
                     self._finish(done, entry, None, WaitTimeoutError(
                         f"{what} after {entry.timeout} s",
@@ -389,9 +403,10 @@ class _Poller:
 
 
 
-def ticket_span(mk: "Megakernel", tickets: Any) -> Any:
+def ticket_span(mk: Megakernel, tickets: Any) -> Any:
     """Validate ``tickets`` as ``Megakernel.finished`` takes them (so a bad ticket raises in
     the caller, not in the poller)."""
+    span: Any
     if isinstance(tickets, range) or type(tickets) is int:
         span = tickets
     elif isinstance(tickets, Iterable):
@@ -448,11 +463,11 @@ class CallMixin:
         return await self._async_call(op, args, tenant, timeout, asyncio.get_running_loop())
 
     def call_future(self, op: Any, args: Sequence[int] = (), tenant: int = 0,
-                    timeout: float | None = None) -> "concurrent.futures.Future[int]":
+                    timeout: float | None = None) -> concurrent.futures.Future[int]:
         """:meth:`call` as a ``concurrent.futures.Future`` (resolved by the poller thread)."""
         return self._async_call(op, args, tenant, timeout, None)
 
-    def future(self, tickets: Any, timeout: float | None = None) -> "concurrent.futures.Future[None]":
+    def future(self, tickets: Any, timeout: float | None = None) -> concurrent.futures.Future[None]:
         """A ``concurrent.futures.Future`` that resolves (to None) once every ticket is
         retired, or fails as :meth:`wait` would (:class:`SlotFaultError`, a timeout, the
         watchdog). The poller thread watches it: no thread per wait."""

@@ -11,7 +11,8 @@ import mmap
 import struct
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -52,11 +53,11 @@ _module_cache: dict[int, Any] = {}
 # running megakernel of the process (each drains what was published) and relaunches them
 # afterwards; releases that come from garbage collection, where pausing is not safe, are
 # parked in _DEFERRED_FREES until no kernel is resident.
-_RESIDENT: dict[int, "CudaBackend"] = {}
+_RESIDENT: dict[int, CudaBackend] = {}
 _DEFERRED_FREES: list[Any] = []
 _QUIESCE = threading.RLock()
 _quiesce_depth = 0
-_PAUSED: list["CudaBackend"] = []  # paused by the outermost quiesced() block, resumed at its end
+_PAUSED: list[CudaBackend] = []  # paused by the outermost quiesced() block, resumed at its end
 # registered host memory: host address -> registration (device_address looks arrays up here)
 _REGISTERED: dict[int, HostRegistration] = {}
 
@@ -237,7 +238,7 @@ class DeviceCopy:
 
     __slots__ = ("_backend", "_event", "nbytes")
 
-    def __init__(self, backend: "CudaBackend", event: Any, nbytes: int) -> None:
+    def __init__(self, backend: CudaBackend, event: Any, nbytes: int) -> None:
         self._backend, self._event, self.nbytes = backend, event, nbytes
 
     def done(self) -> bool:
@@ -462,7 +463,7 @@ class CudaBackend(Backend):
         there, so a slot published next may read them."""
         self.copy_to_device_async(buffer, offset, data).wait()
 
-    def copy_to_device_async(self, buffer: Any, offset: int, data: np.ndarray) -> "DeviceCopy":
+    def copy_to_device_async(self, buffer: Any, offset: int, data: np.ndarray) -> DeviceCopy:
         """Start :meth:`copy_to_device` and return at once: publish a slot that reads the
         bytes only after the returned copy's ``done()`` (copies finish in the order started).
         ``data`` must stay untouched until then."""
@@ -545,7 +546,7 @@ class CudaBackend(Backend):
             s + _TENANTS_AT, s + _TENANTS_ASOF_AT, s + _ASSIST_AT,
             int(self._options["heartbeat_ms"] * 1e6), int(self._options["idle_sleep_ns"]),
             int(self._options["coop_min_bytes"]), int(self._options["assist_part_bytes"]),
-            self.call_lanes, self._dptr(self.call_area) if self.call_lanes else 0,
+            self.call_lanes, self._dptr(self.call_area) if self.call_area is not None else 0,
             s + _CALL_SCRATCH_AT)
         with self._active():
             self._cuda.memcpy_htod_async(self._launch, params, self._copy_stream)

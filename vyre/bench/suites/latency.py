@@ -20,8 +20,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from vyre.bench.suites._common import (Unavailable, expect_u32, facade, megakernel,
-                                       resolve_backend)
+from vyre.bench.suites._common import (
+    Unavailable,
+    expect_u32,
+    facade,
+    megakernel,
+    resolve_backend,
+)
 
 NAME = "latency"
 DESCRIPTION = "single-op round trip submit -> wait -> read observable (distribution)"
@@ -94,7 +99,7 @@ def _calls(ctx, mk, backend: str, done: list) -> list:
                              params={"backend": backend}, min_samples=_min_samples(ctx),
                              verify=lambda: expect_u32(obs[0], done[0]),
                              notes="mk.call(ATOMIC_ADD, (1, word)): the new value is the answer"))
-    except Exception as exc:  # a call path that fails is this benchmark's error, not the run's
+    except Exception as exc:  # noqa: BLE001 - this benchmark's error, not the run's
         ctx.error("call_*", exc)
     user = getattr(mk, "register_op", None)
     if user is None:
@@ -109,7 +114,7 @@ def _calls(ctx, mk, backend: str, done: list) -> list:
             out.append(ctx.bench("call_user_op", call_user, unit="ns", keep_samples=True,
                                  params={"backend": backend}, min_samples=_min_samples(ctx),
                                  notes="mk.call of a registered user op (add a0 to obs[a1])"))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - this benchmark's error, not the run's
             ctx.error("call_user_op", exc)
     return [r for r in out if r is not None]
 
