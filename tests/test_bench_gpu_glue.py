@@ -127,11 +127,15 @@ def test_latency_cuda_baselines(on_cpu, monkeypatch):
     ctx = ctx_for("latency")
     latency.run(ctx)
     assert ctx.errors == []
-    assert [r.name for r in ctx.results] == ["megakernel", "pycuda_launch_sync"]
+    # the ring's round trip, the call path's (docs/call.md), then the baselines
+    assert [r.name for r in ctx.results] == ["megakernel", "call_nop", "call_atomic_add",
+                                             "call_user_op", "pycuda_launch_sync"]
     assert all(r.samples and r.verified for r in ctx.results)
     assert ctx.results[0].summary["n"] >= 300  # the suite's own minimum count
     assert [s["name"] for s in ctx.skipped] == ["cupy_launch_sync"]
-    assert len(ctx.comparisons) == 1
+    pairs = [(c.subject, c.baseline) for c in ctx.comparisons]
+    assert pairs == [(f"latency/{s}", "latency/pycuda_launch_sync")
+                     for s in ("megakernel", "call_nop", "call_atomic_add", "call_user_op")]
 
 
 def test_a_broken_baseline_is_an_error_of_that_baseline_only(on_cpu, monkeypatch):

@@ -44,7 +44,7 @@ def _add_interpreter_fault_names() -> None:
     from vyre import _wire
 
     for name, value in getattr(_wire, "ABI", {}).items():
-        if name.startswith("FAULT_"):
+        if name.startswith("FAULT_") and name not in ("FAULT_NONE", "FAULT_REASONS"):
             FAULT_NAMES.setdefault(int(value), name[len("FAULT_"):])
 
 

@@ -79,10 +79,14 @@ def _calls(ctx, mk, backend: str, done: list) -> list:
     call, obs = mk.call, mk.observables
     out = []
 
+    wrong = [0]  # NOP calls that did not answer DONE with result 0
+
     def call_nop() -> float:
         t0 = now()
-        call(nop)
-        return now() - t0
+        r = call(nop)
+        t1 = now()
+        wrong[0] += r != 0
+        return t1 - t0
 
     def call_add() -> float:
         t0 = now()
@@ -94,6 +98,8 @@ def _calls(ctx, mk, backend: str, done: list) -> list:
     try:
         out.append(ctx.bench("call_nop", call_nop, unit="ns", keep_samples=True,
                              params={"backend": backend}, min_samples=_min_samples(ctx),
+                             verify=lambda: (wrong[0] == 0, f"{wrong[0]} NOP calls returned a "
+                                                            "result other than 0"),
                              notes="mk.call(NOP): one request, one answer, no ring slot"))
         out.append(ctx.bench("call_atomic_add", call_add, unit="ns", keep_samples=True,
                              params={"backend": backend}, min_samples=_min_samples(ctx),
@@ -110,9 +116,12 @@ def _calls(ctx, mk, backend: str, done: list) -> list:
             def call_user() -> float:
                 t0 = now()
                 call(op, (1, word))
-                return now() - t0
+                t1 = now()
+                done[0] += 1
+                return t1 - t0
             out.append(ctx.bench("call_user_op", call_user, unit="ns", keep_samples=True,
                                  params={"backend": backend}, min_samples=_min_samples(ctx),
+                                 verify=lambda: expect_u32(obs[0], done[0]),
                                  notes="mk.call of a registered user op (add a0 to obs[a1])"))
         except Exception as exc:  # noqa: BLE001 - this benchmark's error, not the run's
             ctx.error("call_user_op", exc)
