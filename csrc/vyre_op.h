@@ -36,6 +36,7 @@
 #ifdef __CUDACC__
 #include <cuda/atomic>
 #include <stdint.h>
+#include <string.h>
 #define VYRE_OP_API static __host__ __device__ __forceinline__
 #else
 #include <stdint.h>

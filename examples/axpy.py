@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-
 from _common import device_array, parse, to_host
-from vyre import Megakernel
+
+from vyre import Megakernel, SlotFaultError
 
 AXPY = r"""
 VYRE_OP(axpy) {          /* a0 = x handle, a1 = y handle, a2 = first element, a3 = count, a4 = a (f32 bits) */
@@ -50,7 +50,7 @@ def main() -> int:
         try:
             mk.result(bad)
             raise AssertionError("the out-of-bounds slice did not fault")
-        except Exception as err:  # SlotFaultError
+        except SlotFaultError as err:
             print("out-of-bounds slice:", err)
         got = to_host(dy)
     want = a * x + y0

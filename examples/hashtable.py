@@ -14,8 +14,8 @@ import sys
 import time
 
 import numpy as np
-
 from _common import device_array, parse
+
 from vyre import Megakernel
 
 PRELUDE = r"""

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-
 from _common import device_array, parse, to_host
+
 from vyre import Megakernel
 
 HISTOGRAM = r"""

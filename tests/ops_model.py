@@ -70,7 +70,7 @@ OPCODES = {"t_add": 0x100, "t_lanes": 0x101, "t_cas": 0x102, "t_obs": 0x103, "t_
 
 
 class _Lane:
-    __slots__ = ("lane", "fault", "results")
+    __slots__ = ("fault", "lane", "results")
 
     def __init__(self, lane: int) -> None:
         self.lane = lane
@@ -272,7 +272,7 @@ def random_program(seed: int, n: int, *, control_words: int, buf_bytes: dict[int
         h = handles[int(rng.integers(0, len(handles)))]
         words = (control_words if h == 0 else buf_bytes.get(h, 0) // 4)
 
-        def index(write: bool) -> int:
+        def index(write: bool, h: int = h, tenant: int = tenant, words: int = words) -> int:
             roll = rng.random()
             if roll < 0.03:
                 return M32

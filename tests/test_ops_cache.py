@@ -58,7 +58,8 @@ def test_a_corrupt_entry_is_rebuilt_not_loaded(tmp_path, damage):
     c = PipelineCache(str(tmp_path))
     c.get_or_build(parts, build)
     path = c.path(c.key(parts))
-    data = bytearray(open(path, "rb").read())
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
     if damage == "flip":
         data[-5] ^= 0x40
     elif damage == "truncate":
@@ -67,7 +68,8 @@ def test_a_corrupt_entry_is_rebuilt_not_loaded(tmp_path, damage):
         data = bytearray()
     else:
         data = bytearray(b"x" * len(data))
-    open(path, "wb").write(bytes(data))
+    with open(path, "wb") as f:
+        f.write(bytes(data))
     fresh = PipelineCache(str(tmp_path))
     assert fresh.get_or_build(parts, build) == b"good bytes " * 100
     assert fresh.last["source"] == "build" and len(calls) == 2

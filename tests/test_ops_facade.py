@@ -6,10 +6,18 @@ import threading
 
 import numpy as np
 import pytest
-
 from test_interp_rig import DONE, FAULT, Rig
-from vyre import (BatchDescriptor, InvalidTypeError, InvalidValueError, Megakernel,
-                  SlotDescriptor, SlotFaultError, SlotOpcode, WindowDescriptor)
+
+from vyre import (
+    BatchDescriptor,
+    InvalidTypeError,
+    InvalidValueError,
+    Megakernel,
+    SlotDescriptor,
+    SlotFaultError,
+    SlotOpcode,
+    WindowDescriptor,
+)
 from vyre.ops import FaultReason, Op, OpBuildError, fault_of
 from vyre.protocol import OBSERVABLE_BASE, Opcode
 
@@ -240,3 +248,17 @@ def test_packed_inner_user_op_fault_names_the_inner_op():
         with pytest.raises(InvalidValueError, match="inner op"):
             mk.register_op("big", ADD.replace("VYRE_OP(obs_add)", "VYRE_OP(big)"), opcode=0x1000)
             mk.submit_packed([(0x1000, [])])
+
+
+def test_register_ops_is_one_build_all_or_nothing():
+    lanes = Op("lanes", LANES)
+    with make() as mk:
+        got = mk.register_ops([Op("obs_add", ADD), lanes])
+        assert [o.name for o in got] == ["obs_add", "lanes"] and got[1].opcode == 0x101
+        first = mk.telemetry()["ops"]["last_build"]
+        assert first["source"] in ("build", "disk", "memory")
+        with pytest.raises(InvalidValueError, match="already op"):
+            mk.register_ops([Op("third", ADD.replace("VYRE_OP(obs_add)", "VYRE_OP(third)")),
+                             Op("fourth", ADD.replace("VYRE_OP(obs_add)", "VYRE_OP(fourth)"), 0x100)])
+        assert sorted(mk.ops) == ["lanes", "obs_add"]  # neither of the refused pair
+        assert mk.register_ops([lanes]) == [got[1]]

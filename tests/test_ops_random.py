@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from ops_model import OPCODES, QUIET_FROM, SOURCES, Model, random_program
+
 from vyre import BatchDescriptor, Megakernel, SlotDescriptor, SlotFaultError
 from vyre.errors import BackendError
 from vyre.protocol import CTRL_HEADER_WORDS, RESULT_WORDS, SLOT_RESULT, SLOT_WORDS

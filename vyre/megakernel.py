@@ -375,8 +375,8 @@ class Megakernel(CallMixin):
         self._ops_lock = threading.Lock()  # one registration at a time (builds are slow)
         self._ops_telemetry: dict[str, Any] = {}
 
-    def register_op(self, op: "Op | str", source: str | None = None, opcode: int | None = None,
-                    tenant: int = 0) -> "Op":
+    def register_op(self, op: Op | str, source: str | None = None, opcode: int | None = None,
+                    tenant: int = 0) -> Op:
         """Add a user op: ``register_op(name, source, opcode=None, tenant=0)`` or
         ``register_op(vyre.ops.Op(...))``. Returns the op with its opcode (picked when not
         given: the next free one from ``0x100``, or from the tenant's window).
@@ -409,7 +409,7 @@ class Megakernel(CallMixin):
             self._ops = registry  # published only once the workers run it
         return resolved
 
-    def register_ops(self, ops: Iterable["Op"]) -> list["Op"]:
+    def register_ops(self, ops: Iterable[Op]) -> list[Op]:
         """Register several :class:`vyre.ops.Op` with one build (all or none); returns them
         with their opcodes, in order. See :meth:`register_op`."""
         wanted = list(ops)
@@ -425,7 +425,7 @@ class Megakernel(CallMixin):
             return [registry[op.name] for op in wanted]
 
     @property
-    def ops(self) -> Mapping[str, "Op"]:
+    def ops(self) -> Mapping[str, Op]:
         """The registered ops by name (read-only)."""
         return self._ops
 
@@ -538,6 +538,8 @@ class Megakernel(CallMixin):
 
     def _check_packed(self, ops: Sequence[Any]) -> Sequence[Any]:
         """Inner opcodes of a packed slot that are user opcodes must be registered ops."""
+        if isinstance(ops, (str, bytes)) or not isinstance(ops, Iterable):
+            return ops  # wire.pack_ops says what is wrong with it
         out = []
         for item in ops:
             opcode = getattr(item, "opcode", None)
@@ -576,7 +578,7 @@ class Megakernel(CallMixin):
             self._check_registered(int(value))
 
     def _typed_submit(self, d: Any, args: Sequence[int], tenant: int, priority: int,
-                      timeout: float | None) -> "Ticket | range | None":
+                      timeout: float | None) -> Ticket | range | None:
         """submit() of a typed descriptor, or None when ``d`` is not one."""
         if not isinstance(d, (SlotDescriptor, BatchDescriptor, WindowDescriptor)):
             return None
@@ -596,7 +598,7 @@ class Megakernel(CallMixin):
         items = wire.window_items(self._user_opcode(d.opcode), d.ticket, d.required, d.lookahead)
         return self._submit_entries([(d.tenant, op, a, d.priority) for op, a in items], timeout)
 
-    def _descriptor_entries(self, items: Sequence["SlotDescriptor"]) -> list[tuple]:
+    def _descriptor_entries(self, items: Sequence[SlotDescriptor]) -> list[tuple]:
         entries = []
         for item in items:
             if item.is_packed:
@@ -606,7 +608,7 @@ class Megakernel(CallMixin):
             entries.append(item.as_entry())
         return entries
 
-    def _submit_batch_descriptor(self, d: "BatchDescriptor", tag: int, tenant: int,
+    def _submit_batch_descriptor(self, d: BatchDescriptor, tag: int, tenant: int,
                                  timeout: float | None) -> range:
         entries = self._descriptor_entries(d.items)
         entries.append((tenant, int(Opcode.BATCH_FENCE), (len(d.items), tag), 2))

@@ -8,7 +8,8 @@
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from vyre.ops.cache import PipelineCache, cache_key, default_cache
 from vyre.ops.errors import OpBuildError
@@ -17,18 +18,18 @@ from vyre.ops.registry import FIRST_USER_OPCODE, Op, OpRegistry
 from vyre.protocol import RESULT_WORDS, FaultReason
 
 __all__ = [
+    "FIRST_USER_OPCODE",
+    "RESULT_WORDS",
+    "Fault",
+    "FaultReason",
     "Op",
-    "OpRegistry",
     "OpBuildError",
+    "OpRegistry",
     "PipelineCache",
     "cache_key",
     "default_cache",
-    "include_dir",
-    "FaultReason",
-    "Fault",
     "fault_of",
-    "FIRST_USER_OPCODE",
-    "RESULT_WORDS",
+    "include_dir",
 ]
 
 

@@ -40,11 +40,12 @@ import struct
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from vyre.errors import InvalidTypeError, InvalidValueError
 
-__all__ = ["PipelineCache", "default_cache", "cache_key"]
+__all__ = ["PipelineCache", "cache_key", "default_cache"]
 
 _MAGIC = b"VYRECACHE\x01"
 _HEADER = struct.Struct("<10sQ32s")  # magic, payload length, sha256(payload)
@@ -250,7 +251,7 @@ class PipelineCache:
 
     def _entries(self) -> list[tuple[str, int, float]]:
         """(path, size, mtime) of every entry on disk."""
-        out = []
+        out: list[tuple[str, int, float]] = []
         try:
             subdirs = os.listdir(self.directory)
         except OSError:

@@ -16,16 +16,23 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from vyre.ops.cache import PipelineCache, default_cache
 from vyre.ops.errors import OpBuildError
-from vyre.ops.headers import HEADERS, header_digests, include_dir
+from vyre.ops.headers import header_digests, include_dir
 from vyre.ops.registry import Op
 
-__all__ = ["generate_source", "build_library", "load_library", "CpuOps", "CFLAGS",
-           "compiler_command"]
+__all__ = [
+    "CFLAGS",
+    "CpuOps",
+    "build_library",
+    "compiler_command",
+    "generate_source",
+    "load_library",
+]
 
 #: flags of the shared object; -ffp-contract=off keeps a*b+c two roundings as on the GPU build
 CFLAGS = ("-O2", "-shared", "-fPIC", "-std=gnu11", "-ffp-contract=off", "-fvisibility=hidden",
@@ -76,7 +83,8 @@ def _compiler_version(cc: list[str]) -> str:
     key = " ".join(cc)
     if key not in _version_cache:
         try:
-            out = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=30)
+            out = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=30,
+                                 check=False)
         except (OSError, subprocess.SubprocessError) as err:
             raise OpBuildError(f"cannot run the C compiler {cc[0]!r} ({err})",
                                "install a working C compiler or set CC") from err
@@ -110,7 +118,8 @@ def _compile(source: str, workdir: str) -> bytes:
         f.write(source)
     cmd = [*cc, *CFLAGS, "-I", include_dir(), "-o", out, src, *_LIBS]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S,
+                              check=False)
     except subprocess.TimeoutExpired:
         raise OpBuildError(f"the C compiler did not finish within {_COMPILE_TIMEOUT_S:.0f} s",
                            "simplify the op sources, or check the compiler") from None

@@ -7,7 +7,7 @@ import os
 
 from vyre.errors import BackendError
 
-__all__ = ["HEADERS", "include_dir", "header_digests", "op_abi_version", "op_lanes"]
+__all__ = ["HEADERS", "header_digests", "include_dir", "op_abi_version", "op_lanes"]
 
 #: the headers a user-op build compiles against (vyre_interp.h: the fused GPU build)
 HEADERS = ("vyre_abi.h", "vyre_op.h", "vyre_interp.h")

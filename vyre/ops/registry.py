@@ -9,13 +9,13 @@ from __future__ import annotations
 import keyword
 import operator
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
 
 from vyre.errors import InvalidTypeError, InvalidValueError
 from vyre.protocol import SYSTEM_RANGE_LO, is_system, tenant_opcode_window
 
-__all__ = ["Op", "OpRegistry", "FIRST_USER_OPCODE"]
+__all__ = ["FIRST_USER_OPCODE", "Op", "OpRegistry"]
 
 #: the first opcode handed out when none is asked for (below it: 8..255 are also the inner
 #: opcodes a packed slot can carry; ask for one of those explicitly)
@@ -102,7 +102,7 @@ class Op:
                                     "with its opcode")
         return self.opcode
 
-    def with_opcode(self, opcode: int) -> "Op":
+    def with_opcode(self, opcode: int) -> Op:
         """This op with ``opcode``."""
         return Op(self.name, self.source, opcode, self.tenant)
 
@@ -173,7 +173,7 @@ class OpRegistry(Mapping[str, Op]):
                 "use an opcode of the tenant's window, or leave it out to have one picked")
         return op
 
-    def with_op(self, op: Op) -> "OpRegistry":
+    def with_op(self, op: Op) -> OpRegistry:
         """A new registry: these ops plus ``op`` (resolved)."""
         resolved = self.resolve(op)
         out = OpRegistry()
