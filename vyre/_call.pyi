@@ -1,5 +1,6 @@
 """Host side of the call path (docs/call.md); see vyre/_call.pyx."""
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

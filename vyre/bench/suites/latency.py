@@ -98,8 +98,8 @@ def _calls(ctx, mk, backend: str, done: list) -> list:
     try:
         out.append(ctx.bench("call_nop", call_nop, unit="ns", keep_samples=True,
                              params={"backend": backend}, min_samples=_min_samples(ctx),
-                             verify=lambda: (wrong[0] == 0, f"{wrong[0]} NOP calls returned a "
-                                                            "result other than 0"),
+                             verify=lambda: (wrong[0] == 0,
+                                             f"{wrong[0]} NOP calls returned a result other than 0"),
                              notes="mk.call(NOP): one request, one answer, no ring slot"))
         out.append(ctx.bench("call_atomic_add", call_add, unit="ns", keep_samples=True,
                              params={"backend": backend}, min_samples=_min_samples(ctx),
