@@ -442,3 +442,35 @@ def test_shutdown_fails_pending_async_calls():
     for f in futs[1:]:
         with pytest.raises(BackendError):
             f.result(timeout=10)
+
+
+def test_answer_pieces_are_never_seen_half_written():
+    # a writer stores answers alternating between two contents while a reader polls with the
+    # GIL released: each 16-byte piece must read whole (status with its r0 and r1; r2 with r3)
+    area = np.zeros(32, np.uint32)
+    port = _call.CallPort(area, 1)
+    lane = port.take()
+    port.issue(lane, 0)  # the port now expects answers with sequence number 1
+    stop = threading.Event()
+
+    def writer():
+        k = 0
+        while not stop.is_set():
+            for _ in range(1000):
+                k ^= 1
+                v = 0x11111111 if k else 0x22222222
+                _call.put_answer(area, lane, 1, 3 if k else 7, (v, v, v ^ 0xFF, v ^ 0xFF))
+
+    th = threading.Thread(target=writer)
+    th.start()
+    torn = []
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and not torn:
+            for _, status, (r0, r1, r2, r3) in port.wait_any(1 << lane, 0.0005):
+                if r0 != r1 or r2 != r3 or (status == 3) != (r0 == 0x11111111):
+                    torn.append((status, r0, r1, r2, r3))
+    finally:
+        stop.set()
+        th.join(10)
+    assert not torn, torn[:3]
