@@ -32,7 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = "csrc"
 C_FLAGS = ["-O3", "-std=c11", "-Wall", "-Wno-unused-function"]
 PTX_SOURCE = os.path.join("cuda", "megakernel.cu")
-HEADERS = ["vyre_abi.h", "vyre_interp.h", "cpu_worker.h", "uring.h"]
+HEADERS = ["vyre_abi.h", "vyre_interp.h", "vyre_call.h", "vyre_wait.h", "cpu_worker.h", "cpu_call.h",
+           "uring.h"]
 # one Cython declaration file per C header, cimported by every extension
 DECLARATIONS = [os.path.join("vyre", "includes", f)
                 for f in ("abi.pxd", "interp.pxd", "cpu_worker.pxd", "uring.pxd")]
@@ -61,15 +62,18 @@ def _ext(key: str, name: str, sources: list[str], macros=(), libs=()) -> tuple[s
 EXTENSIONS = dict(
     [
         _ext("wire", "vyre._wire", ["vyre/_wire.pyx"]),
-        _ext("cpu", "vyre.backends._cpu", ["vyre/backends/_cpu.pyx", "csrc/cpu_worker.c"]),
+        _ext("cpu", "vyre.backends._cpu",
+             ["vyre/backends/_cpu.pyx", "csrc/cpu_worker.c", "csrc/cpu_call.c"]),
         # the same worker with test-only opcodes (a slot that never finishes) for the watchdog
         # tests: not part of a default build or wheel (TEST_ONLY)
         _ext(
             "cpu_testhooks",
             "vyre.backends._cpu_testhooks",
-            ["vyre/backends/_cpu_testhooks.pyx", "csrc/cpu_worker.c"],
+            ["vyre/backends/_cpu_testhooks.pyx", "csrc/cpu_worker.c", "csrc/cpu_call.c"],
             macros=[("VYRE_TEST_HOOKS", "1")],
         ),
+        # the call path's host side (docs/call.md)
+        _ext("call", "vyre._call", ["vyre/_call.pyx"]),
         _ext("uring", "vyre.ingest._uring", ["vyre/ingest/_uring.pyx", "csrc/uring.c"]),
     ]
 )

@@ -421,6 +421,10 @@ void vyre_cpu_set_user_dispatch(vyre_cpu_pool *p, vyre_user_dispatch_fn fn) {
     __atomic_store_n(&p->user_dispatch, fn, __ATOMIC_RELEASE);
 }
 
+vyre_user_dispatch_fn vyre_cpu_user_dispatch_of(const vyre_cpu_pool *p) {
+    return __atomic_load_n(&p->user_dispatch, __ATOMIC_ACQUIRE);
+}
+
 int64_t vyre_cpu_execute_one(vyre_cpu_pool *p, uint32_t slot) {
     const vyre_ctx_t *ctx = &p->ctx;
     if (slot >= ctx->slot_count || !vyre_claim(ctx, slot)) return -1;

@@ -75,6 +75,9 @@ void vyre_cpu_set_buffer(vyre_buf_t *table, uint32_t i, uint64_t addr, uint64_t 
  * May be swapped while workers run: slots published afterwards use fn. The caller keeps the
  * code of every fn it ever set loaded while the pool exists. */
 void vyre_cpu_set_user_dispatch(vyre_cpu_pool *p, vyre_user_dispatch_fn fn);
+/* The dispatch set last (NULL: none), for the call server (cpu_call.c), which runs user ops
+ * of the same pool from its own thread. */
+vyre_user_dispatch_fn vyre_cpu_user_dispatch_of(const vyre_cpu_pool *p);
 
 /* Test entry points (no threads): claim + execute + finish one slot with the pool's ctx.
  * Returns the slot status afterwards, or -1 when the slot was not PUBLISHED. */

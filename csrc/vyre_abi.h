@@ -176,4 +176,33 @@
  * 0.6 offsets. Debug-log byte length = 4 * (1 + 4*records + 1). */
 #define VYRE_DEBUG_TRAILER_WORDS 1u
 
+/* ---- call path (docs/call.md, spec §12): request/answer records beside the ring ----
+ * A call area is `lanes` records of 32 words (128 bytes) in memory both sides reach (mapped
+ * host memory on the GPU). Words 0..15 of a lane: the request, four 16-byte pieces that the
+ * caller writes with one 16-byte store each; word 0 of every piece is
+ * `seq | half << 16` (the 16-bit sequence number of the request and 16 bits of the header:
+ * piece 0 opcode bits 0..15, piece 1 opcode bits 16..31, piece 2 tenant bits 0..15, piece 3
+ * tenant bits 16..31), words 1..3 of piece k are args 3k..3k+2. A reader that sees four equal
+ * sequence numbers holds one whole request; unequal ones are a torn read, read again.
+ * Words 16..23: the answer, two 16-byte pieces {seq, status, result0, result1} and
+ * {seq, result2, result3, 0}, stored by the server with release order. Sequence 0 is never
+ * used (a zeroed area holds no request). */
+#define VYRE_CALL_MAX_LANES 32u
+#define VYRE_CALL_DEFAULT_LANES 8u
+#define VYRE_CALL_LANE_WORDS 32u
+#define VYRE_CALL_REQUEST 0u              /* word offset of the request in a lane */
+#define VYRE_CALL_PIECES 4u
+#define VYRE_CALL_PIECE_WORDS 4u
+#define VYRE_CALL_SEQ_MASK 0xFFFFu
+#define VYRE_CALL_HALF_SHIFT 16u
+#define VYRE_CALL_ANSWER 16u              /* word offset of the answer: its own 64-byte line */
+#define VYRE_CALL_ANSWER_SEQ 0u           /* answer words, relative to VYRE_CALL_ANSWER */
+#define VYRE_CALL_ANSWER_STATUS 1u        /* VYRE_STATUS_DONE or VYRE_STATUS_FAULT */
+#define VYRE_CALL_ANSWER_R01 2u           /* result words 0, 1 */
+#define VYRE_CALL_ANSWER_SEQ2 4u          /* the second piece's copy of the sequence */
+#define VYRE_CALL_ANSWER_R23 5u           /* result words 2, 3 */
+/* a call whose op needs a ring slot (LOAD_MISS parks its slot; an op that leaves its status
+ * to a handler) faults with this reason in result word 0 */
+#define VYRE_FAULT_NOT_CALLABLE 0x100u
+
 #endif /* VYRE_ABI_H */

@@ -28,6 +28,7 @@
 //     instead of sleeping (below), so one chunk's scan spreads over the GPU.
 #include <cstddef>
 #include "vyre_interp.h"
+#include "vyre_call.h"
 
 typedef struct {
     vyre_ctx_t ctx;
@@ -48,8 +49,12 @@ typedef struct {
     unsigned int assist_part_bytes;     // a split DFA_SCAN's part (one warp's share); 0: never split
     unsigned int idle_exit_us;          // leave after this long without a publication (0: never)
     unsigned int yield_after_us;        // leave after this long resident, busy or not (0: never)
-    unsigned int reserved_;
+    unsigned int call_lanes;            // call lanes served by warp 2 of block 0; 0: no call warp
+    uint32_t *calls;                    // mapped host: the call area (docs/call.md)
+    uint32_t *call_scratch;             // device: one 16-word scratch slot per call lane
 } vyre_launch_t;
+static_assert(sizeof(vyre_launch_t) == 184 && offsetof(vyre_launch_t, calls) == 168,
+              "vyre/backends/cuda/backend.py: _LAUNCH");
 
 // The assist board. Tickets go to warps 32 at a time, so the scan slots of one chunk land on
 // one or two warps while the others sleep (one warp alone is slow: docs/decisions.md). A warp
@@ -194,6 +199,11 @@ static __device__ __forceinline__ uint4 ld_acq_sys_v4(const uint32_t *p) {
     return v;
 }
 
+// When the call warp last answered a request (globaltimer ns): the poller's idle exit treats
+// it as a publication. A module global: megakernels of one module share it, which can only keep
+// one resident a little longer.
+__device__ unsigned long long vyre_call_served_at;
+
 // The poller: one warp-wide load per pass brings SHUTDOWN, the doorbell, the pause word and
 // the tenant table (lanes 0..7: control words 0..31, lane 8: words 140..143, lane 9: the
 // doorbell pair), so a publication is seen within about one PCIe round trip (the same table
@@ -282,6 +292,13 @@ static __device__ __noinline__ void poller(const vyre_launch_t &L) {
         if (!pausing && (L.idle_exit_us | L.yield_after_us) != 0u) {
             const unsigned long long now = __shfl_sync(FULL_MASK, vyre_globaltimer(), 0);
             if (fresh) fresh_at = now;
+            // a call served counts as a publication: a kernel answering calls stays resident
+            if (L.call_lanes) {
+                const unsigned long long served_at =
+                    cuda::atomic_ref<unsigned long long, cuda::thread_scope_device>(vyre_call_served_at)
+                        .load(cuda::std::memory_order_relaxed);
+                if (served_at > fresh_at) fresh_at = served_at;
+            }
             // idle: no publication for idle_exit_us and every ticket seen so far finished
             // (the per-launch DONE + FAULT counts; mod 2^32 like the counters)
             // a yield waits while a split scan has parts left: leaving sends its helpers home
@@ -552,6 +569,8 @@ static __device__ __noinline__ void coop_dfa_scans(const vyre_launch_t &L, unsig
 }
 #endif
 
+static __device__ void worker(const vyre_launch_t &L);
+static __device__ __noinline__ void call_server(const vyre_launch_t &L);
 #ifdef VYRE_USER_OPS
 // How a warp runs the user ops it holds (user_mask): with at most VYRE_USER_WARP_OPS of them,
 // each in turn on all 32 threads, thread i running lane i of the op (vyre_op.h), so a
@@ -623,8 +642,9 @@ static __device__ __noinline__ void worker(const vyre_launch_t &L);
 extern "C" __global__ void __launch_bounds__(VYRE_BLOCK_THREADS, VYRE_MIN_BLOCKS_PER_SM)
 vyre_megakernel(const vyre_launch_t *launch) {
     const vyre_launch_t L = *launch;
-    if (blockIdx.x == 0 && (threadIdx.x >> 5) < 2) {
-        if ((threadIdx.x >> 5) == 0) poller(L); else flusher(L);
+    if (blockIdx.x == 0 && (threadIdx.x >> 5) < (L.call_lanes ? 3u : 2u)) {
+        const unsigned warp = threadIdx.x >> 5;
+        if (warp == 0) poller(L); else if (warp == 1) flusher(L); else call_server(L);
         return;
     }
     worker(L);
@@ -817,5 +837,147 @@ static __device__ __noinline__ void worker(const vyre_launch_t &L) {
             }
         }
 #endif
+    }
+}
+
+// ---- the call path (docs/call.md) ---------------------------------------------------------
+// A call is one request and one answer in mapped host memory, beside the ring: the warp reads
+// whole requests speculatively (no flag, then body: that would be two PCIe round trips), one
+// 16-byte piece per thread, and every piece carries the request's sequence number, so a torn
+// read shows as unequal numbers and is simply read again next pass.
+#define CALL_GROUP_LANES 8u          // lanes one warp-wide load covers (32 threads x 16 bytes)
+#define CALL_GROUPS (VYRE_CALL_MAX_LANES / CALL_GROUP_LANES)
+#define CALL_HOT_NS 1000000ull       // poll back to back this long after the last call
+
+static __device__ __forceinline__ void st_rlx_sys_v4(uint32_t *p, uint4 v) {
+    asm volatile("st.relaxed.sys.global.v4.u32 [%0], {%1,%2,%3,%4};"
+                 :: "l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+
+static __device__ __forceinline__ uint32_t ld_rlx_sys(const uint32_t *p) {
+    return cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(*const_cast<uint32_t *>(p))
+        .load(cuda::std::memory_order_relaxed);
+}
+
+// Run one whole request (w: its 16 words) of call lane `lane`: its status, result words into
+// `result`, *opcode.
+static __device__ uint32_t call_serve(const vyre_launch_t &L, unsigned lane, const uint32_t *w,
+                                      uint32_t *result, uint32_t *opcode_out) {
+    uint32_t opcode = 0, tenant = 0, args[VYRE_SLOT_ARG_COUNT];
+    (void)vyre_call_decode(w, &opcode, &tenant, args);
+    *opcode_out = opcode;
+    // the tenant verdict from the poller's mirror, as the workers take it; the control words
+    // in host memory only for a moved or longer table (or before the poller's first pass)
+    cuda::atomic_ref<unsigned, cuda::thread_scope_device> deflt(L.tenants[TM_DEFAULT]);
+    const unsigned len = cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.tenants[TM_LEN])
+                             .load(cuda::std::memory_order_relaxed);
+    int ok;
+    if (deflt.load(cuda::std::memory_order_relaxed) && tenant < VYRE_TENANT_MASK_COUNT)
+        ok = vyre_tenant_verdict(tenant, len,
+                                 cuda::atomic_ref<unsigned, cuda::thread_scope_device>(
+                                     L.tenants[TM_MASKS + tenant]).load(cuda::std::memory_order_relaxed));
+    else if (deflt.load(cuda::std::memory_order_relaxed) && tenant >= len)
+        ok = 0;
+    else
+        ok = vyre_tenant_ok_(&L.ctx, tenant);
+    return vyre_call_execute(&L.ctx, L.call_scratch + (size_t)lane * VYRE_SLOT_WORDS, opcode,
+                             tenant, args, ok, result);
+}
+
+// Warp 2 of block 0 when call lanes exist. One acquire load per thread per 8 lanes each pass
+// (thread t: piece t % 4 of lane t / 4 of the group): the acquire orders the op's reads after
+// the request, as the ring's doorbell load does for slots. The thread holding piece 0 of a lane
+// whose four pieces carry one new sequence number runs it.
+static __device__ __noinline__ void call_server(const vyre_launch_t &L) {
+    static_assert(VYRE_CALL_PIECES == 4u && VYRE_CALL_PIECE_WORDS == 4u, "a piece is one uint4 per thread");
+    static_assert(VYRE_CALL_ANSWER_SEQ2 == 4u && VYRE_CALL_ANSWER % 8u == 0u && VYRE_CALL_LANE_WORDS % 8u == 0u,
+                  "an answer is two adjacent uint4 in one 32-byte aligned span");
+    static_assert(VYRE_CALL_MAX_LANES % CALL_GROUP_LANES == 0u, "whole groups");
+    const unsigned t = threadIdx.x & 31;
+    const unsigned lead = t & ~3u;
+    const unsigned n = L.call_lanes < VYRE_CALL_MAX_LANES ? L.call_lanes : VYRE_CALL_MAX_LANES;
+    const unsigned groups = (n + CALL_GROUP_LANES - 1u) / CALL_GROUP_LANES;
+    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> shutdown(*L.shutdown);
+    // the last sequence answered per lane (kept by its lead thread); resumed from the answers
+    // the area holds, so a relaunch after a pause never runs a request twice
+    unsigned last[CALL_GROUPS];
+#pragma unroll
+    for (unsigned g = 0; g < CALL_GROUPS; g++) {
+        const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
+        last[g] = (g < groups && lane < n && (t & 3u) == 0u)
+                      ? ld_rlx_sys(L.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + VYRE_CALL_ANSWER)
+                      : 0u;
+    }
+    unsigned long long busy_at = vyre_globaltimer();
+    unsigned sleep_ns = 32;
+    for (;;) {
+        // SD_STOP or SD_PAUSE: leave; a request not answered yet is answered after a relaunch
+        if (shutdown.load(cuda::std::memory_order_relaxed) != SD_RUN) return;
+        uint4 q[CALL_GROUPS];
+#pragma unroll
+        for (unsigned g = 0; g < CALL_GROUPS; g++) {
+            const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
+            q[g] = make_uint4(0u, 0u, 0u, 0u);
+            if (g < groups && lane < n)
+                q[g] = ld_acq_sys_v4(L.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + VYRE_CALL_REQUEST +
+                                     (t & 3u) * VYRE_CALL_PIECE_WORDS);
+        }
+        bool served = false;
+#pragma unroll
+        for (unsigned g = 0; g < CALL_GROUPS; g++) {
+            if (g >= groups) break;
+            const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
+            const unsigned seq = q[g].x & VYRE_CALL_SEQ_MASK;
+            const unsigned s0 = __shfl_sync(FULL_MASK, seq, lead);
+            const unsigned agree = __ballot_sync(FULL_MASK, seq == s0);
+            const bool ready = (t & 3u) == 0u && lane < n && ((agree >> lead) & 0xFu) == 0xFu &&
+                               s0 != 0u && s0 != last[g];
+            const unsigned ready_mask = __ballot_sync(FULL_MASK, ready);
+            if (!ready_mask) continue;
+            uint32_t w[VYRE_SLOT_WORDS];  // the lane's request at its lead thread
+#pragma unroll
+            for (unsigned k = 0; k < VYRE_CALL_PIECES; k++) {
+                w[4 * k] = __shfl_sync(FULL_MASK, q[g].x, lead + k);
+                w[4 * k + 1] = __shfl_sync(FULL_MASK, q[g].y, lead + k);
+                w[4 * k + 2] = __shfl_sync(FULL_MASK, q[g].z, lead + k);
+                w[4 * k + 3] = __shfl_sync(FULL_MASK, q[g].w, lead + k);
+            }
+            uint32_t status = 0, opcode = 0, result[VYRE_RESULT_WORDS] = {0u, 0u, 0u, 0u};
+            if (ready) {
+                status = call_serve(L, lane, w, result, &opcode);
+                cuda::atomic_ref<unsigned long long, cuda::thread_scope_device>(vyre_call_served_at)
+                    .store(vyre_globaltimer(), cuda::std::memory_order_relaxed);
+                last[g] = s0;
+            }
+            // the answer: its two 16-byte pieces stored by the lead thread and the next one in
+            // one instruction (one 32-byte write), behind a system-scope release of what the
+            // op wrote (a NOP wrote nothing: the fence is most of its time here)
+            const bool answers = __shfl_sync(FULL_MASK, ready, lead) && (t & 3u) < 2u;
+            const uint32_t a_status = __shfl_sync(FULL_MASK, status, lead);
+            const uint32_t a_op = __shfl_sync(FULL_MASK, opcode, lead);
+            uint32_t r[VYRE_RESULT_WORDS];
+#pragma unroll
+            for (unsigned i = 0; i < VYRE_RESULT_WORDS; i++) r[i] = __shfl_sync(FULL_MASK, result[i], lead);
+            if (answers) {
+                if (a_op != VYRE_OP_NOP)
+                    cuda::atomic_thread_fence(cuda::std::memory_order_release, cuda::thread_scope_system);
+                uint32_t *answer = L.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + VYRE_CALL_ANSWER;
+                if ((t & 3u) == 0u)
+                    st_rlx_sys_v4(answer, make_uint4(s0, a_status, r[0], r[1]));
+                else
+                    st_rlx_sys_v4(answer + VYRE_CALL_ANSWER_SEQ2, make_uint4(s0, r[2], r[3], 0u));
+            }
+            __syncwarp();
+            served = true;
+        }
+        const unsigned long long now = vyre_globaltimer();
+        if (served) {
+            busy_at = now;
+            sleep_ns = 32;
+        } else if (now - busy_at > CALL_HOT_NS) {
+            // idle: poll less often, so an idle call path costs the ring little PCIe
+            __nanosleep(sleep_ns);
+            sleep_ns = sleep_ns * 2 > L.idle_sleep_ns ? L.idle_sleep_ns : sleep_ns * 2;
+        }
     }
 }

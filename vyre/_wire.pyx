@@ -53,23 +53,7 @@ cdef extern from *:
     #include <time.h>
     #include <sched.h>
     #include "vyre_interp.h" /* the wire constants and the host atomics VYRE_LD_ACQ, ... */
-    #if defined(__x86_64__) || defined(__i386__)
-    #include <immintrin.h>
-    #define VYRE_CPU_RELAX() _mm_pause()
-    #elif defined(__aarch64__) || defined(__arm__)
-    #define VYRE_CPU_RELAX() __asm__ __volatile__("yield" ::: "memory")
-    #else
-    #define VYRE_CPU_RELAX() __asm__ __volatile__("" ::: "memory")
-    #endif
-
-    /* Wait policy (host-side tuning, not wire ABI): spin hot first because the round trip
-     * wants sub-microsecond reaction, then yield the core (the CPU backend's workers may
-     * need it), then sleep with a growing, bounded period. */
-    #define VYRE_WAIT_HOT_NS 20000ull
-    #define VYRE_WAIT_YIELD_NS 1000000ull
-    #define VYRE_WAIT_SLEEP_MIN_NS 10000ull
-    #define VYRE_WAIT_SLEEP_MAX_NS 200000ull
-    #define VYRE_WAIT_POLLS_PER_CLOCK 32u
+    #include "vyre_wait.h"   /* the wait policy, shared with the call path */
 
     static inline void vyre_store_release_u64(uint64_t *p, uint64_t v) {
         __atomic_store_n(p, v, __ATOMIC_RELEASE);
@@ -123,54 +107,6 @@ cdef extern from *:
             if (++idx == slots) idx = 0;
         }
         return idx;
-    }
-
-    static inline uint64_t vyre_now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-    }
-
-    typedef struct {
-        uint64_t started;
-        uint64_t deadline;
-        uint64_t sleep_ns;
-        unsigned hot_polls;
-    } vyre_wait_t;
-
-    static inline void vyre_wait_init(vyre_wait_t *w, uint64_t started) {
-        w->started = started;
-        w->deadline = started;
-        w->sleep_ns = VYRE_WAIT_SLEEP_MIN_NS;
-        w->hot_polls = VYRE_WAIT_POLLS_PER_CLOCK;
-    }
-
-    /* One pause between two polls; 0 once w->deadline has passed. */
-    static inline int vyre_wait_pause(vyre_wait_t *w) {
-        uint64_t now, waited, left, d;
-        struct timespec ts;
-        if (w->hot_polls) {
-            w->hot_polls--;
-            VYRE_CPU_RELAX();
-            return 1;
-        }
-        now = vyre_now_ns();
-        if (now >= w->deadline) return 0;
-        waited = now - w->started;
-        if (waited < VYRE_WAIT_HOT_NS) {
-            w->hot_polls = VYRE_WAIT_POLLS_PER_CLOCK;
-            VYRE_CPU_RELAX();
-        } else if (waited < VYRE_WAIT_YIELD_NS) {
-            sched_yield();
-        } else {
-            left = w->deadline - now;
-            d = w->sleep_ns < left ? w->sleep_ns : left;
-            ts.tv_sec = (time_t)(d / 1000000000ull);
-            ts.tv_nsec = (long)(d % 1000000000ull);
-            nanosleep(&ts, NULL);
-            if (w->sleep_ns < VYRE_WAIT_SLEEP_MAX_NS) w->sleep_ns *= 2;
-        }
-        return 1;
     }
 
     /* Status of a slot once it is neither PUBLISHED nor CLAIMED, or -1 at w->deadline. */
@@ -359,6 +295,21 @@ ABI = {
     "FAULT_MISALIGNED": VYRE_FAULT_MISALIGNED,
     "FAULT_BAD_RESULT": VYRE_FAULT_BAD_RESULT,
     "FAULT_REASONS": VYRE_FAULT_REASONS,
+    "CALL_MAX_LANES": VYRE_CALL_MAX_LANES,
+    "CALL_DEFAULT_LANES": VYRE_CALL_DEFAULT_LANES,
+    "CALL_LANE_WORDS": VYRE_CALL_LANE_WORDS,
+    "CALL_REQUEST": VYRE_CALL_REQUEST,
+    "CALL_PIECES": VYRE_CALL_PIECES,
+    "CALL_PIECE_WORDS": VYRE_CALL_PIECE_WORDS,
+    "CALL_SEQ_MASK": VYRE_CALL_SEQ_MASK,
+    "CALL_HALF_SHIFT": VYRE_CALL_HALF_SHIFT,
+    "CALL_ANSWER": VYRE_CALL_ANSWER,
+    "CALL_ANSWER_SEQ": VYRE_CALL_ANSWER_SEQ,
+    "CALL_ANSWER_STATUS": VYRE_CALL_ANSWER_STATUS,
+    "CALL_ANSWER_R01": VYRE_CALL_ANSWER_R01,
+    "CALL_ANSWER_SEQ2": VYRE_CALL_ANSWER_SEQ2,
+    "CALL_ANSWER_R23": VYRE_CALL_ANSWER_R23,
+    "FAULT_NOT_CALLABLE": VYRE_FAULT_NOT_CALLABLE,
 }
 
 DebugRecord = collections.namedtuple("DebugRecord", ["fmt_id", "args"])

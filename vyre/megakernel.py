@@ -19,6 +19,7 @@ import numpy as np
 from vyre import wire
 from vyre.backends import make_backend
 from vyre.backends.base import Backend
+from vyre.call import CallMixin
 from vyre.errors import (BackendError, InvalidTypeError, InvalidValueError, PipelineError,
                          QueueFullError, SlotFaultError,
                          WaitTimeoutError)
@@ -65,7 +66,7 @@ def _lock_wait(seconds: float) -> float:
     return max(0.0, seconds)
 
 
-class Megakernel:
+class Megakernel(CallMixin):
     """A persistent interpreter fed through a ring of 64-byte slots (see docs/facade.md).
 
     Args:
@@ -130,6 +131,7 @@ class Megakernel:
         self._started = False
         self._stopped = False
         self._init_ops()
+        self._calls = None  # vyre.call.CallPath, made by the first call
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ lifetime
@@ -159,6 +161,8 @@ class Megakernel:
                 self.drain(timeout=timeout)
             except BaseException as err:  # still stop the workers, then report
                 drain_error = err
+        if self._calls is not None:
+            self._calls.close()  # asynchronous calls still queued or in flight fail
         if self._started:
             self._backend.stop(timeout)  # raises if the workers did not stop: call again
         self._stopped = True

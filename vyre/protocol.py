@@ -112,6 +112,7 @@ class FaultReason(IntEnum):
     RAISED = _A["FAULT_RAISED"]
     MISALIGNED = _A["FAULT_MISALIGNED"]
     BAD_RESULT = _A["FAULT_BAD_RESULT"]
+    NOT_CALLABLE = _A["FAULT_NOT_CALLABLE"]  # the call path only (docs/call.md)
 
 
 class WindowClass(IntEnum):
@@ -229,6 +230,21 @@ DEBUG_TRAILER_WORDS: Final[int] = _A["DEBUG_TRAILER_WORDS"]
 
 RESULT_WORDS: Final[int] = _A["RESULT_WORDS"]
 SLOT_RESULT: Final[int] = _A["SLOT_RESULT"]
+# the call path's records (docs/call.md)
+CALL_MAX_LANES: Final[int] = _A["CALL_MAX_LANES"]
+CALL_DEFAULT_LANES: Final[int] = _A["CALL_DEFAULT_LANES"]
+CALL_LANE_WORDS: Final[int] = _A["CALL_LANE_WORDS"]
+CALL_REQUEST: Final[int] = _A["CALL_REQUEST"]
+CALL_PIECES: Final[int] = _A["CALL_PIECES"]
+CALL_PIECE_WORDS: Final[int] = _A["CALL_PIECE_WORDS"]
+CALL_SEQ_MASK: Final[int] = _A["CALL_SEQ_MASK"]
+CALL_HALF_SHIFT: Final[int] = _A["CALL_HALF_SHIFT"]
+CALL_ANSWER: Final[int] = _A["CALL_ANSWER"]
+CALL_ANSWER_SEQ: Final[int] = _A["CALL_ANSWER_SEQ"]
+CALL_ANSWER_STATUS: Final[int] = _A["CALL_ANSWER_STATUS"]
+CALL_ANSWER_R01: Final[int] = _A["CALL_ANSWER_R01"]
+CALL_ANSWER_SEQ2: Final[int] = _A["CALL_ANSWER_SEQ2"]
+CALL_ANSWER_R23: Final[int] = _A["CALL_ANSWER_R23"]
 FAULT_REASONS: Final[int] = _A["FAULT_REASONS"]
 
 __all__ += [name for name in list(globals()) if name.isupper() and name != "ABI"]

@@ -214,3 +214,4 @@ cdef class CpuWorkers:
 
 # one implementation of the host atomics, in vyre._wire
 from vyre._wire import atomic_cas_u32
+include "_call_server.pxi"

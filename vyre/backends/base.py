@@ -33,6 +33,11 @@ class Backend(abc.ABC):
     control: np.ndarray
     debug: np.ndarray
     ioq: np.ndarray
+    #: the call path (docs/call.md): ``call_lanes * 32`` uint32 words a server answers, or None
+    call_area: np.ndarray | None = None
+    call_lanes: int = 0
+    #: (function, argument) addresses a caller runs after each request, or (0, 0)
+    call_kick: tuple[int, int] = (0, 0)
 
     @abc.abstractmethod
     def __init__(

@@ -77,11 +77,11 @@ class CpuBackend(Backend):
 
     def __init__(self, *, slot_count: int, observable_slots: int, debug_records: int,
                  io_slots: int, workers: int | None = None, test_hooks: bool = False,
-                 **options: Any) -> None:
+                 call_lanes: int | None = None, **options: Any) -> None:
         self._closed = True
         if options:
             raise BackendError(f"unknown CPU backend option(s): {', '.join(sorted(options))}",
-                               "the CPU backend takes workers= and test_hooks= only")
+                               "the CPU backend takes workers=, test_hooks= and call_lanes= only")
         self.test_hooks = bool(test_hooks)
         self._mod = _load(self.test_hooks)
         abi = self._abi = self._mod.ABI  # vyre_abi.h, through the extension
@@ -105,11 +105,29 @@ class CpuBackend(Backend):
         self._next_handle = 1
         self.pool = self._mod.CpuWorkers(self.ring, self.control, self.debug, self.ioq,
                                          self.buffer_table)
+        self._call_server = self._open_call_path(call_lanes)
         self._started_once = False
         self._ops: Any = None
         if self.test_hooks:
             self.builtin_user_opcodes = frozenset({self._mod.TEST_OP_SPIN, self._mod.TEST_OP_STALL})
         self._closed = False
+
+    def _open_call_path(self, call_lanes: int | None) -> Any:
+        """The call area and the thread that answers it (docs/call.md); None with 0 lanes."""
+        from vyre import _call
+
+        lanes = _call.ABI["CALL_DEFAULT_LANES"] if call_lanes is None else _count(
+            "call_lanes", call_lanes, 0, _call.ABI["CALL_MAX_LANES"])
+        if lanes == 0:
+            return None
+        words = lanes * _call.ABI["CALL_LANE_WORDS"]
+        raw = np.zeros(words + 16, dtype=np.uint32)  # 64-byte aligned below (a lane = 2 lines)
+        skip = (-raw.ctypes.data % 64) // 4
+        self.call_area = raw[skip:skip + words]
+        self.call_lanes = lanes
+        server = self._mod.CallServer(self.pool, self.call_area, lanes)
+        self.call_kick = server.kick_address
+        return server
 
     # ------------------------------------------------------------------ buffers
     def register_buffer(self, array: Any, *, writable: bool = True) -> int:
@@ -148,12 +166,22 @@ class CpuBackend(Backend):
         if self._started_once:
             self.control[self._abi["CTRL_SHUTDOWN"]] = 0  # our own stop() set it: a fresh launch
         self.pool.start(self.workers)
+        if self._call_server is not None:
+            self._call_server.start()
         self._started_once = True
 
     def stop(self, timeout: float) -> None:
         if not self.pool.running:
+            if self._call_server is not None and self._call_server.running:
+                self._call_server.stop(float(timeout))  # a retry after a stop that timed out
             return
-        if not self.pool.stop(float(timeout)):
+        pool_stopped = self.pool.stop(float(timeout))  # sets SHUTDOWN: the call server leaves too
+        if self._call_server is not None and not self._call_server.stop(float(timeout)):
+            raise BackendError(
+                f"the CPU call server did not exit within {timeout} s of SHUTDOWN",
+                "a call is executing an op that does not finish; call stop() again to keep "
+                "waiting, or end the process")
+        if not pool_stopped:
             stuck = self.pool.alive
             raise BackendError(
                 f"{stuck} of {self.pool.workers} CPU worker(s) did not exit within {timeout} s "

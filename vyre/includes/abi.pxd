@@ -108,6 +108,22 @@ cdef extern from "vyre_abi.h":
     const unsigned int VYRE_FAULT_MISALIGNED
     const unsigned int VYRE_FAULT_BAD_RESULT
     const unsigned int VYRE_FAULT_REASONS
+    # the call path (docs/call.md)
+    const unsigned int VYRE_CALL_MAX_LANES
+    const unsigned int VYRE_CALL_DEFAULT_LANES
+    const unsigned int VYRE_CALL_LANE_WORDS
+    const unsigned int VYRE_CALL_REQUEST
+    const unsigned int VYRE_CALL_PIECES
+    const unsigned int VYRE_CALL_PIECE_WORDS
+    const unsigned int VYRE_CALL_SEQ_MASK
+    const unsigned int VYRE_CALL_HALF_SHIFT
+    const unsigned int VYRE_CALL_ANSWER
+    const unsigned int VYRE_CALL_ANSWER_SEQ
+    const unsigned int VYRE_CALL_ANSWER_STATUS
+    const unsigned int VYRE_CALL_ANSWER_R01
+    const unsigned int VYRE_CALL_ANSWER_SEQ2
+    const unsigned int VYRE_CALL_ANSWER_R23
+    const unsigned int VYRE_FAULT_NOT_CALLABLE
     const unsigned int VYRE_IO_MAX_SLOTS
     const unsigned int VYRE_IO_SLOT_WORDS
     const unsigned int VYRE_IO_OP_TYPE

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from vyre.backends._cpu import atomic_cas_u32
+from vyre import _call
 from vyre.backends.base import Backend
 from vyre.backends.cuda.host import HostRegistration
 from vyre.backends.cuda.memory import (
@@ -35,10 +36,10 @@ from vyre.backends.cuda.streams import stream_event_done, stream_wait_ticket
 from vyre.errors import BackendError, InvalidValueError
 from vyre.protocol import CTRL_SHUTDOWN, MAX_BUFFERS
 
-# vyre_launch_t of cuda/megakernel.cu: vyre_ctx_t (5 pointers, 6 u32), 9 pointers, u64, 4 u32
-# (the last six: idle_sleep_ns, coop_min_bytes, assist_part_bytes, idle_exit_us,
-# yield_after_us, reserved)
-_LAUNCH = struct.Struct("<5Q6I9QQ6I")
+# vyre_launch_t of cuda/megakernel.cu: vyre_ctx_t (5 pointers, 6 u32), 9 pointers, u64, 6 u32
+# (idle_sleep_ns, coop_min_bytes, assist_part_bytes, idle_exit_us, yield_after_us, call_lanes),
+# the call area and the call scratch slots (2 pointers); a static_assert there keeps the two in step
+_LAUNCH = struct.Struct("<5Q6I9QQ6IQQ")
 # device state: tickets u64 @0, doorbell mirror u64 @8, shutdown mirror u32 @16,
 # live worker warps u32 @20, tickets the tenant mirror covers u64 @24,
 # counters (DONE, FAULT, METRICS[32]) @64, tenant mirror @256, assist board @512
@@ -46,7 +47,9 @@ _LAUNCH = struct.Struct("<5Q6I9QQ6I")
 _ASSIST_AT = 512
 _ASSIST_BYTES = 8832
 _ASSIST_HELPED_AT = _ASSIST_AT + 4  # struct vyre_assist::helped
-_STATE_BYTES = _ASSIST_AT + _ASSIST_BYTES
+# the call warp's scratch slots (docs/call.md): 16 words per call lane, after the board
+_CALL_SCRATCH_AT = _ASSIST_AT + _ASSIST_BYTES
+_STATE_BYTES = _CALL_SCRATCH_AT + _call.ABI["CALL_MAX_LANES"] * 64
 _TENANTS_AT = 256
 _LIVE_AT = 20
 _TENANTS_ASOF_AT = 24
@@ -92,7 +95,8 @@ class CudaBackend(Backend):
     relaunches; 0: never), ``yield_ms`` (leave and be relaunched after this long resident
     even when busy, so a device-wide synchronize, a free or a module load of another library
     waits at most about this long; default 5; 0: never). See docs/facade.md, "Using vyre
-    with CuPy and PyTorch".
+    with CuPy and PyTorch". ``call_lanes``
+    (lanes of the call path, served by warp 2 of block 0; default 8, 0: no call warp).
     """
 
     name = "cuda"
@@ -104,7 +108,7 @@ class CudaBackend(Backend):
                  idle_sleep_ns: int = 2000, heartbeat_ms: float = 1.0,
                  coop_min_bytes: int = 2048, assist_part_bytes: int = 65536,
                  sm_share: float = 0.25, idle_exit_ms: float = 1.0, yield_ms: float = 5.0,
-                 **options: Any) -> None:
+                 call_lanes: int | None = None, **options: Any) -> None:
         if options:
             raise BackendError(f"unknown CUDA backend option(s): {', '.join(sorted(options))}",
                                "see vyre.backends.cuda.CudaBackend for the options")
@@ -119,6 +123,10 @@ class CudaBackend(Backend):
             if not 0.0 <= float(value) <= 4e6:
                 raise InvalidValueError(f"{name}={value} is outside 0 .. 4e6",
                                         "use milliseconds, or 0 to turn it off")
+        lanes = _call.ABI["CALL_DEFAULT_LANES"] if call_lanes is None else int(call_lanes)
+        if not 0 <= lanes <= _call.ABI["CALL_MAX_LANES"]:
+            raise InvalidValueError(f"call_lanes={call_lanes} is outside 0 .. {_call.ABI['CALL_MAX_LANES']}",
+                               "use 0 (no call path) or 1 .. 32 lanes (8, the default)")
         cuda = _cuda()
         self._cuda = cuda
         self._own_ctx = None
@@ -128,6 +136,7 @@ class CudaBackend(Backend):
         self._helped = 0  # assist_helped() of launches that have left
         self._away = False  # the kernel left on its own and nothing published needs it yet
         self._comeback_wanted = False  # a kick found it leaving but could not take the lock
+        self._call_wanted = False  # a call waits for an answer: relaunch even with no new ticket
         #: times the kernel left the GPU on its own (idle exit or yield) and the host noticed
         self.idle_exits = 0
         #: relaunches after such an exit (a submit found it gone)
@@ -167,6 +176,8 @@ class CudaBackend(Backend):
                 self.doorbell = self._mapped(4, np.uint64)
                 self._exit_words = self.doorbell.view(np.uint32).data
                 self._table = self._mapped(MAX_BUFFERS * 2, np.uint64)  # (addr, bytes) pairs
+                self.call_lanes = lanes
+                self.call_area = self._mapped(lanes * _call.ABI["CALL_LANE_WORDS"]) if lanes else None
                 self._buffers: list[Any] = [self.control]
                 self._table[0], self._table[1] = self._dptr(self.control), self.control.nbytes
                 self._stream = cuda.Stream(flags=1)  # CU_STREAM_NON_BLOCKING: never waits on stream 0
@@ -382,7 +393,8 @@ class CudaBackend(Backend):
             self._copy_stream.synchronize()  # complete before any slot may read it
 
     def _worker_warps(self) -> int:
-        return self.grid * (_BLOCK_THREADS // 32) - 2  # minus the poller and the flusher
+        # minus the poller, the flusher and the call warp
+        return self.grid * (_BLOCK_THREADS // 32) - (3 if self.call_lanes else 2)
 
     @property
     def assist_part_bytes(self) -> int:
@@ -424,7 +436,9 @@ class CudaBackend(Backend):
             s + _TENANTS_AT, s + _TENANTS_ASOF_AT, s + _ASSIST_AT,
             int(self._options["heartbeat_ms"] * 1e6), int(self._options["idle_sleep_ns"]),
             int(self._options["coop_min_bytes"]), int(self._options["assist_part_bytes"]),
-            int(self._options["idle_exit_us"]), int(self._options["yield_after_us"]), 0)
+            int(self._options["idle_exit_us"]), int(self._options["yield_after_us"]),
+            self.call_lanes, self._dptr(self.call_area) if self.call_area is not None else 0,
+            s + _CALL_SCRATCH_AT)
         with self._active():
             self._cuda.memcpy_htod_async(self._launch, params, self._copy_stream)
             self._copy_stream.synchronize()
@@ -610,6 +624,15 @@ class CudaBackend(Backend):
         finally:
             RESIDENCY.lock.release()
 
+    def wake_for_call(self) -> None:
+        """A call is about to wait for its answer: a kernel that left on its own (idle exit or
+        yield) is relaunched for it, as a submit relaunches it for a ticket. The call server
+        answers a request written while the kernel was away once it is back."""
+        if self._exit_words[_EXIT_WORD] == 0 and not self._comeback_wanted:
+            return
+        self._call_wanted = True
+        self.kick()
+
     def _come_back_locked(self, wait: float | None = None) -> None:
         """(Residency lock held.) The kernel said it is leaving: once it has left, relaunch
         iff the doorbell moved past the final mirror it wrote. A kernel still draining after
@@ -630,8 +653,9 @@ class CudaBackend(Backend):
             self._away = True
             self.idle_exits += 1
             self._left()
-        if int(self.doorbell[0]) <= int(self.doorbell[3]):
+        if int(self.doorbell[0]) <= int(self.doorbell[3]) and not self._call_wanted:
             return  # the launch that left covered every published ticket: stay away
+        self._call_wanted = False
         if RESIDENCY.park(self):  # inside a quiesced() block: relaunched at its end
             self.paused = True
             return

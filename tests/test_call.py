@@ -1,0 +1,476 @@
+"""The call path (docs/call.md): mk.call / call_words / acall / call_future, ticket futures.
+
+Cross-backend tests take the ``backend`` fixture (CUDA ones are marked gpu). Timeouts and the
+watchdog use the CPU test-hooks build (an op that stalls, an op that spins until SHUTDOWN).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import vyre
+from vyre import Opcode, _call, _wire
+from vyre.errors import (
+    ArgumentError,
+    BackendError,
+    InvalidTypeError,
+    InvalidValueError,
+    SlotFaultError,
+    WaitTimeoutError,
+)
+
+OBS = vyre.protocol.OBSERVABLE_BASE
+ADD, STORE, LOAD, CAS = (int(Opcode.ATOMIC_ADD), int(Opcode.STORE_U32), int(Opcode.LOAD_U32),
+                         int(Opcode.COMPARE_SWAP))
+# per-op result words (the user-op contract: ATOMIC_ADD returns the new value, ...) are written
+# by the interpreter builds that define them
+HAS_RESULTS = "SLOT_RESULT" in _wire.ABI
+needs_results = pytest.mark.skipif(not HAS_RESULTS, reason="interpreter without per-op results")
+TEST_OP_SPIN, TEST_OP_STALL = 0x3FFFFF00, 0x3FFFFF01
+
+
+def _mk(backend="cpu", **kw):
+    kw.setdefault("slot_count", 64)
+    kw.setdefault("observable_slots", 16)
+    if backend == "cpu":
+        kw.setdefault("workers", 1)
+    return vyre.Megakernel(backend=backend, **kw)
+
+
+# ---------------------------------------------------------------- record codec
+def test_request_roundtrip_carries_full_opcode_tenant_and_twelve_args():
+    args = tuple(range(0xA0000000, 0xA0000000 + 12))
+    words = _call.encode_request(0x1234, 0xDEADBEEF, 0x8765_4321, args)
+    assert len(words) == 16
+    # every piece starts with the sequence number in its low 16 bits
+    assert [words[4 * k] & 0xFFFF for k in range(4)] == [0x1234] * 4
+    assert _call.decode_request(words) == (0x1234, 0xDEADBEEF, 0x87654321, args)
+
+
+def test_a_torn_request_decodes_as_nothing():
+    old = _call.encode_request(7, ADD, 0, (1, OBS))
+    new = _call.encode_request(8, STORE, 0, (2, OBS + 1))
+    for k in range(4):  # piece k from the newer request, the rest from the older
+        torn = old[:4 * k] + new[4 * k:4 * k + 4] + old[4 * k + 4:]
+        assert _call.decode_request(torn)[0] == 0
+    assert _call.decode_request([0] * 16)[0] == 0  # a zeroed lane holds no request
+    assert _call.decode_request(new)[0] == 8
+
+
+def test_codec_refuses_bad_words():
+    with pytest.raises(InvalidValueError):
+        _call.encode_request(1, 0, 0, list(range(13)))
+    with pytest.raises(InvalidValueError):
+        _call.decode_request([0] * 15)
+    with pytest.raises(InvalidValueError):
+        _call.encode_request(1, 0, 0, (-1,))
+
+
+def test_port_reads_answers_by_sequence_and_refuses_a_stale_one():
+    area = np.zeros(2 * 32, np.uint32)
+    port = _call.CallPort(area, 2)
+    lane = port.take()
+    port.issue(lane, ADD, (1, OBS))
+    seq = _call.decode_request(area[lane * 32:lane * 32 + 16].tolist())[0]
+    assert seq == 1
+    _call.put_answer(area, lane, seq + 5, 3, (9, 9, 9, 9))  # someone else's answer: not ours
+    assert port.wait_any(1 << lane, 0.001) == []
+    _call.put_answer(area, lane, seq, 3, (42, 1, 2, 3))
+    assert port.wait_any(1 << lane, 0.001) == [(lane, 3, (42, 1, 2, 3))]
+    port.give(lane)
+    assert port.free_lanes == 2
+
+
+def test_port_arguments_are_checked():
+    area = np.zeros(32, np.uint32)
+    with pytest.raises(InvalidValueError):
+        _call.CallPort(area, 2)  # area too small
+    with pytest.raises(InvalidValueError):
+        _call.CallPort(np.zeros(64, np.uint32), 0)
+    with pytest.raises(InvalidValueError):
+        _call.CallPort(np.zeros(33, np.uint32)[1:], 1)  # 4-byte aligned only
+    port = _call.CallPort(area, 1)
+    with pytest.raises(InvalidValueError):
+        port.give(3)
+
+
+# ---------------------------------------------------------------- calls, both backends
+def test_call_runs_builtins_and_their_effects_land(backend):
+    with _mk(backend) as mk:
+        assert mk.call(Opcode.NOP) == 0
+        mk.call(ADD, (5, OBS))
+        mk.call(ADD, (7, OBS))
+        assert int(mk.observables[0]) == 12
+        mk.call(STORE, (0xCAFEBABE, OBS + 3))
+        assert int(mk.observables[3]) == 0xCAFEBABE
+        mk.call(LOAD, (OBS + 3, 4))  # LOAD_U32: obs[a1] = control[a0]
+        assert int(mk.observables[4]) == 0xCAFEBABE
+        # the ring is untouched and still works beside the calls
+        assert mk.published == 0
+        t = mk.submit(ADD, (1, OBS))
+        mk.wait(t)
+        assert int(mk.observables[0]) == 13
+
+
+@needs_results
+def test_call_returns_the_ops_result_words(backend):
+    with _mk(backend) as mk:
+        assert mk.call(ADD, (5, OBS)) == 5
+        assert mk.call(ADD, (7, OBS)) == 12
+        mk.call(STORE, (99, OBS + 1))
+        assert mk.call(LOAD, (OBS + 1, 2)) == 99
+        assert mk.call(CAS, (OBS + 1, 99, 100)) == 99  # the value seen
+        assert int(mk.observables[1]) == 100
+        words = mk.call_words(ADD, (1, OBS))
+        assert words == (13, 0, 0, 0)
+
+
+def test_unauthorized_tenant_faults_with_slot_fault_error(backend):
+    with _mk(backend, tenants=2) as mk:
+        with pytest.raises(SlotFaultError) as info:
+            mk.call(ADD, (1, OBS), tenant=7)
+        assert int(mk.observables[0]) == 0  # nothing ran
+        if HAS_RESULTS:
+            assert info.value.reason == _wire.ABI["FAULT_UNAUTHORIZED"]
+        assert "Fix:" in str(info.value)
+        mk.call(ADD, (1, OBS), tenant=1)  # tenant 1 is authorized
+        assert int(mk.observables[0]) == 1
+
+
+def test_protected_word_write_by_a_tenant_faults(backend):
+    with _mk(backend, tenants=2) as mk:
+        before = int(mk.control[5])
+        with pytest.raises(SlotFaultError) as info:
+            mk.call(STORE, (0xFFFF, 5), tenant=1)
+        assert int(mk.control[5]) == before
+        if HAS_RESULTS:
+            assert info.value.reason == _wire.ABI["FAULT_PROTECTED"]
+            assert info.value.details[1] == 5
+        mk.call(STORE, (3, OBS + 2), tenant=1)  # observables are the tenant's to write
+        assert int(mk.observables[2]) == 3
+
+
+def test_load_miss_is_not_callable(backend):
+    with _mk(backend) as mk:
+        with pytest.raises(SlotFaultError) as info:
+            mk.call(Opcode.LOAD_MISS, (0, 16, 1, 0, 0))
+        assert info.value.reason == _call.ABI["FAULT_NOT_CALLABLE"]
+        assert info.value.details[0] == int(Opcode.LOAD_MISS)
+        assert "NOT_CALLABLE" in str(info.value)
+        assert mk.call(Opcode.NOP) == 0  # the lane was given back
+
+
+def test_call_arguments_are_checked_before_anything_is_sent():
+    with _mk() as mk:
+        with pytest.raises(InvalidValueError):
+            mk.call(ADD, list(range(13)))
+        with pytest.raises(InvalidValueError):
+            mk.call(ADD, (1 << 32, OBS))
+        with pytest.raises(InvalidTypeError):
+            mk.call(ADD, (1.5, OBS))
+        with pytest.raises(InvalidTypeError):
+            mk.call(ADD, "ab")
+        with pytest.raises(ArgumentError):
+            mk.call(ADD, (1, OBS), tenant=-1)
+        with pytest.raises(InvalidTypeError):
+            mk.call("no such op")
+        assert mk._calls.port.free_lanes == mk.backend.call_lanes  # no lane leaked
+        assert int(mk.observables[0]) == 0
+
+
+def test_call_outside_start_and_shutdown_raises():
+    mk = _mk()
+    with pytest.raises(BackendError, match="not running"):
+        mk.call(Opcode.NOP)
+    mk.start()
+    assert mk.call(Opcode.NOP) == 0
+    mk.shutdown()
+    with pytest.raises(BackendError, match="not running"):
+        mk.call(Opcode.NOP)
+
+
+def test_no_call_path_when_built_without_lanes():
+    with _mk(call_lanes=0) as mk:
+        with pytest.raises(BackendError, match="call_lanes"):
+            mk.call(Opcode.NOP)
+        t = mk.submit(ADD, (1, OBS))  # the ring alone still works
+        mk.wait(t)
+
+
+def test_bad_call_lanes_option():
+    with pytest.raises(BackendError):
+        _mk(call_lanes=33)
+
+
+def test_sequence_numbers_wrap_without_using_zero():
+    # one lane: every call takes the next 16-bit sequence number; past 0xFFFF it goes on at 1
+    with _mk(call_lanes=1) as mk:
+        area = mk.backend.call_area
+        n = 0x10000 + 3
+        for _ in range(n):
+            mk.call(ADD, (1, OBS))
+        assert int(mk.observables[0]) == n
+        assert int(area[16]) == n % 0xFFFF  # the answer's sequence: 1..0xFFFF, then 1 again
+
+
+# ---------------------------------------------------------------- user ops (vyre.ops)
+USER_ADD = r"""
+VYRE_OP(call_add) {              /* lane 0: obs[a0] += a1; returns the new value and a2 */
+    if (op->lane != 0) return;
+    vyre_op_result(op, 0, vyre_obs_add(op, op->args[0], op->args[1]) + op->args[1]);
+    vyre_op_result(op, 1, op->args[2]);
+}
+"""
+USER_RAISE = r"""
+VYRE_OP(call_raise) {            /* faults with code a0 */
+    if (op->lane == 0) vyre_op_fault(op, op->args[0]);
+}
+"""
+USER_CTL_ADD = r"""
+VYRE_OP(call_ctl_add) {          /* control word a0 += a1 (handle 0); returns the new value */
+    if (op->lane == 0) vyre_op_result(op, 0, vyre_atomic_add_u32(op, 0, op->args[0], op->args[1]) + op->args[1]);
+}
+"""
+needs_ops = pytest.mark.skipif(not hasattr(vyre.Megakernel, "register_op"),
+                               reason="no user-op registry in this build")
+
+
+@needs_ops
+def test_call_runs_a_registered_user_op_by_handle_name_and_opcode():
+    with _mk() as mk:
+        op = mk.register_op("call_add", USER_ADD)
+        assert mk.call_words(op, (2, 5, 77)) == (5, 77, 0, 0)
+        assert mk.call("call_add", (2, 5)) == 10
+        assert mk.call(op.opcode, (2, 5)) == 15
+        assert int(mk.observables[2]) == 15
+
+        async def main():
+            return await asyncio.gather(*[mk.acall(op, (2, 1)) for _ in range(50)])
+        assert sorted(asyncio.run(main())) == list(range(16, 66))
+
+
+@needs_ops
+def test_user_op_faults_come_back_with_their_reason():
+    with _mk(tenants=2) as mk:
+        mk.register_op("call_raise", USER_RAISE)
+        with pytest.raises(SlotFaultError) as info:
+            mk.call("call_raise", (1234,))
+        assert info.value.reason == _wire.ABI["FAULT_RAISED"]
+        assert info.value.details[0] == 1234
+        with pytest.raises(SlotFaultError) as info:
+            mk.call(0x3FFF0000)  # a user opcode no registered op handles
+        assert info.value.reason == _wire.ABI["FAULT_UNKNOWN_OP"]
+        mk.register_op("call_ctl_add", USER_CTL_ADD)
+        before = int(mk.control[5])
+        with pytest.raises(SlotFaultError) as info:  # a tenant may not write a header word
+            mk.call("call_ctl_add", (5, 1), tenant=1)
+        assert info.value.reason == _wire.ABI["FAULT_PROTECTED"]
+        assert int(mk.control[5]) == before
+        assert mk.call("call_ctl_add", (OBS + 1, 4), tenant=1) == 4  # an observable: allowed
+
+
+# ---------------------------------------------------------------- timeouts and the watchdog
+def test_timeout_then_the_abandoned_lane_is_reused_once_answered():
+    with _mk(call_lanes=1, test_hooks=True, stall_timeout=30) as mk:
+        with pytest.raises(WaitTimeoutError):
+            mk.call(TEST_OP_STALL, (300,), timeout=0.02)  # stalls 300 ms
+        port = mk._calls.port
+        assert port.free_lanes == 0  # the only lane waits for that answer
+        t0 = time.monotonic()
+        mk.call(ADD, (1, OBS))  # waits for the lane, then runs
+        assert time.monotonic() - t0 > 0.1
+        assert int(mk.observables[0]) == 1
+        assert port.abandoned_lanes == 0 and port.free_lanes == 1
+
+
+def test_no_free_lane_times_out():
+    with _mk(call_lanes=1, test_hooks=True) as mk:
+        with pytest.raises(WaitTimeoutError):
+            mk.call(TEST_OP_STALL, (300,), timeout=0.01)
+        with pytest.raises(WaitTimeoutError, match="no free call lane"):
+            mk.call(Opcode.NOP, timeout=0.01)
+
+
+def test_watchdog_ends_a_call_that_never_finishes():
+    mk = _mk(test_hooks=True, stall_timeout=0.2)
+    mk.start()
+    try:
+        with pytest.raises(BackendError, match="not answered"):
+            mk.call(TEST_OP_SPIN)
+    finally:
+        mk.shutdown(drain=False, timeout=5)  # SHUTDOWN ends the spinning op
+
+
+def test_watchdog_sees_shutdown_written_under_a_waiting_call():
+    mk = _mk(test_hooks=True, stall_timeout=30)
+    mk.start()
+    try:
+        threading.Timer(0.05, lambda: mk.control.__setitem__(0, 1)).start()
+        with pytest.raises(BackendError, match="SHUTDOWN"):
+            mk.call(TEST_OP_STALL, (1000,))
+    finally:
+        mk.shutdown(drain=False, timeout=5)
+
+
+# ---------------------------------------------------------------- threads
+@pytest.mark.parametrize("lanes", [1, 2, 8])
+def test_many_threads_calling_at_once(lanes):
+    threads, per = 8, 300
+    with _mk(call_lanes=lanes) as mk:
+        errors = []
+
+        def worker(i):
+            try:
+                for _ in range(per):
+                    mk.call(ADD, (1, OBS))
+                    mk.call(ADD, (i + 1, OBS + 1 + i))
+            except BaseException as err:  # noqa: BLE001 - reported below
+                errors.append(err)
+
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        assert not errors
+        assert int(mk.observables[0]) == threads * per
+        assert [int(mk.observables[1 + i]) for i in range(threads)] == \
+            [(i + 1) * per for i in range(threads)]
+        assert mk._calls.port.free_lanes == lanes
+
+
+# ---------------------------------------------------------------- asyncio and futures
+def test_ten_thousand_concurrent_acalls_from_one_loop():
+    n = 10_000
+    with _mk(slot_count=64) as mk:
+        async def main():
+            return await asyncio.gather(*[mk.acall(ADD, (1, OBS)) for _ in range(n)])
+
+        results = asyncio.run(main())
+        assert len(results) == n
+        assert int(mk.observables[0]) == n
+        if HAS_RESULTS:  # every new value exactly once
+            assert sorted(results) == list(range(1, n + 1))
+        assert threading.active_count() < 20  # one poller, not a thread per call
+
+
+def test_acall_faults_and_timeouts_arrive_as_exceptions():
+    with _mk(tenants=1, test_hooks=True, call_lanes=2, stall_timeout=30) as mk:
+        async def main():
+            ok = mk.acall(ADD, (2, OBS))
+            bad = mk.acall(ADD, (1, OBS), tenant=9)
+            slow = mk.acall(TEST_OP_STALL, (300,), timeout=0.02)
+            return await asyncio.gather(ok, bad, slow, return_exceptions=True)
+
+        ok, bad, slow = asyncio.run(main())
+        assert isinstance(bad, SlotFaultError)
+        assert isinstance(slow, WaitTimeoutError)
+        assert not isinstance(ok, BaseException)
+        assert int(mk.observables[0]) == 2
+
+
+def test_acall_argument_errors_raise_in_the_caller():
+    with _mk() as mk:
+        async def main():
+            with pytest.raises(InvalidValueError):
+                await mk.acall(ADD, list(range(13)))
+        asyncio.run(main())
+
+
+def test_cancelled_acall_does_not_break_the_others():
+    with _mk(call_lanes=1, test_hooks=True, stall_timeout=30) as mk:
+        async def main():
+            slow = asyncio.ensure_future(mk.acall(TEST_OP_STALL, (100,)))
+            queued = [asyncio.ensure_future(mk.acall(ADD, (1, OBS))) for _ in range(5)]
+            await asyncio.sleep(0.01)
+            queued[0].cancel()
+            await slow
+            return await asyncio.gather(*queued[1:])
+
+        asyncio.run(main())
+        assert int(mk.observables[0]) in (4, 5)  # the cancelled one may have been sent already
+
+
+def test_call_future_is_a_concurrent_future():
+    with _mk() as mk:
+        futs = [mk.call_future(ADD, (1, OBS)) for _ in range(100)]
+        assert all(isinstance(f, concurrent.futures.Future) for f in futs)
+        concurrent.futures.wait(futs, timeout=30)
+        assert all(f.exception() is None for f in futs)
+        assert int(mk.observables[0]) == 100
+
+
+def test_ticket_future_and_wait_async(backend):
+    with _mk(backend) as mk:
+        t = mk.submit(ADD, (1, OBS))
+        assert mk.future(t).result(timeout=10) is None
+        r = mk.submit_many(np.full(10, ADD, np.uint32),
+                           np.tile(np.array([[1, OBS]], np.uint32), (10, 1)))
+        asyncio.run(mk.wait_async(r, timeout=10))
+        assert int(mk.observables[0]) == 11
+        bad = mk.submit(ADD, (1, OBS), tenant=5)
+        with pytest.raises(SlotFaultError):
+            mk.future(bad).result(timeout=10)
+
+        async def awaited():
+            await mk.wait_async(bad)
+        with pytest.raises(SlotFaultError):
+            asyncio.run(awaited())
+        with pytest.raises(ValueError):
+            mk.future(10_000)  # never published: raised at once, in the caller
+
+
+def test_ticket_future_times_out():
+    with _mk(test_hooks=True, stall_timeout=30) as mk:
+        t = mk.submit(TEST_OP_STALL, (300,))
+        with pytest.raises(WaitTimeoutError):
+            mk.future(t, timeout=0.02).result(timeout=10)
+        mk.wait(t)
+
+
+def test_shutdown_fails_pending_async_calls():
+    mk = _mk(call_lanes=1, test_hooks=True, stall_timeout=30)
+    mk.start()
+    futs = [mk.call_future(TEST_OP_STALL, (200,))] + [mk.call_future(Opcode.NOP) for _ in range(3)]
+    time.sleep(0.02)
+    mk.shutdown(drain=False, timeout=5)
+    for f in futs[1:]:
+        with pytest.raises(BackendError):
+            f.result(timeout=10)
+
+
+def test_answer_pieces_are_never_seen_half_written():
+    # a writer stores answers alternating between two contents while a reader polls with the
+    # GIL released: each 16-byte piece must read whole (status with its r0 and r1; r2 with r3)
+    area = np.zeros(32, np.uint32)
+    port = _call.CallPort(area, 1)
+    lane = port.take()
+    port.issue(lane, 0)  # the port now expects answers with sequence number 1
+    stop = threading.Event()
+
+    def writer():
+        k = 0
+        while not stop.is_set():
+            for _ in range(1000):
+                k ^= 1
+                v = 0x11111111 if k else 0x22222222
+                _call.put_answer(area, lane, 1, 3 if k else 7, (v, v, v ^ 0xFF, v ^ 0xFF))
+
+    th = threading.Thread(target=writer)
+    th.start()
+    torn = []
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and not torn:
+            for _, status, (r0, r1, r2, r3) in port.wait_any(1 << lane, 0.0005):
+                if r0 != r1 or r2 != r3 or (status == 3) != (r0 == 0x11111111):
+                    torn.append((status, r0, r1, r2, r3))
+    finally:
+        stop.set()
+        th.join(10)
+    assert not torn, torn[:3]
