@@ -120,7 +120,7 @@ def _backend(**attrs):
     b._exit_words = memoryview(b.doorbell.view(np.uint32))
     b.control = np.zeros(160, np.uint32)
     b._running, b.paused, b._failed = True, False, None
-    b._away, b._comeback_wanted = False, False
+    b._away, b._comeback_wanted, b._call_wanted = False, False, False
     b.idle_exits = b.relaunches = b.pauses = 0
     b._stream = _Stream()
     b._active = lambda: __import__("contextlib").nullcontext()
