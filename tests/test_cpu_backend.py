@@ -13,8 +13,8 @@ from test_interp_rig import (
     ATOMIC_ADD, CLAIMED, DONE, DONE_COUNT, EMPTY, FAULT, FAULT_COUNT, HEARTBEAT, IO_ERROR, IO_OK,
     IO_READ, LOAD_MISS, M32, NOP, OBS, PUBLISHED, SHUTDOWN, STORE_U32, WAIT_IO, Rig,
 )
-from vyre.backends.cpu import CpuBackend
-from vyre.errors import BackendError, PipelineError
+from vyre.backends.cpu import CpuBackend, max_workers
+from vyre.errors import BackendError, InvalidTypeError, InvalidValueError, PipelineError
 
 SPIN_OP = 0x3FFFFF00   # VYRE_TEST_OP_SPIN (test-hooks build): spins until SHUTDOWN
 STALL_OP = 0x3FFFFF01  # VYRE_TEST_OP_STALL: busy a0 ms, ignoring SHUTDOWN
@@ -340,13 +340,17 @@ def test_allocation_layout():
         be.close()  # twice is fine
 
 
-@pytest.mark.parametrize("kw", [dict(slot_count=0), dict(slot_count=(1 << 20) + 1),
-                                dict(observable_slots=-1), dict(io_slots=65),
-                                dict(workers=0), dict(bogus=1), dict(slot_count="x")])
-def test_bad_configuration_is_a_backend_error(kw):
+@pytest.mark.parametrize("kw, error", [
+    (dict(slot_count=0), InvalidValueError), (dict(slot_count=(1 << 20) + 1), InvalidValueError),
+    (dict(observable_slots=-1), InvalidValueError), (dict(io_slots=65), InvalidValueError),
+    (dict(workers=0), InvalidValueError), (dict(workers=max_workers() + 1), InvalidValueError),
+    (dict(bogus=1), BackendError), (dict(slot_count="x"), InvalidTypeError),
+    (dict(workers=1.5), InvalidTypeError), (dict(workers="64"), InvalidTypeError),
+    (dict(io_slots=True), InvalidTypeError)])
+def test_bad_configuration_is_refused_with_a_typed_error(kw, error):
     args = dict(slot_count=8, observable_slots=4, debug_records=1, io_slots=1, workers=1)
     args.update(kw)
-    with pytest.raises(BackendError) as info:
+    with pytest.raises(error) as info:
         CpuBackend(**args)
     assert isinstance(info.value, PipelineError) and info.value.fix
 
@@ -362,11 +366,11 @@ def test_register_buffer_handles_and_errors():
         assert be.register_buffer(bytearray(3)) == 2
         ro = be.register_buffer(b"xyz", writable=False)  # copied: never hand out immutable memory
         assert bytes(be.buffer(ro)) == b"xyz"
-        with pytest.raises(BackendError):
+        with pytest.raises(InvalidValueError, match=r"register_buffer\(\.\.\., writable=False\)"):
             be.register_buffer(b"xyz")
-        with pytest.raises(BackendError):
+        with pytest.raises(InvalidValueError):
             be.register_buffer(np.zeros((4, 4), np.uint32)[:, 1])
-        with pytest.raises(BackendError):
+        with pytest.raises(InvalidTypeError):
             be.register_buffer(12)
         for _ in range(255 - 3):
             be.register_buffer(bytearray(1))
