@@ -195,8 +195,8 @@ static void idle_step(vyre_cpu_pool *p, const uint32_t *status, uint32_t *idle) 
     /* a kick wakes sleepers at once: the timeout only bounds the latency of a publication
      * nobody kicked, so a pool idle for long sleeps longer (many idle workers must not keep
      * the cores busy waking up) */
-    uint64_t cap = k < LONG_IDLE_SLEEPS ? VYRE_CPU_MAX_SLEEP_NS : VYRE_CPU_IDLE_SLEEP_NS;
-    sleep_on_kick(p, status, ns < cap ? ns : cap);
+    if (ns > VYRE_CPU_MAX_SLEEP_NS) ns = VYRE_CPU_MAX_SLEEP_NS;
+    sleep_on_kick(p, status, k < LONG_IDLE_SLEEPS ? ns : VYRE_CPU_IDLE_SLEEP_NS);
 }
 
 /* A slot this worker parked in WAIT_IO (LOAD_MISS found no free io slot): the worker keeps

@@ -341,14 +341,15 @@ def test_allocation_layout():
 
 
 @pytest.mark.parametrize("kw, error", [
-    (dict(slot_count=0), InvalidValueError), (dict(slot_count=(1 << 20) + 1), InvalidValueError),
-    (dict(observable_slots=-1), InvalidValueError), (dict(io_slots=65), InvalidValueError),
-    (dict(workers=0), InvalidValueError), (dict(workers=max_workers() + 1), InvalidValueError),
-    (dict(bogus=1), BackendError), (dict(slot_count="x"), InvalidTypeError),
-    (dict(workers=1.5), InvalidTypeError), (dict(workers="64"), InvalidTypeError),
-    (dict(io_slots=True), InvalidTypeError)])
+    ({"slot_count": 0}, InvalidValueError), ({"slot_count": (1 << 20) + 1}, InvalidValueError),
+    ({"observable_slots": -1}, InvalidValueError), ({"io_slots": 65}, InvalidValueError),
+    ({"workers": 0}, InvalidValueError), ({"workers": max_workers() + 1}, InvalidValueError),
+    ({"bogus": 1}, BackendError), ({"slot_count": "x"}, InvalidTypeError),
+    ({"workers": 1.5}, InvalidTypeError), ({"workers": "64"}, InvalidTypeError),
+    ({"io_slots": True}, InvalidTypeError)])
 def test_bad_configuration_is_refused_with_a_typed_error(kw, error):
-    args = dict(slot_count=8, observable_slots=4, debug_records=1, io_slots=1, workers=1)
+    args = {"slot_count": 8, "observable_slots": 4, "debug_records": 1, "io_slots": 1,
+            "workers": 1}
     args.update(kw)
     with pytest.raises(error) as info:
         CpuBackend(**args)

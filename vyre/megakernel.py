@@ -155,6 +155,7 @@ class Megakernel:
         self._publishing: tuple[int, int, np.ndarray | None] | None = None
         # publish_many's own record of what it wrote where no doorbell is passed to it
         self._mark = np.zeros(1, np.uint64)
+        self._statuses = (self._ring, self._ring[::SLOT_WORDS])
         self._started = False
         self._stopped = False
         self._stopping = False  # shutdown() is stopping the workers (waiters say so)
@@ -232,9 +233,10 @@ class Megakernel:
             try:
                 if t - self._retired >= self.slot_count:
                     self._make_room(1, timeout)
-                self._begin(t, 1)
-                wire.publish_slot(self._ring, t % self.slot_count, tenant, opcode, args,
-                                  priority)
+                slot = t % self.slot_count
+                self._ring[slot * SLOT_WORDS] = _EMPTY  # _begin(t, 1), inlined: per-call cost
+                self._publishing = (t, 1, None)
+                wire.publish_slot(self._ring, slot, tenant, opcode, args, priority)
                 self._published = t + 1
                 self._publishing = None
                 self._notify(t + 1)
@@ -438,7 +440,13 @@ class Megakernel:
         self._publishing = (first, n, None)
 
     def _status_view(self) -> np.ndarray:
-        return self._ring[::SLOT_WORDS]
+        """The slots' status words (a strided view of the ring, made again if the ring is
+        replaced, as shutdown() does)."""
+        ring, view = self._statuses
+        if ring is not self._ring:
+            view = self._ring[::SLOT_WORDS]
+            self._statuses = (self._ring, view)
+        return view
 
     def _clear_statuses(self, first: int, n: int) -> None:
         status, slots = self._status_view(), self.slot_count
@@ -464,8 +472,7 @@ class Megakernel:
             idx = (first + np.arange(n)) % self.slot_count
             wrote = self._status_view()[idx] != _EMPTY
             written = n if wrote.all() else int(wrote.argmin())
-        if first + written > self._published:
-            self._published = first + written
+        self._published = max(self._published, first + written)
         self._publishing = None
         if self._notified < self._published:
             self._notify(self._published)
@@ -654,7 +661,7 @@ class Megakernel:
         if self._unusable == "forked":  # before the lock: a parent's thread may have held it
             self._check_usable()
         # (a submitter making room holds the lock, and rings the doorbell itself)
-        self._ring_doorbell_if_behind(-1.0 if deadline is None else _lock_wait(timeout))
+        self._ring_doorbell_if_behind(-1.0 if deadline is None else _lock_wait(deadline - time.monotonic()))
         if self._stopped or self._stopping:
             raise BackendError(f"this megakernel was shut down with ticket {upto - 1} "
                                "unfinished; it will not run",
@@ -675,7 +682,8 @@ class Megakernel:
             if deadline is not None:
                 tick = max(0.0, min(tick, deadline - time.monotonic()))
             reached, fault = wire.wait_finished(self._ring, start % n, upto - start, tick)
-            if reached > 0:
+            # (an EMPTY slot there is a FAULT an interrupted retire reset: the walk records it)
+            if reached > 0 or int(self._status_view()[(start + reached) % n]) == _EMPTY:
                 # the lock only as long as the caller's deadline allows
                 hold = -1.0 if deadline is None else _lock_wait(deadline - time.monotonic())
                 self._retire(hold, start + reached if fault < 0 else 0)
@@ -939,6 +947,8 @@ class _Watch:
             self.progress_at = self.beat_at = now
             self.beat = mk.heartbeat
             return
+        if seen[3] in (_DONE, _FAULT):  # finished: the host only has not retired it yet
+            return
         beat = mk.heartbeat
         if beat != self.beat:
             self.beat, self.beat_at = beat, now
@@ -952,8 +962,6 @@ class _Watch:
         if published > retired and now - self.progress_at > mk.stall_timeout:
             slot = retired % mk.slot_count
             status = seen[3]
-            if status in (_DONE, _FAULT):  # finished: the host only has not retired it yet
-                return
             name = SlotStatus(status).name if status in SlotStatus._value2member_map_ else status
             if status == int(SlotStatus.CLAIMED):
                 what = "a worker took it and has not finished it"

@@ -82,7 +82,7 @@ def _host_view(array: Any, writable: bool) -> tuple[np.ndarray, int, int]:
     return flat, addr, int(flat.nbytes)
 
 
-_LIVE: "weakref.WeakSet[CpuBackend]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[CpuBackend] = weakref.WeakSet()
 
 
 def _forget_workers_in_child() -> None:
