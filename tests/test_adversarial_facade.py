@@ -539,3 +539,69 @@ def test_a_fault_reset_by_a_retire_that_never_recorded_it_is_still_reported():
         mk.wait(mk.submit(NOP), timeout=10)
     finally:
         mk.shutdown(drain=False, timeout=10)
+
+
+class _Async(Exception):
+    """Raised asynchronously in a producer thread, where CPython delivers a Ctrl-C."""
+
+
+def test_producers_interrupted_at_random_keep_the_books_exact():
+    # three threads submit, wait and poll while the main thread raises exceptions in them at
+    # random instants (PyThreadState_SetAsyncExc: delivered where a signal would be). Every
+    # published ADD must run exactly once, every FAULT be counted, nothing be left behind.
+    import ctypes
+    import random
+
+    mk = Megakernel("cpu", slot_count=16, observable_slots=4, tenants=1, workers=2,
+                    stall_timeout=30, heartbeat_timeout=30).start()
+    stop = threading.Event()
+    broken: list[BaseException] = []
+
+    def produce(seed: int) -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            try:
+                k = rng.randrange(6)
+                if k == 0:
+                    mk.submit_many(*_many(rng.randrange(1, 40)), timeout=30)
+                elif k == 1:
+                    mk.submit(NOP, tenant=1, timeout=30)  # FAULT
+                elif k == 2:
+                    mk.drain(timeout=30)
+                elif k == 3:
+                    mk.finished(max(mk.published - 1, 0)) if mk.published else None
+                else:
+                    mk.submit(ADD, [1, OBS], timeout=30)
+            except (_Async, SlotFaultError):
+                pass
+            except BaseException as err:  # noqa: BLE001 (reported below)
+                broken.append(err)
+                return
+
+    threads = [threading.Thread(target=produce, args=(k,)) for k in range(3)]
+    for th in threads:
+        th.start()
+    rng = random.Random(1)
+    deadline = time.monotonic() + 3.0
+    shots = 0
+    while time.monotonic() < deadline and not broken:
+        th = rng.choice(threads)
+        if th.ident is not None and th.is_alive():
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(th.ident),
+                                                       ctypes.py_object(_Async))
+            shots += 1
+        time.sleep(rng.random() * 0.002)
+    stop.set()
+    for th in threads:
+        th.join(60)
+    try:
+        assert not broken, broken
+        assert shots > 100
+        mk.wait(mk.submit(ADD, [1, OBS + 1], timeout=30), timeout=30)
+        mk.drain(timeout=30)
+        published = mk.published
+        assert mk.done_count + mk.fault_count == published
+        assert mk.telemetry()["faults"] == mk.fault_count and mk.telemetry()["in_flight"] == 0
+        assert int(mk.observables[0]) + int(mk.observables[1]) == mk.done_count
+    finally:
+        mk.shutdown(drain=False, timeout=10)

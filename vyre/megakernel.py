@@ -85,10 +85,10 @@ class Megakernel:
             raises :class:`BackendError` instead of hanging. Positive and finite.
         heartbeat_timeout: seconds without a HEARTBEAT change (with work pending and no slot
             finishing) after which the backend is declared dead. Positive and finite.
-
-    Every argument is checked for type and range: :class:`InvalidTypeError` or
-    :class:`InvalidValueError`, before anything is allocated.
         **backend_options: passed to the backend (e.g. ``test_hooks=True`` on the CPU).
+
+    Every argument is checked for type and range (:class:`InvalidTypeError`,
+    :class:`InvalidValueError`) before anything is allocated.
     """
 
     def __init__(
@@ -139,7 +139,7 @@ class Megakernel:
         self._control = self._backend.control
         self._doorbell = getattr(self._backend, "doorbell", None)
         # An RLock for _is_owned(): an interrupt that lands just after a timed acquire()
-        # returned can still be told apart from one that lands before it (see _locked)
+        # returned can still be told apart from one that lands before it (see _retire)
         self._lock = threading.RLock()
         self._published = 0  # next ticket to hand out
         self._retired = 0  # every ticket below this is DONE or FAULT and seen by the host
