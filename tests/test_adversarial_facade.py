@@ -47,9 +47,10 @@ class _Injected(KeyboardInterrupt):
     """The injected interrupt (a KeyboardInterrupt, told apart from a real one)."""
 
 
-def _run_with_interrupt_at(fn: Callable[[], Any], n: int) -> bool:
+def _run_with_interrupt_at(fn: Callable[[], Any], n: int) -> _Injected | None:
     """Run ``fn`` raising ``_Injected`` at the n-th signal-check point of the facade's frames.
-    Returns True when it was injected (and swallowed), False when ``fn`` ran to the end."""
+    Returns the interrupt when it was injected (and swallowed), None when ``fn`` ran to the
+    end."""
     seen = [0]
     last: dict[int, int] = {}
 
@@ -73,11 +74,11 @@ def _run_with_interrupt_at(fn: Callable[[], Any], n: int) -> bool:
     sys.settrace(tracer)
     try:
         fn()
-    except _Injected:
-        return True
+    except _Injected as err:
+        return err
     finally:
         sys.settrace(None)
-    return False
+    return None
 
 
 def _check_consistent(mk: Megakernel, faulty: set[int]) -> None:
@@ -110,12 +111,15 @@ def _sweep(mk: Megakernel, step: Callable[[int], Any], limit: int = 2000) -> int
         before = mk.published
         injected = _run_with_interrupt_at(lambda n=n: step(n), n)
         after = mk.published
+        out = getattr(injected, "published", None)
+        if out is not None:  # what an interrupted call says it published was published
+            assert before <= out[0] and out[-1] < after, (out, before, after)
         # the steps publish their faulting ops as tenant 1 (unauthorized): remember those
         for t in range(max(before, after - mk.slot_count), after):  # slots not reused since
             if int(mk.backend.ring[(t % mk.slot_count) * 16 + 2]) == 1:  # tenant 1: FAULT
                 faulty.add(t)
         _check_consistent(mk, faulty)
-        if not injected:
+        if injected is None:
             return n
     raise AssertionError(f"{limit} injection points and still not done")
 
@@ -605,3 +609,28 @@ def test_producers_interrupted_at_random_keep_the_books_exact():
         assert int(mk.observables[0]) + int(mk.observables[1]) == mk.done_count
     finally:
         mk.shutdown(drain=False, timeout=10)
+
+
+def test_bad_inputs_to_each_call_are_refused_and_publish_nothing():
+    from vyre import ArgumentError
+
+    with Megakernel("cpu", slot_count=8, observable_slots=4, workers=1) as mk:
+        mk.wait(mk.submit(NOP), timeout=10)
+        calls = [
+            lambda: mk.submit(-1), lambda: mk.submit(NOP, args=["x"]),
+            lambda: mk.submit(NOP, args=list(range(13))), lambda: mk.submit(NOP, tenant=-1),
+            lambda: mk.submit(NOP, priority=99), lambda: mk.submit(None),  # type: ignore[arg-type]
+            lambda: mk.submit(NOP, timeout="soon"),  # type: ignore[arg-type]
+            lambda: mk.submit_many(np.array([1.5])), lambda: mk.submit_many(np.array([-1])),
+            lambda: mk.submit_many(np.zeros(2, np.uint32), np.zeros((3, 2), np.uint32)),
+            lambda: mk.submit_packed([(300, [])]), lambda: mk.submit_batch([(NOP, ["a"])], 1),
+            lambda: mk.wait(mk.published), lambda: mk.wait(-1), lambda: mk.wait("0"),
+            lambda: mk.finished(10**9), lambda: mk.drain(timeout=math.nan),
+        ]
+        for i, call in enumerate(calls):
+            with pytest.raises((ArgumentError, TypeError, ValueError)) as info:
+                call()
+            assert isinstance(info.value, ArgumentError), (i, info.value)
+            assert "Fix: " in str(info.value), i
+            assert mk.published == 1, i
+        mk.wait(mk.submit(NOP), timeout=10)

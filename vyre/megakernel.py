@@ -618,7 +618,14 @@ class Megakernel:
         else:
             if isinstance(tickets, (int, np.integer)):
                 tickets = (tickets,)
-            wanted = [operator.index(t) for t in tickets]
+            try:
+                if isinstance(tickets, (str, bytes)):
+                    raise TypeError
+                wanted = [operator.index(t) for t in tickets]
+            except TypeError:
+                raise InvalidTypeError(f"tickets={tickets!r} is not a ticket or tickets",
+                                       "pass an int ticket, a range, or an iterable of ints "
+                                       "as the submit calls return them") from None
             if not wanted:
                 return None
             first, last = min(wanted), max(wanted)
