@@ -562,6 +562,14 @@ def test_producers_interrupted_at_random_keep_the_books_exact():
     broken: list[BaseException] = []
 
     def produce(seed: int) -> None:
+        while True:  # an interrupt can land anywhere, the loop's own lines included
+            try:
+                produce_until_stopped(seed)
+                return
+            except _Async:
+                continue
+
+    def produce_until_stopped(seed: int) -> None:
         rng = random.Random(seed)
         while not stop.is_set():
             try:
@@ -595,6 +603,9 @@ def test_producers_interrupted_at_random_keep_the_books_exact():
                                                        ctypes.py_object(_Async))
             shots += 1
         time.sleep(rng.random() * 0.002)
+    for th in threads:  # withdraw any interrupt not delivered yet (NULL clears it)
+        if th.ident is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(th.ident), None)
     stop.set()
     for th in threads:
         th.join(60)
