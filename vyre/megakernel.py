@@ -506,9 +506,9 @@ class Megakernel:
         if self._unusable == "forked":
             self._check_usable()
         if self._stopped or self._stopping:
-            raise BackendError("the megakernel was shut down (shutdown() was called, by "
-                               "another thread) while this call waited; its unfinished "
-                               "slots will not run",
+            raise BackendError("this megakernel was shut down (shutdown() was called, by "
+                               "this or another thread) with the tickets of this call "
+                               "unfinished; they will not run",
                                "call shutdown() only once every thread is done with the "
                                "megakernel (shutdown(drain=True) waits for published slots)")
 
