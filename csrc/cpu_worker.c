@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,6 +28,8 @@ static void vyre_cpu_progress(const struct vyre_ctx *c);
 struct vyre_op;
 static int vyre_cpu_user_dispatch(const struct vyre_ctx *c, uint32_t opcode, struct vyre_op *op);
 #define VYRE_USER_DISPATCH(c, opcode, op) vyre_cpu_user_dispatch((c), (opcode), (op))
+static void vyre_cpu_scan_progress(const struct vyre_ctx *c);
+#define VYRE_SCAN_PROGRESS(c) vyre_cpu_scan_progress(c)
 
 #include "cpu_worker.h"
 
@@ -34,6 +37,7 @@ static int vyre_cpu_user_dispatch(const struct vyre_ctx *c, uint32_t opcode, str
 #define SPIN_POLLS 128u  /* idle polls with a pause hint before yielding */
 #define YIELD_POLLS 8u   /* then sched_yield polls before sleeping */
 #define FIRST_SLEEP_NS 20000ull
+#define LONG_IDLE_SLEEPS 128u /* ~0.1 s of short sleeps, then idle sleeps (an idle pool) */
 
 enum { POOL_IDLE = 0, POOL_RUNNING = 1, POOL_STOPPING = 2 };
 
@@ -51,6 +55,7 @@ struct vyre_cpu_pool {
     _Alignas(64) uint32_t sleepers;  /* workers inside a futex sleep */
     uint32_t kick_seq;               /* futex word: bumped by kick / stop */
     _Alignas(64) uint64_t last_beat_ns;
+    uint64_t progress;               /* beats from inside long slots (VYRE_PROGRESS) */
     uint64_t sleeps, wakes, executed_total;
     pthread_mutex_t mu;
     pthread_cond_t cv;               /* signalled by each exiting worker */
@@ -72,6 +77,21 @@ static int vyre_cpu_user_dispatch(const vyre_ctx_t *c, uint32_t opcode, vyre_op_
     const vyre_cpu_pool *p = (const vyre_cpu_pool *)(const void *)c;
     vyre_user_dispatch_fn fn = __atomic_load_n(&p->user_dispatch, __ATOMIC_ACQUIRE);
     return fn == NULL ? -1 : fn(opcode, op);
+}
+
+/* A mutex or condition call on the pool's own, initialised objects fails only when memory is
+ * corrupt or the pool is misused: continuing could run slots twice or free memory in use. */
+static void must(int rc, const char *what) {
+    if (rc != 0) {
+        fprintf(stderr, "vyre cpu_worker: %s failed (error %d); aborting\n", what, rc);
+        abort();
+    }
+}
+
+static void lock(vyre_cpu_pool *p) { must(pthread_mutex_lock(&p->mu), "pthread_mutex_lock"); }
+static void unlock(vyre_cpu_pool *p) { must(pthread_mutex_unlock(&p->mu), "pthread_mutex_unlock"); }
+static void broadcast(vyre_cpu_pool *p) {
+    must(pthread_cond_broadcast(&p->cv), "pthread_cond_broadcast");
 }
 
 static inline void cpu_relax(void) {
@@ -124,6 +144,10 @@ static void vyre_cpu_backoff(uint32_t round) {
     }
 }
 
+
+/* the pool's progress counter, in its worker threads (NULL on other threads) */
+static __thread uint64_t *tls_progress;
+
 /* HEARTBEAT from inside a long slot: at most once a period per busy thread */
 static void vyre_cpu_progress(const vyre_ctx_t *c) {
     static __thread uint64_t last_ns;
@@ -132,6 +156,14 @@ static void vyre_cpu_progress(const vyre_ctx_t *c) {
         last_ns = now;
         __atomic_fetch_add(c->control + VYRE_CTRL_HEARTBEAT, 1u, __ATOMIC_RELAXED);
     }
+}
+
+/* ... and a MiB of a scan done: counted in the pool's progress counter, which tells the
+ * host's watchdog that a slot CLAIMED for long is working (a wait, such as LOAD_MISS's for
+ * its io, beats but is not counted: a wait nobody ends must still be reported) */
+static void vyre_cpu_scan_progress(const vyre_ctx_t *c) {
+    vyre_cpu_progress(c);
+    if (tls_progress != NULL) __atomic_fetch_add(tls_progress, 1u, __ATOMIC_RELAXED);
 }
 
 /* HEARTBEAT: whoever passes by first after the period bumps control[143] once */
@@ -177,7 +209,11 @@ static void idle_step(vyre_cpu_pool *p, const uint32_t *status, uint32_t *idle) 
     }
     uint32_t k = i - SPIN_POLLS - YIELD_POLLS;
     uint64_t ns = FIRST_SLEEP_NS << (k < 6u ? k : 6u);
-    sleep_on_kick(p, status, ns < VYRE_CPU_MAX_SLEEP_NS ? ns : VYRE_CPU_MAX_SLEEP_NS);
+    /* a kick wakes sleepers at once: the timeout only bounds the latency of a publication
+     * nobody kicked, so a pool idle for long sleeps longer (many idle workers must not keep
+     * the cores busy waking up) */
+    if (ns > VYRE_CPU_MAX_SLEEP_NS) ns = VYRE_CPU_MAX_SLEEP_NS;
+    sleep_on_kick(p, status, k < LONG_IDLE_SLEEPS ? ns : VYRE_CPU_IDLE_SLEEP_NS);
 }
 
 /* A slot this worker parked in WAIT_IO (LOAD_MISS found no free io slot): the worker keeps
@@ -206,6 +242,7 @@ static void *worker_main(void *arg) {
     const uint64_t n = c->slot_count;
     uint32_t beat_tick = 0;
 
+    tls_progress = &p->progress;
     maybe_beat(p);
     while (n != 0u && !shutting_down(p)) {
         uint64_t t = __atomic_fetch_add(&p->ticket, 1u, __ATOMIC_RELAXED);
@@ -231,10 +268,10 @@ static void *worker_main(void *arg) {
         if (r.status == VYRE_STATUS_CLAIMED) retry_parked(p, w, slot);
         if ((++beat_tick & 63u) == 0u) maybe_beat(p);
     }
-    pthread_mutex_lock(&p->mu);
+    lock(p);
     p->alive--;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    broadcast(p);
+    unlock(p);
     return NULL;
 }
 
@@ -247,23 +284,35 @@ vyre_cpu_pool *vyre_cpu_pool_new(const vyre_ctx_t *ctx) {
     memset(p, 0, size);
     p->ctx = *ctx;
     pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&p->mu, NULL);
+    if (pthread_condattr_init(&ca) != 0) {
+        free(p);
+        return NULL;
+    }
+    /* the stop deadline is on CLOCK_MONOTONIC: a cv on another clock would misread it */
+    int rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (rc == 0) rc = pthread_cond_init(&p->cv, &ca);
+    must(pthread_condattr_destroy(&ca), "pthread_condattr_destroy");
+    if (rc != 0) {
+        free(p);
+        return NULL;
+    }
+    if (pthread_mutex_init(&p->mu, NULL) != 0) {
+        must(pthread_cond_destroy(&p->cv), "pthread_cond_destroy");
+        free(p);
+        return NULL;
+    }
     p->state = POOL_IDLE;
     return p;
 }
 
 int vyre_cpu_pool_free(vyre_cpu_pool *p) {
     if (p == NULL) return VYRE_CPU_OK;
-    pthread_mutex_lock(&p->mu);
+    lock(p);
     int state = p->state;
-    pthread_mutex_unlock(&p->mu);
+    unlock(p);
     if (state != POOL_IDLE) return VYRE_CPU_ERR_RUNNING;
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
+    must(pthread_mutex_destroy(&p->mu), "pthread_mutex_destroy");
+    must(pthread_cond_destroy(&p->cv), "pthread_cond_destroy");
     free(p);
     return VYRE_CPU_OK;
 }
@@ -277,7 +326,7 @@ static void wake_everyone(vyre_cpu_pool *p) {
 static void reap(vyre_cpu_pool *p, uint32_t count) {
     uint64_t lowest = NO_TICKET;
     for (uint32_t i = 0; i < count; ++i) {
-        pthread_join(p->workers[i].thread, NULL);
+        must(pthread_join(p->workers[i].thread, NULL), "pthread_join");
         uint64_t h = __atomic_load_n(&p->workers[i].held, __ATOMIC_RELAXED);
         if (h < lowest) lowest = h;
         p->executed_total += __atomic_load_n(&p->workers[i].executed, __ATOMIC_RELAXED);
@@ -289,15 +338,15 @@ static void reap(vyre_cpu_pool *p, uint32_t count) {
 
 int vyre_cpu_start(vyre_cpu_pool *p, uint32_t n_workers) {
     if (n_workers == 0u) n_workers = 1u;
-    pthread_mutex_lock(&p->mu);
+    lock(p);
     if (p->state != POOL_IDLE) {
-        pthread_mutex_unlock(&p->mu);
+        unlock(p);
         return VYRE_CPU_ERR_RUNNING;
     }
     size_t size = ((sizeof(vyre_cpu_worker) * n_workers) + 63u) & ~(size_t)63u;
     p->workers = (vyre_cpu_worker *)aligned_alloc(64, size);
     if (p->workers == NULL) {
-        pthread_mutex_unlock(&p->mu);
+        unlock(p);
         return VYRE_CPU_ERR_NOMEM;
     }
     memset(p->workers, 0, size);
@@ -315,28 +364,28 @@ int vyre_cpu_start(vyre_cpu_pool *p, uint32_t n_workers) {
     }
     if (err != 0) { /* undo: stop the ones that started */
         p->state = POOL_STOPPING;
-        pthread_mutex_unlock(&p->mu);
+        unlock(p);
         uint32_t saved = __atomic_exchange_n(p->ctx.control + VYRE_CTRL_SHUTDOWN, 1u,
                                              __ATOMIC_SEQ_CST);
         wake_everyone(p);
         reap(p, made);
         __atomic_store_n(p->ctx.control + VYRE_CTRL_SHUTDOWN, saved, __ATOMIC_SEQ_CST);
-        pthread_mutex_lock(&p->mu);
+        lock(p);
         p->state = POOL_IDLE;
-        pthread_mutex_unlock(&p->mu);
+        unlock(p);
         errno = err;
         return VYRE_CPU_ERR_THREAD;
     }
     p->n_workers = n_workers;
     p->state = POOL_RUNNING;
-    pthread_mutex_unlock(&p->mu);
+    unlock(p);
     return VYRE_CPU_OK;
 }
 
 int vyre_cpu_stop(vyre_cpu_pool *p, double timeout_s) {
-    pthread_mutex_lock(&p->mu);
+    lock(p);
     if (p->state == POOL_IDLE) {
-        pthread_mutex_unlock(&p->mu);
+        unlock(p);
         return VYRE_CPU_OK;
     }
     p->state = POOL_STOPPING;
@@ -348,24 +397,26 @@ int vyre_cpu_stop(vyre_cpu_pool *p, double timeout_s) {
     struct timespec ts = {(time_t)(deadline / 1000000000ull), (long)(deadline % 1000000000ull)};
     /* wait for every worker to exit (or for a concurrent stop() to finish joining them) */
     while (p->state != POOL_IDLE && (p->alive > 0u || p->reaping)) {
-        if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT) break;
+        int rc = pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        if (rc == ETIMEDOUT) break;
+        must(rc, "pthread_cond_timedwait");
     }
     if (p->state == POOL_IDLE) {
-        pthread_mutex_unlock(&p->mu);
+        unlock(p);
         return VYRE_CPU_OK;
     }
     if (p->alive > 0u || p->reaping) {
-        pthread_mutex_unlock(&p->mu);
+        unlock(p);
         return VYRE_CPU_ERR_TIMEOUT;
     }
     p->reaping = 1; /* exactly one caller joins */
-    pthread_mutex_unlock(&p->mu);
+    unlock(p);
     reap(p, p->n_workers);
-    pthread_mutex_lock(&p->mu);
+    lock(p);
     p->reaping = 0;
     p->state = POOL_IDLE;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    broadcast(p);
+    unlock(p);
     return VYRE_CPU_OK;
 }
 
@@ -387,6 +438,26 @@ uint32_t vyre_cpu_alive(const vyre_cpu_pool *p) {
 
 uint32_t vyre_cpu_workers(const vyre_cpu_pool *p) { return p->n_workers; }
 
+void vyre_cpu_forget_workers(vyre_cpu_pool *p) {
+    /* a thread of the parent may have held the mutex at the fork: the child's copy would stay
+     * locked forever, so both are made anew (the old ones have no owner in this process) */
+    must(pthread_mutex_init(&p->mu, NULL), "pthread_mutex_init");
+    pthread_condattr_t ca;
+    must(pthread_condattr_init(&ca), "pthread_condattr_init");
+    must(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC), "pthread_condattr_setclock");
+    must(pthread_cond_init(&p->cv, &ca), "pthread_cond_init");
+    must(pthread_condattr_destroy(&ca), "pthread_condattr_destroy");
+    p->workers = NULL; /* the parent's; never freed here */
+    p->alive = 0;
+    p->reaping = 0;
+    p->sleepers = 0;
+    p->state = POOL_IDLE;
+}
+
+uint64_t vyre_cpu_progress_count(const vyre_cpu_pool *p) {
+    return __atomic_load_n(&p->progress, __ATOMIC_RELAXED);
+}
+
 uint64_t vyre_cpu_next_ticket(const vyre_cpu_pool *p) {
     return __atomic_load_n(&p->ticket, __ATOMIC_ACQUIRE);
 }
@@ -400,11 +471,11 @@ int vyre_cpu_set_next_ticket(vyre_cpu_pool *p, uint64_t t) {
 void vyre_cpu_stats(const vyre_cpu_pool *p, uint64_t out[3]) {
     uint64_t executed = p->executed_total;
     vyre_cpu_pool *mp = (vyre_cpu_pool *)p;
-    pthread_mutex_lock(&mp->mu);
+    lock(mp);
     if (p->workers != NULL)
         for (uint32_t i = 0; i < p->n_workers; ++i)
             executed += __atomic_load_n(&p->workers[i].executed, __ATOMIC_RELAXED);
-    pthread_mutex_unlock(&mp->mu);
+    unlock(mp);
     out[0] = executed;
     out[1] = __atomic_load_n(&p->sleeps, __ATOMIC_RELAXED);
     out[2] = __atomic_load_n(&p->wakes, __ATOMIC_RELAXED);

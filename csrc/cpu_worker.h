@@ -8,7 +8,8 @@
  * claimed exactly once.
  *
  * Idle: spin briefly (pause), then sched_yield, then sleep on a futex with a timeout growing
- * to ~1 ms; vyre_cpu_kick() wakes sleepers (one relaxed load when nobody sleeps).
+ * to ~1 ms (20 ms once idle for ~0.1 s); vyre_cpu_kick() wakes sleepers (one relaxed load
+ * when nobody sleeps).
  * HEARTBEAT (control[143]) is bumped about every 2 ms by whichever worker passes by, busy or
  * idle. A slot whose LOAD_MISS found no free io slot (WAIT_IO) stays with the worker that
  * parked it: it retries WAIT_IO -> CLAIMED with backoff before taking its next ticket.
@@ -33,9 +34,11 @@ typedef struct vyre_cpu_pool vyre_cpu_pool;
 #define VYRE_CPU_ERR_TIMEOUT (-3)   /* stop: some worker did not exit in time (still running) */
 #define VYRE_CPU_ERR_NOMEM (-4)
 
-/* heartbeat period and the longest idle sleep, nanoseconds */
+/* heartbeat period and the longest idle sleep, nanoseconds; after ~0.1 s without work an
+ * idle worker sleeps up to VYRE_CPU_IDLE_SLEEP_NS between looks (a kick still wakes it) */
 #define VYRE_CPU_HEARTBEAT_NS 2000000ull
 #define VYRE_CPU_MAX_SLEEP_NS 1000000ull
+#define VYRE_CPU_IDLE_SLEEP_NS 20000000ull
 
 /* A pool over the buffers described by *ctx (copied; the buffers, the buffer table ctx->bufs
  * included, must outlive the pool and any worker still running). NULL on allocation failure. */
@@ -44,7 +47,8 @@ vyre_cpu_pool *vyre_cpu_pool_new(const vyre_ctx_t *ctx);
 /* Free a stopped pool. Returns VYRE_CPU_ERR_RUNNING (and frees nothing) while workers live. */
 int vyre_cpu_pool_free(vyre_cpu_pool *p);
 
-/* Launch n_workers threads (n_workers >= 1). VYRE_CPU_OK or an error code. Tickets continue
+/* Launch n_workers threads (n_workers >= 1). VYRE_CPU_OK or an error code. A mutex or
+ * condition call that fails (corrupt memory, misuse) aborts the process with a message. Tickets continue
  * from where the previous run stopped (see vyre_cpu_next_ticket). */
 int vyre_cpu_start(vyre_cpu_pool *p, uint32_t n_workers);
 
@@ -59,6 +63,14 @@ void vyre_cpu_kick(vyre_cpu_pool *p);
 int vyre_cpu_running(const vyre_cpu_pool *p);       /* started and not (fully) stopped */
 uint32_t vyre_cpu_alive(const vyre_cpu_pool *p);    /* threads that have not exited */
 uint32_t vyre_cpu_workers(const vyre_cpu_pool *p);  /* threads of the current/last run */
+/* MiBs scanned by long slots (DFA_SCAN): a slot CLAIMED for long while this grows is
+ * working, not stuck (waits, such as LOAD_MISS's, are not counted) */
+uint64_t vyre_cpu_progress_count(const vyre_cpu_pool *p);
+
+/* In a forked child: the pool's workers are threads of the parent that do not exist here.
+ * Mark the pool stopped without joining them (their memory is left alone), so that it can
+ * be freed (or started anew) in the child. Call only from an after-fork child handler. */
+void vyre_cpu_forget_workers(vyre_cpu_pool *p);
 
 /* The next ticket a worker will take. While stopped it may be set (tickets of the host). */
 uint64_t vyre_cpu_next_ticket(const vyre_cpu_pool *p);

@@ -32,7 +32,9 @@
  *        parts == 1 is the sequential scan. No writes to control.
  *        Combining: accepts = sum over all parts; final state = end_state of part parts-1.
  *        A range that cannot be split (a6 == 0, or no byte past the context) is scanned
- *        whole by part parts-1; the other parts then return 0 accepts.
+ *        whole by part parts-1; the other parts then return 0 accepts. On the CPU a scan
+ *        that sees control[SHUTDOWN] set at a progress point (every MiB) is abandoned:
+ *        end_state = VYRE_DFA_NO_STATE, no result, and DFA_SCAN leaves its slot CLAIMED.
  *
  * Results (docs/ops.md, "Results"): vyre_execute* store the slot's VYRE_RESULT_WORDS result words
  * (or its fault reason and details) into slot words 12..15 before returning DONE or FAULT;
@@ -175,6 +177,11 @@ static __device__ __forceinline__ bool vyre_cas_acq_dev_(uint32_t *p, uint32_t *
  * beating while one is busy. The CPU worker defines it; the GPU's flusher warp beats anyway. */
 #ifndef VYRE_PROGRESS
 #define VYRE_PROGRESS(c) ((void)(c))
+#endif
+/* VYRE_SCAN_PROGRESS(c): the same, from a scan that has just consumed another MiB (work done,
+ * not a wait), so a host can tell a long slot that works from one that waits forever. */
+#ifndef VYRE_SCAN_PROGRESS
+#define VYRE_SCAN_PROGRESS(c) VYRE_PROGRESS(c)
 #endif
 
 /* LOAD_MISS: how many VYRE_BACKOFF steps a request may sit in the io queue without the host
@@ -626,16 +633,26 @@ VYRE_COLD void vyre_dfa_scan_part(const vyre_ctx_t *c, const uint32_t args[12], 
 #else
     uint64_t p = scan_from;
     for (; p < count_from; ++p) { /* context: steps only */
+        if ((p & 0xFFFFFu) == 0u && VYRE_LD_RLX(c->control + VYRE_CTRL_SHUTDOWN) != 0u) break;
         uint64_t i = (uint64_t)st * VYRE_DFA_ALPHABET + dp[p];
         uint32_t e = i < n ? vyre_ld32_(tp + i * 4u) : 0u;
         st = e & VYRE_DFA_STATE_MASK;
     }
     for (; p < count_to; ++p) {
-        if ((p & 0xFFFFFu) == 0u) VYRE_PROGRESS(c);
+        if ((p & 0xFFFFFu) == 0u) {
+            VYRE_SCAN_PROGRESS(c);
+            /* a hard stop must not wait for gigabytes: the scan is abandoned */
+            if (VYRE_LD_RLX(c->control + VYRE_CTRL_SHUTDOWN) != 0u) break;
+        }
         uint64_t i = (uint64_t)st * VYRE_DFA_ALPHABET + dp[p];
         uint32_t e = i < n ? vyre_ld32_(tp + i * 4u) : 0u;
         acc += e >> 31;
         st = e & VYRE_DFA_STATE_MASK;
+    }
+    if (p < count_to) { /* abandoned at SHUTDOWN: no result (the caller leaves it CLAIMED) */
+        *accepts = 0;
+        *end_state = VYRE_DFA_NO_STATE;
+        return;
     }
 #endif
     *accepts = acc;
@@ -974,6 +991,7 @@ VYRE_FN uint32_t vyre_run_op_(const vyre_ctx_t *c, uint32_t slot, uint32_t op, u
         uint32_t start = a[4] == VYRE_DFA_NO_STATE ? 0u : vyre_obs_ld_(c, a[4]);
         uint32_t acc, end;
         vyre_dfa_scan_part(c, a, start, 0u, 1u, &acc, &end);
+        if (end == VYRE_DFA_NO_STATE) return VYRE_STATUS_CLAIMED; /* abandoned at SHUTDOWN */
         res[0] = acc;
         res[1] = end;
         return vyre_dfa_scan_commit(c, a, acc, end).status;

@@ -31,8 +31,8 @@ from test_interp_rig import (
 )
 
 from vyre.backends import _cpu
-from vyre.backends.cpu import CpuBackend
-from vyre.errors import BackendError, PipelineError
+from vyre.backends.cpu import CpuBackend, max_workers
+from vyre.errors import BackendError, InvalidTypeError, InvalidValueError, PipelineError
 
 # upper bounds on calls that should return "at once": generous, so that a loaded machine
 # (scheduling delays of a second or more) cannot fail them; hangs still fail
@@ -363,13 +363,18 @@ def test_allocation_layout():
         be.close()  # twice is fine
 
 
-@pytest.mark.parametrize("kw", [dict(slot_count=0), dict(slot_count=(1 << 20) + 1),
-                                dict(observable_slots=-1), dict(io_slots=65),
-                                dict(workers=0), dict(bogus=1), dict(slot_count="x")])
-def test_bad_configuration_is_a_backend_error(kw):
-    args = dict(slot_count=8, observable_slots=4, debug_records=1, io_slots=1, workers=1)
+@pytest.mark.parametrize("kw, error", [
+    ({"slot_count": 0}, InvalidValueError), ({"slot_count": (1 << 20) + 1}, InvalidValueError),
+    ({"observable_slots": -1}, InvalidValueError), ({"io_slots": 65}, InvalidValueError),
+    ({"workers": 0}, InvalidValueError), ({"workers": max_workers() + 1}, InvalidValueError),
+    ({"bogus": 1}, BackendError), ({"slot_count": "x"}, InvalidTypeError),
+    ({"workers": 1.5}, InvalidTypeError), ({"workers": "64"}, InvalidTypeError),
+    ({"io_slots": True}, InvalidTypeError)])
+def test_bad_configuration_is_refused_with_a_typed_error(kw, error):
+    args = {"slot_count": 8, "observable_slots": 4, "debug_records": 1, "io_slots": 1,
+            "workers": 1}
     args.update(kw)
-    with pytest.raises(BackendError) as info:
+    with pytest.raises(error) as info:
         CpuBackend(**args)
     assert isinstance(info.value, PipelineError) and info.value.fix
 
@@ -385,11 +390,11 @@ def test_register_buffer_handles_and_errors():
         assert be.register_buffer(bytearray(3)) == 2
         ro = be.register_buffer(b"xyz", writable=False)  # copied: never hand out immutable memory
         assert bytes(be.buffer(ro)) == b"xyz"
-        with pytest.raises(BackendError):
+        with pytest.raises(InvalidValueError, match=r"register_buffer\(\.\.\., writable=False\)"):
             be.register_buffer(b"xyz")
-        with pytest.raises(BackendError):
+        with pytest.raises(InvalidValueError):
             be.register_buffer(np.zeros((4, 4), np.uint32)[:, 1])
-        with pytest.raises(BackendError):
+        with pytest.raises(InvalidTypeError):
             be.register_buffer(12)
         for _ in range(255 - 3):
             be.register_buffer(bytearray(1))

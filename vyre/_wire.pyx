@@ -58,6 +58,9 @@ cdef extern from *:
     static inline void vyre_store_release_u64(uint64_t *p, uint64_t v) {
         __atomic_store_n(p, v, __ATOMIC_RELEASE);
     }
+    static inline uint64_t vyre_load_acquire_u64(const uint64_t *p) {
+        return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    }
     static inline int vyre_publishable(uint32_t s) {
         return s == VYRE_STATUS_EMPTY || s == VYRE_STATUS_DONE;
     }
@@ -142,6 +145,7 @@ cdef extern from *:
     static int vyre_pending_error(void) { return -1; }
     """
     void vyre_store_release_u64(uint64_t *p, uint64_t v) noexcept nogil
+    uint64_t vyre_load_acquire_u64(const uint64_t *p) noexcept nogil
     bint vyre_publishable(uint32_t s) noexcept nogil
     bint vyre_finished(uint32_t s) noexcept nogil
     void vyre_write_slot(uint32_t *slot, uint32_t opcode, uint32_t tenant, uint32_t priority,
@@ -1408,7 +1412,8 @@ cdef uint64_t _CHUNK_NS = 100000000  # re-take the GIL this often to let Ctrl-C 
 
 
 cdef uint64_t _deadline(object timeout_s, uint64_t now) except? 0:
-    """Absolute deadline in ns; None or inf means no deadline, negatives/NaN mean 'poll once'."""
+    """Absolute deadline in ns; None or inf means no deadline, 0 or negative 'poll once'; NaN
+    is refused (InvalidValueError)."""
     if timeout_s is None:
         return <uint64_t>-1
     cdef double t
@@ -1417,7 +1422,11 @@ cdef uint64_t _deadline(object timeout_s, uint64_t now) except? 0:
     except (TypeError, ValueError):
         raise _badtype(f"timeout_s must be a number of seconds or None, got {timeout_s!r}",
                    "pass a float (seconds) or None to wait without a limit") from None
-    if math.isnan(t) or t <= 0:
+    if math.isnan(t):
+        raise _inval("timeout_s is NaN",
+                     "pass a number of seconds (0 or less polls once), or None to wait "
+                     "without a limit")
+    if t <= 0:
         return now
     if t >= 1e9:
         return <uint64_t>-1
@@ -1493,6 +1502,64 @@ def wait_finished(ring, start_slot, count, timeout_s):
             if done >= want or now >= deadline:
                 return done, fault
             PyErr_CheckSignals()
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef char *_word_at(object array, Py_ssize_t index, Py_buffer *view, Py_ssize_t *size) except NULL:
+    """Acquire a writable 1-d uint32/uint64 array; the address of element ``index``."""
+    _acquire(array, view, True, "array", False, PyBUF_FORMAT)
+    fmt = (view.format if view.format != NULL else b"B").lstrip(b"@=<")
+    size[0] = view.itemsize
+    if view.ndim != 1 or view.itemsize not in (4, 8) or fmt not in (b"I", b"L", b"Q") \
+            or (<uintptr_t>view.buf & (view.itemsize - 1)) != 0:
+        PyBuffer_Release(view)
+        raise _badtype(f"array must be an aligned 1-d uint32 or uint64 array, got format "
+                       f"{fmt!r}, itemsize {size[0]}",
+                       "pass a numpy uint32 or uint64 array (numpy.zeros(n, numpy.uint64))")
+    if index >= view.shape[0]:
+        n = view.shape[0]
+        PyBuffer_Release(view)
+        raise _inval(f"index {index} is past the array's {n} elements",
+                     "pass an index below len(array)")
+    return <char *>view.buf + index * view.itemsize
+
+
+def store_release(array, index, value):
+    """``array[index] = value`` as one atomic store with release order (``array``: 1-d uint32
+    or uint64). A reader on another thread, or a device polling mapped memory, that sees the
+    value also sees every write the host made before it: how a doorbell or a pause word must
+    be written (a plain numpy store promises neither atomicity nor order)."""
+    cdef Py_buffer view
+    cdef Py_ssize_t size
+    cdef uint64_t v
+    cdef char *p = _word_at(array, _index(index, "index"), &view, &size)
+    try:
+        try:
+            v = value
+        except (OverflowError, TypeError):
+            raise _inval(f"value {value!r} is not a non-negative integer of at most 64 bits",
+                         "store an int in 0 .. 2**64-1") from None
+        if size == 4:
+            if v > 0xFFFFFFFF:
+                raise _inval(f"value {value!r} does not fit the array's 32-bit words",
+                             "store a value below 2**32")
+            vyre_store_release(<uint32_t *>p, <uint32_t>v)
+        else:
+            vyre_store_release_u64(<uint64_t *>p, v)
+    finally:
+        PyBuffer_Release(&view)
+
+
+def load_acquire(array, index):
+    """``array[index]`` read as one atomic load with acquire order (1-d uint32 or uint64)."""
+    cdef Py_buffer view
+    cdef Py_ssize_t size
+    cdef char *p = _word_at(array, _index(index, "index"), &view, &size)
+    try:
+        if size == 4:
+            return vyre_load_acquire(<uint32_t *>p)
+        return vyre_load_acquire_u64(<uint64_t *>p)
     finally:
         PyBuffer_Release(&view)
 

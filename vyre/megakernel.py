@@ -9,6 +9,7 @@ executes exactly once. See docs/facade.md.
 from __future__ import annotations
 
 import operator
+import os
 import threading
 import time
 import weakref
@@ -16,8 +17,8 @@ from typing import Any, ContextManager, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from vyre import wire
-from vyre.backends import make_backend
+from vyre import _wire, argcheck, wire
+from vyre.backends import BACKENDS, make_backend
 from vyre.backends.base import Backend
 from vyre.call import CallMixin
 from vyre.errors import (BackendError, InvalidTypeError, InvalidValueError, PipelineError,
@@ -32,6 +33,8 @@ from vyre.protocol import (
     SLOT_WORDS,
     FaultReason,
     Opcode,
+    SLOT_WORDS,
+    TENANT_MASK_COUNT,
     CTRL_DONE_COUNT,
     CTRL_EPOCH,
     CTRL_FAULT_COUNT,
@@ -56,6 +59,16 @@ _LIVE: "weakref.WeakSet[Megakernel]" = weakref.WeakSet()
 # submit_many rings the doorbell every this many slots while it writes, so a GPU starts
 # draining a large batch before the host has written all of it (8192 slots = 512 KiB)
 _DOORBELL_EVERY = 8192
+_EMPTY, _DONE, _FAULT = int(SlotStatus.EMPTY), int(SlotStatus.DONE), int(SlotStatus.FAULT)
+
+
+def _note_published(err: BaseException, first: int, end: int) -> None:
+    """Tell the caller of a publish that raised which of its tickets are out anyway."""
+    if end > first and getattr(err, "published", None) is None:
+        try:
+            err.published = range(first, end)  # type: ignore[attr-defined]
+        except AttributeError:  # an exception type without a __dict__
+            pass
 
 
 def _lock_wait(seconds: float) -> float:
@@ -74,15 +87,21 @@ class Megakernel(CallMixin):
             ``"cuda"``.
         slot_count: ring slots (1 .. 1 048 576).
         observable_slots: user-visible result words (``observables``).
-        tenants: tenants authorized in the control words (tenant 0 is the system tenant).
-        workers: CPU worker threads, or CUDA blocks per SM; ``None`` picks a default.
+        tenants: tenants authorized in the control words, 1 .. 29 (tenant 0 is the system
+            tenant; the control block has 29 tenant masks).
+        workers: CPU worker threads (at most ``vyre.backends.cpu.max_workers()``), or CUDA
+            blocks per SM; ``None`` picks a default.
         debug_records: capacity of the PRINTF debug log.
         io_slots: IO-queue slots for LOAD_MISS (0 .. 64).
-        stall_timeout: seconds a waited-on slot may make no progress before ``wait`` raises
-            :class:`BackendError` instead of hanging.
-        heartbeat_timeout: seconds without a HEARTBEAT change (with work pending) after which
-            the backend is declared dead.
+        stall_timeout: seconds during which nothing may move (no slot finishes, the oldest
+            waited-on slot keeps its status, no long slot reports progress) before ``wait``
+            raises :class:`BackendError` instead of hanging. Positive and finite.
+        heartbeat_timeout: seconds without a HEARTBEAT change (with work pending and no slot
+            finishing) after which the backend is declared dead. Positive and finite.
         **backend_options: passed to the backend (e.g. ``test_hooks=True`` on the CPU).
+
+    Every argument is checked for type and range (:class:`InvalidTypeError`,
+    :class:`InvalidValueError`) before anything is allocated.
     """
 
     def __init__(
@@ -99,6 +118,18 @@ class Megakernel(CallMixin):
         heartbeat_timeout: float = 2.0,
         **backend_options: Any,
     ) -> None:
+        if not isinstance(backend, str) or backend not in BACKENDS:
+            raise (InvalidValueError if isinstance(backend, str) else InvalidTypeError)(
+                f"backend={backend!r} is not a backend name",
+                f"pass one of {', '.join(map(repr, BACKENDS))}")
+        for name, value in (("slot_count", slot_count), ("observable_slots", observable_slots),
+                            ("debug_records", debug_records), ("io_slots", io_slots)):
+            argcheck.count(name, value, 0, 1 << 62)  # types here; the encoders own the caps
+        tenants = argcheck.count("tenants", tenants, 1, TENANT_MASK_COUNT)
+        if workers is not None:
+            workers = argcheck.count("workers", workers, 1, 1 << 31)  # the backend caps it
+        stall_timeout = argcheck.seconds("stall_timeout", stall_timeout)
+        heartbeat_timeout = argcheck.seconds("heartbeat_timeout", heartbeat_timeout)
         # encode first: the encoders own the caps and their error messages
         control = wire.encode_control(False, tenants, observable_slots, slot_count)
         wire.encode_empty_ring(slot_count)
@@ -120,23 +151,37 @@ class Megakernel(CallMixin):
         self._ring = self._backend.ring
         self._control = self._backend.control
         self._doorbell = getattr(self._backend, "doorbell", None)
-        self._lock = threading.Lock()
+        # An RLock for _is_owned(): an interrupt that lands just after a timed acquire()
+        # returned can still be told apart from one that lands before it (see _retire)
+        self._lock = threading.RLock()
         self._published = 0  # next ticket to hand out
         self._retired = 0  # every ticket below this is DONE or FAULT and seen by the host
         # faulted tickets, the most recent _FAULT_MEMORY of them (dict: insertion-ordered set);
         # every wait() that covers one raises, drain() counts them without raising
         self._faulted: dict[int, None] = {}
         self._notified = 0  # the doorbell as last written
-        self._fault_total = 0
+        # (faults counted, ticket after the last counted one): one store updates both, so an
+        # interrupted retire that records a fault again cannot count it twice
+        self._faults = (0, 0)
+        # a publish in progress (first ticket, count, mark): if an exception interrupts it,
+        # _settle() finds out from the ring (or the mark) which of its slots were written
+        self._publishing: tuple[int, int, np.ndarray | None] | None = None
+        # publish_many's own record of what it wrote where no doorbell is passed to it
+        self._mark = np.zeros(1, np.uint64)
+        self._statuses = (self._ring, self._ring[::SLOT_WORDS])
         self._started = False
         self._stopped = False
         self._init_ops()
         self._calls = None  # vyre.call.CallPath, made by the first call
+        self._stopping = False  # shutdown() is stopping the workers (waiters say so)
+        self._unusable: str | None = None  # why submits are refused (shut down, forked)
+        self._pid = os.getpid()
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ lifetime
     def start(self) -> "Megakernel":
         """Launch the workers. Returns self so ``Megakernel(...).start()`` chains."""
+        self._check_usable()
         if self._stopped:
             raise BackendError("this megakernel was shut down", "create a new Megakernel")
         if not self._started:
@@ -155,6 +200,9 @@ class Megakernel(CallMixin):
         published slot; the hard stop itself also waits at most ``timeout``. Idempotent."""
         if self._stopped:
             return
+        if self._forked():
+            self._stopped = True  # the workers are the parent's: nothing here to stop
+            return
         drain_error: BaseException | None = None
         if drain and self._started:
             try:
@@ -163,7 +211,9 @@ class Megakernel(CallMixin):
                 drain_error = err
         if self._calls is not None:
             self._calls.close()  # asynchronous calls still queued or in flight fail
+        self._unusable = "shut down"  # from now on submits are refused at once
         if self._started:
+            self._stopping = True
             self._backend.stop(timeout)  # raises if the workers did not stop: call again
         self._stopped = True
         self._backend.close()
@@ -195,6 +245,10 @@ class Megakernel(CallMixin):
         / ``WindowDescriptor``: publishes all of it or nothing, returns the ``range`` of
         tickets) with ``args`` and ``tenant`` left out. A user opcode must be a registered op.
         """
+        if self._unusable is not None:
+            self._check_usable()
+        if timeout is not None:
+            timeout = argcheck.timeout("timeout", timeout)
         if type(opcode) is not int or opcode > OP_MAX_PRIMITIVE:
             if isinstance(opcode, int):  # IntEnum members, user and extension opcodes
                 if opcode > OP_MAX_PRIMITIVE and opcode <= 0xFFFFFFFF and not wire.is_system(opcode):
@@ -205,12 +259,23 @@ class Megakernel(CallMixin):
                     return typed  # type: ignore[return-value]
                 opcode = self._user_opcode(opcode)
         with self._lock:
+            if self._publishing is not None:
+                self._settle()
             t = self._published
-            if t - self._retired >= self.slot_count:
-                self._make_room(1, timeout)
-            wire.publish_slot(self._ring, t % self.slot_count, tenant, opcode, args, priority)
-            self._published = t + 1
-            self._notify(t + 1)
+            try:
+                if t - self._retired >= self.slot_count:
+                    self._make_room(1, timeout)
+                slot = t % self.slot_count
+                self._ring[slot * SLOT_WORDS] = _EMPTY  # _begin(t, 1), inlined: per-call cost
+                self._publishing = (t, 1, None)
+                wire.publish_slot(self._ring, slot, tenant, opcode, args, priority)
+                self._published = t + 1
+                self._publishing = None
+                self._notify(t + 1)
+            except BaseException as err:  # Ctrl-C included: account for what was written
+                self._settle()
+                _note_published(err, t, self._published)
+                raise
         return t
 
     def submit_packed(
@@ -218,16 +283,29 @@ class Megakernel(CallMixin):
         timeout: float | None = None,
     ) -> Ticket:
         """Publish one PACKED_SLOT running ``ops`` (``[(u8 opcode, args), ...]``) in order."""
+        if self._unusable is not None:
+            self._check_usable()
+        if timeout is not None:
+            timeout = argcheck.timeout("timeout", timeout)
         ops = self._check_packed(ops)
         with self._lock:
+            if self._publishing is not None:
+                self._settle()
             t = self._published
-            # pack before waiting for room: packing errors come first (docs/spec.md §4.2)
-            wire.pack_ops(ops)
-            if t - self._retired >= self.slot_count:
-                self._make_room(1, timeout)
-            wire.publish_packed(self._ring, t % self.slot_count, tenant, ops)
-            self._published = t + 1
-            self._notify(t + 1)
+            try:
+                # pack before waiting for room: packing errors come first (docs/spec.md §4.2)
+                wire.pack_ops(ops)
+                if t - self._retired >= self.slot_count:
+                    self._make_room(1, timeout)
+                self._begin(t, 1)
+                wire.publish_packed(self._ring, t % self.slot_count, tenant, ops)
+                self._published = t + 1
+                self._publishing = None
+                self._notify(t + 1)
+            except BaseException as err:
+                self._settle()
+                _note_published(err, t, self._published)
+                raise
         return t
 
     def submit_window(
@@ -266,52 +344,77 @@ class Megakernel(CallMixin):
         published so far at once, which is how the kernel's own drain rate is measured. CPU
         workers watch the slots themselves and start at once.
         """
+        if self._unusable is not None:
+            self._check_usable()
         opcodes = _as_u32(opcodes, "opcodes")
         self._check_many(opcodes)
         n = int(opcodes.shape[0])
         if args is not None:
             args = _as_u32(args, "args")
+        if timeout is not None:
+            timeout = argcheck.timeout("timeout", timeout)
         with self._lock:
+            if self._publishing is not None:
+                self._settle()
             first = self._published
-            free = self.slot_count - (first - self._retired)
-            if n > free:
-                # published in pieces: validate the whole call first (all-or-nothing)
-                wire.validate_many(tenant, opcodes, args)
-            done = 0
-            while done < n:
-                free = self.slot_count - (self._published - self._retired)
-                if free <= 0:
-                    try:
-                        self._make_room(1, timeout)
-                    except PipelineError as err:  # the first `done` ops are out: say so
-                        err.published = range(first, first + done)
-                        raise
-                    continue
-                k = min(free, n - done)
-                tell = notify or done + k < n
-                early = tell and self._doorbell is not None
-                whole = k == n  # no views to make (a per-call cost for small calls)
-                wire.publish_many(self._ring, self._published % self.slot_count, tenant,
-                                  opcodes if whole else opcodes[done:done + k],
-                                  args if whole or args is None else args[done:done + k],
-                                  doorbell=self._doorbell if early else None,
-                                  first_ticket=self._published, notify_every=_DOORBELL_EVERY,
-                                  assume_free=True)  # retired: DONE or EMPTY, see _retire_locked
-                done += k
-                self._published += k
-                if early:  # publish_many left the doorbell at self._published
-                    self._notified = self._published
-                    self._backend.kick()
-                elif tell:
-                    self._notify(self._published)
+            try:
+                free = self.slot_count - (first - self._retired)
+                if n > free:
+                    # published in pieces: validate the whole call first (all-or-nothing)
+                    wire.validate_many(tenant, opcodes, args)
+                done = 0
+                while done < n:
+                    free = self.slot_count - (self._published - self._retired)
+                    if free <= 0:
+                        try:
+                            self._make_room(1, timeout)
+                        except PipelineError as err:  # the first `done` ops are out: say so
+                            err.published = range(first, first + done)
+                            raise
+                        continue
+                    k = min(free, n - done)
+                    tell = notify or done + k < n
+                    early = tell and self._doorbell is not None
+                    whole = k == n  # no views to make (a per-call cost for small calls)
+                    start = self._published
+                    # what publish_many stores last after its writes tells _settle() how many
+                    # of them happened if an interrupt lands before the next line is reached
+                    mark = self._doorbell if early else self._mark
+                    self._publishing = (start, k, mark)
+                    wire.publish_many(self._ring, start % self.slot_count, tenant,
+                                      opcodes if whole else opcodes[done:done + k],
+                                      args if whole or args is None else args[done:done + k],
+                                      doorbell=mark, first_ticket=start,
+                                      notify_every=_DOORBELL_EVERY,
+                                      assume_free=True)  # retired: DONE or EMPTY
+                    done += k
+                    self._published = start + k
+                    self._publishing = None
+                    if early:  # publish_many left the doorbell at self._published
+                        self._notified = self._published
+                        self._backend.kick()
+                    elif tell:
+                        self._notify(self._published)
+            except BaseException as err:
+                self._settle()
+                _note_published(err, first, self._published)
+                raise
         return range(first, first + n)
 
     def notify(self) -> None:
         """Tell the workers about every slot published so far (see ``submit_many(notify=)``)."""
+        if self._unusable is not None:
+            self._check_usable()
         with self._lock:
+            if self._publishing is not None:
+                self._settle()
             self._notify(self._published)
 
     def _submit_items(self, items, tenant: int, timeout: float | None) -> range:
+        if self._unusable is not None:
+            self._check_usable()
+        if timeout is not None:
+            timeout = argcheck.timeout("timeout", timeout)
         n = len(items)
         if n > self.slot_count:
             raise InvalidValueError(
@@ -322,28 +425,97 @@ class Megakernel(CallMixin):
         for entry in entries:  # before waiting for room: invalid items fail at once
             wire.validate_slot(*entry)
         with self._lock:
-            if self._published + n - self._retired > self.slot_count:
-                self._make_room(n, timeout)
+            if self._publishing is not None:
+                self._settle()
             first = self._published
-            wire.publish_sequence(self._ring, first % self.slot_count, entries)
-            self._published = first + n
-            self._notify(self._published)
+            try:
+                if first + n - self._retired > self.slot_count:
+                    self._make_room(n, timeout)
+                self._begin(first, n)
+                wire.publish_sequence(self._ring, first % self.slot_count, entries)
+                self._published = first + n
+                self._publishing = None
+                self._notify(self._published)
+            except BaseException as err:
+                self._settle()
+                _note_published(err, first, self._published)
+                raise
         return range(first, first + n)
 
     def _ring_doorbell_if_behind(self, wait: float = -1) -> None:
         """A waiter must not wait on slots the workers were not told about (notify=False).
         ``wait``: how long the lock may take (a holder publishing or making room rings it)."""
-        if self._notified < self._published and self._lock.acquire(timeout=wait):
-            try:
+        if self._notified >= self._published:
+            return
+        lock = self._lock
+        try:
+            if lock.acquire(timeout=wait):
+                if self._publishing is not None:
+                    self._settle()
                 self._notify(self._published)
-            finally:
-                self._lock.release()
+        finally:  # owned also when an interrupt landed just after acquire() returned
+            if lock._is_owned():  # type: ignore[attr-defined]
+                lock.release()
 
     def _notify(self, published: int) -> None:
-        self._notified = published
+        # the doorbell first: an interrupt between the two leaves _notified behind (a later
+        # notify repeats the store), never ahead of what the workers were told
         if self._doorbell is not None:
-            self._doorbell[0] = published
+            # release: a GPU that sees the count also sees the slots (docs/spec.md §9)
+            _wire.store_release(self._doorbell, 0, published)
+        self._notified = published
         self._backend.kick()
+
+    # ------------------------------------------------------------------ interrupt safety
+    # An exception (a Ctrl-C's KeyboardInterrupt included) may land between any two steps of
+    # a publish or a retire. Each step below leaves a state from which the next call under
+    # the lock recovers: a publish records what it is about to write (_publishing) and the
+    # target slots read EMPTY until written, so _settle() can tell from the ring which were;
+    # a retire that reset FAULT slots but did not record them leaves EMPTY slots inside the
+    # published span, which _retire_locked() recognises as those faults (docs/facade.md).
+    def _begin(self, first: int, n: int) -> None:
+        """Before writing the slots of tickets first..first+n-1 (retired: DONE or EMPTY):
+        make them EMPTY, then record the publish, so a written one is recognisable."""
+        self._clear_statuses(first, n)
+        self._publishing = (first, n, None)
+
+    def _status_view(self) -> np.ndarray:
+        """The slots' status words (a strided view of the ring, made again if the ring is
+        replaced, as shutdown() does)."""
+        ring, view = self._statuses
+        if ring is not self._ring:
+            view = self._ring[::SLOT_WORDS]
+            self._statuses = (self._ring, view)
+        return view
+
+    def _clear_statuses(self, first: int, n: int) -> None:
+        status, slots = self._status_view(), self.slot_count
+        s = first % slots
+        if n == 1:
+            status[s] = _EMPTY
+        elif s + n <= slots:
+            status[s:s + n] = _EMPTY
+        else:
+            status[s:] = _EMPTY
+            status[:s + n - slots] = _EMPTY
+
+    def _settle(self) -> None:
+        """Finish the bookkeeping of a publish an exception interrupted (lock held): count
+        the slots it wrote as published. Idempotent, so an interrupt inside it is harmless."""
+        pending = self._publishing
+        if pending is None:
+            return
+        first, n, mark = pending
+        if mark is not None:  # publish_many stores first + written into it after writing
+            written = min(max(int(mark[0]) - first, 0), n)
+        else:  # all-or-nothing writes into slots made EMPTY first (_begin)
+            idx = (first + np.arange(n)) % self.slot_count
+            wrote = self._status_view()[idx] != _EMPTY
+            written = n if wrote.all() else int(wrote.argmin())
+        self._published = max(self._published, first + written)
+        self._publishing = None
+        if self._notified < self._published:
+            self._notify(self._published)
 
     def _make_room(self, needed: int, timeout: float | None) -> None:
         """Retire finished slots until ``needed`` are free (caller holds the lock)."""
@@ -636,21 +808,65 @@ class Megakernel(CallMixin):
 
     # ------------------------------------------------------------------ retiring / waiting
     def _check_running(self) -> None:
-        if self._stopped:
-            raise BackendError("the megakernel was shut down while this call waited",
-                               "do not shut down while other threads submit or wait")
+        if self._unusable == "forked":
+            self._check_usable()
+        if self._stopped or self._stopping:
+            raise BackendError("this megakernel was shut down (shutdown() was called, by "
+                               "this or another thread) with the tickets of this call "
+                               "unfinished; they will not run",
+                               "call shutdown() only once every thread is done with the "
+                               "megakernel (shutdown(drain=True) waits for published slots)")
+
+    def _check_usable(self) -> None:
+        """Raise if this megakernel can no longer take work (shut down, or a fork's copy)."""
+        why = self._unusable
+        if why == "forked":
+            raise BackendError(
+                f"this Megakernel was created by process {self._pid} and is used in a forked "
+                f"child (process {os.getpid()}), where its workers do not exist",
+                "create a new Megakernel in the child, or start the child with the 'spawn' "
+                "method (multiprocessing.get_context('spawn'))")
+        if why is not None:
+            raise BackendError("this megakernel was shut down, so it takes no more work",
+                               "create a new Megakernel (a shut-down one cannot be restarted)")
+
+    def _forked(self) -> bool:
+        return self._pid != os.getpid()
+
+    @property
+    def _fault_total(self) -> int:
+        return self._faults[0]
+
+    def _note_fault(self, t: int) -> None:
+        """Record that ticket t ended in FAULT, once however often it is called (a retire
+        interrupted after recording it meets it again)."""
+        self._faulted[t] = None
+        total, upto = self._faults
+        if t >= upto:
+            self._faults = (total + 1, t + 1)
 
     def _retire_locked(self) -> None:
-        pending = self._published - self._retired
-        if pending <= 0:
-            return
-        count, faults = wire.retire(self._ring, self._retired % self.slot_count, pending)
-        for off in faults:
-            self._faulted[self._retired + off] = None
-        while len(self._faulted) > _FAULT_MEMORY:
-            del self._faulted[next(iter(self._faulted))]
-        self._fault_total += len(faults)
-        self._retired += count
+        if self._publishing is not None:
+            self._settle()
+        slots = self.slot_count
+        status = self._status_view()
+        while True:
+            start = self._retired
+            pending = self._published - start
+            if pending <= 0:
+                return
+            count, faults = wire.retire(self._ring, start % slots, pending)
+            for off in faults:
+                self._note_fault(start + off)
+            while len(self._faulted) > _FAULT_MEMORY:
+                del self._faulted[next(iter(self._faulted))]
+            self._retired = start + count
+            if count == pending or int(status[(start + count) % slots]) != _EMPTY:
+                return
+            # a published slot is never EMPTY, except one whose FAULT an interrupted retire
+            # reset without recording it: it is that fault
+            self._note_fault(start + count)
+            self._retired = start + count + 1
 
     def _retire(self, wait: float = -1.0, clean_to: int = 0) -> None:
         """Retire what has finished, giving up after ``wait`` s without the lock (-1: no
@@ -662,21 +878,25 @@ class Megakernel(CallMixin):
         republished some of them since: a slot is republished only after it is retired, so
         the walk's view of those from ``self._retired`` on is of their current tickets.
         """
-        if not self._lock.acquire(timeout=wait):
-            return
+        lock = self._lock
         try:
-            self._retired = max(self._retired, clean_to)
-            self._retire_locked()
-        finally:
-            self._lock.release()
+            if lock.acquire(timeout=wait):
+                self._retired = max(self._retired, clean_to)
+                self._retire_locked()
+        finally:  # owned also when an interrupt landed just after acquire() returned
+            if lock._is_owned():  # type: ignore[attr-defined]
+                lock.release()
 
     def wait(self, tickets: Ticket | Iterable[Ticket], timeout: float | None = None) -> None:
         """Block until every ticket is retired.
 
         Raises :class:`SlotFaultError` when one of them ended in FAULT,
         :class:`WaitTimeoutError` after ``timeout`` s, :class:`BackendError` when the backend
-        died or a slot stopped making progress (``stall_timeout``). Never hangs.
+        died or a slot stopped making progress (``stall_timeout``). Never hangs. ``timeout``:
+        seconds (0 or less: poll once), None or inf for no limit; NaN is refused.
         """
+        if timeout is not None:
+            timeout = argcheck.timeout("timeout", timeout)
         if type(tickets) is int and 0 <= tickets < self._published:
             # one ticket (the round-trip path): what follows, without its generality
             if self._retired <= tickets:
@@ -703,14 +923,22 @@ class Megakernel(CallMixin):
         else:
             if isinstance(tickets, (int, np.integer)):
                 tickets = (tickets,)
-            wanted = [operator.index(t) for t in tickets]
+            try:
+                if isinstance(tickets, (str, bytes)):
+                    raise TypeError
+                wanted = [operator.index(t) for t in tickets]
+            except TypeError:
+                raise InvalidTypeError(f"tickets={tickets!r} is not a ticket or tickets",
+                                       "pass an int ticket, a range, or an iterable of ints "
+                                       "as the submit calls return them") from None
             if not wanted:
                 return None
             first, last = min(wanted), max(wanted)
         if first < 0 or last >= self._published:
             bad = first if first < 0 else last
-            raise ValueError(f"ticket {bad} was never published (tickets are 0 .. "
-                             f"{self._published - 1})")
+            raise InvalidValueError(f"ticket {bad} was never published (tickets are 0 .. "
+                                    f"{self._published - 1})",
+                                    "wait only for tickets a submit call returned")
         return wanted, last
 
     def finished(self, tickets: Ticket | Iterable[Ticket]) -> bool:
@@ -727,6 +955,8 @@ class Megakernel(CallMixin):
             return True
         wanted, last = span
         if self._retired <= last:
+            if self._unusable == "forked":
+                self._check_usable()
             self._retire(wait=0)  # never blocks: a submitter waiting for room holds the lock
             if self._retired <= last:
                 self._ring_doorbell_if_behind(wait=0)
@@ -740,9 +970,16 @@ class Megakernel(CallMixin):
         if self._retired >= upto:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._unusable == "forked":  # before the lock: a parent's thread may have held it
+            self._check_usable()
         # (a submitter making room holds the lock, and rings the doorbell itself)
-        self._ring_doorbell_if_behind(-1.0 if deadline is None else _lock_wait(timeout))
-        if not self._started or self._stopped:
+        self._ring_doorbell_if_behind(-1.0 if deadline is None else _lock_wait(deadline - time.monotonic()))
+        if self._stopped or self._stopping:
+            raise BackendError(f"this megakernel was shut down with ticket {upto - 1} "
+                               "unfinished; it will not run",
+                               "create a new Megakernel and submit the work again (wait for "
+                               "tickets before shutdown(), or use shutdown(drain=True))")
+        if not self._started:
             raise BackendError("the megakernel is not running, so nothing will retire",
                                "call start() or use `with Megakernel(...) as mk:`")
         watch: _Watch | None = None  # made after the first tick: a quick wait never pays for it
@@ -757,7 +994,8 @@ class Megakernel(CallMixin):
             if deadline is not None:
                 tick = max(0.0, min(tick, deadline - time.monotonic()))
             reached, fault = wire.wait_finished(self._ring, start % n, upto - start, tick)
-            if reached > 0:
+            # (an EMPTY slot there is a FAULT an interrupted retire reset: the walk records it)
+            if reached > 0 or int(self._status_view()[(start + reached) % n]) == _EMPTY:
                 # the lock only as long as the caller's deadline allows
                 hold = -1.0 if deadline is None else _lock_wait(deadline - time.monotonic())
                 self._retire(hold, start + reached if fault < 0 else 0)
@@ -795,6 +1033,8 @@ class Megakernel(CallMixin):
     def drain(self, timeout: float | None = None) -> None:
         """Wait until every published slot is retired. Faults are counted, not raised (a
         later ``wait`` on a faulted ticket still raises)."""
+        if timeout is not None:
+            timeout = argcheck.timeout("timeout", timeout)
         self._wait_retired(self._published, timeout)
 
     # ------------------------------------------------------------------ reading
@@ -860,7 +1100,7 @@ class Megakernel(CallMixin):
         """PRINTF records dropped because the debug log was full."""
         return wire.read_debug_overflow(self._backend.debug)
 
-    def register_buffer(self, array: Any) -> int:
+    def register_buffer(self, array: Any, *, writable: bool = True) -> int:
         """Add a buffer to the buffer table (handle 1..255; handle 0 is control).
 
         On the CPU any C-contiguous host buffer works; on CUDA also a NumPy array (page-locked
@@ -868,8 +1108,14 @@ class Megakernel(CallMixin):
         with ``__cuda_array_interface__`` (CuPy, PyTorch) or a ``__dlpack__`` tensor on the
         GPU. The megakernel keeps a reference until it closes, so a buffer the caller drops is
         never freed under it. :meth:`alloc_buffer` makes one that suits the backend in use.
+        A read-only buffer (``bytes``, a read-only array) needs ``writable=False``: it is then
+        copied once, since ops such as BUF_COPY cannot be refused a write into it.
         """
-        return self._backend.register_buffer(array)
+        if not isinstance(writable, bool):
+            raise InvalidTypeError(f"writable={writable!r} is not a bool",
+                                   "pass writable=True or writable=False")
+        self._check_usable()
+        return self._backend.register_buffer(array, writable=writable)
 
     def stream_wait(self, stream: Any, ticket: int) -> None:
         """Make a CUDA ``stream`` (CuPy, PyTorch, PyCUDA, or a CUstream int) wait until
@@ -923,10 +1169,23 @@ class Megakernel(CallMixin):
         is a host-visible uint8 numpy array, except with ``device=True`` on CUDA, where it is
         device memory (a GPUArray: fastest for tables the kernel reads often).
         """
-        if isinstance(data, (int, np.integer)):
-            nbytes, payload = int(data), None
+        self._check_usable()
+        if isinstance(data, (int, np.integer)) and not isinstance(data, bool):
+            nbytes, payload = argcheck.count("data (a byte count)", data, 0, 1 << 48), None
+        elif isinstance(data, (str, bool)) or data is None:
+            raise InvalidTypeError(f"alloc_buffer takes an array or a byte count, not "
+                                   f"{type(data).__name__}",
+                                   "pass a numpy array (copied in as bytes), bytes, or an int "
+                                   "byte count; encode text first (s.encode())")
         else:
-            payload = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                data = np.frombuffer(data, np.uint8)
+            arr = np.ascontiguousarray(data)
+            if arr.dtype.hasobject or arr.dtype.kind in "USM":
+                raise InvalidTypeError(f"alloc_buffer cannot copy an array of dtype "
+                                       f"{arr.dtype} as raw bytes",
+                                       "pass a numeric numpy array or bytes")
+            payload = arr.view(np.uint8).reshape(-1)
             nbytes = payload.size
         buf = self._backend.alloc_buffer(nbytes, device=device)
         if payload is not None and payload.size:
@@ -986,16 +1245,31 @@ def _as_u32(values: Any, name: str) -> np.ndarray:
 
 
 class _Watch:
-    """Watchdog state of one blocked caller: is the backend alive and making progress?"""
+    """Watchdog state of one blocked caller: is the backend alive and making progress?
+
+    Progress is anything that moves: a ticket retiring, DONE_COUNT or FAULT_COUNT changing
+    (a slot finished anywhere), the oldest unretired slot changing status, or the backend's
+    progress counter (a long slot at work, CPU). Only when none of them moved for
+    ``stall_timeout`` is the oldest slot declared stalled, and only if it is not finished
+    (a finished one is the host's to retire, however late a loaded machine lets it run).
+    """
 
     def __init__(self, mk: Megakernel) -> None:
         self.mk = mk
         now = time.monotonic()
         self.progress_at = now
         self.retired = mk._retired
+        self.seen = self._progress(mk._retired)
         self.beat = mk.heartbeat
         self.beat_at = now
         self.pauses = mk._backend.pauses
+
+    def _progress(self, retired: int) -> tuple[int, int, int, int]:
+        mk = self.mk
+        c = mk._control
+        return (retired, int(c[CTRL_DONE_COUNT]) + int(c[CTRL_FAULT_COUNT]),
+                int(getattr(mk._backend, "progress", 0)),
+                int(mk._ring[(retired % mk.slot_count) * SLOT_WORDS]))
 
     def check(self, retired: int, published: int) -> None:
         mk = self.mk
@@ -1006,40 +1280,66 @@ class _Watch:
             self.progress_at = self.beat_at = now
             return
         backend.check()
+        mk._check_running()  # shut down by another thread: say so, not "SHUTDOWN published"
         if published > retired and int(mk._control[CTRL_SHUTDOWN]) and retired == self.retired \
                 and now - self.progress_at > 0.05:
             raise BackendError(
                 f"the workers were stopped by SHUTDOWN with {published - retired} slots in "
                 "flight (a SHUTDOWN slot, or control[SHUTDOWN] written)",
                 "do not publish SHUTDOWN while work is pending; use shutdown(drain=True)")
+        seen = self._progress(retired)
+        if seen != self.seen:  # something moved: alive and progressing
+            self.seen, self.retired = seen, retired
+            self.progress_at = self.beat_at = now
+            self.beat = mk.heartbeat
+            return
+        if seen[3] in (_DONE, _FAULT):  # finished: the host only has not retired it yet
+            return
         beat = mk.heartbeat
         if beat != self.beat:
             self.beat, self.beat_at = beat, now
         elif published > retired and now - self.beat_at > mk.heartbeat_timeout:
             raise BackendError(
-                f"the {mk._backend.name} backend is not alive: no heartbeat for "
-                f"{now - self.beat_at:.1f} s with {published - retired} slots in flight",
+                f"the {mk._backend.name} backend is not alive: no heartbeat and no slot "
+                f"finished for {now - self.beat_at:.1f} s with {published - retired} slots in "
+                "flight",
                 "a worker is stuck or the kernel died; shut this Megakernel down and check "
                 "the workload (a slot that never finishes), or raise heartbeat_timeout")
-        if retired != self.retired:
-            self.retired, self.progress_at = retired, now
-        elif published > retired and now - self.progress_at > mk.stall_timeout:
+        if published > retired and now - self.progress_at > mk.stall_timeout:
             slot = retired % mk.slot_count
-            status = int(mk._ring[slot * 16])
+            status = seen[3]
             name = SlotStatus(status).name if status in SlotStatus._value2member_map_ else status
+            if status == int(SlotStatus.CLAIMED):
+                what = "a worker took it and has not finished it"
+                fix = ("a slot that never finishes blocks the ring; shut this Megakernel down "
+                       "(shutdown(drain=False)) and fix the op, or raise stall_timeout")
+            else:
+                what = "no worker has taken it"
+                fix = ("the workers are not taking slots (stuck on other slots, or stopped); "
+                       "check telemetry(), shut this Megakernel down, or raise stall_timeout")
             raise BackendError(
-                f"no progress for {now - self.progress_at:.1f} s: ticket {retired} (slot {slot}) "
-                f"is {name}",
-                "a slot that never finishes blocks the ring; shut this Megakernel down "
-                "(shutdown(drain=False)) and fix the op, or raise stall_timeout")
+                f"no progress for {now - self.progress_at:.1f} s: ticket {retired} (slot "
+                f"{slot}) stayed {name} ({what}), no slot finished and no long slot reported "
+                "progress", fix)
 
 
 def _stop_all_at_exit() -> None:
     for mk in list(_LIVE):
+        if mk._forked():  # a fork's copy: its workers are the parent's, nothing to stop
+            continue
         try:
             mk.shutdown(drain=False, timeout=2.0)
         except Exception:
             pass
+
+
+def _forked_child() -> None:
+    """In a forked child every megakernel is a copy without workers: refuse its use."""
+    for mk in list(_LIVE):
+        mk._unusable = "forked"
+
+
+os.register_at_fork(after_in_child=_forked_child)
 
 
 import atexit  # noqa: E402

@@ -1,6 +1,8 @@
 # Shared body of vyre.backends._cpu and vyre.backends._cpu_testhooks (the latter is the same
 # module compiled with -DVYRE_TEST_HOOKS=1). Included, not imported: each module gets its
 # own copy compiled against its own build of csrc/cpu_worker.c.
+cimport cython
+from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int64_t, uint32_t, uint64_t, uintptr_t
 
 from vyre.errors import BackendError
@@ -28,8 +30,15 @@ IO_WAIT_ROUNDS = vyre_cpu_io_wait_rounds()
 HEARTBEAT_PERIOD_S = VYRE_CPU_HEARTBEAT_NS / 1e9
 
 # Pools whose workers did not exit when their CpuWorkers died: the memory they run over is
-# kept alive here forever rather than freed under a running thread.
+# listed here and given an extra reference that is never dropped, so not even the
+# interpreter's shutdown frees it under a running thread.
 _LEAKED = []
+
+
+def keep_forever(obj):
+    """Never free ``obj`` (nor what it references): memory a native thread may still use."""
+    Py_INCREF(obj)
+    _LEAKED.append(obj)
 
 
 cdef uint32_t *_u32_ptr(uint32_t[::1] view):
@@ -38,6 +47,7 @@ cdef uint32_t *_u32_ptr(uint32_t[::1] view):
     return &view[0]
 
 
+@cython.no_gc_clear
 cdef class CpuWorkers:
     """Native worker threads running the slot interpreter over host buffers (no GIL).
 
@@ -45,11 +55,13 @@ cdef class CpuWorkers:
     (numpy arrays) of ``16*slots``, ``160+observables``, ``1+4*records+1`` and ``8*io_slots``
     words. ``buffers``: writable C-contiguous ``uint64`` array of shape ``(n, 2)``,
     ``n <= 256``, rows ``(address, byte length)``; row 0 is ignored (handle 0 is ``control``).
-    References to all of them are held while this object lives (and forever if a worker
-    could not be stopped).
+    References to all of them, and to the buffers given to :meth:`set_buffer`, are held while
+    this object lives, and forever if a worker could not be stopped (a garbage collection
+    never clears them: ``no_gc_clear``).
     """
 
     cdef vyre_cpu_pool *_pool
+    cdef dict _buffer_keep
     cdef vyre_ctx_t _ctx
     cdef object _keep
     cdef uint32_t[::1] _ring
@@ -61,6 +73,7 @@ cdef class CpuWorkers:
 
     def __cinit__(self, ring, control, debug, ioq, buffers):
         self._pool = NULL
+        self._buffer_keep = {}
         self._ring = ring
         self._control = control
         self._debug = debug
@@ -106,14 +119,16 @@ cdef class CpuWorkers:
             with nogil:
                 vyre_cpu_stop(self._pool, 2.0)
         if vyre_cpu_pool_free(self._pool) != VYRE_CPU_OK:
-            _LEAKED.append(self._keep)  # threads still run over these buffers
+            keep_forever((self._keep, self._buffer_keep))  # threads still run over these
         self._pool = NULL
 
     def start(self, int n_workers):
         """Launch ``n_workers`` (>= 1) native threads. Raises BackendError when running."""
         if n_workers < 1:
             raise BackendError(f"workers={n_workers}", "use at least one worker")
-        cdef int rc = vyre_cpu_start(self._pool, <uint32_t>n_workers)
+        cdef int rc
+        with nogil:  # thread creation: other Python threads run meanwhile
+            rc = vyre_cpu_start(self._pool, <uint32_t>n_workers)
         if rc == VYRE_CPU_ERR_RUNNING:
             raise BackendError("the CPU workers are already running (or did not stop)",
                                "stop() them first")
@@ -131,6 +146,11 @@ cdef class CpuWorkers:
         with nogil:
             rc = vyre_cpu_stop(self._pool, timeout)
         return rc == VYRE_CPU_OK
+
+    def forget_workers_after_fork(self):
+        """In a forked child: the workers are the parent's threads, absent here; mark the pool
+        stopped without joining them (so nothing waits for them, at exit or anywhere)."""
+        vyre_cpu_forget_workers(self._pool)
 
     def kick(self):
         """Wake sleeping workers after a publication (nearly free when nobody sleeps; never
@@ -153,6 +173,11 @@ cdef class CpuWorkers:
         return vyre_cpu_workers(self._pool)
 
     @property
+    def progress(self):
+        """MiBs scanned by long slots so far: grows while a long DFA_SCAN works."""
+        return vyre_cpu_progress_count(self._pool)
+
+    @property
     def next_ticket(self):
         """The next ticket a worker will take (ticket t polls slot t % slot_count)."""
         return vyre_cpu_next_ticket(self._pool)
@@ -168,12 +193,19 @@ cdef class CpuWorkers:
         vyre_cpu_stats(self._pool, out)
         return {"executed": out[0], "sleeps": out[1], "wakes": out[2]}
 
-    def set_buffer(self, uint32_t index, uint64_t addr, uint64_t nbytes):
-        """Buffer-table entry ``index`` (1..n-1) = (addr, nbytes); (0, 0) clears it."""
+    def set_buffer(self, uint32_t index, uint64_t addr, uint64_t nbytes, keep=None):
+        """Buffer-table entry ``index`` (1..n-1) = (addr, nbytes); (0, 0) clears it.
+
+        ``keep``: the object owning that memory, referenced until the entry is replaced and
+        no worker can still be using it (cleared entries keep theirs while workers run)."""
         if index == 0 or index >= self._bufs.shape[0]:
             raise BackendError(f"buffer handle {index} out of range 1..{self._bufs.shape[0] - 1}",
                                "use a handle from register_buffer()")
         vyre_cpu_set_buffer(<vyre_buf_t *>&self._bufs[0, 0], index, addr, nbytes)
+        if keep is not None:
+            self._buffer_keep[index] = keep
+        elif not vyre_cpu_running(self._pool):
+            self._buffer_keep.pop(index, None)
 
     def set_user_dispatch(self, uint64_t address, owner=None):
         """Run user ops through the C function at ``address`` (a ``vyre_user_dispatch`` of a

@@ -8,14 +8,16 @@ the buffer table holds host addresses. See docs/interpreter.md.
 from __future__ import annotations
 
 import importlib
+import operator
 import os
 import platform
+import weakref
 from typing import Any
 
 import numpy as np
 
 from vyre.backends.base import Backend
-from vyre.errors import BackendError
+from vyre.errors import BackendError, InvalidTypeError, InvalidValueError
 
 __all__ = ["CpuBackend"]
 
@@ -32,14 +34,28 @@ def _load(test_hooks: bool):
                            _BUILD_FIX) from err
 
 
+def max_workers() -> int:
+    """The most CPU worker threads a pool may have: 4 per core, at least 64, at most 1024.
+
+    Workers poll the ring; beyond a few per core they only contend for the cores (and each
+    idle one still wakes up now and then), and starting a pool costs time linear in its
+    size. Thousands of threads made start() take minutes on a small machine."""
+    return min(1024, max(64, 4 * (os.cpu_count() or 1)))
+
+
 def _count(what: str, value: Any, lo: int, hi: int) -> int:
+    """``value`` as an int in lo..hi: an int-like (not bool, float or str) or a typed error."""
+    if isinstance(value, bool):
+        raise InvalidTypeError(f"{what}={value!r} is a bool, not a count",
+                               f"pass an int between {lo} and {hi}")
     try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise BackendError(f"{what}={value!r} is not an integer",
-                           f"pass an int between {lo} and {hi}") from None
+        n = operator.index(value)
+    except TypeError:
+        raise InvalidTypeError(f"{what}={value!r} is not an integer",
+                               f"pass an int between {lo} and {hi}") from None
     if not lo <= n <= hi:
-        raise BackendError(f"{what}={n} is out of range", f"pass a value between {lo} and {hi}")
+        raise InvalidValueError(f"{what}={n} is out of range",
+                                f"pass a value between {lo} and {hi}")
     return n
 
 
@@ -48,21 +64,38 @@ def _host_view(array: Any, writable: bool) -> tuple[np.ndarray, int, int]:
     try:
         mv = memoryview(array)
     except TypeError:
-        raise BackendError(f"{type(array).__name__} does not expose the buffer protocol",
-                           "pass a numpy array, bytearray, memoryview or other buffer") from None
+        raise InvalidTypeError(f"{type(array).__name__} does not expose the buffer protocol",
+                               "pass a numpy array, bytearray, memoryview or other buffer"
+                               ) from None
     if not mv.c_contiguous:
-        raise BackendError("the buffer is not C-contiguous",
-                           "pass np.ascontiguousarray(array) (a contiguous copy)")
+        raise InvalidValueError("the buffer is not C-contiguous",
+                                "pass np.ascontiguousarray(array) (a contiguous copy)")
     flat = np.frombuffer(mv, dtype=np.uint8) if mv.nbytes else np.zeros(0, np.uint8)
     if flat.size and not flat.flags.writeable:
         if writable:
-            raise BackendError("the buffer is read-only but writable=True was asked",
-                               "pass a writable buffer (bytearray, numpy array), or "
-                               "register_buffer(..., writable=False)")
+            raise InvalidValueError("the buffer is read-only but writable=True was asked",
+                                    "pass a writable buffer (bytearray, numpy array), or "
+                                    "register_buffer(..., writable=False) for a copy")
         # the interpreter cannot refuse writes (BUF_COPY): never hand it immutable memory
         flat = flat.copy()
     addr = int(flat.__array_interface__["data"][0]) if flat.size else 0
     return flat, addr, int(flat.nbytes)
+
+
+_LIVE: weakref.WeakSet[CpuBackend] = weakref.WeakSet()
+
+
+def _forget_workers_in_child() -> None:
+    """After fork(): the child has none of the parent's worker threads. Each pool is marked
+    stopped so that nothing in the child (its exit included) waits for them."""
+    for be in list(_LIVE):
+        pool = getattr(be, "pool", None)
+        if pool is not None:
+            pool.forget_workers_after_fork()
+            be.forked = True
+
+
+os.register_at_fork(after_in_child=_forget_workers_in_child)
 
 
 class CpuBackend(Backend):
@@ -91,7 +124,8 @@ class CpuBackend(Backend):
         self.debug_records = _count("debug_records", debug_records, 0, abi["MAX_DEBUG_RECORDS"])
         self.io_slots = _count("io_slots", io_slots, 0, abi["IO_MAX_SLOTS"])
         cores = os.cpu_count() or 1
-        self.workers = cores if workers is None else _count("workers", workers, 1, 4096)
+        self.workers = (min(cores, max_workers()) if workers is None
+                        else _count("workers", workers, 1, max_workers()))
 
         self.ring = np.zeros(self.slot_count * abi["SLOT_WORDS"], dtype=np.uint32)
         self.control = np.zeros(abi["CTRL_HEADER_WORDS"] + self.observable_slots, dtype=np.uint32)
@@ -111,6 +145,9 @@ class CpuBackend(Backend):
         if self.test_hooks:
             self.builtin_user_opcodes = frozenset({self._mod.TEST_OP_SPIN, self._mod.TEST_OP_STALL})
         self._closed = False
+        #: True in a forked child of the process that made this backend (no workers here)
+        self.forked = False
+        _LIVE.add(self)
 
     def _open_call_path(self, call_lanes: int | None) -> Any:
         """The call area and the thread that answers it (docs/call.md); None with 0 lanes."""
@@ -144,7 +181,7 @@ class CpuBackend(Backend):
         keep, addr, nbytes = _host_view(array, writable)
         handle = self._next_handle
         self._buffers[handle] = keep
-        self.pool.set_buffer(handle, addr, nbytes)
+        self.pool.set_buffer(handle, addr, nbytes, keep)
         self._next_handle += 1
         return handle
 
@@ -161,6 +198,9 @@ class CpuBackend(Backend):
     # ------------------------------------------------------------------ lifetime
     def start(self) -> None:
         self._check_open()
+        if self.forked:
+            raise BackendError("this CPU backend was created before a fork(); its memory is "
+                               "the parent's copy", "create a new Megakernel in the child")
         if self.pool.running:
             return
         if self._started_once:
@@ -218,6 +258,11 @@ class CpuBackend(Backend):
     def running(self) -> bool:
         pool = getattr(self, "pool", None)
         return pool is not None and bool(pool.running)
+
+    @property
+    def progress(self) -> int:
+        """Grows while a long slot works (MiBs scanned); see Megakernel's watchdog."""
+        return int(self.pool.progress)
 
     @property
     def heartbeat(self) -> int:

@@ -22,6 +22,8 @@ cdef extern from "cpu_worker.h" nogil:
     uint32_t vyre_cpu_workers(const vyre_cpu_pool *p)
     uint64_t vyre_cpu_next_ticket(const vyre_cpu_pool *p)
     int vyre_cpu_set_next_ticket(vyre_cpu_pool *p, uint64_t t)
+    uint64_t vyre_cpu_progress_count(const vyre_cpu_pool *p)
+    void vyre_cpu_forget_workers(vyre_cpu_pool *p)
     void vyre_cpu_stats(const vyre_cpu_pool *p, uint64_t out[3])
     void vyre_cpu_set_buffer(vyre_buf_t *table, uint32_t i, uint64_t addr, uint64_t bytes)
     int64_t vyre_cpu_execute_one(vyre_cpu_pool *p, uint32_t slot)

@@ -17,6 +17,7 @@ import numpy as np
 
 from vyre.backends._cpu import atomic_cas_u32
 from vyre import _call
+from vyre._wire import store_release
 from vyre.backends.base import Backend
 from vyre.backends.cuda.host import HostRegistration
 from vyre.backends.cuda.memory import (
@@ -497,7 +498,7 @@ class CudaBackend(Backend):
         if not self._running or self.paused or self._failed is not None:
             return  # a failed kernel is not waited on again by every later quiesce
         self.paused = True  # from the request on: the watchdog and check() stand aside
-        self.doorbell[1] = 1
+        store_release(self.doorbell, 1, 1)  # seen by the poller with what came before
         try:
             self._wait_exit(timeout, "pause")
         except BackendError as err:
@@ -532,7 +533,7 @@ class CudaBackend(Backend):
             self._helped += int(old[_ASSIST_HELPED_AT // 4])  # the relaunch starts at zero
             state = np.zeros_like(old)
             state[0:2] = state[2:4] = old[2:4]  # tickets = mirror = the final mirror (u64 each)
-            self.doorbell[1] = 0
+            store_release(self.doorbell, 1, 0)
             self._launch_kernel(state)
         except Exception as err:
             self._running = False
