@@ -1544,7 +1544,7 @@ def store_release(array, index, value):
             if v > 0xFFFFFFFF:
                 raise _inval(f"value {value!r} does not fit the array's 32-bit words",
                              "store a value below 2**32")
-            vyre_store_release(<uint32_t *>p, <uint32_t>v)
+            VYRE_ST_REL(<uint32_t *>p, <uint32_t>v)
         else:
             vyre_store_release_u64(<uint64_t *>p, v)
     finally:
@@ -1558,7 +1558,7 @@ def load_acquire(array, index):
     cdef char *p = _word_at(array, _index(index, "index"), &view, &size)
     try:
         if size == 4:
-            return vyre_load_acquire(<uint32_t *>p)
+            return VYRE_LD_ACQ(<uint32_t *>p)
         return vyre_load_acquire_u64(<uint64_t *>p)
     finally:
         PyBuffer_Release(&view)
