@@ -6,6 +6,7 @@ from __future__ import annotations
 import dis
 import math
 import subprocess
+from pathlib import Path
 import sys
 import textwrap
 import threading
@@ -182,9 +183,14 @@ def test_an_interrupt_at_any_step_leaves_the_facade_consistent(what):
 # ---------------------------------------------------------------------------------------------
 # item 8: Ctrl-C (a hard stop) during a long CPU slot
 # ---------------------------------------------------------------------------------------------
+# a child interpreter finds the test-hooks worker the way the suite does (tests/_testhooks.py)
+_PRELUDE = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
+            "import _testhooks; _testhooks.install()\n")
+
+
 def _run_script(body: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(body)], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run([sys.executable, "-c", _PRELUDE + textwrap.dedent(body)],
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def test_a_hard_stop_during_a_long_dfa_scan_is_prompt_and_frees_nothing_in_use():

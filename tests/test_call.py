@@ -203,7 +203,7 @@ def test_no_call_path_when_built_without_lanes():
 
 
 def test_bad_call_lanes_option():
-    with pytest.raises(BackendError):
+    with pytest.raises(InvalidValueError, match="Fix:"):
         _mk(call_lanes=33)
 
 
