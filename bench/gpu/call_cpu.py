@@ -1,7 +1,7 @@
 """Call path on the CPU backend (docs/call.md): latency against the usual ways to hand one op to
 another thread, lanes against a lock with many threads, and asyncio's per-call overhead.
 
-    python bench/micro/call_cpu.py [--n 20000] [--workers 1]
+    python bench/gpu/call_cpu.py [--n 20000] [--workers 1]
 
 Prints distributions (p50 / p90 / p99, microseconds) of:
   call_nop, call_atomic_add       mk.call, one op, blocking (GIL released while it spins)

@@ -10,7 +10,7 @@
 3. after every megakernel is shut down: PyCUDA and CuPy launch + synchronize + read
    (vyre.bench.suites._gpu launchers), and the ratios of their p50 to call(NOP)'s p50.
 
-    python3 bench/micro/call_gpu.py [--n 20000] [--ring 1048576] [--reps 3]
+    python3 bench/gpu/call_gpu.py [--n 20000] [--ring 1048576] [--reps 3]
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ PYTHONUNBUFFERED=1 timeout 150 python3 -m pytest -v -p no:cacheprovider \
   -o faulthandler_timeout=40 tests/test_call.py > "$out/call_gpu_pytest.log" 2>&1 || failed=1
 tail -3 "$out/call_gpu_pytest.log"
 # 2. round trips, the ring with and without the call warp, launch + sync baselines
-PYTHONUNBUFFERED=1 timeout 240 python3 bench/micro/call_gpu.py --n 20000 --reps 3 \
+PYTHONUNBUFFERED=1 timeout 240 python3 bench/gpu/call_gpu.py --n 20000 --reps 3 \
   2>&1 | tee "$out/call_gpu.txt" || failed=1
 # 3. the latency suite (ring, calls, PyCUDA/CuPy in one run, as distributions)
 timeout 150 python3 -m vyre.bench --backend cuda --suite latency --no-progress \

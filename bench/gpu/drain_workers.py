@@ -1,6 +1,6 @@
 """Kernel drain rate of a held-back burst and submit_many+drain ns/op, per workers value.
 
-    python bench/micro/drain_workers.py 1,4
+    python bench/gpu/drain_workers.py 1,4
 """
 import sys
 import time

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The GPU session in two device calls (carry [".gpu"], timeout_s 600 each):
+# The GPU session in device calls (carry [".gpu"], timeout_s 600 each):
+#   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh session  # tests, examples, sanitizers,
+#                                                                  # the call path, in one call
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh tests    # GPU tests + compute-sanitizer
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh bench    # full vyre-bench on CUDA, twice
 # Everything it writes lands in $OUT (copy bench/results/* back into the repo afterwards).
@@ -8,6 +10,24 @@ out=${OUT:-/tmp/vyre-gpu}
 failed=0  # any failing step makes the script exit 1 (after running the rest)
 mkdir -p "$out"
 case "${1:-tests}" in
+session)
+  PYTHONUNBUFFERED=1 timeout 230 python3 -m pytest -m gpu -q -rfE -p no:cacheprovider \
+    -o faulthandler_timeout=60 > "$out/gpu_pytest.log" 2>&1 || failed=1
+  tail -15 "$out/gpu_pytest.log"
+  for e in axpy histogram hashtable; do
+    timeout 45 python3 "examples/$e.py" --backend cuda 2>&1 | tail -3 || failed=1
+  done > "$out/examples.log"
+  cat "$out/examples.log"
+  timeout 60 compute-sanitizer --error-exitcode 1 --tool memcheck \
+    python3 bench/gpu/sanitize_workload.py > "$out/memcheck.log" 2>&1 || failed=1
+  tail -2 "$out/memcheck.log"
+  timeout 70 compute-sanitizer --error-exitcode 1 --tool racecheck \
+    python3 bench/gpu/sanitize_workload.py > "$out/racecheck.log" 2>&1 || failed=1
+  tail -2 "$out/racecheck.log"
+  PYTHONUNBUFFERED=1 timeout 110 python3 bench/gpu/call_gpu.py --n 5000 --reps 3 \
+    > "$out/call_gpu.txt" 2>&1 || failed=1
+  cat "$out/call_gpu.txt"
+  ;;
 tests)
   # every GPU test; PyCUDA holds the GIL in driver calls, so pytest-timeout cannot interrupt a
   # hung call: faulthandler dumps the stacks instead and `timeout` bounds the whole run

@@ -6,7 +6,7 @@ LOCAL_SIZE_BYTES and cuOccupancyMaxActiveBlocksPerMultiprocessor for blocks of 1
 also prints the time cuModuleLoadData took (a PTX-only image is JIT-compiled there). ctypes
 over libcuda only, so it runs without PyCUDA and needs no running megakernel.
 
-    python bench/micro/occupancy.py [image ...]
+    python bench/gpu/occupancy.py [image ...]
 """
 from __future__ import annotations
 
