@@ -93,9 +93,8 @@ def _nvcc() -> str | None:
 def test_fused_ops_do_not_raise_the_kernels_registers(tmp_path):
     """The fused build for sm_90 keeps the shipped kernel's registers per thread; the ops
     are functions of their own."""
-    from vyre.ops.cache import PipelineCache
-
     from vyre.ops import cuda_build
+    from vyre.ops.cache import PipelineCache
 
     sys.path.insert(0, os.path.dirname(CHILD))
     import gpu_userops_child as ops_src

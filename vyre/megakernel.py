@@ -13,7 +13,9 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, ContextManager, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
 
@@ -21,33 +23,37 @@ from vyre import _wire, argcheck, wire
 from vyre.backends import BACKENDS, make_backend
 from vyre.backends.base import Backend
 from vyre.call import CallMixin
-from vyre.errors import (BackendError, InvalidTypeError, InvalidValueError, PipelineError,
-                         QueueFullError, SlotFaultError,
-                         WaitTimeoutError)
+from vyre.descriptors import BatchDescriptor, SlotDescriptor, SlotOpcode, WindowDescriptor
+from vyre.errors import (
+    BackendError,
+    InvalidTypeError,
+    InvalidValueError,
+    PipelineError,
+    QueueFullError,
+    SlotFaultError,
+    WaitTimeoutError,
+)
+from vyre.ops import Op, fault_of
+from vyre.ops.registry import OpRegistry
 from vyre.protocol import (
-    OP_MAX_PRIMITIVE,
-    PACKED_MAX_INNER_OPCODE,
-    RESULT_WORDS,
-    SLOT_RESULT,
-    SLOT_STATUS,
-    SLOT_WORDS,
-    FaultReason,
-    Opcode,
-    SLOT_WORDS,
-    TENANT_MASK_COUNT,
     CTRL_DONE_COUNT,
     CTRL_EPOCH,
     CTRL_FAULT_COUNT,
     CTRL_HEARTBEAT,
     CTRL_SHUTDOWN,
     OBSERVABLE_BASE,
+    OP_MAX_PRIMITIVE,
+    PACKED_MAX_INNER_OPCODE,
+    RESULT_WORDS,
     SLOT_OPCODE,
+    SLOT_RESULT,
+    SLOT_STATUS,
+    SLOT_WORDS,
+    TENANT_MASK_COUNT,
+    FaultReason,
+    Opcode,
     SlotStatus,
 )
-
-from vyre.descriptors import BatchDescriptor, SlotDescriptor, SlotOpcode, WindowDescriptor
-from vyre.ops import Op, fault_of
-from vyre.ops.registry import OpRegistry
 
 Ticket = int
 
@@ -55,7 +61,7 @@ Ticket = int
 _WATCH_INTERVAL_S = 0.005
 # how many faulted tickets wait() remembers (the oldest are forgotten beyond this)
 _FAULT_MEMORY = 1 << 16
-_LIVE: "weakref.WeakSet[Megakernel]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[Megakernel] = weakref.WeakSet()
 # submit_many rings the doorbell every this many slots while it writes, so a GPU starts
 # draining a large batch before the host has written all of it (8192 slots = 512 KiB)
 _DOORBELL_EVERY = 8192
@@ -179,7 +185,7 @@ class Megakernel(CallMixin):
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ lifetime
-    def start(self) -> "Megakernel":
+    def start(self) -> Megakernel:
         """Launch the workers. Returns self so ``Megakernel(...).start()`` chains."""
         self._check_usable()
         if self._stopped:
@@ -189,7 +195,7 @@ class Megakernel(CallMixin):
             self._started = True
         return self
 
-    def __enter__(self) -> "Megakernel":
+    def __enter__(self) -> Megakernel:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -256,7 +262,7 @@ class Megakernel(CallMixin):
             else:
                 typed = self._typed_submit(opcode, args, tenant, priority, timeout)
                 if typed is not None:
-                    return typed  # type: ignore[return-value]
+                    return typed
                 opcode = self._user_opcode(opcode)
         with self._lock:
             if self._publishing is not None:
@@ -570,7 +576,7 @@ class Megakernel(CallMixin):
             if source is None:
                 raise InvalidValueError(f"register_op({op!r}) needs the op's C source",
                                         "call register_op(name, source) (docs/ops.md)")
-            wanted = Op(op, source, opcode, tenant)  # type: ignore[arg-type]
+            wanted = Op(op, source, opcode, tenant)
         if self._stopped:
             raise BackendError("this megakernel was shut down", "create a new Megakernel")
         with self._ops_lock:
@@ -1149,7 +1155,7 @@ class Megakernel(CallMixin):
         self._backend.after_stream(stream, timeout)
         return self.submit(opcode, args, tenant=tenant)
 
-    def paused(self) -> ContextManager[None]:
+    def paused(self) -> AbstractContextManager[None]:
         """A ``with`` block during which no megakernel of this process runs on the GPU.
 
         On CUDA, allocating or freeing device or page-locked memory and loading modules wait
@@ -1162,7 +1168,7 @@ class Megakernel(CallMixin):
         """
         return self._backend.quiesce()
 
-    def alloc_buffer(self, data: "np.ndarray | int", *, device: bool = False) -> tuple[int, Any]:
+    def alloc_buffer(self, data: np.ndarray | int, *, device: bool = False) -> tuple[int, Any]:
         """Allocate a buffer the workers can reach, fill it, register it: ``(handle, buffer)``.
 
         ``data`` is an array (copied in as raw bytes) or a byte count (zero-filled). The buffer

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from vyre.backends._cpu import atomic_cas_u32
 from vyre import _call
 from vyre._wire import store_release
+from vyre.backends._cpu import atomic_cas_u32
 from vyre.backends.base import Backend
 from vyre.backends.cuda.host import HostRegistration
 from vyre.backends.cuda.memory import (
