@@ -105,7 +105,7 @@ def main() -> int:
             k, v = keys[lo:lo + batch], values[lo:lo + batch]
             res = run_batch(mk, insert, np.stack([np.full(len(k), h, np.uint32), k, v], axis=1))
             assert (res[:, 0] == 1).all(), "an insert of a new key did not report 'new'"
-            model.update(zip(k.tolist(), v.tolist()))
+            model.update(zip(k.tolist(), v.tolist(), strict=True))
             ops_run += len(k)
         gone = keys[: n // 3]
         for lo in range(0, len(gone), batch - 1):  # deletes, and one absent key each batch
@@ -120,7 +120,7 @@ def main() -> int:
         for lo in range(0, len(probe), batch):  # lookups: present, deleted and never inserted
             k = probe[lo:lo + batch]
             res = run_batch(mk, lookup, np.stack([np.full(len(k), h, np.uint32), k], axis=1))
-            for key, (found, value, _, _) in zip(k.tolist(), res.tolist()):
+            for key, (found, value, _, _) in zip(k.tolist(), res.tolist(), strict=True):
                 if (key in model) != bool(found) or (found and model[key] != value):
                     print(f"MISMATCH for key {key}: got found={found} value={value}, "
                           f"want {model.get(key)}")

@@ -234,7 +234,8 @@ def prewarm() -> dict:
 
     with ThreadPoolExecutor(len(sets)) as pool:
         done = list(pool.map(build, sets))
-    return {"builds": [[ [o.name for o in ops], src, round(sec, 2)] for ops, (src, sec) in zip(sets, done)]}
+    return {"builds": [[[o.name for o in ops], src, round(sec, 2)]
+                       for ops, (src, sec) in zip(sets, done, strict=True)]}
 
 
 if __name__ == "__main__":

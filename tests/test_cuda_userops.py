@@ -39,7 +39,7 @@ def test_user_ops_are_bit_identical_on_cpu_and_cuda():
     assert len(cpu["slots"]) == len(gpu["slots"]) == n
     statuses = {w[0] for w in cpu["slots"]}
     assert statuses == {DONE, FAULT}  # both outcomes are exercised
-    for i, (a, b) in enumerate(zip(cpu["slots"], gpu["slots"])):
+    for i, (a, b) in enumerate(zip(cpu["slots"], gpu["slots"], strict=True)):
         assert a == b, f"op {i}: cpu {a} cuda {b}"
     assert cpu["obs"] == gpu["obs"]
     assert cpu["hist"] == gpu["hist"]

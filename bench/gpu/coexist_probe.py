@@ -84,8 +84,8 @@ def case_after(op: str) -> None:
         elif op == "free":
             cp.cuda.runtime.free(prep["buf"])
         elif op == "modload":
-            m = cp.RawModule(code=SPIN.replace("spin", "spin_fresh_%d" % os.getpid()))
-            m.get_function("spin_fresh_%d" % os.getpid())
+            m = cp.RawModule(code=SPIN.replace("spin", f"spin_fresh_{os.getpid()}"))
+            m.get_function(f"spin_fresh_{os.getpid()}")
         elif op == "torch_empty_cache":
             import torch
             torch.cuda.empty_cache()

@@ -68,7 +68,7 @@ def dlpack_address(array: Any) -> tuple[int, int, Any]:
     itemsize = (t.bits * t.lanes + 7) // 8
     if t.strides:
         expect = 1
-        for dim, i in zip(reversed(shape), reversed(range(t.ndim))):
+        for dim, i in zip(reversed(shape), reversed(range(t.ndim)), strict=True):
             if dim != 1 and t.strides[i] != expect:
                 raise BackendError("the DLPack tensor is not C-contiguous",
                                    "pass a contiguous tensor (e.g. .contiguous())")
@@ -149,7 +149,9 @@ def device_address(array: Any) -> tuple[int, int]:
         count = int(np.prod(cai["shape"])) if cai["shape"] else 1
         if cai.get("strides") not in (None, ()):
             expect = itemsize
-            for dim, stride in zip(reversed(cai["shape"]), reversed(cai["strides"])):
+            # a foreign exporter may give strides of another length; compare what pairs up
+            strides = reversed(cai["strides"])
+            for dim, stride in zip(reversed(cai["shape"]), strides, strict=False):
                 if stride != expect:
                     raise BackendError("the device buffer is not C-contiguous",
                                        "pass a contiguous array (e.g. .contiguous() / cupy.ascontiguousarray)")
