@@ -319,7 +319,8 @@ class Megakernel(CallMixin):
         required: Sequence[Sequence[int]], lookahead: Sequence[Sequence[int]],
         timeout: float | None = None,
     ) -> range:
-        """Publish a window (docs/spec.md §10): one slot per payload, args ``[ticket, class, *payload]``."""
+        """Publish a window (docs/spec.md §10): one slot per payload, args
+        ``[ticket, class, *payload]``."""
         items = wire.window_items(opcode, ticket, required, lookahead)
         return self._submit_items(items, tenant, timeout)
 
@@ -655,7 +656,8 @@ class Megakernel(CallMixin):
         status = int(self._ring[base + SLOT_STATUS])
         if status == int(SlotStatus.EMPTY):  # retiring resets a FAULT slot to EMPTY
             status = int(SlotStatus.FAULT)
-        res = tuple(int(w) for w in self._ring[base + SLOT_RESULT: base + SLOT_RESULT + RESULT_WORDS])
+        words = self._ring[base + SLOT_RESULT: base + SLOT_RESULT + RESULT_WORDS]
+        res = tuple(int(w) for w in words)
         return status, res
 
     def _fault_text(self, t: int, res: Sequence[int] | None = None) -> str:
@@ -979,7 +981,8 @@ class Megakernel(CallMixin):
         if self._unusable == "forked":  # before the lock: a parent's thread may have held it
             self._check_usable()
         # (a submitter making room holds the lock, and rings the doorbell itself)
-        self._ring_doorbell_if_behind(-1.0 if deadline is None else _lock_wait(deadline - time.monotonic()))
+        self._ring_doorbell_if_behind(
+            -1.0 if deadline is None else _lock_wait(deadline - time.monotonic()))
         if self._stopped or self._stopping:
             raise BackendError(f"this megakernel was shut down with ticket {upto - 1} "
                                "unfinished; it will not run",
@@ -1031,7 +1034,8 @@ class Megakernel(CallMixin):
             t = hit[0]
             more = f" (and {len(hit) - 1} more)" if len(hit) > 1 else ""
             raise SlotFaultError(
-                f"ticket {t} (slot {t % self.slot_count}) ended in FAULT{self._fault_text(t)}{more}",
+                f"ticket {t} (slot {t % self.slot_count}) ended in "
+                f"FAULT{self._fault_text(t)}{more}",
                 "check the tenant is authorized, that non-system tenants write only "
                 "observables, and the buffer bounds of the op",
                 ticket=t, slot=t % self.slot_count)
@@ -1161,10 +1165,12 @@ class Megakernel(CallMixin):
         On CUDA, allocating or freeing device or page-locked memory and loading modules wait
         for the device to go idle: for a megakernel to leave the GPU, which it does by itself
         when idle and every ``yield_ms`` when busy (never, with ``idle_exit_ms=0,
-        yield_ms=0``). To have such calls wait for nothing, make them inside this block: every running megakernel finishes what
-        was published, exits, and is relaunched when the block ends; nothing is lost or run
-        twice. Slots published inside the block run after it. The megakernel's CUDA context is
-        current inside the block. Re-entrant; a no-op on the CPU backend. vyre's own allocations (``alloc_buffer``, ``GpuStream``) do this themselves.
+        yield_ms=0``). To have such calls wait for nothing, make them inside this block: every
+        running megakernel finishes what was published, exits, and is relaunched when the
+        block ends; nothing is lost or run twice. Slots published inside the block run after
+        it. The megakernel's CUDA context is current inside the block. Re-entrant; a no-op on
+        the CPU backend. vyre's own allocations (``alloc_buffer``, ``GpuStream``) do this
+        themselves.
         """
         return self._backend.quiesce()
 

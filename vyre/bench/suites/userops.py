@@ -219,7 +219,8 @@ def run(ctx) -> None:
                 raise RuntimeError("the benchmark table is full (more samples than rounds_cap)")
             keys, vals = _keys(n, ht_round[0])
             ht_round[0] += 1
-            a_ins = np.stack([np.full(n, h_tab, np.uint32), np.full(n, cap, np.uint32), keys, vals], 1)
+            a_ins = np.stack([np.full(n, h_tab, np.uint32), np.full(n, cap, np.uint32),
+                              keys, vals], 1)
             a_look = np.stack([np.full(n, h_tab, np.uint32), np.full(n, cap, np.uint32), keys, vals,
                                np.full(n, found_word, np.uint32)], 1)
             t0 = now()
