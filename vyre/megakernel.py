@@ -50,6 +50,7 @@ from vyre.protocol import (
     SLOT_STATUS,
     SLOT_WORDS,
     TENANT_MASK_COUNT,
+    U32_MAX,
     FaultReason,
     Opcode,
     SlotStatus,
@@ -257,7 +258,7 @@ class Megakernel(CallMixin):
             timeout = argcheck.timeout("timeout", timeout)
         if type(opcode) is not int or opcode > OP_MAX_PRIMITIVE:
             if isinstance(opcode, int):  # IntEnum members, user and extension opcodes
-                if opcode > OP_MAX_PRIMITIVE and opcode <= 0xFFFFFFFF and not wire.is_system(opcode):
+                if OP_MAX_PRIMITIVE < opcode <= U32_MAX and not wire.is_system(opcode):
                     self._check_registered(int(opcode))
             else:
                 typed = self._typed_submit(opcode, args, tenant, priority, timeout)
@@ -705,7 +706,7 @@ class Megakernel(CallMixin):
             except TypeError:
                 raise InvalidTypeError(f"opcode must be an integer, op or op name, got {opcode!r}",
                                        "pass a vyre.Opcode, a registered op or its name") from None
-        if 0 <= value <= 0xFFFFFFFF and not wire.is_system(value):
+        if 0 <= value <= U32_MAX and not wire.is_system(value):
             self._check_registered(value)
         return value
 
@@ -1050,7 +1051,7 @@ class Megakernel(CallMixin):
     # ------------------------------------------------------------------ reading
     @property
     def observables(self) -> np.ndarray:
-        """Live uint32 view of the observable words (``control[160:]``)."""
+        """Live uint32 view of the observable words (``control[OBSERVABLE_BASE:]``)."""
         return self._control[OBSERVABLE_BASE:]
 
     @property
@@ -1063,10 +1064,10 @@ class Megakernel(CallMixin):
         every retired ticket, so counters read after a wait/drain include those slots."""
         if not self._backend.lazy_counters or not self._started:
             return
-        want = self._retired & 0xFFFFFFFF
+        want = self._retired & U32_MAX
         deadline = time.monotonic() + timeout
         c = self._control
-        while ((int(c[CTRL_DONE_COUNT]) + int(c[CTRL_FAULT_COUNT]) - want) & 0xFFFFFFFF) >= 1 << 31:
+        while ((int(c[CTRL_DONE_COUNT]) + int(c[CTRL_FAULT_COUNT]) - want) & U32_MAX) >= 1 << 31:
             if time.monotonic() > deadline:  # a slot overwrote a counter: report what is there
                 return
             time.sleep(0)
@@ -1142,7 +1143,7 @@ class Megakernel(CallMixin):
         slot = ticket % self.slot_count
         if self._retired > ticket:
             return  # finished: nothing to wait for
-        if int(self._ring[slot * 16 + SLOT_OPCODE]) == int(Opcode.LOAD_MISS):
+        if int(self._ring[slot * SLOT_WORDS + SLOT_OPCODE]) == int(Opcode.LOAD_MISS):
             raise InvalidValueError("a LOAD_MISS ticket cannot be waited for by a stream",
                                     "wait for it with mk.wait(ticket) before queuing the "
                                     "stream's work")
@@ -1206,7 +1207,7 @@ class Megakernel(CallMixin):
 
     def telemetry(self) -> dict[str, Any]:
         """A snapshot: slot occupancy by status, in-flight, faults, heartbeat age."""
-        statuses = self._ring.reshape(self.slot_count, 16)[:, 0]
+        statuses = self._ring.reshape(self.slot_count, SLOT_WORDS)[:, SLOT_STATUS]
         counts = np.bincount(np.minimum(statuses, 8), minlength=9)
         names = {s.value: s.name for s in SlotStatus}
         return {
@@ -1250,7 +1251,7 @@ def _as_u32(values: Any, name: str) -> np.ndarray:
         if arr.dtype.kind not in "iub":
             raise InvalidTypeError(f"{name} must hold integers, got dtype {arr.dtype}",
                                  f"pass {name} as a numpy uint32 array")
-        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 0xFFFFFFFF):
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > U32_MAX):
             raise InvalidValueError(f"{name} holds values outside u32 (0..0xFFFFFFFF)",
                                  "wire words are unsigned 32-bit: mask or fix the values")
     return np.ascontiguousarray(arr, dtype=np.uint32)
