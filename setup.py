@@ -32,8 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = "csrc"
 C_FLAGS = ["-O3", "-std=c11", "-Wall", "-Wno-unused-function"]
 PTX_SOURCE = os.path.join("cuda", "megakernel.cu")
-HEADERS = ["vyre_abi.h", "vyre_interp.h", "vyre_call.h", "vyre_wait.h", "cpu_worker.h", "cpu_call.h",
-           "uring.h"]
+HEADERS = ["vyre_abi.h", "vyre_interp.h", "vyre_call.h", "vyre_wait.h", "cpu_worker.h",
+           "cpu_call.h", "uring.h"]
 # one Cython declaration file per C header, cimported by every extension
 DECLARATIONS = [os.path.join("vyre", "includes", f)
                 for f in ("abi.pxd", "interp.pxd", "cpu_worker.pxd", "uring.pxd")]

@@ -28,7 +28,10 @@ import time
 
 OPS_SOURCE = {
     "bench_add": r"""
-VYRE_OP(bench_add) { if (op->lane == 0) vyre_op_result(op, 0, vyre_obs_add(op, op->args[1] - 160u, op->args[0]) + op->args[0]); }
+VYRE_OP(bench_add) {
+    if (op->lane == 0)
+        vyre_op_result(op, 0, vyre_obs_add(op, op->args[1] - 160u, op->args[0]) + op->args[0]);
+}
 """,
     "bench_scale": r"""
 VYRE_OP(bench_scale) {
@@ -41,7 +44,10 @@ VYRE_OP(bench_scale) {
 VYRE_OP(bench_max) {
     if (op->lane != 0) return;
     uint32_t m = 0;
-    for (uint32_t i = 0; i < op->args[1]; ++i) { uint32_t v = vyre_load_u32(op, op->args[0], i); m = v > m ? v : m; }
+    for (uint32_t i = 0; i < op->args[1]; ++i) {
+        uint32_t v = vyre_load_u32(op, op->args[0], i);
+        m = v > m ? v : m;
+    }
     vyre_op_result(op, 0, m);
 }
 """,

@@ -14,7 +14,8 @@ from _common import device_array, parse, to_host
 from vyre import Megakernel, SlotFaultError
 
 AXPY = r"""
-VYRE_OP(axpy) {          /* a0 = x handle, a1 = y handle, a2 = first element, a3 = count, a4 = a (f32 bits) */
+/* a0 = x handle, a1 = y handle, a2 = first element, a3 = count, a4 = a (f32 bits) */
+VYRE_OP(axpy) {
     const uint64_t off = vyre_arg(op, 2), n = vyre_arg(op, 3);
     const float a = vyre_bits_f32(vyre_arg(op, 4));
     const float *x = (const float *)vyre_buf_ptr(op, vyre_arg(op, 0), 4 * off, 4 * n, 0);

@@ -23,8 +23,12 @@ PRELUDE = r"""
 #define HT_PRELUDE
 #define HT_EMPTY 0u
 #define HT_GONE 0xFFFFFFFFu
-VYRE_OP_HELPER uint32_t ht_home(uint32_t key, uint32_t cap) { return (key * 0x9E3779B1u) & (cap - 1u); }
-VYRE_OP_HELPER uint32_t ht_cap(vyre_op_t *op, uint32_t t) { return (uint32_t)(vyre_buf_bytes(op, t) / 8u); }
+VYRE_OP_HELPER uint32_t ht_home(uint32_t key, uint32_t cap) {
+    return (key * 0x9E3779B1u) & (cap - 1u);
+}
+VYRE_OP_HELPER uint32_t ht_cap(vyre_op_t *op, uint32_t t) {
+    return (uint32_t)(vyre_buf_bytes(op, t) / 8u);
+}
 #endif
 """
 
@@ -32,8 +36,12 @@ INSERT = PRELUDE + r"""
 VYRE_OP(ht_insert) {     /* a0 = table, a1 = key (not 0 or ~0), a2 = value; r0 = 1 new, 2 updated */
     if (op->lane != 0) return;
     const uint32_t t = vyre_arg(op, 0), key = vyre_arg(op, 1), cap = ht_cap(op, t);
-    if (key == HT_EMPTY || key == HT_GONE || cap == 0u || (cap & (cap - 1u))) { vyre_op_fault(op, 1); return; }
-    for (uint32_t probe = 0, i = ht_home(key, cap); probe < cap; ++probe, i = (i + 1u) & (cap - 1u)) {
+    if (key == HT_EMPTY || key == HT_GONE || cap == 0u || (cap & (cap - 1u))) {
+        vyre_op_fault(op, 1);
+        return;
+    }
+    for (uint32_t probe = 0, i = ht_home(key, cap); probe < cap;
+         ++probe, i = (i + 1u) & (cap - 1u)) {
         uint32_t seen = vyre_load_u32(op, t, 2u * i);
         if (seen == HT_EMPTY) seen = vyre_atomic_cas_u32(op, t, 2u * i, HT_EMPTY, key);
         if (seen == HT_EMPTY || seen == key) {     /* claimed it, or the key is there */
@@ -51,7 +59,8 @@ LOOKUP = PRELUDE + r"""
 VYRE_OP(ht_lookup) {     /* a0 = table, a1 = key; r0 = 1 found / 0, r1 = value */
     if (op->lane != 0) return;
     const uint32_t t = vyre_arg(op, 0), key = vyre_arg(op, 1), cap = ht_cap(op, t);
-    for (uint32_t probe = 0, i = ht_home(key, cap); probe < cap; ++probe, i = (i + 1u) & (cap - 1u)) {
+    for (uint32_t probe = 0, i = ht_home(key, cap); probe < cap;
+         ++probe, i = (i + 1u) & (cap - 1u)) {
         const uint32_t seen = vyre_load_u32(op, t, 2u * i);
         if (seen == HT_EMPTY) break;
         if (seen == key) {
@@ -67,7 +76,8 @@ DELETE = PRELUDE + r"""
 VYRE_OP(ht_delete) {     /* a0 = table, a1 = key; r0 = 1 deleted / 0 absent */
     if (op->lane != 0) return;
     const uint32_t t = vyre_arg(op, 0), key = vyre_arg(op, 1), cap = ht_cap(op, t);
-    for (uint32_t probe = 0, i = ht_home(key, cap); probe < cap; ++probe, i = (i + 1u) & (cap - 1u)) {
+    for (uint32_t probe = 0, i = ht_home(key, cap); probe < cap;
+         ++probe, i = (i + 1u) & (cap - 1u)) {
         const uint32_t seen = vyre_load_u32(op, t, 2u * i);
         if (seen == HT_EMPTY) break;
         if (seen == key) {
@@ -105,7 +115,7 @@ def main() -> int:
             k, v = keys[lo:lo + batch], values[lo:lo + batch]
             res = run_batch(mk, insert, np.stack([np.full(len(k), h, np.uint32), k, v], axis=1))
             assert (res[:, 0] == 1).all(), "an insert of a new key did not report 'new'"
-            model.update(zip(k.tolist(), v.tolist()))
+            model.update(zip(k.tolist(), v.tolist(), strict=True))
             ops_run += len(k)
         gone = keys[: n // 3]
         for lo in range(0, len(gone), batch - 1):  # deletes, and one absent key each batch
@@ -120,14 +130,15 @@ def main() -> int:
         for lo in range(0, len(probe), batch):  # lookups: present, deleted and never inserted
             k = probe[lo:lo + batch]
             res = run_batch(mk, lookup, np.stack([np.full(len(k), h, np.uint32), k], axis=1))
-            for key, (found, value, _, _) in zip(k.tolist(), res.tolist()):
+            for key, (found, value, _, _) in zip(k.tolist(), res.tolist(), strict=True):
                 if (key in model) != bool(found) or (found and model[key] != value):
                     print(f"MISMATCH for key {key}: got found={found} value={value}, "
                           f"want {model.get(key)}")
                     return 1
             ops_run += len(k)
     seconds = time.perf_counter() - t0
-    print(f"hash table: {ops_run} ops (insert/delete/lookup) on {args.backend} in {seconds:.2f} s: OK")
+    print(f"hash table: {ops_run} ops (insert/delete/lookup) on {args.backend} "
+          f"in {seconds:.2f} s: OK")
     return 0
 
 

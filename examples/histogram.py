@@ -14,7 +14,8 @@ from _common import device_array, parse, to_host
 from vyre import Megakernel
 
 HISTOGRAM = r"""
-VYRE_OP(histogram) {     /* a0 = data handle, a1 = bins handle (256 u32), a2 = first byte, a3 = count */
+/* a0 = data handle, a1 = bins handle (256 u32), a2 = first byte, a3 = count */
+VYRE_OP(histogram) {
     const uint64_t off = vyre_arg(op, 2), n = vyre_arg(op, 3);
     const uint8_t *d = (const uint8_t *)vyre_buf_ptr(op, vyre_arg(op, 0), off, n, 0);
     if (d == NULL || vyre_buf_bytes(op, vyre_arg(op, 1)) < 1024) {

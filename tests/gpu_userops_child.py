@@ -44,7 +44,10 @@ VYRE_OP(uhist) {  /* hist[d[i]] += 1 for d = bytes [off, off+n) of a0; result: l
     const uint8_t *d = (const uint8_t *)vyre_buf_ptr(op, hd, off, n, 0);
     if (d == NULL) return;
     uint32_t mine = 0;
-    for (uint64_t i = op->lane; i < n; i += op->lanes) { vyre_atomic_add_u32(op, hh, d[i], 1u); mine++; }
+    for (uint64_t i = op->lane; i < n; i += op->lanes) {
+        vyre_atomic_add_u32(op, hh, d[i], 1u);
+        mine++;
+    }
     if (op->lane == 31) vyre_op_result(op, 1, mine);
     if (op->lane == 0) vyre_op_result(op, 0, (uint32_t)n);
 }
@@ -224,7 +227,8 @@ def prewarm() -> dict:
     major, minor = drv.Device(0).compute_capability()
     sets = []
     for table in (SOURCES, START_OPS):
-        ops = [SimpleNamespace(name=k, opcode=0x100 + i, source=v) for i, (k, v) in enumerate(table.items())]
+        ops = [SimpleNamespace(name=k, opcode=0x100 + i, source=v)
+               for i, (k, v) in enumerate(table.items())]
         sets += [ops[:k] for k in range(1, len(ops) + 1)]
 
     def build(ops: list) -> tuple[str, float]:
@@ -234,7 +238,8 @@ def prewarm() -> dict:
 
     with ThreadPoolExecutor(len(sets)) as pool:
         done = list(pool.map(build, sets))
-    return {"builds": [[ [o.name for o in ops], src, round(sec, 2)] for ops, (src, sec) in zip(sets, done)]}
+    return {"builds": [[[o.name for o in ops], src, round(sec, 2)]
+                       for ops, (src, sec) in zip(sets, done, strict=True)]}
 
 
 if __name__ == "__main__":

@@ -28,21 +28,25 @@ VYRE_OP(t_add) {                 /* lane 0: r0 = atomic add(a0[a1] += a2) before
     "t_lanes": r"""
 VYRE_OP(t_lanes) {               /* lane l: a0[a1 + l*a2] = a3 ^ l; results from lanes a4, a5 */
     const uint32_t l = op->lane;
-    vyre_store_u32(op, op->args[0], (uint64_t)op->args[1] + (uint64_t)l * op->args[2], op->args[3] ^ l);
+    vyre_store_u32(op, op->args[0], (uint64_t)op->args[1] + (uint64_t)l * op->args[2],
+                   op->args[3] ^ l);
     if (l == op->args[4] % 32u || l == op->args[5] % 32u) vyre_op_result(op, l & 3u, l + 100u);
     if (!vyre_op_failed(op)) vyre_op_result(op, 3, op->args[3] + l);
 }
 """,
     "t_cas": r"""
-VYRE_OP(t_cas) {                 /* lane 0: r0 = cas(a0[a1], a2 -> a3); r1 = failed; r[a5 % 5] = 7 */
+/* lane 0: r0 = cas(a0[a1], a2 -> a3); r1 = failed; r[a5 % 5] = 7 */
+VYRE_OP(t_cas) {
     if (op->lane != 0) return;
-    vyre_op_result(op, 0, vyre_atomic_cas_u32(op, op->args[0], op->args[1], op->args[2], op->args[3]));
+    vyre_op_result(op, 0,
+                   vyre_atomic_cas_u32(op, op->args[0], op->args[1], op->args[2], op->args[3]));
     vyre_op_result(op, 1, (uint32_t)vyre_op_failed(op));
     vyre_op_result(op, op->args[5] % 5u, 7u);
 }
 """,
     "t_obs": r"""
-VYRE_OP(t_obs) {                 /* lane 0: r0 = obs[a0] += a1 before, r1 = obs[a5]; lane a2 may raise a4 */
+/* lane 0: r0 = obs[a0] += a1 before, r1 = obs[a5]; lane a2 may raise a4 */
+VYRE_OP(t_obs) {
     if (op->lane == 0) {
         vyre_op_result(op, 0, vyre_obs_add(op, op->args[0], op->args[1]));
         vyre_op_result(op, 1, vyre_obs_load(op, op->args[5]));
@@ -51,9 +55,11 @@ VYRE_OP(t_obs) {                 /* lane 0: r0 = obs[a0] += a1 before, r1 = obs[
 }
 """,
     "t_ptr": r"""
-VYRE_OP(t_ptr) {                 /* lane 0: bytes [a1, a1+a2) of a0: r0 = their sum, then = a4 if a3&1 */
+/* lane 0: bytes [a1, a1+a2) of a0: r0 = their sum, then = a4 if a3&1 */
+VYRE_OP(t_ptr) {
     if (op->lane != 0) return;
-    uint8_t *p = (uint8_t *)vyre_buf_ptr(op, op->args[0], op->args[1], op->args[2], (int)(op->args[3] & 1u));
+    uint8_t *p = (uint8_t *)vyre_buf_ptr(op, op->args[0], op->args[1], op->args[2],
+                                         (int)(op->args[3] & 1u));
     uint32_t sum = 0;
     if (p != NULL) {
         for (uint32_t i = 0; i < op->args[2]; ++i) {
@@ -288,23 +294,27 @@ def random_program(seed: int, n: int, *, control_words: int, buf_bytes: dict[int
             start = index(True)
             if h == 0 and tenant == 0:
                 start = max(start, QUIET_FROM)
-            prog.append((OPCODES["t_lanes"], tenant, [h, start, stride, a[3], a[4] % 40, a[5] % 40]))
+            prog.append((OPCODES["t_lanes"], tenant,
+                         [h, start, stride, a[3], a[4] % 40, a[5] % 40]))
         elif kind == 2:
             i = index(True)
             prog.append((OPCODES["t_cas"], tenant, [h, i, a[2] % 3, a[3], 0, a[5]]))
         elif kind == 3:
             prog.append((OPCODES["t_obs"], tenant,
                          [int(rng.integers(0, control_words - OBSERVABLE_BASE + 4)), a[1],
-                          a[2] % 40, a[3], a[4], int(rng.integers(0, control_words - OBSERVABLE_BASE + 4))]))
+                          a[2] % 40, a[3], a[4],
+                          int(rng.integers(0, control_words - OBSERVABLE_BASE + 4))]))
         elif kind == 4:
             size = 4 * control_words if h == 0 else buf_bytes.get(h, 0)
             writable = int(rng.integers(0, 2))
             lo = 0 if (h == 0 and writable and tenant != 0) else (4 * QUIET_FROM if h == 0 else 0)
             off = int(rng.integers(lo, size + 8)) if rng.random() > 0.02 else M32
-            prog.append((OPCODES["t_ptr"], tenant, [h, off, int(rng.integers(0, 40)), writable, a[4]]))
+            prog.append((OPCODES["t_ptr"], tenant,
+                         [h, off, int(rng.integers(0, 40)), writable, a[4]]))
         elif kind == 5:
             lo = 0 if tenant != 0 else QUIET_FROM
-            prog.append((int(Opcode.ATOMIC_ADD), tenant, [a[0], int(rng.integers(lo, control_words + 4))]))
+            prog.append((int(Opcode.ATOMIC_ADD), tenant,
+                         [a[0], int(rng.integers(lo, control_words + 4))]))
         elif kind == 6:
             prog.append((int(Opcode.LOAD_U32), tenant,
                          [int(rng.integers(QUIET_FROM, control_words + 4)),

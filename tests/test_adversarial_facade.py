@@ -6,12 +6,12 @@ from __future__ import annotations
 import dis
 import math
 import subprocess
-from pathlib import Path
 import sys
 import textwrap
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -233,7 +233,9 @@ VYRE_OP(call_raise) {            /* faults with code a0 */
 """
 USER_CTL_ADD = r"""
 VYRE_OP(call_ctl_add) {          /* control word a0 += a1 (handle 0); returns the new value */
-    if (op->lane == 0) vyre_op_result(op, 0, vyre_atomic_add_u32(op, 0, op->args[0], op->args[1]) + op->args[1]);
+    if (op->lane == 0)
+        vyre_op_result(op, 0,
+                       vyre_atomic_add_u32(op, 0, op->args[0], op->args[1]) + op->args[1]);
 }
 """
 needs_ops = pytest.mark.skipif(not hasattr(vyre.Megakernel, "register_op"),

@@ -39,7 +39,7 @@ def test_user_ops_are_bit_identical_on_cpu_and_cuda():
     assert len(cpu["slots"]) == len(gpu["slots"]) == n
     statuses = {w[0] for w in cpu["slots"]}
     assert statuses == {DONE, FAULT}  # both outcomes are exercised
-    for i, (a, b) in enumerate(zip(cpu["slots"], gpu["slots"])):
+    for i, (a, b) in enumerate(zip(cpu["slots"], gpu["slots"], strict=True)):
         assert a == b, f"op {i}: cpu {a} cuda {b}"
     assert cpu["obs"] == gpu["obs"]
     assert cpu["hist"] == gpu["hist"]
@@ -93,9 +93,8 @@ def _nvcc() -> str | None:
 def test_fused_ops_do_not_raise_the_kernels_registers(tmp_path):
     """The fused build for sm_90 keeps the shipped kernel's registers per thread; the ops
     are functions of their own."""
-    from vyre.ops.cache import PipelineCache
-
     from vyre.ops import cuda_build
+    from vyre.ops.cache import PipelineCache
 
     sys.path.insert(0, os.path.dirname(CHILD))
     import gpu_userops_child as ops_src

@@ -49,7 +49,8 @@ def test_fatbin_entries_reads_a_synthetic_container():
         return head.ljust(64, b"\0") + payload
     body = entry(2, 80, b"a" * 8) + entry(2, 90, b"b" * 16) + entry(1, 75, b"ptx")
     image = struct.pack("<IHHQ", 0xBA55ED50, 1, 16, len(body)) + body
-    assert cuda_build.fatbin_entries(image) == [("elf", "sm_80"), ("elf", "sm_90"), ("ptx", "sm_75")]
+    assert cuda_build.fatbin_entries(image) == [("elf", "sm_80"), ("elf", "sm_90"),
+                                                ("ptx", "sm_75")]
 
 
 def test_ptxas_report_parses_entry_registers_and_function_spills():

@@ -123,7 +123,8 @@ def test_the_disk_part_is_bounded_least_recently_used_first(tmp_path):
     assert c.stats()["evicted"] == 1 and c.stats()["bytes_on_disk"] <= 3 * 1100
     small = PipelineCache(str(tmp_path / "none"), max_bytes=0)  # 0: memory only
     small.get_or_build({"i": 9}, lambda w: blob)
-    assert small.stats()["bytes_on_disk"] == 0 and small.get_or_build({"i": 9}, lambda w: b"") == blob
+    assert small.stats()["bytes_on_disk"] == 0
+    assert small.get_or_build({"i": 9}, lambda w: b"") == blob
 
 
 def test_an_unwritable_directory_degrades_to_memory(tmp_path):

@@ -12,7 +12,8 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 
 @pytest.mark.parametrize("name", ["axpy", "histogram", "hashtable"])
 def test_example_runs_and_checks_itself(name):
-    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, f"{name}.py"), "--backend", "cpu"],
+    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, f"{name}.py"),
+                           "--backend", "cpu"],
                           capture_output=True, text=True, timeout=600, cwd=EXAMPLES, check=False,
                           env=dict(os.environ))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -140,8 +140,9 @@ def test_builtins_return_values():
         assert mk.result(mk.submit(Opcode.ATOMIC_ADD, [5, OBSERVABLE_BASE + 1])) == (5, 0, 0, 0)
         assert mk.result(mk.submit(Opcode.ATOMIC_ADD, [7, OBSERVABLE_BASE + 1])) == (12, 0, 0, 0)
         assert mk.result(mk.submit(Opcode.LOAD_U32, [OBSERVABLE_BASE + 1, 2])) == (12, 0, 0, 0)
-        assert mk.result(mk.submit(Opcode.COMPARE_SWAP, [OBSERVABLE_BASE + 1, 12, 40])) == (12, 0, 0, 0)
-        assert mk.result(mk.submit(Opcode.COMPARE_SWAP, [OBSERVABLE_BASE + 1, 12, 50])) == (40, 0, 0, 0)
+        cas = Opcode.COMPARE_SWAP
+        assert mk.result(mk.submit(cas, [OBSERVABLE_BASE + 1, 12, 40])) == (12, 0, 0, 0)
+        assert mk.result(mk.submit(cas, [OBSERVABLE_BASE + 1, 12, 50])) == (40, 0, 0, 0)
         e = mk.epoch
         assert mk.result(mk.submit(Opcode.BATCH_FENCE, [0, 9])) == (e + 1, 0, 0, 0)
         assert mk.result(mk.submit(Opcode.STORE_U32, [1, OBSERVABLE_BASE])) == (0, 0, 0, 0)
@@ -153,10 +154,12 @@ def test_typed_descriptors_are_first_class():
         mk.register_op("obs_add", ADD, opcode=0x20)
         t = mk.submit(SlotDescriptor.single(0, 0x20, [4, 2]))
         assert mk.result(t) == (2, 0, 0, 0)
-        t = mk.submit(SlotDescriptor.packed(0, [(0x20, [4, 3]), (int(Opcode.ATOMIC_ADD), [1, OBSERVABLE_BASE + 4])]))
+        inner = [(0x20, [4, 3]), (int(Opcode.ATOMIC_ADD), [1, OBSERVABLE_BASE + 4])]
+        t = mk.submit(SlotDescriptor.packed(0, inner))
         assert mk.result(t) == (6, 0, 0, 0)  # the last inner op's result
-        batch = BatchDescriptor(0, (SlotDescriptor.single(0, 0x20, [5, 1]),
-                                    SlotDescriptor.single(1, Opcode.ATOMIC_ADD, [2, OBSERVABLE_BASE + 6])))
+        batch = BatchDescriptor(0, (
+            SlotDescriptor.single(0, 0x20, [5, 1]),
+            SlotDescriptor.single(1, Opcode.ATOMIC_ADD, [2, OBSERVABLE_BASE + 6])))
         r = mk.submit(batch)
         assert isinstance(r, range) and [mk.result(x) for x in r] == [(1, 0, 0, 0), (2, 0, 0, 0)]
         r = mk.submit_batch(batch, tag=0xAB)
@@ -258,7 +261,8 @@ def test_register_ops_is_one_build_all_or_nothing():
         first = mk.telemetry()["ops"]["last_build"]
         assert first["source"] in ("build", "disk", "memory")
         with pytest.raises(InvalidValueError, match="already op"):
-            mk.register_ops([Op("third", ADD.replace("VYRE_OP(obs_add)", "VYRE_OP(third)")),
-                             Op("fourth", ADD.replace("VYRE_OP(obs_add)", "VYRE_OP(fourth)"), 0x100)])
+            mk.register_ops([
+                Op("third", ADD.replace("VYRE_OP(obs_add)", "VYRE_OP(third)")),
+                Op("fourth", ADD.replace("VYRE_OP(obs_add)", "VYRE_OP(fourth)"), 0x100)])
         assert sorted(mk.ops) == ["lanes", "obs_add"]  # neither of the refused pair
         assert mk.register_ops([lanes]) == [got[1]]

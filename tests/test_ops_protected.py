@@ -32,7 +32,8 @@ def test_tenant_load_miss_into_control_faults_and_is_never_served(backend, tmp_p
             now[moving] = header[moving]
         assert np.array_equal(now, header)
         # the header still authorizes what it did: tenant 1 runs, tenant 2 is refused
-        assert mk.result(mk.submit(Opcode.ATOMIC_ADD, [2, OBSERVABLE_BASE], tenant=1)) == (2, 0, 0, 0)
+        t = mk.submit(Opcode.ATOMIC_ADD, [2, OBSERVABLE_BASE], tenant=1)
+        assert mk.result(t) == (2, 0, 0, 0)
         with pytest.raises(SlotFaultError) as err:
             mk.result(mk.submit(Opcode.ATOMIC_ADD, [2, OBSERVABLE_BASE], tenant=2))
         assert err.value.reason == FaultReason.UNAUTHORIZED and err.value.details == (2, 0, 0)

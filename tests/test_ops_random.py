@@ -68,7 +68,7 @@ def test_random_ops_match_the_model(backend):
                 items = tuple(SlotDescriptor(tenant, op, args) for op, tenant, args in part)
                 tickets = mk.submit(BatchDescriptor(0, items))
                 mk.drain(timeout=60)
-                for (op, tenant, args), t in zip(part, tickets):
+                for (op, tenant, args), t in zip(part, tickets, strict=True):
                     row = ring[t % mk.slot_count]
                     want = model.run(op, tenant, args)
                     # retiring resets a FAULT slot to EMPTY; DONE stays DONE

@@ -12,7 +12,8 @@ def test_probe_looks_for_the_kernel_where_setup_py_builds_it(monkeypatch):
 
     probe = importlib.reload(probe)  # PTX_PATH is read at import
     try:
-        built = Path(vyre.__file__).parent / "data" / "megakernel.fatbin"  # setup.py KERNEL_PACKAGE_PATH
+        # setup.py KERNEL_PACKAGE_PATH
+        built = Path(vyre.__file__).parent / "data" / "megakernel.fatbin"
         assert Path(probe.KERNEL_PATH).resolve() == built.resolve()
     finally:
         importlib.reload(probe)

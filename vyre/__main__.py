@@ -14,8 +14,9 @@ import numpy as np
 
 from vyre import Megakernel, Opcode
 from vyre.ingest.dfa import build_dfa
+from vyre.protocol import DFA_NO_STATE, OBSERVABLE_BASE
 
-OBS = 160  # control word of observables[0]
+OBS = OBSERVABLE_BASE  # control word of observables[0]
 
 
 class DemoFailure(AssertionError):
@@ -62,7 +63,7 @@ def dfa_scan(mk: Megakernel) -> float:
     h_table, _ = mk.alloc_buffer(dfa.table, device=True)
     h_data, _ = mk.alloc_buffer(data)
     t0 = time.perf_counter()
-    mk.wait(mk.submit(Opcode.DFA_SCAN, [h_table, h_data, 0, data.size, 0xFFFFFFFF, 20, 0]))
+    mk.wait(mk.submit(Opcode.DFA_SCAN, [h_table, h_data, 0, data.size, DFA_NO_STATE, 20, 0]))
     elapsed = time.perf_counter() - t0
     check(f"DFA scan of {data.size >> 20} MiB for {len(patterns)} patterns",
           int(mk.observables[20]), dfa.count_matches(data.tobytes()))

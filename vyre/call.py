@@ -67,7 +67,8 @@ def opcode_of(mk: Megakernel, op: Any) -> int:
         return operator.index(code)
     if hasattr(op, "__index__") and not isinstance(op, bool):
         return operator.index(op)
-    raise InvalidTypeError(f"op must be an opcode (int) or a registered op, got {type(op).__name__}",
+    raise InvalidTypeError("op must be an opcode (int) or a registered op, "
+                           f"got {type(op).__name__}",
                            "pass an Opcode, an int, or the handle of a registered op")
 
 

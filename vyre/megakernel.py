@@ -13,7 +13,9 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, ContextManager, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
 
@@ -21,33 +23,38 @@ from vyre import _wire, argcheck, wire
 from vyre.backends import BACKENDS, make_backend
 from vyre.backends.base import Backend
 from vyre.call import CallMixin
-from vyre.errors import (BackendError, InvalidTypeError, InvalidValueError, PipelineError,
-                         QueueFullError, SlotFaultError,
-                         WaitTimeoutError)
+from vyre.descriptors import BatchDescriptor, SlotDescriptor, SlotOpcode, WindowDescriptor
+from vyre.errors import (
+    BackendError,
+    InvalidTypeError,
+    InvalidValueError,
+    PipelineError,
+    QueueFullError,
+    SlotFaultError,
+    WaitTimeoutError,
+)
+from vyre.ops import Op, fault_of
+from vyre.ops.registry import OpRegistry
 from vyre.protocol import (
-    OP_MAX_PRIMITIVE,
-    PACKED_MAX_INNER_OPCODE,
-    RESULT_WORDS,
-    SLOT_RESULT,
-    SLOT_STATUS,
-    SLOT_WORDS,
-    FaultReason,
-    Opcode,
-    SLOT_WORDS,
-    TENANT_MASK_COUNT,
     CTRL_DONE_COUNT,
     CTRL_EPOCH,
     CTRL_FAULT_COUNT,
     CTRL_HEARTBEAT,
     CTRL_SHUTDOWN,
     OBSERVABLE_BASE,
+    OP_MAX_PRIMITIVE,
+    PACKED_MAX_INNER_OPCODE,
+    RESULT_WORDS,
     SLOT_OPCODE,
+    SLOT_RESULT,
+    SLOT_STATUS,
+    SLOT_WORDS,
+    TENANT_MASK_COUNT,
+    U32_MAX,
+    FaultReason,
+    Opcode,
     SlotStatus,
 )
-
-from vyre.descriptors import BatchDescriptor, SlotDescriptor, SlotOpcode, WindowDescriptor
-from vyre.ops import Op, fault_of
-from vyre.ops.registry import OpRegistry
 
 Ticket = int
 
@@ -55,7 +62,7 @@ Ticket = int
 _WATCH_INTERVAL_S = 0.005
 # how many faulted tickets wait() remembers (the oldest are forgotten beyond this)
 _FAULT_MEMORY = 1 << 16
-_LIVE: "weakref.WeakSet[Megakernel]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[Megakernel] = weakref.WeakSet()
 # submit_many rings the doorbell every this many slots while it writes, so a GPU starts
 # draining a large batch before the host has written all of it (8192 slots = 512 KiB)
 _DOORBELL_EVERY = 8192
@@ -179,7 +186,7 @@ class Megakernel(CallMixin):
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ lifetime
-    def start(self) -> "Megakernel":
+    def start(self) -> Megakernel:
         """Launch the workers. Returns self so ``Megakernel(...).start()`` chains."""
         self._check_usable()
         if self._stopped:
@@ -189,7 +196,7 @@ class Megakernel(CallMixin):
             self._started = True
         return self
 
-    def __enter__(self) -> "Megakernel":
+    def __enter__(self) -> Megakernel:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -251,12 +258,12 @@ class Megakernel(CallMixin):
             timeout = argcheck.timeout("timeout", timeout)
         if type(opcode) is not int or opcode > OP_MAX_PRIMITIVE:
             if isinstance(opcode, int):  # IntEnum members, user and extension opcodes
-                if opcode > OP_MAX_PRIMITIVE and opcode <= 0xFFFFFFFF and not wire.is_system(opcode):
+                if OP_MAX_PRIMITIVE < opcode <= U32_MAX and not wire.is_system(opcode):
                     self._check_registered(int(opcode))
             else:
                 typed = self._typed_submit(opcode, args, tenant, priority, timeout)
                 if typed is not None:
-                    return typed  # type: ignore[return-value]
+                    return typed
                 opcode = self._user_opcode(opcode)
         with self._lock:
             if self._publishing is not None:
@@ -313,7 +320,8 @@ class Megakernel(CallMixin):
         required: Sequence[Sequence[int]], lookahead: Sequence[Sequence[int]],
         timeout: float | None = None,
     ) -> range:
-        """Publish a window (docs/spec.md §10): one slot per payload, args ``[ticket, class, *payload]``."""
+        """Publish a window (docs/spec.md §10): one slot per payload, args
+        ``[ticket, class, *payload]``."""
         items = wire.window_items(opcode, ticket, required, lookahead)
         return self._submit_items(items, tenant, timeout)
 
@@ -570,7 +578,7 @@ class Megakernel(CallMixin):
             if source is None:
                 raise InvalidValueError(f"register_op({op!r}) needs the op's C source",
                                         "call register_op(name, source) (docs/ops.md)")
-            wanted = Op(op, source, opcode, tenant)  # type: ignore[arg-type]
+            wanted = Op(op, source, opcode, tenant)
         if self._stopped:
             raise BackendError("this megakernel was shut down", "create a new Megakernel")
         with self._ops_lock:
@@ -649,7 +657,8 @@ class Megakernel(CallMixin):
         status = int(self._ring[base + SLOT_STATUS])
         if status == int(SlotStatus.EMPTY):  # retiring resets a FAULT slot to EMPTY
             status = int(SlotStatus.FAULT)
-        res = tuple(int(w) for w in self._ring[base + SLOT_RESULT: base + SLOT_RESULT + RESULT_WORDS])
+        words = self._ring[base + SLOT_RESULT: base + SLOT_RESULT + RESULT_WORDS]
+        res = tuple(int(w) for w in words)
         return status, res
 
     def _fault_text(self, t: int, res: Sequence[int] | None = None) -> str:
@@ -697,7 +706,7 @@ class Megakernel(CallMixin):
             except TypeError:
                 raise InvalidTypeError(f"opcode must be an integer, op or op name, got {opcode!r}",
                                        "pass a vyre.Opcode, a registered op or its name") from None
-        if 0 <= value <= 0xFFFFFFFF and not wire.is_system(value):
+        if 0 <= value <= U32_MAX and not wire.is_system(value):
             self._check_registered(value)
         return value
 
@@ -973,7 +982,8 @@ class Megakernel(CallMixin):
         if self._unusable == "forked":  # before the lock: a parent's thread may have held it
             self._check_usable()
         # (a submitter making room holds the lock, and rings the doorbell itself)
-        self._ring_doorbell_if_behind(-1.0 if deadline is None else _lock_wait(deadline - time.monotonic()))
+        self._ring_doorbell_if_behind(
+            -1.0 if deadline is None else _lock_wait(deadline - time.monotonic()))
         if self._stopped or self._stopping:
             raise BackendError(f"this megakernel was shut down with ticket {upto - 1} "
                                "unfinished; it will not run",
@@ -1025,7 +1035,8 @@ class Megakernel(CallMixin):
             t = hit[0]
             more = f" (and {len(hit) - 1} more)" if len(hit) > 1 else ""
             raise SlotFaultError(
-                f"ticket {t} (slot {t % self.slot_count}) ended in FAULT{self._fault_text(t)}{more}",
+                f"ticket {t} (slot {t % self.slot_count}) ended in "
+                f"FAULT{self._fault_text(t)}{more}",
                 "check the tenant is authorized, that non-system tenants write only "
                 "observables, and the buffer bounds of the op",
                 ticket=t, slot=t % self.slot_count)
@@ -1040,7 +1051,7 @@ class Megakernel(CallMixin):
     # ------------------------------------------------------------------ reading
     @property
     def observables(self) -> np.ndarray:
-        """Live uint32 view of the observable words (``control[160:]``)."""
+        """Live uint32 view of the observable words (``control[OBSERVABLE_BASE:]``)."""
         return self._control[OBSERVABLE_BASE:]
 
     @property
@@ -1053,10 +1064,10 @@ class Megakernel(CallMixin):
         every retired ticket, so counters read after a wait/drain include those slots."""
         if not self._backend.lazy_counters or not self._started:
             return
-        want = self._retired & 0xFFFFFFFF
+        want = self._retired & U32_MAX
         deadline = time.monotonic() + timeout
         c = self._control
-        while ((int(c[CTRL_DONE_COUNT]) + int(c[CTRL_FAULT_COUNT]) - want) & 0xFFFFFFFF) >= 1 << 31:
+        while ((int(c[CTRL_DONE_COUNT]) + int(c[CTRL_FAULT_COUNT]) - want) & U32_MAX) >= 1 << 31:
             if time.monotonic() > deadline:  # a slot overwrote a counter: report what is there
                 return
             time.sleep(0)
@@ -1132,7 +1143,7 @@ class Megakernel(CallMixin):
         slot = ticket % self.slot_count
         if self._retired > ticket:
             return  # finished: nothing to wait for
-        if int(self._ring[slot * 16 + SLOT_OPCODE]) == int(Opcode.LOAD_MISS):
+        if int(self._ring[slot * SLOT_WORDS + SLOT_OPCODE]) == int(Opcode.LOAD_MISS):
             raise InvalidValueError("a LOAD_MISS ticket cannot be waited for by a stream",
                                     "wait for it with mk.wait(ticket) before queuing the "
                                     "stream's work")
@@ -1149,20 +1160,22 @@ class Megakernel(CallMixin):
         self._backend.after_stream(stream, timeout)
         return self.submit(opcode, args, tenant=tenant)
 
-    def paused(self) -> ContextManager[None]:
+    def paused(self) -> AbstractContextManager[None]:
         """A ``with`` block during which no megakernel of this process runs on the GPU.
 
         On CUDA, allocating or freeing device or page-locked memory and loading modules wait
         for the device to go idle: for a megakernel to leave the GPU, which it does by itself
         when idle and every ``yield_ms`` when busy (never, with ``idle_exit_ms=0,
-        yield_ms=0``). To have such calls wait for nothing, make them inside this block: every running megakernel finishes what
-        was published, exits, and is relaunched when the block ends; nothing is lost or run
-        twice. Slots published inside the block run after it. The megakernel's CUDA context is
-        current inside the block. Re-entrant; a no-op on the CPU backend. vyre's own allocations (``alloc_buffer``, ``GpuStream``) do this themselves.
+        yield_ms=0``). To have such calls wait for nothing, make them inside this block: every
+        running megakernel finishes what was published, exits, and is relaunched when the
+        block ends; nothing is lost or run twice. Slots published inside the block run after
+        it. The megakernel's CUDA context is current inside the block. Re-entrant; a no-op on
+        the CPU backend. vyre's own allocations (``alloc_buffer``, ``GpuStream``) do this
+        themselves.
         """
         return self._backend.quiesce()
 
-    def alloc_buffer(self, data: "np.ndarray | int", *, device: bool = False) -> tuple[int, Any]:
+    def alloc_buffer(self, data: np.ndarray | int, *, device: bool = False) -> tuple[int, Any]:
         """Allocate a buffer the workers can reach, fill it, register it: ``(handle, buffer)``.
 
         ``data`` is an array (copied in as raw bytes) or a byte count (zero-filled). The buffer
@@ -1194,7 +1207,7 @@ class Megakernel(CallMixin):
 
     def telemetry(self) -> dict[str, Any]:
         """A snapshot: slot occupancy by status, in-flight, faults, heartbeat age."""
-        statuses = self._ring.reshape(self.slot_count, 16)[:, 0]
+        statuses = self._ring.reshape(self.slot_count, SLOT_WORDS)[:, SLOT_STATUS]
         counts = np.bincount(np.minimum(statuses, 8), minlength=9)
         names = {s.value: s.name for s in SlotStatus}
         return {
@@ -1238,7 +1251,7 @@ def _as_u32(values: Any, name: str) -> np.ndarray:
         if arr.dtype.kind not in "iub":
             raise InvalidTypeError(f"{name} must hold integers, got dtype {arr.dtype}",
                                  f"pass {name} as a numpy uint32 array")
-        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 0xFFFFFFFF):
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > U32_MAX):
             raise InvalidValueError(f"{name} holds values outside u32 (0..0xFFFFFFFF)",
                                  "wire words are unsigned 32-bit: mask or fix the values")
     return np.ascontiguousarray(arr, dtype=np.uint32)

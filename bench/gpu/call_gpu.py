@@ -28,7 +28,8 @@ OBS = vyre.protocol.OBSERVABLE_BASE
 ADD = int(Opcode.ATOMIC_ADD)
 USER_ADD = r"""
 VYRE_OP(gpu_call_add) {
-    if (op->lane == 0) vyre_op_result(op, 0, vyre_obs_add(op, op->args[0], op->args[1]) + op->args[1]);
+    if (op->lane == 0)
+        vyre_op_result(op, 0, vyre_obs_add(op, op->args[0], op->args[1]) + op->args[1]);
 }
 """
 

@@ -84,8 +84,8 @@ def case_after(op: str) -> None:
         elif op == "free":
             cp.cuda.runtime.free(prep["buf"])
         elif op == "modload":
-            m = cp.RawModule(code=SPIN.replace("spin", "spin_fresh_%d" % os.getpid()))
-            m.get_function("spin_fresh_%d" % os.getpid())
+            m = cp.RawModule(code=SPIN.replace("spin", f"spin_fresh_{os.getpid()}"))
+            m.get_function(f"spin_fresh_{os.getpid()}")
         elif op == "torch_empty_cache":
             import torch
             torch.cuda.empty_cache()
@@ -125,7 +125,8 @@ def case_after(op: str) -> None:
               f"returned before K2: {returned_before_k2})", flush=True)
         flag[1] = 1
         th.join(3.0)
-        print(f"after:{op} after K2 left: {'returned' if 't' in done else 'still hung'}", flush=True)
+        print(f"after:{op} after K2 left: "
+              f"{'returned' if 't' in done else 'still hung'}", flush=True)
         os._exit(0)
     print(f"after:{op} returned {1e3 * (done['t'] - release):.2f} ms after K1 left; "
           f"K2 still running: {int(flag[1]) == 0}; K2 launch call {launch_ms:.3f} ms; "
@@ -205,6 +206,7 @@ def case_share(grid_arg: str) -> None:
           f"{base_t:.1f} us; cupy launch+stream sync p50 {base_c:.1f} us", flush=True)
 
     from vyre import Megakernel, Opcode
+    from vyre.protocol import OBSERVABLE_BASE
 
     mk = Megakernel(backend="cuda", slot_count=4096, observable_slots=64)
     sms = mk.backend.grid // mk.backend.blocks_per_sm
@@ -216,12 +218,13 @@ def case_share(grid_arg: str) -> None:
         xs = []
         for _ in range(n):
             t0 = time.perf_counter_ns()
-            mk.wait(mk.submit(Opcode.ATOMIC_ADD, [1, 160]))
+            mk.wait(mk.submit(Opcode.ATOMIC_ADD, [1, OBSERVABLE_BASE]))
             xs.append(time.perf_counter_ns() - t0)
         return _p50(xs) / 1e3
 
     ops = np.full(100_000, int(Opcode.ATOMIC_ADD), np.uint32)
-    margs = np.stack([np.ones(100_000, np.uint32), 160 + np.arange(100_000, dtype=np.uint32) % 64], 1)
+    margs = np.stack([np.ones(100_000, np.uint32),
+                      OBSERVABLE_BASE + np.arange(100_000, dtype=np.uint32) % 64], 1)
 
     def dispatch(reps=10):
         xs = []
@@ -273,7 +276,8 @@ def case_share(grid_arg: str) -> None:
     stop2.set()
     th2.join()
     print(f"share:{grid_arg} grid={grid}/{sms} SMs: idle vyre: matmul {idle_tf:.1f} TFLOP/s "
-          f"({100 * idle_tf / base_tf:.0f} %), torch op+item {idle_t:.1f} us, cupy {idle_c:.1f} us; "
+          f"({100 * idle_tf / base_tf:.0f} %), torch op+item {idle_t:.1f} us, "
+          f"cupy {idle_c:.1f} us; "
           f"vyre serving ({served[0]} round trips): matmul {busy_tf:.1f} TFLOP/s "
           f"({100 * busy_tf / base_tf:.0f} %), torch {busy_t:.1f} us, cupy {busy_c:.1f} us; "
           f"vyre round trip p50 {rt0:.1f} us alone, {rt1:.1f} us under matmul; dispatch "
@@ -290,14 +294,15 @@ def case_misc() -> None:
 
     from vyre import Megakernel, Opcode
     from vyre.backends.cuda.backend import quiesced
+    from vyre.protocol import OBSERVABLE_BASE
 
     with Megakernel(backend="cuda", slot_count=1024, observable_slots=64) as mk:
         for _ in range(200):
-            mk.wait(mk.submit(Opcode.ATOMIC_ADD, [1, 160]))
+            mk.wait(mk.submit(Opcode.ATOMIC_ADD, [1, OBSERVABLE_BASE]))
         steady = []
         for _ in range(2000):
             t0 = time.perf_counter_ns()
-            mk.wait(mk.submit(Opcode.ATOMIC_ADD, [1, 160]))
+            mk.wait(mk.submit(Opcode.ATOMIC_ADD, [1, OBSERVABLE_BASE]))
             steady.append(time.perf_counter_ns() - t0)
         cyc, first = [], []
         for _ in range(50):
@@ -306,7 +311,7 @@ def case_misc() -> None:
                 pass
             cyc.append(time.perf_counter_ns() - t0)
             t0 = time.perf_counter_ns()
-            mk.wait(mk.submit(Opcode.ATOMIC_ADD, [1, 160]))
+            mk.wait(mk.submit(Opcode.ATOMIC_ADD, [1, OBSERVABLE_BASE]))
             first.append(time.perf_counter_ns() - t0)
         print(f"misc: round trip p50 {_p50(steady) / 1e3:.1f} us; pause+relaunch p50 "
               f"{_p50(cyc) / 1e3:.1f} us (max {max(cyc) / 1e3:.1f}); first op after it p50 "
@@ -347,9 +352,12 @@ def case_misc() -> None:
         print(f"misc: device attribute {attr} = {v.value}", flush=True)
     mem, words, dptr = _mapped_words(cp, 4)
     st = cp.cuda.Stream(non_blocking=True)
-    lib.cuStreamWaitValue32_v2.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint]
-    lib.cuStreamWriteValue32_v2.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint]
-    lib.cuStreamWaitValue64_v2.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint]
+    lib.cuStreamWaitValue32_v2.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32,
+                                           ctypes.c_uint]
+    lib.cuStreamWriteValue32_v2.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32,
+                                            ctypes.c_uint]
+    lib.cuStreamWaitValue64_v2.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64,
+                                           ctypes.c_uint]
     rc1 = lib.cuStreamWaitValue32_v2(ctypes.c_void_p(st.ptr), dptr, 5, 0)  # GEQ
     rc2 = lib.cuStreamWriteValue32_v2(ctypes.c_void_p(st.ptr), dptr + 4, 77, 0)
     time.sleep(0.05)

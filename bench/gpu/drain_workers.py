@@ -35,5 +35,6 @@ for workers in [int(w) for w in sys.argv[1].split(",")]:
                 mk.drain()
                 t.append((time.perf_counter_ns() - t0) / m)
             print(f"workers={workers} {label:10s}: kernel drain {np.median(rates):7.1f} M/s "
-                  f"(runs {', '.join(f'{r:.1f}' for r in rates)}); submit_many+drain {np.median(t):.1f} ns/op "
+                  f"(runs {', '.join(f'{r:.1f}' for r in rates)}); "
+                  f"submit_many+drain {np.median(t):.1f} ns/op "
                   f"(runs {', '.join(f'{x:.1f}' for x in t)})", flush=True)

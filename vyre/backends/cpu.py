@@ -249,7 +249,8 @@ class CpuBackend(Backend):
 
     def check(self) -> None:
         pool = self.pool
-        if pool.running and pool.alive < pool.workers and not self.control[self._abi["CTRL_SHUTDOWN"]]:
+        if (pool.running and pool.alive < pool.workers
+                and not self.control[self._abi["CTRL_SHUTDOWN"]]):
             raise BackendError(
                 f"{pool.workers - pool.alive} CPU worker(s) exited without a SHUTDOWN",
                 "report this as a bug with the workload that triggered it")

@@ -368,6 +368,7 @@ class GpuStream:
         abi = _abi()
         op = abi["OP_DFA_SCAN"]
         no_state = abi["DFA_NO_STATE"]
+        u32_max = abi["U32_MAX"]
         obs_word = self.obs_base
         observables = self.mk.observables
         last = [int(observables[obs_word + i]) for i in range(self.depth)]
@@ -402,7 +403,7 @@ class GpuStream:
 
         def retire(slot: int, job: Job) -> None:
             v = int(observables[obs_word + slot])
-            job.count += (v - last[slot]) & 0xFFFFFFFF  # one chunk adds < 2**32
+            job.count += (v - last[slot]) & u32_max  # one chunk adds < 2**32
             last[slot] = v
 
         copy = self._copy_chunk if self._scan_handle != self.handle else None

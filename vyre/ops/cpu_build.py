@@ -56,7 +56,8 @@ def generate_source(ops: Sequence[Op]) -> str:
                  "vyre_op_t *op) {")
     parts.append("    switch (opcode) {")
     for op in ops:
-        parts.append(f"    case {op.opcode:#x}u: vyre_op_run_lanes(op, vyre_op_{op.name}); return 1;")
+        parts.append(f"    case {op.opcode:#x}u: "
+                     f"vyre_op_run_lanes(op, vyre_op_{op.name}); return 1;")
     parts.append("    default: return 0;")
     parts.append("    }")
     parts.append("}")
@@ -130,7 +131,8 @@ def _compile(source: str, workdir: str) -> bytes:
         log = (proc.stderr or proc.stdout).strip()
         if len(log) > 6000:
             log = log[:6000] + "\n[... compiler output cut ...]"
-        raise OpBuildError(f"the user ops did not compile (positions are op:<name>:<line>):\n{log}\n",
+        raise OpBuildError("the user ops did not compile (positions are op:<name>:<line>):"
+                           f"\n{log}\n",
                            "fix the op's C source (docs/ops.md lists the C API)", log=log)
     with open(out, "rb") as f:
         return f.read()
@@ -176,7 +178,8 @@ def load_library(blob: bytes, opcodes: frozenset[int]) -> CpuOps:
     abi = lib.vyre_user_abi
     abi.restype = ctypes.c_uint
     if abi() != op_abi_version():
-        raise OpBuildError(f"the compiled user ops have op ABI {abi()}, this vyre {op_abi_version()}",
+        raise OpBuildError(f"the compiled user ops have op ABI {abi()}, "
+                           f"this vyre {op_abi_version()}",
                            "clear the pipeline cache (VYRE_CACHE_DIR) and retry")
     address = ctypes.cast(lib.vyre_user_dispatch, ctypes.c_void_p).value or 0
     return CpuOps(lib, int(address), path, opcodes)

@@ -100,10 +100,12 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def dispatch_source(ops: Sequence[Any]) -> str:
     """The generated ``vyre_user_dispatch``: a switch over the ops' opcodes, each running its
     op over the lanes ``op`` holds (vyre_op.h, vyre_op_run_lanes); 0 for any other opcode."""
-    lines = ["static __device__ __noinline__ int vyre_user_dispatch(uint32_t opcode, vyre_op_t *op) {",
+    lines = ["static __device__ __noinline__ int "
+             "vyre_user_dispatch(uint32_t opcode, vyre_op_t *op) {",
              "    switch (opcode) {"]
     for op in ops:
-        lines.append(f"    case {int(op.opcode):#x}u: vyre_op_run_lanes(op, vyre_op_{op.name}); return 1;")
+        lines.append(f"    case {int(op.opcode):#x}u: "
+                     f"vyre_op_run_lanes(op, vyre_op_{op.name}); return 1;")
     lines += ["    default: return 0;", "    }", "}"]
     return "\n".join(lines)
 
@@ -125,7 +127,8 @@ def fused_source(ops: Sequence[Any]) -> str:
         parts.append(op.source)
     parts.append('#line 1 "vyre_user_dispatch"')
     parts.append(dispatch_source(ops))
-    parts.append("#define VYRE_USER_DISPATCH(c, opcode, op) ((void)(c), vyre_user_dispatch((opcode), (op)))")
+    parts.append("#define VYRE_USER_DISPATCH(c, opcode, op) "
+                 "((void)(c), vyre_user_dispatch((opcode), (op)))")
     parts.append('#include "megakernel.cu"')
     return "\n".join(parts) + "\n"
 
@@ -137,7 +140,8 @@ class BuildResult:
     __slots__ = ("arch", "image", "key", "seconds", "source")
 
     def __init__(self, image: bytes, arch: str, key: str, source: str, seconds: float) -> None:
-        self.image, self.arch, self.key, self.source, self.seconds = image, arch, key, source, seconds
+        self.image, self.arch, self.key = image, arch, key
+        self.source, self.seconds = source, seconds
 
 
 def key_parts(source: str, arch: str, nvcc: str) -> dict[str, Any]:
@@ -173,7 +177,8 @@ def _compile(source: str, arch: str, nvcc: str, tmp: str) -> bytes:
                               timeout=_COMPILE_TIMEOUT)
     except subprocess.TimeoutExpired as err:
         raise BackendError(f"nvcc did not finish the fused megakernel in {_COMPILE_TIMEOUT:.0f} s",
-                           "check the machine's load; the build is cached once it succeeds") from err
+                           "check the machine's load; the build is cached once it "
+                           "succeeds") from err
     except OSError as err:
         raise BackendError(f"could not run {nvcc} ({err})", _NVCC_FIX) from err
     if proc.returncode != 0:
@@ -218,7 +223,8 @@ def ptxas_report(text: str) -> dict[tuple[str, str], dict[str, int]]:
         if m:
             props = m.group(1)
             continue
-        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, "
+                      r"(\d+) bytes spill loads", line)
         if m and props:
             report.setdefault((arch, props), {}).update(
                 stack=int(m.group(1)), spill_stores=int(m.group(2)), spill_loads=int(m.group(3)))

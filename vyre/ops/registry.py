@@ -75,7 +75,8 @@ class Op:
     def __post_init__(self) -> None:
         _check_name(self.name)
         if not isinstance(self.source, str):
-            raise InvalidTypeError(f"op source must be a str of C, got {type(self.source).__name__}",
+            raise InvalidTypeError("op source must be a str of C, "
+                                   f"got {type(self.source).__name__}",
                                    "pass the C source text of the op")
         if f"VYRE_OP({self.name})" not in re.sub(r"\s+", "", self.source):
             raise InvalidValueError(

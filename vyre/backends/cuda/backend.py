@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from vyre.backends._cpu import atomic_cas_u32
 from vyre import _call
 from vyre._wire import store_release
+from vyre.backends._cpu import atomic_cas_u32
 from vyre.backends.base import Backend
 from vyre.backends.cuda.host import HostRegistration
 from vyre.backends.cuda.memory import (
@@ -115,7 +115,8 @@ class CudaBackend(Backend):
                                "see vyre.backends.cuda.CudaBackend for the options")
         if not 0 <= int(assist_part_bytes) < 1 << 32:
             raise BackendError(f"assist_part_bytes={assist_part_bytes} is outside 0 .. 2**32-1",
-                               "use 0 (no assist) or a part size in bytes, e.g. 65536 (the default)")
+                               "use 0 (no assist) or a part size in bytes, e.g. 65536 "
+                               "(the default)")
         if not 0.0 < float(sm_share) <= 1.0:
             raise InvalidValueError(f"sm_share={sm_share} is outside (0, 1]",
                                     "use the fraction of SMs the megakernel may occupy, e.g. "
@@ -126,8 +127,9 @@ class CudaBackend(Backend):
                                         "use milliseconds, or 0 to turn it off")
         lanes = _call.ABI["CALL_DEFAULT_LANES"] if call_lanes is None else int(call_lanes)
         if not 0 <= lanes <= _call.ABI["CALL_MAX_LANES"]:
-            raise InvalidValueError(f"call_lanes={call_lanes} is outside 0 .. {_call.ABI['CALL_MAX_LANES']}",
-                               "use 0 (no call path) or 1 .. 32 lanes (8, the default)")
+            raise InvalidValueError(f"call_lanes={call_lanes} is outside "
+                                    f"0 .. {_call.ABI['CALL_MAX_LANES']}",
+                                    "use 0 (no call path) or 1 .. 32 lanes (8, the default)")
         cuda = _cuda()
         self._cuda = cuda
         self._own_ctx = None
@@ -178,10 +180,12 @@ class CudaBackend(Backend):
                 self._exit_words = self.doorbell.view(np.uint32).data
                 self._table = self._mapped(MAX_BUFFERS * 2, np.uint64)  # (addr, bytes) pairs
                 self.call_lanes = lanes
-                self.call_area = self._mapped(lanes * _call.ABI["CALL_LANE_WORDS"]) if lanes else None
+                self.call_area = (self._mapped(lanes * _call.ABI["CALL_LANE_WORDS"])
+                                  if lanes else None)
                 self._buffers: list[Any] = [self.control]
                 self._table[0], self._table[1] = self._dptr(self.control), self.control.nbytes
-                self._stream = cuda.Stream(flags=1)  # CU_STREAM_NON_BLOCKING: never waits on stream 0
+                # CU_STREAM_NON_BLOCKING: never waits on stream 0
+                self._stream = cuda.Stream(flags=1)
                 # host-to-device uploads: ordered and complete before the kernel may read them
                 self._copy_stream = cuda.Stream(flags=1)
                 self._events: list[Any] = []  # finished copy events, reused
@@ -410,7 +414,8 @@ class CudaBackend(Backend):
         if self._running and not self.paused and not self._away:
             with quiesced():
                 pass  # the pause's relaunch adds the count of the launch that left
-        if self._running and (self.paused or self._away):  # paused: the launch that left is banked at its relaunch
+        # paused: the launch that left is banked at its relaunch
+        if self._running and (self.paused or self._away):
             return self._helped + self._helped_in_state()
         return self._helped
 

@@ -68,7 +68,7 @@ def dlpack_address(array: Any) -> tuple[int, int, Any]:
     itemsize = (t.bits * t.lanes + 7) // 8
     if t.strides:
         expect = 1
-        for dim, i in zip(reversed(shape), reversed(range(t.ndim))):
+        for dim, i in zip(reversed(shape), reversed(range(t.ndim)), strict=True):
             if dim != 1 and t.strides[i] != expect:
                 raise BackendError("the DLPack tensor is not C-contiguous",
                                    "pass a contiguous tensor (e.g. .contiguous())")
@@ -122,14 +122,16 @@ def register_pages(array: np.ndarray, context: Any) -> tuple[HostRegistration | 
 
 def host_zeros(nbytes: int) -> np.ndarray:
     """Zeroed, page-aligned host memory (anonymous mmap) as a flat uint8 array."""
-    mm = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0x20),
+    mm = mmap.mmap(-1, max(nbytes, 1),
+                   flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0x20),
                    prot=mmap.PROT_READ | mmap.PROT_WRITE)
     return np.frombuffer(mm, dtype=np.uint8)[:max(nbytes, 1)]
 
 
 def registered_address(ptr: int, nbytes: int) -> int | None:
     for reg in _REGISTERED.values():
-        if reg.registered and reg.host_pointer <= ptr and ptr + nbytes <= reg.host_pointer + max(reg.nbytes, 1):
+        if (reg.registered and reg.host_pointer <= ptr
+                and ptr + nbytes <= reg.host_pointer + max(reg.nbytes, 1)):
             return reg.device_pointer + (ptr - reg.host_pointer)
     return None
 
@@ -149,10 +151,13 @@ def device_address(array: Any) -> tuple[int, int]:
         count = int(np.prod(cai["shape"])) if cai["shape"] else 1
         if cai.get("strides") not in (None, ()):
             expect = itemsize
-            for dim, stride in zip(reversed(cai["shape"]), reversed(cai["strides"])):
+            # a foreign exporter may give strides of another length; compare what pairs up
+            strides = reversed(cai["strides"])
+            for dim, stride in zip(reversed(cai["shape"]), strides, strict=False):
                 if stride != expect:
                     raise BackendError("the device buffer is not C-contiguous",
-                                       "pass a contiguous array (e.g. .contiguous() / cupy.ascontiguousarray)")
+                                       "pass a contiguous array (e.g. .contiguous() / "
+                                       "cupy.ascontiguousarray)")
                 expect *= dim
         return ptr, count * itemsize
     gpudata = getattr(array, "gpudata", None)
@@ -174,7 +179,8 @@ def device_address(array: Any) -> tuple[int, int]:
                 "pass it to Megakernel.register_buffer (which page-locks and maps it), or use "
                 "Megakernel.alloc_buffer (host memory the GPU can reach)")
         if not array.flags.c_contiguous:
-            raise BackendError("the buffer is not C-contiguous", "pass np.ascontiguousarray(buffer)")
+            raise BackendError("the buffer is not C-contiguous",
+                               "pass np.ascontiguousarray(buffer)")
         offset = array.__array_interface__["data"][0] - base.__array_interface__["data"][0] \
             if hasattr(base, "__array_interface__") else 0
         return int(base.get_device_pointer()) + offset, int(array.nbytes)

@@ -25,11 +25,14 @@ def need(module: str) -> Any:
 
 
 def facade() -> SimpleNamespace:
-    """``Megakernel``, ``Opcode`` and ``OBSERVABLE_BASE``, or :class:`Unavailable`."""
+    """``Megakernel``, ``Opcode``, ``OBSERVABLE_BASE``, ``CTRL_DONE_COUNT`` and ``U32_MAX``,
+    or :class:`Unavailable`."""
     protocol = need("vyre.protocol")
     mk_mod = need("vyre.megakernel")
     return SimpleNamespace(Megakernel=mk_mod.Megakernel, Opcode=protocol.Opcode,
-                           OBSERVABLE_BASE=protocol.OBSERVABLE_BASE)
+                           OBSERVABLE_BASE=protocol.OBSERVABLE_BASE,
+                           CTRL_DONE_COUNT=protocol.CTRL_DONE_COUNT,
+                           U32_MAX=protocol.U32_MAX)
 
 
 def resolve_backend(ctx, *, allowed: tuple[str, ...] = ("cpu", "cuda")) -> str:

@@ -120,6 +120,7 @@ def _drain_rate(ctx, fx, quick: bool) -> None:
     except Unavailable as why:
         ctx.skip("drain_rate", str(why))
         return
+    done_word, u32_max = fx.CTRL_DONE_COUNT, fx.U32_MAX
     with mk:
         for label, op in (("NOP", int(fx.Opcode.NOP)), ("ATOMIC_ADD", int(fx.Opcode.ATOMIC_ADD))):
             opcodes, args = atomic_add_ops(n, op, fx.OBSERVABLE_BASE, spread=SPREAD)
@@ -127,13 +128,13 @@ def _drain_rate(ctx, fx, quick: bool) -> None:
 
             def sample(control=control, opcodes=opcodes, args=args, done=done,
                        adds=n if label == "ATOMIC_ADD" else 0) -> float:
-                target = (int(control[1]) + n) & 0xFFFFFFFF
+                target = (int(control[done_word]) + n) & u32_max
                 mk.submit_many(opcodes, args, notify=False)
                 t0 = time.perf_counter_ns()
                 mk.notify()
                 deadline = t0 + 10_000_000_000
-                while (((target - int(control[1])) & 0xFFFFFFFF) < 1 << 31
-                       and int(control[1]) != target):
+                while (((target - int(control[done_word])) & u32_max) < 1 << 31
+                       and int(control[done_word]) != target):
                     if time.perf_counter_ns() > deadline:
                         raise TimeoutError("DONE_COUNT did not cover the burst within 10 s")
                 t1 = time.perf_counter_ns()

@@ -197,8 +197,9 @@ def run(ctx) -> None:
                 return t1 - t0
             return sample
 
-        check = lambda: (word_total(obs[:spread]) == done[0],
-                         f"observables sum to {word_total(obs[:spread])}, expected {done[0]}")
+        def check() -> tuple[bool, str]:
+            return (word_total(obs[:spread]) == done[0],
+                    f"observables sum to {word_total(obs[:spread])}, expected {done[0]}")
         params = {"ops": n, "ring": next_pow2(2 * n)}
         builtin = ctx.bench("builtin_atomic_add", many(ops_u), batch=n, params=params,
                             verify=check)
@@ -218,7 +219,8 @@ def run(ctx) -> None:
                 raise RuntimeError("the benchmark table is full (more samples than rounds_cap)")
             keys, vals = _keys(n, ht_round[0])
             ht_round[0] += 1
-            a_ins = np.stack([np.full(n, h_tab, np.uint32), np.full(n, cap, np.uint32), keys, vals], 1)
+            a_ins = np.stack([np.full(n, h_tab, np.uint32), np.full(n, cap, np.uint32),
+                              keys, vals], 1)
             a_look = np.stack([np.full(n, h_tab, np.uint32), np.full(n, cap, np.uint32), keys, vals,
                                np.full(n, found_word, np.uint32)], 1)
             t0 = now()
@@ -230,9 +232,10 @@ def run(ctx) -> None:
             looked[0] += n
             return t1 - t0
 
-        ht_check = lambda: (int(obs[found_word]) - found0 == looked[0],
-                            (f"{int(obs[found_word]) - found0} lookups found their value, "
-                             f"expected {looked[0]}"))
+        def ht_check() -> tuple[bool, str]:
+            return (int(obs[found_word]) - found0 == looked[0],
+                    (f"{int(obs[found_word]) - found0} lookups found their value, "
+                     f"expected {looked[0]}"))
         mega_ht = ctx.bench("hashtable_megakernel", ht_sample, batch=2 * n, unit="ops/s",
                             params={"ops": 2 * n, "capacity": cap}, verify=ht_check,
                             min_samples=3, min_time_s=0.1)
@@ -263,9 +266,9 @@ def _cupy_tables(ctx, n: int, cap: int, mega_ht) -> None:
         rnd[0] += 1
         kl, vl = keys.tolist(), vals.tolist()
         t0 = now()
-        for k, v in zip(kl, vl):
+        for k, v in zip(kl, vl, strict=True):
             ins1((1,), (1,), (tab, u32(cap), u32(k), u32(v)))
-        for k, v in zip(kl, vl):
+        for k, v in zip(kl, vl, strict=True):
             look1((1,), (1,), (tab, u32(cap), u32(k), u32(v), found))
         cp.cuda.runtime.deviceSynchronize()
         t1 = now()
@@ -285,8 +288,9 @@ def _cupy_tables(ctx, n: int, cap: int, mega_ht) -> None:
         looked[0] += n
         return t1 - t0
 
-    check = lambda: (int(found.get()[0]) == looked[0],
-                     f"{int(found.get()[0])} lookups found their value, expected {looked[0]}")
+    def check() -> tuple[bool, str]:
+        return (int(found.get()[0]) == looked[0],
+                f"{int(found.get()[0])} lookups found their value, expected {looked[0]}")
     per = ctx.bench("hashtable_cupy_per_op", per_op, batch=2 * m, unit="ops/s",
                     params={"ops": 2 * m, "capacity": cap}, verify=check, min_samples=3)
     bat = ctx.bench("hashtable_cupy_batched", batched, batch=2 * n, unit="ops/s",
