@@ -419,36 +419,9 @@ class Megakernel(CallMixin):
             self._notify(self._published)
 
     def _submit_items(self, items, tenant: int, timeout: float | None) -> range:
-        if self._unusable is not None:
-            self._check_usable()
-        if timeout is not None:
-            timeout = argcheck.timeout("timeout", timeout)
-        n = len(items)
-        if n > self.slot_count:
-            raise InvalidValueError(
-                f"{n} slots do not fit a ring of {self.slot_count}",
-                "submit fewer items at once or create the Megakernel with a larger slot_count")
         entries = [(tenant, self._user_opcode(op) if type(op) is not int or op > OP_MAX_PRIMITIVE
                     else op, args, 2) for op, args in items]
-        for entry in entries:  # before waiting for room: invalid items fail at once
-            wire.validate_slot(*entry)
-        with self._lock:
-            if self._publishing is not None:
-                self._settle()
-            first = self._published
-            try:
-                if first + n - self._retired > self.slot_count:
-                    self._make_room(n, timeout)
-                self._begin(first, n)
-                wire.publish_sequence(self._ring, first % self.slot_count, entries)
-                self._published = first + n
-                self._publishing = None
-                self._notify(self._published)
-            except BaseException as err:
-                self._settle()
-                _note_published(err, first, self._published)
-                raise
-        return range(first, first + n)
+        return self._submit_entries(entries, timeout)
 
     def _ring_doorbell_if_behind(self, wait: float = -1) -> None:
         """A waiter must not wait on slots the workers were not told about (notify=False).
@@ -798,21 +771,35 @@ class Megakernel(CallMixin):
 
     def _submit_entries(self, entries: list[tuple], timeout: float | None) -> range:
         """Publish ``(tenant, opcode, args, priority)`` entries at consecutive tickets, all or
-        nothing (validated before waiting for room)."""
+        nothing (validated before waiting for room), with the same interrupt-safe bookkeeping
+        as every other publish (:meth:`_begin` / :meth:`_settle`)."""
+        if self._unusable is not None:
+            self._check_usable()
+        if timeout is not None:
+            timeout = argcheck.timeout("timeout", timeout)
         n = len(entries)
         if n > self.slot_count:
             raise InvalidValueError(
                 f"{n} slots do not fit a ring of {self.slot_count}",
                 "submit fewer items at once or create the Megakernel with a larger slot_count")
-        for entry in entries:
+        for entry in entries:  # before waiting for room: invalid items fail at once
             wire.validate_slot(*entry)
         with self._lock:
-            if self._published + n - self._retired > self.slot_count:
-                self._make_room(n, timeout)
+            if self._publishing is not None:
+                self._settle()
             first = self._published
-            wire.publish_sequence(self._ring, first % self.slot_count, entries)
-            self._published = first + n
-            self._notify(self._published)
+            try:
+                if first + n - self._retired > self.slot_count:
+                    self._make_room(n, timeout)
+                self._begin(first, n)
+                wire.publish_sequence(self._ring, first % self.slot_count, entries)
+                self._published = first + n
+                self._publishing = None
+                self._notify(self._published)
+            except BaseException as err:
+                self._settle()
+                _note_published(err, first, self._published)
+                raise
         return range(first, first + n)
 
     # ------------------------------------------------------------------ retiring / waiting
