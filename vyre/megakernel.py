@@ -419,6 +419,8 @@ class Megakernel(CallMixin):
             self._notify(self._published)
 
     def _submit_items(self, items, tenant: int, timeout: float | None) -> range:
+        if self._unusable is not None:  # before judging the items: say why nothing is taken
+            self._check_usable()
         entries = [(tenant, self._user_opcode(op) if type(op) is not int or op > OP_MAX_PRIMITIVE
                     else op, args, 2) for op, args in items]
         return self._submit_entries(entries, timeout)
@@ -765,6 +767,8 @@ class Megakernel(CallMixin):
 
     def _submit_batch_descriptor(self, d: BatchDescriptor, tag: int, tenant: int,
                                  timeout: float | None) -> range:
+        if self._unusable is not None:
+            self._check_usable()
         entries = self._descriptor_entries(d.items)
         entries.append((tenant, int(Opcode.BATCH_FENCE), (len(d.items), tag), 2))
         return self._submit_entries(entries, timeout)
