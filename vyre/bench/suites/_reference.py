@@ -67,7 +67,9 @@ def _cupy():
     def launch() -> None:
         kernel((1,), (1,), args)
 
-    return launch, stream.synchronize, lambda: int(host[0]), lambda: None, (cp, stream)
+    # `mem` travels with the result: `host` views its memory without holding it, and the
+    # kernel writes into it, so freeing it early makes every launch an illegal address
+    return launch, stream.synchronize, lambda: int(host[0]), lambda: None, (cp, stream, mem)
 
 
 def _single(launch: Callable[[], None], sync: Callable[[], None]) -> float:
@@ -108,7 +110,7 @@ def pycuda_launch_sync(args: dict[str, Any]) -> float:
 
 
 def cupy_launch_sync(args: dict[str, Any]) -> float:
-    launch, sync, *_ = _cupy()
+    launch, sync, *_keep = _cupy()
     return _single(launch, sync)
 
 
@@ -121,12 +123,12 @@ def pycuda_launch(args: dict[str, Any]) -> float:
 
 
 def cupy_launch(args: dict[str, Any]) -> float:
-    launch, sync, *_ = _cupy()
+    launch, sync, *_keep = _cupy()
     return _per_op(launch, sync, int(args.get("ops", 2000)))
 
 
 def cuda_graph(args: dict[str, Any]) -> float:
-    launch, sync, _v, _c, (cp, stream) = _cupy()
+    launch, sync, _v, _c, (cp, stream, _mem) = _cupy()
     ops = int(args.get("ops", 2000))
     stream.begin_capture()
     for _ in range(ops):

@@ -265,6 +265,8 @@ def _cupy_tables(ctx, n: int, cap: int, mega_ht) -> None:
         keys, vals = _keys(m, rnd[0])
         rnd[0] += 1
         kl, vl = keys.tolist(), vals.tolist()
+        tab.fill(0)  # each sample starts from an empty table: rounds of keys would fill it
+        cp.cuda.runtime.deviceSynchronize()
         t0 = now()
         for k, v in zip(kl, vl, strict=True):
             ins1((1,), (1,), (tab, u32(cap), u32(k), u32(v)))
@@ -280,6 +282,8 @@ def _cupy_tables(ctx, n: int, cap: int, mega_ht) -> None:
         rnd[0] += 1
         dk, dv = cp.asarray(keys), cp.asarray(vals)
         grid = ((n + 255) // 256,)
+        tab.fill(0)  # as per_op: a table filled by earlier rounds would refuse inserts
+        cp.cuda.runtime.deviceSynchronize()
         t0 = now()
         ins_n(grid, (256,), (tab, u32(cap), dk, dv, u32(n)))
         look_n(grid, (256,), (tab, u32(cap), dk, dv, u32(n), found))
