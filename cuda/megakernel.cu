@@ -199,6 +199,15 @@ static __device__ __forceinline__ uint4 ld_acq_sys_v4(const uint32_t *p) {
     return v;
 }
 
+// The doorbell pair (tickets published, pause word) as two 64-bit elements: each element of a
+// vector access is single-copy atomic at its own size, so the ticket count cannot tear when it
+// crosses 2^32 (a v4.u32 load of the same bytes promises that only per 32-bit half).
+static __device__ __forceinline__ ulonglong2 ld_acq_sys_v2u64(const unsigned long long *p) {
+    ulonglong2 v;
+    asm volatile("ld.acquire.sys.global.v2.u64 {%0,%1}, [%2];" : "=l"(v.x), "=l"(v.y) : "l"(p) : "memory");
+    return v;
+}
+
 // When the call warp last answered a request (globaltimer ns): the poller's idle exit treats
 // it as a publication. A module global: megakernels of one module share it, which can only keep
 // one resident a little longer.
@@ -235,7 +244,12 @@ static __device__ __noinline__ void poller(const vyre_launch_t &L) {
     for (;;) {
         uint4 q = make_uint4(0u, 0u, 0u, 0u);
         // acquire: the next pass's loads and the workers' slot loads follow this doorbell value
-        if (lane < 10) q = ld_acq_sys_v4(src);
+        if (lane < 9) {
+            q = ld_acq_sys_v4(src);
+        } else if (lane == 9) {
+            const ulonglong2 d = ld_acq_sys_v2u64(L.doorbell);
+            q = make_uint4((uint32_t)d.x, (uint32_t)(d.x >> 32), (uint32_t)d.y, (uint32_t)(d.y >> 32));
+        }
         __syncwarp();  // orders every lane's next loads after lane 9's acquire
         LAT_T(lat_seen_);
         const uint32_t sd = __shfl_sync(FULL_MASK, q.x, 0);

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import struct
+import subprocess
 import types
 
 import pytest
@@ -115,3 +117,17 @@ def test_kernel_sources_exist_for_the_fused_build():
     paths = cuda_build._kernel_paths()
     for name in ("megakernel.cu", "vyre_abi.h", "vyre_interp.h"):
         assert os.path.exists(paths[name]), paths[name]
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc absent")
+def test_the_poller_reads_the_doorbell_as_64_bit_elements(tmp_path):
+    # a v4.u32 load promises single-copy atomicity per 32-bit half only: a ticket count that
+    # crosses 2^32 between the halves' reads would look 2^32 tickets off (docs/spec.md §7)
+    root = os.path.dirname(DATA.rstrip(os.sep).rsplit(os.sep, 1)[0])
+    out = tmp_path / "mk.ptx"
+    subprocess.run([shutil.which("nvcc"), "-ptx", "-arch=compute_75", "-std=c++17", "-O3",
+                    "-I", os.path.join(root, "csrc"), os.path.join(root, "cuda", "megakernel.cu"),
+                    "-o", str(out)], check=True, capture_output=True)
+    ptx = out.read_text()
+    poller = ptx[ptx.index("poller"):]
+    assert "ld.acquire.sys.global.v2.u64" in poller
