@@ -596,7 +596,7 @@ def test_producers_interrupted_at_random_keep_the_books_exact():
                 broken.append(err)
                 return
 
-    threads = [threading.Thread(target=produce, args=(k,)) for k in range(3)]
+    threads = [threading.Thread(target=produce, args=(k,), daemon=True) for k in range(3)]
     for th in threads:
         th.start()
     rng = random.Random(1)
@@ -615,6 +615,8 @@ def test_producers_interrupted_at_random_keep_the_books_exact():
     stop.set()
     for th in threads:
         th.join(60)
+    # a producer still blocked here is the defect this test hunts: fail, do not hang the suite
+    assert not [th for th in threads if th.is_alive()], "a producer never returned"
     try:
         assert not broken, broken
         assert shots > 100
