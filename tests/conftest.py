@@ -39,6 +39,20 @@ def _private_pipeline_cache(tmp_path_factory):
         os.environ["VYRE_CACHE_DIR"] = old
 
 
+@pytest.fixture
+def clean_residency(monkeypatch):
+    """The CUDA backend's process-wide residency bookkeeping, empty for one test (stand-in
+    kernels must not see, or leave behind, another test's)."""
+    from vyre.backends.cuda import residency
+
+    state = residency.RESIDENCY
+    monkeypatch.setattr(state, "resident", {})
+    monkeypatch.setattr(state, "paused", [])
+    monkeypatch.setattr(state, "deferred", [])
+    monkeypatch.setattr(state, "depth", 0)
+    monkeypatch.setattr(state, "wanted", [])
+
+
 @pytest.fixture(params=BACKEND_PARAMS)
 def backend(request) -> str:
     """Each backend present: the CPU always, CUDA where a GPU and PyCUDA are."""

@@ -5,19 +5,9 @@ import subprocess
 import sys
 
 import pytest
+from _cpu_backend import cpu_backend_works
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def cpu_backend_works():
-    try:
-        from vyre import Megakernel
-
-        with Megakernel(backend="cpu", slot_count=16, observable_slots=4):
-            pass
-    except Exception:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,7 @@ from vyre.errors import BackendError
 R = res.RESIDENCY
 
 
-@pytest.fixture(autouse=True)
-def clean_state(monkeypatch):
-    monkeypatch.setattr(R, "resident", {})
-    monkeypatch.setattr(R, "paused", [])
-    monkeypatch.setattr(R, "deferred", [])
-    monkeypatch.setattr(R, "depth", 0)
-    monkeypatch.setattr(R, "wanted", [])
+pytestmark = pytest.mark.usefixtures("clean_residency")
 
 
 # ------------------------------------------------------------------ the handshake, modelled

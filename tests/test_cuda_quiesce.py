@@ -42,12 +42,7 @@ class Alloc:
 R = res.RESIDENCY
 
 
-@pytest.fixture(autouse=True)
-def clean_state(monkeypatch):
-    monkeypatch.setattr(R, "resident", {})
-    monkeypatch.setattr(R, "paused", [])
-    monkeypatch.setattr(R, "deferred", [])
-    monkeypatch.setattr(R, "depth", 0)
+pytestmark = pytest.mark.usefixtures("clean_residency")
 
 
 def resident(*kernels):

@@ -11,30 +11,22 @@ the answer of a later request.
 """
 from libc.stdint cimport uint32_t, uint64_t, uintptr_t
 
+from vyre.includes.abi cimport (
+    VYRE_ARGN,
+    VYRE_CALL_ANSWER,
+    VYRE_CALL_LANE_WORDS,
+    VYRE_CALL_MAX_LANES,
+    VYRE_FAULT_NOT_CALLABLE,
+    VYRE_RESULT_WORDS,
+    VYRE_STATUS_FAULT,
+)
+
+from vyre import _wire
 from vyre.errors import InvalidTypeError, InvalidValueError, SlotFaultError, WaitTimeoutError
 
+# a derived array dimension (an answer: status word + result words), not a new constant
 cdef extern from "vyre_abi.h":
-    const unsigned int VYRE_CALL_MAX_LANES
-    const unsigned int VYRE_CALL_DEFAULT_LANES
-    const unsigned int VYRE_CALL_LANE_WORDS
-    const unsigned int VYRE_CALL_REQUEST
-    const unsigned int VYRE_CALL_PIECES
-    const unsigned int VYRE_CALL_PIECE_WORDS
-    const unsigned int VYRE_CALL_SEQ_MASK
-    const unsigned int VYRE_CALL_HALF_SHIFT
-    const unsigned int VYRE_CALL_ANSWER
-    const unsigned int VYRE_CALL_ANSWER_SEQ
-    const unsigned int VYRE_CALL_ANSWER_STATUS
-    const unsigned int VYRE_CALL_ANSWER_R01
-    const unsigned int VYRE_CALL_ANSWER_SEQ2
-    const unsigned int VYRE_CALL_ANSWER_R23
-    const unsigned int VYRE_RESULT_WORDS
-    const unsigned int VYRE_FAULT_NOT_CALLABLE
-    const unsigned int VYRE_STATUS_DONE
-    const unsigned int VYRE_STATUS_FAULT
-    const unsigned int VYRE_SLOT_ARG_COUNT
     enum:
-        VYRE_CALL_ARGN "VYRE_SLOT_ARG_COUNT"
         VYRE_CALL_OUTN "(1 + VYRE_RESULT_WORDS)"
 
 cdef extern from "vyre_wait.h" nogil:
@@ -189,24 +181,8 @@ cdef extern from *:
 
 
 #: the vyre_abi.h constants of the call path (one source of truth)
-ABI = {
-    "CALL_MAX_LANES": VYRE_CALL_MAX_LANES,
-    "CALL_DEFAULT_LANES": VYRE_CALL_DEFAULT_LANES,
-    "CALL_LANE_WORDS": VYRE_CALL_LANE_WORDS,
-    "CALL_REQUEST": VYRE_CALL_REQUEST,
-    "CALL_PIECES": VYRE_CALL_PIECES,
-    "CALL_PIECE_WORDS": VYRE_CALL_PIECE_WORDS,
-    "CALL_SEQ_MASK": VYRE_CALL_SEQ_MASK,
-    "CALL_HALF_SHIFT": VYRE_CALL_HALF_SHIFT,
-    "CALL_ANSWER": VYRE_CALL_ANSWER,
-    "CALL_ANSWER_SEQ": VYRE_CALL_ANSWER_SEQ,
-    "CALL_ANSWER_STATUS": VYRE_CALL_ANSWER_STATUS,
-    "CALL_ANSWER_R01": VYRE_CALL_ANSWER_R01,
-    "CALL_ANSWER_SEQ2": VYRE_CALL_ANSWER_SEQ2,
-    "CALL_ANSWER_R23": VYRE_CALL_ANSWER_R23,
-    "RESULT_WORDS": VYRE_RESULT_WORDS,
-    "FAULT_NOT_CALLABLE": VYRE_FAULT_NOT_CALLABLE,
-}
+ABI = {name: value for name, value in _wire.ABI.items()
+       if name.startswith("CALL_") or name in ("RESULT_WORDS", "FAULT_NOT_CALLABLE")}
 
 #: fault reason codes -> names, for messages (reasons the interpreter defines are added by
 #: vyre.call from the wire ABI)
@@ -235,7 +211,7 @@ cdef inline int _u32(object o, uint32_t *out, str what) except -1:
 
 cdef int _args(object args, uint32_t *a) except -1:
     cdef Py_ssize_t i, n
-    for i in range(VYRE_CALL_ARGN):
+    for i in range(VYRE_ARGN):
         a[i] = 0
     if type(args) is not tuple and type(args) is not list:
         if isinstance(args, (str, bytes)) or not hasattr(args, "__len__"):
@@ -243,8 +219,8 @@ cdef int _args(object args, uint32_t *a) except -1:
                                    "pass args as a tuple or list of up to 12 ints")
         args = tuple(args)
     n = len(args)
-    if n > VYRE_CALL_ARGN:
-        raise InvalidValueError(f"{n} args given, a call carries at most {VYRE_CALL_ARGN}",
+    if n > VYRE_ARGN:
+        raise InvalidValueError(f"{n} args given, a call carries at most {VYRE_ARGN}",
                                 "pass at most 12 argument words")
     for i in range(n):
         _u32(args[i], &a[i], f"args[{i}]")
@@ -313,7 +289,7 @@ cdef class CallPort:
         (``.reason``, ``.details``) when the op faulted, WaitTimeoutError past ``timeout``.
         """
         cdef uint32_t op, ten
-        cdef uint32_t a[VYRE_CALL_ARGN]
+        cdef uint32_t a[VYRE_ARGN]
         cdef uint32_t out[VYRE_CALL_OUTN]
         cdef vyre_wait_t w
         cdef int lane = -1, got = 0
@@ -367,7 +343,7 @@ cdef class CallPort:
     def issue(self, int lane, opcode, args=(), tenant=0):
         """Write a request on a lane from :meth:`take` (arguments checked first)."""
         cdef uint32_t op, ten
-        cdef uint32_t a[VYRE_CALL_ARGN]
+        cdef uint32_t a[VYRE_ARGN]
         self._lane(lane)
         _u32(opcode, &op, "opcode")
         _u32(tenant, &ten, "tenant")
@@ -438,7 +414,7 @@ cdef class CallPort:
 # ---------------------------------------------------------------- record codec (tests, docs)
 def encode_request(uint32_t seq, uint32_t opcode, uint32_t tenant, args=()):
     """The 16 request words of a call (docs/call.md) as a list."""
-    cdef uint32_t a[VYRE_CALL_ARGN]
+    cdef uint32_t a[VYRE_ARGN]
     cdef uint32_t w[16]
     _args(args, a)
     vyre_call_encode(w, seq, opcode, tenant, a)
@@ -448,7 +424,7 @@ def encode_request(uint32_t seq, uint32_t opcode, uint32_t tenant, args=()):
 def decode_request(words):
     """(seq, opcode, tenant, args) of 16 request words; seq 0 when torn or empty."""
     cdef uint32_t w[16]
-    cdef uint32_t a[VYRE_CALL_ARGN]
+    cdef uint32_t a[VYRE_ARGN]
     cdef uint32_t op = 0, ten = 0, seq
     vals = list(words)
     if len(vals) != 16:
@@ -458,7 +434,7 @@ def decode_request(words):
     seq = vyre_call_decode(w, &op, &ten, a)
     if seq == 0:
         return (0, 0, 0, ())
-    return (seq, op, ten, tuple(a[i] for i in range(VYRE_CALL_ARGN)))
+    return (seq, op, ten, tuple(a[i] for i in range(VYRE_ARGN)))
 
 
 def put_answer(uint32_t[::1] area, uint32_t lane, uint32_t seq, uint32_t status, result):

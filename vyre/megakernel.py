@@ -280,8 +280,7 @@ class Megakernel(CallMixin):
                 self._publishing = None
                 self._notify(t + 1)
             except BaseException as err:  # Ctrl-C included: account for what was written
-                self._settle()
-                _note_published(err, t, self._published)
+                self._abort_publish(err, t)
                 raise
         return t
 
@@ -310,8 +309,7 @@ class Megakernel(CallMixin):
                 self._publishing = None
                 self._notify(t + 1)
             except BaseException as err:
-                self._settle()
-                _note_published(err, t, self._published)
+                self._abort_publish(err, t)
                 raise
         return t
 
@@ -404,8 +402,7 @@ class Megakernel(CallMixin):
                     elif tell:
                         self._notify(self._published)
             except BaseException as err:
-                self._settle()
-                _note_published(err, first, self._published)
+                self._abort_publish(err, first)
                 raise
         return range(first, first + n)
 
@@ -481,6 +478,12 @@ class Megakernel(CallMixin):
         else:
             status[s:] = _EMPTY
             status[:s + n - slots] = _EMPTY
+
+    def _abort_publish(self, err: BaseException, first: int) -> None:
+        """Settle a publish that ``err`` interrupted (lock held) and note on ``err`` the
+        tickets from ``first`` on that it did publish."""
+        self._settle()
+        _note_published(err, first, self._published)
 
     def _settle(self) -> None:
         """Finish the bookkeeping of a publish an exception interrupted (lock held): count
@@ -801,8 +804,7 @@ class Megakernel(CallMixin):
                 self._publishing = None
                 self._notify(self._published)
             except BaseException as err:
-                self._settle()
-                _note_published(err, first, self._published)
+                self._abort_publish(err, first)
                 raise
         return range(first, first + n)
 

@@ -8,7 +8,6 @@ the buffer table holds host addresses. See docs/interpreter.md.
 from __future__ import annotations
 
 import importlib
-import operator
 import os
 import platform
 import weakref
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from vyre import argcheck
 from vyre.backends.base import Backend
 from vyre.errors import BackendError, InvalidTypeError, InvalidValueError
 
@@ -41,22 +41,6 @@ def max_workers() -> int:
     idle one still wakes up now and then), and starting a pool costs time linear in its
     size. Thousands of threads made start() take minutes on a small machine."""
     return min(1024, max(64, 4 * (os.cpu_count() or 1)))
-
-
-def _count(what: str, value: Any, lo: int, hi: int) -> int:
-    """``value`` as an int in lo..hi: an int-like (not bool, float or str) or a typed error."""
-    if isinstance(value, bool):
-        raise InvalidTypeError(f"{what}={value!r} is a bool, not a count",
-                               f"pass an int between {lo} and {hi}")
-    try:
-        n = operator.index(value)
-    except TypeError:
-        raise InvalidTypeError(f"{what}={value!r} is not an integer",
-                               f"pass an int between {lo} and {hi}") from None
-    if not lo <= n <= hi:
-        raise InvalidValueError(f"{what}={n} is out of range",
-                                f"pass a value between {lo} and {hi}")
-    return n
 
 
 def _host_view(array: Any, writable: bool) -> tuple[np.ndarray, int, int]:
@@ -118,14 +102,15 @@ class CpuBackend(Backend):
         self.test_hooks = bool(test_hooks)
         self._mod = _load(self.test_hooks)
         abi = self._abi = self._mod.ABI  # vyre_abi.h, through the extension
-        self.slot_count = _count("slot_count", slot_count, 1, abi["MAX_RING_SLOTS"])
-        self.observable_slots = _count("observable_slots", observable_slots, 0,
-                                       abi["MAX_OBSERVABLE_SLOTS"])
-        self.debug_records = _count("debug_records", debug_records, 0, abi["MAX_DEBUG_RECORDS"])
-        self.io_slots = _count("io_slots", io_slots, 0, abi["IO_MAX_SLOTS"])
+        self.slot_count = argcheck.count("slot_count", slot_count, 1, abi["MAX_RING_SLOTS"])
+        self.observable_slots = argcheck.count("observable_slots", observable_slots, 0,
+                                               abi["MAX_OBSERVABLE_SLOTS"])
+        self.debug_records = argcheck.count("debug_records", debug_records, 0,
+                                            abi["MAX_DEBUG_RECORDS"])
+        self.io_slots = argcheck.count("io_slots", io_slots, 0, abi["IO_MAX_SLOTS"])
         cores = os.cpu_count() or 1
         self.workers = (min(cores, max_workers()) if workers is None
-                        else _count("workers", workers, 1, max_workers()))
+                        else argcheck.count("workers", workers, 1, max_workers()))
 
         self.ring = np.zeros(self.slot_count * abi["SLOT_WORDS"], dtype=np.uint32)
         self.control = np.zeros(abi["CTRL_HEADER_WORDS"] + self.observable_slots, dtype=np.uint32)
@@ -153,7 +138,7 @@ class CpuBackend(Backend):
         """The call area and the thread that answers it (docs/call.md); None with 0 lanes."""
         from vyre import _call
 
-        lanes = _call.ABI["CALL_DEFAULT_LANES"] if call_lanes is None else _count(
+        lanes = _call.ABI["CALL_DEFAULT_LANES"] if call_lanes is None else argcheck.count(
             "call_lanes", call_lanes, 0, _call.ABI["CALL_MAX_LANES"])
         if lanes == 0:
             return None

@@ -104,9 +104,9 @@ def next_pow2(n: int) -> int:
 
 
 def submit_many_sampler(mk: Any, opcodes: np.ndarray, args: np.ndarray,
-                        done: list[int]) -> Callable[[], float]:
-    """A sample: one ``submit_many`` of the ops + ``drain``, in ns; ``done[0]`` counts the ops
-    submitted so far (what the verification expects the observables to hold)."""
+                        state: dict) -> Callable[[], float]:
+    """A sample: one ``submit_many`` of the ops + ``drain``, in ns; ``state["done"]`` counts
+    the ops submitted so far (what the verification expects the observables to hold)."""
     now = time.perf_counter_ns
 
     def many() -> float:
@@ -114,7 +114,7 @@ def submit_many_sampler(mk: Any, opcodes: np.ndarray, args: np.ndarray,
         mk.submit_many(opcodes, args)
         mk.drain()
         t1 = now()
-        done[0] += len(opcodes)
+        state["done"] += len(opcodes)
         return t1 - t0
 
     return many

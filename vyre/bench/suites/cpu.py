@@ -35,6 +35,7 @@ from vyre.bench.suites._common import (
     megakernel,
     megakernel_session,
     next_pow2,
+    submit_many_sampler,
 )
 
 NAME = "cpu"
@@ -68,15 +69,7 @@ def run(ctx) -> None:
     def vyre_session() -> Iterator[Any]:
         with megakernel_session(fx, "cpu", state, **geometry) as mk:
             ctx.note("backend", mk.backend.describe())
-
-            def many() -> float:
-                t0 = now()
-                mk.submit_many(opcodes, args)
-                mk.drain()
-                t1 = now()
-                state["done"] += n
-                return t1 - t0
-            yield many
+            yield submit_many_sampler(mk, opcodes, args, state)
 
     pairs = [(1, 0)] * n
     counts, lock, ran = [0], threading.Lock(), [0]

@@ -41,6 +41,7 @@ from vyre.bench.suites._common import (
     megakernel_session,
     next_pow2,
     resolve_backend,
+    submit_many_sampler,
     word_total,
 )
 
@@ -96,14 +97,7 @@ def _megakernel_methods(ctx, fx, n: int) -> list[Method]:
     @contextmanager
     def many() -> Iterator[Any]:
         with session() as mk:
-            def sample() -> float:
-                t0 = now()
-                mk.submit_many(opcodes, args)
-                mk.drain()
-                t1 = now()
-                state["done"] += n
-                return t1 - t0
-            yield sample
+            yield submit_many_sampler(mk, opcodes, args, state)
 
     @contextmanager
     def loop() -> Iterator[Any]:
