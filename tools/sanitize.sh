@@ -33,7 +33,7 @@ py=$work/venv/bin/python
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 # (VYRE_NVCC=true: no megakernel PTX, which the CPU suite does not use)
 (cd "$work/src" && CC=$cc CFLAGS="$san" LDFLAGS="$san" VYRE_NVCC=true \
-    VYRE_BUILD_ONLY=wire,cpu,cpu_testhooks,uring "$py" setup.py -q build_ext --inplace \
+    VYRE_BUILD_ONLY=wire,cpu,cpu_testhooks,call,uring "$py" setup.py -q build_ext --inplace \
     >"$work/build.log" 2>&1) || { tail -30 "$work/build.log"; echo "sanitize: build failed"; exit 1; }
 
 # python itself is not instrumented: the ASan runtime must be loaded first
