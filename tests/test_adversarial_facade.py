@@ -72,13 +72,14 @@ def _run_with_interrupt_at(fn: Callable[[], Any], n: int) -> _Injected | None:
         last.pop(id(frame), None)  # a new frame (ids of dead frames are reused)
         return local
 
+    outer = sys.gettrace()  # a coverage tracer, say: put back afterwards, not dropped
     sys.settrace(tracer)
     try:
         fn()
     except _Injected as err:
         return err
     finally:
-        sys.settrace(None)
+        sys.settrace(outer)
     return None
 
 
