@@ -22,7 +22,9 @@ from pathlib import Path
 NAME = "vyre.backends._cpu_testhooks"
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["setup.py", "vyre/backends/_cpu_testhooks.pyx", "vyre/backends/_cpu_impl.pxi",
-           "csrc/cpu_worker.c", "csrc/cpu_worker.h", "csrc/vyre_interp.h", "csrc/vyre_abi.h"]
+           "csrc/cpu_worker.c", "csrc/cpu_worker.h", "csrc/vyre_interp.h", "csrc/vyre_abi.h",
+           "csrc/cpu_call.c", "csrc/cpu_call.h", "csrc/vyre_call.h", "csrc/vyre_wait.h",
+           "csrc/vyre_op.h"]
 
 
 def _key() -> str:
