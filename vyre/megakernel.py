@@ -60,6 +60,9 @@ Ticket = int
 
 # wait granularity: how often a blocked caller looks at the watchdog (heartbeat, progress)
 _WATCH_INTERVAL_S = 0.005
+# the longest one wait for the facade lock lasts: an asynchronous exception aimed at a waiting
+# thread is taken between two (see Megakernel._lock_within)
+_LOCK_SLICE_S = 0.005
 # how many faulted tickets wait() remembers (the oldest are forgotten beyond this)
 _FAULT_MEMORY = 1 << 16
 _LIVE: weakref.WeakSet[Megakernel] = weakref.WeakSet()
@@ -158,8 +161,10 @@ class Megakernel(CallMixin):
         self._ring = self._backend.ring
         self._control = self._backend.control
         self._doorbell = getattr(self._backend, "doorbell", None)
-        # An RLock for _is_owned(): an interrupt that lands just after a timed acquire()
-        # returned can still be told apart from one that lands before it (see _retire)
+        # An RLock because its release() refuses a thread that does not hold it: every taker
+        # releases in a `finally` that also runs when an interrupt landed before (or just
+        # after) the acquire, and only a non-holder's release may fail there (the facade
+        # never takes it twice in one thread)
         self._lock = threading.RLock()
         self._published = 0  # next ticket to hand out
         self._retired = 0  # every ticket below this is DONE or FAULT and seen by the host
@@ -265,13 +270,17 @@ class Megakernel(CallMixin):
                 if typed is not None:
                     return typed
                 opcode = self._user_opcode(opcode)
-        with self._lock:
+        lock = self._lock
+        try:  # not `with`: the lock wait is bounded by the timeout (see _lock_for_publish)
+            deadline = None
+            if not lock.acquire(False):
+                deadline = self._lock_for_publish(timeout)
             if self._publishing is not None:
                 self._settle()
             t = self._published
             try:
                 if t - self._retired >= self.slot_count:
-                    self._make_room(1, timeout)
+                    self._make_room(1, timeout, deadline)
                 slot = t % self.slot_count
                 self._ring[slot * SLOT_WORDS] = _EMPTY  # _begin(t, 1), inlined: per-call cost
                 self._publishing = (t, 1, None)
@@ -282,6 +291,11 @@ class Megakernel(CallMixin):
             except BaseException as err:  # Ctrl-C included: account for what was written
                 self._abort_publish(err, t)
                 raise
+        finally:
+            try:
+                lock.release()
+            except RuntimeError:  # not taken: the lock wait timed out or was interrupted
+                pass
         return t
 
     def submit_packed(
@@ -294,7 +308,11 @@ class Megakernel(CallMixin):
         if timeout is not None:
             timeout = argcheck.timeout("timeout", timeout)
         ops = self._check_packed(ops)
-        with self._lock:
+        lock = self._lock
+        try:
+            deadline = None
+            if not lock.acquire(False):
+                deadline = self._lock_for_publish(timeout)
             if self._publishing is not None:
                 self._settle()
             t = self._published
@@ -302,7 +320,7 @@ class Megakernel(CallMixin):
                 # pack before waiting for room: packing errors come first (docs/spec.md §4.2)
                 wire.pack_ops(ops)
                 if t - self._retired >= self.slot_count:
-                    self._make_room(1, timeout)
+                    self._make_room(1, timeout, deadline)
                 self._begin(t, 1)
                 wire.publish_packed(self._ring, t % self.slot_count, tenant, ops)
                 self._published = t + 1
@@ -311,6 +329,11 @@ class Megakernel(CallMixin):
             except BaseException as err:
                 self._abort_publish(err, t)
                 raise
+        finally:
+            try:
+                lock.release()
+            except RuntimeError:  # not taken: the lock wait timed out or was interrupted
+                pass
         return t
 
     def submit_window(
@@ -359,7 +382,11 @@ class Megakernel(CallMixin):
             args = _as_u32(args, "args")
         if timeout is not None:
             timeout = argcheck.timeout("timeout", timeout)
-        with self._lock:
+        lock = self._lock
+        try:
+            deadline = None
+            if not lock.acquire(False):
+                deadline = self._lock_for_publish(timeout)
             if self._publishing is not None:
                 self._settle()
             first = self._published
@@ -373,7 +400,8 @@ class Megakernel(CallMixin):
                     free = self.slot_count - (self._published - self._retired)
                     if free <= 0:
                         try:
-                            self._make_room(1, timeout)
+                            self._make_room(1, timeout, deadline)
+                            deadline = None  # each wait for room has the whole timeout
                         except PipelineError as err:  # the first `done` ops are out: say so
                             err.published = range(first, first + done)
                             raise
@@ -404,16 +432,28 @@ class Megakernel(CallMixin):
             except BaseException as err:
                 self._abort_publish(err, first)
                 raise
+        finally:
+            try:
+                lock.release()
+            except RuntimeError:  # not taken: the lock wait timed out or was interrupted
+                pass
         return range(first, first + n)
 
     def notify(self) -> None:
         """Tell the workers about every slot published so far (see ``submit_many(notify=)``)."""
         if self._unusable is not None:
             self._check_usable()
-        with self._lock:
-            if self._publishing is not None:
-                self._settle()
-            self._notify(self._published)
+        lock = self._lock
+        try:
+            if lock.acquire(False) or self._lock_within(-1.0):
+                if self._publishing is not None:
+                    self._settle()
+                self._notify(self._published)
+        finally:
+            try:
+                lock.release()
+            except RuntimeError:  # not taken: interrupted while waiting
+                pass
 
     def _submit_items(self, items, tenant: int, timeout: float | None) -> range:
         if self._unusable is not None:  # before judging the items: say why nothing is taken
@@ -429,13 +469,15 @@ class Megakernel(CallMixin):
             return
         lock = self._lock
         try:
-            if lock.acquire(timeout=wait):
+            if lock.acquire(False) or (wait != 0 and self._lock_within(wait)):
                 if self._publishing is not None:
                     self._settle()
                 self._notify(self._published)
-        finally:  # owned also when an interrupt landed just after acquire() returned
-            if lock._is_owned():  # type: ignore[attr-defined]
+        finally:
+            try:
                 lock.release()
+            except RuntimeError:  # not taken: timed out, or interrupted while waiting
+                pass
 
     def _notify(self, published: int) -> None:
         # the doorbell first: an interrupt between the two leaves _notified behind (a later
@@ -503,15 +545,58 @@ class Megakernel(CallMixin):
         if self._notified < self._published:
             self._notify(self._published)
 
-    def _make_room(self, needed: int, timeout: float | None) -> None:
-        """Retire finished slots until ``needed`` are free (caller holds the lock)."""
+    def _lock_within(self, wait: float) -> bool:
+        """Take the facade lock within ``wait`` s (negative: no limit); False if it stayed
+        taken. Called once a non-blocking acquire failed, inside the caller's ``try`` whose
+        ``finally`` releases it.
+
+        The wait is made of short slices because a thread blocked in one lock acquire cannot
+        take an asynchronous exception aimed at it (PyThreadState_SetAsyncExc: a debugger, a
+        thread-interrupting library, an interrupt forwarded to a thread) until the holder
+        lets go; and on CPython 3.11 such a pending exception makes every thread that has a
+        trace function (coverage, a debugger) spin at its next function entry until its
+        target takes it: the holder included, which then never lets go (docs/facade.md).
+        """
+        lock = self._lock
+        if wait < 0:
+            while not lock.acquire(timeout=_LOCK_SLICE_S):
+                pass
+            return True
+        end = time.monotonic() + wait
+        while not lock.acquire(timeout=max(0.0, min(_LOCK_SLICE_S, end - time.monotonic()))):
+            if time.monotonic() >= end:
+                return False
+        return True
+
+    def _lock_for_publish(self, timeout: float | None) -> float | None:
+        """The facade lock for a publish whose non-blocking acquire failed: another thread
+        publishes, or waits for room in a full ring. Waits at most ``timeout`` (None: no
+        limit), raising QueueFullError then; returns the deadline, which the wait for room
+        shares (None without a timeout)."""
+        if timeout is None:
+            self._lock_within(-1.0)
+            return None
+        deadline = time.monotonic() + timeout
+        if not self._lock_within(timeout):
+            raise QueueFullError(
+                f"the ring stayed busy for {timeout} s: another thread held it (publishing, or "
+                "waiting for room in a full ring)",
+                "wait for earlier tickets, raise the timeout, or use a larger slot_count",
+                queue="ring")
+        return deadline
+
+    def _make_room(self, needed: int, timeout: float | None,
+                   deadline: float | None = None) -> None:
+        """Retire finished slots until ``needed`` are free (caller holds the lock), by
+        ``deadline`` (default: ``timeout`` s from now; neither: no limit)."""
         if not self._started:
             raise BackendError("the ring is full and the megakernel is not running, so no slot "
                                "will free up", "call start() (or use `with Megakernel(...)`) "
                                "before submitting more than slot_count slots")
         if self._notified < self._published:
             self._notify(self._published)  # the caller holds the lock
-        deadline = None if timeout is None else time.monotonic() + timeout
+        if deadline is None and timeout is not None:
+            deadline = time.monotonic() + timeout
         watch = _Watch(self)
         while self.slot_count - (self._published - self._retired) < needed:
             self._check_running()
@@ -607,15 +692,23 @@ class Megakernel(CallMixin):
                                     f"{self._published - 1})", "pass a ticket returned by submit()")
         if self._retired <= t:
             self._wait_retired(t + 1, timeout)
-        with self._lock:  # publishers hold it: the slot cannot be reused while we read it
+        lock = self._lock
+        try:  # publishers hold it: the slot cannot be reused while we read it
+            if not lock.acquire(False):
+                self._lock_within(-1.0)
             words = self._slot_result(t)
-            if words is None:
-                raise InvalidValueError(
-                    f"the result of ticket {t} is gone: its slot {t % self.slot_count} was reused "
-                    f"by ticket {t + self.slot_count} or later",
-                    "read result(ticket) before slot_count more slots are submitted, or use a "
-                    "larger slot_count")
-            status, res = words
+        finally:
+            try:
+                lock.release()
+            except RuntimeError:  # not taken: interrupted while waiting
+                pass
+        if words is None:
+            raise InvalidValueError(
+                f"the result of ticket {t} is gone: its slot {t % self.slot_count} was reused "
+                f"by ticket {t + self.slot_count} or later",
+                "read result(ticket) before slot_count more slots are submitted, or use a "
+                "larger slot_count")
+        status, res = words
         if status == int(SlotStatus.DONE):
             return res  # type: ignore[return-value]
         err = SlotFaultError(
@@ -791,13 +884,17 @@ class Megakernel(CallMixin):
                 "submit fewer items at once or create the Megakernel with a larger slot_count")
         for entry in entries:  # before waiting for room: invalid items fail at once
             wire.validate_slot(*entry)
-        with self._lock:
+        lock = self._lock
+        try:
+            deadline = None
+            if not lock.acquire(False):
+                deadline = self._lock_for_publish(timeout)
             if self._publishing is not None:
                 self._settle()
             first = self._published
             try:
                 if first + n - self._retired > self.slot_count:
-                    self._make_room(n, timeout)
+                    self._make_room(n, timeout, deadline)
                 self._begin(first, n)
                 wire.publish_sequence(self._ring, first % self.slot_count, entries)
                 self._published = first + n
@@ -806,6 +903,11 @@ class Megakernel(CallMixin):
             except BaseException as err:
                 self._abort_publish(err, first)
                 raise
+        finally:
+            try:
+                lock.release()
+            except RuntimeError:  # not taken: the lock wait timed out or was interrupted
+                pass
         return range(first, first + n)
 
     # ------------------------------------------------------------------ retiring / waiting
@@ -882,12 +984,14 @@ class Megakernel(CallMixin):
         """
         lock = self._lock
         try:
-            if lock.acquire(timeout=wait):
+            if lock.acquire(False) or (wait != 0 and self._lock_within(wait)):
                 self._retired = max(self._retired, clean_to)
                 self._retire_locked()
-        finally:  # owned also when an interrupt landed just after acquire() returned
-            if lock._is_owned():  # type: ignore[attr-defined]
+        finally:
+            try:
                 lock.release()
+            except RuntimeError:  # not taken: timed out, or interrupted while waiting
+                pass
 
     def wait(self, tickets: Ticket | Iterable[Ticket], timeout: float | None = None) -> None:
         """Block until every ticket is retired.
