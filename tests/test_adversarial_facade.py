@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+import vyre.buffers_and_streams
 import vyre.megakernel as mk_module
+import vyre.readout
+import vyre.registered_ops
+import vyre.ring_books
+import vyre.waiting
+import vyre.watchdog
 from vyre import (
     BackendError,
     InvalidTypeError,
@@ -32,15 +38,19 @@ SPIN_OP = 0x3FFFFF00  # VYRE_TEST_OP_SPIN of the test-hooks build
 STALL_OP = 0x3FFFFF01  # VYRE_TEST_OP_STALL: busy-waits a0 ms ignoring SHUTDOWN
 ADD = int(Opcode.ATOMIC_ADD)
 NOP = int(Opcode.NOP)
-FACADE_FILE = mk_module.__file__
+# the facade's own modules, where the interrupt sweep injects
+FACADE_FILES = frozenset(m.__file__ for m in (
+    mk_module, vyre.ring_books, vyre.waiting, vyre.registered_ops, vyre.readout,
+    vyre.buffers_and_streams, vyre.watchdog))
 
 # ---------------------------------------------------------------------------------------------
 # item 1: an interrupt at any instant of submit / retire leaves the facade consistent
 # ---------------------------------------------------------------------------------------------
 # CPython raises a pending KeyboardInterrupt where the interpreter checks for signals: after a
 # call returns and at backward jumps (the "eval breaker"). The tracer below raises one at the
-# n-th such point inside vyre/megakernel.py, for n = 0, 1, 2, ... until the call completes
-# untouched: every place a real Ctrl-C can land in the facade's own code is tried once.
+# n-th such point inside the facade's modules (FACADE_FILES), for n = 0, 1, 2, ... until the
+# call completes untouched: every place a real Ctrl-C can land in the facade's own code is
+# tried once.
 _BREAK_AFTER = {"CALL", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "CALL_FUNCTION_EX"}
 
 
@@ -66,7 +76,7 @@ def _run_with_interrupt_at(fn: Callable[[], Any], n: int) -> _Injected | None:
         return local
 
     def tracer(frame, event, arg):
-        if frame.f_code.co_filename != FACADE_FILE:
+        if frame.f_code.co_filename not in FACADE_FILES:
             return None
         frame.f_trace_opcodes = True
         last.pop(id(frame), None)  # a new frame (ids of dead frames are reused)
@@ -269,7 +279,7 @@ def test_a_finished_but_unretired_slot_is_never_called_a_stall():
     try:
         t = mk.submit(NOP)
         _wait_status(mk, t, (3,))
-        watch = mk_module._Watch(mk)
+        watch = vyre.watchdog.Watch(mk)
         watch.progress_at -= 3600  # an hour without the host looking
         watch.beat_at -= 3600
         watch.check(mk._retired, mk.published)  # must not raise
@@ -524,7 +534,7 @@ def test_the_facade_rings_the_doorbell_with_a_release_store(monkeypatch):
         stores.append((index, value))
         real(array, index, value)
 
-    monkeypatch.setattr(mk_module._wire, "store_release", spy)
+    monkeypatch.setattr(_wire, "store_release", spy)
     with Megakernel("cpu", slot_count=8, observable_slots=4, workers=1) as mk:
         bell = mk._doorbell = np.zeros(2, np.uint64)  # stands for a GPU's
         mk.wait(mk.submit(NOP), timeout=10)
