@@ -177,15 +177,23 @@ int vyre_uring_update_files(vyre_uring_t *r, unsigned offset, const int *fds, un
     return rc == (int)n ? 0 : -EIO;
 }
 
-int vyre_uring_unregister_files(vyre_uring_t *r)
+/* IORING_UNREGISTER_FILES / _BUFFERS: 1 when they were dropped, 0 when none were
+ * registered, else a negative errno */
+static int unregister(const vyre_uring_t *r, unsigned opcode, unsigned registered)
 {
     int rc;
     if (r->fd < 0)
         return -EBADF;
-    if (!r->nfiles)
+    if (!registered)
         return 0;
-    rc = sys_register(r->fd, IORING_UNREGISTER_FILES, NULL, 0);
-    if (rc < 0)
+    rc = sys_register(r->fd, opcode, NULL, 0);
+    return rc < 0 ? rc : 1;
+}
+
+int vyre_uring_unregister_files(vyre_uring_t *r)
+{
+    int rc = unregister(r, IORING_UNREGISTER_FILES, r->nfiles);
+    if (rc <= 0)
         return rc;
     r->nfiles = 0;
     return 0;
@@ -220,13 +228,8 @@ int vyre_uring_register_buffers(vyre_uring_t *r, void *const *addrs, const size_
 
 int vyre_uring_unregister_buffers(vyre_uring_t *r)
 {
-    int rc;
-    if (r->fd < 0)
-        return -EBADF;
-    if (!r->nbufs)
-        return 0;
-    rc = sys_register(r->fd, IORING_UNREGISTER_BUFFERS, NULL, 0);
-    if (rc < 0)
+    int rc = unregister(r, IORING_UNREGISTER_BUFFERS, r->nbufs);
+    if (rc <= 0)
         return rc;
     free(r->buf_iovs);
     r->buf_iovs = NULL;
