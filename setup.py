@@ -33,7 +33,7 @@ CSRC = "csrc"
 C_FLAGS = ["-O3", "-std=c11", "-Wall", "-Wno-unused-function"]
 PTX_SOURCE = os.path.join("cuda", "megakernel.cu")
 HEADERS = ["vyre_abi.h", "vyre_interp.h", "vyre_call.h", "vyre_wait.h", "cpu_worker.h",
-           "cpu_call.h", "uring.h"]
+           "cpu_call.h", "uring.h", "uring_sys.h"]
 # one Cython declaration file per C header, cimported by every extension
 DECLARATIONS = [os.path.join("vyre", "includes", f)
                 for f in ("abi.pxd", "interp.pxd", "cpu_worker.pxd", "uring.pxd")]
@@ -74,7 +74,8 @@ EXTENSIONS = dict(
         ),
         # the call path's host side (docs/call.md)
         _ext("call", "vyre._call", ["vyre/_call.pyx"]),
-        _ext("uring", "vyre.ingest._uring", ["vyre/ingest/_uring.pyx", "csrc/uring.c"]),
+        _ext("uring", "vyre.ingest._uring",
+             ["vyre/ingest/_uring.pyx", "csrc/uring.c", "csrc/uring_reads.c"]),
     ]
 )
 

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+import vyre.buffers_and_streams
 import vyre.megakernel as mk_module
+import vyre.readout
+import vyre.registered_ops
+import vyre.ring_books
+import vyre.waiting
+import vyre.watchdog
 from vyre import (
     BackendError,
     InvalidTypeError,
@@ -32,15 +38,19 @@ SPIN_OP = 0x3FFFFF00  # VYRE_TEST_OP_SPIN of the test-hooks build
 STALL_OP = 0x3FFFFF01  # VYRE_TEST_OP_STALL: busy-waits a0 ms ignoring SHUTDOWN
 ADD = int(Opcode.ATOMIC_ADD)
 NOP = int(Opcode.NOP)
-FACADE_FILE = mk_module.__file__
+# the facade's own modules, where the interrupt sweep injects
+FACADE_FILES = frozenset(m.__file__ for m in (
+    mk_module, vyre.ring_books, vyre.waiting, vyre.registered_ops, vyre.readout,
+    vyre.buffers_and_streams, vyre.watchdog))
 
 # ---------------------------------------------------------------------------------------------
 # item 1: an interrupt at any instant of submit / retire leaves the facade consistent
 # ---------------------------------------------------------------------------------------------
 # CPython raises a pending KeyboardInterrupt where the interpreter checks for signals: after a
 # call returns and at backward jumps (the "eval breaker"). The tracer below raises one at the
-# n-th such point inside vyre/megakernel.py, for n = 0, 1, 2, ... until the call completes
-# untouched: every place a real Ctrl-C can land in the facade's own code is tried once.
+# n-th such point inside the facade's modules (FACADE_FILES), for n = 0, 1, 2, ... until the
+# call completes untouched: every place a real Ctrl-C can land in the facade's own code is
+# tried once.
 _BREAK_AFTER = {"CALL", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "CALL_FUNCTION_EX"}
 
 
@@ -66,7 +76,7 @@ def _run_with_interrupt_at(fn: Callable[[], Any], n: int) -> _Injected | None:
         return local
 
     def tracer(frame, event, arg):
-        if frame.f_code.co_filename != FACADE_FILE:
+        if frame.f_code.co_filename not in FACADE_FILES:
             return None
         frame.f_trace_opcodes = True
         last.pop(id(frame), None)  # a new frame (ids of dead frames are reused)
@@ -99,6 +109,8 @@ def _check_consistent(mk: Megakernel, faulty: set[int]) -> None:
     # the ring holds no slot the facade does not know of
     statuses = mk.backend.ring.reshape(-1, 16)[:, 0]
     assert not np.isin(statuses, [1, 2]).any()  # nothing PUBLISHED or CLAIMED is left over
+    # the interrupted call let go of the facade lock (a held one blocks every other thread)
+    assert not mk._lock._is_owned()
     for bad in sorted(faulty):
         if bad < published:
             with pytest.raises(SlotFaultError):
@@ -267,7 +279,7 @@ def test_a_finished_but_unretired_slot_is_never_called_a_stall():
     try:
         t = mk.submit(NOP)
         _wait_status(mk, t, (3,))
-        watch = mk_module._Watch(mk)
+        watch = vyre.watchdog.Watch(mk)
         watch.progress_at -= 3600  # an hour without the host looking
         watch.beat_at -= 3600
         watch.check(mk._retired, mk.published)  # must not raise
@@ -522,7 +534,7 @@ def test_the_facade_rings_the_doorbell_with_a_release_store(monkeypatch):
         stores.append((index, value))
         real(array, index, value)
 
-    monkeypatch.setattr(mk_module._wire, "store_release", spy)
+    monkeypatch.setattr(_wire, "store_release", spy)
     with Megakernel("cpu", slot_count=8, observable_slots=4, workers=1) as mk:
         bell = mk._doorbell = np.zeros(2, np.uint64)  # stands for a GPU's
         mk.wait(mk.submit(NOP), timeout=10)
@@ -554,6 +566,141 @@ def test_a_fault_reset_by_a_retire_that_never_recorded_it_is_still_reported():
 
 class _Async(Exception):
     """Raised asynchronously in a producer thread, where CPython delivers a Ctrl-C."""
+
+
+def _raise_in(thread: threading.Thread, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` asynchronously in ``thread`` (None withdraws a pending one)."""
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread.ident), None if exc is None else ctypes.py_object(exc))
+
+
+class _Flush(Exception):
+    """Taken by the test's own thread to clear CPython's async-exception flag."""
+
+
+def _withdraw_async(idents: list[int]) -> None:
+    """Withdraw any asynchronous exception not yet delivered to the threads ``idents``, then
+    take one here. CPython 3.11 keeps an interpreter-wide "an async exception is pending" flag
+    set until some thread takes one, and withdrawing one (NULL) sets it too; while it is set,
+    every thread with a trace function (coverage) spins at its next function entry. So no
+    Python-level call is made between the withdrawals and the exception taken here."""
+    import ctypes
+
+    try:
+        for ident in idents:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()),
+                                                   ctypes.py_object(_Flush))
+        while True:  # taken at the first check: a call's return or a backward jump
+            time.sleep(0)
+    except _Flush:
+        pass
+
+
+def test_a_submit_blocked_behind_another_thread_keeps_its_deadline_and_takes_interrupts():
+    # another producer holds the facade lock (as one waiting for room in a full ring does): a
+    # submit with a timeout must give up by its deadline, and one without must still take an
+    # interrupt aimed at its thread, not sit in the lock until the holder lets go
+    from vyre import QueueFullError
+
+    mk = _mk()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with mk._lock:
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert held.wait(10)
+    outcome: dict[str, BaseException | None] = {}
+
+    def call(name: str, **kw: Any) -> None:
+        try:
+            mk.submit(ADD, [1, OBS], **kw)
+            outcome[name] = None
+        except BaseException as err:  # noqa: BLE001 (asserted below)
+            outcome[name] = err
+
+    try:
+        timed = threading.Thread(target=call, args=("timed",), kwargs={"timeout": 0.2},
+                                 daemon=True)
+        blocked = threading.Thread(target=call, args=("blocked",), daemon=True)
+        timed.start()
+        blocked.start()
+        timed.join(20)
+        assert not timed.is_alive(), "submit(timeout=0.2) waited past its deadline"
+        err = outcome["timed"]
+        assert isinstance(err, QueueFullError) and "Fix: " in str(err), err
+        time.sleep(0.1)  # let the other one block on the lock
+        _raise_in(blocked, _Async)
+        blocked.join(20)
+        assert not blocked.is_alive(), "an interrupt never reached a submit blocked on the lock"
+        assert isinstance(outcome["blocked"], _Async)
+        assert holder.is_alive()  # all of that while the lock stayed taken
+    finally:
+        release.set()
+        holder.join(20)
+    assert mk.published == 0
+    _check_consistent(mk, set())
+    mk.shutdown(drain=False, timeout=10)
+
+
+def test_an_interrupt_aimed_at_a_blocked_submit_does_not_freeze_a_traced_holder():
+    # The hang of the random-interrupt test under coverage, made deterministic: a producer
+    # with a trace function (coverage's) holds the facade lock waiting for room; another is
+    # blocked on the lock; an asynchronous exception is aimed at the blocked one. On CPython
+    # 3.11 that pending exception freezes every traced thread at its next function entry
+    # until its target takes it: a target that can only take it once it has the lock never
+    # does, and the holder never reaches its deadline. Both must finish.
+    mk = Megakernel("cpu", slot_count=4, observable_slots=4, tenants=1, workers=1,
+                    test_hooks=True, stall_timeout=30, heartbeat_timeout=30).start()
+    outcome: dict[str, BaseException | None] = {}
+    making_room = threading.Event()
+
+    def holder_call() -> None:
+        sys.settrace(lambda *a: None)  # what coverage does in every thread
+        try:
+            making_room.set()
+            mk.submit(ADD, [1, OBS], timeout=30)  # the ring is full: waits for the STALL
+            outcome["holder"] = None
+        except BaseException as err:  # noqa: BLE001 (asserted below)
+            outcome["holder"] = err
+        finally:
+            sys.settrace(None)
+
+    def blocked_call() -> None:
+        try:
+            mk.submit(ADD, [1, OBS])
+            outcome["blocked"] = None
+        except BaseException as err:  # noqa: BLE001 (asserted below)
+            outcome["blocked"] = err
+
+    try:
+        mk.submit(STALL_OP, [1500])
+        mk.submit_many(*_many(3))  # the ring is full until the STALL ends
+        holder = threading.Thread(target=holder_call, daemon=True)
+        holder.start()
+        assert making_room.wait(10)
+        time.sleep(0.1)  # the holder is inside _make_room, with the lock
+        blocked = threading.Thread(target=blocked_call, daemon=True)
+        blocked.start()
+        time.sleep(0.1)  # and this one waits for the lock
+        _raise_in(blocked, _Async)
+        holder.join(30)
+        blocked.join(30)
+        stuck = [th.name for th in (holder, blocked) if th.is_alive()]
+        if stuck:
+            _withdraw_async([])  # unfreeze them, so the failure does not hang the suite
+        assert not stuck, f"{stuck} never returned"
+        assert outcome["holder"] is None
+        assert isinstance(outcome["blocked"], _Async) or outcome["blocked"] is None
+        _check_consistent(mk, set())
+    finally:
+        mk.shutdown(drain=False, timeout=10)
 
 
 def test_producers_interrupted_at_random_keep_the_books_exact():
@@ -610,9 +757,7 @@ def test_producers_interrupted_at_random_keep_the_books_exact():
                                                        ctypes.py_object(_Async))
             shots += 1
         time.sleep(rng.random() * 0.002)
-    for th in threads:  # withdraw any interrupt not delivered yet (NULL clears it)
-        if th.ident is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(th.ident), None)
+    _withdraw_async([th.ident for th in threads if th.ident is not None])
     stop.set()
     for th in threads:
         th.join(60)

@@ -3,6 +3,9 @@
 Ring, control, debug log, io queue, buffer table and doorbell live in mapped pinned host
 memory (DEVICEMAP), so the host publishes with plain stores and reads results without any
 copy. The kernel is launched once, on its own non-blocking stream, and runs until SHUTDOWN.
+
+This module is the launch and its lifetime (state, start, pause/resume, relaunch, stop); the
+buffer table and host-to-device copies are vyre/backends/cuda/buffer_table.py.
 """
 from __future__ import annotations
 
@@ -18,17 +21,9 @@ import numpy as np
 from vyre import _call
 from vyre._wire import store_release
 from vyre.backends._cpu import atomic_cas_u32
-from vyre.backends.base import Backend
+from vyre.backends.cuda.buffer_table import CudaBufferTable
 from vyre.backends.cuda.host import HostRegistration
 from vyre.backends.cuda.memory import (
-    DeviceBuffer,
-    DeviceCopy,
-    device_address,
-    dlpack_address,
-    host_zeros,
-    reachable,
-    register_host,
-    register_pages,
     registered_address,
 )
 from vyre.backends.cuda.probe import INSTALL_FIX, KERNEL_PATH, probe
@@ -81,7 +76,7 @@ def _cuda():
 
 
 
-class CudaBackend(Backend):
+class CudaBackend(CudaBufferTable):
     """One persistent megakernel launch on a CUDA device.
 
     Options: ``device`` (ordinal, default 0; ignored when a context is already current),
@@ -201,13 +196,6 @@ class CudaBackend(Backend):
         self._closed = False
 
     # ------------------------------------------------------------------ helpers
-    def _mapped(self, n: int, dtype=np.uint32) -> np.ndarray:
-        """Zeroed host memory registered for the GPU (cuMemHostRegister works under a running
-        kernel; cuMemHostAlloc does not)."""
-        raw = host_zeros(max(n, 1) * np.dtype(dtype).itemsize)
-        self._registrations.append(register_host(raw, self._ctx))
-        return raw.view(dtype)
-
     def _load_module(self):
         key = int(self._ctx.handle)
         mod = _module_cache.get(key)
@@ -271,26 +259,6 @@ class CudaBackend(Backend):
             self._cuda.memcpy_htod_async(self._state, words, self._copy_stream)
             self._copy_stream.synchronize()  # complete before the kernel may read it
 
-    @contextlib.contextmanager
-    def _active(self) -> Iterator[None]:
-        """Make our context current for a driver call from any thread."""
-        if self._cuda.Context.get_current() == self._ctx:
-            yield
-            return
-        self._ctx.push()
-        try:
-            yield
-        finally:
-            self._cuda.Context.pop()
-
-    def _in_ctx(self, fn: Any, *args: Any) -> Any:
-        """``fn(*args)`` with our context current: ``_active`` without its cost where the
-        context already is (the stream thread's per-chunk calls)."""
-        if self._cuda.Context.get_current() == self._ctx:
-            return fn(*args)
-        with self._active():
-            return fn(*args)
-
     def _free_memory(self, *, now: bool) -> None:
         allocs = [*self._device_allocs, *self._registrations]
         self._device_allocs, self._registrations = [], []
@@ -302,100 +270,6 @@ class CudaBackend(Backend):
         """quiesced(), with this megakernel's CUDA context current in the block."""
         with quiesced(), self._active():
             yield
-
-    def register_buffer(self, array: Any, *, writable: bool = True) -> int:
-        """Add ``array`` to the buffer table. Accepted: anything :func:`device_address` takes,
-        a NumPy array (page-locked and mapped here; the registration is released with the
-        backend, never under a resident kernel) and a ``__dlpack__`` object on the GPU.
-
-        The table holds a reference to what it was given (and to a DLPack capsule): memory a
-        user drops stays allocated until :meth:`close`, so the kernel never reads freed
-        memory (docs/facade.md, "Registered buffers and frees")."""
-        handle = len(self._buffers)
-        if handle >= MAX_BUFFERS:
-            raise BackendError(f"the buffer table is full ({MAX_BUFFERS} handles)",
-                               "reuse handles: register fewer, larger buffers")
-        keep: Any = array
-        if isinstance(array, np.ndarray) and not reachable(array):
-            if not array.flags.c_contiguous:
-                raise BackendError("the buffer is not C-contiguous",
-                                   "pass np.ascontiguousarray(buffer)")
-            with self._active():
-                reg, addr = register_pages(array, self._ctx)
-            if reg is not None:
-                self._registrations.append(reg)
-            nbytes = int(array.nbytes)
-        elif not isinstance(array, np.ndarray) and not hasattr(array, "__cuda_array_interface__") \
-                and not hasattr(array, "gpudata") and hasattr(array, "__dlpack__"):
-            addr, nbytes, capsule = dlpack_address(array)
-            keep = (array, capsule)
-        else:
-            addr, nbytes = device_address(array)
-        self._buffers.append(keep)  # keeps the memory alive while the kernel may read it
-        self._table[2 * handle] = addr
-        self._table[2 * handle + 1] = nbytes
-        return handle
-
-    def alloc_buffer(self, nbytes: int, *, device: bool = False) -> Any:
-        """Registered host memory (host-visible), or device memory with ``device=True``.
-
-        Device memory is allocated with every megakernel of the process paused (cuMemAlloc
-        may wait for the device to go idle) and comes from ``mem_alloc`` + ``memset``, never
-        from a helper that loads or launches a kernel.
-        """
-        if device:
-            with quiesced(), self._active():
-                alloc = self._cuda.mem_alloc(max(nbytes, 1))
-                self._cuda.memset_d8_async(alloc, 0, max(nbytes, 1), self._copy_stream)
-                self._copy_stream.synchronize()
-            return DeviceBuffer(alloc, nbytes)
-        with self._active():
-            return self._mapped(nbytes, np.uint8)  # at least 1 byte: a valid device address
-
-    def copy_to_device(self, buffer: Any, offset: int, data: np.ndarray) -> None:
-        """Copy page-locked host bytes into device ``buffer`` at ``offset`` with the copy
-        engine (DMA, on a side stream that never waits on the kernel); returns once they are
-        there, so a slot published next may read them."""
-        self.copy_to_device_async(buffer, offset, data).wait()
-
-    def copy_to_device_async(self, buffer: Any, offset: int, data: np.ndarray) -> DeviceCopy:
-        """Start :meth:`copy_to_device` and return at once: publish a slot that reads the
-        bytes only after the returned copy's ``done()`` (copies finish in the order started).
-        ``data`` must stay untouched until then."""
-        ptr, nbytes = device_address(buffer)
-        if offset < 0 or offset + data.nbytes > nbytes:
-            raise BackendError(f"{data.nbytes} bytes at offset {offset} do not fit a buffer of "
-                               f"{nbytes}", "copy within the buffer")
-        try:
-            event = self._in_ctx(self._start_copy, ptr + offset, data)
-        except self._cuda.Error as err:
-            raise BackendError(f"could not start a {data.nbytes}-byte host-to-device copy "
-                               f"({err})", "data must be page-locked host memory (the "
-                               "stream's staging); if the context faulted, recreate the "
-                               "Megakernel") from err
-        return DeviceCopy(self, event, data.nbytes)
-
-    def _start_copy(self, dst: int, data: np.ndarray) -> Any:
-        self._cuda.memcpy_htod_async(dst, data, self._copy_stream)
-        try:  # events come back from DeviceCopy.done() on any thread
-            event = self._events.pop()
-        except IndexError:
-            event = self._cuda.Event(self._cuda.event_flags.DISABLE_TIMING)
-        event.record(self._copy_stream)
-        return event
-
-    def upload(self, buffer: Any, data: np.ndarray) -> None:
-        data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
-        if isinstance(buffer, np.ndarray):
-            np.copyto(buffer.reshape(-1)[: data.size], data)
-            return
-        ptr, nbytes = device_address(buffer)
-        if data.size > nbytes:
-            raise BackendError(f"{data.size} bytes do not fit a buffer of {nbytes}",
-                               "allocate a larger buffer")
-        with self._active():
-            self._cuda.memcpy_htod_async(ptr, data, self._copy_stream)
-            self._copy_stream.synchronize()  # complete before any slot may read it
 
     def _worker_warps(self) -> int:
         # minus the poller, the flusher and the call warp

@@ -20,7 +20,7 @@ from vyre.backends.cuda.residency import RESIDENCY
 from vyre.errors import BackendError
 
 if TYPE_CHECKING:
-    from vyre.backends.cuda.backend import CudaBackend
+    from vyre.backends.cuda.buffer_table import CudaBufferTable
 
 _COPY_TIMEOUT = 10.0
 _PAGE = 4096  # host page: the unit cuMemHostRegister locks
@@ -211,11 +211,11 @@ class DeviceBuffer:
 
 
 class DeviceCopy:
-    """A host-to-device copy in flight (:meth:`CudaBackend.copy_to_device_async`)."""
+    """A host-to-device copy in flight (:meth:`CudaBufferTable.copy_to_device_async`)."""
 
     __slots__ = ("_backend", "_event", "nbytes")
 
-    def __init__(self, backend: CudaBackend, event: Any, nbytes: int) -> None:
+    def __init__(self, backend: CudaBufferTable, event: Any, nbytes: int) -> None:
         self._backend, self._event, self.nbytes = backend, event, nbytes
 
     def done(self) -> bool:
