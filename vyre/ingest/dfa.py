@@ -55,8 +55,8 @@ bytes), and ``states`` must stay below 2**31 (bit 31 is the accept flag).
 """
 from __future__ import annotations
 
-from collections import deque
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
