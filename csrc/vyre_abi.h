@@ -88,7 +88,7 @@
 #define VYRE_OP_DFA_SCAN 0xFFF0u          /* extension, reserved range, built-in here */
 #define VYRE_OP_BUF_COPY 0xFFF1u          /* extension, reserved range, built-in here */
 #define VYRE_OP_DFA_MATCH 0xFFF2u         /* extension: DFA_SCAN with per-pattern counts and
-                                             match records (docs/spec.md §3, DFA_MATCH) */
+                                             match records (docs/spec.md §3.2) */
 #define VYRE_OP_LOAD_MISS 0xFFFDu
 #define VYRE_OP_PRINTF 0xFFFEu
 #define VYRE_OP_PACKED_SLOT 0x80000001u

@@ -742,7 +742,7 @@ VYRE_FN vyre_result_t vyre_dfa_scan_commit_slot(const vyre_ctx_t *c, uint32_t sl
     return vyre_dfa_scan_commit(c, args, accepts, end_state);
 }
 
-/* ==== DFA_MATCH (docs/spec.md §3, DFA_MATCH) =================================================
+/* ==== DFA_MATCH (docs/spec.md §3.2) =================================================
  * DFA_SCAN's pass (state 0 at a2, no accepts counted inside the first min(a6, len) bytes, one
  * per accepting position into obs[a5]) that also names the patterns ending at each counted
  * position. The id table (handle a4, a9 = patterns) is `a9` words same_next[id] (the next id

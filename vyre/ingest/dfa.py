@@ -32,8 +32,8 @@ accepts after the context are exact too. ∎
 (``L - 1`` bytes would already make every *accept* exact, but not the stored end state, which
 DFA_SCAN writes to ``obs[a4]``; ``L`` makes both exact and is what docs/spec.md §3 asks of ``a6``.)
 
-Pattern ids (DFA_MATCH, docs/spec.md §3)
-----------------------------------------
+Pattern ids (DFA_MATCH, docs/spec.md §3.2)
+------------------------------------------
 A pattern's id is its position in the list given to :func:`build_dfa`; a pattern given twice
 has two ids and every match counts under both (as two patterns with two ids would). Beside the
 dense table, ``Dfa.ids`` lists which patterns end in each state: ``len(patterns)`` words

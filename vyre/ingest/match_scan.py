@@ -1,5 +1,5 @@
 """``GpuStream.scan(..., per_pattern=True / matches=True)``: DFA_MATCH slots over the chunks
-(docs/ingest.md, "Per-pattern counts and match records"; docs/spec.md §3, DFA_MATCH).
+(docs/ingest.md, "Per-pattern counts and match records"; docs/spec.md §3.2).
 
 The chunk pipeline is the plain scan's (same staging slots, context re-read, slices); only the
 slots differ. Each slot publishes DFA_MATCH instead of DFA_SCAN, which still adds the positions
