@@ -92,6 +92,13 @@ def test_per_pattern_only(mk):
     _check(res, PATS, data, matches=False)
 
 
+def test_an_empty_pattern_set(mk):
+    with GpuStream(mk, chunk_bytes=256, depth=2) as s:
+        res = s.scan(b"abc" * 100, build_dfa([]), per_pattern=True, matches=True)[0]
+    assert res.positions == 0 and res.per_pattern.shape == (0,) and res.matches.size == 0
+    assert res.dropped == 0
+
+
 EDGE_PATS = [b"a", b"aa", b"aaa", b"\x00", b"\x00\x00a", b"z", b"za"]
 
 

@@ -34,12 +34,13 @@ if TYPE_CHECKING:
 
 __all__ = ["MatchOptions", "cap_matches", "match_slices"]
 
-_SLICE_BYTES = 16 << 10
+_SLICE_BYTES = 16 << 10  # default scan slice: long enough that the per-slot cost is noise
 
 
 def match_slices(chunk_bytes: int) -> int:
-    """DFA_MATCH slots per chunk by default: one slot runs on one lane (or worker thread),
-    so a chunk is spread over as many slots as the plain scan uses without the CUDA assist."""
+    """Scan slots per chunk of ``chunk_bytes`` (1..64 slices of about 16 KiB): the plain
+    scan's default where no CUDA assist splits long scans, and DFA_MATCH's everywhere (one
+    slot runs on one lane or worker thread)."""
     return max(1, min(64, chunk_bytes // _SLICE_BYTES))
 
 

@@ -61,7 +61,6 @@ def _abi() -> dict:
     return ABI
 
 
-_SLICE_BYTES = 16 << 10  # default scan slice: long enough that the per-slot cost is noise
 _HEAD_BYTES = 4 << 10  # a file's first chunk: bytes scanned alone (without context, one lane)
 _BUSY_FIX = ("give each thread its own GpuStream (streams on one megakernel count into "
              "separate observables), or serialize the calls with a lock of your own")
@@ -70,7 +69,7 @@ _BUSY_FIX = ("give each thread its own GpuStream (streams on one megakernel coun
 def _default_slices(mk: Any, chunk_bytes: int) -> int:
     if getattr(getattr(mk, "backend", None), "assist_part_bytes", 0):
         return 1
-    return max(1, min(64, chunk_bytes // _SLICE_BYTES))
+    return match_slices(chunk_bytes)
 
 
 def _submit_each(mk: Any, ops: list[tuple[int, list[int]]], tenant: int,
