@@ -87,6 +87,8 @@
 #define VYRE_OP_MAX_PRIMITIVE 7u
 #define VYRE_OP_DFA_SCAN 0xFFF0u          /* extension, reserved range, built-in here */
 #define VYRE_OP_BUF_COPY 0xFFF1u          /* extension, reserved range, built-in here */
+#define VYRE_OP_DFA_MATCH 0xFFF2u         /* extension: DFA_SCAN with per-pattern counts and
+                                             match records (docs/spec.md §3.2) */
 #define VYRE_OP_LOAD_MISS 0xFFFDu
 #define VYRE_OP_PRINTF 0xFFFEu
 #define VYRE_OP_PACKED_SLOT 0x80000001u
@@ -102,6 +104,10 @@
 #define VYRE_DFA_ACCEPT_BIT 0x80000000u
 #define VYRE_DFA_STATE_MASK 0x7FFFFFFFu
 #define VYRE_DFA_NO_STATE 0xFFFFFFFFu     /* DFA_SCAN a4: start at 0, store nothing back */
+/* DFA_MATCH pattern-id table: `patterns` words same_next[id], then per state [own_id, dict_link];
+ * a record is [pattern id, end offset from a2] */
+#define VYRE_DFA_NO_ID 0xFFFFFFFFu        /* no pattern id / no state in the id table */
+#define VYRE_DFA_RECORD_WORDS 2u
 
 /* ---- packed slot payload (docs/spec.md §4.2) ---- */
 #define VYRE_PACKED_MAX_OPS 255u

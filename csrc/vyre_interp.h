@@ -382,6 +382,14 @@ VYRE_FN int vyre_writes_protected_(uint32_t op, const uint32_t *a, uint32_t *wor
         *word = a[3] >> 2;
         return a[2] == VYRE_CONTROL_HANDLE && a[4] != 0u &&
                a[3] < VYRE_CTRL_OBSERVABLE_BASE * 4u;
+    case VYRE_OP_DFA_MATCH: /* counters (a9 > 0) and records (a11 > 0) into control */
+        if (a[7] != VYRE_CONTROL_HANDLE) return 0;
+        if (a[9] != 0u && a[8] < VYRE_CTRL_OBSERVABLE_BASE) {
+            *word = a[8];
+            return 1;
+        }
+        *word = a[10];
+        return a[11] != 0u && a[10] < VYRE_CTRL_OBSERVABLE_BASE;
     case VYRE_OP_LOAD_MISS: /* the host writes the data at byte 0 of the destination (docs/spec.md
                              * §8): into control that is SHUTDOWN onwards, whatever the count */
         *word = VYRE_CTRL_SHUTDOWN;
@@ -738,6 +746,108 @@ VYRE_FN vyre_result_t vyre_dfa_scan_commit_slot(const vyre_ctx_t *c, uint32_t sl
     return vyre_dfa_scan_commit(c, args, accepts, end_state);
 }
 
+/* ==== DFA_MATCH (docs/spec.md §3.2) =================================================
+ * DFA_SCAN's pass (state 0 at a2, no accepts counted inside the first min(a6, len) bytes, one
+ * per accepting position into obs[a5]) that also names the patterns ending at each counted
+ * position. The id table (handle a4, a9 = patterns) is `a9` words same_next[id] (the next id
+ * with the same bytes, or VYRE_DFA_NO_ID) followed by [own_id, dict_link] per state: the
+ * patterns ending in state q are own_id[q], same_next[own_id[q]], ..., then those of
+ * dict_link[q] (the nearest state on q's failure chain that ends a pattern), so the walk costs
+ * one step per match and nothing at positions where no pattern ends. Each match adds 1 to
+ * counter word a8 + id of the out buffer (handle a7; atomically: the slices of one chunk share
+ * the counters) and, while fewer than a11 records were written, appends [id, p + 1 - a2] at
+ * word a10 + 1 + 2 * k; word a10 gets the number of records written. Records are written in
+ * scan order, so with one lane per slot they are the slot's first matches, the same on every
+ * backend. A walk that leaves the id table or names more than a9 ids faults (corrupt table).
+ * Results: [positions, matches (low 32 bits), records written, 0]. */
+#ifdef __CUDA_ARCH__
+#define VYRE_LD_RO32_(p, i) __ldg((const uint32_t *)(p) + (i))
+#define VYRE_LD_BYTE_(p) __ldcg(p)
+#else
+#define VYRE_LD_RO32_(p, i) vyre_ld32_((const uint8_t *)(p) + (uint64_t)(i) * 4u)
+#define VYRE_LD_BYTE_(p) (*(p))
+#endif
+
+/* first word of [w, w + n) past a buffer of `words` words (none: returns 0 and *bad unset) */
+VYRE_FN int vyre_words_out_(uint64_t w, uint64_t n, uint64_t words, uint32_t *bad) {
+    if (n == 0u || w + n <= words) return 0;
+    const uint64_t first = w >= words ? w : words;
+    *bad = first > 0xFFFFFFFFull ? 0xFFFFFFFFu : (uint32_t)first;
+    return 1;
+}
+
+VYRE_COLD uint32_t vyre_dfa_match_(const vyre_ctx_t *c, const uint32_t *a, uint32_t *res) {
+    uint8_t *tp, *dp, *ip, *op;
+    uint64_t len, ctx;
+    const uint64_t tbytes = vyre_dfa_range_(c, a, &tp, &dp, &len, &ctx);
+    const uint64_t ibytes = vyre_buf_view_(c, a[4], &ip);
+    const uint64_t obytes = vyre_buf_view_(c, a[7], &op);
+    const uint64_t np = a[9], cap = a[11], nt = tbytes >> 2, ni = ibytes >> 2;
+    uint32_t bad = 0u;
+    if (((uintptr_t)tp & 3u) != 0u) return vyre_fault_(res, VYRE_FAULT_MISALIGNED, a[0], 0u, 0u);
+    if (((uintptr_t)ip & 3u) != 0u) return vyre_fault_(res, VYRE_FAULT_MISALIGNED, a[4], 0u, 0u);
+    if (((uintptr_t)op & 3u) != 0u) return vyre_fault_(res, VYRE_FAULT_MISALIGNED, a[7], 0u, 0u);
+    if (vyre_words_out_(a[8], np, obytes >> 2, &bad) ||
+        vyre_words_out_(a[10], cap ? 1u + VYRE_DFA_RECORD_WORDS * cap : 0u, obytes >> 2, &bad))
+        return vyre_fault_(res, VYRE_FAULT_OUT_OF_BOUNDS, a[7], bad, 0u);
+    uint32_t *const counters = (uint32_t *)op + a[8];
+    uint32_t *const records = (uint32_t *)op + a[10];
+    const uint64_t lo = a[2], from = lo + ctx, to = lo + len;
+    uint32_t st = 0u, positions = 0u, matches = 0u, written = 0u;
+    uint64_t p = lo;
+    for (; p < from; ++p) { /* context: steps only */
+#ifndef __CUDA_ARCH__
+        if ((p & 0xFFFFFu) == 0u && VYRE_LD_RLX(c->control + VYRE_CTRL_SHUTDOWN) != 0u) break;
+#endif
+        const uint64_t i = (uint64_t)st * VYRE_DFA_ALPHABET + VYRE_LD_BYTE_(dp + p);
+        st = (i < nt ? VYRE_LD_RO32_(tp, i) : 0u) & VYRE_DFA_STATE_MASK;
+    }
+    for (; p < to; ++p) {
+        if ((p & 0xFFFFFu) == 0u) {
+            VYRE_SCAN_PROGRESS(c);
+#ifndef __CUDA_ARCH__
+            if (VYRE_LD_RLX(c->control + VYRE_CTRL_SHUTDOWN) != 0u) break; /* hard stop */
+#endif
+        }
+        const uint64_t i = (uint64_t)st * VYRE_DFA_ALPHABET + VYRE_LD_BYTE_(dp + p);
+        const uint32_t e = i < nt ? VYRE_LD_RO32_(tp, i) : 0u;
+        st = e & VYRE_DFA_STATE_MASK;
+        if ((e & VYRE_DFA_ACCEPT_BIT) == 0u) continue;
+        ++positions;
+        const uint32_t end = (uint32_t)(p + 1u - lo);
+        uint64_t ids = 0u, hops = 0u;
+        for (uint32_t q = st; q != VYRE_DFA_NO_ID;) {
+            const uint64_t w = np + 2u * (uint64_t)q;
+            if (w + 2u > ni || ++hops > np + 1u)
+                return vyre_fault_(res, VYRE_FAULT_OUT_OF_BOUNDS, a[4],
+                                   w > 0xFFFFFFFFull ? 0xFFFFFFFFu : (uint32_t)w, 0u);
+            uint32_t id = VYRE_LD_RO32_(ip, w);
+            q = VYRE_LD_RO32_(ip, w + 1u);
+            while (id != VYRE_DFA_NO_ID) {
+                if (id >= np || ++ids > np)
+                    return vyre_fault_(res, VYRE_FAULT_OUT_OF_BOUNDS, a[4], id, 0u);
+                VYRE_ADD_RLX(counters + id, 1u);
+                ++matches;
+                if (written < cap) {
+                    VYRE_ST_RLX(records + 1u + VYRE_DFA_RECORD_WORDS * (uint64_t)written, id);
+                    VYRE_ST_RLX(records + 2u + VYRE_DFA_RECORD_WORDS * (uint64_t)written, end);
+                    ++written;
+                }
+                id = VYRE_LD_RO32_(ip, id);
+            }
+        }
+    }
+    if (p < to) return VYRE_STATUS_CLAIMED; /* abandoned at SHUTDOWN (CPU): no result */
+    if (cap) VYRE_ST_RLX(records, written);
+    if (positions) vyre_obs_add_(c, a[5], positions);
+    res[0] = positions;
+    res[1] = matches;
+    res[2] = written;
+    return VYRE_STATUS_DONE;
+}
+#undef VYRE_LD_RO32_
+#undef VYRE_LD_BYTE_
+
 /* ==== opcode bodies ========================================================================= */
 
 VYRE_COLD void vyre_memcpy_words_(const vyre_ctx_t *c, uint32_t src, uint32_t dst, uint32_t n) {
@@ -1000,6 +1110,8 @@ VYRE_FN uint32_t vyre_run_op_(const vyre_ctx_t *c, uint32_t slot, uint32_t op, u
         res[1] = end;
         return vyre_dfa_scan_commit(c, a, acc, end).status;
     }
+    case VYRE_OP_DFA_MATCH:
+        return vyre_dfa_match_(c, a, res);
     case VYRE_OP_BUF_COPY:
         return vyre_buf_copy_(c, a, res);
     case VYRE_OP_LOAD_MISS:

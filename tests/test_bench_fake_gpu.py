@@ -360,7 +360,8 @@ def test_ingest_gpu_baselines_with_their_real_code(fake_gpu_libs, monkeypatch):
     ingest.run(ctx)
     assert ctx.errors == [], ctx.errors
     by = {r.name: r for r in ctx.results}
-    assert set(by) == {"gpustream_scan", "read_only", "python_count", "pinned_h2d",
+    assert set(by) == {"gpustream_scan", "gpustream_per_pattern", "read_only", "python_count",
+                       "pinned_h2d",
                        "python_gpu_loop"}
     assert by["python_gpu_loop"].verified  # the launch loop's count matched the reference
     assert by["pinned_h2d"].check["reference"] > 0

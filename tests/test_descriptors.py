@@ -58,7 +58,7 @@ def test_slot_opcode_pattern_matching():
 
 @pytest.mark.parametrize("make", [
     lambda: SlotOpcode.Builtin(0x1234),
-    lambda: SlotOpcode.Builtin(0xFFF2),
+    lambda: SlotOpcode.Builtin(0xFFF3),
     lambda: SlotOpcode.Custom(3),
     lambda: SlotOpcode.Custom(0xFFFC),
     lambda: SlotOpcode.Custom(0x80000005),

@@ -16,6 +16,7 @@ def test_enums_match_the_spec():
     assert {x.name: int(x) for x in p.Opcode} == {
         "NOP": 0, "STORE_U32": 1, "ATOMIC_ADD": 2, "LOAD_U32": 3, "COMPARE_SWAP": 4,
         "MEMCPY": 5, "DFA_STEP": 6, "BATCH_FENCE": 7, "DFA_SCAN": 0xFFF0, "BUF_COPY": 0xFFF1,
+        "DFA_MATCH": 0xFFF2,
         "LOAD_MISS": 0xFFFD, "PRINTF": 0xFFFE, "PACKED_SLOT": 0x80000001,
         "SHUTDOWN": 0xFFFFFFFF}
     assert [(x.name, int(x)) for x in p.IoOp] == [("READ", 1), ("WRITE", 2), ("FENCE", 3)]
@@ -48,8 +49,8 @@ def test_every_abi_constant_is_reachable_from_protocol():
 
 SYSTEM = [0, 7, 0xFFF0, 0xFFF5, 0xFFFF, 0x80000000, 0x80000001, 0xFFFFFFFF]
 NOT_SYSTEM = [8, 0xFFEF, 0x10000, 0x40000000, 0x7FFFFFFF]
-BUILTIN = [0, 3, 7, 0xFFF0, 0xFFF1, 0xFFFD, 0xFFFE, 0x80000001, 0xFFFFFFFF]
-RESERVED = [0xFFF2, 0xFFF3, 0xFFF4, 0xFFF5, 0xFFF6, 0xFFF7, 0xFFF8, 0xFFF9, 0xFFFA, 0xFFFB,
+BUILTIN = [0, 3, 7, 0xFFF0, 0xFFF1, 0xFFF2, 0xFFFD, 0xFFFE, 0x80000001, 0xFFFFFFFF]
+RESERVED = [0xFFF3, 0xFFF4, 0xFFF5, 0xFFF6, 0xFFF7, 0xFFF8, 0xFFF9, 0xFFFA, 0xFFFB,
             0xFFFC, 0xFFFF, 0x80000000, 0x80000002, 0xFFFFFFFE]
 
 

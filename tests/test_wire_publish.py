@@ -15,9 +15,9 @@ from vyre import wire
 from vyre.errors import ArgumentError, InvalidValueError, QueueFullError
 
 EMPTY, PUBLISHED, CLAIMED, DONE, WAIT_IO, YIELD, REQUEUE, FAULT = range(8)
-RESERVED = [0xFFF2, 0xFFF3, 0xFFF8, 0xFFFC, 0xFFFF, 0x80000000, 0x80000002, 0x80000003,
+RESERVED = [0xFFF3, 0xFFF4, 0xFFF8, 0xFFFC, 0xFFFF, 0x80000000, 0x80000002, 0x80000003,
             0xC0000000, 0xFFFFFFFE]
-BUILTINS = [0, 1, 2, 3, 4, 5, 6, 7, 0xFFF0, 0xFFF1, 0xFFFD, 0xFFFE, 0x80000001, 0xFFFFFFFF]
+BUILTINS = [0, 1, 2, 3, 4, 5, 6, 7, 0xFFF0, 0xFFF1, 0xFFF2, 0xFFFD, 0xFFFE, 0x80000001, 0xFFFFFFFF]
 USER = [8, 9, 255, 256, 0xFFEF, 0x10000, 0x40000000, 0x7FFFFFFF]
 
 
@@ -304,7 +304,7 @@ def test_batch_publish_all_or_nothing():
     ring = bytearray(64 * 8)
     set_status(ring, 3, CLAIMED)
     refused(ring, lambda: wire.batch_publish(ring, 0, 0, [(1, [])] * 3, 1), "slot 3")
-    refused(ring, lambda: wire.batch_publish(ring, 4, 0, [(1, []), (0xFFF2, [])], 1),
+    refused(ring, lambda: wire.batch_publish(ring, 4, 0, [(1, []), (0xFFF3, [])], 1),
             "item 1.*reserved")
     refused(ring, lambda: wire.batch_publish(ring, 4, 0, [(1, [])] * 9, 1), "do not fit")
     refused(ring, lambda: wire.batch_publish(ring, 4, 0, [(1, [])], 2**32), "batch_tag")

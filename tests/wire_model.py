@@ -35,7 +35,8 @@ _WORD = struct.Struct("<I")
 # plain ints (not IntEnum members): the model doubles as the benchmark's pure-Python
 # baseline, which should not pay for enum hashing
 _EXTENSIONS = frozenset(int(op) for op in (Opcode.PACKED_SLOT, Opcode.PRINTF, Opcode.SHUTDOWN,
-                                           Opcode.LOAD_MISS, Opcode.DFA_SCAN, Opcode.BUF_COPY))
+                                           Opcode.LOAD_MISS, Opcode.DFA_SCAN, Opcode.BUF_COPY,
+                                           Opcode.DFA_MATCH))
 _PUBLISHABLE = (int(SlotStatus.EMPTY), int(SlotStatus.DONE))
 _PUBLISHED = int(SlotStatus.PUBLISHED)
 

@@ -38,6 +38,8 @@ _LAZY = {
     "build_dfa": "vyre.ingest.dfa",
     "Dfa": "vyre.ingest.dfa",
     "PatternError": "vyre.ingest.dfa",
+    "load_dfa": "vyre.ingest.dfa",
+    "ScanResult": "vyre.ingest.results",
 }
 
 

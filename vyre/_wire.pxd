@@ -27,7 +27,7 @@ cdef inline bint wire_is_builtin(uint32_t op) noexcept nogil:
     """docs/spec.md §3: primitives, the system built-ins and this runtime's extension opcodes."""
     return (op <= VYRE_OP_MAX_PRIMITIVE or op == VYRE_OP_PACKED_SLOT or op == VYRE_OP_PRINTF
             or op == VYRE_OP_SHUTDOWN or op == VYRE_OP_LOAD_MISS or op == VYRE_OP_DFA_SCAN
-            or op == VYRE_OP_BUF_COPY)
+            or op == VYRE_OP_BUF_COPY or op == VYRE_OP_DFA_MATCH)
 
 
 cdef inline bint wire_publishable_opcode(uint32_t op) noexcept nogil:

@@ -72,6 +72,7 @@ cdef extern from "vyre_abi.h":
     const unsigned int VYRE_OP_MAX_PRIMITIVE
     const unsigned int VYRE_OP_DFA_SCAN
     const unsigned int VYRE_OP_BUF_COPY
+    const unsigned int VYRE_OP_DFA_MATCH
     const unsigned int VYRE_OP_LOAD_MISS
     const unsigned int VYRE_OP_PRINTF
     const unsigned int VYRE_OP_PACKED_SLOT
@@ -83,6 +84,8 @@ cdef extern from "vyre_abi.h":
     const unsigned int VYRE_DFA_ACCEPT_BIT
     const unsigned int VYRE_DFA_STATE_MASK
     const unsigned int VYRE_DFA_NO_STATE
+    const unsigned int VYRE_DFA_NO_ID
+    const unsigned int VYRE_DFA_RECORD_WORDS
     const unsigned int VYRE_PACKED_MAX_OPS
     const unsigned int VYRE_PACKED_ARG_WORDS
     const unsigned int VYRE_PACKED_MAX_INNER_OPCODE

@@ -12,8 +12,11 @@ once given, names its memory until the megakernel stops. Streams therefore lease
   handles, goes back to a pool keyed by its geometry; the next stream of that geometry takes
   it, so open/close cycles neither fill the buffer table nor grow memory.
 * **DFA tables**: one registered table per live :class:`~vyre.ingest.dfa.Dfa` and megakernel,
-  shared by its streams; when the Dfa is garbage collected, its buffer is reused (overwritten)
-  for the next table that fits.
+  shared by its streams (and, once a scan asks for per-pattern counts, its id table the same
+  way); when the Dfa is garbage collected, its buffers are reused (overwritten) for the next
+  tables that fit.
+* **match buffers**: the host-visible buffers DFA_MATCH writes counters and records into
+  (vyre.ingest.match_scan), pooled by size the same way as staging rings.
 
 A stream that closes while slots of an interrupted call still read its buffers does not give
 them back (they are kept referenced, never reused).
@@ -52,9 +55,10 @@ class Leases:
         self._obs: dict[int, tuple[int, int, bool]] = {}  # token -> (base, count, explicit)
         self._next_token = 0
         self._staging: dict[tuple[int, ...], list[StagingLease]] = {}
-        self._tables: dict[int, tuple[weakref.ref[Any], int, Any, bool]] = {}
+        self._tables: dict[tuple[int, str], tuple[weakref.ref[Any], int, Any, bool]] = {}
         self._spare_tables: list[tuple[int, Any, bool]] = []   # (handle, buffer, device)
         self._kept: list[Any] = []  # resources still read by slots of an interrupted call
+        self._match_bufs: list[tuple[int, Any]] = []  # (handle, host uint8 array), free
 
     # ------------------------------------------------------------------ observables
     def take_observables(self, count: int) -> tuple[int, int]:
@@ -112,14 +116,34 @@ class Leases:
             self._kept.extend(resources)
 
     # ------------------------------------------------------------------ DFA tables
-    def table_handle(self, mk: Any, dfa: Any, device: bool) -> int:
-        """The handle of ``dfa``'s table on ``mk`` (registered once per live Dfa)."""
-        key = id(dfa)
+    def take_match_buffer(self, mk: Any, nbytes: int) -> tuple[int, Any]:
+        """A free host-visible buffer of at least ``nbytes`` (zero-filled when new), and its
+        handle; hand it back with :meth:`give_match_buffer`."""
+        with self._lock:
+            best = min((i for i, (_, b) in enumerate(self._match_bufs) if b.nbytes >= nbytes),
+                       key=lambda i: self._match_bufs[i][1].nbytes, default=None)
+            if best is not None:
+                return self._match_bufs.pop(best)
+        if hasattr(mk, "alloc_buffer"):
+            handle, buf = mk.alloc_buffer(max(nbytes, 64))
+        else:
+            buf = np.zeros(max(nbytes, 64), dtype=np.uint8)
+            handle = mk.register_buffer(buf)
+        return int(handle), np.asarray(buf).view(np.uint8).reshape(-1)
+
+    def give_match_buffer(self, lease: tuple[int, Any]) -> None:
+        with self._lock:
+            self._match_bufs.append(lease)
+
+    def table_handle(self, mk: Any, dfa: Any, device: bool, part: str = "table") -> int:
+        """The handle of ``dfa``'s table (``part="ids"``: its id table) on ``mk``, registered
+        once per live Dfa."""
+        key = (id(dfa), part)
         with self._lock:
             hit = self._tables.get(key)
             if hit is not None and hit[0]() is dfa:
                 return hit[1]
-            table = np.ascontiguousarray(dfa.table).view(np.uint8).reshape(-1)
+            table = np.ascontiguousarray(getattr(dfa, part)).view(np.uint8).reshape(-1)
             spare = next((i for i, (_, buf, dev) in enumerate(self._spare_tables)
                           if dev == device and int(getattr(buf, "nbytes", 0)) >= table.nbytes),
                          None)
@@ -138,13 +162,14 @@ class Leases:
                 else:
                     np.asarray(buf).reshape(-1)[:table.nbytes] = table
         elif hasattr(mk, "alloc_buffer"):
-            handle, buf = mk.alloc_buffer(dfa.table, device=device)
+            handle, buf = mk.alloc_buffer(table, device=device)
         else:
-            buf = np.ascontiguousarray(dfa.table)
+            buf = np.ascontiguousarray(table)
             handle = mk.register_buffer(buf)
         handle = int(handle)
 
-        def _dead(_: Any, key: int = key, handle: int = handle, buf: Any = buf) -> None:
+        def _dead(_: Any, key: tuple[int, str] = key, handle: int = handle,
+                  buf: Any = buf) -> None:
             with self._lock:
                 hit = self._tables.get(key)
                 if hit is not None and hit[1] == handle:

@@ -38,6 +38,7 @@ from vyre.errors import (
 )
 from vyre.ingest.args import check_int, check_timeout
 from vyre.ingest.leases import Leases, StagingLease, leases_for
+from vyre.ingest.match_scan import MatchOptions, MatchScan, match_slices
 from vyre.ingest.pipeline import FileChangedError, Job, ScanPipeline, Telemetry
 from vyre.ingest.readers import Reader, open_reader
 from vyre.ingest.staging import StagingRing
@@ -60,7 +61,6 @@ def _abi() -> dict:
     return ABI
 
 
-_SLICE_BYTES = 16 << 10  # default scan slice: long enough that the per-slot cost is noise
 _HEAD_BYTES = 4 << 10  # a file's first chunk: bytes scanned alone (without context, one lane)
 _BUSY_FIX = ("give each thread its own GpuStream (streams on one megakernel count into "
              "separate observables), or serialize the calls with a lock of your own")
@@ -69,7 +69,7 @@ _BUSY_FIX = ("give each thread its own GpuStream (streams on one megakernel coun
 def _default_slices(mk: Any, chunk_bytes: int) -> int:
     if getattr(getattr(mk, "backend", None), "assist_part_bytes", 0):
         return 1
-    return max(1, min(64, chunk_bytes // _SLICE_BYTES))
+    return match_slices(chunk_bytes)
 
 
 def _submit_each(mk: Any, ops: list[tuple[int, list[int]]], tenant: int,
@@ -123,6 +123,10 @@ class GpuStream:
             ``assist_part_bytes`` > 0), which keeps the slots to publish few; elsewhere
             ``chunk_bytes // 16 KiB`` (1..64), so a chunk spreads over the worker threads
             (and over warps when the CUDA assist is off: consecutive tickets go to one warp).
+            Scans with per-pattern counts or match records (DFA_MATCH, one lane per slot)
+            default to ``chunk_bytes // 16 KiB`` (1..64) on every backend.
+        match_records: match records one chunk may hold in a scan with ``matches=True``
+            (shared out over its slots); matches past it are counted in ``dropped``.
     """
 
     def __init__(self, mk: Any, chunk_bytes: int = 1 << 20, depth: int = 8, *,
@@ -130,7 +134,7 @@ class GpuStream:
                  fixed_buffers: bool = True, fixed_files: bool = True, sqpoll: bool = False,
                  tenant: int = 0, timeout: float | None = 60.0,
                  slices: int | None = None, parallel_reads: bool = True,
-                 device_copy: bool | None = None) -> None:
+                 device_copy: bool | None = None, match_records: int = 1 << 16) -> None:
         if mk is None or not all(hasattr(mk, a) for a in ("submit", "wait", "observables")):
             raise InvalidTypeError(f"mk must be a started vyre.Megakernel, not "
                                    f"{type(mk).__name__}",
@@ -143,6 +147,8 @@ class GpuStream:
         self.timeout = check_timeout("timeout", timeout)
         self.slices = (_default_slices(mk, self.chunk_bytes) if slices is None
                        else check_int("slices", slices, 1))
+        self._match_slices = match_slices(self.chunk_bytes) if slices is None else self.slices
+        self.match_records = check_int("match_records", match_records, 1, 1 << 28)
         self._mode = mode
         self._fixed_buffers = fixed_buffers
         self._fixed_files = fixed_files
@@ -326,7 +332,9 @@ class GpuStream:
         self._dfas.clear()
 
     # ------------------------------------------------------------------ public work
-    def scan(self, sources: Source | Iterable[Source], dfa: Any) -> dict[Any, int]:
+    def scan(self, sources: Source | Iterable[Source], dfa: Any, *, per_pattern: bool = False,
+             matches: bool = False, max_matches: int | None = None,
+             first_per_pattern: int | None = None) -> dict[Any, Any]:
         """Count pattern matches of ``dfa`` (a :class:`vyre.ingest.dfa.Dfa`) in each source.
 
         ``sources``: a path or a list of them; bytes-like data (``bytes``, ``bytearray``,
@@ -336,7 +344,17 @@ class GpuStream:
         Returns ``{key: count}``: the key of a path is the path as given (each path once),
         of any other source its position in ``sources``. The count is the number of byte
         positions where at least one pattern ends, exactly as if the whole source were
-        scanned at once. Raises :class:`IoUringError` (open / read failures),
+        scanned at once.
+
+        With ``per_pattern=True`` or ``matches=True`` the same pass (DFA_MATCH slots) also
+        counts every pattern and returns ``{key: ScanResult}``: ``positions`` (the count
+        above), ``per_pattern`` (``uint64``, one per pattern id: every occurrence, overlapping
+        ones too), and with ``matches=True`` the records ``(pattern, offset)`` (``offset`` =
+        one past the match's last byte, 64-bit) sorted by offset then pattern, at most
+        ``first_per_pattern`` per pattern and ``max_matches`` in all (the earliest), and
+        ``dropped``: the matches not returned (those caps, or a chunk's ``match_records``
+        filled). A match across a chunk or slice boundary is counted and recorded once.
+        Raises :class:`IoUringError` (open / read failures),
         :class:`FileChangedError`, :class:`SlotFaultError` or :class:`BackendError`, after
         draining what is in flight; :class:`PipelineError` when another thread is in a call
         on this stream.
@@ -346,14 +364,15 @@ class GpuStream:
         if not isinstance(dfa, Dfa):
             raise InvalidTypeError(f"dfa must be a vyre.ingest.dfa.Dfa, not {type(dfa).__name__}",
                                    "compile the patterns first: dfa = build_dfa([b'needle'])")
+        opts = _match_options(per_pattern, matches, max_matches, first_per_pattern)
         jobs, keys = _jobs(sources)
         with self._exclusive("scan"):
             staging, _ = self._require_open()
             self._settle_orphans()
-            return self._scan(staging, jobs, keys, dfa)
+            return self._scan(staging, jobs, keys, dfa, opts)
 
     def _scan(self, staging: StagingRing, jobs: list[Job], keys: list[Any],
-              dfa: Any) -> dict[Any, int]:
+              dfa: Any, opts: MatchOptions | None = None) -> dict[Any, Any]:
         ctx = int(dfa.context)
         if ctx > staging.data_offset:
             raise InvalidValueError(
@@ -367,6 +386,17 @@ class GpuStream:
         table = self._table_handle(dfa)
         abi = _abi()
         op = abi["OP_DFA_SCAN"]
+        slices = self.slices
+        ms: MatchScan | None = None
+        if opts is not None:
+            slices = self._match_slices
+            ids = self._table_handle(dfa, "ids")
+            cap = MatchScan.slice_cap(opts, slices, self.match_records)
+            size = MatchScan.nbytes(self.depth, len(dfa.patterns), slices, cap,
+                                    abi["DFA_RECORD_WORDS"])
+            ms = MatchScan(self, abi, dfa, opts, slices, self.match_records, table, ids,
+                           self._leases.take_match_buffer(self.mk, size))
+            op = abi["OP_DFA_MATCH"]
         no_state = abi["DFA_NO_STATE"]
         u32_max = abi["U32_MAX"]
         obs_word = self.obs_base
@@ -376,7 +406,7 @@ class GpuStream:
         def publish(slot: int, buf_off: int, c: int, n: int, file_off: int, job: Job) -> list[int]:
             # slice j counts [s_j, s_{j+1}) of the chunk, after re-reading up to `ctx` bytes
             # before it (the chunk's own bytes, or its context c)
-            k = max(1, min(self.slices, n // max(ctx, 1)))
+            k = max(1, min(slices, n // max(ctx, 1)))
             if c == 0 and ctx and n > _HEAD_BYTES + ctx:
                 # a file's first chunk has no context before it: as one slot (a6 = 0) it could
                 # not be split over lanes or warps. A short head goes alone; the rest re-reads
@@ -391,6 +421,9 @@ class GpuStream:
                 cj = c if j == 0 else min(ctx, lo + c)
                 rows.append([table, self._scan_handle, buf_off + lo - cj, cj + hi - lo, no_state,
                              obs_word + slot, cj])
+            if ms is not None:  # DFA_MATCH over the same rows; record offsets from each a2
+                ms.published(slot, [file_off + bounds[j] - rows[j][6] for j in range(len(rows))])
+                rows = [ms.args(slot, j, r) for j, r in enumerate(rows)]
             if len(rows) > 1 and hasattr(self.mk, "submit_many"):
                 try:
                     return list(self.mk.submit_many(np.full(len(rows), op, np.uint32),
@@ -405,6 +438,8 @@ class GpuStream:
             v = int(observables[obs_word + slot])
             job.count += (v - last[slot]) & u32_max  # one chunk adds < 2**32
             last[slot] = v
+            if ms is not None:
+                ms.retire(slot, job)
 
         copy = self._copy_chunk if self._scan_handle != self.handle else None
         try:
@@ -412,6 +447,13 @@ class GpuStream:
         finally:
             if not self._orphans:  # no slot reads the table any more: it may be reused
                 self._dfas.pop(id(dfa), None)
+            if ms is not None:  # slots left running still write it: never reused then
+                if self._orphans:
+                    self._leases.keep((ms.out_handle, ms.raw))
+                else:
+                    self._leases.give_match_buffer((ms.out_handle, ms.raw))
+        if ms is not None:
+            return {key: ms.result(job, job.count) for key, job in zip(keys, jobs, strict=True)}
         return {key: job.count for key, job in zip(keys, jobs, strict=True)}
 
     def ingest(self, paths: Source | Iterable[Source], slot_fn: SlotFn, *,
@@ -486,9 +528,9 @@ class GpuStream:
         return out
 
     # ------------------------------------------------------------------ engine
-    def _table_handle(self, dfa: Any) -> int:
+    def _table_handle(self, dfa: Any, part: str = "table") -> int:
         cuda = getattr(getattr(self.mk, "backend", None), "name", "cpu") == "cuda"
-        handle = self._leases.table_handle(self.mk, dfa, cuda)
+        handle = self._leases.table_handle(self.mk, dfa, cuda, part)
         self._dfas[id(dfa)] = dfa  # its table is not reused while this call's slots run
         return handle
 
@@ -515,6 +557,25 @@ class GpuStream:
         at = staging.data_start(tag) - c
         return self.mk.backend.copy_to_device_async(
             self._dev[1], staging.data_start(mirror) - c, staging.array[at:at + c + n])
+
+
+def _match_options(per_pattern: Any, matches: Any, max_matches: Any,
+                   first_per_pattern: Any) -> MatchOptions | None:
+    """The scan's options for DFA_MATCH, or None for a plain position count."""
+    for name, v in (("per_pattern", per_pattern), ("matches", matches)):
+        if not isinstance(v, bool):
+            raise InvalidTypeError(f"{name} must be a bool, not {type(v).__name__}",
+                                   f"pass {name}=True or {name}=False")
+    caps = {"max_matches": max_matches, "first_per_pattern": first_per_pattern}
+    for name, v in caps.items():
+        if v is not None:
+            caps[name] = check_int(name, v, 0)
+            if not matches:
+                raise InvalidValueError(f"{name} limits match records, but matches=False",
+                                        f"pass matches=True with {name}, or drop {name}")
+    if not (per_pattern or matches):
+        return None
+    return MatchOptions(matches, caps["max_matches"], caps["first_per_pattern"])
 
 
 def _unique(paths: Source | Iterable[Source]) -> list[str]:

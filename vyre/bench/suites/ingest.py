@@ -13,6 +13,10 @@ Methods, same file, same run:
   selected backend (its defaults otherwise: parallel reads, and on CUDA a device copy of each
   chunk); verified against the reference match count. Its geometry is its own best measured
   one (bench/RESULTS.md); the baselines keep 1 MiB chunks, their natural size;
+* ``gpustream_per_pattern``: the same stream's ``scan(path, dfa, per_pattern=True)`` (DFA_MATCH:
+  positions and a count per pattern in one pass), verified per pattern against
+  ``count_per_pattern``; next to ``gpustream_scan`` it shows the cost of naming the patterns
+  (not a recorded ratio: a ratio's baseline carries a cross-check, and a scan has none);
 * ``read_only``: a plain ``readinto`` loop over the file in 1 MiB chunks: the one-thread I/O
   ceiling of any reader (the ratio says how close the scan gets to it);
 * ``python_count``: ``f.read()`` then ``bytes.count`` per pattern -- what Python code would
@@ -59,6 +63,7 @@ ROUNDS = 3
 #: each method in words, for reports that speak to people
 PHRASES = {
     "gpustream_scan": "GpuStream.scan of the files (read, stage, DFA scan)",
+    "gpustream_per_pattern": "GpuStream.scan with a count per pattern (one DFA_MATCH pass)",
     "read_only": "a plain readinto loop over the files (the one-thread I/O ceiling)",
     "python_count": "f.read() + bytes.count per pattern",
     "pinned_h2d": "pinned host-to-device copies of the same bytes (the copy ceiling)",
@@ -149,9 +154,15 @@ def run(ctx) -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("VYRE_BENCH_TMP")) as tmp:
         paths = [write_input(tmp, per_file, index=i) for i in range(nfiles)]
         expected = 0
+        expected_per = [0] * len(PATTERNS)
         for path in paths:
             with open(path, "rb") as f:
-                expected += dfa_mod.count_matches(PATTERNS, f.read())
+                data = f.read()
+            expected += dfa_mod.count_matches(PATTERNS, data)
+            expected_per = [a + int(b) for a, b in
+                            zip(expected_per, dfa_mod.count_per_pattern(PATTERNS, data),
+                                strict=True)]
+            del data
         ctx.note("matches", expected)
         dfa = dfa_mod.build_dfa(list(PATTERNS))
         params = {"bytes": size, "files": nfiles, "chunk_bytes": STREAM_CHUNK,
@@ -173,6 +184,20 @@ def run(ctx) -> None:
                     return t1 - t0
                 yield scan
 
+        @contextmanager
+        def per_pattern_session() -> Iterator[Any]:
+            with megakernel(fx, backend, slot_count=1024, observable_slots=64) as mk, \
+                    stream_mod.GpuStream(mk, chunk_bytes=STREAM_CHUNK, depth=STREAM_DEPTH) as s:
+
+                def scan() -> float:
+                    t0 = now()
+                    res = s.scan(paths, dfa, per_pattern=True)
+                    t1 = now()
+                    got["per_pattern"] = [sum(int(res[p].per_pattern[i]) for p in paths)
+                                          for i in range(len(PATTERNS))]
+                    return t1 - t0
+                yield scan
+
         buf = bytearray(CHUNK)
 
         def read_only() -> float:
@@ -191,6 +216,11 @@ def run(ctx) -> None:
                    params=params,
                    verify=lambda: (got.get("scan") == expected,
                                    f"scan counted {got.get('scan')}, expected {expected}")),
+            Method("gpustream_per_pattern", session=per_pattern_session, unit="B/s",
+                   batch=size, params=params,
+                   verify=lambda: (got.get("per_pattern") == expected_per,
+                                   f"per-pattern counts {got.get('per_pattern')}, expected "
+                                   f"{expected_per}")),
             Method("read_only", read_only, unit="B/s", batch=size, params=params,
                    notes="readinto loop, 1 MiB chunks: the I/O ceiling (page cache)",
                    check=Check("the same readinto loop over the first file, timed bare",

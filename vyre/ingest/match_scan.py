@@ -1,0 +1,171 @@
+"""``GpuStream.scan(..., per_pattern=True / matches=True)``: DFA_MATCH slots over the chunks
+(docs/ingest.md, "Per-pattern counts and match records"; docs/spec.md §3.2).
+
+The chunk pipeline is the plain scan's (same staging slots, context re-read, slices); only the
+slots differ. Each slot publishes DFA_MATCH instead of DFA_SCAN, which still adds the positions
+to the slot's observable and in the same pass adds one per match to the chunk's per-pattern
+counters and appends records to its slice's record region, all in one host-visible *match
+buffer* (u32 words)::
+
+    [ counters: depth x P ][ record regions: depth x (slices + 1) x (1 + 2 * cap) ]
+
+``P`` is the number of patterns; scan slot ``s`` counts into words ``s*P .. s*P+P-1`` (its
+slices add atomically), and slice ``j`` of slot ``s`` records into region ``s*(slices+1)+j``:
+``[records written, (pattern id, end offset from a2) * cap]``. The host never writes the
+buffer while slots run: like the observables, counters are read as the difference since the
+last reading (u32 arithmetic; one chunk adds below 2**32 per pattern, since a pattern ends at
+most once per byte), and a region's records are read after its slot is DONE. Record offsets
+are relative to the slot's a2; the host adds the file offset of that byte, so offsets are
+64-bit whatever the source size. Records are a slice's first ``cap`` matches in scan order;
+every match not returned is counted in ``dropped``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vyre.errors import InvalidValueError
+from vyre.ingest.results import MATCH_DTYPE, ScanResult
+
+if TYPE_CHECKING:
+    from vyre.ingest.pipeline import Job
+
+__all__ = ["MatchOptions", "cap_matches", "match_slices"]
+
+_SLICE_BYTES = 16 << 10  # default scan slice: long enough that the per-slot cost is noise
+
+
+def match_slices(chunk_bytes: int) -> int:
+    """Scan slots per chunk of ``chunk_bytes`` (1..64 slices of about 16 KiB): the plain
+    scan's default where no CUDA assist splits long scans, and DFA_MATCH's everywhere (one
+    slot runs on one lane or worker thread)."""
+    return max(1, min(64, chunk_bytes // _SLICE_BYTES))
+
+
+@dataclass(frozen=True)
+class MatchOptions:
+    """What a scan asked for (see :meth:`vyre.ingest.stream.GpuStream.scan`)."""
+
+    matches: bool
+    max_matches: int | None
+    first_per_pattern: int | None
+
+
+def cap_matches(rec: np.ndarray, max_matches: int | None,
+                first_per_pattern: int | None) -> np.ndarray:
+    """``rec`` sorted by offset then pattern, with at most ``first_per_pattern`` records per
+    pattern (the earliest) and then at most ``max_matches`` in all (the earliest)."""
+    if rec.size:
+        rec = rec[np.lexsort((rec["pattern"], rec["offset"]))]
+    if first_per_pattern is not None and rec.size:
+        by_pattern = np.argsort(rec["pattern"], kind="stable")  # offset order within a pattern
+        pats = rec["pattern"][by_pattern]
+        starts = np.r_[0, np.flatnonzero(np.diff(pats)) + 1]
+        rank = np.arange(pats.size) - np.repeat(starts, np.diff(np.r_[starts, pats.size]))
+        keep = np.zeros(rec.size, dtype=bool)
+        keep[by_pattern[rank < first_per_pattern]] = True
+        rec = rec[keep]
+    if max_matches is not None:
+        rec = rec[:max_matches]
+    return rec
+
+
+@dataclass
+class _Acc:
+    """One source's running totals."""
+
+    per: np.ndarray
+    parts: list[np.ndarray] = field(default_factory=list)
+    held: int = 0
+
+
+class MatchScan:
+    """The publish/retire pair of one matching scan over a stream's staging (or mirror)
+    slots, and the results per source once the pipeline has run."""
+
+    def __init__(self, stream: Any, abi: dict, dfa: Any, opts: MatchOptions, slices: int,
+                 record_budget: int, table: int, ids: int, buffer: tuple[int, Any]) -> None:
+        self.stream, self.opts, self.slices = stream, opts, slices
+        self.op = abi["OP_DFA_MATCH"]
+        self.rec_words = abi["DFA_RECORD_WORDS"]
+        self.npat = len(dfa.patterns)
+        self.table, self.ids = table, ids
+        self.cap = self.slice_cap(opts, slices, record_budget)
+        self.rows = slices + 1
+        self.region = 1 + self.rec_words * self.cap
+        self.out_handle, self.raw = buffer
+        raw = self.raw
+        self.words = raw[:self.nbytes(stream.depth, self.npat, slices, self.cap,
+                                      self.rec_words)].view(np.uint32)
+        depth = stream.depth
+        self.rec_base = depth * self.npat
+        self.last = self.words[:self.rec_base].reshape(depth, self.npat).copy() \
+            if self.npat else np.zeros((depth, 0), np.uint32)
+        # scan slot -> file offset of each published row's a2 byte
+        self.bases: dict[int, list[int]] = {}
+        self.acc: dict[int, _Acc] = {}
+
+    @staticmethod
+    def slice_cap(opts: MatchOptions, slices: int, record_budget: int) -> int:
+        """Records one slot may write: the chunk's budget over its slots, never more than
+        the scan returns in all (``max_matches``)."""
+        cap = max(1, record_budget // slices) if opts.matches else 0
+        return cap if opts.max_matches is None else min(cap, opts.max_matches)
+
+    @staticmethod
+    def nbytes(depth: int, npat: int, slices: int, cap: int, rec_words: int) -> int:
+        """Bytes of the match buffer (layout in the module docstring)."""
+        words = depth * npat + depth * (slices + 1) * (1 + rec_words * cap)
+        if words >= 1 << 32:
+            raise InvalidValueError(
+                f"the match buffer would need {words} words (over 2**32)",
+                "lower depth, the number of patterns, or the record budget (match_records)")
+        return 4 * words
+
+    def args(self, slot: int, j: int, row: list[int]) -> list[int]:
+        """DFA_MATCH args of row ``j`` of scan slot ``slot``; ``row`` is the DFA_SCAN row
+        ``[table, data, a2, a3, a4, obs, a6]`` the plain scan would publish."""
+        region = self.rec_base + (slot * self.rows + j) * self.region
+        return [self.table, row[1], row[2], row[3], self.ids, row[5], row[6],
+                self.out_handle, slot * self.npat, self.npat, region, self.cap]
+
+    def published(self, slot: int, bases: list[int]) -> None:
+        self.bases[slot] = bases
+
+    def retire(self, slot: int, job: Job) -> None:
+        acc = self.acc.get(id(job))
+        if acc is None:
+            acc = self.acc[id(job)] = _Acc(np.zeros(self.npat, dtype=np.uint64))
+        if self.npat:
+            now = self.words[slot * self.npat:(slot + 1) * self.npat].copy()
+            acc.per += (now - self.last[slot]).astype(np.uint64)  # u32 wrap-around
+            self.last[slot] = now
+        if not self.cap:
+            return
+        for j, base in enumerate(self.bases.pop(slot, ())):
+            at = self.rec_base + (slot * self.rows + j) * self.region
+            n = min(int(self.words[at]), self.cap)
+            if not n:
+                continue
+            pairs = self.words[at + 1:at + 1 + self.rec_words * n].reshape(n, self.rec_words)
+            rec = np.empty(n, dtype=MATCH_DTYPE)
+            rec["pattern"] = pairs[:, 0]
+            rec["offset"] = pairs[:, 1].astype(np.uint64) + np.uint64(base)
+            acc.parts.append(rec)
+            acc.held += n
+        limit = self.opts.max_matches
+        if limit is not None and acc.held > 2 * max(limit, 4096):
+            kept = cap_matches(np.concatenate(acc.parts), limit, self.opts.first_per_pattern)
+            acc.parts, acc.held = [kept], int(kept.size)
+
+    def result(self, job: Job, positions: int) -> ScanResult:
+        acc = self.acc.get(id(job)) or _Acc(np.zeros(self.npat, dtype=np.uint64))
+        if not self.opts.matches:
+            return ScanResult(positions=positions, per_pattern=acc.per)
+        rec = np.concatenate(acc.parts) if acc.parts else np.zeros(0, MATCH_DTYPE)
+        rec = cap_matches(rec, self.opts.max_matches, self.opts.first_per_pattern)
+        return ScanResult(positions=positions, per_pattern=acc.per, matches=rec,
+                          dropped=int(acc.per.sum()) - int(rec.size))
+
