@@ -269,3 +269,49 @@ def test_device_and_host_sources_mix_and_windows_split_exactly(monkeypatch):
             assert got == {0: want, 1: want, 2: want}
     finally:
         mk.shutdown()
+
+
+def test_the_producers_stream_is_taken_from_the_array_interface():
+    base = {"shape": (4,), "typestr": "|u1", "data": (0x1000, False)}
+
+    class Obj:
+        def __init__(self, cai):
+            self.__cuda_array_interface__ = cai
+
+    def stream_of(**extra):
+        return device_source.classify(Obj({**base, **extra})).stream
+
+    assert stream_of(version=2) == 1  # no key: the legacy default stream
+    assert stream_of(version=3, stream=None) is None  # "no synchronization needed"
+    assert stream_of(version=3, stream=0x55) == 0x55
+    assert stream_of(version=3, stream=0) == 1
+    dev = device_source.classify(Obj({**base, "version": 3, "shape": (2, 3),
+                                      "typestr": "<u4", "strides": (12, 4)}))
+    assert (dev.ptr, dev.nbytes) == (0x1000, 24)  # C-contiguous strides given explicitly
+
+
+def test_in_place_waits_for_the_producers_stream_before_publishing(cpu_mk, monkeypatch):
+    data = _data(12, 9000)
+    log = []
+    real = device_source.classify
+
+    def classify(src):
+        if isinstance(src, _HostAsDevice):
+            return device_source.DeviceArray(src, 0, src.arr.nbytes, stream=0x77, host=src.arr)
+        return real(src)
+
+    monkeypatch.setattr(device_source, "classify", classify)
+    monkeypatch.setattr(cpu_mk.backend, "after_stream",
+                        lambda stream, timeout: log.append(("wait", stream)), raising=False)
+    def logging(real):
+        def logged(*a, **kw):
+            log.append(("publish",))
+            return real(*a, **kw)
+        return logged
+
+    for name in ("submit", "submit_many"):
+        monkeypatch.setattr(cpu_mk, name, logging(getattr(cpu_mk, name)))
+    with GpuStream(cpu_mk, chunk_bytes=3000, depth=3) as s:
+        assert s.scan([_HostAsDevice(data)], build_dfa(PATS)) == {
+            0: count_matches(PATS, data.tobytes())}
+    assert log[0] == ("wait", 0x77) and ("publish",) in log

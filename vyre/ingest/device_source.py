@@ -148,9 +148,13 @@ def _from_cai(src: Any, cai: dict[str, Any]) -> DeviceArray:
     if cai.get("mask") is not None:
         raise InvalidValueError(f"the {type(src).__name__} array is masked",
                                 "pass the array's data without a mask")
-    stream = cai.get("stream")
+    # version 3: the producer's stream, None when no wait is needed; before version 3 (and
+    # PyTorch's export) there is no key: its work is ordered on the legacy default stream
+    stream = cai.get("stream", _LEGACY_STREAM)
+    if stream == 0:  # not a valid value; the default stream is what it can only mean
+        stream = _LEGACY_STREAM
     return DeviceArray(src, ptr, count * dtype.itemsize,
-                       stream=int(stream) if stream not in (None, 0) else None)
+                       stream=None if stream is None else int(stream))
 
 
 def _host_dlpack(src: Any) -> np.ndarray:
