@@ -315,3 +315,16 @@ def test_in_place_waits_for_the_producers_stream_before_publishing(cpu_mk, monke
         assert s.scan([_HostAsDevice(data)], build_dfa(PATS)) == {
             0: count_matches(PATS, data.tobytes())}
     assert log[0] == ("wait", 0x77) and ("publish",) in log
+
+
+def test_torch_cpu_tensors_that_cannot_be_read_are_refused_with_a_fix(cpu_mk):
+    torch = pytest.importorskip("torch")
+    d = build_dfa(PATS)
+    cases = [(torch.arange(10.0, requires_grad=True), "requires grad", "detach()"),
+             (torch.zeros(3, dtype=torch.bfloat16), "through DLPack", "view it as bytes"),
+             (torch.arange(100, dtype=torch.uint8)[::2], "not C-contiguous", "contiguous()")]
+    with GpuStream(cpu_mk, chunk_bytes=4096, depth=2) as s:
+        for t, what, fix in cases:
+            with pytest.raises(InvalidValueError) as e:
+                s.scan([t], d)
+            assert what in str(e.value) and fix in str(e.value)

@@ -159,6 +159,9 @@ def _from_cai(src: Any, cai: dict[str, Any]) -> DeviceArray:
 
 def _host_dlpack(src: Any) -> np.ndarray:
     """A host DLPack object as NumPy (no copy), or an error saying how to pass it."""
+    if getattr(src, "requires_grad", False) is True:
+        raise InvalidValueError(f"the {type(src).__name__} requires grad, so it exports no "
+                                "memory", "pass x.detach()")
     try:
         arr = np.from_dlpack(src)
     except Exception as err:  # noqa: BLE001  # BufferError / TypeError for dtypes NumPy lacks
