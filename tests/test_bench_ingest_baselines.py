@@ -103,8 +103,9 @@ def test_per_pattern_scan_is_measured_when_the_stream_has_it(monkeypatch):
     assert ctx.errors == [], ctx.errors
     by = {r.name: r for r in ctx.results}
     assert by["gpustream_scan_per_pattern"].verified is True
-    compared = {(c.subject, c.baseline) for c in ctx.comparisons}
-    assert ("ingest/gpustream_scan_per_pattern", "ingest/hyperscan") in compared
+    compared = {(c.subject, c.baseline): c for c in ctx.comparisons}
+    vs_hs = compared[("ingest/gpustream_scan_per_pattern", "ingest/hyperscan")]
+    assert vs_hs.target is not None and vs_hs.target["ratio"] == 3.0  # issue 20 sets it
 
 
 def test_the_naive_per_pattern_reference_counts_overlaps():

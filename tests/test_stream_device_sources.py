@@ -328,3 +328,17 @@ def test_torch_cpu_tensors_that_cannot_be_read_are_refused_with_a_fix(cpu_mk):
             with pytest.raises(InvalidValueError) as e:
                 s.scan([t], d)
             assert what in str(e.value) and fix in str(e.value)
+
+
+@pytest.mark.gpu
+def test_a_dlpack_only_device_array_scans_in_place():
+    cp = pytest.importorskip("cupy")
+    host = _data(31, (1 << 20) + 5)
+    arr = cp.asarray(host)
+    mk = _gpu_mk()
+    try:
+        with GpuStream(mk, chunk_bytes=1 << 18, depth=4) as s:
+            assert s.scan([_DlpackOnly(arr[5:])], build_dfa(PATS)) == {
+                0: count_matches(PATS, host[5:].tobytes())}
+    finally:
+        mk.shutdown()
