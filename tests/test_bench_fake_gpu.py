@@ -355,14 +355,17 @@ def test_ingest_gpu_baselines_with_their_real_code(fake_gpu_libs, monkeypatch):
     real = _common.megakernel
     monkeypatch.setattr(ingest, "resolve_backend", lambda ctx, allowed=None: "cuda")
     monkeypatch.setattr(ingest, "megakernel", lambda fx, backend, **kw: real(fx, "cpu", **kw))
+    device = []  # the device-array benchmark needs real CuPy arrays: only its call is seen
+    monkeypatch.setattr(ingest, "_device_array", lambda ctx, *a: device.append(a[1]))
     ctx = Context(Options(quick=True, min_time_s=0.0, warmup_s=0.0, min_samples=2))
     ctx.suite = "ingest"
     ingest.run(ctx)
     assert ctx.errors == [], ctx.errors
+    assert device == ["cuda"]
     by = {r.name: r for r in ctx.results}
-    assert set(by) == {"gpustream_scan", "gpustream_per_pattern", "read_only", "python_count",
-                       "pinned_h2d",
-                       "python_gpu_loop"}
+    scanners = {n for n, why in ingest.scanners.available().items() if why is None}
+    assert set(by) == {"gpustream_scan", "gpustream_scan_per_pattern", "read_only",
+                       "python_count", "pinned_h2d", "python_gpu_loop"} | scanners
     assert by["python_gpu_loop"].verified  # the launch loop's count matched the reference
     assert by["pinned_h2d"].check["reference"] > 0
     assert by["python_gpu_loop"].check["reference"] > 0  # its fresh-process reference ran

@@ -170,6 +170,19 @@ class CpuBackend(Backend):
         self._next_handle += 1
         return handle
 
+    def rebind_buffer(self, handle: int, array: Any | None) -> None:
+        """Point registered ``handle`` at ``array`` (None: an empty buffer) and drop the
+        reference to what it named before. The caller guarantees that no slot in flight
+        reads the handle (vyre.ingest.device_source borrows handles this way)."""
+        self._check_open()
+        if handle not in self._buffers:
+            raise BackendError(f"no buffer registered under handle {handle}",
+                               "rebind a handle returned by register_buffer()")
+        keep, addr, nbytes = _host_view(array, False) if array is not None else (
+            np.zeros(0, np.uint8), 0, 0)
+        self._buffers[handle] = keep
+        self.pool.set_buffer(handle, addr, nbytes, keep)
+
     def buffer(self, handle: int) -> np.ndarray:
         """The ``uint8`` view of registered buffer ``handle`` (the memory the workers see)."""
         if handle == 0:

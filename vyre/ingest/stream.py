@@ -36,6 +36,7 @@ from vyre.errors import (
     SlotFaultError,
     WaitTimeoutError,
 )
+from vyre.ingest import device_source
 from vyre.ingest.args import check_int, check_timeout
 from vyre.ingest.leases import Leases, StagingLease, leases_for
 from vyre.ingest.match_scan import MatchOptions, MatchScan, match_slices
@@ -340,7 +341,12 @@ class GpuStream:
         ``sources``: a path or a list of them; bytes-like data (``bytes``, ``bytearray``,
         ``memoryview``, a NumPy array: its raw bytes in C order, ``io.BytesIO``: its buffer)
         and open files (anything with ``fileno()``, read whole from offset 0) go through the
-        same staging path.
+        same staging path. Device arrays (CuPy, PyTorch CUDA tensors: anything with
+        ``__cuda_array_interface__`` or a CUDA ``__dlpack__``; their raw bytes in C order,
+        which must be contiguous) are scanned in place on the GPU, without a host copy
+        (vyre.ingest.device_source); on the CPU backend they are refused
+        (:class:`InvalidValueError`). A DLPack object in host memory (a CPU tensor) is read
+        as host data.
         Returns ``{key: count}``: the key of a path is the path as given (each path once),
         of any other source its position in ``sources``. The count is the number of byte
         positions where at least one pattern ends, exactly as if the whole source were
@@ -442,8 +448,12 @@ class GpuStream:
                 ms.retire(slot, job)
 
         copy = self._copy_chunk if self._scan_handle != self.handle else None
+        device_source.check_backend(self.mk, jobs)
+        on_device = [j for j in jobs if isinstance(j, device_source.DeviceJob)]
         try:
-            ScanPipeline(self, jobs, ctx, publish, retire, copy).run()
+            ScanPipeline(self, [j for j in jobs if j not in on_device], ctx, publish, retire,
+                         copy).run()
+            device_source.scan_in_place(self, on_device, ctx, publish, retire)
         finally:
             if not self._orphans:  # no slot reads the table any more: it may be reused
                 self._dfas.pop(id(dfa), None)
@@ -474,6 +484,11 @@ class GpuStream:
                                    "[(opcode, args), ...]")
         context = check_int("context", context, 0)
         jobs, _ = _jobs(paths)
+        if any(isinstance(j, device_source.DeviceJob) for j in jobs):
+            raise InvalidValueError("ingest reads sources into host staging; device arrays "
+                                    "are scanned in place by scan() only",
+                                    "copy the array to the host (cupy.asnumpy(x), "
+                                    "x.cpu().numpy()) to ingest it, or use scan()")
         with self._exclusive("ingest"):
             staging, _ = self._require_open()
             self._settle_orphans()
@@ -588,6 +603,15 @@ def _is_data(x: Any) -> bool:
     return isinstance(x, (bytes, bytearray, memoryview, np.ndarray))
 
 
+def _exports_array(x: Any) -> bool:
+    """Does ``x`` export array memory (CUDA array interface or DLPack)? A torch tensor
+    that requires grad raises on the attribute: it still counts (refused later, with why)."""
+    try:
+        return hasattr(x, "__cuda_array_interface__") or hasattr(x, "__dlpack__")
+    except Exception:  # noqa: BLE001
+        return True
+
+
 def _raw_bytes(src: Any) -> memoryview:
     """The bytes of bytes-like ``src`` (a NumPy array's raw bytes, in C order), uncopied
     where the memory is contiguous already."""
@@ -599,7 +623,8 @@ def _raw_bytes(src: Any) -> memoryview:
 def _jobs(sources: Source | Iterable[Source]) -> tuple[list[Job], list[Any]]:
     """One :class:`Job` per source and its key in the result (see :meth:`GpuStream.scan`)."""
     if isinstance(sources, (str, os.PathLike)) or _is_data(sources) \
-            or hasattr(sources, "fileno") or hasattr(sources, "getbuffer"):
+            or hasattr(sources, "fileno") or hasattr(sources, "getbuffer") \
+            or _exports_array(sources):
         sources = [sources]
     try:
         items = list(sources)
@@ -636,9 +661,13 @@ def _jobs(sources: Source | Iterable[Source]) -> tuple[list[Job], list[Any]]:
                                         "pass an open file, its path, or its bytes") from None
             jobs.append(Job(f"/proc/self/fd/{fd}"))
             keys.append(i)
+        elif _exports_array(src) and (dev := device_source.classify(src)) is not None:
+            name = f"<source {i}: {type(src).__name__}>"
+            if isinstance(dev, np.ndarray):  # host memory through DLPack
+                jobs.append(Job(name, memory=_raw_bytes(dev)))
+            else:
+                jobs.append(device_source.DeviceJob(name, device=dev))
+            keys.append(i)
         else:
-            raise InvalidTypeError(f"source {i} is a {type(src).__name__}, not a path, "
-                                   "bytes-like data or an open file",
-                                   "pass paths (str / os.PathLike), bytes / bytearray / "
-                                   "memoryview / NumPy arrays, or objects with fileno()")
+            raise device_source.source_error(i, src)
     return jobs, keys

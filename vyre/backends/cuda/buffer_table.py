@@ -99,6 +99,27 @@ class CudaBufferTable(Backend):
         self._table[2 * handle + 1] = nbytes
         return handle
 
+    def rebind_buffer(self, handle: int, array: Any | None) -> None:
+        """Point registered ``handle`` at ``array`` (anything :func:`device_address` takes;
+        None: an empty buffer) and drop the reference to what it named before. The caller
+        guarantees that no slot in flight reads the handle. A running kernel may hold the
+        old table entry in a cache it never drops, so a new binding is written with the
+        megakernels paused (a relaunch starts with clean caches); emptying needs no pause,
+        since a handle is only read again after its next binding."""
+        if not 0 < handle < len(self._buffers):
+            raise BackendError(f"no buffer registered under handle {handle}",
+                               "rebind a handle returned by register_buffer()")
+        if array is None:
+            self._table[2 * handle] = 0
+            self._table[2 * handle + 1] = 0
+            self._buffers[handle] = None
+            return
+        addr, nbytes = device_address(array)
+        with self.quiesce():
+            self._table[2 * handle] = addr
+            self._table[2 * handle + 1] = nbytes
+            self._buffers[handle] = array
+
     def alloc_buffer(self, nbytes: int, *, device: bool = False) -> Any:
         """Registered host memory (host-visible), or device memory with ``device=True``.
 

@@ -13,19 +13,28 @@ Methods, same file, same run:
   selected backend (its defaults otherwise: parallel reads, and on CUDA a device copy of each
   chunk); verified against the reference match count. Its geometry is its own best measured
   one (bench/RESULTS.md); the baselines keep 1 MiB chunks, their natural size;
-* ``gpustream_per_pattern``: the same stream's ``scan(path, dfa, per_pattern=True)`` (DFA_MATCH:
-  positions and a count per pattern in one pass), verified per pattern against
-  ``count_per_pattern``; next to ``gpustream_scan`` it shows the cost of naming the patterns
-  (not a recorded ratio: a ratio's baseline carries a cross-check, and a scan has none);
 * ``read_only``: a plain ``readinto`` loop over the file in 1 MiB chunks: the one-thread I/O
   ceiling of any reader (the ratio says how close the scan gets to it);
 * ``python_count``: ``f.read()`` then ``bytes.count`` per pattern -- what Python code would
   write (exact here because neither pattern can overlap itself or end inside the other).
+* CPU scanners counting every occurrence per pattern (vyre.bench.scanners), where
+  installed: ``hyperscan`` (one block-mode database, a thread per host core over mmapped
+  pieces), ``pyahocorasick`` (one thread), ``ripgrep`` (``rg -F --count-matches`` per
+  pattern, its own threads; non-overlapping, so compared only on patterns that cannot
+  overlap themselves). Each is verified against the per-pattern reference: a count that
+  differs fails the method loudly (an error, never a number);
+* ``gpustream_scan_per_pattern``: the same stream's ``scan(paths, dfa, per_pattern=True)``
+  (DFA_MATCH: positions and a count per pattern in one pass), verified per pattern and in
+  positions; its ratios to the CPU scanners are the ones issue-level targets quote;
 * CUDA only, run after the megakernel stopped (module loads wait for an idle device):
   ``pinned_h2d``: ``memcpy_htod`` of the file's bytes in 1 MiB chunks from one pinned buffer
   (the host-to-device copy ceiling); ``python_gpu_loop``: ``readinto`` a pinned buffer +
   ``memcpy_htod`` + one scan-kernel launch per chunk (32 threads splitting the chunk exactly
   as the megakernel's warp does, the table in device memory), verified.
+
+CUDA with CuPy, measured apart after the paired rounds: ``device_array_scan``, the scan of
+a CuPy array already on the GPU (``$VYRE_BENCH_DEVICE_MIB`` MiB, default 4096; 64 with
+``--quick``) in place, verified against a count of the same bytes on the host.
 
 All methods are measured paired (``ctx.paired``, 3 rounds: a sample is a whole pass over the
 input), the scan in a fresh megakernel + GpuStream per round. Cross-checks: ``read_only`` and
@@ -35,6 +44,7 @@ same loop over the first file in a fresh process (``_reference``).
 """
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 import time
@@ -44,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from vyre.bench import scanners
 from vyre.bench.checks import Check, loop_reference, standalone_reference
 from vyre.bench.runner import Method
 from vyre.bench.suites._common import facade, megakernel, need, resolve_backend
@@ -63,12 +74,18 @@ ROUNDS = 3
 #: each method in words, for reports that speak to people
 PHRASES = {
     "gpustream_scan": "GpuStream.scan of the files (read, stage, DFA scan)",
-    "gpustream_per_pattern": "GpuStream.scan with a count per pattern (one DFA_MATCH pass)",
     "read_only": "a plain readinto loop over the files (the one-thread I/O ceiling)",
     "python_count": "f.read() + bytes.count per pattern",
     "pinned_h2d": "pinned host-to-device copies of the same bytes (the copy ceiling)",
     "python_gpu_loop": "readinto + memcpy_htod + one scan-kernel launch per chunk",
+    "gpustream_scan_per_pattern": "GpuStream.scan with a count per pattern (one DFA_MATCH pass)",
+    "hyperscan": "Hyperscan, one database, a thread per host core",
+    "pyahocorasick": "pyahocorasick, every overlapping match, one thread",
+    "ripgrep": "rg -F --count-matches per pattern",
+    "device_array_scan": "GpuStream.scan of a CuPy array in place on the GPU",
 }
+#: the CPU scanners of the suite, in the order they are measured
+BASELINE_SCANNERS = ("hyperscan", "pyahocorasick", "ripgrep")
 
 SCAN_KERNEL = r"""
 extern "C" __global__ void vyre_bench_scan(const unsigned int *tab, unsigned long long n,
@@ -139,6 +156,83 @@ def count_files(paths: list[str]) -> int:
     return n
 
 
+def count_per_pattern(patterns, data: bytes) -> np.ndarray:
+    """Every occurrence of every pattern, overlapping ones included (the reference the
+    per-pattern methods are checked against; vyre's own where this tree has it)."""
+    from vyre.ingest import dfa as dfa_mod
+
+    own = getattr(dfa_mod, "count_per_pattern", None)
+    if own is not None:
+        return np.asarray(own(list(patterns), data), np.uint64)
+    out = []
+    for p in patterns:
+        n, i = 0, data.find(p)
+        while i >= 0:
+            n += 1
+            i = data.find(p, i + 1)
+        out.append(n)
+    return np.asarray(out, np.uint64)
+
+
+def scan_has_per_pattern(stream_cls) -> bool:
+    """Does this vyre's ``GpuStream.scan`` take ``per_pattern``?"""
+    try:
+        return "per_pattern" in inspect.signature(stream_cls.scan).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _scanner(name: str, patterns) -> Any:
+    if name == "hyperscan":
+        return scanners.HyperscanCounter(patterns)
+    if name == "pyahocorasick":
+        return scanners.AhoCorasickCounter(patterns)
+    return scanners.RipgrepCounter(patterns)
+
+
+def _scanner_methods(ctx, paths: list[str], per_pattern: np.ndarray, size: int,
+                     first: int, params: dict) -> tuple[list[Method], list[Any]]:
+    """The CPU scanner baselines that can run here (the others recorded as skipped),
+    verified per pattern where their semantics agree with the reference."""
+    why = scanners.available()
+    methods, opened = [], []
+    for name in BASELINE_SCANNERS:
+        if why[name] is not None:
+            ctx.skip(name, str(why[name]))
+            continue
+        counter = _scanner(name, PATTERNS)
+        opened.append(counter)
+        mask = getattr(counter, "comparable", np.ones(len(PATTERNS), bool))
+        if not mask.any():
+            ctx.skip(name, "no pattern of the suite has the same meaning for it")
+            continue
+        got: dict[str, Any] = {}
+
+        def sample(counter=counter, got=got) -> float:
+            t0 = time.perf_counter_ns()
+            got["counts"] = counter.count_files(paths)
+            return time.perf_counter_ns() - t0
+
+        def verify(got=got, mask=mask, name=name) -> tuple[bool, str]:
+            c = got.get("counts")
+            ok = c is not None and c[mask].tolist() == per_pattern[mask].tolist()
+            return ok, (f"{name} counted {None if c is None else c.tolist()} per pattern, "
+                        f"expected {per_pattern.tolist()} (compared: {mask.tolist()})")
+
+        def first_file(counter=counter) -> Any:
+            return counter.count_files(paths[:1])
+
+        threads = getattr(counter, "threads", 1)
+        methods.append(Method(
+            name, sample, unit="B/s", batch=size, params={**params, "threads": threads},
+            verify=verify, notes=f"{PHRASES[name]}; {threads} thread(s); counts per pattern "
+                                 f"checked on {int(mask.sum())} of {len(mask)} patterns",
+            check=Check(f"the same {name} count of the first file, timed bare",
+                        loop_reference(first_file, per_call=first, samples=3, unit="B/s",
+                                       budget_s=0.1))))
+    return methods, opened
+
+
 def run(ctx) -> None:
     """Scan the files with GpuStream and the baselines, paired."""
     stream_mod = need("vyre.ingest.stream")
@@ -154,16 +248,16 @@ def run(ctx) -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("VYRE_BENCH_TMP")) as tmp:
         paths = [write_input(tmp, per_file, index=i) for i in range(nfiles)]
         expected = 0
-        expected_per = [0] * len(PATTERNS)
+        per_pattern = np.zeros(len(PATTERNS), np.uint64)
         for path in paths:
             with open(path, "rb") as f:
                 data = f.read()
             expected += dfa_mod.count_matches(PATTERNS, data)
-            expected_per = [a + int(b) for a, b in
-                            zip(expected_per, dfa_mod.count_per_pattern(PATTERNS, data),
-                                strict=True)]
+            per_pattern += count_per_pattern(PATTERNS, data)
             del data
         ctx.note("matches", expected)
+        ctx.note("matches_per_pattern", per_pattern.tolist())
+        ctx.note("host_cores", scanners.host_cores())
         dfa = dfa_mod.build_dfa(list(PATTERNS))
         params = {"bytes": size, "files": nfiles, "chunk_bytes": STREAM_CHUNK,
                   "depth": STREAM_DEPTH, "backend": backend}
@@ -193,8 +287,9 @@ def run(ctx) -> None:
                     t0 = now()
                     res = s.scan(paths, dfa, per_pattern=True)
                     t1 = now()
-                    got["per_pattern"] = [sum(int(res[p].per_pattern[i]) for p in paths)
-                                          for i in range(len(PATTERNS))]
+                    got["per_pattern"] = np.sum([np.asarray(res[p].per_pattern, np.uint64)
+                                                 for p in paths], axis=0)
+                    got["positions"] = sum(int(res[p].positions) for p in paths)
                     return t1 - t0
                 yield scan
 
@@ -216,11 +311,6 @@ def run(ctx) -> None:
                    params=params,
                    verify=lambda: (got.get("scan") == expected,
                                    f"scan counted {got.get('scan')}, expected {expected}")),
-            Method("gpustream_per_pattern", session=per_pattern_session, unit="B/s",
-                   batch=size, params=params,
-                   verify=lambda: (got.get("per_pattern") == expected_per,
-                                   f"per-pattern counts {got.get('per_pattern')}, expected "
-                                   f"{expected_per}")),
             Method("read_only", read_only, unit="B/s", batch=size, params=params,
                    notes="readinto loop, 1 MiB chunks: the I/O ceiling (page cache)",
                    check=Check("the same readinto loop over the first file, timed bare",
@@ -234,12 +324,134 @@ def run(ctx) -> None:
                                loop_reference(lambda: count_files(paths[:1]), per_call=first,
                                               samples=3, unit="B/s", budget_s=0.1))),
         ]
+        subjects = ["gpustream_scan"]
+        if scan_has_per_pattern(stream_mod.GpuStream):
+            subjects.append("gpustream_scan_per_pattern")
+
+            def verify_per_pattern() -> tuple[bool, str]:
+                pp = got.get("per_pattern")
+                ok = pp is not None and pp.tolist() == per_pattern.tolist() \
+                    and got.get("positions") == expected
+                return ok, (f"per-pattern scan counted {None if pp is None else pp.tolist()} "
+                            f"({got.get('positions')} positions), expected "
+                            f"{per_pattern.tolist()} ({expected})")
+            methods.append(Method("gpustream_scan_per_pattern", session=per_pattern_session,
+                                  unit="B/s", batch=size, params=params,
+                                  verify=verify_per_pattern))
+        else:
+            ctx.skip("gpustream_scan_per_pattern",
+                     "this vyre's GpuStream.scan has no per_pattern option")
+        more, opened = _scanner_methods(ctx, paths, per_pattern, size, first, params)
+        methods += more
         if backend == "cuda":
             methods += _gpu_methods(ctx, paths, dfa, expected, size, params)
-        res = ctx.paired(methods, rounds=ROUNDS)
-        for base in ("read_only", "python_count", "python_gpu_loop", "pinned_h2d"):
-            if base in res:
-                ctx.compare(res["gpustream_scan"], res[base])
+        try:
+            res = ctx.paired(methods, rounds=ROUNDS)
+        finally:
+            for counter in opened:
+                counter.close()
+        for subject in subjects:
+            for base in ("read_only", "python_count", *BASELINE_SCANNERS, "python_gpu_loop",
+                         "pinned_h2d"):
+                if subject in res and base in res:
+                    ctx.compare(res[subject], res[base])
+    _device_array(ctx, fx, backend, dfa_mod, stream_mod)
+
+
+def _device_mib(quick: bool) -> int:
+    """The device array's size in MiB: ``$VYRE_BENCH_DEVICE_MIB``, else 4096 (64 quick)."""
+    text = os.environ.get("VYRE_BENCH_DEVICE_MIB", "64" if quick else "4096")
+    try:
+        mib = int(text)
+    except ValueError:
+        raise ValueError(f"VYRE_BENCH_DEVICE_MIB={text!r} is not a whole number of MiB") from None
+    if mib < 1:
+        raise ValueError(f"VYRE_BENCH_DEVICE_MIB={mib} must be at least 1")
+    return mib
+
+
+def device_input(cp, size: int, block: int = 64 << 20):
+    """A CuPy array of ``size`` bytes: a block of pseudo-random bytes with PATTERNS planted
+    about every 64 KiB (as :func:`write_input` makes files), repeated on the GPU."""
+    n = min(size, block)
+    rng = np.random.default_rng(7)
+    host = rng.integers(0, 256, n, dtype=np.uint8)
+    every = 1 << 16
+    for i, off in enumerate(range(0, n - 64, every)):
+        pat = np.frombuffer(PATTERNS[i % len(PATTERNS)], dtype=np.uint8)
+        pos = off + int(rng.integers(0, every - len(pat)))
+        if pos + len(pat) <= n:
+            host[pos:pos + len(pat)] = pat
+    dev_block = cp.asarray(host)
+    arr = cp.empty(size, dtype=cp.uint8)
+    for lo in range(0, size, n):
+        arr[lo:lo + n] = dev_block[:min(n, size - lo)]
+    return arr
+
+
+def count_device(cp, arr, piece: int = 256 << 20) -> int:
+    """The position count of PATTERNS in a CuPy array, counted on the host piece by piece
+    (each piece re-reads the bytes a match ending in it may start in)."""
+    from vyre.ingest.dfa import count_matches
+
+    back = max(len(p) for p in PATTERNS) - 1
+    total = 0
+    for lo in range(0, int(arr.size), piece):
+        c = min(back, lo)
+        data = cp.asnumpy(arr[lo - c:lo + piece]).tobytes()
+        total += count_matches(PATTERNS, data) - count_matches(PATTERNS, data[:c])
+    return total
+
+
+def _device_array(ctx, fx, backend: str, dfa_mod, stream_mod) -> None:
+    """``device_array_scan``: GB/s of scanning a CuPy array in place (CUDA + CuPy only)."""
+    name = "device_array_scan"
+    if backend != "cuda":
+        ctx.skip(name, f"scans device memory: needs the CUDA backend, not {backend}")
+        return
+    try:
+        import cupy as cp
+    except Exception as exc:  # noqa: BLE001  # ImportError, or CUDA libraries missing
+        ctx.skip(name, f"cupy not importable ({type(exc).__name__}: {exc})")
+        return
+    size = _device_mib(ctx.options.quick) << 20
+    hold: dict[str, Any] = {}  # the array, dropped at the end (4 GiB of device memory)
+    try:
+        hold["arr"] = device_input(cp, size)
+        cp.cuda.Device().synchronize()
+        expected = count_device(cp, hold["arr"])
+    except Exception as exc:  # noqa: BLE001  # out of device memory, a CuPy without the API
+        hold.clear()
+        ctx.error(name, exc)
+        return
+    ctx.note("device_array_bytes", size)
+    ctx.note("device_array_matches", expected)
+    dfa = dfa_mod.build_dfa(list(PATTERNS))
+    got: dict[str, Any] = {}
+    now = time.perf_counter_ns
+
+    @contextmanager
+    def session() -> Iterator[Any]:
+        with megakernel(fx, backend, slot_count=1024, observable_slots=64) as mk, \
+                stream_mod.GpuStream(mk, chunk_bytes=STREAM_CHUNK, depth=STREAM_DEPTH) as s:
+
+            def scan() -> float:
+                t0 = now()
+                got["count"] = s.scan([hold["arr"]], dfa)[0]
+                return now() - t0
+            yield scan
+
+    try:
+        ctx.paired([Method(name, session=session, unit="B/s", batch=size,
+                           params={"bytes": size, "chunk_bytes": STREAM_CHUNK,
+                                   "depth": STREAM_DEPTH, "backend": backend},
+                           notes="a CuPy array already on the GPU, scanned in place (no copy)",
+                           verify=lambda: (got.get("count") == expected,
+                                           f"counted {got.get('count')}, expected {expected}"))],
+                   rounds=ROUNDS)
+    finally:
+        hold.clear()
+        cp.get_default_memory_pool().free_all_blocks()
 
 
 def gpu_loop_sampler(drv, fn, paths: list[str], dfa, got: dict, stream, pinned, dev, tab,
