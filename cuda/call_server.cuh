@@ -126,33 +126,51 @@ static __device__ __noinline__ void call_serve_group(const vyre_launch_t &L, uns
     __syncwarp();
 }
 
-// One acquire load per thread per 8 lanes each pass (thread t: piece t % 4 of lane t / 4 of
-// the group): the acquire orders the op's reads after the request, as the ring's doorbell load
-// does for slots. The thread holding piece 0 of a lane whose four pieces carry one new
-// sequence number runs it (a user op: the whole warp).
-static __device__ __noinline__ void call_server(const vyre_launch_t &L) {
-    static_assert(VYRE_CALL_PIECES == 4u && VYRE_CALL_PIECE_WORDS == 4u, "a piece is one uint4 per thread");
-    static_assert(VYRE_CALL_ANSWER_SEQ2 == 4u && VYRE_CALL_ANSWER % 8u == 0u && VYRE_CALL_LANE_WORDS % 8u == 0u,
-                  "an answer is two adjacent uint4 in one 32-byte aligned span");
-    static_assert(VYRE_CALL_MAX_LANES % CALL_GROUP_LANES == 0u, "whole groups");
-    static_assert(TM_WORDS <= 32, "one tenant mirror word per thread");
+// What a pass that found a new request saw: each thread's piece of each group, and its word
+// of the tenant mirror.
+template <unsigned G>
+struct call_seen {
+    uint4 q[G];
+    unsigned tw;
+};
+
+// Whether thread t holds piece 0 of a lane of group g whose four pieces carry one new
+// sequence number (warp-collective); *s0 gets the lane's sequence number.
+static __device__ __forceinline__ bool call_ready(uint4 q, bool mine, unsigned last, unsigned *s0) {
     const unsigned t = threadIdx.x & 31;
     const unsigned lead = t & ~3u;
-    const unsigned n = L.call_lanes < VYRE_CALL_MAX_LANES ? L.call_lanes : VYRE_CALL_MAX_LANES;
-    const unsigned groups = (n + CALL_GROUP_LANES - 1u) / CALL_GROUP_LANES;
+    const unsigned seq = q.x & VYRE_CALL_SEQ_MASK;
+    *s0 = __shfl_sync(FULL_MASK, seq, lead);
+    const unsigned agree = __ballot_sync(FULL_MASK, seq == *s0);
+    return (t & 3u) == 0u && mine && ((agree >> lead) & 0xFu) == 0xFu && *s0 != 0u && *s0 != last;
+}
+
+// Poll G groups of 8 lanes (G: 1 for up to 8 lanes, the default, else all) until one holds a
+// new request (true, *seen filled) or the kernel stops or pauses (false). One acquire load per
+// thread per group each pass (thread t: piece t % 4 of lane t / 4 of the group): the acquire
+// orders the op's reads after the request, as the ring's doorbell load does for slots. The
+// loop calls nothing, so what a pass needs stays in registers: after an acquire load the SM's
+// L1 is invalidated, and a value reloaded from the stack (the launch struct, a spill around
+// a call) could cost an L2 round trip before the next request load issues.
+template <unsigned G>
+static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n, const unsigned *last_in,
+                                              unsigned long long *busy_at, call_seen<G> *seen) {
+    const unsigned t = threadIdx.x & 31;
+    const unsigned idle_sleep_ns = L.idle_sleep_ns;
     cuda::atomic_ref<unsigned int, cuda::thread_scope_device> shutdown(*L.shutdown);
     cuda::atomic_ref<unsigned int, cuda::thread_scope_device> tenant_word(L.tenants[t < TM_WORDS ? t : 0u]);
-    // the last sequence answered per lane (kept by its lead thread); resumed from the answers
-    // the area holds, so a relaunch after a pause never runs a request twice
-    unsigned last[CALL_GROUPS];
+    const uint32_t *piece[G];
+    bool mine[G];
+    unsigned last[G];
 #pragma unroll
-    for (unsigned g = 0; g < CALL_GROUPS; g++) {
+    for (unsigned g = 0; g < G; g++) {
         const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
-        last[g] = (g < groups && lane < n && (t & 3u) == 0u)
-                      ? ld_rlx_sys(L.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + VYRE_CALL_ANSWER)
-                      : 0u;
+        mine[g] = lane < n;
+        piece[g] = L.calls + (size_t)(mine[g] ? lane : 0u) * VYRE_CALL_LANE_WORDS + VYRE_CALL_REQUEST +
+                   (t & 3u) * VYRE_CALL_PIECE_WORDS;
+        last[g] = last_in[g];
     }
-    unsigned long long busy_at = vyre_globaltimer();
+    unsigned long long idle_since = *busy_at;
     unsigned sleep_ns = 32;
     for (;;) {
         // issued before the request loads, used after them: both L2 round trips hide under
@@ -160,45 +178,77 @@ static __device__ __noinline__ void call_server(const vyre_launch_t &L) {
         // (a table edit reaches calls within a poller pass and a call pass, docs/call.md).
         const unsigned sd = shutdown.load(cuda::std::memory_order_relaxed);
         const unsigned tw = tenant_word.load(cuda::std::memory_order_relaxed);
-        uint4 q[CALL_GROUPS];
+        uint4 q[G];
 #pragma unroll
-        for (unsigned g = 0; g < CALL_GROUPS; g++) {
-            const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
+        for (unsigned g = 0; g < G; g++) {
             q[g] = make_uint4(0u, 0u, 0u, 0u);
-            if (g < groups && lane < n)
-                q[g] = ld_acq_sys_v4(L.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + VYRE_CALL_REQUEST +
-                                     (t & 3u) * VYRE_CALL_PIECE_WORDS);
+            if (mine[g]) q[g] = ld_acq_sys_v4(piece[g]);
         }
         // SD_STOP or SD_PAUSE: leave; a request not answered yet is answered after a relaunch
-        if (__shfl_sync(FULL_MASK, sd, 0) != SD_RUN) return;
-        bool served = false;
+        if (__shfl_sync(FULL_MASK, sd, 0) != SD_RUN) return false;
+        bool any = false;
 #pragma unroll
-        for (unsigned g = 0; g < CALL_GROUPS; g++) {
-            if (g >= groups) break;
-            const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
-            const unsigned seq = q[g].x & VYRE_CALL_SEQ_MASK;
-            const unsigned s0 = __shfl_sync(FULL_MASK, seq, lead);
-            const unsigned agree = __ballot_sync(FULL_MASK, seq == s0);
-            const bool ready = (t & 3u) == 0u && lane < n && ((agree >> lead) & 0xFu) == 0xFu &&
-                               s0 != 0u && s0 != last[g];
-            const unsigned ready_mask = __ballot_sync(FULL_MASK, ready);
-            if (!ready_mask) continue;
-            call_serve_group(L, lane, q[g], ready, s0, tw);
-            if (ready) last[g] = s0;
-            served = true;
+        for (unsigned g = 0; g < G; g++) {
+            unsigned s0;
+            any |= __ballot_sync(FULL_MASK, call_ready(q[g], mine[g], last[g], &s0)) != 0u;
+        }
+        if (any) {
+#pragma unroll
+            for (unsigned g = 0; g < G; g++) seen->q[g] = q[g];
+            seen->tw = tw;
+            return true;
         }
         const unsigned long long now = vyre_globaltimer();
-        if (served) {
-            // after the answers: the poller's idle exit counts a call as a publication
-            if (t == 0)
-                cuda::atomic_ref<unsigned long long, cuda::thread_scope_device>(vyre_call_served_at)
-                    .store(now, cuda::std::memory_order_relaxed);
-            busy_at = now;
-            sleep_ns = 32;
-        } else if (now - busy_at > CALL_HOT_NS) {
+        if (now - idle_since > CALL_HOT_NS) {
             // idle: poll less often, so an idle call path costs the ring little PCIe
             __nanosleep(sleep_ns);
-            sleep_ns = sleep_ns * 2 > L.idle_sleep_ns ? L.idle_sleep_ns : sleep_ns * 2;
+            sleep_ns = sleep_ns * 2 > idle_sleep_ns ? idle_sleep_ns : sleep_ns * 2;
         }
     }
+}
+
+// Serve what call_wait found, wait again, until the kernel stops or pauses.
+template <unsigned G>
+static __device__ __forceinline__ void call_poll(const vyre_launch_t &L, unsigned n) {
+    const unsigned t = threadIdx.x & 31;
+    // the last sequence answered per lane (kept by its lead thread); resumed from the answers
+    // the area holds, so a relaunch after a pause never runs a request twice
+    unsigned last[G];
+#pragma unroll
+    for (unsigned g = 0; g < G; g++) {
+        const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
+        last[g] = (lane < n && (t & 3u) == 0u)
+                      ? ld_rlx_sys(L.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + VYRE_CALL_ANSWER)
+                      : 0u;
+    }
+    unsigned long long busy_at = vyre_globaltimer();
+    call_seen<G> seen;
+    while (call_wait<G>(L, n, last, &busy_at, &seen)) {
+#pragma unroll
+        for (unsigned g = 0; g < G; g++) {
+            const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
+            unsigned s0;
+            const bool ready = call_ready(seen.q[g], lane < n, last[g], &s0);
+            if (!__ballot_sync(FULL_MASK, ready)) continue;
+            call_serve_group(L, lane, seen.q[g], ready, s0, seen.tw);
+            if (ready) last[g] = s0;
+        }
+        // after the answers: the poller's idle exit counts a call as a publication
+        busy_at = vyre_globaltimer();
+        if (t == 0)
+            cuda::atomic_ref<unsigned long long, cuda::thread_scope_device>(vyre_call_served_at)
+                .store(busy_at, cuda::std::memory_order_relaxed);
+    }
+}
+
+// Warp 2 of block 0 when call lanes exist.
+static __device__ __noinline__ void call_server(const vyre_launch_t &L) {
+    static_assert(VYRE_CALL_PIECES == 4u && VYRE_CALL_PIECE_WORDS == 4u, "a piece is one uint4 per thread");
+    static_assert(VYRE_CALL_ANSWER_SEQ2 == 4u && VYRE_CALL_ANSWER % 8u == 0u && VYRE_CALL_LANE_WORDS % 8u == 0u,
+                  "an answer is two adjacent uint4 in one 32-byte aligned span");
+    static_assert(VYRE_CALL_MAX_LANES % CALL_GROUP_LANES == 0u, "whole groups");
+    static_assert(TM_WORDS <= 32, "one tenant mirror word per thread");
+    const unsigned n = L.call_lanes < VYRE_CALL_MAX_LANES ? L.call_lanes : VYRE_CALL_MAX_LANES;
+    if (n <= CALL_GROUP_LANES) call_poll<1>(L, n);
+    else call_poll<CALL_GROUPS>(L, n);
 }

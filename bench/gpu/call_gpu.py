@@ -11,6 +11,7 @@
    (vyre.bench.suites._gpu launchers), and the ratios of their p50 to call(NOP)'s p50.
 
     python3 bench/gpu/call_gpu.py [--n 20000] [--ring 1048576] [--reps 3] [--roundtrips-only]
+                                  [--quick] [--baselines-only --nop-p50 US]
 """
 from __future__ import annotations
 
@@ -58,6 +59,18 @@ def timed(fn, n: int) -> list[float]:
         fn()
         out.append(now() - t0)
     return out
+
+
+def quick(n: int) -> float:
+    """call(NOP) and call(ATOMIC_ADD) only: A/B runs of kernel images (VYRE_PTX)."""
+    with vyre.Megakernel(backend="cuda", slot_count=4096, observable_slots=64) as mk:
+        call = mk.call
+        nop = show("call_nop", timed(lambda: call(0), n))
+        show("call_atomic_add", timed(lambda: call(ADD, (1, OBS)), n))
+        r = call(ADD, (1, OBS))
+        print(f"  check: observable {int(mk.observables[0])} == returned {r} == "
+              f"{n + max(n // 10, 100) + 1}", flush=True)
+        return nop
 
 
 def roundtrips(n: int) -> float:
@@ -156,9 +169,20 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--roundtrips-only", action="store_true",
                     help="step 1 only (e.g. another kernel image through VYRE_PTX)")
+    ap.add_argument("--quick", action="store_true",
+                    help="call(NOP) and call(ATOMIC_ADD) only (A/B of kernel images)")
+    ap.add_argument("--baselines-only", action="store_true",
+                    help="step 3 only, against --nop-p50 (us)")
+    ap.add_argument("--nop-p50", type=float, default=0.0)
     a = ap.parse_args()
     print(f"# call path on the GPU, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"kernel {os.environ.get('VYRE_PTX') or 'as built'}", flush=True)
+    if a.baselines_only:
+        baselines(a.n, a.nop_p50 or float("nan"))
+        return
+    if a.quick:
+        quick(a.n)
+        return
     nop = roundtrips(a.n)
     if a.roundtrips_only:
         return
