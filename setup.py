@@ -39,8 +39,10 @@ DECLARATIONS = [os.path.join("vyre", "includes", f)
                 for f in ("abi.pxd", "interp.pxd", "cpu_worker.pxd", "uring.pxd")]
 KERNEL_PACKAGE_PATH = os.path.join("vyre", "data", "megakernel.fatbin")
 # what the fused build (vyre/ops/cuda_build.py) compiles again with the user's ops
-KERNEL_SOURCES = [PTX_SOURCE, os.path.join(CSRC, "vyre_abi.h"), os.path.join(CSRC, "vyre_interp.h"),
-                  os.path.join(CSRC, "vyre_op.h")]
+KERNEL_SOURCES = [PTX_SOURCE, os.path.join("cuda", "assist.cuh"),
+                  os.path.join("cuda", "user_ops.cuh"), os.path.join("cuda", "call_server.cuh"),
+                  os.path.join(CSRC, "vyre_abi.h"), os.path.join(CSRC, "vyre_interp.h"),
+                  os.path.join(CSRC, "vyre_op.h"), os.path.join(CSRC, "vyre_call.h")]
 KERNEL_SOURCES_PACKAGE_DIR = os.path.join("vyre", "data", "kernel")
 # shared by setup.py and the fused build: the same code generation for both
 NVCC_FLAGS = ["-std=c++17", "-O3", "-lineinfo"]

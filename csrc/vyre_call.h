@@ -153,43 +153,50 @@ static inline int vyre_call_get_answer(const uint32_t *lane_words, uint32_t seq,
 #endif /* !__CUDA_ARCH__ */
 
 #ifdef VYRE_INTERP_H
-/* Run one call through the slot interpreter's entry (tenant verdict `authorized` given, the
- * protected-word rule, the op, its result words). `scratch` is a 16-word slot of the server's
- * own: the op runs as slot 0 of a one-slot ring there, so what it writes into its slot (result
- * words 12..15, a status a handler stores) lands in scratch, never in the caller's ring.
- * Returns DONE or FAULT; result gets VYRE_RESULT_WORDS words (on FAULT: reason, details). */
-VYRE_FN uint32_t vyre_call_execute(const vyre_ctx_t *c, uint32_t *scratch, uint32_t opcode,
-                                   uint32_t tenant, const uint32_t *args, int authorized,
-                                   uint32_t *result) {
-    uint32_t w[VYRE_SLOT_WORDS];
+/* The 16 words of the slot a call runs as: CLAIMED, its opcode, tenant and args, the default
+ * priority, and result words 0 (what the op does not write reads 0, not the request's a8..a11). */
+VYRE_FN void vyre_call_slot(uint32_t *w, uint32_t opcode, uint32_t tenant, const uint32_t *args) {
     w[VYRE_SLOT_STATUS] = VYRE_STATUS_CLAIMED;
     w[VYRE_SLOT_OPCODE] = opcode;
     w[VYRE_SLOT_TENANT] = tenant;
     w[VYRE_SLOT_PRIORITY] = VYRE_PRIORITY_DEFAULT;
     for (uint32_t i = 0; i < VYRE_SLOT_ARG_COUNT; ++i) w[VYRE_SLOT_ARGS + i] = args[i];
-    /* result words the op does not write read 0 (not the request's a8..a11) */
-    for (uint32_t i = 0; i < VYRE_SLOT_WORDS; ++i)
-        scratch[i] = i < VYRE_SLOT_WORDS - VYRE_RESULT_WORDS ? w[i] : 0u;
-    /* LOAD_MISS parks its slot for the host's io service, which answers ring slots only */
-    if (opcode == VYRE_OP_LOAD_MISS) {
+    for (uint32_t i = VYRE_SLOT_WORDS - VYRE_RESULT_WORDS; i < VYRE_SLOT_WORDS; ++i) w[i] = 0u;
+}
+
+/* The call's outcome once the op ran with status `status`, the result words it stored in
+ * `result`: DONE or FAULT (on FAULT, result: reason, details). An op that needs a ring slot
+ * (LOAD_MISS parks its slot for the host's io service, which answers ring slots only; any
+ * handler that kept its slot, status CLAIMED: nothing would finish it) is NOT_CALLABLE. */
+VYRE_FN uint32_t vyre_call_outcome(uint32_t opcode, uint32_t status, uint32_t *result) {
+    if (opcode == VYRE_OP_LOAD_MISS || status == VYRE_STATUS_CLAIMED) {
         result[0] = VYRE_FAULT_NOT_CALLABLE;
         result[1] = opcode;
         result[2] = result[3] = 0u;
         return VYRE_STATUS_FAULT;
     }
+    return status;
+}
+
+/* Run one call through the slot interpreter's entry (tenant verdict `authorized` given, the
+ * protected-word rule, the op, its result words). `scratch` is a 16-word slot of the server's
+ * own: the op runs as slot 0 of a one-slot ring there, so what it writes into its slot (result
+ * words 12..15, a status a handler stores) lands in scratch, never in the caller's ring.
+ * Returns DONE or FAULT; result gets VYRE_RESULT_WORDS words (vyre_call_outcome). */
+VYRE_FN uint32_t vyre_call_execute(const vyre_ctx_t *c, uint32_t *scratch, uint32_t opcode,
+                                   uint32_t tenant, const uint32_t *args, int authorized,
+                                   uint32_t *result) {
+    uint32_t w[VYRE_SLOT_WORDS];
+    vyre_call_slot(w, opcode, tenant, args);
+    for (uint32_t i = 0; i < VYRE_SLOT_WORDS; ++i) scratch[i] = w[i];
+    if (opcode == VYRE_OP_LOAD_MISS) return vyre_call_outcome(opcode, VYRE_STATUS_FAULT, result);
     vyre_ctx_t one = *c;
     one.ring = scratch;
     one.slot_count = 1u;
     vyre_result_t r = vyre_execute_authorized(&one, 0u, w, authorized);
-    const uint32_t *res = scratch + VYRE_SLOT_WORDS - VYRE_RESULT_WORDS;
-    for (uint32_t i = 0; i < VYRE_RESULT_WORDS; ++i) result[i] = res[i];
-    if (r.status == VYRE_STATUS_CLAIMED) { /* a handler kept the slot: nothing will finish it */
-        result[0] = VYRE_FAULT_NOT_CALLABLE;
-        result[1] = opcode;
-        result[2] = result[3] = 0u;
-        return VYRE_STATUS_FAULT;
-    }
-    return r.status;
+    for (uint32_t i = 0; i < VYRE_RESULT_WORDS; ++i)
+        result[i] = scratch[VYRE_SLOT_WORDS - VYRE_RESULT_WORDS + i];
+    return vyre_call_outcome(opcode, r.status, result);
 }
 #endif /* VYRE_INTERP_H */
 

@@ -86,6 +86,31 @@ def test_port_reads_answers_by_sequence_and_refuses_a_stale_one():
     assert port.free_lanes == 2
 
 
+def test_port_wakes_the_server_only_while_its_exit_word_is_set():
+    # one lane whose answer is stored before each call: the call returns at once
+    area = np.zeros(32, np.uint32)
+    port = _call.CallPort(area, 1)
+    exit_words = np.zeros(4, np.uint32)
+    woken = []
+    port.wake_when(exit_words, 2, lambda: woken.append(int(exit_words[2])))
+    for seq, word in ((1, 0), (2, 5), (3, 0), (4, 1)):
+        exit_words[2] = word
+        _call.put_answer(area, 0, seq, 3, (seq * 10, 0, 0, 0))
+        assert port.call(ADD, (1, OBS), 0, 1.0) == seq * 10
+    assert woken == [5, 1]  # once per call made while the word was set, never otherwise
+
+
+def test_port_wake_when_refuses_bad_arguments():
+    port = _call.CallPort(np.zeros(32, np.uint32), 1)
+    with pytest.raises(InvalidValueError) as err:
+        port.wake_when(np.zeros(4, np.uint32), 4, lambda: None)
+    assert "Fix:" in str(err.value)
+    with pytest.raises(InvalidTypeError):
+        port.wake_when(np.zeros(4, np.uint32), 0, None)
+    with pytest.raises((TypeError, ValueError)):  # not a uint32 buffer
+        port.wake_when(np.zeros(4, np.float64), 0, lambda: None)
+
+
 def test_port_arguments_are_checked():
     area = np.zeros(32, np.uint32)
     with pytest.raises(InvalidValueError):
@@ -276,6 +301,48 @@ def test_user_op_faults_come_back_with_their_reason():
         assert mk.call("call_ctl_add", (OBS + 1, 4), tenant=1) == 4  # an observable: allowed
 
 
+USER_LANES = r"""
+VYRE_OP(call_lanes) {            /* every lane: obs[a0] += 1; lane 0 returns the lane count */
+    vyre_obs_add(op, op->args[0], 1);
+    if (op->lane == 0) vyre_op_result(op, 0, op->lanes);
+}
+"""
+
+
+@needs_ops
+def test_user_ops_by_call_on_every_backend(backend):
+    # one build with all the ops (a GPU build is an nvcc run): results, every lane of an op
+    # run once (on the GPU the call warp runs an op's lanes on its 32 threads), faults with
+    # their reasons, and calls from several threads on several lanes
+    with _mk(backend, tenants=2, call_lanes=4) as mk:
+        add, lanes, boom, ctl = mk.register_ops([
+            vyre.ops.Op("call_add", USER_ADD), vyre.ops.Op("call_lanes", USER_LANES),
+            vyre.ops.Op("call_raise", USER_RAISE), vyre.ops.Op("call_ctl_add", USER_CTL_ADD)])
+        assert mk.call_words(add, (2, 5, 77)) == (5, 77, 0, 0)
+        assert mk.call(lanes, (3,)) == 32
+        assert int(mk.observables[3]) == 32
+        with pytest.raises(SlotFaultError) as info:
+            mk.call(boom, (1234,))
+        assert (info.value.reason, info.value.details[0]) == (_wire.ABI["FAULT_RAISED"], 1234)
+        with pytest.raises(SlotFaultError) as info:
+            mk.call(ctl, (5, 1), tenant=1)
+        assert info.value.reason == _wire.ABI["FAULT_PROTECTED"]
+        with pytest.raises(SlotFaultError) as info:
+            mk.call(add, (2, 1), tenant=7)
+        assert info.value.reason == _wire.ABI["FAULT_UNAUTHORIZED"]
+        got: list[int] = []
+
+        def caller() -> None:
+            got.extend(mk.call(add, (4, 1)) for _ in range(100))
+        ts = [threading.Thread(target=caller) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        assert sorted(got) == list(range(1, 401))  # every new value exactly once
+        assert int(mk.observables[4]) == 400
+
+
 # ---------------------------------------------------------------- timeouts and the watchdog
 def test_timeout_then_the_abandoned_lane_is_reused_once_answered():
     with _mk(call_lanes=1, test_hooks=True, stall_timeout=30) as mk:
@@ -321,9 +388,9 @@ def test_watchdog_sees_shutdown_written_under_a_waiting_call():
 
 # ---------------------------------------------------------------- threads
 @pytest.mark.parametrize("lanes", [1, 2, 8])
-def test_many_threads_calling_at_once(lanes):
+def test_many_threads_calling_at_once(lanes, backend):
     threads, per = 8, 300
-    with _mk(call_lanes=lanes) as mk:
+    with _mk(backend, call_lanes=lanes) as mk:
         errors = []
 
         def worker(i):

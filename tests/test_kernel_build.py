@@ -119,6 +119,35 @@ def test_kernel_sources_exist_for_the_fused_build():
         assert os.path.exists(paths[name]), paths[name]
 
 
+def test_every_file_the_kernel_includes_is_a_kernel_source():
+    # the fused build compiles from these files (vyre/data/kernel/ in an installed package)
+    # and its cache key covers them: a header the kernel includes but the lists leave out
+    # breaks the installed fused build, or keeps a stale cached module after an edit
+    import re
+
+    paths = cuda_build._kernel_paths()
+    names = set(cuda_build._KERNEL_FILES)
+    seen: set[str] = set()
+    todo = ["megakernel.cu"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        assert name in names, f"{name} is included by the kernel but not a kernel source"
+        with open(paths[name]) as f:
+            todo += re.findall(r'^#include "([^"]+)"', f.read(), re.M)
+    assert seen == names
+    # setup.py ships KERNEL_SOURCES into vyre/data/kernel/ (PTX_SOURCE is megakernel.cu)
+    with open(os.path.join(os.path.dirname(DATA.rstrip(os.sep).rsplit(os.sep, 1)[0]),
+                           "setup.py")) as f:
+        text = f.read()
+    block = text[text.index("KERNEL_SOURCES = ["):]
+    block = block[:block.index("]")]
+    shipped = set(re.findall(r'"([\w.]+\.(?:cuh|cu|h))"', block)) | {"megakernel.cu"}
+    assert shipped == names
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc absent")
 def test_the_poller_reads_the_doorbell_as_64_bit_elements(tmp_path):
     # a v4.u32 load promises single-copy atomicity per 32-bit half only: a ticket count that

@@ -89,6 +89,10 @@ cdef extern from *:
         __atomic_fetch_or(&p->free, 1u << lane, __ATOMIC_RELEASE);
     }
 
+    static inline uint32_t vyre_port_load_u32(const uint32_t *p) {
+        return __atomic_load_n(p, __ATOMIC_RELAXED);
+    }
+
     static inline void vyre_port_wake(vyre_port_t *p) {
         __atomic_store_n(&p->wake, 1u, __ATOMIC_RELEASE);
     }
@@ -177,6 +181,7 @@ cdef extern from *:
                               const uint32_t *result) nogil
     uint32_t *vyre_call_lane(uint32_t *area, uint32_t lane) nogil
     void vyre_port_wake(vyre_port_t *p) nogil
+    uint32_t vyre_port_load_u32(const uint32_t *p) nogil
     uint32_t vyre_lane_mask(uint32_t lanes) nogil
 
 
@@ -251,6 +256,9 @@ cdef class CallPort:
     cdef uint32_t[::1] _area
     cdef object _keep
     cdef readonly uint32_t lanes
+    cdef const uint32_t *_exit    # a word the server's side sets when it left (or NULL)
+    cdef object _exit_keep
+    cdef object _wake             # called before a request while *_exit is set
 
     def __cinit__(self, area, uint32_t lanes, uintptr_t kick_fn=0, uintptr_t kick_arg=0):
         self._area = area
@@ -278,6 +286,22 @@ cdef class CallPort:
                 if i < lanes else 0
         self._p.kick = <vyre_kick_fn>kick_fn
         self._p.kick_arg = <void *>kick_arg
+        self._exit = NULL
+
+    def wake_when(self, exit_words, Py_ssize_t index, wake):
+        """Call ``wake()`` before a request whenever ``exit_words[index]`` (a uint32 buffer the
+        server's side sets when it leaves, e.g. the CUDA kernel's exit word) is not 0: a check
+        in C per call, the Python call only when the server is away."""
+        cdef const uint32_t[::1] words = exit_words
+        if index < 0 or index >= words.shape[0]:
+            raise InvalidValueError(f"index {index} is outside the {words.shape[0]} words given",
+                                    "pass the index of the exit word")
+        if not callable(wake):
+            raise InvalidTypeError(f"wake must be callable, got {type(wake).__name__}",
+                                   "pass the backend's wake-up function")
+        self._exit_keep = exit_words
+        self._wake = wake
+        self._exit = &words[index]
 
     def call(self, opcode, args=(), tenant=0, double timeout=-1.0, object watch=None,
              double tick=0.005, bint words=False):
@@ -298,11 +322,14 @@ cdef class CallPort:
         _u32(opcode, &op, "opcode")
         _u32(tenant, &ten, "tenant")
         _args(args, a)
+        if self._exit != NULL and vyre_port_load_u32(self._exit) != 0:
+            self._wake()  # the server left on its own: bring it back for this request
         start = vyre_now_ns()
         deadline = <uint64_t>-1 if timeout < 0 else start + <uint64_t>(timeout * 1e9)
         vyre_wait_init(&w, start)
+        t = start
         while True:
-            t = vyre_now_ns() + <uint64_t>(tick * 1e9)
+            t += <uint64_t>(tick * 1e9)
             w.deadline = t if t < deadline else deadline
             with nogil:
                 if lane < 0:
@@ -318,8 +345,9 @@ cdef class CallPort:
                 if words:
                     return (out[1], out[2], out[3], out[4])
                 return out[1]
+            t = vyre_now_ns()
             try:
-                if vyre_now_ns() >= deadline:
+                if t >= deadline:
                     raise WaitTimeoutError(
                         f"call of opcode {op:#x} not answered after {timeout} s"
                         if lane >= 0 else

@@ -132,6 +132,12 @@ class CallPath:
         self.mk = mk
         self.port = _call.CallPort(area, lanes, kick_fn, kick_arg)
         self._wake = getattr(backend, "wake_for_call", None)
+        # where the backend says its server left on its own, the port checks that word in C
+        # and wakes the server only then (not one Python call per call)
+        exit_word = getattr(backend, "call_exit_word", None)
+        if self._wake is not None and exit_word is not None:
+            self.port.wake_when(exit_word[0], exit_word[1], self._wake)
+            self._wake = None
         self._poller: _Poller | None = None
         self._poller_lock = threading.Lock()
 
@@ -428,6 +434,8 @@ class CallMixin:
     """The call-path methods of :class:`vyre.Megakernel` (docs/call.md)."""
 
     _calls: CallPath | None
+    _started: bool
+    _stopped: bool
 
     def _callpath(self) -> CallPath:
         path = self._calls
@@ -447,7 +455,13 @@ class CallMixin:
         :class:`BackendError` when the watchdog finds the workers dead or stopped.
         """
         path = self._calls or self._callpath()
-        return path.call(op, args, tenant, timeout)
+        if path._wake is not None or not self._started or self._stopped:
+            return path.call(op, args, tenant, timeout)
+        # the common case in one frame: the port checks, issues, waits (C) and wakes the
+        # server if it left
+        return path.port.call(op if type(op) is int else opcode_of(self, op),  # type: ignore[arg-type]
+                              args, tenant, -1.0 if timeout is None else timeout, path._watch,
+                              _TICK_S)
 
     def call_words(self, op: Any, args: Sequence[int] = (), tenant: int = 0,
                    timeout: float | None = None) -> tuple[int, int, int, int]:

@@ -10,11 +10,13 @@
 3. after every megakernel is shut down: PyCUDA and CuPy launch + synchronize + read
    (vyre.bench.suites._gpu launchers), and the ratios of their p50 to call(NOP)'s p50.
 
-    python3 bench/gpu/call_gpu.py [--n 20000] [--ring 1048576] [--reps 3]
+    python3 bench/gpu/call_gpu.py [--n 20000] [--ring 1048576] [--reps 3] [--roundtrips-only]
+                                  [--quick] [--baselines-only --nop-p50 US]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import threading
 import time
@@ -34,15 +36,16 @@ VYRE_OP(gpu_call_add) {
 """
 
 
-def pct(samples_ns: list[float]) -> tuple[float, float, float]:
-    p50, p90, p99 = np.percentile(np.asarray(samples_ns) / 1e3, [50, 90, 99])
-    return float(p50), float(p90), float(p99)
+def pct(samples_ns: list[float]) -> tuple[float, float, float, float]:
+    us = np.asarray(samples_ns) / 1e3
+    p50, p90, p99 = np.percentile(us, [50, 90, 99])
+    return float(p50), float(p90), float(p99), float(us.min())
 
 
 def show(name: str, samples: list[float]) -> float:
-    p50, p90, p99 = pct(samples)
-    print(f"{name:<28} p50 {p50:7.2f}  p90 {p90:7.2f}  p99 {p99:7.2f} us  (n={len(samples)})",
-          flush=True)
+    p50, p90, p99, low = pct(samples)
+    print(f"{name:<28} p50 {p50:7.2f}  p90 {p90:7.2f}  p99 {p99:7.2f}  min {low:6.2f} us  "
+          f"(n={len(samples)})", flush=True)
     return p50
 
 
@@ -58,11 +61,26 @@ def timed(fn, n: int) -> list[float]:
     return out
 
 
+def quick(n: int) -> float:
+    """call(NOP) and call(ATOMIC_ADD) only: A/B runs of kernel images (VYRE_PTX)."""
+    with vyre.Megakernel(backend="cuda", slot_count=4096, observable_slots=64) as mk:
+        call = mk.call
+        nop = show("call_nop", timed(lambda: call(0), n))
+        show("call_atomic_add", timed(lambda: call(ADD, (1, OBS)), n))
+        r = call(ADD, (1, OBS))
+        print(f"  check: observable {int(mk.observables[0])} == returned {r} == "
+              f"{n + max(n // 10, 100) + 1}", flush=True)
+        return nop
+
+
 def roundtrips(n: int) -> float:
     with vyre.Megakernel(backend="cuda", slot_count=4096, observable_slots=64) as mk:
         print("device:", mk.backend.describe(), flush=True)
         call = mk.call
         nop = show("call_nop", timed(lambda: call(0), n))
+        # the same request through the C port directly: what the Python layers above it cost
+        port = mk._callpath().port
+        show("call_nop_port_direct", timed(lambda: port.call(0, (), 0, -1.0, None, 0.005), n))
         before = int(mk.observables[0])
         show("call_atomic_add", timed(lambda: call(ADD, (1, OBS)), n))
         r = call(ADD, (1, OBS))
@@ -71,6 +89,9 @@ def roundtrips(n: int) -> float:
         try:
             op = mk.register_op("gpu_call_add", USER_ADD)
             show("call_user_op", timed(lambda: call(op.opcode, (1, 1)), n))
+            r = call(op.opcode, (1, 1))
+            print(f"  check: observable {int(mk.observables[1])} == returned {r} == "
+                  f"{n + max(n // 10, 100) + 1}", flush=True)
         except Exception as err:  # noqa: BLE001 - a build without GPU user ops: say so, go on
             print(f"call_user_op                 skipped: {type(err).__name__}: {err}", flush=True)
         obs = mk.observables
@@ -146,10 +167,25 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--ring", type=int, default=1 << 20)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--roundtrips-only", action="store_true",
+                    help="step 1 only (e.g. another kernel image through VYRE_PTX)")
+    ap.add_argument("--quick", action="store_true",
+                    help="call(NOP) and call(ATOMIC_ADD) only (A/B of kernel images)")
+    ap.add_argument("--baselines-only", action="store_true",
+                    help="step 3 only, against --nop-p50 (us)")
+    ap.add_argument("--nop-p50", type=float, default=0.0)
     a = ap.parse_args()
-    print(f"# call path on the GPU, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-          flush=True)
+    print(f"# call path on the GPU, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"kernel {os.environ.get('VYRE_PTX') or 'as built'}", flush=True)
+    if a.baselines_only:
+        baselines(a.n, a.nop_p50 or float("nan"))
+        return
+    if a.quick:
+        quick(a.n)
+        return
     nop = roundtrips(a.n)
+    if a.roundtrips_only:
+        return
     res: dict[int, list[tuple[float, float]]] = {0: [], 8: []}
     for rep in range(a.reps):
         for lanes in (0, 8) if rep % 2 == 0 else (8, 0):

@@ -24,7 +24,7 @@ def main(backend: str = "cuda") -> int:
     data = bytearray(rng.choice(list(b"needlpi"), size=100_000).astype(np.uint8).tobytes())
     for pos in range(0, len(data) - 6, 997):
         data[pos:pos + 6] = b"needle"
-    mk = Megakernel(backend, slot_count=256, observable_slots=256, tenants=1)
+    mk = Megakernel(backend, slot_count=256, observable_slots=256, tenants=2)
     h_tab, _ = mk.alloc_buffer(dfa.table, device=True)
     h_host, _ = mk.alloc_buffer(np.frombuffer(bytes(data), np.uint8))
     h_dev, _ = mk.alloc_buffer(np.frombuffer(bytes(data), np.uint8), device=True)
@@ -86,6 +86,30 @@ def main(backend: str = "cuda") -> int:
             failures.append("unauthorized tenant did not fault")
         except SlotFaultError:
             pass
+        # the call path (docs/call.md): built-ins, faults, and several lanes at once
+        check("call NOP", mk.call(Opcode.NOP, timeout=10), 0)
+        mk.observables[80] = 5
+        check("call ATOMIC_ADD", mk.call(Opcode.ATOMIC_ADD, (2, OBS + 80), timeout=10), 7)
+        check("call LOAD_U32", mk.call(Opcode.LOAD_U32, (OBS + 80, 0), timeout=10), 7)
+        # an unauthorized tenant; a header word written by an authorized non-system tenant
+        for op, bad, tenant, reason in ((Opcode.ATOMIC_ADD, (1, OBS + 81), 3, 1),
+                                        (Opcode.STORE_U32, (0xFFFF, 5), 1, 2)):
+            try:
+                mk.call(op, bad, tenant=tenant, timeout=10)
+                failures.append(f"call {bad} tenant {tenant} did not fault")
+            except SlotFaultError as err:
+                check(f"call fault reason, tenant {tenant}", err.reason, reason)
+        import threading
+
+        def caller() -> None:
+            for _ in range(200):
+                mk.call(Opcode.ATOMIC_ADD, (1, OBS + 82), timeout=10)
+        threads = [threading.Thread(target=caller) for _ in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        check("calls from 4 threads", int(mk.observables[82]), 800)
     finally:
         mk.shutdown(timeout=10)
     for f in failures:

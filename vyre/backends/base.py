@@ -36,6 +36,9 @@ class Backend(abc.ABC):
     #: the call path (docs/call.md): ``call_lanes * 32`` uint32 words a server answers, or None
     call_area: np.ndarray | None = None
     call_lanes: int = 0
+    #: (uint32 words, index): a word set while the call server is away (wake_for_call then
+    #: brings it back), or None
+    call_exit_word: tuple[Any, int] | None = None
     #: (function, argument) addresses a caller runs after each request, or (0, 0)
     call_kick: tuple[int, int] = (0, 0)
 

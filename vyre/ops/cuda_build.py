@@ -38,7 +38,10 @@ _NVCC_FIX = ("install the CUDA toolkit's compiler (nvcc, e.g. the cuda-nvcc pack
              "CUDA_HOME) at it; without it only the built-in opcodes run on the GPU (user ops "
              "still run on backend=\"cpu\")")
 _COMPILE_TIMEOUT = 600.0
-_KERNEL_FILES = ("megakernel.cu", "vyre_abi.h", "vyre_interp.h", "vyre_op.h")
+#: every file the megakernel's translation unit includes (cuda/*.cu*, csrc/*.h): the fused build
+#: compiles them and its cache key covers them
+_KERNEL_FILES = ("megakernel.cu", "assist.cuh", "user_ops.cuh", "call_server.cuh", "vyre_abi.h",
+                 "vyre_interp.h", "vyre_op.h", "vyre_call.h")
 #: ``ptxas -v`` output of the latest compile in this process (registers, spills: ptxas_report)
 last_ptxas = ""
 
@@ -58,7 +61,7 @@ def _kernel_paths() -> dict[str, str]:
     root = kernel_source_dir()
     if os.path.exists(os.path.join(root, "megakernel.cu")):
         return {name: os.path.join(root, name) for name in _KERNEL_FILES}
-    return {name: os.path.join(root, "cuda" if name.endswith(".cu") else "csrc", name)
+    return {name: os.path.join(root, "cuda" if name.endswith((".cu", ".cuh")) else "csrc", name)
             for name in _KERNEL_FILES}
 
 

@@ -173,6 +173,8 @@ class CudaBackend(CudaBufferTable):
                 # [2] exit word, [3] final mirror: written by a kernel leaving on its own
                 self.doorbell = self._mapped(4, np.uint64)
                 self._exit_words = self.doorbell.view(np.uint32).data
+                # the call path wakes the kernel (wake_for_call) only while this word is set
+                self.call_exit_word = (self._exit_words, _EXIT_WORD)
                 self._table = self._mapped(MAX_BUFFERS * 2, np.uint64)  # (addr, bytes) pairs
                 self.call_lanes = lanes
                 self.call_area = (self._mapped(lanes * _call.ABI["CALL_LANE_WORDS"])
