@@ -354,7 +354,13 @@ def test_ingest_gpu_baselines_with_their_real_code(fake_gpu_libs, monkeypatch):
         pytest.skip(f"CPU backend or ingest not usable here: {exc}")
     real = _common.megakernel
     monkeypatch.setattr(ingest, "resolve_backend", lambda ctx, allowed=None: "cuda")
-    monkeypatch.setattr(ingest, "megakernel", lambda fx, backend, **kw: real(fx, "cpu", **kw))
+    shares = []  # what the suite asked the CUDA megakernel for; the CPU one takes no share
+
+    def on_cpu(fx, backend, **kw):
+        shares.append(kw.pop("sm_share", None))
+        return real(fx, "cpu", **kw)
+
+    monkeypatch.setattr(ingest, "megakernel", on_cpu)
     device = []  # the device-array benchmark needs real CuPy arrays: only its call is seen
     monkeypatch.setattr(ingest, "_device_array", lambda ctx, *a: device.append(a[1]))
     ctx = Context(Options(quick=True, min_time_s=0.0, warmup_s=0.0, min_samples=2))
@@ -362,6 +368,7 @@ def test_ingest_gpu_baselines_with_their_real_code(fake_gpu_libs, monkeypatch):
     ingest.run(ctx)
     assert ctx.errors == [], ctx.errors
     assert device == ["cuda"]
+    assert shares and set(shares) == {1.0}  # ingest scans with the whole GPU
     by = {r.name: r for r in ctx.results}
     scanners = {n for n, why in ingest.scanners.available().items() if why is None}
     assert set(by) == {"gpustream_scan", "gpustream_scan_per_pattern", "read_only",

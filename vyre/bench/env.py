@@ -145,6 +145,9 @@ def git_info() -> dict[str, Any]:
         root = os.path.dirname(os.path.dirname(os.path.abspath(vyre.__file__)))
     except Exception:
         root = os.getcwd()
+    given = os.environ.get("VYRE_BENCH_COMMIT")
+    if given:  # a copied tree whose .git is not the code's (a remote machine): say so
+        return {"commit": given.strip(), "dirty": None, "source": "VYRE_BENCH_COMMIT"}
     commit = _run(["git", "-C", root, "rev-parse", "HEAD"])
     if not commit:
         return {"commit": None, "dirty": None}

@@ -156,6 +156,16 @@ def count_files(paths: list[str]) -> int:
     return n
 
 
+def mk_options(backend: str) -> dict[str, Any]:
+    """The megakernel every ingest method scans with: on CUDA the whole GPU (``sm_share=1.0``,
+    a GPU given to ingest), since the default share (a quarter of the SMs, left so that CuPy
+    and PyTorch work beside vyre) caps the DFA walk well below the copy ceiling."""
+    opts: dict[str, Any] = {"slot_count": 1024, "observable_slots": 64}
+    if backend == "cuda":
+        opts["sm_share"] = 1.0
+    return opts
+
+
 def count_per_pattern(patterns, data: bytes) -> np.ndarray:
     """Every occurrence of every pattern, overlapping ones included (the reference the
     per-pattern methods are checked against; vyre's own where this tree has it)."""
@@ -260,13 +270,14 @@ def run(ctx) -> None:
         ctx.note("host_cores", scanners.host_cores())
         dfa = dfa_mod.build_dfa(list(PATTERNS))
         params = {"bytes": size, "files": nfiles, "chunk_bytes": STREAM_CHUNK,
-                  "depth": STREAM_DEPTH, "backend": backend}
-        megakernel(fx, backend, slot_count=1024, observable_slots=64).shutdown()  # or skip
+                  "depth": STREAM_DEPTH, "backend": backend,
+                  "sm_share": mk_options(backend).get("sm_share")}
+        megakernel(fx, backend, **mk_options(backend)).shutdown()  # or skip
         got: dict[str, Any] = {}
 
         @contextmanager
         def scan_session() -> Iterator[Any]:
-            with megakernel(fx, backend, slot_count=1024, observable_slots=64) as mk, \
+            with megakernel(fx, backend, **mk_options(backend)) as mk, \
                     stream_mod.GpuStream(mk, chunk_bytes=STREAM_CHUNK, depth=STREAM_DEPTH) as s:
                 ctx.note("read_path", s.path)
 
@@ -280,7 +291,7 @@ def run(ctx) -> None:
 
         @contextmanager
         def per_pattern_session() -> Iterator[Any]:
-            with megakernel(fx, backend, slot_count=1024, observable_slots=64) as mk, \
+            with megakernel(fx, backend, **mk_options(backend)) as mk, \
                     stream_mod.GpuStream(mk, chunk_bytes=STREAM_CHUNK, depth=STREAM_DEPTH) as s:
 
                 def scan() -> float:
@@ -432,7 +443,7 @@ def _device_array(ctx, fx, backend: str, dfa_mod, stream_mod) -> None:
 
     @contextmanager
     def session() -> Iterator[Any]:
-        with megakernel(fx, backend, slot_count=1024, observable_slots=64) as mk, \
+        with megakernel(fx, backend, **mk_options(backend)) as mk, \
                 stream_mod.GpuStream(mk, chunk_bytes=STREAM_CHUNK, depth=STREAM_DEPTH) as s:
 
             def scan() -> float:
@@ -444,7 +455,8 @@ def _device_array(ctx, fx, backend: str, dfa_mod, stream_mod) -> None:
     try:
         ctx.paired([Method(name, session=session, unit="B/s", batch=size,
                            params={"bytes": size, "chunk_bytes": STREAM_CHUNK,
-                                   "depth": STREAM_DEPTH, "backend": backend},
+                                   "depth": STREAM_DEPTH, "backend": backend,
+                                   "sm_share": mk_options(backend).get("sm_share")},
                            notes="a CuPy array already on the GPU, scanned in place (no copy)",
                            verify=lambda: (got.get("count") == expected,
                                            f"counted {got.get('count')}, expected {expected}"))],
