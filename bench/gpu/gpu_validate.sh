@@ -4,6 +4,8 @@
 #                                                                  # the call path, in one call
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh tests    # GPU tests + compute-sanitizer
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh bench    # full vyre-bench on CUDA, twice
+#   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh final    # one call of ~10 min: sanitizers,
+#       the ingest tests, the ingest suite (needs the .whl scanners), then the other GPU tests
 # Everything it writes lands in $OUT (copy bench/results/* back into the repo afterwards).
 set -u
 out=${OUT:-/tmp/vyre-gpu}
@@ -55,6 +57,31 @@ bench)
     | tee "$out/results/gpu_compare.txt"
   # the device tool returns at most 8 files: the plots travel as one archive
   tar -C /tmp -cf "$out/results/gpu_plots.tar" vyre-plots
+  ;;
+final)
+  timeout 70 compute-sanitizer --error-exitcode 1 --tool memcheck \
+    python3 bench/gpu/sanitize_workload.py > "$out/memcheck.log" 2>&1 || failed=1
+  tail -2 "$out/memcheck.log"
+  timeout 80 compute-sanitizer --error-exitcode 1 --tool racecheck \
+    python3 bench/gpu/sanitize_workload.py > "$out/racecheck.log" 2>&1 || failed=1
+  tail -2 "$out/racecheck.log"
+  first="tests/test_dfa_match_backends.py tests/test_stream_match.py tests/test_stream_device_sources.py"
+  # shellcheck disable=SC2086
+  timeout 120 python3 -m pytest -m gpu -q -rfE -p no:cacheprovider $first > "$out/gpu_pytest_ingest.log" 2>&1 \
+    || failed=1
+  tail -4 "$out/gpu_pytest_ingest.log"
+  VYRE_BENCH_INGEST_MIB=${INGEST_MIB:-512} timeout 170 python3 -m vyre.bench --backend cuda \
+    --suite ingest --no-progress --json "$out/h200_ingest.json" --markdown "$out/h200_ingest.md" \
+    > "$out/h200_ingest.txt" 2>&1 || failed=1
+  grep -E "^ingest/|vs hyperscan|^  (ok|suspect)" "$out/h200_ingest.txt"
+  ignore=""; for f in $first; do ignore="$ignore --ignore=$f"; done
+  # shellcheck disable=SC2086
+  timeout "${REST_S:-270}" python3 -m pytest -m gpu -v -p no:cacheprovider -o faulthandler_timeout=90 \
+    $ignore > "$out/gpu_pytest.log" 2>&1 || failed=1
+  grep -E "PASSED|FAILED|ERROR|SKIPPED" "$out/gpu_pytest.log" | sed -E 's/ +\[ *[0-9]+%\]//' \
+    | awk '{print $NF}' | sort | uniq -c
+  grep -E "FAILED|ERROR" "$out/gpu_pytest.log" | head -20
+  tail -2 "$out/gpu_pytest.log"
   ;;
 esac
 if [ "$failed" != 0 ]; then echo "gpu_validate: a step failed (see the logs in $out)"; exit 1; fi
