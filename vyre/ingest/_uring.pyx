@@ -12,10 +12,10 @@ The module also re-exports the atomic helpers of :mod:`vyre._wire` that the host
 uses on the mapped IO queue (:func:`atomic_load_u32`, :func:`atomic_store_u32`,
 :func:`atomic_cas_u32`).
 
-One module of some 670 lines on purpose: ``Ring`` and ``ReadQueue`` share the module's C-level
-buffer pinning and error conversion, and the two read paths of the stream (ring and read
-engine) would otherwise need a second extension with the same declarations; most of the
-length is one-line property getters over the C structs.
+One module of some 670 lines on purpose: ``Ring`` and ``ReadQueue`` share its buffer pinning
+(``_pin``), timeout conversion (``_timeout_ns``) and error conversion (``_raise``), which a
+second extension would have to repeat; about a fifth of it is property getters over the C
+structs.
 """
 from cpython.buffer cimport (PyBUF_ANY_CONTIGUOUS, PyBUF_SIMPLE, PyBUF_WRITABLE,
                              PyBuffer_Release, PyObject_GetBuffer)
