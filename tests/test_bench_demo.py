@@ -28,10 +28,10 @@ def test_demo_speaks_in_words(demo_output):
     assert out.count("\n  ok  ") == 6
     # a figure, its baseline and a verdict in words, with the target
     assert re.search(r"\n  tiny ops through one submit_many \+ drain on the CPU backend: "
-                     r"[\d.,]+ [mun]?s/op \(median\)\n", out)  # us/op on a loaded host
+                     r"[\d.,]+ [mun]?s/op \(median\)\n", out), out  # us/op on a loaded host
     assert re.search(r"\n    [\d.,]+x (faster|slower) than one ThreadPoolExecutor.submit per op "
                      r"\([\d.,]+ [mun]?s/op\) \(95% CI [\d.,]+x-[\d.,]+x\); the target is 100x: "
-                     r"(met|not met)\n", out)
+                     r"(met|not met)\n", out), out
     assert "baselines cross-checked against the same call measured alone:" in out
     assert "quick mode is a smoke test, not numbers to quote" in out
     assert "`vyre-bench --quick --suite cpu,latency --backend cpu --no-progress --summary`" in out
