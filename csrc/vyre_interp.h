@@ -54,6 +54,10 @@
  *   vyre_result_t vyre_dfa_scan_commit(c, args[12], accepts, end_state)
  *   vyre_result_t vyre_dfa_scan_commit_slot(c, slot, args[12], accepts, end_state)  + results
  *   (cooperative DFA_SCAN: see their comment below)
+ *   int  vyre_dfa_match_coop_begin(c, words[16], args[12])
+ *   uint32_t vyre_dfa_match_part(c, args[12], part, parts, &positions, &matches, res[4])
+ *   vyre_result_t vyre_dfa_match_commit_slot(c, slot, args[12], positions, matches, fault[4])
+ *   (cooperative DFA_MATCH: see "DFA_MATCH" below)
  *   void vyre_store_results(c, slot, r[4])                  slot words 12..15 = r
  *   int  vyre_is_user_opcode(opcode)                         not a system opcode
  *   void vyre_user_begin(c, slot, opcode, tenant, args, lane, lane_end, &op)
@@ -759,10 +763,12 @@ VYRE_FN vyre_result_t vyre_dfa_scan_commit_slot(const vyre_ctx_t *c, uint32_t sl
  * dict_link[q] (the nearest state on q's failure chain that ends a pattern), so the walk costs
  * one step per match and nothing at positions where no pattern ends. Each match adds 1 to
  * counter word a8 + id of the out buffer (handle a7; atomically: the slices of one chunk share
- * the counters) and, while fewer than a11 records were written, appends [id, p + 1 - a2] at
- * word a10 + 1 + 2 * k; word a10 gets the number of records written. Records are written in
- * scan order, so with one lane per slot they are the slot's first matches, the same on every
- * backend. A walk that leaves the id table or names more than a9 ids faults (corrupt table).
+ * the counters) and, while the region has room, appends [id, p + 1 - a2] at word
+ * a10 + 1 + 2 * k, k reserved by an atomic add on word a10 (the record counter; it ends as the
+ * number of records written). The range runs as DFA_SCAN's lane-parts (VYRE_DFA_LANE_PARTS,
+ * concurrently on a warp), so records come in no specified order and a full region keeps an
+ * unspecified subset; counts and records written = min(matches, a11) are exact. A walk that
+ * leaves the id table or names more than a9 ids faults (corrupt table).
  * Results: [positions, matches (low 32 bits), records written, 0]. */
 #ifdef __CUDA_ARCH__
 #define VYRE_LD_RO32_(p, i) __ldg((const uint32_t *)(p) + (i))

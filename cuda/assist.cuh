@@ -113,6 +113,23 @@ static __device__ int assist_take(struct vyre_assist *a, unsigned e, unsigned lo
     return __shfl_sync(FULL_MASK, k, 0);
 }
 
+// Part k of a DFA_MATCH entry's body b by the warp: positions, matches and (the first to
+// report one) a fault into the body; `done` is the caller's. Out of line, like warp_match_part.
+static __device__ __noinline__ void assist_run_match(const vyre_ctx_t *c, struct vyre_assist_body *b,
+                                                     const uint32_t args[12], unsigned k, unsigned parts) {
+    uint32_t matches, fault[VYRE_RESULT_WORDS];
+    const uint32_t positions = warp_match_part(c, args, k, parts, &matches, fault);
+    if ((threadIdx.x & 31) != 0) return;
+    if (positions) dev_u32_ref(b->accepts).fetch_add(positions, cuda::std::memory_order_relaxed);
+    if (matches) dev_u32_ref(b->matches).fetch_add(matches, cuda::std::memory_order_relaxed);
+    unsigned none = VYRE_FAULT_NONE;
+    if (fault[0] != VYRE_FAULT_NONE &&
+        dev_u32_ref(b->fault[0]).compare_exchange_strong(none, fault[0], cuda::std::memory_order_relaxed)) {
+        for (int i = 1; i < (int)VYRE_RESULT_WORDS; i++)
+            dev_u32_ref(b->fault[i]).store(fault[i], cuda::std::memory_order_relaxed);
+    }
+}
+
 // Scan part k of entry e and report it (warp-collective). The last part's lane 31 ends the
 // whole range, so its end state is the scan's; `done` is released after the accepts.
 static __device__ void assist_run(const vyre_ctx_t *c, struct vyre_assist *a, unsigned e,
@@ -134,22 +151,17 @@ static __device__ void assist_run(const vyre_ctx_t *c, struct vyre_assist *a, un
         args[4 * i + 3] = __shfl_sync(FULL_MASK, q[i + 1].w, 0);
     }
     const uint32_t start = __shfl_sync(FULL_MASK, q[0].w, 0);
-    const bool match = __shfl_sync(FULL_MASK, q[4].x, 0) != 0u;
-    uint32_t end = 0, matches = 0, fault[VYRE_RESULT_WORDS] = {};
-    const uint32_t accepts = match ? warp_match_part(c, args, k, parts, &matches, fault)
-                                   : warp_scan_part(c, args, start, k, parts, &end);
-    if (lane == 0) {
-        if (!match && k + 1u == parts) dev_u32_ref(b->end_state).store(end, cuda::std::memory_order_relaxed);
-        if (accepts) dev_u32_ref(b->accepts).fetch_add(accepts, cuda::std::memory_order_relaxed);
-        if (matches) dev_u32_ref(b->matches).fetch_add(matches, cuda::std::memory_order_relaxed);
-        unsigned none = VYRE_FAULT_NONE;
-        if (fault[0] != VYRE_FAULT_NONE &&
-            dev_u32_ref(b->fault[0]).compare_exchange_strong(none, fault[0], cuda::std::memory_order_relaxed)) {
-            for (int i = 1; i < (int)VYRE_RESULT_WORDS; i++)
-                dev_u32_ref(b->fault[i]).store(fault[i], cuda::std::memory_order_relaxed);
+    if (__shfl_sync(FULL_MASK, q[4].x, 0) != 0u) {
+        assist_run_match(c, b, args, k, parts);
+    } else {
+        uint32_t end;
+        const uint32_t accepts = warp_scan_part(c, args, start, k, parts, &end);
+        if (lane == 0) {
+            if (k + 1u == parts) dev_u32_ref(b->end_state).store(end, cuda::std::memory_order_relaxed);
+            if (accepts) dev_u32_ref(b->accepts).fetch_add(accepts, cuda::std::memory_order_relaxed);
         }
-        dev_u32_ref(b->done).fetch_add(1u, cuda::std::memory_order_release);
     }
+    if (lane == 0) dev_u32_ref(b->done).fetch_add(1u, cuda::std::memory_order_release);
     __syncwarp();
 }
 
@@ -189,6 +201,31 @@ static __device__ unsigned assist_parts(const vyre_ctx_t *c, const uint32_t args
     vyre_dfa_range_(c, args, &tp, &dp, &len, &ctx);
     const uint64_t parts = (len - ctx + part_bytes - 1u) / part_bytes;
     return parts < 1u ? 1u : parts > ASSIST_MAX_PARTS ? ASSIST_MAX_PARTS : (unsigned)parts;
+}
+
+// A DFA_MATCH slot that got no board entry, by the whole warp (args: the owner's, on every
+// lane); the owner lane gets the slot's result.
+static __device__ __noinline__ void coop_match_whole(const vyre_ctx_t *c, uint32_t slot, const uint32_t args[12],
+                                                     bool owner, vyre_result_t *res) {
+    uint32_t matches, fault[VYRE_RESULT_WORDS];
+    const uint32_t positions = warp_match_part(c, args, 0u, 1u, &matches, fault);
+    if (owner) *res = vyre_dfa_match_commit_slot(c, slot, args, positions, matches, fault);
+}
+
+// A DFA_MATCH entry whose parts are all done: its sums and fault read, the entry freed (the gen
+// stays), the slot's result.
+static __device__ __noinline__ vyre_result_t match_entry_commit(const vyre_ctx_t *c, uint32_t slot,
+                                                                const uint32_t args[12],
+                                                                struct vyre_assist_body *b,
+                                                                unsigned long long *word, unsigned gen) {
+    const uint32_t positions = dev_u32_ref(b->accepts).load(cuda::std::memory_order_relaxed);
+    const uint32_t matches = dev_u32_ref(b->matches).load(cuda::std::memory_order_relaxed);
+    uint32_t fault[VYRE_RESULT_WORDS];
+    for (int i = 0; i < (int)VYRE_RESULT_WORDS; i++)
+        fault[i] = dev_u32_ref(b->fault[i]).load(cuda::std::memory_order_relaxed);
+    // release: our reads of the body above come before its next owner's writes
+    assist_word_ref(*word).store(AW_MAKE(gen, 0u, 0u), cuda::std::memory_order_release);
+    return vyre_dfa_match_commit_slot(c, slot, args, positions, matches, fault);
 }
 
 // The warp's DFA_SCANs with context (a6 > 0) over long ranges (coop_mask), split over lanes
@@ -275,9 +312,7 @@ static __device__ __noinline__ void coop_dfa_scans(const vyre_launch_t &L, unsig
         for (int i = 0; i < (int)VYRE_SLOT_ARG_COUNT; i++) oargs[i] = __shfl_sync(FULL_MASK, args[i], owner);
         const uint32_t ostart = __shfl_sync(FULL_MASK, start_state, owner);
         if (__shfl_sync(FULL_MASK, match, owner)) {
-            uint32_t matches, fault[VYRE_RESULT_WORDS];
-            const uint32_t positions = warp_match_part(c, oargs, 0u, 1u, &matches, fault);
-            if (lane == (unsigned)owner) *res = vyre_dfa_match_commit_slot(c, slot, args, positions, matches, fault);
+            coop_match_whole(c, slot, oargs, lane == (unsigned)owner, res);
             continue;
         }
         uint32_t end;
@@ -289,16 +324,15 @@ static __device__ __noinline__ void coop_dfa_scans(const vyre_launch_t &L, unsig
     if (entry >= 0) {
         struct vyre_assist_body *b = &a->body[entry];
         while (dev_u32_ref(b->done).load(cuda::std::memory_order_acquire) < parts) __nanosleep(64);
-        const uint32_t accepts = dev_u32_ref(b->accepts).load(cuda::std::memory_order_relaxed);
-        const uint32_t end = dev_u32_ref(b->end_state).load(cuda::std::memory_order_relaxed);
-        const uint32_t matches = dev_u32_ref(b->matches).load(cuda::std::memory_order_relaxed);
-        uint32_t fault[VYRE_RESULT_WORDS];
-        for (int i = 0; i < (int)VYRE_RESULT_WORDS; i++)
-            fault[i] = dev_u32_ref(b->fault[i]).load(cuda::std::memory_order_relaxed);
-        // release: our reads of the body above come before its next owner's writes
-        assist_word_ref(a->word[entry]).store(AW_MAKE(gen, 0u, 0u), cuda::std::memory_order_release);
-        *res = match ? vyre_dfa_match_commit_slot(c, slot, args, accepts, matches, fault)
-                     : vyre_dfa_scan_commit_slot(c, slot, args, accepts, end);
+        if (match) {
+            *res = match_entry_commit(c, slot, args, b, &a->word[entry], gen);
+        } else {
+            const uint32_t accepts = dev_u32_ref(b->accepts).load(cuda::std::memory_order_relaxed);
+            const uint32_t end = dev_u32_ref(b->end_state).load(cuda::std::memory_order_relaxed);
+            // release: our reads of the body above come before its next owner's writes
+            assist_word_ref(a->word[entry]).store(AW_MAKE(gen, 0u, 0u), cuda::std::memory_order_release);
+            *res = vyre_dfa_scan_commit_slot(c, slot, args, accepts, end);
+        }
     }
     __syncwarp();
 }
