@@ -835,7 +835,7 @@ VYRE_COLD uint32_t vyre_dfa_match_part(const vyre_ctx_t *c, const uint32_t *a, u
         to = lo + ctx + (L * (part + 1u)) / parts;
         p = from - ctx;
     }
-    uint32_t st = 0u, positions = 0u, matches = 0u;
+    uint32_t st = 0u, positions = 0u, matches = 0u, full = cap == 0u;
     for (; p < from; ++p) { /* context: steps only */
 #ifndef __CUDA_ARCH__
         if ((p & 0xFFFFFu) == 0u && VYRE_LD_RLX(c->control + VYRE_CTRL_SHUTDOWN) != 0u) break;
@@ -869,13 +869,16 @@ VYRE_COLD uint32_t vyre_dfa_match_part(const vyre_ctx_t *c, const uint32_t *a, u
                     return vyre_fault_(res, VYRE_FAULT_OUT_OF_BOUNDS, a[4], id, 0u);
                 VYRE_ADD_RLX(counters + id, 1u);
                 ++matches;
-                /* the load keeps the counter near cap once the region is full (no wrap, no
-                 * atomic per dropped match); a reserved k < cap is this lane's record */
-                if (cap != 0u && VYRE_LD_RLX(records) < cap) {
+                /* a reserved k < cap is this part's record; once one reservation failed the
+                 * part stops reserving, so the counter ends below cap + parts (no wrap) and a
+                 * full region costs no atomic per match */
+                if (!full) {
                     const uint64_t k = VYRE_ADD_RLX(records, 1u);
                     if (k < cap) {
                         VYRE_ST_RLX(records + 1u + VYRE_DFA_RECORD_WORDS * k, id);
                         VYRE_ST_RLX(records + 2u + VYRE_DFA_RECORD_WORDS * k, end);
+                    } else {
+                        full = 1;
                     }
                 }
                 id = VYRE_LD_RO32_(ip, id);
