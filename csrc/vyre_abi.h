@@ -108,6 +108,7 @@
  * a record is [pattern id, end offset from a2] */
 #define VYRE_DFA_NO_ID 0xFFFFFFFFu        /* no pattern id / no state in the id table */
 #define VYRE_DFA_RECORD_WORDS 2u
+#define VYRE_DFA_LANE_PARTS 32u          /* DFA_MATCH: lane-parts of a slot's range (docs/spec.md §3.2) */
 
 /* ---- packed slot payload (docs/spec.md §4.2) ---- */
 #define VYRE_PACKED_MAX_OPS 255u

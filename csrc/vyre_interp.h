@@ -54,6 +54,10 @@
  *   vyre_result_t vyre_dfa_scan_commit(c, args[12], accepts, end_state)
  *   vyre_result_t vyre_dfa_scan_commit_slot(c, slot, args[12], accepts, end_state)  + results
  *   (cooperative DFA_SCAN: see their comment below)
+ *   int  vyre_dfa_match_coop_begin(c, words[16], args[12])
+ *   uint32_t vyre_dfa_match_part(c, args[12], part, parts, &positions, &matches, res[4])
+ *   vyre_result_t vyre_dfa_match_commit_slot(c, slot, args[12], positions, matches, fault[4])
+ *   (cooperative DFA_MATCH: see "DFA_MATCH" below)
  *   void vyre_store_results(c, slot, r[4])                  slot words 12..15 = r
  *   int  vyre_is_user_opcode(opcode)                         not a system opcode
  *   void vyre_user_begin(c, slot, opcode, tenant, args, lane, lane_end, &op)
@@ -702,8 +706,9 @@ static __device__ __forceinline__ void vyre_dfa_scan_warp_part_(const vyre_ctx_t
 #endif
 
 /* ==== cooperative DFA_SCAN (the megakernel's warp path) ======================================
- * wants_lanes: the claimed slot's words are a DFA_SCAN with context (a6 > 0) over at least
- *   min_bytes (and more than a6) bytes, so a warp may split it.
+ * wants_lanes: the claimed slot's words are a DFA_SCAN, or a DFA_MATCH whose out buffer is not
+ *   control (vyre_dfa_match_coop_begin), with context (a6 > 0) over at least min_bytes (and
+ *   more than a6) bytes, so a warp may split it.
  * begin: from the claimed slot's words; 1 = it is an authorized DFA_SCAN: args and the start state
  *   (obs[a4], or 0 when a4 = 0xFFFFFFFF) are filled in; 0 = run vyre_execute instead (it
  *   faults an unauthorized tenant). DFA_SCAN writes only observables, so no protected words.
@@ -713,7 +718,10 @@ VYRE_FN void vyre_load_slot_(const vyre_ctx_t *c, uint32_t slot, uint32_t *w);
 VYRE_FN int vyre_tenant_ok_(const vyre_ctx_t *c, uint32_t tenant);
 
 VYRE_FN int vyre_dfa_scan_wants_lanes(const uint32_t *w, uint32_t min_bytes) {
-    if (w[VYRE_SLOT_OPCODE] != VYRE_OP_DFA_SCAN) return 0;
+    const uint32_t op = w[VYRE_SLOT_OPCODE];
+    if (op != VYRE_OP_DFA_SCAN &&
+        (op != VYRE_OP_DFA_MATCH || w[VYRE_SLOT_ARGS + 7] == VYRE_CONTROL_HANDLE))
+        return 0;
     const uint32_t len = w[VYRE_SLOT_ARGS + 3], ctx = w[VYRE_SLOT_ARGS + 6];
     return ctx != 0u && len > ctx && len >= min_bytes;
 }
@@ -755,10 +763,12 @@ VYRE_FN vyre_result_t vyre_dfa_scan_commit_slot(const vyre_ctx_t *c, uint32_t sl
  * dict_link[q] (the nearest state on q's failure chain that ends a pattern), so the walk costs
  * one step per match and nothing at positions where no pattern ends. Each match adds 1 to
  * counter word a8 + id of the out buffer (handle a7; atomically: the slices of one chunk share
- * the counters) and, while fewer than a11 records were written, appends [id, p + 1 - a2] at
- * word a10 + 1 + 2 * k; word a10 gets the number of records written. Records are written in
- * scan order, so with one lane per slot they are the slot's first matches, the same on every
- * backend. A walk that leaves the id table or names more than a9 ids faults (corrupt table).
+ * the counters) and, while the region has room, appends [id, p + 1 - a2] at word
+ * a10 + 1 + 2 * k, k reserved by an atomic add on word a10 (the record counter; it ends as the
+ * number of records written). The range runs as DFA_SCAN's lane-parts (VYRE_DFA_LANE_PARTS,
+ * concurrently on a warp), so records come in no specified order and a full region keeps an
+ * unspecified subset; counts and records written = min(matches, a11) are exact. A walk that
+ * leaves the id table or names more than a9 ids faults (corrupt table).
  * Results: [positions, matches (low 32 bits), records written, 0]. */
 #ifdef __CUDA_ARCH__
 #define VYRE_LD_RO32_(p, i) __ldg((const uint32_t *)(p) + (i))
@@ -776,25 +786,56 @@ VYRE_FN int vyre_words_out_(uint64_t w, uint64_t n, uint64_t words, uint32_t *ba
     return 1;
 }
 
-VYRE_COLD uint32_t vyre_dfa_match_(const vyre_ctx_t *c, const uint32_t *a, uint32_t *res) {
-    uint8_t *tp, *dp, *ip, *op;
-    uint64_t len, ctx;
-    const uint64_t tbytes = vyre_dfa_range_(c, a, &tp, &dp, &len, &ctx);
-    const uint64_t ibytes = vyre_buf_view_(c, a[4], &ip);
+/* Checks made once per slot before any lane-part runs (alignment, counters and record region
+ * inside the out buffer), then the record counter (word a10) set to 0 for the parts' atomic
+ * appends. DONE, or FAULT with the reason in res. */
+VYRE_FN uint32_t vyre_dfa_match_begin_(const vyre_ctx_t *c, const uint32_t *a, uint32_t *res) {
+    uint8_t *tp, *ip, *op;
+    vyre_buf_view_(c, a[0], &tp);
+    vyre_buf_view_(c, a[4], &ip);
     const uint64_t obytes = vyre_buf_view_(c, a[7], &op);
-    const uint64_t np = a[9], cap = a[11], nt = tbytes >> 2, ni = ibytes >> 2;
+    const uint64_t cap = a[11];
     uint32_t bad = 0u;
     if (((uintptr_t)tp & 3u) != 0u) return vyre_fault_(res, VYRE_FAULT_MISALIGNED, a[0], 0u, 0u);
     if (((uintptr_t)ip & 3u) != 0u) return vyre_fault_(res, VYRE_FAULT_MISALIGNED, a[4], 0u, 0u);
     if (((uintptr_t)op & 3u) != 0u) return vyre_fault_(res, VYRE_FAULT_MISALIGNED, a[7], 0u, 0u);
-    if (vyre_words_out_(a[8], np, obytes >> 2, &bad) ||
+    if (vyre_words_out_(a[8], a[9], obytes >> 2, &bad) ||
         vyre_words_out_(a[10], cap ? 1u + VYRE_DFA_RECORD_WORDS * cap : 0u, obytes >> 2, &bad))
         return vyre_fault_(res, VYRE_FAULT_OUT_OF_BOUNDS, a[7], bad, 0u);
+    if (cap) VYRE_ST_RLX((uint32_t *)op + a[10], 0u);
+    return VYRE_STATUS_DONE;
+}
+
+/* Lane-part `part` of `parts` of a DFA_MATCH whose vyre_dfa_match_begin_ passed: the bytes
+ * vyre_dfa_scan_part(part, parts) counts (re-reading the context before them from state 0),
+ * their positions and matches into *positions and *matches, counters added and records
+ * appended through the record counter. DONE; FAULT (a corrupt id table, reason in res);
+ * CLAIMED when abandoned at SHUTDOWN (CPU). */
+VYRE_COLD uint32_t vyre_dfa_match_part(const vyre_ctx_t *c, const uint32_t *a, uint32_t part,
+                                       uint32_t parts, uint32_t *positions_out,
+                                       uint32_t *matches_out, uint32_t *res) {
+    uint8_t *tp, *dp, *ip, *op;
+    uint64_t len, ctx;
+    const uint64_t tbytes = vyre_dfa_range_(c, a, &tp, &dp, &len, &ctx);
+    const uint64_t ibytes = vyre_buf_view_(c, a[4], &ip);
+    vyre_buf_view_(c, a[7], &op);
+    const uint64_t np = a[9], cap = a[11], nt = tbytes >> 2, ni = ibytes >> 2;
     uint32_t *const counters = (uint32_t *)op + a[8];
     uint32_t *const records = (uint32_t *)op + a[10];
-    const uint64_t lo = a[2], from = lo + ctx, to = lo + len;
-    uint32_t st = 0u, positions = 0u, matches = 0u, written = 0u;
-    uint64_t p = lo;
+    const uint64_t lo = a[2], L = len - ctx;
+    *positions_out = 0u;
+    *matches_out = 0u;
+    if (parts == 0u) parts = 1u;
+    if (part >= parts) return VYRE_STATUS_DONE;
+    uint64_t p = lo, from = lo + ctx, to = lo + len;
+    if (parts == 1u || ctx == 0u || L == 0u) { /* not splittable: the last part scans it all */
+        if (part != parts - 1u) return VYRE_STATUS_DONE;
+    } else {
+        from = lo + ctx + (L * part) / parts;
+        to = lo + ctx + (L * (part + 1u)) / parts;
+        p = from - ctx;
+    }
+    uint32_t st = 0u, positions = 0u, matches = 0u, full = cap == 0u;
     for (; p < from; ++p) { /* context: steps only */
 #ifndef __CUDA_ARCH__
         if ((p & 0xFFFFFu) == 0u && VYRE_LD_RLX(c->control + VYRE_CTRL_SHUTDOWN) != 0u) break;
@@ -828,22 +869,92 @@ VYRE_COLD uint32_t vyre_dfa_match_(const vyre_ctx_t *c, const uint32_t *a, uint3
                     return vyre_fault_(res, VYRE_FAULT_OUT_OF_BOUNDS, a[4], id, 0u);
                 VYRE_ADD_RLX(counters + id, 1u);
                 ++matches;
-                if (written < cap) {
-                    VYRE_ST_RLX(records + 1u + VYRE_DFA_RECORD_WORDS * (uint64_t)written, id);
-                    VYRE_ST_RLX(records + 2u + VYRE_DFA_RECORD_WORDS * (uint64_t)written, end);
-                    ++written;
+                /* a reserved k < cap is this part's record; once one reservation failed the
+                 * part stops reserving, so the counter ends below cap + parts (no wrap) and a
+                 * full region costs no atomic per match */
+                if (!full) {
+                    const uint64_t k = VYRE_ADD_RLX(records, 1u);
+                    if (k < cap) {
+                        VYRE_ST_RLX(records + 1u + VYRE_DFA_RECORD_WORDS * k, id);
+                        VYRE_ST_RLX(records + 2u + VYRE_DFA_RECORD_WORDS * k, end);
+                    } else {
+                        full = 1;
+                    }
                 }
                 id = VYRE_LD_RO32_(ip, id);
             }
         }
     }
+    *positions_out = positions;
+    *matches_out = matches;
     if (p < to) return VYRE_STATUS_CLAIMED; /* abandoned at SHUTDOWN (CPU): no result */
-    if (cap) VYRE_ST_RLX(records, written);
+    return VYRE_STATUS_DONE;
+}
+
+/* After every lane-part is DONE: word a10 = records written (the counter clamped to a11), the
+ * positions into obs[a5], results [positions, matches, records written, 0] into res. */
+VYRE_FN uint32_t vyre_dfa_match_commit_(const vyre_ctx_t *c, const uint32_t *a,
+                                        uint32_t positions, uint32_t matches, uint32_t *res) {
+    uint32_t written = 0u;
+    if (a[11] != 0u) {
+        uint8_t *op;
+        vyre_buf_view_(c, a[7], &op);
+        uint32_t *const records = (uint32_t *)op + a[10];
+        const uint32_t n = VYRE_LD_RLX(records);
+        written = n < a[11] ? n : a[11];
+        VYRE_ST_RLX(records, written);
+    }
     if (positions) vyre_obs_add_(c, a[5], positions);
     res[0] = positions;
     res[1] = matches;
     res[2] = written;
     return VYRE_STATUS_DONE;
+}
+
+/* The whole slot on this thread: its VYRE_DFA_LANE_PARTS lane-parts in order, the lane-parts a
+ * warp runs one per lane. The first part that faults (or is abandoned) ends the slot. */
+VYRE_COLD uint32_t vyre_dfa_match_(const vyre_ctx_t *c, const uint32_t *a, uint32_t *res) {
+    uint32_t s = vyre_dfa_match_begin_(c, a, res);
+    if (s != VYRE_STATUS_DONE) return s;
+    uint32_t positions = 0u, matches = 0u;
+    for (uint32_t part = 0; part < VYRE_DFA_LANE_PARTS; ++part) {
+        uint32_t pp, pm;
+        s = vyre_dfa_match_part(c, a, part, VYRE_DFA_LANE_PARTS, &pp, &pm, res);
+        if (s != VYRE_STATUS_DONE) return s;
+        positions += pp;
+        matches += pm;
+    }
+    return vyre_dfa_match_commit_(c, a, positions, matches, res);
+}
+
+/* Cooperative DFA_MATCH (the megakernel's warp path; vyre_dfa_scan_wants_lanes selects it):
+ * begin: 1 = the claimed slot is an authorized DFA_MATCH whose out buffer is not control (so
+ *   no protected words), its checks passed and its record counter is 0: args are filled in and
+ *   the lane-parts may run, any number of them concurrently; 0 = run vyre_execute instead
+ *   (it faults what begin refused, having written nothing).
+ * commit_slot: once every lane-part ran (positions and matches summed over them), or with
+ *   fault[0] != VYRE_FAULT_NONE the fault of one part that faulted: the results into the slot,
+ *   the result for vyre_finish. */
+VYRE_FN int vyre_dfa_match_coop_begin(const vyre_ctx_t *c, const uint32_t *w, uint32_t args[12]) {
+    if (w[VYRE_SLOT_OPCODE] != VYRE_OP_DFA_MATCH || w[VYRE_SLOT_ARGS + 7] == VYRE_CONTROL_HANDLE ||
+        !vyre_tenant_ok_(c, w[VYRE_SLOT_TENANT]))
+        return 0;
+    for (uint32_t i = 0; i < VYRE_SLOT_ARG_COUNT; ++i) args[i] = w[VYRE_SLOT_ARGS + i];
+    uint32_t res[VYRE_RESULT_WORDS];
+    return vyre_dfa_match_begin_(c, args, res) == VYRE_STATUS_DONE;
+}
+
+VYRE_FN vyre_result_t vyre_dfa_match_commit_slot(const vyre_ctx_t *c, uint32_t slot,
+                                                 const uint32_t args[12], uint32_t positions,
+                                                 uint32_t matches, const uint32_t fault[4]) {
+    uint32_t res[VYRE_RESULT_WORDS] = {0u, 0u, 0u, 0u};
+    vyre_result_t r;
+    r.status = fault[0] != VYRE_FAULT_NONE
+                   ? vyre_fault_(res, fault[0], fault[1], fault[2], fault[3])
+                   : vyre_dfa_match_commit_(c, args, positions, matches, res);
+    r.metric_op = VYRE_NO_METRIC;
+    vyre_store_results(c, slot, res);
+    return r;
 }
 #undef VYRE_LD_RO32_
 #undef VYRE_LD_BYTE_

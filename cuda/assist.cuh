@@ -8,7 +8,9 @@
 // state, cut into `parts` of assist_part_bytes; idle warps take parts and add their accepts,
 // the owner takes parts too (so it never waits on a part nobody took) and commits once every
 // part is done. Part k of P counts the bytes of docs/spec.md §3's lane-parts k*32 .. k*32+31 of P*32
-// (vyre_dfa_scan_warp_part_), so the sum over parts is exact.
+// (vyre_dfa_scan_warp_part_), so the sum over parts is exact. A DFA_MATCH entry is cut the same
+// way (lane-parts of vyre_dfa_match_part): its positions go to `accepts`, its matches to
+// `matches`, and a part that faults leaves its fault for the owner.
 // word: {gen:32 | parts:16 | next:16}. parts 0 and next 0: free; parts 0 and next 1: being
 // filled by its owner; next < parts: parts left to take. Taking a part is a CAS on the whole
 // word, so a stale read (an entry freed and reopened since) can never take a part of the new
@@ -23,7 +25,10 @@
 struct vyre_assist_body {
     unsigned done, accepts, end_state, start_state;
     unsigned args[VYRE_SLOT_ARG_COUNT];
-    unsigned pad_[16];  // one 128-byte line per entry
+    unsigned match;     // 1: a DFA_MATCH (accepts: its positions; no end state)
+    unsigned matches;   // DFA_MATCH: the matches of the parts done
+    unsigned fault[4];  // DFA_MATCH: reason and details of a part that faulted (reason 0: none)
+    unsigned pad_[10];  // one 128-byte line per entry
 };
 struct vyre_assist {
     unsigned open;    // entries with parts left: idle warps look at the board only when > 0
@@ -35,8 +40,10 @@ struct vyre_assist {
 // vyre/backends/cuda.py places the board at device state + 512 and sizes the state to match
 static_assert(sizeof(struct vyre_assist) == 8832, "cuda.py: _ASSIST_BYTES");
 static_assert(sizeof(struct vyre_assist_body) == 128 && VYRE_SLOT_ARG_COUNT == 12, "assist_run reads a body as 4 x 16 bytes");
-static_assert(offsetof(struct vyre_assist_body, start_state) == 12 && offsetof(struct vyre_assist_body, args) == 16,
-              "assist_run: start_state is q[0].w, args are q[1..3]");
+static_assert(offsetof(struct vyre_assist_body, start_state) == 12 && offsetof(struct vyre_assist_body, args) == 16 &&
+              offsetof(struct vyre_assist_body, match) == 64,
+              "assist_run: start_state is q[0].w, args are q[1..3], match is q[4].x");
+static_assert(VYRE_DFA_LANE_PARTS == 32, "a DFA_MATCH slot's lane-parts are the warp's lanes");
 static_assert(ASSIST_N == 64, "the board is scanned as word[lane] and word[lane + 32]");
 static_assert(offsetof(struct vyre_assist, helped) == 4, "cuda.py: _ASSIST_HELPED_AT");
 
@@ -55,6 +62,33 @@ static __device__ __forceinline__ uint32_t warp_scan_part(const vyre_ctx_t *c, c
     for (int off = 16; off > 0; off >>= 1) accepts += __shfl_xor_sync(FULL_MASK, accepts, off);
     *end_state = __shfl_sync(FULL_MASK, end, 31);
     return accepts;
+}
+
+// Part k of parts of a DFA_MATCH by the whole warp: lane-part k*32+lane of parts*32 on each lane
+// (vyre_dfa_match_part). Returns on every lane the warp's positions, *matches the warp's matches,
+// fault[] the fault of the lowest lane that faulted (fault[0] = VYRE_FAULT_NONE: none). Out of
+// line: its registers stay out of the scan paths. The closing __syncwarp orders every lane's
+// counter adds and records before what the caller does next (the owner's commit, `done`).
+static __device__ __noinline__ uint32_t warp_match_part(const vyre_ctx_t *c, const uint32_t args[12],
+                                                        unsigned k, unsigned parts, uint32_t *matches,
+                                                        uint32_t fault[4]) {
+    const unsigned lane = threadIdx.x & 31;
+    uint32_t pos = 0, m = 0, res[VYRE_RESULT_WORDS] = {0u, 0u, 0u, 0u};
+    const uint32_t s = vyre_dfa_match_part(c, args, k * 32u + lane, parts * 32u, &pos, &m, res);
+    for (int off = 16; off > 0; off >>= 1) {
+        pos += __shfl_xor_sync(FULL_MASK, pos, off);
+        m += __shfl_xor_sync(FULL_MASK, m, off);
+    }
+    const unsigned fm = __ballot_sync(FULL_MASK, s == VYRE_STATUS_FAULT);
+    const int src = fm ? __ffs(fm) - 1 : 0;
+#pragma unroll
+    for (int i = 0; i < (int)VYRE_RESULT_WORDS; i++) {
+        const uint32_t v = __shfl_sync(FULL_MASK, res[i], src);
+        fault[i] = fm ? v : 0u;
+    }
+    *matches = m;
+    __syncwarp();
+    return pos;
 }
 
 // Take the next part of entry e (lane 0 CASes, acquire: the entry's args were written before
@@ -79,6 +113,23 @@ static __device__ int assist_take(struct vyre_assist *a, unsigned e, unsigned lo
     return __shfl_sync(FULL_MASK, k, 0);
 }
 
+// Part k of a DFA_MATCH entry's body b by the warp: positions, matches and (the first to
+// report one) a fault into the body; `done` is the caller's. Out of line, like warp_match_part.
+static __device__ __noinline__ void assist_run_match(const vyre_ctx_t *c, struct vyre_assist_body *b,
+                                                     const uint32_t args[12], unsigned k, unsigned parts) {
+    uint32_t matches, fault[VYRE_RESULT_WORDS];
+    const uint32_t positions = warp_match_part(c, args, k, parts, &matches, fault);
+    if ((threadIdx.x & 31) != 0) return;
+    if (positions) dev_u32_ref(b->accepts).fetch_add(positions, cuda::std::memory_order_relaxed);
+    if (matches) dev_u32_ref(b->matches).fetch_add(matches, cuda::std::memory_order_relaxed);
+    unsigned none = VYRE_FAULT_NONE;
+    if (fault[0] != VYRE_FAULT_NONE &&
+        dev_u32_ref(b->fault[0]).compare_exchange_strong(none, fault[0], cuda::std::memory_order_relaxed)) {
+        for (int i = 1; i < (int)VYRE_RESULT_WORDS; i++)
+            dev_u32_ref(b->fault[i]).store(fault[i], cuda::std::memory_order_relaxed);
+    }
+}
+
 // Scan part k of entry e and report it (warp-collective). The last part's lane 31 ends the
 // whole range, so its end state is the scan's; `done` is released after the accepts.
 static __device__ void assist_run(const vyre_ctx_t *c, struct vyre_assist *a, unsigned e,
@@ -86,10 +137,10 @@ static __device__ void assist_run(const vyre_ctx_t *c, struct vyre_assist *a, un
     const unsigned lane = threadIdx.x & 31;
     struct vyre_assist_body *b = &a->body[e];
     // lane 0 read the word with its acquire CAS, so lane 0 reads the body (64 bytes) and shares it
-    uint4 q[4] = {};
+    uint4 q[5] = {};
     if (lane == 0) {
 #pragma unroll
-        for (int i = 0; i < 4; i++) q[i] = reinterpret_cast<const uint4 *>(b)[i];
+        for (int i = 0; i < 5; i++) q[i] = reinterpret_cast<const uint4 *>(b)[i];
     }
     uint32_t args[VYRE_SLOT_ARG_COUNT];
 #pragma unroll
@@ -100,13 +151,17 @@ static __device__ void assist_run(const vyre_ctx_t *c, struct vyre_assist *a, un
         args[4 * i + 3] = __shfl_sync(FULL_MASK, q[i + 1].w, 0);
     }
     const uint32_t start = __shfl_sync(FULL_MASK, q[0].w, 0);
-    uint32_t end;
-    const uint32_t accepts = warp_scan_part(c, args, start, k, parts, &end);
-    if (lane == 0) {
-        if (k + 1u == parts) dev_u32_ref(b->end_state).store(end, cuda::std::memory_order_relaxed);
-        if (accepts) dev_u32_ref(b->accepts).fetch_add(accepts, cuda::std::memory_order_relaxed);
-        dev_u32_ref(b->done).fetch_add(1u, cuda::std::memory_order_release);
+    if (__shfl_sync(FULL_MASK, q[4].x, 0) != 0u) {
+        assist_run_match(c, b, args, k, parts);
+    } else {
+        uint32_t end;
+        const uint32_t accepts = warp_scan_part(c, args, start, k, parts, &end);
+        if (lane == 0) {
+            if (k + 1u == parts) dev_u32_ref(b->end_state).store(end, cuda::std::memory_order_relaxed);
+            if (accepts) dev_u32_ref(b->accepts).fetch_add(accepts, cuda::std::memory_order_relaxed);
+        }
     }
+    if (lane == 0) dev_u32_ref(b->done).fetch_add(1u, cuda::std::memory_order_release);
     __syncwarp();
 }
 
@@ -148,6 +203,31 @@ static __device__ unsigned assist_parts(const vyre_ctx_t *c, const uint32_t args
     return parts < 1u ? 1u : parts > ASSIST_MAX_PARTS ? ASSIST_MAX_PARTS : (unsigned)parts;
 }
 
+// A DFA_MATCH slot that got no board entry, by the whole warp (args: the owner's, on every
+// lane); the owner lane gets the slot's result.
+static __device__ __noinline__ void coop_match_whole(const vyre_ctx_t *c, uint32_t slot, const uint32_t args[12],
+                                                     bool owner, vyre_result_t *res) {
+    uint32_t matches, fault[VYRE_RESULT_WORDS];
+    const uint32_t positions = warp_match_part(c, args, 0u, 1u, &matches, fault);
+    if (owner) *res = vyre_dfa_match_commit_slot(c, slot, args, positions, matches, fault);
+}
+
+// A DFA_MATCH entry whose parts are all done: its sums and fault read, the entry freed (the gen
+// stays), the slot's result.
+static __device__ __noinline__ vyre_result_t match_entry_commit(const vyre_ctx_t *c, uint32_t slot,
+                                                                const uint32_t args[12],
+                                                                struct vyre_assist_body *b,
+                                                                unsigned long long *word, unsigned gen) {
+    const uint32_t positions = dev_u32_ref(b->accepts).load(cuda::std::memory_order_relaxed);
+    const uint32_t matches = dev_u32_ref(b->matches).load(cuda::std::memory_order_relaxed);
+    uint32_t fault[VYRE_RESULT_WORDS];
+    for (int i = 0; i < (int)VYRE_RESULT_WORDS; i++)
+        fault[i] = dev_u32_ref(b->fault[i]).load(cuda::std::memory_order_relaxed);
+    // release: our reads of the body above come before its next owner's writes
+    assist_word_ref(*word).store(AW_MAKE(gen, 0u, 0u), cuda::std::memory_order_release);
+    return vyre_dfa_match_commit_slot(c, slot, args, positions, matches, fault);
+}
+
 // The warp's DFA_SCANs with context (a6 > 0) over long ranges (coop_mask), split over lanes
 // (docs/spec.md §3: exact, each segment re-reading at least `a6` bytes from state 0) and, through the
 // assist board, over idle warps. Each owner lane begins its own scan; lanes that get a board
@@ -162,10 +242,13 @@ static __device__ __noinline__ void coop_dfa_scans(const vyre_launch_t &L, unsig
     uint32_t args[VYRE_SLOT_ARG_COUNT];
     uint32_t start_state = 0;
     int ok = 0;
+    const bool match = mine && w[VYRE_SLOT_OPCODE] == VYRE_OP_DFA_MATCH;
     if (mine) {
-        ok = vyre_dfa_scan_begin(c, w, args, &start_state);
+        ok = match ? vyre_dfa_match_coop_begin(c, w, args) : vyre_dfa_scan_begin(c, w, args, &start_state);
         if (!ok) *res = vyre_execute_words(c, slot, w);  // refused (tenant) or malformed
     }
+    // a DFA_MATCH's zeroed record counter before any lane or helper appends to it
+    __syncwarp();
     const unsigned ok_mask = __ballot_sync(FULL_MASK, ok);
     // one board entry per scan worth splitting: the lane that wants the n-th one takes the
     // n-th free entry (a lost CAS race just means no entry)
@@ -200,6 +283,9 @@ static __device__ __noinline__ void coop_dfa_scans(const vyre_launch_t &L, unsig
                 struct vyre_assist_body *b = &a->body[e];
                 dev_u32_ref(b->done).store(0u, cuda::std::memory_order_relaxed);
                 dev_u32_ref(b->accepts).store(0u, cuda::std::memory_order_relaxed);  // end_state: stored by whoever runs the last part
+                dev_u32_ref(b->matches).store(0u, cuda::std::memory_order_relaxed);
+                dev_u32_ref(b->fault[0]).store(VYRE_FAULT_NONE, cuda::std::memory_order_relaxed);
+                b->match = match ? 1u : 0u;
                 b->start_state = start_state;
                 for (int i = 0; i < (int)VYRE_SLOT_ARG_COUNT; i++) b->args[i] = args[i];
                 // counted open before any helper can take (and uncount) its last part
@@ -225,6 +311,10 @@ static __device__ __noinline__ void coop_dfa_scans(const vyre_launch_t &L, unsig
         uint32_t oargs[VYRE_SLOT_ARG_COUNT];
         for (int i = 0; i < (int)VYRE_SLOT_ARG_COUNT; i++) oargs[i] = __shfl_sync(FULL_MASK, args[i], owner);
         const uint32_t ostart = __shfl_sync(FULL_MASK, start_state, owner);
+        if (__shfl_sync(FULL_MASK, match, owner)) {
+            coop_match_whole(c, slot, oargs, lane == (unsigned)owner, res);
+            continue;
+        }
         uint32_t end;
         const uint32_t accepts = warp_scan_part(c, oargs, ostart, 0u, 1u, &end);
         if (lane == (unsigned)owner) *res = vyre_dfa_scan_commit_slot(c, slot, args, accepts, end);
@@ -234,11 +324,15 @@ static __device__ __noinline__ void coop_dfa_scans(const vyre_launch_t &L, unsig
     if (entry >= 0) {
         struct vyre_assist_body *b = &a->body[entry];
         while (dev_u32_ref(b->done).load(cuda::std::memory_order_acquire) < parts) __nanosleep(64);
-        const uint32_t accepts = dev_u32_ref(b->accepts).load(cuda::std::memory_order_relaxed);
-        const uint32_t end = dev_u32_ref(b->end_state).load(cuda::std::memory_order_relaxed);
-        // release: our reads of the body above come before its next owner's writes
-        assist_word_ref(a->word[entry]).store(AW_MAKE(gen, 0u, 0u), cuda::std::memory_order_release);
-        *res = vyre_dfa_scan_commit_slot(c, slot, args, accepts, end);
+        if (match) {
+            *res = match_entry_commit(c, slot, args, b, &a->word[entry], gen);
+        } else {
+            const uint32_t accepts = dev_u32_ref(b->accepts).load(cuda::std::memory_order_relaxed);
+            const uint32_t end = dev_u32_ref(b->end_state).load(cuda::std::memory_order_relaxed);
+            // release: our reads of the body above come before its next owner's writes
+            assist_word_ref(a->word[entry]).store(AW_MAKE(gen, 0u, 0u), cuda::std::memory_order_release);
+            *res = vyre_dfa_scan_commit_slot(c, slot, args, accepts, end);
+        }
     }
     __syncwarp();
 }

@@ -48,8 +48,9 @@ def test_counts_records_and_results(mk):
     assert res == (pos, int(per.sum()), cap, 0)
     assert int(mk.observables[7]) == pos
     assert int(out[npat]) == cap
-    recs = out[npat + 1:npat + 1 + 2 * cap].reshape(cap, 2)
-    assert [(int(p), int(e)) for p, e in recs] == found[:cap]  # the slot's first, scan order
+    recs = [(int(p), int(e)) for p, e in out[npat + 1:npat + 1 + 2 * cap].reshape(cap, 2)]
+    # a full region keeps `cap` different real matches, which ones unspecified (lane-parts)
+    assert len(set(recs)) == cap and set(recs) <= set(found)
     # and the walk agrees with the references, which do not use the tables
     whole = d.walk_matches(data)
     assert whole[1].tolist() == count_per_pattern(pats, data).tolist()

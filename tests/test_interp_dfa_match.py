@@ -76,8 +76,7 @@ def test_counts_and_records_equal_the_references(rig):
     assert res == [int(rig.obs[3]), int(per.sum()) & 0xFFFFFFFF, len(found), 0]
     assert int(s.out[len(pats)]) == len(found)
     got = s.records(len(found))
-    assert sorted(got, key=lambda m: (m[1], m[0])) == found
-    assert [e for _, e in got] == sorted(e for _, e in got)  # scan order
+    assert sorted(got, key=lambda m: (m[1], m[0])) == found  # in any order (lane-parts)
 
 
 def test_positions_equal_dfa_scan(rig):
@@ -106,10 +105,11 @@ def test_context_and_range_rules(rig, lo, length, ctx):
     pos, per, found = d.walk_matches(seg, c)
     assert s.out[:3].tolist() == per.tolist()
     assert res[:3] == [pos, int(per.sum()), len(found)]
-    assert s.records(len(found)) == found  # offsets from a2, one past the last byte
+    # offsets from a2, one past the last byte; in any order (lane-parts)
+    assert sorted(s.records(len(found))) == sorted(found)
 
 
-def test_record_cap_keeps_the_first_matches_and_counts_everything(rig):
+def test_record_cap_keeps_real_matches_and_counts_everything(rig):
     pats = [b"a", b"aa"]
     data = b"a" * 50
     s = Setup(rig, pats, data)
@@ -118,8 +118,9 @@ def test_record_cap_keeps_the_first_matches_and_counts_everything(rig):
     assert s.out[:2].tolist() == [50, 49]
     assert res == [50, 99, 7, 0]
     assert int(s.out[2]) == 7
-    # scan order; within one position the walk's order: longest pattern first
-    assert s.records(7) == [(0, 1), (1, 2), (0, 2), (1, 3), (0, 3), (1, 4), (0, 4)]
+    # which 7 of the 99 is unspecified (docs/spec.md §3.2): 7 different real matches
+    every = {(0, e) for e in range(1, 51)} | {(1, e) for e in range(2, 51)}
+    assert len(set(s.records(7))) == 7 and set(s.records(7)) <= every
     # cap 0: no record region touched at all
     s.out[2] = 0xABCD
     status, res = s.run(0, 50, 0, cap=0)

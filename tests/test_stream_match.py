@@ -172,7 +172,7 @@ def test_caps_and_dropped_are_never_silent(mk):
         r = s.scan(data, d, matches=True, max_matches=0)[0]
         assert r.matches.size == 0 and r.dropped == total
         assert r.per_pattern.tolist() == count_per_pattern(pats, data).tolist()
-    # a record buffer that fills: each slot keeps its first matches, the rest are counted
+    # a record buffer that fills: each slot keeps some of its matches, the rest are counted
     with GpuStream(mk, chunk_bytes=2048, depth=4, slices=2, match_records=40) as s:
         r = s.scan(data, d, matches=True)[0]
     assert r.dropped > 0 and len(r.matches) + r.dropped == total

@@ -200,6 +200,7 @@ DFA_STATE_MASK: Final[int] = _A["DFA_STATE_MASK"]
 DFA_NO_STATE: Final[int] = _A["DFA_NO_STATE"]
 DFA_NO_ID: Final[int] = _A["DFA_NO_ID"]
 DFA_RECORD_WORDS: Final[int] = _A["DFA_RECORD_WORDS"]
+DFA_LANE_PARTS: Final[int] = _A["DFA_LANE_PARTS"]
 
 PACKED_MAX_OPS: Final[int] = _A["PACKED_MAX_OPS"]
 PACKED_ARG_WORDS: Final[int] = _A["PACKED_ARG_WORDS"]

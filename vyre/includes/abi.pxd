@@ -86,6 +86,7 @@ cdef extern from "vyre_abi.h":
     const unsigned int VYRE_DFA_NO_STATE
     const unsigned int VYRE_DFA_NO_ID
     const unsigned int VYRE_DFA_RECORD_WORDS
+    const unsigned int VYRE_DFA_LANE_PARTS
     const unsigned int VYRE_PACKED_MAX_OPS
     const unsigned int VYRE_PACKED_ARG_WORDS
     const unsigned int VYRE_PACKED_MAX_INNER_OPCODE

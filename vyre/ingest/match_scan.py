@@ -16,7 +16,8 @@ buffer while slots run: like the observables, counters are read as the differenc
 last reading (u32 arithmetic; one chunk adds below 2**32 per pattern, since a pattern ends at
 most once per byte), and a region's records are read after its slot is DONE. Record offsets
 are relative to the slot's a2; the host adds the file offset of that byte, so offsets are
-64-bit whatever the source size. Records are a slice's first ``cap`` matches in scan order;
+64-bit whatever the source size. A slice's region holds up to ``cap`` of its matches (which
+ones, when it has more, is unspecified: lane-parts append concurrently, docs/spec.md §3.2);
 every match not returned is counted in ``dropped``.
 """
 from __future__ import annotations
@@ -38,9 +39,8 @@ _SLICE_BYTES = 16 << 10  # default scan slice: long enough that the per-slot cos
 
 
 def match_slices(chunk_bytes: int) -> int:
-    """Scan slots per chunk of ``chunk_bytes`` (1..64 slices of about 16 KiB): the plain
-    scan's default where no CUDA assist splits long scans, and DFA_MATCH's everywhere (one
-    slot runs on one lane or worker thread)."""
+    """Scan slots per chunk of ``chunk_bytes`` (1..64 slices of about 16 KiB): the default
+    (DFA_SCAN and DFA_MATCH alike) where no CUDA assist splits long scans."""
     return max(1, min(64, chunk_bytes // _SLICE_BYTES))
 
 
@@ -109,10 +109,10 @@ class MatchScan:
 
     @staticmethod
     def slice_cap(opts: MatchOptions, slices: int, record_budget: int) -> int:
-        """Records one slot may write: the chunk's budget over its slots, never more than
-        the scan returns in all (``max_matches``)."""
-        cap = max(1, record_budget // slices) if opts.matches else 0
-        return cap if opts.max_matches is None else min(cap, opts.max_matches)
+        """Records one slot may write: the chunk's budget over its slots. Not cut to
+        ``max_matches``: a slot that fills keeps an unspecified subset of its matches, so
+        the earliest ``max_matches`` are only known from regions that did not fill."""
+        return max(1, record_budget // slices) if opts.matches else 0
 
     @staticmethod
     def nbytes(depth: int, npat: int, slices: int, cap: int, rec_words: int) -> int:

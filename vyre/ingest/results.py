@@ -30,7 +30,9 @@ class ScanResult:
             unless the scan asked for ``matches``.
         dropped: matches not in ``matches`` (a cap asked for, or a full per-chunk record
             buffer); ``len(matches) + dropped == per_pattern.sum()`` when records were asked
-            for, and 0 otherwise.
+            for, and 0 otherwise. Which matches a full record buffer keeps is unspecified
+            (a slot's lane-parts append concurrently), so with ``dropped`` caused by it the
+            records are real matches but not necessarily the earliest.
     """
 
     positions: int

@@ -124,8 +124,8 @@ class GpuStream:
             ``assist_part_bytes`` > 0), which keeps the slots to publish few; elsewhere
             ``chunk_bytes // 16 KiB`` (1..64), so a chunk spreads over the worker threads
             (and over warps when the CUDA assist is off: consecutive tickets go to one warp).
-            Scans with per-pattern counts or match records (DFA_MATCH, one lane per slot)
-            default to ``chunk_bytes // 16 KiB`` (1..64) on every backend.
+            Scans with per-pattern counts or match records (DFA_MATCH) slice the same way:
+            DFA_MATCH splits over lanes and assisting warps as DFA_SCAN does.
         match_records: match records one chunk may hold in a scan with ``matches=True``
             (shared out over its slots); matches past it are counted in ``dropped``.
     """
@@ -148,7 +148,6 @@ class GpuStream:
         self.timeout = check_timeout("timeout", timeout)
         self.slices = (_default_slices(mk, self.chunk_bytes) if slices is None
                        else check_int("slices", slices, 1))
-        self._match_slices = match_slices(self.chunk_bytes) if slices is None else self.slices
         self.match_records = check_int("match_records", match_records, 1, 1 << 28)
         self._mode = mode
         self._fixed_buffers = fixed_buffers
@@ -395,7 +394,6 @@ class GpuStream:
         slices = self.slices
         ms: MatchScan | None = None
         if opts is not None:
-            slices = self._match_slices
             ids = self._table_handle(dfa, "ids")
             cap = MatchScan.slice_cap(opts, slices, self.match_records)
             size = MatchScan.nbytes(self.depth, len(dfa.patterns), slices, cap,
