@@ -65,7 +65,7 @@ final)
   timeout 80 compute-sanitizer --error-exitcode 1 --tool racecheck \
     python3 bench/gpu/sanitize_workload.py > "$out/racecheck.log" 2>&1 || failed=1
   tail -2 "$out/racecheck.log"
-  first="tests/test_dfa_match_backends.py tests/test_stream_match.py tests/test_stream_device_sources.py"
+  first="tests/test_dfa_match_lanes.py tests/test_dfa_match_backends.py tests/test_stream_match.py tests/test_stream_device_sources.py"
   # shellcheck disable=SC2086
   timeout 120 python3 -m pytest -m gpu -q -rfE -p no:cacheprovider $first > "$out/gpu_pytest_ingest.log" 2>&1 \
     || failed=1
