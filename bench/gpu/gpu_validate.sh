@@ -76,7 +76,9 @@ final)
   grep -E "^ingest/|vs hyperscan|^  (ok|suspect)" "$out/h200_ingest.txt"
   ignore=""; for f in $first; do ignore="$ignore --ignore=$f"; done
   # shellcheck disable=SC2086
-  timeout "${REST_S:-270}" python3 -m pytest -m gpu -v -p no:cacheprovider -o faulthandler_timeout=90 \
+  rest=$(( ${FINAL_S:-580} - SECONDS ))  # what the call has left, so its end still reports
+  echo "other GPU tests: ${rest} s"
+  timeout "$rest" python3 -m pytest -m gpu -v -p no:cacheprovider -o faulthandler_timeout=90 \
     $ignore > "$out/gpu_pytest.log" 2>&1 || failed=1
   grep -E "PASSED|FAILED|ERROR|SKIPPED" "$out/gpu_pytest.log" | sed -E 's/ +\[ *[0-9]+%\]//' \
     | awk '{print $NF}' | sort | uniq -c
