@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vyre.errors import InvalidValueError
+from vyre.errors import InvalidTypeError, InvalidValueError
+from vyre.ingest.args import check_int
 from vyre.ingest.results import MATCH_DTYPE, ScanResult
 
 if TYPE_CHECKING:
@@ -169,3 +170,21 @@ class MatchScan:
         return ScanResult(positions=positions, per_pattern=acc.per, matches=rec,
                           dropped=int(acc.per.sum()) - int(rec.size))
 
+
+def match_options(per_pattern: Any, matches: Any, max_matches: Any,
+                   first_per_pattern: Any) -> MatchOptions | None:
+    """The scan's options for DFA_MATCH (checked), or None for a plain position count."""
+    for name, v in (("per_pattern", per_pattern), ("matches", matches)):
+        if not isinstance(v, bool):
+            raise InvalidTypeError(f"{name} must be a bool, not {type(v).__name__}",
+                                   f"pass {name}=True or {name}=False")
+    caps = {"max_matches": max_matches, "first_per_pattern": first_per_pattern}
+    for name, v in caps.items():
+        if v is not None:
+            caps[name] = check_int(name, v, 0)
+            if not matches:
+                raise InvalidValueError(f"{name} limits match records, but matches=False",
+                                        f"pass matches=True with {name}, or drop {name}")
+    if not (per_pattern or matches):
+        return None
+    return MatchOptions(matches, caps["max_matches"], caps["first_per_pattern"])

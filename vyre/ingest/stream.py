@@ -21,7 +21,6 @@ lanes. A file whose size or mtime changes while it is read raises
 """
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,9 +38,10 @@ from vyre.errors import (
 from vyre.ingest import device_source
 from vyre.ingest.args import check_int, check_timeout
 from vyre.ingest.leases import Leases, StagingLease, leases_for
-from vyre.ingest.match_scan import MatchOptions, MatchScan, match_slices
+from vyre.ingest.match_scan import MatchOptions, MatchScan, match_options, match_slices
 from vyre.ingest.pipeline import FileChangedError, Job, ScanPipeline, Telemetry
 from vyre.ingest.readers import Reader, open_reader
+from vyre.ingest.sources import Source, jobs_for
 from vyre.ingest.staging import StagingRing
 
 __all__ = ["FileChangedError", "GpuStream", "SlotFn", "Source"]
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 SlotFn = Callable[[int, int, int, int], Sequence[tuple[int, Sequence[int]]]]
 
 #: what :meth:`GpuStream.scan` reads: a path, bytes-like data, or an open file (``fileno()``)
-Source = Any
 
 
 def _abi() -> dict:
@@ -369,8 +368,8 @@ class GpuStream:
         if not isinstance(dfa, Dfa):
             raise InvalidTypeError(f"dfa must be a vyre.ingest.dfa.Dfa, not {type(dfa).__name__}",
                                    "compile the patterns first: dfa = build_dfa([b'needle'])")
-        opts = _match_options(per_pattern, matches, max_matches, first_per_pattern)
-        jobs, keys = _jobs(sources)
+        opts = match_options(per_pattern, matches, max_matches, first_per_pattern)
+        jobs, keys = jobs_for(sources)
         with self._exclusive("scan"):
             staging, _ = self._require_open()
             self._settle_orphans()
@@ -481,7 +480,7 @@ class GpuStream:
                                    "pass a function (handle, offset, length, file_offset) -> "
                                    "[(opcode, args), ...]")
         context = check_int("context", context, 0)
-        jobs, _ = _jobs(paths)
+        jobs, _ = jobs_for(paths)
         if any(isinstance(j, device_source.DeviceJob) for j in jobs):
             raise InvalidValueError("ingest reads sources into host staging; device arrays "
                                     "are scanned in place by scan() only",
@@ -570,102 +569,3 @@ class GpuStream:
         at = staging.data_start(tag) - c
         return self.mk.backend.copy_to_device_async(
             self._dev[1], staging.data_start(mirror) - c, staging.array[at:at + c + n])
-
-
-def _match_options(per_pattern: Any, matches: Any, max_matches: Any,
-                   first_per_pattern: Any) -> MatchOptions | None:
-    """The scan's options for DFA_MATCH, or None for a plain position count."""
-    for name, v in (("per_pattern", per_pattern), ("matches", matches)):
-        if not isinstance(v, bool):
-            raise InvalidTypeError(f"{name} must be a bool, not {type(v).__name__}",
-                                   f"pass {name}=True or {name}=False")
-    caps = {"max_matches": max_matches, "first_per_pattern": first_per_pattern}
-    for name, v in caps.items():
-        if v is not None:
-            caps[name] = check_int(name, v, 0)
-            if not matches:
-                raise InvalidValueError(f"{name} limits match records, but matches=False",
-                                        f"pass matches=True with {name}, or drop {name}")
-    if not (per_pattern or matches):
-        return None
-    return MatchOptions(matches, caps["max_matches"], caps["first_per_pattern"])
-
-
-def _unique(paths: Source | Iterable[Source]) -> list[str]:
-    """The paths of ``paths`` (one, or an iterable), each once, in order."""
-    jobs, _ = _jobs(paths)
-    return [j.path for j in jobs]
-
-
-def _is_data(x: Any) -> bool:
-    return isinstance(x, (bytes, bytearray, memoryview, np.ndarray))
-
-
-def _exports_array(x: Any) -> bool:
-    """Does ``x`` export array memory (CUDA array interface or DLPack)? A torch tensor
-    that requires grad raises on the attribute: it still counts (refused later, with why)."""
-    try:
-        return hasattr(x, "__cuda_array_interface__") or hasattr(x, "__dlpack__")
-    except Exception:  # noqa: BLE001
-        return True
-
-
-def _raw_bytes(src: Any) -> memoryview:
-    """The bytes of bytes-like ``src`` (a NumPy array's raw bytes, in C order), uncopied
-    where the memory is contiguous already."""
-    if isinstance(src, np.ndarray):
-        src = np.ascontiguousarray(src)
-    return memoryview(src).cast("B")
-
-
-def _jobs(sources: Source | Iterable[Source]) -> tuple[list[Job], list[Any]]:
-    """One :class:`Job` per source and its key in the result (see :meth:`GpuStream.scan`)."""
-    if isinstance(sources, (str, os.PathLike)) or _is_data(sources) \
-            or hasattr(sources, "fileno") or hasattr(sources, "getbuffer") \
-            or _exports_array(sources):
-        sources = [sources]
-    try:
-        items = list(sources)
-    except TypeError:
-        raise InvalidTypeError(f"sources must be a path, bytes-like data, an open file or a "
-                               f"list of them, not {type(sources).__name__}",
-                               "pass scan('a.log', dfa) or scan(['a.log', b'data'], dfa)"
-                               ) from None
-    jobs: list[Job] = []
-    keys: list[Any] = []
-    seen: set[str] = set()
-    for i, src in enumerate(items):
-        if isinstance(src, (str, os.PathLike)):
-            path = os.fspath(src)
-            path = path if isinstance(path, str) else os.fsdecode(path)
-            if path in seen:
-                continue
-            seen.add(path)
-            jobs.append(Job(path))
-            keys.append(path)
-        elif _is_data(src):
-            jobs.append(Job(f"<source {i}: {type(src).__name__}>", memory=_raw_bytes(src)))
-            keys.append(i)
-        elif hasattr(src, "getbuffer"):  # io.BytesIO: its bytes, not a descriptor
-            jobs.append(Job(f"<source {i}: {type(src).__name__}>",
-                            memory=_raw_bytes(src.getbuffer())))
-            keys.append(i)
-        elif hasattr(src, "fileno"):
-            try:
-                fd = int(src.fileno())
-            except (OSError, ValueError) as err:
-                raise InvalidValueError(f"source {i} ({type(src).__name__}) has no usable file "
-                                        f"descriptor ({err})",
-                                        "pass an open file, its path, or its bytes") from None
-            jobs.append(Job(f"/proc/self/fd/{fd}"))
-            keys.append(i)
-        elif _exports_array(src) and (dev := device_source.classify(src)) is not None:
-            name = f"<source {i}: {type(src).__name__}>"
-            if isinstance(dev, np.ndarray):  # host memory through DLPack
-                jobs.append(Job(name, memory=_raw_bytes(dev)))
-            else:
-                jobs.append(device_source.DeviceJob(name, device=dev))
-            keys.append(i)
-        else:
-            raise device_source.source_error(i, src)
-    return jobs, keys
