@@ -87,15 +87,16 @@ static __device__ __noinline__ void call_serve_group(const vyre_launch_t &L, uns
     }
     uint32_t opcode = 0, tenant = 0, args[VYRE_SLOT_ARG_COUNT];
     (void)vyre_call_decode(w, &opcode, &tenant, args);
-    // the tenant verdict from the poller's mirror, as the workers take it; the control
-    // words in host memory only for a moved or longer table (or before the poller's
-    // first pass)
+    // the tenant verdict from the poller's mirror; the control words in host memory for a
+    // moved or longer table, before the poller's first pass, and for every refusal. Unlike
+    // the workers, this warp reads the mirror without acquiring a doorbell mirror the poller
+    // released after writing it, so its words can come from two passes (TM_DEFAULT and
+    // TM_LEN of the first pass beside a mask not yet written): only a grant is taken from it.
     const unsigned deflt = __shfl_sync(FULL_MASK, tw, TM_DEFAULT);
     const unsigned len = __shfl_sync(FULL_MASK, tw, TM_LEN);
     const unsigned mask = __shfl_sync(FULL_MASK, tw, TM_MASKS + (tenant < VYRE_TENANT_MASK_COUNT ? tenant : 0u));
     int ok = -1;
-    if (deflt && tenant < VYRE_TENANT_MASK_COUNT) ok = vyre_tenant_verdict(tenant, len, mask);
-    else if (deflt && tenant >= len) ok = 0;
+    if (deflt && tenant < VYRE_TENANT_MASK_COUNT && vyre_tenant_verdict(tenant, len, mask)) ok = 1;
     if (ready && ok < 0) ok = vyre_tenant_ok_(&L.ctx, tenant);
     uint32_t status = 0, result[VYRE_RESULT_WORDS] = {0u, 0u, 0u, 0u};
 #ifdef VYRE_USER_OPS
