@@ -133,7 +133,5 @@ def test_ripgrep_agrees_on_comparable_patterns(tmp_path):
 
 def test_the_references_agree_with_vyres_own_where_it_exists():
     dfa = pytest.importorskip("vyre.ingest.dfa")
-    if not hasattr(dfa, "count_per_pattern"):
-        pytest.skip("vyre.ingest.dfa.count_per_pattern is not in this tree yet")
     patterns, data = EDGE[6]
     assert list(dfa.count_per_pattern(patterns, data)) == naive(patterns, data)

@@ -109,7 +109,21 @@ def _close_views(maps: list[Any], views: list[memoryview]) -> None:
         m.close()
 
 
-class HyperscanCounter:
+class _BufferCounter:
+    """A counter over buffers (``count_buffers``) that counts files through their mmaps."""
+
+    def count_buffers(self, views: Sequence[Any]) -> np.ndarray:
+        raise NotImplementedError
+
+    def count_files(self, paths: Sequence[str]) -> np.ndarray:
+        maps, views = _file_views(paths)
+        try:
+            return self.count_buffers(views)
+        finally:
+            _close_views(maps, views)
+
+
+class HyperscanCounter(_BufferCounter):
     """Per-pattern counts with Hyperscan on ``threads`` threads (default: every host core).
 
     ``count_buffers`` / ``count_files`` return the counts summed over all the data."""
@@ -168,20 +182,13 @@ class HyperscanCounter:
             total += np.asarray(r, np.uint64)
         return total
 
-    def count_files(self, paths: Sequence[str]) -> np.ndarray:
-        maps, views = _file_views(paths)
-        try:
-            return self.count_buffers(views)
-        finally:
-            _close_views(maps, views)
-
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
 
 
-class AhoCorasickCounter:
+class AhoCorasickCounter(_BufferCounter):
     """Per-pattern counts with pyahocorasick (one thread), every overlapping match."""
 
     name = "pyahocorasick"
@@ -216,13 +223,6 @@ class AhoCorasickCounter:
                         for pid in pids:
                             counts[pid] += 1
         return np.asarray(counts, np.uint64)
-
-    def count_files(self, paths: Sequence[str]) -> np.ndarray:
-        maps, views = _file_views(paths)
-        try:
-            return self.count_buffers(views)
-        finally:
-            _close_views(maps, views)
 
     def close(self) -> None:
         pass

@@ -26,11 +26,11 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import tempfile
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vyre.atomic_write import write_atomically
 from vyre.errors import InvalidTypeError, PipelineError
 
 if TYPE_CHECKING:
@@ -78,20 +78,7 @@ def save_dfa(dfa: Dfa, path: str | os.PathLike[str]) -> None:
     body += np.ascontiguousarray(dfa.table, dtype="<u4").tobytes()
     body += np.ascontiguousarray(dfa.ids, dtype="<u4").tobytes()
     body += hashlib.sha256(body).digest()
-    folder = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=".vyredfa-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomically(target, [bytes(body)], prefix=".vyredfa-")
 
 
 def load_dfa(path: str | os.PathLike[str]) -> Dfa:

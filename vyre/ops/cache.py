@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from vyre.atomic_write import write_atomically
 from vyre.errors import InvalidTypeError, InvalidValueError
 
 __all__ = ["PipelineCache", "cache_key", "default_cache"]
@@ -230,20 +231,8 @@ class PipelineCache:
         path = self.path(key)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=_SUFFIX, dir=os.path.dirname(path))
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(_HEADER.pack(_MAGIC, len(blob), hashlib.sha256(blob).digest()))
-                    f.write(blob)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            write_atomically(path, [_HEADER.pack(_MAGIC, len(blob), hashlib.sha256(blob).digest()),
+                                    blob], suffix=_SUFFIX)
         except OSError:
             self._stats["disk_errors"] += 1
             return

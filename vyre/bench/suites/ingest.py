@@ -167,21 +167,11 @@ def mk_options(backend: str) -> dict[str, Any]:
 
 
 def count_per_pattern(patterns, data: bytes) -> np.ndarray:
-    """Every occurrence of every pattern, overlapping ones included (the reference the
-    per-pattern methods are checked against; vyre's own where this tree has it)."""
+    """Every occurrence of every pattern, overlapping ones included: the reference the
+    per-pattern methods are checked against (``vyre.ingest.dfa.count_per_pattern``)."""
     from vyre.ingest import dfa as dfa_mod
 
-    own = getattr(dfa_mod, "count_per_pattern", None)
-    if own is not None:
-        return np.asarray(own(list(patterns), data), np.uint64)
-    out = []
-    for p in patterns:
-        n, i = 0, data.find(p)
-        while i >= 0:
-            n += 1
-            i = data.find(p, i + 1)
-        out.append(n)
-    return np.asarray(out, np.uint64)
+    return np.asarray(dfa_mod.count_per_pattern(list(patterns), data), np.uint64)
 
 
 def scan_has_per_pattern(stream_cls) -> bool:
