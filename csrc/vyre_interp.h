@@ -217,14 +217,15 @@ static __device__ __forceinline__ bool vyre_cas_acq_dev_(uint32_t *p, uint32_t *
 #endif
 #endif
 
-#ifdef VYRE_TEST_HOOKS
-/* Test-only user opcodes (built only with -DVYRE_TEST_HOOKS=1, never in a release build):
+/* Test-only user opcodes (their ops are built only with -DVYRE_TEST_HOOKS=1, never in a
+ * release build; the numbers are defined everywhere so that tests read them from here):
  *   SPIN : spins (with backoff) until control[SHUTDOWN] != 0, then leaves the slot CLAIMED
  *          (a slot that never finishes; the spin honours a hard stop).
  *   STALL: busy-waits a0 milliseconds IGNORING shutdown, then finishes DONE (a worker that
  *          does not exit in time). */
 #define VYRE_TEST_OP_SPIN 0x3FFFFF00u
 #define VYRE_TEST_OP_STALL 0x3FFFFF01u
+#ifdef VYRE_TEST_HOOKS
 #ifdef __CUDA_ARCH__
 VYRE_FN uint64_t vyre_now_ns_(void) {
     uint64_t t;

@@ -29,11 +29,12 @@ from vyre import (
     Megakernel,
     SlotFaultError,
 )
+from vyre.backends._cpu import TEST_OP_SPIN, TEST_OP_STALL
 from vyre.protocol import Opcode
 
 OBS = 160
-SPIN_OP = 0x3FFFFF00  # VYRE_TEST_OP_SPIN of the test-hooks build
-STALL_OP = 0x3FFFFF01  # VYRE_TEST_OP_STALL: busy-waits a0 ms ignoring SHUTDOWN
+SPIN_OP = TEST_OP_SPIN  # VYRE_TEST_OP_SPIN of the test-hooks build
+STALL_OP = TEST_OP_STALL  # VYRE_TEST_OP_STALL: busy-waits a0 ms ignoring SHUTDOWN
 ADD = int(Opcode.ATOMIC_ADD)
 NOP = int(Opcode.NOP)
 # the facade's own modules, where the interrupt sweep injects
@@ -91,10 +92,11 @@ def test_a_worker_that_cannot_be_stopped_keeps_its_memory_alive():
         import gc, time
         import numpy as np
         from vyre import BackendError, Megakernel
+        from vyre.backends._cpu import TEST_OP_STALL
         mk = Megakernel("cpu", slot_count=8, observable_slots=4, workers=1,
                         test_hooks=True).start()
         mk.register_buffer(np.ones(64 << 20, np.uint8))
-        mk.submit(0x3FFFFF01, [1500])  # STALL 1.5 s
+        mk.submit(TEST_OP_STALL, [1500])  # STALL 1.5 s
         while mk.telemetry()["slots"].get("CLAIMED", 0) == 0:
             time.sleep(0.001)
         try:

@@ -24,11 +24,12 @@ from vyre import (
     Megakernel,
     SlotFaultError,
 )
+from vyre.backends._cpu import TEST_OP_SPIN, TEST_OP_STALL
 from vyre.protocol import Opcode
 
 OBS = 160
-SPIN_OP = 0x3FFFFF00  # VYRE_TEST_OP_SPIN of the test-hooks build
-STALL_OP = 0x3FFFFF01  # VYRE_TEST_OP_STALL: busy-waits a0 ms ignoring SHUTDOWN
+SPIN_OP = TEST_OP_SPIN  # VYRE_TEST_OP_SPIN of the test-hooks build
+STALL_OP = TEST_OP_STALL  # VYRE_TEST_OP_STALL: busy-waits a0 ms ignoring SHUTDOWN
 ADD = int(Opcode.ATOMIC_ADD)
 NOP = int(Opcode.NOP)
 # the facade's own modules, where the interrupt sweep injects

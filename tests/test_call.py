@@ -15,6 +15,7 @@ import pytest
 
 import vyre
 from vyre import Opcode, _call, _wire
+from vyre.backends._cpu import TEST_OP_SPIN, TEST_OP_STALL
 from vyre.errors import (
     ArgumentError,
     BackendError,
@@ -31,7 +32,6 @@ ADD, STORE, LOAD, CAS = (int(Opcode.ATOMIC_ADD), int(Opcode.STORE_U32), int(Opco
 # by the interpreter builds that define them
 HAS_RESULTS = "SLOT_RESULT" in _wire.ABI
 needs_results = pytest.mark.skipif(not HAS_RESULTS, reason="interpreter without per-op results")
-TEST_OP_SPIN, TEST_OP_STALL = 0x3FFFFF00, 0x3FFFFF01
 
 
 def _mk(backend="cpu", **kw):

@@ -9,7 +9,8 @@ from vyre.errors import BackendError
 
 from vyre.includes.abi cimport *
 from vyre.includes.cpu_worker cimport *
-from vyre.includes.interp cimport vyre_buf_t, vyre_ctx_t
+from vyre.includes.interp cimport (VYRE_TEST_OP_SPIN, VYRE_TEST_OP_STALL, vyre_buf_t,
+                                    vyre_ctx_t)
 
 from vyre.includes.op cimport VYRE_OP_ABI_VERSION, VYRE_OP_LANES
 
@@ -22,8 +23,8 @@ OP_ABI = {"OP_ABI_VERSION": VYRE_OP_ABI_VERSION, "OP_LANES": VYRE_OP_LANES}
 #: 1 in the test-hooks build (VYRE_TEST_OP_SPIN / VYRE_TEST_OP_STALL exist), else 0
 TEST_HOOKS = bool(vyre_cpu_test_hooks())
 #: user opcodes of the test-hooks build (see csrc/vyre_interp.h); meaningless otherwise
-TEST_OP_SPIN = 0x3FFFFF00
-TEST_OP_STALL = 0x3FFFFF01
+TEST_OP_SPIN = VYRE_TEST_OP_SPIN
+TEST_OP_STALL = VYRE_TEST_OP_STALL
 #: LOAD_MISS: backoff rounds an unclaimed io request waits before it is withdrawn (FAULT)
 IO_WAIT_ROUNDS = vyre_cpu_io_wait_rounds()
 #: heartbeat period of the workers, seconds

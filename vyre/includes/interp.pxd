@@ -23,6 +23,10 @@ cdef extern from "vyre_interp.h" nogil:
         uint32_t io_slots
         uint32_t buf_count
 
+    # user opcodes of the test-hooks build's SPIN and STALL ops
+    const uint32_t VYRE_TEST_OP_SPIN
+    const uint32_t VYRE_TEST_OP_STALL
+
     uint32_t VYRE_LD_ACQ(const uint32_t *p) noexcept
     uint32_t VYRE_LD_RLX(const uint32_t *p) noexcept
     void VYRE_ST_REL(uint32_t *p, uint32_t v) noexcept
