@@ -53,6 +53,18 @@ def clean_residency(monkeypatch):
     monkeypatch.setattr(state, "wanted", [])
 
 
+@pytest.fixture(scope="module", params=BACKEND_PARAMS)
+def started_mk(request):
+    """One started megakernel per backend for a whole test module (256 observables; two
+    workers on the CPU)."""
+    from vyre.megakernel import Megakernel
+
+    kw = {"workers": 2} if request.param == "cpu" else {}
+    mk = Megakernel(backend=request.param, observable_slots=256, **kw).start()
+    yield mk
+    mk.shutdown()
+
+
 @pytest.fixture(params=BACKEND_PARAMS)
 def backend(request) -> str:
     """Each backend present: the CPU always, CUDA where a GPU and PyCUDA are."""

@@ -14,13 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _adversarial import ADD, NOP, OBS, SPIN_OP, cpu_mk
 
-import vyre.buffers_and_streams
-import vyre.megakernel as mk_module
-import vyre.readout
-import vyre.registered_ops
-import vyre.ring_books
-import vyre.waiting
 import vyre.watchdog
 from vyre import (
     BackendError,
@@ -29,23 +24,7 @@ from vyre import (
     Megakernel,
     SlotFaultError,
 )
-from vyre.backends._cpu import TEST_OP_SPIN, TEST_OP_STALL
 from vyre.protocol import Opcode
-
-OBS = 160
-SPIN_OP = TEST_OP_SPIN  # VYRE_TEST_OP_SPIN of the test-hooks build
-STALL_OP = TEST_OP_STALL  # VYRE_TEST_OP_STALL: busy-waits a0 ms ignoring SHUTDOWN
-ADD = int(Opcode.ATOMIC_ADD)
-NOP = int(Opcode.NOP)
-# the facade's own modules, where the interrupt sweep injects
-FACADE_FILES = frozenset(m.__file__ for m in (
-    mk_module, vyre.ring_books, vyre.waiting, vyre.registered_ops, vyre.readout,
-    vyre.buffers_and_streams, vyre.watchdog))
-
-def _mk(slot_count: int = 8) -> Megakernel:
-    return Megakernel("cpu", slot_count=slot_count, observable_slots=4, tenants=1,
-                      workers=2).start()
-
 
 _PRELUDE = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
             "import _testhooks; _testhooks.install()\n")
@@ -126,7 +105,7 @@ def _wait_status(mk: Megakernel, t: int, statuses: tuple[int, ...]) -> None:
 def test_a_finished_but_unretired_slot_is_never_called_a_stall():
     # a loaded machine can keep the host from retiring for longer than stall_timeout; the
     # watchdog then finds the oldest slot DONE: that is progress, not a stalled op
-    mk = _mk(slot_count=16)
+    mk = cpu_mk(slot_count=16)
     try:
         t = mk.submit(NOP)
         _wait_status(mk, t, (3,))

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _adversarial import ADD, NOP, OBS, STALL_OP, cpu_mk
 
 import vyre.buffers_and_streams
 import vyre.megakernel as mk_module
@@ -24,14 +25,7 @@ from vyre import (
     Megakernel,
     SlotFaultError,
 )
-from vyre.backends._cpu import TEST_OP_SPIN, TEST_OP_STALL
-from vyre.protocol import Opcode
 
-OBS = 160
-SPIN_OP = TEST_OP_SPIN  # VYRE_TEST_OP_SPIN of the test-hooks build
-STALL_OP = TEST_OP_STALL  # VYRE_TEST_OP_STALL: busy-waits a0 ms ignoring SHUTDOWN
-ADD = int(Opcode.ATOMIC_ADD)
-NOP = int(Opcode.NOP)
 # the facade's own modules, where the interrupt sweep injects
 FACADE_FILES = frozenset(m.__file__ for m in (
     mk_module, vyre.ring_books, vyre.waiting, vyre.registered_ops, vyre.readout,
@@ -132,11 +126,6 @@ def _sweep(mk: Megakernel, step: Callable[[int], Any], limit: int = 2000) -> int
     raise AssertionError(f"{limit} injection points and still not done")
 
 
-def _mk(slot_count: int = 8) -> Megakernel:
-    return Megakernel("cpu", slot_count=slot_count, observable_slots=4, tenants=1,
-                      workers=2).start()
-
-
 def _many(n: int) -> tuple[np.ndarray, np.ndarray]:
     ops = np.full(n, ADD, np.uint32)
     args = np.tile(np.array([[1, OBS]], np.uint32), (n, 1))
@@ -147,7 +136,7 @@ def _many(n: int) -> tuple[np.ndarray, np.ndarray]:
                                   "submit_many", "submit_many_in_pieces", "wait_faults",
                                   "finished", "drain"])
 def test_an_interrupt_at_any_step_leaves_the_facade_consistent(what):
-    mk = _mk()
+    mk = cpu_mk()
     try:
         def step(n: int) -> None:
             if what == "submit":
@@ -234,7 +223,7 @@ def test_a_submit_blocked_behind_another_thread_keeps_its_deadline_and_takes_int
     # interrupt aimed at its thread, not sit in the lock until the holder lets go
     from vyre import QueueFullError
 
-    mk = _mk()
+    mk = cpu_mk()
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:

@@ -6,19 +6,15 @@ import random
 
 import numpy as np
 import pytest
-from conftest import BACKEND_PARAMS
 
-from vyre import Megakernel, Opcode, SlotFaultError
+from vyre import Opcode, SlotFaultError
 from vyre.ingest.dfa import build_dfa, count_per_pattern, find_matches
 from vyre.protocol import FaultReason
 
 
-@pytest.fixture(scope="module", params=BACKEND_PARAMS)
-def mk(request):
-    kw = {"workers": 2} if request.param == "cpu" else {}
-    m = Megakernel(backend=request.param, observable_slots=64, **kw).start()
-    yield m
-    m.shutdown()
+@pytest.fixture(scope="module")
+def mk(started_mk):
+    return started_mk
 
 
 def _setup(mk, pats, data, out_words):

@@ -12,21 +12,17 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import BACKEND_PARAMS
 
-from vyre import Megakernel, Opcode, SlotFaultError
+from vyre import Opcode, SlotFaultError
 from vyre.ingest.dfa import build_dfa, count_per_pattern
 from vyre.protocol import ABI, FaultReason
 
 PARTS = ABI["DFA_LANE_PARTS"]
 
 
-@pytest.fixture(scope="module", params=BACKEND_PARAMS)
-def mk(request):
-    kw = {"workers": 2} if request.param == "cpu" else {}
-    m = Megakernel(backend=request.param, observable_slots=64, **kw).start()
-    yield m
-    m.shutdown()
+@pytest.fixture(scope="module")
+def mk(started_mk):
+    return started_mk
 
 
 def lane_parts_model(d, data: bytes, lo: int, length: int, ctx: int, parts: int = PARTS):

@@ -25,6 +25,7 @@ from vyre.ioservice import IoService  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _fake_mk import FakeMegakernel  # noqa: E402
+from _planted import planted  # noqa: E402
 
 URING_OK = __import__("vyre.ingest._uring", fromlist=["available"]).available()[0]
 
@@ -76,21 +77,6 @@ def _write(tmp_path, name, data: bytes):
     return str(p)
 
 
-def _planted(rng, size, pats, chunk, alphabet=b"abcdefgh"):
-    """Random bytes with patterns planted across every chunk boundary and elsewhere."""
-    data = bytearray(rng.choice(alphabet) for _ in range(size))
-    for b in range(chunk, size, chunk):
-        p = rng.choice(pats)
-        at = b - rng.randint(1, len(p)) if len(p) > 1 else b
-        if 0 <= at and at + len(p) <= size:
-            data[at:at + len(p)] = p
-    for _ in range(size // 500):
-        p = rng.choice(pats)
-        at = rng.randrange(0, max(1, size - len(p)))
-        data[at:at + len(p)] = p
-    return bytes(data)
-
-
 PATS = [b"abc", b"cab", b"hgfedcba", b"a", b"ddd", b"ffgghh", b"\x00\xff\x00"]
 
 
@@ -99,7 +85,7 @@ def test_scan_matches_reference_across_chunk_boundaries(mk, ingest_path, paralle
     rng = random.Random(11)
     chunk = 1024
     d = build_dfa(PATS)
-    data = _planted(rng, 20 * chunk + 333, PATS, chunk)
+    data = planted(rng, 20 * chunk + 333, PATS, chunk)
     path = _write(tmp_path, "planted.bin", data)
     with GpuStream(mk, chunk_bytes=chunk, depth=4, parallel_reads=parallel_reads) as s:
         assert s.path in _expected_path(ingest_path)
@@ -120,7 +106,7 @@ def test_scan_split_into_slices_is_exact(mk, tmp_path, slices):
     rng = random.Random(20 + slices)
     chunk = 2048
     d = build_dfa(PATS)
-    data = _planted(rng, 9 * chunk + 77, PATS, 61)  # dense: many matches straddle slices
+    data = planted(rng, 9 * chunk + 77, PATS, 61)  # dense: many matches straddle slices
     path = _write(tmp_path, "sliced.bin", data)
     with GpuStream(mk, chunk_bytes=chunk, depth=3, slices=slices) as s:
         got = s.scan(path, d)
@@ -140,7 +126,7 @@ def test_a_files_first_chunk_scans_a_short_head_alone(mk, tmp_path):
     d = build_dfa(PATS)
     files = []
     for i, size in enumerate([3 * chunk + 5, 4096 + d.context + 1, 4096 + d.context, 100]):
-        data = bytearray(_planted(rng, size, PATS, 61))
+        data = bytearray(planted(rng, size, PATS, 61))
         for at in range(4096 - len(PATS[2]) + 1, 4096):  # patterns straddling the head
             if at + len(PATS[2]) <= size:
                 data[at:at + len(PATS[2])] = PATS[2]
@@ -166,7 +152,7 @@ def test_device_copy_scans_are_exact(mk, tmp_path, copy):
         return
     rng = random.Random(43)
     d = build_dfa(PATS)
-    files = [_write(tmp_path, f"copy{i}.bin", _planted(rng, size, PATS, 4096))
+    files = [_write(tmp_path, f"copy{i}.bin", planted(rng, size, PATS, 4096))
              for i, size in enumerate([100_000, 4096, 0, 9000])]
     want = {}
     for p in files:
@@ -225,7 +211,7 @@ def test_scans_publish_only_after_their_device_copy(mk, tmp_path, monkeypatch, p
     monkeypatch.setattr(backend, "copy_to_device_async", copy_async, raising=False)
     rng = random.Random(47)
     d = build_dfa(PATS)
-    files = [_write(tmp_path, f"lazy{i}.bin", _planted(rng, size, PATS, 2048))
+    files = [_write(tmp_path, f"lazy{i}.bin", planted(rng, size, PATS, 2048))
              for i, size in enumerate([70_000, 1, 0, 20_000, 8192])]
     want = {}
     for p in files:
@@ -272,7 +258,7 @@ def test_a_device_copy_that_times_out_is_waited_for_once(mk, tmp_path, monkeypat
     monkeypatch.setattr(backend, "copy_to_device_async", lambda *a: Stuck(), raising=False)
     rng = random.Random(5)
     d = build_dfa(PATS)
-    data = _planted(rng, 40_000, PATS, 2048)
+    data = planted(rng, 40_000, PATS, 2048)
     path = _write(tmp_path, "stuck.bin", data)
     with GpuStream(mk, chunk_bytes=4096, depth=3, device_copy=True) as s:
         with pytest.raises(BackendError, match="did not finish"):
@@ -296,7 +282,7 @@ def test_a_failed_publish_part_way_keeps_the_slot_until_its_slices_finish(mk, tm
     rng = random.Random(31)
     chunk = 2048
     d = build_dfa(PATS)
-    data = _planted(rng, 6 * chunk, PATS, 97)
+    data = planted(rng, 6 * chunk, PATS, 97)
     path = _write(tmp_path, "partial.bin", data)
     calls = {"n": 0}
     if hasattr(mk, "submit_many"):
@@ -341,8 +327,8 @@ def test_an_interrupted_scan_leaves_nothing_that_corrupts_the_next(mk, tmp_path,
     rng = random.Random(7)
     chunk = 2048
     d = build_dfa(PATS)
-    data = _planted(rng, 12 * chunk, PATS, 97)
-    other = _planted(rng, 12 * chunk, PATS, 89)
+    data = planted(rng, 12 * chunk, PATS, 97)
+    other = planted(rng, 12 * chunk, PATS, 89)
     path, path2 = _write(tmp_path, "a.bin", data), _write(tmp_path, "b.bin", other)
     real = mk.wait
     calls = {"n": 0}
@@ -400,7 +386,7 @@ def test_file_sizes_and_empty_files(mk, parallel_reads, tmp_path):
     sizes = [0, 1, 2, chunk - 1, chunk, chunk + 1, 3 * chunk, 3 * chunk + 17, 0]
     paths, want = [], {}
     for i, n in enumerate(sizes):
-        data = _planted(rng, n, PATS, chunk)
+        data = planted(rng, n, PATS, chunk)
         p = _write(tmp_path, f"f{i}.bin", data)
         paths.append(p)
         want[p] = count_matches(PATS, data)
@@ -663,7 +649,7 @@ def test_sqpoll_and_plain_read_variants(ingest_path, tmp_path):
         pytest.skip("io_uring variants")
     rng = random.Random(20)
     d = build_dfa(PATS)
-    data = _planted(rng, 9000, PATS, 1000)
+    data = planted(rng, 9000, PATS, 1000)
     p = _write(tmp_path, "v", data)
     want = {p: count_matches(PATS, data)}
     for kw, path in [({"sqpoll": True}, "io_uring+fixed"),
@@ -693,7 +679,7 @@ def test_a_faulting_scan_raises_after_draining_and_the_stream_stays_usable(backe
     try:
         rng = random.Random(53)
         d = build_dfa(PATS)
-        data = _planted(rng, 40_000, PATS, 3000)
+        data = planted(rng, 40_000, PATS, 3000)
         p = _write(tmp_path, "fault.bin", data)
         with GpuStream(mk, chunk_bytes=4096, depth=3, tenant=3) as bad:
             with pytest.raises(SlotFaultError):

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from _planted import planted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,17 +18,10 @@ from vyre.ingest.results import MATCH_DTYPE, ScanResult
 from vyre.ingest.stream import GpuStream
 from vyre.protocol import ABI
 
-BACKENDS = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def mk(request):
-    from vyre.megakernel import Megakernel
-
-    kw = {"workers": 2} if request.param == "cpu" else {}
-    m = Megakernel(backend=request.param, observable_slots=256, **kw).start()
-    yield m
-    m.shutdown()
+@pytest.fixture(scope="module")
+def mk(started_mk):
+    return started_mk
 
 
 def _pairs(res: ScanResult) -> list[tuple[int, int]]:
@@ -48,21 +42,6 @@ def _check(res: ScanResult, pats, data, ignore_case=False, *, matches=True):
         assert res.matches.size == 0 and res.dropped == 0
 
 
-def _planted(rng, size, pats, chunk, alphabet=b"abcdefgh"):
-    """Random bytes with patterns planted across every chunk boundary and elsewhere."""
-    data = bytearray(rng.choice(alphabet) for _ in range(size))
-    for b in range(chunk, size, chunk):
-        p = rng.choice(pats)
-        at = b - rng.randint(1, len(p)) if len(p) > 1 else b
-        if 0 <= at and at + len(p) <= size:
-            data[at:at + len(p)] = p
-    for _ in range(size // 300):
-        p = rng.choice(pats)
-        at = rng.randrange(0, max(1, size - len(p)))
-        data[at:at + len(p)] = p
-    return bytes(data)
-
-
 PATS = [b"abc", b"cab", b"hgfedcba", b"a", b"ddd", b"ffgghh", b"\x00\xff\x00", b"abc", b"ca"]
 
 
@@ -71,7 +50,7 @@ def test_matches_across_chunk_and_slice_boundaries(mk, tmp_path, slices):
     rng = random.Random(21)
     chunk = 1024
     d = build_dfa(PATS)
-    data = _planted(rng, 30 * chunk + 77, PATS, chunk)
+    data = planted(rng, 30 * chunk + 77, PATS, chunk, every=300)
     path = tmp_path / "planted.bin"
     path.write_bytes(data)
     with GpuStream(mk, chunk_bytes=chunk, depth=4, slices=slices) as s:
@@ -86,7 +65,7 @@ def test_matches_across_chunk_and_slice_boundaries(mk, tmp_path, slices):
 
 def test_per_pattern_only(mk):
     rng = random.Random(2)
-    data = _planted(rng, 9000, PATS, 512)
+    data = planted(rng, 9000, PATS, 512, every=300)
     with GpuStream(mk, chunk_bytes=512, depth=3) as s:
         res = s.scan(data, build_dfa(PATS), per_pattern=True)[0]
     _check(res, PATS, data, matches=False)
