@@ -202,8 +202,10 @@ def test_call_arguments_are_checked_before_anything_is_sent():
             mk.call(ADD, "ab")
         with pytest.raises(ArgumentError):
             mk.call(ADD, (1, OBS), tenant=-1)
-        with pytest.raises(InvalidTypeError):
+        with pytest.raises(InvalidValueError, match="register_op"):  # as submit says it
             mk.call("no such op")
+        with pytest.raises(InvalidTypeError):
+            mk.call(object())
         assert mk._calls.port.free_lanes == mk.backend.call_lanes  # no lane leaked
         assert int(mk.observables[0]) == 0
 

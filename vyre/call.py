@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from vyre import _call
-from vyre.errors import BackendError, InvalidTypeError, PipelineError, WaitTimeoutError
+from vyre.errors import BackendError, PipelineError, WaitTimeoutError
 from vyre.protocol import CTRL_SHUTDOWN, SlotStatus
 
 if TYPE_CHECKING:
@@ -52,24 +52,11 @@ _add_interpreter_fault_names()
 
 
 def opcode_of(mk: Megakernel, op: Any) -> int:
-    """The opcode of ``op``: an int, or whatever the megakernel's op registry resolves
-    (a registered user op's name or handle), or an object with an ``opcode`` attribute."""
+    """The opcode of ``op`` as ``submit`` resolves it: an int, a registered op's handle or
+    name, an ``Opcode`` (user opcodes must be registered, as on the ring)."""
     if type(op) is int:
         return op
-    resolve = getattr(mk, "_opcode_of", None)  # the user-op registry (vyre.ops), where present
-    if resolve is not None and not isinstance(op, bool):
-        return int(resolve(op))
-    ops = getattr(mk, "ops", None)  # registered user ops by name (vyre.ops)
-    if isinstance(op, str) and ops is not None and op in ops:
-        return int(ops[op].opcode)
-    code = getattr(op, "opcode", None)
-    if code is not None:
-        return operator.index(code)
-    if hasattr(op, "__index__") and not isinstance(op, bool):
-        return operator.index(op)
-    raise InvalidTypeError("op must be an opcode (int) or a registered op, "
-                           f"got {type(op).__name__}",
-                           "pass an Opcode, an int, or the handle of a registered op")
+    return int(mk._user_opcode(op))
 
 
 class _Watch:

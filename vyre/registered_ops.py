@@ -23,6 +23,9 @@ from vyre.ops.registry import OpRegistry
 from vyre.protocol import (
     OP_MAX_PRIMITIVE,
     PACKED_MAX_INNER_OPCODE,
+    SYSTEM_HIGH_BIT,
+    SYSTEM_RANGE_HI,
+    SYSTEM_RANGE_LO,
     U32_MAX,
     SlotStatus,
 )
@@ -182,7 +185,7 @@ class RegisteredOps(Waiting):
         return value
 
     def _check_registered(self, value: int) -> None:
-        if value not in self._ops.opcodes and value not in self._backend.builtin_user_opcodes:
+        if value not in self._ops and value not in self._backend.builtin_user_opcodes:
             raise InvalidValueError(
                 f"user opcode {value:#x} is not handled by any registered op, so it would do "
                 "nothing",
@@ -225,7 +228,7 @@ class RegisteredOps(Waiting):
         if lo == hi:
             self._user_opcode(lo)
             return
-        system = ((opcodes & np.uint32(0x80000000)) != 0) | (opcodes <= OP_MAX_PRIMITIVE) | (
-            (opcodes >= np.uint32(0xFFF0)) & (opcodes <= np.uint32(0xFFFF)))
+        system = ((opcodes & np.uint32(SYSTEM_HIGH_BIT)) != 0) | (opcodes <= OP_MAX_PRIMITIVE) | (
+            (opcodes >= np.uint32(SYSTEM_RANGE_LO)) & (opcodes <= np.uint32(SYSTEM_RANGE_HI)))
         for value in np.unique(opcodes[~system]):
             self._check_registered(int(value))

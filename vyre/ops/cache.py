@@ -184,12 +184,6 @@ class PipelineCache:
             out["directory"] = self.directory
             return out
 
-    def clear_memory(self) -> None:
-        """Forget the in-process entries (the next get goes to disk)."""
-        with self._lock:
-            self._memory.clear()
-            self._memory_bytes = 0
-
     # ---------------------------------------------------------------- memory
     def _remember(self, key: str, blob: bytes) -> None:
         if len(blob) > self.memory_max_bytes:

@@ -7,7 +7,7 @@ import os
 
 from vyre.errors import BackendError
 
-__all__ = ["HEADERS", "header_digests", "include_dir", "op_abi_version", "op_lanes"]
+__all__ = ["HEADERS", "header_digests", "include_dir", "op_abi_version"]
 
 #: the headers a user-op build compiles against (vyre_interp.h: the fused GPU build)
 HEADERS = ("vyre_abi.h", "vyre_op.h", "vyre_interp.h")
@@ -42,10 +42,3 @@ def op_abi_version() -> int:
     from vyre.backends import _cpu
 
     return int(_cpu.OP_ABI["OP_ABI_VERSION"])
-
-
-def op_lanes() -> int:
-    """VYRE_OP_LANES: the lanes every op runs as."""
-    from vyre.backends import _cpu
-
-    return int(_cpu.OP_ABI["OP_LANES"])

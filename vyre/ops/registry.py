@@ -138,6 +138,10 @@ class OpRegistry(Mapping[str, Op]):
         """The op registered under ``opcode``, or None."""
         return self._by_opcode.get(opcode)
 
+    def __contains__(self, opcode: object) -> bool:
+        """Is ``opcode`` the opcode of a registered op? (No copy: the submit path asks.)"""
+        return opcode in self._by_opcode
+
     @property
     def opcodes(self) -> frozenset[int]:
         """The registered opcodes."""
