@@ -30,7 +30,7 @@ from vyre.backends.cuda.probe import INSTALL_FIX, KERNEL_PATH, probe
 from vyre.backends.cuda.residency import RESIDENCY, quiesced
 from vyre.backends.cuda.streams import stream_event_done, stream_wait_ticket
 from vyre.errors import BackendError, InvalidValueError
-from vyre.protocol import CTRL_SHUTDOWN, MAX_BUFFERS
+from vyre.protocol import CTRL_SHUTDOWN, MAX_BUFFERS, SLOT_BYTES
 
 # vyre_launch_t of cuda/megakernel.cu: vyre_ctx_t (5 pointers, 6 u32), 9 pointers, u64, 6 u32
 # (idle_sleep_ns, coop_min_bytes, assist_part_bytes, idle_exit_us, yield_after_us, call_lanes),
@@ -476,7 +476,7 @@ class CudaBackend(CudaBufferTable):
     # ------------------------------------------------- ordering with other streams
     def stream_wait(self, stream: Any, slot: int) -> bool:
         with self._active():
-            stream_wait_ticket(stream, self._dptr(self.ring) + slot * 64)
+            stream_wait_ticket(stream, self._dptr(self.ring) + slot * SLOT_BYTES)
         return True
 
     def after_stream(self, stream: Any, timeout: float | None) -> None:
