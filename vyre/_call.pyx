@@ -19,15 +19,18 @@ from vyre.includes.abi cimport (
     VYRE_FAULT_NOT_CALLABLE,
     VYRE_RESULT_WORDS,
     VYRE_STATUS_FAULT,
+    VYRE_U32_MAX,
 )
 
 from vyre import _wire
 from vyre.errors import InvalidTypeError, InvalidValueError, SlotFaultError, WaitTimeoutError
 
-# a derived array dimension (an answer: status word + result words), not a new constant
+# array dimensions derived from vyre_abi.h (Cython sizes arrays with enums), not new constants
 cdef extern from "vyre_abi.h":
     enum:
         VYRE_CALL_OUTN "(1 + VYRE_RESULT_WORDS)"
+        VYRE_CALL_REQN "(VYRE_CALL_PIECES * VYRE_CALL_PIECE_WORDS)"
+        VYRE_CALL_LANEN "VYRE_CALL_MAX_LANES"
 
 cdef extern from "vyre_wait.h" nogil:
     ctypedef struct vyre_wait_t:
@@ -200,14 +203,14 @@ cdef str _FAULT_FIX = ("check the tenant is authorized, that non-system tenants 
 
 cdef inline int _u32(object o, uint32_t *out, str what) except -1:
     cdef object v
-    if type(o) is int and 0 <= o <= 0xFFFFFFFF:  # the common case, without the calls below
+    if type(o) is int and 0 <= o <= VYRE_U32_MAX:  # the common case, without the calls below
         out[0] = <uint32_t>o
         return 0
     if isinstance(o, bool) or not hasattr(o, "__index__"):
         raise InvalidTypeError(f"{what} must be an int, got {type(o).__name__}",
                                f"pass {what} as an int in 0..0xFFFFFFFF")
     v = o.__index__()
-    if v < 0 or v > 0xFFFFFFFF:
+    if v < 0 or v > VYRE_U32_MAX:
         raise InvalidValueError(f"{what}={v} is outside u32 (0..0xFFFFFFFF)",
                                 "wire words are unsigned 32-bit: mask or fix the value")
     out[0] = <uint32_t>v
@@ -280,7 +283,7 @@ cdef class CallPort:
         self._p.abandoned = 0
         self._p.wake = 0
         cdef uint32_t i
-        for i in range(32):
+        for i in range(VYRE_CALL_MAX_LANES):
             # continue after what the area holds (a port over a used area: never reuse a number)
             self._p.seq[i] = self._area[i * VYRE_CALL_LANE_WORDS + VYRE_CALL_ANSWER] \
                 if i < lanes else 0
@@ -395,7 +398,7 @@ cdef class CallPort:
     def wait_any(self, uint32_t mask, double tick):
         """Wait (GIL released) until a lane of ``mask`` is answered, :meth:`wake`, or ``tick``
         s; returns ``[(lane, status, (r0, r1, r2, r3)), ...]`` for the answered lanes."""
-        cdef uint32_t out[32 * VYRE_CALL_OUTN]
+        cdef uint32_t out[VYRE_CALL_LANEN * VYRE_CALL_OUTN]
         cdef vyre_wait_t w
         cdef uint32_t got
         cdef int lane
@@ -417,7 +420,7 @@ cdef class CallPort:
         """The SlotFaultError of a FAULT answer (for the async poller)."""
         cdef uint32_t out[VYRE_CALL_OUTN]
         out[0] = status
-        for i in range(4):
+        for i in range(VYRE_RESULT_WORDS):
             out[i + 1] = result[i]
         return _fault(opcode, tenant, out)
 
@@ -443,21 +446,22 @@ cdef class CallPort:
 def encode_request(uint32_t seq, uint32_t opcode, uint32_t tenant, args=()):
     """The 16 request words of a call (docs/call.md) as a list."""
     cdef uint32_t a[VYRE_ARGN]
-    cdef uint32_t w[16]
+    cdef uint32_t w[VYRE_CALL_REQN]
     _args(args, a)
     vyre_call_encode(w, seq, opcode, tenant, a)
-    return [w[i] for i in range(16)]
+    return [w[i] for i in range(VYRE_CALL_REQN)]
 
 
 def decode_request(words):
     """(seq, opcode, tenant, args) of 16 request words; seq 0 when torn or empty."""
-    cdef uint32_t w[16]
+    cdef uint32_t w[VYRE_CALL_REQN]
     cdef uint32_t a[VYRE_ARGN]
     cdef uint32_t op = 0, ten = 0, seq
     vals = list(words)
-    if len(vals) != 16:
-        raise InvalidValueError(f"{len(vals)} words given", "pass the 16 words of a request")
-    for i in range(16):
+    if len(vals) != VYRE_CALL_REQN:
+        raise InvalidValueError(f"{len(vals)} words given",
+                                f"pass the {VYRE_CALL_REQN} words of a request")
+    for i in range(VYRE_CALL_REQN):
         _u32(vals[i], &w[i], f"words[{i}]")
     seq = vyre_call_decode(w, &op, &ten, a)
     if seq == 0:

@@ -25,13 +25,14 @@ cdef class CallServer:
         self._s = NULL
         self._area = area
         self._keep = (workers, area)
-        if self._area.shape[0] < <Py_ssize_t>lanes * 32:
+        if self._area.shape[0] < <Py_ssize_t>lanes * VYRE_CALL_LANE_WORDS:
             raise BackendError(f"the call area has {self._area.shape[0]} words for {lanes} lanes",
-                               "allocate lanes * 32 uint32 words")
+                               f"allocate lanes * {VYRE_CALL_LANE_WORDS} uint32 words")
         self._s = vyre_call_server_new(&workers._ctx, workers._pool, &self._area[0], lanes)
         if self._s == NULL:
             raise BackendError(f"cannot create a call server ({lanes} lanes)",
-                               "use 1..32 lanes over a 16-byte aligned area")
+                               f"use 1..{VYRE_CALL_MAX_LANES} lanes over a 16-byte aligned "
+                               "area")
 
     def __dealloc__(self):
         if self._s == NULL:
