@@ -1,0 +1,111 @@
+"""Ingest on the GPU under different megakernel options, alternated, one process.
+
+Why the position scan runs at ~9 GB/s where it once ran at 44.8 GB/s (bench/RESULTS.md): each
+configuration scans the same page-cached files with ``GpuStream.scan`` (positions, then
+``per_pattern=True``), rounds alternating A/B/C/..., and prints per configuration the median
+/ p10 / p90 GB/s, how often the kernel left the GPU on its own and was relaunched, and how
+many assist parts idle warps took. With CuPy present it also scans a device array in place.
+
+    python3 bench/gpu/ingest_ab.py [--mib 1024] [--rounds 5] [--device-mib 1024]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+import vyre
+from vyre.ingest import dfa as dfa_mod
+from vyre.ingest import stream as stream_mod
+
+PATTERNS = [b"vyre", b"needle"]
+CONFIGS = {
+    "default+share1": {"sm_share": 1.0},
+    "noexit,noyield": {"sm_share": 1.0, "idle_exit_ms": 0, "yield_ms": 0},
+    "noyield": {"sm_share": 1.0, "yield_ms": 0},
+    "noexit": {"sm_share": 1.0, "idle_exit_ms": 0},
+}
+
+
+def stats(gbs: list[float]) -> str:
+    a = np.asarray(gbs)
+    return (f"median {np.median(a):7.2f}  p10 {np.percentile(a, 10):7.2f}  "
+            f"p90 {np.percentile(a, 90):7.2f}  max {a.max():7.2f} GB/s  n {a.size}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mib", type=int, default=1024)
+    ap.add_argument("--files", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--device-mib", type=int, default=1024)
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    a = ap.parse_args()
+    rng = np.random.default_rng(7)
+    tmp = tempfile.mkdtemp(prefix="vyre-ingest-ab-")
+    per = (a.mib << 20) // a.files
+    paths = []
+    for i in range(a.files):
+        data = rng.integers(0, 256, per, dtype=np.uint8)
+        for off in rng.integers(0, per - 8, 2000):
+            data[off:off + 4] = np.frombuffer(b"vyre", np.uint8)
+        p = os.path.join(tmp, f"f{i}.bin")
+        data.tofile(p)
+        paths.append(p)
+    total = per * a.files
+    dfa = dfa_mod.build_dfa(PATTERNS)
+    names = a.configs.split(",")
+    res: dict[str, dict[str, list[float]]] = {n: {"pos": [], "pp": []} for n in names}
+    info: dict[str, list[str]] = {n: [] for n in names}
+    ref = None
+    for _ in range(a.rounds):
+        for n in names:
+            with vyre.Megakernel(backend="cuda", slot_count=1024, observable_slots=64,
+                                 **CONFIGS[n]) as mk:
+                with stream_mod.GpuStream(mk, chunk_bytes=4 << 20, depth=20) as s:
+                    s.scan(paths[:1], dfa)  # warm
+                    for kind in ("pos", "pp"):
+                        for _ in range(3):
+                            t0 = time.perf_counter()
+                            out = s.scan(paths, dfa, per_pattern=(kind == "pp"))
+                            dt = time.perf_counter() - t0
+                            res[n][kind].append(total / dt / 1e9)
+                            if kind == "pos":
+                                got = sum(out[p] for p in paths)
+                                ref = got if ref is None else ref
+                                assert got == ref, (got, ref)
+                b = mk.backend
+                info[n].append(f"exits {b.idle_exits} relaunches {b.relaunches} "
+                               f"helped {b.assist_helped()}")
+    print(f"{total >> 20} MiB in {a.files} files, positions {ref}")
+    for n in names:
+        print(f"{n:16s} positions   {stats(res[n]['pos'])}")
+        print(f"{n:16s} per-pattern {stats(res[n]['pp'])}")
+        print(f"{n:16s} last round: {info[n][-1]}")
+    try:
+        import cupy as cp
+    except ImportError:
+        return
+    arr = cp.asarray(rng.integers(0, 256, a.device_mib << 20, dtype=np.uint8))
+    for n in names[:2]:
+        gbs, gpp = [], []
+        with vyre.Megakernel(backend="cuda", slot_count=1024, observable_slots=64,
+                             **CONFIGS[n]) as mk, \
+                stream_mod.GpuStream(mk, chunk_bytes=4 << 20, depth=20) as s:
+            s.scan([arr], dfa)
+            for _ in range(5):
+                t0 = time.perf_counter()
+                s.scan([arr], dfa)
+                gbs.append(arr.nbytes / (time.perf_counter() - t0) / 1e9)
+                t0 = time.perf_counter()
+                s.scan([arr], dfa, per_pattern=True)
+                gpp.append(arr.nbytes / (time.perf_counter() - t0) / 1e9)
+        print(f"device array {n:16s} positions   {stats(gbs)}")
+        print(f"device array {n:16s} per-pattern {stats(gpp)}")
+
+
+if __name__ == "__main__":
+    main()
