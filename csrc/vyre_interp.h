@@ -483,19 +483,34 @@ static __device__ __forceinline__ uint64_t vyre_align16_down_(const uint8_t *dp,
     return x - floor < mis ? floor : x - mis;
 }
 
+/* What a lane's ways do at a counted accepting position: DFA_SCAN only counts it
+ * (vyre_dfa_no_sink_); DFA_MATCH's sink also names the patterns ending there (hit: the state
+ * the step entered, the byte's offset in dp). The check compiles away for DFA_SCAN. */
+struct vyre_dfa_no_sink_ {
+    static constexpr bool hits = false;
+    __device__ void hit(uint32_t, uint64_t) {}
+};
+#define VYRE_WAY_COUNT_(a, j, pos)                                 \
+    do {                                                           \
+        const uint32_t a_ = (a);                                   \
+        acc += a_;                                                 \
+        if (Sink::hits && a_ != 0u) sink.hit(st[(j)], (pos));      \
+    } while (0)
+
 /* One lane's share of a warp-cooperative scan of the counted range [A, B) (offsets into dp,
  * lo + ctx <= A <= B): the range is cut into 32 * VYRE_SCAN_WAYS segments with 16-byte aligned
  * inner bounds, this lane steps its VYRE_SCAN_WAYS neighbouring segments interleaved. A segment
  * starting at lo + ctx runs from lo with start_state; any other re-reads at least ctx bytes
  * before it from state 0 (exact: docs/spec.md §3's context property holds for any cut, not only the
  * a6 split). Accepts of this lane's segments go to *acc; *end gets the state at the end of its
- * last segment (lane 31's is the state at B). */
-static __device__ __forceinline__ void vyre_dfa_scan_lane_ways_(const uint32_t *tab, uint64_t n,
-                                                                const uint8_t *dp, uint64_t lo,
-                                                                uint64_t ctx, uint32_t start_state,
-                                                                uint64_t A, uint64_t B,
-                                                                unsigned lane, uint32_t *acc_out,
-                                                                uint32_t *end_out) {
+ * last segment (lane 31's is the state at B); each counted accept also goes to sink.hit. */
+template <class Sink>
+static __device__ __forceinline__ void vyre_dfa_lane_ways_(const uint32_t *tab, uint64_t n,
+                                                           const uint8_t *dp, uint64_t lo,
+                                                           uint64_t ctx, uint32_t start_state,
+                                                           uint64_t A, uint64_t B, unsigned lane,
+                                                           uint32_t *acc_out, uint32_t *end_out,
+                                                           Sink &sink) {
     enum { W = VYRE_SCAN_WAYS };
     const uint64_t segs = 32u * (uint64_t)W, span = B - A;
     uint64_t p[W], s[W], e[W];
@@ -518,7 +533,7 @@ static __device__ __forceinline__ void vyre_dfa_scan_lane_ways_(const uint32_t *
 #pragma unroll
     for (int j = 0; j < W; ++j) {
         for (; p[j] < e[j] && (((uintptr_t)(dp + p[j])) & 15u) != 0u; ++p[j]) {
-            acc += vyre_dfa_step_dev_(tab, n, &st[j], __ldcg(dp + p[j])) & (uint32_t)(p[j] >= s[j]);
+            VYRE_WAY_COUNT_(vyre_dfa_step_dev_(tab, n, &st[j], __ldcg(dp + p[j])) & (uint32_t)(p[j] >= s[j]), j, p[j]);
         }
         const uint64_t nb = p[j] < e[j] ? (e[j] - p[j]) >> 5 : 0u;
         common = nb < common ? nb : common;
@@ -556,7 +571,8 @@ static __device__ __forceinline__ void vyre_dfa_scan_lane_ways_(const uint32_t *
                 for (int j = 0; j < W; ++j) {
                     const uint4 v = cur[j][w >> 2];
                     const uint32_t word = (w & 3) == 0 ? v.x : (w & 3) == 1 ? v.y : (w & 3) == 2 ? v.z : v.w;
-                    acc += vyre_dfa_step_dev_(tab, n, &st[j], (word >> (8 * k)) & 0xFFu) & (mask[j] >> (4 * w + k));
+                    VYRE_WAY_COUNT_(vyre_dfa_step_dev_(tab, n, &st[j], (word >> (8 * k)) & 0xFFu) & (mask[j] >> (4 * w + k)),
+                                    j, p[j] + (i << 5) + (uint64_t)(4 * w + k));
                 }
             }
         }
@@ -572,16 +588,18 @@ static __device__ __forceinline__ void vyre_dfa_scan_lane_ways_(const uint32_t *
             const uint32_t w4[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
             for (int k = 0; k < 16; ++k) {
-                acc += vyre_dfa_step_dev_(tab, n, &st[j], (w4[k >> 2] >> (8 * (k & 3))) & 0xFFu) & (uint32_t)(q + (uint64_t)k >= s[j]);
+                VYRE_WAY_COUNT_(vyre_dfa_step_dev_(tab, n, &st[j], (w4[k >> 2] >> (8 * (k & 3))) & 0xFFu) & (uint32_t)(q + (uint64_t)k >= s[j]),
+                                j, q + (uint64_t)k);
             }
         }
         for (; q < e[j]; ++q) {
-            acc += vyre_dfa_step_dev_(tab, n, &st[j], __ldcg(dp + q)) & (uint32_t)(q >= s[j]);
+            VYRE_WAY_COUNT_(vyre_dfa_step_dev_(tab, n, &st[j], __ldcg(dp + q)) & (uint32_t)(q >= s[j]), j, q);
         }
     }
     *acc_out = acc;
     *end_out = st[W - 1];
 }
+#undef VYRE_WAY_COUNT_
 #endif
 
 /* A DFA_SCAN's table and data views, with its range clamped to the data buffer: *len = a3
@@ -701,8 +719,9 @@ static __device__ __forceinline__ void vyre_dfa_scan_warp_part_(const vyre_ctx_t
         return;
     }
     const uint64_t A = lo + ctx + (L * part) / parts, B = lo + ctx + (L * (part + 1u)) / parts;
-    vyre_dfa_scan_lane_ways_((const uint32_t *)tp, tbytes >> 2, dp, lo, ctx, start_state, A, B,
-                             lane, accepts, end_state);
+    vyre_dfa_no_sink_ none;
+    vyre_dfa_lane_ways_((const uint32_t *)tp, tbytes >> 2, dp, lo, ctx, start_state, A, B, lane,
+                        accepts, end_state, none);
 }
 #endif
 
@@ -807,6 +826,71 @@ VYRE_FN uint32_t vyre_dfa_match_begin_(const vyre_ctx_t *c, const uint32_t *a, u
     return VYRE_STATUS_DONE;
 }
 
+/* Where a DFA_MATCH's matches go: the id table, the out buffer's counters and record region. */
+typedef struct vyre_match_out {
+    const uint8_t *ip;   /* id table (handle a4) */
+    uint64_t ni, np;     /* its words; patterns (a9) */
+    uint32_t *counters;  /* out buffer word a8 */
+    uint32_t *records;   /* out buffer word a10: the record counter, then the records */
+    uint64_t cap, lo;    /* record capacity (a11); a2, the range's first byte */
+    uint32_t id_handle;  /* a4, named by a fault */
+    uint32_t matches;    /* matches so far */
+    uint32_t full;       /* 1: no record reservations (cap 0, or one failed) */
+} vyre_match_out_t;
+
+VYRE_FN void vyre_match_out_init_(const vyre_ctx_t *c, const uint32_t *a, vyre_match_out_t *m) {
+    uint8_t *ip, *op;
+    const uint64_t ibytes = vyre_buf_view_(c, a[4], &ip);
+    vyre_buf_view_(c, a[7], &op);
+    m->ip = ip;
+    m->ni = ibytes >> 2;
+    m->np = a[9];
+    m->counters = (uint32_t *)op + a[8];
+    m->records = (uint32_t *)op + a[10];
+    m->cap = a[11];
+    m->lo = a[2];
+    m->id_handle = a[4];
+    m->matches = 0u;
+    m->full = a[11] == 0u;
+}
+
+/* The patterns ending at counted byte p, whose step entered state st: a count each and, while
+ * the region has room, a record [id, p + 1 - a2]. DONE, or FAULT (a corrupt id table). */
+VYRE_COLD uint32_t vyre_dfa_match_hit_(vyre_match_out_t *m, uint32_t st, uint64_t p,
+                                       uint32_t *res) {
+    const uint32_t end = (uint32_t)(p + 1u - m->lo);
+    const uint64_t np = m->np;
+    uint64_t ids = 0u, hops = 0u;
+    for (uint32_t q = st; q != VYRE_DFA_NO_ID;) {
+        const uint64_t w = np + 2u * (uint64_t)q;
+        if (w + 2u > m->ni || ++hops > np + 1u)
+            return vyre_fault_(res, VYRE_FAULT_OUT_OF_BOUNDS, m->id_handle,
+                               w > 0xFFFFFFFFull ? 0xFFFFFFFFu : (uint32_t)w, 0u);
+        uint32_t id = VYRE_LD_RO32_(m->ip, w);
+        q = VYRE_LD_RO32_(m->ip, w + 1u);
+        while (id != VYRE_DFA_NO_ID) {
+            if (id >= np || ++ids > np)
+                return vyre_fault_(res, VYRE_FAULT_OUT_OF_BOUNDS, m->id_handle, id, 0u);
+            VYRE_ADD_RLX(m->counters + id, 1u);
+            ++m->matches;
+            /* a reserved k < cap is this part's record; once one reservation failed the part
+             * stops reserving, so the counter ends below cap + parts (no wrap) and a full
+             * region costs no atomic per match */
+            if (!m->full) {
+                const uint64_t k = VYRE_ADD_RLX(m->records, 1u);
+                if (k < m->cap) {
+                    VYRE_ST_RLX(m->records + 1u + VYRE_DFA_RECORD_WORDS * k, id);
+                    VYRE_ST_RLX(m->records + 2u + VYRE_DFA_RECORD_WORDS * k, end);
+                } else {
+                    m->full = 1u;
+                }
+            }
+            id = VYRE_LD_RO32_(m->ip, id);
+        }
+    }
+    return VYRE_STATUS_DONE;
+}
+
 /* Lane-part `part` of `parts` of a DFA_MATCH whose vyre_dfa_match_begin_ passed: the bytes
  * vyre_dfa_scan_part(part, parts) counts (re-reading the context before them from state 0),
  * their positions and matches into *positions and *matches, counters added and records
@@ -815,14 +899,12 @@ VYRE_FN uint32_t vyre_dfa_match_begin_(const vyre_ctx_t *c, const uint32_t *a, u
 VYRE_COLD uint32_t vyre_dfa_match_part(const vyre_ctx_t *c, const uint32_t *a, uint32_t part,
                                        uint32_t parts, uint32_t *positions_out,
                                        uint32_t *matches_out, uint32_t *res) {
-    uint8_t *tp, *dp, *ip, *op;
+    uint8_t *tp, *dp;
     uint64_t len, ctx;
     const uint64_t tbytes = vyre_dfa_range_(c, a, &tp, &dp, &len, &ctx);
-    const uint64_t ibytes = vyre_buf_view_(c, a[4], &ip);
-    vyre_buf_view_(c, a[7], &op);
-    const uint64_t np = a[9], cap = a[11], nt = tbytes >> 2, ni = ibytes >> 2;
-    uint32_t *const counters = (uint32_t *)op + a[8];
-    uint32_t *const records = (uint32_t *)op + a[10];
+    const uint64_t nt = tbytes >> 2;
+    vyre_match_out_t m;
+    vyre_match_out_init_(c, a, &m);
     const uint64_t lo = a[2], L = len - ctx;
     *positions_out = 0u;
     *matches_out = 0u;
@@ -836,7 +918,7 @@ VYRE_COLD uint32_t vyre_dfa_match_part(const vyre_ctx_t *c, const uint32_t *a, u
         to = lo + ctx + (L * (part + 1u)) / parts;
         p = from - ctx;
     }
-    uint32_t st = 0u, positions = 0u, matches = 0u, full = cap == 0u;
+    uint32_t st = 0u, positions = 0u;
     for (; p < from; ++p) { /* context: steps only */
 #ifndef __CUDA_ARCH__
         if ((p & 0xFFFFFu) == 0u && VYRE_LD_RLX(c->control + VYRE_CTRL_SHUTDOWN) != 0u) break;
@@ -856,41 +938,61 @@ VYRE_COLD uint32_t vyre_dfa_match_part(const vyre_ctx_t *c, const uint32_t *a, u
         st = e & VYRE_DFA_STATE_MASK;
         if ((e & VYRE_DFA_ACCEPT_BIT) == 0u) continue;
         ++positions;
-        const uint32_t end = (uint32_t)(p + 1u - lo);
-        uint64_t ids = 0u, hops = 0u;
-        for (uint32_t q = st; q != VYRE_DFA_NO_ID;) {
-            const uint64_t w = np + 2u * (uint64_t)q;
-            if (w + 2u > ni || ++hops > np + 1u)
-                return vyre_fault_(res, VYRE_FAULT_OUT_OF_BOUNDS, a[4],
-                                   w > 0xFFFFFFFFull ? 0xFFFFFFFFu : (uint32_t)w, 0u);
-            uint32_t id = VYRE_LD_RO32_(ip, w);
-            q = VYRE_LD_RO32_(ip, w + 1u);
-            while (id != VYRE_DFA_NO_ID) {
-                if (id >= np || ++ids > np)
-                    return vyre_fault_(res, VYRE_FAULT_OUT_OF_BOUNDS, a[4], id, 0u);
-                VYRE_ADD_RLX(counters + id, 1u);
-                ++matches;
-                /* a reserved k < cap is this part's record; once one reservation failed the
-                 * part stops reserving, so the counter ends below cap + parts (no wrap) and a
-                 * full region costs no atomic per match */
-                if (!full) {
-                    const uint64_t k = VYRE_ADD_RLX(records, 1u);
-                    if (k < cap) {
-                        VYRE_ST_RLX(records + 1u + VYRE_DFA_RECORD_WORDS * k, id);
-                        VYRE_ST_RLX(records + 2u + VYRE_DFA_RECORD_WORDS * k, end);
-                    } else {
-                        full = 1;
-                    }
-                }
-                id = VYRE_LD_RO32_(ip, id);
-            }
-        }
+        if (vyre_dfa_match_hit_(&m, st, p, res) != VYRE_STATUS_DONE) return VYRE_STATUS_FAULT;
     }
     *positions_out = positions;
-    *matches_out = matches;
+    *matches_out = m.matches;
     if (p < to) return VYRE_STATUS_CLAIMED; /* abandoned at SHUTDOWN (CPU): no result */
     return VYRE_STATUS_DONE;
 }
+
+#ifdef __CUDA_ARCH__
+/* DFA_MATCH's sink for a lane's ways: the first fault stops further hits (the part faults). */
+struct vyre_dfa_match_sink_ {
+    static constexpr bool hits = true;
+    vyre_match_out_t m;
+    uint32_t status;
+    uint32_t res[VYRE_RESULT_WORDS];
+    __device__ __noinline__ void hit(uint32_t st, uint64_t p) {
+        if (status == VYRE_STATUS_DONE) status = vyre_dfa_match_hit_(&m, st, p, res);
+    }
+};
+
+/* Part `part` of `parts` of a DFA_MATCH by a whole warp (every lane calls it): lane-parts
+ * part*32 .. part*32+31 of parts*32 together, scanned like vyre_dfa_scan_warp_part_ (the same
+ * ways where the range is long, so a lane keeps VYRE_SCAN_WAYS table loads in flight instead
+ * of one). This lane's positions and matches into *positions / *matches; DONE or FAULT (res). */
+static __device__ __forceinline__ uint32_t vyre_dfa_match_warp_part_(const vyre_ctx_t *c,
+                                                                     const uint32_t *a,
+                                                                     uint32_t part, uint32_t parts,
+                                                                     unsigned lane,
+                                                                     uint32_t *positions,
+                                                                     uint32_t *matches,
+                                                                     uint32_t *res) {
+    uint8_t *tp, *dp;
+    uint64_t len, ctx;
+    const uint64_t tbytes = vyre_dfa_range_(c, a, &tp, &dp, &len, &ctx);
+    const uint64_t lo = a[2], L = len - ctx;
+    if (parts == 0u) parts = 1u;
+    const uint64_t span = (L * (part + 1u)) / parts - (L * part) / parts;
+    if (VYRE_SCAN_WAYS < 2 || ctx == 0u || L == 0u || part >= parts ||
+        span < 32u * VYRE_SCAN_WAYS * (ctx + 64u))
+        return vyre_dfa_match_part(c, a, part * 32u + lane, parts * 32u, positions, matches, res);
+    vyre_dfa_match_sink_ sink;
+    vyre_match_out_init_(c, a, &sink.m);
+    sink.status = VYRE_STATUS_DONE;
+    const uint64_t A = lo + ctx + (L * part) / parts, B = lo + ctx + (L * (part + 1u)) / parts;
+    uint32_t end;
+    vyre_dfa_lane_ways_((const uint32_t *)tp, tbytes >> 2, dp, lo, ctx, 0u, A, B, lane, positions,
+                        &end, sink);
+    *matches = sink.m.matches;
+    if (sink.status != VYRE_STATUS_DONE) {
+        for (int i = 0; i < (int)VYRE_RESULT_WORDS; ++i) res[i] = sink.res[i];
+        return sink.status;
+    }
+    return VYRE_STATUS_DONE;
+}
+#endif
 
 /* After every lane-part is DONE: word a10 = records written (the counter clamped to a11), the
  * positions into obs[a5], results [positions, matches, records written, 0] into res. */

@@ -9,7 +9,7 @@
 // the owner takes parts too (so it never waits on a part nobody took) and commits once every
 // part is done. Part k of P counts the bytes of docs/spec.md §3's lane-parts k*32 .. k*32+31 of P*32
 // (vyre_dfa_scan_warp_part_), so the sum over parts is exact. A DFA_MATCH entry is cut the same
-// way (lane-parts of vyre_dfa_match_part): its positions go to `accepts`, its matches to
+// way (lane-parts of vyre_dfa_match_warp_part_): its positions go to `accepts`, its matches to
 // `matches`, and a part that faults leaves its fault for the owner.
 // word: {gen:32 | parts:16 | next:16}. parts 0 and next 0: free; parts 0 and next 1: being
 // filled by its owner; next < parts: parts left to take. Taking a part is a CAS on the whole
@@ -64,8 +64,8 @@ static __device__ __forceinline__ uint32_t warp_scan_part(const vyre_ctx_t *c, c
     return accepts;
 }
 
-// Part k of parts of a DFA_MATCH by the whole warp: lane-part k*32+lane of parts*32 on each lane
-// (vyre_dfa_match_part). Returns on every lane the warp's positions, *matches the warp's matches,
+// Part k of parts of a DFA_MATCH by the whole warp: lane-parts k*32 .. k*32+31 of parts*32
+// (vyre_dfa_match_warp_part_). Returns on every lane the warp's positions, *matches the warp's matches,
 // fault[] the fault of the lowest lane that faulted (fault[0] = VYRE_FAULT_NONE: none). Out of
 // line: its registers stay out of the scan paths. The closing __syncwarp orders every lane's
 // counter adds and records before what the caller does next (the owner's commit, `done`).
@@ -74,7 +74,7 @@ static __device__ __noinline__ uint32_t warp_match_part(const vyre_ctx_t *c, con
                                                         uint32_t fault[4]) {
     const unsigned lane = threadIdx.x & 31;
     uint32_t pos = 0, m = 0, res[VYRE_RESULT_WORDS] = {0u, 0u, 0u, 0u};
-    const uint32_t s = vyre_dfa_match_part(c, args, k * 32u + lane, parts * 32u, &pos, &m, res);
+    const uint32_t s = vyre_dfa_match_warp_part_(c, args, k, parts, lane, &pos, &m, res);
     for (int off = 16; off > 0; off >>= 1) {
         pos += __shfl_xor_sync(FULL_MASK, pos, off);
         m += __shfl_xor_sync(FULL_MASK, m, off);

@@ -181,6 +181,20 @@ __device__ unsigned long long vyre_call_served_at;
 // the tenant table (lanes 0..7: control words 0..31, lane 8: words 140..143, lane 9: the
 // doorbell pair), so a publication is seen within about one PCIe round trip (the same table
 // read as nine loads of one lane took 5.4 us on the H100).
+// Every ticket of this launch finished: its DONE + FAULT counts (mod 2^32, like the counters)
+// reached `tickets`. All lanes call it; lane 0 loads.
+static __device__ bool launch_finished(const vyre_launch_t &L, unsigned long long tickets) {
+    unsigned finished = 0;
+    if ((threadIdx.x & 31) == 0)
+        finished = cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.counters[CNT_DONE])
+                       .load(cuda::std::memory_order_relaxed) +
+                   cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.counters[CNT_FAULT])
+                       .load(cuda::std::memory_order_relaxed);
+    return __shfl_sync(FULL_MASK, finished, 0) == (unsigned)tickets;
+}
+// the longest a launch leaving on its own waits for its tickets before pausing its workers
+#define LEAVE_DRAIN_NS 50000000ull
+
 static __device__ __noinline__ void poller(const vyre_launch_t &L) {
     static_assert(VYRE_CTRL_SHUTDOWN == 0u && VYRE_CTRL_TENANT_BASE == 2u, "lane 0 holds words 0..3");
     static_assert(VYRE_TENANT_MASK_BASE + VYRE_TENANT_MASK_COUNT == 32u, "lanes 0..7 hold the masks");
@@ -205,6 +219,7 @@ static __device__ __noinline__ void poller(const vyre_launch_t &L) {
     const unsigned long long launched_at = __shfl_sync(FULL_MASK, vyre_globaltimer(), 0), first = seen;
     unsigned long long fresh_at = launched_at;
     bool leaving = false;
+    unsigned long long leave_at = 0;
     for (;;) {
         uint4 q = make_uint4(0u, 0u, 0u, 0u);
         // acquire: the next pass's loads and the workers' slot loads follow this doorbell value
@@ -285,16 +300,10 @@ static __device__ __noinline__ void poller(const vyre_launch_t &L) {
                       __shfl_sync(FULL_MASK, lane == 0 ? cuda::atomic_ref<unsigned, cuda::thread_scope_device>(
                                                              L.assist->open).load(cuda::std::memory_order_relaxed)
                                                        : 0u, 0) == 0u;
-            if (!go && L.idle_exit_us != 0u && now - fresh_at >= 1000ull * L.idle_exit_us) {
-                unsigned finished = 0;
-                if (lane == 0)
-                    finished = cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.counters[CNT_DONE])
-                                   .load(cuda::std::memory_order_relaxed) +
-                               cuda::atomic_ref<unsigned, cuda::thread_scope_device>(L.counters[CNT_FAULT])
-                                   .load(cuda::std::memory_order_relaxed);
-                go = __shfl_sync(FULL_MASK, finished, 0) == (unsigned)(seen - first);
-            }
+            if (!go && L.idle_exit_us != 0u && now - fresh_at >= 1000ull * L.idle_exit_us)
+                go = launch_finished(L, seen - first);
             if (go) {
+                leave_at = now;
                 if (lane == 9) {
                     cuda::atomic_ref<unsigned, cuda::thread_scope_system>(
                         *(unsigned *)(L.doorbell + 2)).store(1u, cuda::std::memory_order_relaxed);
@@ -303,6 +312,16 @@ static __device__ __noinline__ void poller(const vyre_launch_t &L) {
                 __syncwarp();
                 leaving = true;  // the next pass's doorbell read is the final one
             }
+        }
+        // Leaving on its own, the workers keep running (and helping split scans) until every
+        // ticket this launch saw has finished: a pause now would send idle warps home and leave
+        // each split DFA_SCAN / DFA_MATCH in flight to its owner warp alone (measured on the
+        // H200: ingest at 9 GB/s with 5 ms yields against 42 GB/s without). Bounded, so an op
+        // that waits on the host cannot hold a yield forever.
+        if (leaving && covered >= seen && !launch_finished(L, seen - first) &&
+            __shfl_sync(FULL_MASK, vyre_globaltimer(), 0) - leave_at < LEAVE_DRAIN_NS) {
+            __nanosleep(1000);
+            continue;
         }
         if (pausing && covered >= seen) {
             if (lane == 0) {

@@ -24,7 +24,7 @@ from vyre.ingest import stream as stream_mod
 PATTERNS = [b"vyre", b"needle"]
 CONFIGS = {
     "default+share1": {"sm_share": 1.0},
-    "noexit,noyield": {"sm_share": 1.0, "idle_exit_ms": 0, "yield_ms": 0},
+    "noexit+noyield": {"sm_share": 1.0, "idle_exit_ms": 0, "yield_ms": 0},
     "noyield": {"sm_share": 1.0, "yield_ms": 0},
     "noexit": {"sm_share": 1.0, "idle_exit_ms": 0},
 }
