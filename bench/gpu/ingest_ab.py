@@ -7,6 +7,8 @@ configuration scans the same page-cached files with ``GpuStream.scan`` (position
 many assist parts idle warps took. With CuPy present it also scans a device array in place.
 
     python3 bench/gpu/ingest_ab.py [--mib 1024] [--rounds 5] [--device-mib 1024]
+    python3 bench/gpu/ingest_ab.py --densities 0.0001,0.01 [--mib 512]   # match records' cost
+    python3 bench/gpu/ingest_ab.py --profile                             # host side of a scan
 """
 from __future__ import annotations
 
@@ -36,6 +38,70 @@ def stats(gbs: list[float]) -> str:
             f"p90 {np.percentile(a, 90):7.2f}  max {a.max():7.2f} GB/s  n {a.size}")
 
 
+def planted(rng: np.random.Generator, n: int, density: float) -> np.ndarray:
+    """``n`` random bytes over an alphabet without ``v``, with ``vyre`` planted so that about
+    ``density`` of the byte positions end a match."""
+    data = rng.integers(0, 255, n, dtype=np.uint8)
+    data[data == ord("v")] = 255
+    count = int(n * density)
+    if count:
+        offs = rng.choice(n // 8, count, replace=False) * 8
+        data[offs[:, None] + np.arange(4)] = np.frombuffer(b"vyre", np.uint8)
+    return data
+
+
+def densities(a: argparse.Namespace, rng: np.random.Generator, tmp: str) -> None:
+    """Positions, per-pattern counts and match records over files of each density,
+    alternated; records verified complete (nothing dropped)."""
+    dfa = dfa_mod.build_dfa(PATTERNS)
+    for d in (float(x) for x in a.densities.split(",")):
+        paths = []
+        for i in range(a.files):
+            p = os.path.join(tmp, f"d{d}_{i}.bin")
+            planted(rng, (a.mib << 20) // a.files, d).tofile(p)
+            paths.append(p)
+        total = sum(os.path.getsize(p) for p in paths)
+        res: dict[str, list[float]] = {"positions": [], "per_pattern": [], "matches": []}
+        opts = {"positions": {}, "per_pattern": {"per_pattern": True}, "matches": {"matches": True}}
+        got = 0
+        with vyre.Megakernel(backend="cuda", slot_count=1024, observable_slots=64,
+                             **CONFIGS[a.configs.split(",")[0]]) as mk, \
+                stream_mod.GpuStream(mk, chunk_bytes=4 << 20, depth=20,
+                                     match_records=1 << 17) as s:
+            s.scan(paths[:1], dfa, matches=True)
+            for _ in range(a.rounds * 3):
+                for k in res:
+                    t0 = time.perf_counter()
+                    out = s.scan(paths, dfa, **opts[k])
+                    res[k].append(total / (time.perf_counter() - t0) / 1e9)
+                    if k == "matches":
+                        got = sum(len(out[p].matches) for p in paths)
+                        assert sum(out[p].dropped for p in paths) == 0
+        print(f"density {d:g}: {got} records in {total >> 20} MiB")
+        for k, v in res.items():
+            print(f"  {k:12s} {stats(v)}")
+
+
+def profile(paths: list[str]) -> None:
+    """cProfile of one per-pattern scan (the host's share of it)."""
+    import cProfile
+    import pstats
+
+    dfa = dfa_mod.build_dfa(PATTERNS)
+    with vyre.Megakernel(backend="cuda", slot_count=1024, observable_slots=64,
+                         **CONFIGS["noexit+noyield"]) as mk, \
+            stream_mod.GpuStream(mk, chunk_bytes=4 << 20, depth=20) as s:
+        s.scan(paths, dfa, per_pattern=True)
+        for kind in ({}, {"per_pattern": True}):
+            prof = cProfile.Profile()
+            t0 = time.perf_counter()
+            prof.enable()
+            s.scan(paths, dfa, **kind)
+            prof.disable()
+            print(f"scan {kind}: {time.perf_counter() - t0:.4f} s")
+            pstats.Stats(prof).sort_stats("tottime").print_stats(14)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=1024)
@@ -43,9 +109,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--device-mib", type=int, default=1024)
     ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--densities", default="")
+    ap.add_argument("--profile", action="store_true")
     a = ap.parse_args()
     rng = np.random.default_rng(7)
     tmp = tempfile.mkdtemp(prefix="vyre-ingest-ab-")
+    if a.densities:
+        densities(a, rng, tmp)
+        return
     per = (a.mib << 20) // a.files
     paths = []
     for i in range(a.files):
@@ -56,6 +127,9 @@ def main() -> None:
         data.tofile(p)
         paths.append(p)
     total = per * a.files
+    if a.profile:
+        profile(paths)
+        return
     dfa = dfa_mod.build_dfa(PATTERNS)
     names = a.configs.split(",")
     res: dict[str, dict[str, list[float]]] = {n: {"pos": [], "pp": []} for n in names}
