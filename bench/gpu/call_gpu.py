@@ -20,6 +20,7 @@ import os
 import statistics
 import threading
 import time
+from functools import partial
 
 import numpy as np
 
@@ -71,6 +72,19 @@ def quick(n: int) -> float:
         print(f"  check: observable {int(mk.observables[0])} == returned {r} == "
               f"{n + max(n // 10, 100) + 1}", flush=True)
         return nop
+
+
+def lanes_ab(n: int, reps: int) -> None:
+    """call(NOP) with 1 and 8 call lanes, alternated: what polling a wider request area costs
+    (each pass reads 64 bytes per lane)."""
+    got: dict[int, list[float]] = {1: [], 8: []}
+    for rep in range(reps):
+        for lanes in (1, 8) if rep % 2 == 0 else (8, 1):
+            with vyre.Megakernel(backend="cuda", slot_count=4096, observable_slots=64,
+                                 call_lanes=lanes) as mk:
+                got[lanes] += timed(partial(mk.call, 0), n)
+    for lanes, v in got.items():
+        show(f"call_nop_lanes{lanes}", v)
 
 
 def roundtrips(n: int) -> float:
@@ -174,6 +188,8 @@ def main() -> None:
     ap.add_argument("--baselines-only", action="store_true",
                     help="step 3 only, against --nop-p50 (us)")
     ap.add_argument("--nop-p50", type=float, default=0.0)
+    ap.add_argument("--lanes-ab", action="store_true",
+                    help="only call(NOP) with 1 vs 8 call lanes, alternated")
     a = ap.parse_args()
     print(f"# call path on the GPU, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"kernel {os.environ.get('VYRE_PTX') or 'as built'}", flush=True)
@@ -182,6 +198,9 @@ def main() -> None:
         return
     if a.quick:
         quick(a.n)
+        return
+    if a.lanes_ab:
+        lanes_ab(a.n, a.reps)
         return
     nop = roundtrips(a.n)
     if a.roundtrips_only:
