@@ -489,6 +489,7 @@ static __device__ __forceinline__ uint64_t vyre_align16_down_(const uint8_t *dp,
 struct vyre_dfa_no_sink_ {
     static constexpr bool hits = false;
     __device__ void hit(uint32_t, uint64_t) {}
+    __device__ void block(const uint32_t *, uint64_t, const uint8_t *, uint64_t, uint32_t, uint32_t) {}
 };
 #define VYRE_WAY_COUNT_(a, j, pos)                                 \
     do {                                                           \
@@ -549,9 +550,10 @@ static __device__ __forceinline__ void vyre_dfa_lane_ways_(const uint32_t *tab, 
         }
     }
     for (uint64_t i = 0; i < common; ++i) {
-        uint32_t mask[W];
+        uint32_t mask[W], st0[W], hit_ways = 0u;
 #pragma unroll
         for (int j = 0; j < W; ++j) {
+            st0[j] = st[j];
             cur[j][0] = nxt[j][0];
             cur[j][1] = nxt[j][1];
             const uint64_t q = p[j] + (i << 5);
@@ -571,10 +573,19 @@ static __device__ __forceinline__ void vyre_dfa_lane_ways_(const uint32_t *tab, 
                 for (int j = 0; j < W; ++j) {
                     const uint4 v = cur[j][w >> 2];
                     const uint32_t word = (w & 3) == 0 ? v.x : (w & 3) == 1 ? v.y : (w & 3) == 2 ? v.z : v.w;
-                    VYRE_WAY_COUNT_(vyre_dfa_step_dev_(tab, n, &st[j], (word >> (8 * k)) & 0xFFu) & (mask[j] >> (4 * w + k)),
-                                    j, p[j] + (i << 5) + (uint64_t)(4 * w + k));
+                    const uint32_t a_ = vyre_dfa_step_dev_(tab, n, &st[j], (word >> (8 * k)) & 0xFFu) &
+                                        (mask[j] >> (4 * w + k));
+                    acc += a_;
+                    if (Sink::hits) hit_ways |= a_ << j;
                 }
             }
+        }
+        /* a block where a way counted an accept is stepped again by the sink, byte by byte:
+         * the lockstep steps above stay free of calls (and of the registers a call saves) */
+        if (Sink::hits && hit_ways != 0u) {
+#pragma unroll
+            for (int j = 0; j < W; ++j)
+                if ((hit_ways >> j) & 1u) sink.block(tab, n, dp, p[j] + (i << 5), st0[j], mask[j]);
         }
     }
     /* what is left of each way (segments differ by a block or two, plus a context prefix,
@@ -955,6 +966,16 @@ struct vyre_dfa_match_sink_ {
     uint32_t res[VYRE_RESULT_WORDS];
     __device__ __noinline__ void hit(uint32_t st, uint64_t p) {
         if (status == VYRE_STATUS_DONE) status = vyre_dfa_match_hit_(&m, st, p, res);
+    }
+    /* the 32 bytes at q again from state st0, a hit at each counted accept (bit k of mask:
+     * byte q + k is counted) */
+    __device__ __noinline__ void block(const uint32_t *tab, uint64_t n, const uint8_t *dp,
+                                       uint64_t q, uint32_t st0, uint32_t mask) {
+        uint32_t st = st0;
+        for (uint32_t k = 0; k < 32u; ++k) {
+            if (vyre_dfa_step_dev_(tab, n, &st, __ldcg(dp + q + k)) & (mask >> k))
+                hit(st, q + k);
+        }
     }
 };
 

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from vyre import Megakernel, Opcode, SlotFaultError
-from vyre.ingest.dfa import build_dfa
+from vyre.ingest.dfa import build_dfa, count_per_pattern
 from vyre.protocol import OBSERVABLE_BASE as OBS
 
 
@@ -29,6 +29,12 @@ def main(backend: str = "cuda") -> int:
     h_host, _ = mk.alloc_buffer(np.frombuffer(bytes(data), np.uint8))
     h_dev, _ = mk.alloc_buffer(np.frombuffer(bytes(data), np.uint8), device=True)
     h_dst, dst = mk.alloc_buffer(4096)
+    # DFA_MATCH: id table, counters + a record region in device memory and in host memory
+    h_ids, _ = mk.alloc_buffer(dfa.ids, device=True)
+    npat, cap = len(dfa.patterns), 64
+    out_words = npat + 1 + 2 * cap
+    h_mdev, mdev = mk.alloc_buffer(4 * out_words, device=True)
+    h_mhost, mhost = mk.alloc_buffer(4 * out_words)
     mk.start()
     failures = []
 
@@ -63,6 +69,24 @@ def main(backend: str = "cuda") -> int:
         mk.observables[100:180] = 0
         mk.wait(mk.submit_many(np.full(80, int(Opcode.DFA_SCAN), np.uint32), rows), timeout=60)
         check("80 assisted scans", mk.observables[100:180].tolist(), [want_ctx] * 80)
+        # DFA_MATCH over the same range: per-pattern counts and records (a region too small
+        # for them all), split over lanes and assisting warps, out buffer in either memory
+        want_per = count_per_pattern(dfa.patterns, bytes(data[100:]))
+        want_per -= count_per_pattern(dfa.patterns, bytes(data[100:100 + dfa.context]))
+        for h_out, out in ((h_mdev, mdev), (h_mhost, mhost)):
+            mk.observables[44] = 0
+            res = mk.result(mk.submit(Opcode.DFA_MATCH, [
+                h_tab, h_dev, 100, len(data) - 100, h_ids, 44, dfa.context, h_out, 0, npat,
+                npat, cap]), timeout=30)
+            words = np.zeros(out_words, np.uint32)
+            if isinstance(out, np.ndarray):
+                words[:] = out.view(np.uint32)[:out_words]
+            else:
+                mk.backend.copy_from_device(out, 0, words)
+            check(f"match counts h={h_out}", words[:npat].tolist(), want_per.tolist())
+            check(f"match result h={h_out}", tuple(res[:3]),
+                  (want_ctx, int(want_per.sum()), min(cap, int(want_per.sum()))))
+            check(f"match records h={h_out}", int(words[npat]), min(cap, int(want_per.sum())))
         mk.observables[42] = 0
         mk.wait(mk.submit(Opcode.DFA_SCAN, [h_tab, h_host, 0, 1000, 43, 42, 0]), timeout=30)
         check("lane scan", int(mk.observables[42]), dfa.count_matches(bytes(data[:1000])))

@@ -58,7 +58,8 @@ class Leases:
         self._tables: dict[tuple[int, str], tuple[weakref.ref[Any], int, Any, bool]] = {}
         self._spare_tables: list[tuple[int, Any, bool]] = []   # (handle, buffer, device)
         self._kept: list[Any] = []  # resources still read by slots of an interrupted call
-        self._match_bufs: list[tuple[int, Any]] = []  # (handle, host uint8 array), free
+        # (handle, host uint8 array or device buffer), free
+        self._match_bufs: list[tuple[int, Any]] = []
 
     # ------------------------------------------------------------------ observables
     def take_observables(self, count: int) -> tuple[int, int]:
@@ -116,14 +117,20 @@ class Leases:
             self._kept.extend(resources)
 
     # ------------------------------------------------------------------ DFA tables
-    def take_match_buffer(self, mk: Any, nbytes: int) -> tuple[int, Any]:
-        """A free host-visible buffer of at least ``nbytes`` (zero-filled when new), and its
-        handle; hand it back with :meth:`give_match_buffer`."""
+    def take_match_buffer(self, mk: Any, nbytes: int, *,
+                          device: bool = False) -> tuple[int, Any]:
+        """A free buffer of at least ``nbytes`` and its handle: host-visible (a uint8 array,
+        zero-filled when new), or device memory with ``device=True``; hand it back with
+        :meth:`give_match_buffer`."""
         with self._lock:
-            best = min((i for i, (_, b) in enumerate(self._match_bufs) if b.nbytes >= nbytes),
+            best = min((i for i, (_, b) in enumerate(self._match_bufs)
+                        if b.nbytes >= nbytes and isinstance(b, np.ndarray) != device),
                        key=lambda i: self._match_bufs[i][1].nbytes, default=None)
             if best is not None:
                 return self._match_bufs.pop(best)
+        if device:
+            handle, buf = mk.alloc_buffer(max(nbytes, 64), device=True)
+            return int(handle), buf
         if hasattr(mk, "alloc_buffer"):
             handle, buf = mk.alloc_buffer(max(nbytes, 64))
         else:

@@ -398,7 +398,9 @@ class GpuStream:
             size = MatchScan.nbytes(self.depth, len(dfa.patterns), slices, cap,
                                     abi["DFA_RECORD_WORDS"])
             ms = MatchScan(self, abi, dfa, opts, slices, self.match_records, table, ids,
-                           self._leases.take_match_buffer(self.mk, size))
+                           self._leases.take_match_buffer(
+                               self.mk, size, device=hasattr(getattr(self.mk, "backend", None),
+                                                             "copy_from_device")))
             op = abi["OP_DFA_MATCH"]
         no_state = abi["DFA_NO_STATE"]
         u32_max = abi["U32_MAX"]

@@ -185,6 +185,8 @@ class CudaBackend(CudaBufferTable):
                 self._stream = cuda.Stream(flags=1)
                 # host-to-device uploads: ordered and complete before the kernel may read them
                 self._copy_stream = cuda.Stream(flags=1)
+                # device-to-host reads of results (copy_from_device): not behind the uploads
+                self._read_stream = cuda.Stream(flags=1)
                 self._events: list[Any] = []  # finished copy events, reused
                 self._state = cuda.mem_alloc(_STATE_BYTES)
                 self._launch = cuda.mem_alloc(_LAUNCH.size)

@@ -34,6 +34,7 @@ class CudaBufferTable(Backend):
     _cuda: Any  # pycuda.driver
     _ctx: Any  # the backend's pycuda Context
     _copy_stream: Any
+    _read_stream: Any
     _events: list[Any]
     _buffers: list[Any]
     _registrations: list[Any]
@@ -158,6 +159,25 @@ class CudaBufferTable(Backend):
                                "stream's staging); if the context faulted, recreate the "
                                "Megakernel") from err
         return DeviceCopy(self, event, data.nbytes)
+
+    def copy_from_device(self, buffer: Any, offset: int, out: np.ndarray) -> None:
+        """Copy ``out.nbytes`` bytes of device ``buffer`` at ``offset`` into ``out`` and return
+        once they are there. On a stream of its own: never queued behind the chunk copies, and
+        never waiting on the kernel (what the kernel wrote before a slot's status went DONE
+        is what a copy started after seeing DONE reads)."""
+        ptr, nbytes = device_address(buffer)
+        if offset < 0 or offset + out.nbytes > nbytes:
+            raise BackendError(f"{out.nbytes} bytes at offset {offset} do not fit a buffer of "
+                               f"{nbytes}", "copy within the buffer")
+        try:
+            self._in_ctx(self._read_copy, ptr + offset, out)
+        except self._cuda.Error as err:
+            raise BackendError(f"could not copy {out.nbytes} bytes from the device ({err})",
+                               "if the context faulted, recreate the Megakernel") from err
+
+    def _read_copy(self, src: int, out: np.ndarray) -> None:
+        self._cuda.memcpy_dtoh_async(out, src, self._read_stream)
+        self._read_stream.synchronize()
 
     def _start_copy(self, dst: int, data: np.ndarray) -> Any:
         self._cuda.memcpy_htod_async(dst, data, self._copy_stream)
