@@ -354,10 +354,12 @@ def test_ingest_gpu_baselines_with_their_real_code(fake_gpu_libs, monkeypatch):
         pytest.skip(f"CPU backend or ingest not usable here: {exc}")
     real = _common.megakernel
     monkeypatch.setattr(ingest, "resolve_backend", lambda ctx, allowed=None: "cuda")
-    shares = []  # what the suite asked the CUDA megakernel for; the CPU one takes no share
+    shares = []  # what the suite asked the CUDA megakernel for; the CPU one takes neither
+    yields = []
 
     def on_cpu(fx, backend, **kw):
         shares.append(kw.pop("sm_share", None))
+        yields.append(kw.pop("yield_ms", None))
         return real(fx, "cpu", **kw)
 
     monkeypatch.setattr(ingest, "megakernel", on_cpu)
@@ -369,6 +371,7 @@ def test_ingest_gpu_baselines_with_their_real_code(fake_gpu_libs, monkeypatch):
     assert ctx.errors == [], ctx.errors
     assert device == ["cuda"]
     assert shares and set(shares) == {1.0}  # ingest scans with the whole GPU
+    assert set(yields) == {0}  # and never leaves it while busy
     by = {r.name: r for r in ctx.results}
     scanners = {n for n, why in ingest.scanners.available().items() if why is None}
     assert set(by) == {"gpustream_scan", "gpustream_scan_per_pattern", "read_only",

@@ -16,6 +16,7 @@ TARGETS: dict[tuple[str, str], float] = {
     ("ingest/gpustream_scan", "ingest/pinned_h2d"): 0.8,
     # issue 20: per-pattern counts on the GPU vs Hyperscan on every host core
     ("ingest/gpustream_scan_per_pattern", "ingest/hyperscan"): 3.0,
+    ("ingest/gpustream_scan_per_pattern", "ingest/pinned_h2d"): 0.9,
     ("cpu/vyre_cpu", "cpu/threadpool_submit"): 100.0,
     ("publish/publish_slot", "publish/python_struct"): 10.0,
     ("publish/publish_many", "publish/python_struct"): 100.0,

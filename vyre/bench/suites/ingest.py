@@ -157,12 +157,15 @@ def count_files(paths: list[str]) -> int:
 
 
 def mk_options(backend: str) -> dict[str, Any]:
-    """The megakernel every ingest method scans with: on CUDA the whole GPU (``sm_share=1.0``,
-    a GPU given to ingest), since the default share (a quarter of the SMs, left so that CuPy
-    and PyTorch work beside vyre) caps the DFA walk well below the copy ceiling."""
+    """The megakernel every ingest method scans with: on CUDA a GPU given to ingest, the
+    whole GPU (``sm_share=1.0``) and no yields (``yield_ms=0``): the defaults leave room for
+    CuPy and PyTorch beside vyre (a quarter of the SMs; leave the GPU every 5 ms), which caps
+    the DFA walk below the copy ceiling and costs each yield a drain and a relaunch
+    (bench/gpu/ingest_ab.py measures the defaults beside this)."""
     opts: dict[str, Any] = {"slot_count": 1024, "observable_slots": 64}
     if backend == "cuda":
         opts["sm_share"] = 1.0
+        opts["yield_ms"] = 0
     return opts
 
 
@@ -261,7 +264,8 @@ def run(ctx) -> None:
         dfa = dfa_mod.build_dfa(list(PATTERNS))
         params = {"bytes": size, "files": nfiles, "chunk_bytes": STREAM_CHUNK,
                   "depth": STREAM_DEPTH, "backend": backend,
-                  "sm_share": mk_options(backend).get("sm_share")}
+                  "sm_share": mk_options(backend).get("sm_share"),
+                  "yield_ms": mk_options(backend).get("yield_ms")}
         megakernel(fx, backend, **mk_options(backend)).shutdown()  # or skip
         got: dict[str, Any] = {}
 
