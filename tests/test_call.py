@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import operator
 import threading
 import time
 
@@ -208,6 +209,77 @@ def test_call_arguments_are_checked_before_anything_is_sent():
             mk.call(object())
         assert mk._calls.port.free_lanes == mk.backend.call_lanes  # no lane leaked
         assert int(mk.observables[0]) == 0
+
+
+class _Opaque:
+    def __repr__(self) -> str:
+        return "_Opaque()"
+
+
+# ugly values of one u32 word: negative, past u32, floats, None, numpy scalars of each kind, a
+# bool (an int to both paths), strings and objects
+_BAD_WORDS = [-1, 1 << 32, (1 << 64) + 1, 1.5, 2.0, None, "3", b"3", _Opaque(), True,
+              np.int64(-1), np.uint64(1 << 32), np.float64(1.0), np.float32(2.0), np.uint8(7),
+              np.int32(5), np.bool_(True), np.array(3), np.array([3])]
+
+
+def _argument_outcome(fn):
+    """("accepted",) when ``fn`` raised no argument error (an op that faulted was accepted),
+    else the type of the argument error, its message and its Fix hint."""
+    try:
+        fn()
+    except ArgumentError as err:
+        return (type(err), err.message, err.fix)
+    except SlotFaultError:
+        pass
+    return ("accepted",)
+
+
+def _is_word(value):
+    try:
+        return 0 <= operator.index(value) <= 0xFFFFFFFF
+    except TypeError:
+        return False
+
+
+@pytest.mark.parametrize("value", _BAD_WORDS, ids=repr)
+def test_call_refuses_an_argument_word_as_submit_does(value):
+    # one parser for the words of a call and of a slot: same error type, message and Fix
+    with _mk(tenants=2) as mk:
+        for args in ((value,), (0, value), [0, 1, value]):
+            by_call = _argument_outcome(lambda a=args: mk.call(Opcode.NOP, a))
+            by_submit = _argument_outcome(lambda a=args: mk.submit(Opcode.NOP, a))
+            assert by_call == by_submit, args
+            assert (by_call == ("accepted",)) == _is_word(value)
+            if by_call != ("accepted",):
+                assert issubclass(by_call[0], (InvalidTypeError, InvalidValueError))
+        by_call = _argument_outcome(lambda: mk.call(Opcode.NOP, (), tenant=value))
+        by_submit = _argument_outcome(lambda: mk.submit(Opcode.NOP, (), tenant=value))
+        # the parameter is `tenant` here, `tenant_id` in the wire API submit goes through
+        assert by_call[0] == by_submit[0]
+        assert by_call[1:] == tuple(s.replace("tenant_id", "tenant") for s in by_submit[1:])
+        if not _is_word(value):  # (a word is an opcode that would run)
+            by_call = _argument_outcome(lambda: mk.call(value))
+            by_submit = _argument_outcome(lambda: mk.submit(value))
+            assert by_call[0] == by_submit[0] and by_call[0] != "accepted"
+            assert by_call[2]  # a Fix hint
+        mk.drain(timeout=10)
+        assert mk._calls.port.free_lanes == mk.backend.call_lanes  # no lane leaked
+        assert int(mk.observables[0]) == 0
+
+
+def test_call_refuses_bad_argument_sequences_as_submit_does():
+    makers = [lambda: list(range(13)), lambda: tuple(range(13)), lambda: "ab", lambda: b"ab",
+              lambda: 5, lambda: 1.5, lambda: {1: 2}, lambda: {1, 2}, lambda: None,
+              lambda: np.arange(3, dtype=np.uint32), lambda: np.arange(13, dtype=np.uint32),
+              lambda: np.array([-1]), lambda: iter([1, 2]), lambda: (x for x in (-1,))]
+    with _mk() as mk:
+        for make in makers:
+            by_call = _argument_outcome(lambda m=make: mk.call(Opcode.NOP, m()))
+            by_submit = _argument_outcome(lambda m=make: mk.submit(Opcode.NOP, m()))
+            assert by_call == by_submit, make()
+        mk.drain(timeout=10)
+        assert mk._calls.port.free_lanes == mk.backend.call_lanes
 
 
 def test_call_outside_start_and_shutdown_raises():

@@ -19,8 +19,9 @@ from vyre.includes.abi cimport (
     VYRE_FAULT_NOT_CALLABLE,
     VYRE_RESULT_WORDS,
     VYRE_STATUS_FAULT,
-    VYRE_U32_MAX,
 )
+
+from vyre._wire cimport _args, _u32
 
 from vyre import _wire
 from vyre.errors import InvalidTypeError, InvalidValueError, SlotFaultError, WaitTimeoutError
@@ -201,40 +202,6 @@ cdef str _FAULT_FIX = ("check the tenant is authorized, that non-system tenants 
                        "a ring slot (LOAD_MISS): submit such ops instead")
 
 
-cdef inline int _u32(object o, uint32_t *out, str what) except -1:
-    cdef object v
-    if type(o) is int and 0 <= o <= VYRE_U32_MAX:  # the common case, without the calls below
-        out[0] = <uint32_t>o
-        return 0
-    if isinstance(o, bool) or not hasattr(o, "__index__"):
-        raise InvalidTypeError(f"{what} must be an int, got {type(o).__name__}",
-                               f"pass {what} as an int in 0..0xFFFFFFFF")
-    v = o.__index__()
-    if v < 0 or v > VYRE_U32_MAX:
-        raise InvalidValueError(f"{what}={v} is outside u32 (0..0xFFFFFFFF)",
-                                "wire words are unsigned 32-bit: mask or fix the value")
-    out[0] = <uint32_t>v
-    return 0
-
-
-cdef int _args(object args, uint32_t *a) except -1:
-    cdef Py_ssize_t i, n
-    for i in range(VYRE_ARGN):
-        a[i] = 0
-    if type(args) is not tuple and type(args) is not list:
-        if isinstance(args, (str, bytes)) or not hasattr(args, "__len__"):
-            raise InvalidTypeError(f"args must be a sequence of ints, got {type(args).__name__}",
-                                   "pass args as a tuple or list of up to 12 ints")
-        args = tuple(args)
-    n = len(args)
-    if n > VYRE_ARGN:
-        raise InvalidValueError(f"{n} args given, a call carries at most {VYRE_ARGN}",
-                                "pass at most 12 argument words")
-    for i in range(n):
-        _u32(args[i], &a[i], f"args[{i}]")
-    return 0
-
-
 cdef object _fault(uint32_t opcode, uint32_t tenant, const uint32_t *out):
     name = FAULT_NAMES.get(out[1], "unknown")
     err = SlotFaultError(f"call of opcode {opcode:#x} (tenant {tenant}) ended in FAULT: "
@@ -322,9 +289,9 @@ cdef class CallPort:
         cdef int lane = -1, got = 0
         cdef uint64_t start, deadline, t
         cdef object checker = None
-        _u32(opcode, &op, "opcode")
-        _u32(tenant, &ten, "tenant")
-        _args(args, a)
+        _u32(opcode, &op, "opcode", -1)
+        _u32(tenant, &ten, "tenant", -1)
+        _args(args, a, VYRE_ARGN, "args")
         if self._exit != NULL and vyre_port_load_u32(self._exit) != 0:
             self._wake()  # the server left on its own: bring it back for this request
         start = vyre_now_ns()
@@ -376,9 +343,9 @@ cdef class CallPort:
         cdef uint32_t op, ten
         cdef uint32_t a[VYRE_ARGN]
         self._lane(lane)
-        _u32(opcode, &op, "opcode")
-        _u32(tenant, &ten, "tenant")
-        _args(args, a)
+        _u32(opcode, &op, "opcode", -1)
+        _u32(tenant, &ten, "tenant", -1)
+        _args(args, a, VYRE_ARGN, "args")
         vyre_port_issue(&self._p, lane, op, ten, a)
 
     def give(self, int lane):
@@ -447,7 +414,7 @@ def encode_request(uint32_t seq, uint32_t opcode, uint32_t tenant, args=()):
     """The 16 request words of a call (docs/call.md) as a list."""
     cdef uint32_t a[VYRE_ARGN]
     cdef uint32_t w[VYRE_CALL_REQN]
-    _args(args, a)
+    _args(args, a, VYRE_ARGN, "args")
     vyre_call_encode(w, seq, opcode, tenant, a)
     return [w[i] for i in range(VYRE_CALL_REQN)]
 
@@ -462,7 +429,7 @@ def decode_request(words):
         raise InvalidValueError(f"{len(vals)} words given",
                                 f"pass the {VYRE_CALL_REQN} words of a request")
     for i in range(VYRE_CALL_REQN):
-        _u32(vals[i], &w[i], f"words[{i}]")
+        _u32(vals[i], &w[i], "words", i)
     seq = vyre_call_decode(w, &op, &ten, a)
     if seq == 0:
         return (0, 0, 0, ())

@@ -166,8 +166,6 @@ cdef extern from *:
     int vyre_pending_error() except -1
     # unchecked on purpose: failures are re-raised as vyre errors by _buffer_error
     int vyre_get_buffer "PyObject_GetBuffer"(object obj, Py_buffer *view, int flags)
-    bint PyLong_CheckExact(object o)
-    long long vyre_as_ll "PyLong_AsLongLongAndOverflow"(object o, int *overflow)
     bint PyTuple_CheckExact(object o)
     bint PyList_CheckExact(object o)
     const Py_ssize_t PY_SSIZE_T_MAX
@@ -387,16 +385,7 @@ cdef int _u32_slow(object o, uint32_t *out, str what, Py_ssize_t idx) except -1:
     return 0
 
 
-cdef inline int _u32(object o, uint32_t *out, str what, Py_ssize_t idx) except -1:
-    """Exact-int fast path; everything else (numpy ints, errors) goes through _u32_slow."""
-    cdef int overflow = 0
-    cdef long long v
-    if PyLong_CheckExact(o):
-        v = vyre_as_ll(o, &overflow)   # cannot raise for an exact int, only overflow
-        if overflow == 0 and 0 <= v <= <long long>VYRE_U32_MAX:
-            out[0] = <uint32_t>v
-            return 0
-    return _u32_slow(o, out, what, idx)
+# _u32, the exact-int fast path in front of _u32_slow, is inline in _wire.pxd
 
 
 cdef Py_ssize_t _count(object o, str what, Py_ssize_t limit, str queue) except -1:
