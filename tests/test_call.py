@@ -25,6 +25,7 @@ from vyre.errors import (
     SlotFaultError,
     WaitTimeoutError,
 )
+from vyre.protocol import FaultReason
 
 OBS = vyre.protocol.OBSERVABLE_BASE
 ADD, STORE, LOAD, CAS = (int(Opcode.ATOMIC_ADD), int(Opcode.STORE_U32), int(Opcode.LOAD_U32),
@@ -179,6 +180,35 @@ def test_protected_word_write_by_a_tenant_faults(backend):
             assert info.value.details[1] == 5
         mk.call(STORE, (3, OBS + 2), tenant=1)  # observables are the tenant's to write
         assert int(mk.observables[2]) == 3
+
+
+@needs_results
+def test_a_call_fault_names_its_reason_as_the_ring_does():
+    # one table of reasons (vyre.protocol.FaultReason) for the call path and the ring
+    with _mk(tenants=2) as mk:
+        for op, args, tenant in ((STORE, (0xFFFF, 5), 1), (ADD, (1, OBS), 7)):
+            with pytest.raises(SlotFaultError) as by_call:
+                mk.call(op, args, tenant=tenant)
+            by_future = mk.call_future(op, args, tenant=tenant).exception(timeout=10)
+            t = mk.submit(op, args, tenant=tenant)
+            with pytest.raises(SlotFaultError) as by_result:
+                mk.result(t, timeout=10)
+            with pytest.raises(SlotFaultError) as by_wait:
+                mk.wait(t, timeout=10)
+            reason = by_result.value.reason
+            assert type(reason) is FaultReason and reason != FaultReason.NONE
+            text = f": {reason.name} (details "
+            assert text in str(by_wait.value) and text in str(by_result.value)
+            for err in (by_call.value, by_future):
+                assert isinstance(err, SlotFaultError) and "Fix:" in str(err)
+                assert type(err.reason) is FaultReason and err.reason == reason
+                assert (err.details, err.words) == (by_result.value.details,
+                                                    by_result.value.words)
+                assert text in str(err)
+        with pytest.raises(SlotFaultError) as info:  # the call path's own reason, same table
+            mk.call(Opcode.LOAD_MISS, (0, 16, 1, 0, 0))
+        assert info.value.reason is FaultReason.NOT_CALLABLE
+        assert ": NOT_CALLABLE (details " in str(info.value)
 
 
 def test_load_miss_is_not_callable(backend):

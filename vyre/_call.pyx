@@ -16,7 +16,6 @@ from vyre.includes.abi cimport (
     VYRE_CALL_ANSWER,
     VYRE_CALL_LANE_WORDS,
     VYRE_CALL_MAX_LANES,
-    VYRE_FAULT_NOT_CALLABLE,
     VYRE_RESULT_WORDS,
     VYRE_STATUS_FAULT,
 )
@@ -25,6 +24,7 @@ from vyre._wire cimport _args, _u32
 
 from vyre import _wire
 from vyre.errors import InvalidTypeError, InvalidValueError, SlotFaultError, WaitTimeoutError
+from vyre.protocol import FaultReason
 
 # array dimensions derived from vyre_abi.h (Cython sizes arrays with enums), not new constants
 cdef extern from "vyre_abi.h":
@@ -193,9 +193,9 @@ cdef extern from *:
 ABI = {name: value for name, value in _wire.ABI.items()
        if name.startswith("CALL_") or name in ("RESULT_WORDS", "FAULT_NOT_CALLABLE")}
 
-#: fault reason codes -> names, for messages (reasons the interpreter defines are added by
-#: vyre.call from the wire ABI)
-FAULT_NAMES = {VYRE_FAULT_NOT_CALLABLE: "NOT_CALLABLE"}
+# the reasons by code, from vyre.protocol.FaultReason (the one table of VYRE_FAULT_* names, the
+# ring's and the call path's)
+cdef dict _REASONS = dict(FaultReason._value2member_map_)
 
 cdef str _FAULT_FIX = ("check the tenant is authorized, that non-system tenants write only "
                        "observables, the buffer bounds of the op, and that the op does not need "
@@ -203,11 +203,13 @@ cdef str _FAULT_FIX = ("check the tenant is authorized, that non-system tenants 
 
 
 cdef object _fault(uint32_t opcode, uint32_t tenant, const uint32_t *out):
-    name = FAULT_NAMES.get(out[1], "unknown")
+    # named and typed as the ring names a FAULT slot (``result()``, ``wait``): an unknown
+    # reason stays an int
+    reason = _REASONS.get(out[1], out[1])
+    name = reason.name if isinstance(reason, FaultReason) else reason
     err = SlotFaultError(f"call of opcode {opcode:#x} (tenant {tenant}) ended in FAULT: "
-                         f"reason {out[1]:#x} ({name}), details "
-                         f"({out[2]:#x}, {out[3]:#x}, {out[4]:#x})", _FAULT_FIX)
-    err.reason = out[1]
+                         f"{name} (details {out[2]}, {out[3]}, {out[4]})", _FAULT_FIX)
+    err.reason = reason
     err.details = (out[2], out[3], out[4])
     err.words = (out[1], out[2], out[3], out[4])
     return err
