@@ -469,6 +469,30 @@ def test_no_free_lane_times_out():
             mk.call(Opcode.NOP, timeout=0.01)
 
 
+def test_calls_hand_the_port_one_watchdog_factory_and_each_wait_a_watch_of_its_own():
+    with _mk() as mk:
+        path = mk._callpath()
+        real, factories = path.port, []
+
+        class Spy:
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            def call(self, *args):
+                factories.append(args[4])  # (opcode, args, tenant, timeout, watch, ...)
+                return real.call(*args)
+
+        path.port = Spy()
+        for _ in range(3):
+            mk.call(ADD, (1, OBS))
+        mk.call_words(ADD, (1, OBS), timeout=5)
+        assert int(mk.observables[0]) == 4
+        assert len(factories) == 4 and all(f is factories[0] for f in factories)
+        first, second = factories[0](), factories[0]()
+        assert first is not second and first.mk is mk and second.mk is mk
+        first()  # a running megakernel passes the watchdog
+
+
 def test_watchdog_ends_a_call_that_never_finishes():
     mk = _mk(test_hooks=True, stall_timeout=0.2)
     mk.start()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import operator
 import threading
 import time
@@ -114,9 +115,9 @@ class CallPath:
             self._wake = None
         self._poller: _Poller | None = None
         self._poller_lock = threading.Lock()
-
-    def _watch(self) -> _Watch:
-        return _Watch(self.mk)
+        # the watchdog factory every blocking call hands the port, made once here: a bound
+        # method would be a new object per call (each call still gets a _Watch of its own)
+        self._watch = functools.partial(_Watch, mk)
 
     def _check_started(self) -> None:
         mk = self.mk
