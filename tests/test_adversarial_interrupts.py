@@ -176,6 +176,61 @@ def test_an_interrupt_at_any_step_leaves_the_facade_consistent(what):
         mk.shutdown(drain=False, timeout=10)
 
 
+class _WriteSpy(np.ndarray):
+    """A view of the ring that records every store made into it from Python."""
+
+    stores: list[Any] = []
+
+    def __setitem__(self, key, value):
+        _WriteSpy.stores.append(key)
+        super().__setitem__(key, value)
+
+
+def test_submit_writes_its_slot_in_one_publish_call():
+    # the record an interrupted submit is settled by moves in the same C call as the slot:
+    # no store into the ring from Python before it (a slot line written twice per submit)
+    mk = cpu_mk()
+    try:
+        mk._ring = mk._ring.view(_WriteSpy)
+        _WriteSpy.stores = []
+        ts = [mk.submit(ADD, [1, OBS]) for _ in range(3 * mk.slot_count)]  # reuses DONE slots
+        mk.wait(ts, timeout=10)
+        assert _WriteSpy.stores == []
+        assert int(mk.observables[0]) == len(ts) and mk.published == len(ts)
+    finally:
+        mk.shutdown(drain=False, timeout=10)
+
+
+def test_a_submit_interrupted_before_its_publish_counts_nothing():
+    # the instant between recording the publish and making it, on a slot still DONE from its
+    # last ticket: the books must not count the new ticket (its slot was never written)
+    mk = cpu_mk()
+    try:
+        ts = [mk.submit(NOP) for _ in range(mk.slot_count)]
+        mk.wait(ts, timeout=10)
+        t = mk.published
+        assert int(mk.backend.ring[(t % mk.slot_count) * 16]) == 3  # DONE, from ticket t - 8
+        stop = _Injected()
+
+        def publish_slot(*args, **kw):
+            raise stop  # lands after _publishing is recorded, before the slot is written
+
+        real = mk_module.wire.publish_slot
+        mk_module.wire.publish_slot = publish_slot
+        try:
+            with pytest.raises(_Injected):
+                mk.submit(ADD, [1, OBS])
+        finally:
+            mk_module.wire.publish_slot = real
+        assert getattr(stop, "published", None) is None
+        assert mk.published == t
+        _check_consistent(mk, set())
+        assert int(mk.observables[1]) == 1  # _check_consistent's op ran once
+        assert int(mk.observables[0]) == 0  # the interrupted one never did
+    finally:
+        mk.shutdown(drain=False, timeout=10)
+
+
 # ---------------------------------------------------------------------------------------------
 # item 8: Ctrl-C (a hard stop) during a long CPU slot
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import operator
 import threading
 import time
 
@@ -24,6 +25,7 @@ from vyre.errors import (
     SlotFaultError,
     WaitTimeoutError,
 )
+from vyre.protocol import FaultReason
 
 OBS = vyre.protocol.OBSERVABLE_BASE
 ADD, STORE, LOAD, CAS = (int(Opcode.ATOMIC_ADD), int(Opcode.STORE_U32), int(Opcode.LOAD_U32),
@@ -180,6 +182,35 @@ def test_protected_word_write_by_a_tenant_faults(backend):
         assert int(mk.observables[2]) == 3
 
 
+@needs_results
+def test_a_call_fault_names_its_reason_as_the_ring_does():
+    # one table of reasons (vyre.protocol.FaultReason) for the call path and the ring
+    with _mk(tenants=2) as mk:
+        for op, args, tenant in ((STORE, (0xFFFF, 5), 1), (ADD, (1, OBS), 7)):
+            with pytest.raises(SlotFaultError) as by_call:
+                mk.call(op, args, tenant=tenant)
+            by_future = mk.call_future(op, args, tenant=tenant).exception(timeout=10)
+            t = mk.submit(op, args, tenant=tenant)
+            with pytest.raises(SlotFaultError) as by_result:
+                mk.result(t, timeout=10)
+            with pytest.raises(SlotFaultError) as by_wait:
+                mk.wait(t, timeout=10)
+            reason = by_result.value.reason
+            assert type(reason) is FaultReason and reason != FaultReason.NONE
+            text = f": {reason.name} (details "
+            assert text in str(by_wait.value) and text in str(by_result.value)
+            for err in (by_call.value, by_future):
+                assert isinstance(err, SlotFaultError) and "Fix:" in str(err)
+                assert type(err.reason) is FaultReason and err.reason == reason
+                assert (err.details, err.words) == (by_result.value.details,
+                                                    by_result.value.words)
+                assert text in str(err)
+        with pytest.raises(SlotFaultError) as info:  # the call path's own reason, same table
+            mk.call(Opcode.LOAD_MISS, (0, 16, 1, 0, 0))
+        assert info.value.reason is FaultReason.NOT_CALLABLE
+        assert ": NOT_CALLABLE (details " in str(info.value)
+
+
 def test_load_miss_is_not_callable(backend):
     with _mk(backend) as mk:
         with pytest.raises(SlotFaultError) as info:
@@ -208,6 +239,77 @@ def test_call_arguments_are_checked_before_anything_is_sent():
             mk.call(object())
         assert mk._calls.port.free_lanes == mk.backend.call_lanes  # no lane leaked
         assert int(mk.observables[0]) == 0
+
+
+class _Opaque:
+    def __repr__(self) -> str:
+        return "_Opaque()"
+
+
+# ugly values of one u32 word: negative, past u32, floats, None, numpy scalars of each kind, a
+# bool (an int to both paths), strings and objects
+_BAD_WORDS = [-1, 1 << 32, (1 << 64) + 1, 1.5, 2.0, None, "3", b"3", _Opaque(), True,
+              np.int64(-1), np.uint64(1 << 32), np.float64(1.0), np.float32(2.0), np.uint8(7),
+              np.int32(5), np.bool_(True), np.array(3), np.array([3])]
+
+
+def _argument_outcome(fn):
+    """("accepted",) when ``fn`` raised no argument error (an op that faulted was accepted),
+    else the type of the argument error, its message and its Fix hint."""
+    try:
+        fn()
+    except ArgumentError as err:
+        return (type(err), err.message, err.fix)
+    except SlotFaultError:
+        pass
+    return ("accepted",)
+
+
+def _is_word(value):
+    try:
+        return 0 <= operator.index(value) <= 0xFFFFFFFF
+    except TypeError:
+        return False
+
+
+@pytest.mark.parametrize("value", _BAD_WORDS, ids=repr)
+def test_call_refuses_an_argument_word_as_submit_does(value):
+    # one parser for the words of a call and of a slot: same error type, message and Fix
+    with _mk(tenants=2) as mk:
+        for args in ((value,), (0, value), [0, 1, value]):
+            by_call = _argument_outcome(lambda a=args: mk.call(Opcode.NOP, a))
+            by_submit = _argument_outcome(lambda a=args: mk.submit(Opcode.NOP, a))
+            assert by_call == by_submit, args
+            assert (by_call == ("accepted",)) == _is_word(value)
+            if by_call != ("accepted",):
+                assert issubclass(by_call[0], (InvalidTypeError, InvalidValueError))
+        by_call = _argument_outcome(lambda: mk.call(Opcode.NOP, (), tenant=value))
+        by_submit = _argument_outcome(lambda: mk.submit(Opcode.NOP, (), tenant=value))
+        # the parameter is `tenant` here, `tenant_id` in the wire API submit goes through
+        assert by_call[0] == by_submit[0]
+        assert by_call[1:] == tuple(s.replace("tenant_id", "tenant") for s in by_submit[1:])
+        if not _is_word(value):  # (a word is an opcode that would run)
+            by_call = _argument_outcome(lambda: mk.call(value))
+            by_submit = _argument_outcome(lambda: mk.submit(value))
+            assert by_call[0] == by_submit[0] and by_call[0] != "accepted"
+            assert by_call[2]  # a Fix hint
+        mk.drain(timeout=10)
+        assert mk._calls.port.free_lanes == mk.backend.call_lanes  # no lane leaked
+        assert int(mk.observables[0]) == 0
+
+
+def test_call_refuses_bad_argument_sequences_as_submit_does():
+    makers = [lambda: list(range(13)), lambda: tuple(range(13)), lambda: "ab", lambda: b"ab",
+              lambda: 5, lambda: 1.5, lambda: {1: 2}, lambda: {1, 2}, lambda: None,
+              lambda: np.arange(3, dtype=np.uint32), lambda: np.arange(13, dtype=np.uint32),
+              lambda: np.array([-1]), lambda: iter([1, 2]), lambda: (x for x in (-1,))]
+    with _mk() as mk:
+        for make in makers:
+            by_call = _argument_outcome(lambda m=make: mk.call(Opcode.NOP, m()))
+            by_submit = _argument_outcome(lambda m=make: mk.submit(Opcode.NOP, m()))
+            assert by_call == by_submit, make()
+        mk.drain(timeout=10)
+        assert mk._calls.port.free_lanes == mk.backend.call_lanes
 
 
 def test_call_outside_start_and_shutdown_raises():
@@ -365,6 +467,30 @@ def test_no_free_lane_times_out():
             mk.call(TEST_OP_STALL, (300,), timeout=0.01)
         with pytest.raises(WaitTimeoutError, match="no free call lane"):
             mk.call(Opcode.NOP, timeout=0.01)
+
+
+def test_calls_hand_the_port_one_watchdog_factory_and_each_wait_a_watch_of_its_own():
+    with _mk() as mk:
+        path = mk._callpath()
+        real, factories = path.port, []
+
+        class Spy:
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            def call(self, *args):
+                factories.append(args[4])  # (opcode, args, tenant, timeout, watch, ...)
+                return real.call(*args)
+
+        path.port = Spy()
+        for _ in range(3):
+            mk.call(ADD, (1, OBS))
+        mk.call_words(ADD, (1, OBS), timeout=5)
+        assert int(mk.observables[0]) == 4
+        assert len(factories) == 4 and all(f is factories[0] for f in factories)
+        first, second = factories[0](), factories[0]()
+        assert first is not second and first.mk is mk and second.mk is mk
+        first()  # a running megakernel passes the watchdog
 
 
 def test_watchdog_ends_a_call_that_never_finishes():

@@ -547,3 +547,68 @@ def test_publish_many_failure_leaves_the_doorbell_alone():
     assert wire.publish_many(ring, 0, 0, np.zeros(0, np.uint32), None, doorbell=bell,
                              first_ticket=10) == 0
     assert bell.tolist() == [3, 0]
+
+
+# ---- publish_slot with a doorbell ---------------------------------------------------------------
+
+@pytest.mark.parametrize("bell", [lambda: np.array([5, 77], np.uint64),
+                                  lambda: np.array([5, 77], "<u8"),
+                                  lambda: memoryview(np.array([5, 77], np.uint64)),
+                                  lambda: memoryview(np.array([5, 77], np.uint64)).cast("B")
+                                  .cast("Q")])
+def test_publish_slot_stores_ticket_plus_one_into_the_doorbell(bell):
+    ring = np.zeros((4, 16), np.uint32)
+    ring[3, 0] = DONE  # a retired slot, as the facade reuses it
+    bell = bell()
+    wire.publish_slot(ring, 3, 1, 8, (9, 10), 2, bell, 1 << 40)
+    assert list(bell) == [(1 << 40) + 1, 77]
+    assert ring[3, :6].tolist() == [PUBLISHED, 8, 1, 2, 9, 10]
+    wire.publish_slot(ring, 0, 0, 0, doorbell=bell, ticket=0)
+    assert list(bell) == [1, 77]
+
+
+def test_publish_slot_without_a_doorbell_ignores_the_ticket():
+    ring = np.zeros((4, 16), np.uint32)
+    wire.publish_slot(ring, 1, 0, 8, (), 2, None, -5)
+    assert ring[1, 0] == PUBLISHED
+
+
+@pytest.mark.parametrize("bell, match", [
+    (lambda: np.zeros(2, np.uint32), "uint64"),
+    (lambda: np.zeros(2, np.int64), "uint64"),
+    (lambda: np.zeros(2, ">u8"), "uint64"),
+    (lambda: np.zeros(2, np.float64), "uint64"),
+    (lambda: np.zeros(0, np.uint64), "at least one element"),
+    (lambda: np.zeros((1, 1), np.uint64), "1-d"),
+    (lambda: np.frombuffer(bytes(16), np.uint64), "writable"),
+    (_misaligned_u64, "8-byte aligned"),
+    (lambda: bytearray(8), "uint64"),
+    (lambda: 5, "usable buffer"),
+])
+def test_publish_slot_refuses_a_bad_doorbell_before_writing(bell, match):
+    ring = np.zeros((4, 16), np.uint32)
+    bell = bell()
+    refused(ring, lambda: wire.publish_slot(ring, 0, 0, 8, (1,), 2, bell, 3), match)
+
+
+@pytest.mark.parametrize("ticket, match", [(-1, "ticket"), ("1", "ticket"), (1.0, "ticket"),
+                                           (None, "ticket")])
+def test_publish_slot_refuses_a_bad_ticket(ticket, match):
+    ring = np.zeros((4, 16), np.uint32)
+    bell = np.array([3], np.uint64)
+    refused(ring, lambda: wire.publish_slot(ring, 0, 0, 8, (), 2, bell, ticket), match)
+    assert bell.tolist() == [3]
+
+
+def test_publish_slot_failure_leaves_the_doorbell_alone():
+    # the record a caller keeps of an unfinished publish: it moves only with the slot
+    ring = np.zeros((4, 16), np.uint32)
+    bell = np.array([3, 0], np.uint64)
+    refused(ring, lambda: wire.publish_slot(ring, 0, 0, 0xFFF4, (), 2, bell, 10), "reserved")
+    refused(ring, lambda: wire.publish_slot(ring, 0, 0, 8, (-1,), 2, bell, 10), "args")
+    refused(ring, lambda: wire.publish_slot(ring, 0, 0, 8, (), 9, bell, 10), "priority")
+    refused(ring, lambda: wire.publish_slot(ring, 4, 0, 8, (), 2, bell, 10), "slot")
+    ring[2, 0] = CLAIMED
+    with pytest.raises(QueueFullError):
+        wire.publish_slot(ring, 2, 0, 8, (), 2, bell, 10)
+    assert bell.tolist() == [3, 0]

@@ -5,7 +5,6 @@ from typing import Any
 import numpy as np
 
 ABI: dict[str, int]
-FAULT_NAMES: dict[int, str]
 
 class CallPort:
     lanes: int

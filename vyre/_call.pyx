@@ -16,14 +16,15 @@ from vyre.includes.abi cimport (
     VYRE_CALL_ANSWER,
     VYRE_CALL_LANE_WORDS,
     VYRE_CALL_MAX_LANES,
-    VYRE_FAULT_NOT_CALLABLE,
     VYRE_RESULT_WORDS,
     VYRE_STATUS_FAULT,
-    VYRE_U32_MAX,
 )
+
+from vyre._wire cimport _args, _u32
 
 from vyre import _wire
 from vyre.errors import InvalidTypeError, InvalidValueError, SlotFaultError, WaitTimeoutError
+from vyre.protocol import FaultReason
 
 # array dimensions derived from vyre_abi.h (Cython sizes arrays with enums), not new constants
 cdef extern from "vyre_abi.h":
@@ -192,55 +193,23 @@ cdef extern from *:
 ABI = {name: value for name, value in _wire.ABI.items()
        if name.startswith("CALL_") or name in ("RESULT_WORDS", "FAULT_NOT_CALLABLE")}
 
-#: fault reason codes -> names, for messages (reasons the interpreter defines are added by
-#: vyre.call from the wire ABI)
-FAULT_NAMES = {VYRE_FAULT_NOT_CALLABLE: "NOT_CALLABLE"}
+# the reasons by code, from vyre.protocol.FaultReason (the one table of VYRE_FAULT_* names, the
+# ring's and the call path's)
+cdef dict _REASONS = dict(FaultReason._value2member_map_)
 
 cdef str _FAULT_FIX = ("check the tenant is authorized, that non-system tenants write only "
                        "observables, the buffer bounds of the op, and that the op does not need "
                        "a ring slot (LOAD_MISS): submit such ops instead")
 
 
-cdef inline int _u32(object o, uint32_t *out, str what) except -1:
-    cdef object v
-    if type(o) is int and 0 <= o <= VYRE_U32_MAX:  # the common case, without the calls below
-        out[0] = <uint32_t>o
-        return 0
-    if isinstance(o, bool) or not hasattr(o, "__index__"):
-        raise InvalidTypeError(f"{what} must be an int, got {type(o).__name__}",
-                               f"pass {what} as an int in 0..0xFFFFFFFF")
-    v = o.__index__()
-    if v < 0 or v > VYRE_U32_MAX:
-        raise InvalidValueError(f"{what}={v} is outside u32 (0..0xFFFFFFFF)",
-                                "wire words are unsigned 32-bit: mask or fix the value")
-    out[0] = <uint32_t>v
-    return 0
-
-
-cdef int _args(object args, uint32_t *a) except -1:
-    cdef Py_ssize_t i, n
-    for i in range(VYRE_ARGN):
-        a[i] = 0
-    if type(args) is not tuple and type(args) is not list:
-        if isinstance(args, (str, bytes)) or not hasattr(args, "__len__"):
-            raise InvalidTypeError(f"args must be a sequence of ints, got {type(args).__name__}",
-                                   "pass args as a tuple or list of up to 12 ints")
-        args = tuple(args)
-    n = len(args)
-    if n > VYRE_ARGN:
-        raise InvalidValueError(f"{n} args given, a call carries at most {VYRE_ARGN}",
-                                "pass at most 12 argument words")
-    for i in range(n):
-        _u32(args[i], &a[i], f"args[{i}]")
-    return 0
-
-
 cdef object _fault(uint32_t opcode, uint32_t tenant, const uint32_t *out):
-    name = FAULT_NAMES.get(out[1], "unknown")
+    # named and typed as the ring names a FAULT slot (``result()``, ``wait``): an unknown
+    # reason stays an int
+    reason = _REASONS.get(out[1], out[1])
+    name = reason.name if isinstance(reason, FaultReason) else reason
     err = SlotFaultError(f"call of opcode {opcode:#x} (tenant {tenant}) ended in FAULT: "
-                         f"reason {out[1]:#x} ({name}), details "
-                         f"({out[2]:#x}, {out[3]:#x}, {out[4]:#x})", _FAULT_FIX)
-    err.reason = out[1]
+                         f"{name} (details {out[2]}, {out[3]}, {out[4]})", _FAULT_FIX)
+    err.reason = reason
     err.details = (out[2], out[3], out[4])
     err.words = (out[1], out[2], out[3], out[4])
     return err
@@ -322,9 +291,9 @@ cdef class CallPort:
         cdef int lane = -1, got = 0
         cdef uint64_t start, deadline, t
         cdef object checker = None
-        _u32(opcode, &op, "opcode")
-        _u32(tenant, &ten, "tenant")
-        _args(args, a)
+        _u32(opcode, &op, "opcode", -1)
+        _u32(tenant, &ten, "tenant", -1)
+        _args(args, a, VYRE_ARGN, "args")
         if self._exit != NULL and vyre_port_load_u32(self._exit) != 0:
             self._wake()  # the server left on its own: bring it back for this request
         start = vyre_now_ns()
@@ -376,9 +345,9 @@ cdef class CallPort:
         cdef uint32_t op, ten
         cdef uint32_t a[VYRE_ARGN]
         self._lane(lane)
-        _u32(opcode, &op, "opcode")
-        _u32(tenant, &ten, "tenant")
-        _args(args, a)
+        _u32(opcode, &op, "opcode", -1)
+        _u32(tenant, &ten, "tenant", -1)
+        _args(args, a, VYRE_ARGN, "args")
         vyre_port_issue(&self._p, lane, op, ten, a)
 
     def give(self, int lane):
@@ -447,7 +416,7 @@ def encode_request(uint32_t seq, uint32_t opcode, uint32_t tenant, args=()):
     """The 16 request words of a call (docs/call.md) as a list."""
     cdef uint32_t a[VYRE_ARGN]
     cdef uint32_t w[VYRE_CALL_REQN]
-    _args(args, a)
+    _args(args, a, VYRE_ARGN, "args")
     vyre_call_encode(w, seq, opcode, tenant, a)
     return [w[i] for i in range(VYRE_CALL_REQN)]
 
@@ -462,7 +431,7 @@ def decode_request(words):
         raise InvalidValueError(f"{len(vals)} words given",
                                 f"pass the {VYRE_CALL_REQN} words of a request")
     for i in range(VYRE_CALL_REQN):
-        _u32(vals[i], &w[i], f"words[{i}]")
+        _u32(vals[i], &w[i], "words", i)
     seq = vyre_call_decode(w, &op, &ten, a)
     if seq == 0:
         return (0, 0, 0, ())

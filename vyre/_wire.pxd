@@ -50,3 +50,29 @@ cdef int wire_publish(uint32_t *ring, Py_ssize_t slot_count, Py_ssize_t slot, ui
 cdef Py_ssize_t wire_retire(uint32_t *ring, Py_ssize_t slot_count, Py_ssize_t start,
                             Py_ssize_t max_count, Py_ssize_t *faults,
                             Py_ssize_t *n_faults) noexcept nogil
+
+
+# The argument converters, shared with the other extensions (vyre/_call.pyx) so that a word
+# is refused with the same error type, message and Fix hint wherever it is passed.
+cdef extern from *:
+    bint PyLong_CheckExact(object o)
+    long long vyre_as_ll "PyLong_AsLongLongAndOverflow"(object o, int *overflow)
+
+# One u32 word `o` into out[0]: InvalidTypeError for a non-integer, InvalidValueError outside
+# 0..0xFFFFFFFF (labelled `what`, or `what[idx]` when idx >= 0).
+cdef int _u32_slow(object o, uint32_t *out, str what, Py_ssize_t idx) except -1
+
+# Up to `room` u32 words from a sequence into out[0:room] (zero-filled); returns the count.
+cdef Py_ssize_t _args(object args, uint32_t *out, Py_ssize_t room, str what) except -1
+
+
+cdef inline int _u32(object o, uint32_t *out, str what, Py_ssize_t idx) except -1:
+    """Exact-int fast path; everything else (numpy ints, errors) goes through _u32_slow."""
+    cdef int overflow = 0
+    cdef long long v
+    if PyLong_CheckExact(o):
+        v = vyre_as_ll(o, &overflow)   # cannot raise for an exact int, only overflow
+        if overflow == 0 and 0 <= v <= <long long>VYRE_U32_MAX:
+            out[0] = <uint32_t>v
+            return 0
+    return _u32_slow(o, out, what, idx)

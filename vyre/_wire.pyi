@@ -52,6 +52,8 @@ def publish_slot(
     opcode: SupportsIndex,
     args: Words = (),
     priority: SupportsIndex = 2,
+    doorbell: Buffer | None = None,
+    ticket: SupportsIndex = 0,
 ) -> None: ...
 def validate_slot(
     tenant_id: SupportsIndex, opcode: SupportsIndex, args: Words = (), priority: SupportsIndex = 2

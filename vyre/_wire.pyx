@@ -166,8 +166,6 @@ cdef extern from *:
     int vyre_pending_error() except -1
     # unchecked on purpose: failures are re-raised as vyre errors by _buffer_error
     int vyre_get_buffer "PyObject_GetBuffer"(object obj, Py_buffer *view, int flags)
-    bint PyLong_CheckExact(object o)
-    long long vyre_as_ll "PyLong_AsLongLongAndOverflow"(object o, int *overflow)
     bint PyTuple_CheckExact(object o)
     bint PyList_CheckExact(object o)
     const Py_ssize_t PY_SSIZE_T_MAX
@@ -387,16 +385,7 @@ cdef int _u32_slow(object o, uint32_t *out, str what, Py_ssize_t idx) except -1:
     return 0
 
 
-cdef inline int _u32(object o, uint32_t *out, str what, Py_ssize_t idx) except -1:
-    """Exact-int fast path; everything else (numpy ints, errors) goes through _u32_slow."""
-    cdef int overflow = 0
-    cdef long long v
-    if PyLong_CheckExact(o):
-        v = vyre_as_ll(o, &overflow)   # cannot raise for an exact int, only overflow
-        if overflow == 0 and 0 <= v <= <long long>VYRE_U32_MAX:
-            out[0] = <uint32_t>v
-            return 0
-    return _u32_slow(o, out, what, idx)
+# _u32, the exact-int fast path in front of _u32_slow, is inline in _wire.pxd
 
 
 cdef Py_ssize_t _count(object o, str what, Py_ssize_t limit, str queue) except -1:
@@ -927,19 +916,38 @@ def count_done_slots(ring, n):
 # publishing
 # ---------------------------------------------------------------------------------------------
 
-def publish_slot(ring, slot_idx, tenant_id, opcode, args=(), priority=2):
+def publish_slot(ring, slot_idx, tenant_id, opcode, args=(), priority=2, doorbell=None,
+                 ticket=0):
     """Publish one slot (docs/spec.md §1): body, release fence, status PUBLISHED last.
 
     Only EMPTY or DONE slots are publishable. Everything (opcode, u32 ranges, priority 0..4,
-    at most 12 args, slot index, slot status) is validated before the first byte is written.
+    at most 12 args, slot index, slot status, the doorbell) is validated before the first byte
+    is written.
+
+    ``doorbell``: optional uint64 array; once the slot is PUBLISHED, ``doorbell[0] = ticket +
+    1`` is stored (release), as :func:`publish_many` stores its count. A caller that records
+    the publish before making it can tell from that word alone whether it happened: the
+    store is in the same call as the write, so no interrupt can land between them.
     """
     cdef uint32_t op, tenant, prio
     cdef uint32_t a[VYRE_ARGN]
+    cdef Py_buffer dv
+    cdef uint64_t *db
+    cdef uint64_t after
     _publish_opcode(opcode, &op)
     _u32(tenant_id, &tenant, "tenant_id", -1)
     _priority(priority, &prio)
     _args(args, a, ARG_WORDS, "args")
-    _publish_one(ring, slot_idx, op, tenant, prio, a)
+    if doorbell is None:
+        _publish_one(ring, slot_idx, op, tenant, prio, a)
+        return
+    after = <uint64_t>_index(ticket, "ticket") + 1
+    db = _doorbell(doorbell, &dv)
+    try:
+        _publish_one(ring, slot_idx, op, tenant, prio, a)
+        vyre_store_release_u64(db, after)
+    finally:
+        PyBuffer_Release(&dv)
 
 
 cdef int _publish_one(object ring, object slot_idx, uint32_t op, uint32_t tenant, uint32_t prio,
@@ -1240,14 +1248,24 @@ cdef int _u32_array(object obj, Py_buffer *view, int ndim, str role) except -1:
                f"pass numpy.ascontiguousarray({role}, dtype=numpy.uint32)")
 
 
+cdef inline bint _u64_format(const char *f) noexcept:
+    """A buffer format of one native or little-endian uint64 ("Q", "L", "<Q", ...), checked
+    without making a bytes object (a single-slot publish acquires its doorbell every call)."""
+    if f == NULL:
+        return False
+    while f[0] in b"@=<":
+        f += 1
+    return f[0] in b"QL" and f[1] == 0
+
+
 cdef uint64_t *_doorbell(object obj, Py_buffer *view) except NULL:
     """Acquire a writable uint64 doorbell (element 0 is stored with release, so 8-aligned)."""
     _acquire(obj, view, True, "doorbell", False, PyBUF_FORMAT)
-    cdef bytes fmt = view.format if view.format != NULL else b"B"
-    fmt = fmt.lstrip(b"@=<")
-    if (view.ndim == 1 and view.itemsize == 8 and fmt in (b"Q", b"L") and view.len >= 8
+    if (view.ndim == 1 and view.itemsize == 8 and _u64_format(view.format) and view.len >= 8
             and (<uintptr_t>view.buf & 7) == 0):
         return <uint64_t *>view.buf
+    cdef bytes fmt = view.format if view.format != NULL else b"B"
+    fmt = fmt.lstrip(b"@=<")
     got = f"{view.ndim}-d, format {fmt!r}, itemsize {view.itemsize}, {view.len} bytes"
     PyBuffer_Release(view)
     raise _inval(f"doorbell must be a writable, 8-byte aligned 1-d uint64 array with at least "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import operator
 import threading
 import time
@@ -26,29 +27,16 @@ from vyre.protocol import CTRL_SHUTDOWN, SlotStatus
 if TYPE_CHECKING:
     from vyre.megakernel import Megakernel
 
-__all__ = ["ABI", "FAULT_NAMES", "CallPath"]
+__all__ = ["ABI", "CallPath"]
 
 #: the call path's constants from csrc/vyre_abi.h
 ABI = _call.ABI
-#: fault reason code -> name (the call path's own and the interpreter's VYRE_FAULT_*)
-FAULT_NAMES = _call.FAULT_NAMES
 
 # how often a blocked call runs the watchdog, and how long the poller waits between looks at
 # the ring tickets it watches
 _TICK_S = 0.005
 _TICKET_TICK_S = 0.0002
 _FAULT = int(SlotStatus.FAULT)
-
-
-def _add_interpreter_fault_names() -> None:
-    from vyre import _wire
-
-    for name, value in getattr(_wire, "ABI", {}).items():
-        if name.startswith("FAULT_") and name not in ("FAULT_NONE", "FAULT_REASONS"):
-            FAULT_NAMES.setdefault(int(value), name[len("FAULT_"):])
-
-
-_add_interpreter_fault_names()
 
 
 def opcode_of(mk: Megakernel, op: Any) -> int:
@@ -127,9 +115,9 @@ class CallPath:
             self._wake = None
         self._poller: _Poller | None = None
         self._poller_lock = threading.Lock()
-
-    def _watch(self) -> _Watch:
-        return _Watch(self.mk)
+        # the watchdog factory every blocking call hands the port, made once here: a bound
+        # method would be a new object per call (each call still gets a _Watch of its own)
+        self._watch = functools.partial(_Watch, mk)
 
     def _check_started(self) -> None:
         mk = self.mk

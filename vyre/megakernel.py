@@ -42,7 +42,6 @@ from vyre.protocol import (
     U32_MAX,
     Opcode,
 )
-from vyre.ring_books import STATUS_EMPTY
 from vyre.waiting import Ticket
 
 _LIVE: weakref.WeakSet[Megakernel] = weakref.WeakSet()
@@ -139,9 +138,11 @@ class Megakernel(BuffersAndStreams, CallMixin):
         self._faults = (0, 0)
         # a publish in progress (first ticket, count, mark): if an exception interrupts it,
         # _settle() finds out from the ring (or the mark) which of its slots were written
-        self._publishing: tuple[int, int, np.ndarray | None] | None = None
-        # publish_many's own record of what it wrote where no doorbell is passed to it
-        self._mark = np.zeros(1, np.uint64)
+        self._publishing: tuple[int, int, np.ndarray | memoryview | None] | None = None
+        # where publish_many and publish_slot record what they wrote (as first ticket + count)
+        # when no doorbell is passed to them; it never exceeds _published. A memoryview: its
+        # buffer is cheaper to take than an ndarray's, once per submit
+        self._mark = np.zeros(1, np.uint64).data
         self._statuses = (self._ring, self._ring[::SLOT_WORDS])
         self._started = False
         self._stopped = False
@@ -241,10 +242,13 @@ class Megakernel(BuffersAndStreams, CallMixin):
             try:
                 if t - self._retired >= self.slot_count:
                     self._make_room(1, timeout, deadline)
-                slot = t % self.slot_count
-                self._ring[slot * SLOT_WORDS] = STATUS_EMPTY  # _begin(t, 1), inlined: per-call cost
-                self._publishing = (t, 1, None)
-                wire.publish_slot(self._ring, slot, tenant, opcode, args, priority)
+                # the publish stores t + 1 into the mark in the same C call that writes the
+                # slot: an interrupt before it leaves the mark <= t, after it t + 1, so
+                # _settle() can tell (the slot, DONE from its last ticket, could not)
+                mark = self._mark
+                self._publishing = (t, 1, mark)
+                wire.publish_slot(self._ring, t % self.slot_count, tenant, opcode, args,
+                                  priority, mark, t)
                 self._published = t + 1
                 self._publishing = None
                 self._notify(t + 1)

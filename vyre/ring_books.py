@@ -4,10 +4,11 @@ lands, and the waits that hold that lock (for it, and for room in a full ring).
 
 An exception may land between any two steps of a publish or a retire. Each step leaves a
 state from which the next call under the lock recovers: a publish records what it is about
-to write (``_publishing``) and the target slots read EMPTY until written, so ``_settle()``
-can tell from the ring which were; a retire that reset FAULT slots but did not record them
-leaves EMPTY slots inside the published span, which ``_retire_locked()`` recognises as those
-faults. See docs/facade.md "Interrupts, shutdown and fork".
+to write (``_publishing``) and either the target slots read EMPTY until written or the
+publish stores how far it got into a mark in the same C call as the writes, so ``_settle()``
+can tell from the ring or the mark which were; a retire that reset FAULT slots but did not
+record them leaves EMPTY slots inside the published span, which ``_retire_locked()``
+recognises as those faults. See docs/facade.md "Interrupts, shutdown and fork".
 """
 from __future__ import annotations
 
@@ -67,8 +68,8 @@ class RingBooks:
     _faulted: dict[int, None]
     _notified: int
     _faults: tuple[int, int]
-    _publishing: tuple[int, int, np.ndarray | None] | None
-    _mark: np.ndarray
+    _publishing: tuple[int, int, np.ndarray | memoryview | None] | None
+    _mark: memoryview
     _statuses: tuple[np.ndarray, np.ndarray]
     _started: bool
     _stopped: bool
@@ -173,7 +174,7 @@ class RingBooks:
         if pending is None:
             return
         first, n, mark = pending
-        if mark is not None:  # publish_many stores first + written into it after writing
+        if mark is not None:  # publish_many / publish_slot store first + written after writing
             written = min(max(int(mark[0]) - first, 0), n)
         else:  # all-or-nothing writes into slots made EMPTY first (_begin)
             idx = (first + np.arange(n)) % self.slot_count
