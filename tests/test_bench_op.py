@@ -1,5 +1,6 @@
 """The ``op`` suite (``vyre-bench --op``): a user op through the megakernel, and its C source
 as the standalone CUDA kernel of the launch baselines (compiled with nvcc where present)."""
+import os
 import shutil
 import subprocess
 import sys
@@ -58,8 +59,11 @@ def test_op_on_the_cpu_backend():
     r = by_id["op/megakernel_submit_many"]
     assert r["verified"] and r["batch"] == 1000
     assert set(by_id) <= {"op/megakernel_submit_many", "op/megakernel_call"}, sorted(by_id)
-    assert doc["suites"][0]["info"]["op"] == {"name": "bump", "ops_per_sample": 1000,
-                                              "arg_words": 2}
+    import hashlib
+
+    assert doc["suites"][0]["info"]["op"] == {
+        "name": "bump", "ops_per_sample": 1000, "arg_words": 2,
+        "source_sha256": hashlib.sha256(BUMP.encode()).hexdigest()[:16]}
     skipped = {s["name"]: s["reason"] for s in doc["skipped"]}
     assert "needs the cuda backend" in skipped["op_kernel_launch"]
     assert "op_cuda_graph" in skipped
@@ -120,6 +124,22 @@ def test_the_standalone_kernel_compiles_from_the_ops_own_source(tmp_path):
 
     assert ".entry" in open(op_suite.compile_ptx(sample_op.bump, "compute_90",
                                                  str(tmp_path))).read()
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
+def test_the_standalone_kernel_uses_the_nvcc_the_fused_build_finds(tmp_path, monkeypatch):
+    # nvcc off PATH but named by VYRE_NVCC, as the fused megakernel build accepts it
+    real = os.path.realpath(shutil.which("nvcc"))
+    monkeypatch.setenv("VYRE_NVCC", real)
+    # the host compiler stays reachable (nvcc runs it); nvcc itself does not
+    path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep)
+                           if not os.path.exists(os.path.join(d, "nvcc")))
+    monkeypatch.setenv("PATH", path)
+    assert shutil.which("nvcc") is None
+    from vyre.bench import sample_op
+
+    ptx = op_suite.compile_ptx(sample_op.bump, "compute_90", str(tmp_path))
+    assert f".entry {op_suite.KERNEL}(" in open(ptx).read()
 
 
 def test_latency_measures_the_call_path_where_the_build_has_one(monkeypatch):

@@ -20,6 +20,7 @@ number of launches of an empty-bodied one-atomic kernel in a fresh process
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -88,12 +89,14 @@ def kernel_source(op: Any) -> str:
 def compile_ptx(op: Any, arch: str, out_dir: str) -> str:
     """nvcc -ptx of :func:`kernel_source` for ``arch`` (e.g. ``compute_90``); the PTX path."""
     from vyre.ops import include_dir
+    from vyre.ops.cuda_build import find_nvcc
 
     src = os.path.join(out_dir, f"{KERNEL}_{op.name}.cu")
     ptx = src[:-3] + ".ptx"
     with open(src, "w", encoding="utf-8") as f:
         f.write(kernel_source(op))
-    p = subprocess.run(["nvcc", "-ptx", f"-arch={arch}", "-std=c++17", "-I", include_dir(),
+    # the nvcc the fused megakernel build uses (VYRE_NVCC, PATH, CUDA_HOME, /usr/local/cuda)
+    p = subprocess.run([find_nvcc(), "-ptx", f"-arch={arch}", "-std=c++17", "-I", include_dir(),
                         src, "-o", ptx], capture_output=True, text=True, timeout=300, check=False)
     if p.returncode != 0:
         raise RuntimeError(f"nvcc could not compile op {op.name!r} as a standalone kernel: "
@@ -125,16 +128,15 @@ def run(ctx) -> None:
     backend = resolve_backend(ctx)
     n = 1000 if ctx.options.quick else 100_000
     rows = op_args(ctx, n)
-    ctx.note("op", {"name": op.name, "ops_per_sample": n, "arg_words": int(rows.shape[1])})
+    ctx.note("op", {"name": op.name, "ops_per_sample": n, "arg_words": int(rows.shape[1]),
+                    "source_sha256": hashlib.sha256(op.source.encode()).hexdigest()[:16]})
     state: dict[str, Any] = {}
-    registered: dict[str, Any] = {}
 
     @contextmanager
     def session() -> Iterator[Any]:
         with megakernel_session(fx, backend, state, slot_count=next_pow2(n),
                                 observable_slots=OBSERVABLES) as mk:
             code = mk.register_op(op)
-            registered["op"] = code
             opcodes = np.full(n, int(code), np.uint32)
             faults0 = mk.fault_count
             state["faults0"] = faults0
@@ -154,7 +156,7 @@ def run(ctx) -> None:
                       params={"op": op.name, "ops": n}, verify=no_faults)]
     methods += _call_method(ctx, fx, backend, op, rows, state)
     if backend == "cuda":
-        methods += _launch_methods(ctx, op, rows, n, registered)
+        methods += _launch_methods(ctx, op, rows, n)
     else:
         for name in ("op_kernel_launch", "op_cuda_graph"):
             ctx.skip(name, "launching the op's C source as CUDA kernels needs the cuda backend")
@@ -198,7 +200,7 @@ def _call_method(ctx, fx, backend: str, op: Any, rows: np.ndarray, state: dict) 
                    params={"op": op.name, "ops": m}, verify=no_faults)]
 
 
-def _launch_methods(ctx, op: Any, rows: np.ndarray, n: int, registered: dict) -> list[Method]:
+def _launch_methods(ctx, op: Any, rows: np.ndarray, n: int) -> list[Method]:
     """The op's C source as a standalone kernel: per-op PyCUDA launches and a CuPy graph."""
     try:
         import pycuda.driver as drv
@@ -210,7 +212,7 @@ def _launch_methods(ctx, op: Any, rows: np.ndarray, n: int, registered: dict) ->
     major, minor = drv.Device(0).compute_capability()
     tmp = tempfile.mkdtemp(prefix="vyre-bench-op-")
     try:
-        ptx = compile_ptx(registered.get("op") or op, f"compute_{major}{minor}", tmp)
+        ptx = compile_ptx(op, f"compute_{major}{minor}", tmp)
     except Exception as exc:
         ctx.error("op_kernel_launch", exc)
         return []
