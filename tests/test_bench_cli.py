@@ -76,6 +76,9 @@ def test_quick_run_on_the_cpu_finishes_within_a_minute(tmp_path):
     assert doc["environment"]["command"].startswith("vyre-bench --quick")
     assert md.read_text().startswith("# vyre-bench results")
     assert "benchmark" in p.stdout  # the terminal table
+    if importable("matplotlib"):  # every suite that measured something has its plot
+        plotted = {f.name.split(".")[0].split("_")[0] for f in (tmp_path / "p").iterdir()}
+        assert {s for s, st in status.items() if st["status"] == "ran"} <= plotted, plotted
 
 
 def test_cuda_backend_without_a_gpu_is_skipped_with_the_reason(tmp_path):

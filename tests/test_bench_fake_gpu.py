@@ -63,9 +63,53 @@ def op_kernel(control, control_words, observable_slots, args, nargs, i, faults):
     ctl[word] += row[0]
 
 
+def _slot(cap, key):
+    return ((int(key) * 2654435761) & 0xFFFFFFFF) & (int(cap) - 1)
+
+
+def ht_insert(tab, cap, key, val):
+    """The userops suite's CUDA probe (CUPY_SOURCE), one thread, on the host."""
+    i, key = _slot(cap, key), int(key)
+    for _ in range(int(cap)):
+        seen = int(tab[2 * i])
+        if seen == 0:
+            tab[2 * i] = key
+        if seen in (0, key):
+            tab[2 * i + 1] = int(val)
+            return
+        i = (i + 1) & (int(cap) - 1)
+
+
+def ht_lookup(tab, cap, key, val):
+    i, key = _slot(cap, key), int(key)
+    for _ in range(int(cap)):
+        k = int(tab[2 * i])
+        if k == 0:
+            return False
+        if k == key:
+            return int(tab[2 * i + 1]) == int(val)
+        i = (i + 1) & (int(cap) - 1)
+    return False
+
+
 def launch(name, args):
     if name == "vyre_bench_op":
         return op_kernel(*args)
+    if name == "ht_insert1":
+        return ht_insert(*args)
+    if name == "ht_lookup1":
+        tab, cap, key, val, found = args
+        found[0] += ht_lookup(tab, cap, key, val)
+        return None
+    if name == "ht_insert_n":
+        tab, cap, keys, vals, n = args
+        for t in range(int(n)):
+            ht_insert(tab, cap, keys[t], vals[t])
+        return None
+    if name == "ht_lookup_n":
+        tab, cap, keys, vals, n, found = args
+        found[0] += sum(ht_lookup(tab, cap, keys[t], vals[t]) for t in range(int(n)))
+        return None
     assert name == "vyre_bench_atomic_add", name
     return atomic_add(*args)
 '''
@@ -314,8 +358,20 @@ class RawModule:
         return RawKernel(self.code, name)
 
 
+class _DevArray(np.ndarray):
+    def get(self):
+        return np.array(self)
+
+
+uint32 = np.uint32
+
+
 def asarray(a):
-    return np.array(a, copy=True)
+    return np.array(a, copy=True).view(_DevArray)
+
+
+def zeros(n, dtype=np.float64):
+    return np.zeros(n, dtype).view(_DevArray)
 
 
 class _Pinned:
@@ -333,7 +389,7 @@ class _Event:
 
 
 runtime = types.SimpleNamespace(
-    hostAllocMapped=2, runtimeGetVersion=lambda: 13000,
+    hostAllocMapped=2, runtimeGetVersion=lambda: 13000, deviceSynchronize=lambda: None,
     pointerGetAttributes=lambda ptr: types.SimpleNamespace(devicePointer=ptr))
 cuda = types.SimpleNamespace(Stream=_Stream, PinnedMemory=_Pinned, runtime=runtime,
                              Event=_Event, get_elapsed_time=lambda a, b: 0.001)
@@ -486,3 +542,44 @@ def test_op_suite_launch_baselines_with_their_real_code(fake_gpu_libs, monkeypat
     assert pairs == {("op/megakernel_submit_many", "op/op_kernel_launch"),
                      ("op/megakernel_submit_many", "op/op_cuda_graph"),
                      ("op/megakernel_call", "op/op_kernel_launch")}
+
+
+def test_userops_suite_paired_and_cross_checked_with_its_real_code(fake_gpu_libs, monkeypatch):
+    """The userops suite's rounds (megakernel sessions with the ops registered, CuPy tables)
+    and its cross-checks run their real code: the megakernel on the CPU backend, the CuPy
+    kernels on the stand-ins (the suite's probe code, run on the host)."""
+    from vyre.bench.runner import Context, Options
+    from vyre.bench.suites import _common, userops
+
+    try:
+        fx = _common.facade()
+        with _common.megakernel(fx, "cpu", slot_count=16, observable_slots=4) as mk:
+            userops.register_all(mk)
+    except Exception as exc:
+        pytest.skip(f"CPU backend with user ops not usable here: {exc}")
+    real = _common.megakernel
+
+    def on_cpu(fx, backend, **kw):
+        return real(fx, "cpu", **kw)
+
+    monkeypatch.setattr(userops, "resolve_backend", lambda ctx, allowed=None: "cuda")
+    monkeypatch.setattr(userops, "megakernel", on_cpu)
+    monkeypatch.setattr(_common, "megakernel", on_cpu)
+    monkeypatch.setattr(userops, "_start", lambda ctx: None)  # child processes on CUDA
+    ctx = Context(Options(quick=True, min_time_s=0.0, warmup_s=0.0, min_samples=2))
+    ctx.suite = "userops"
+    userops.run(ctx)
+    assert ctx.errors == [] and ctx.skipped == [], (ctx.errors, ctx.skipped)
+    by = {r.name: r for r in ctx.results}
+    assert set(by) == {"builtin_atomic_add", "user_add", "hashtable_megakernel",
+                       "hashtable_cupy_per_op", "hashtable_cupy_batched"}
+    assert all(r.verified and r.rounds == 2 for r in by.values())  # paired (quick: 2 rounds)
+    per_op, batched = by["hashtable_cupy_per_op"].check, by["hashtable_cupy_batched"].check
+    assert per_op["kind"] == "floor" and per_op["reference"] > 0, per_op
+    assert batched["kind"] == "reference" and batched["reference"] > 0, batched
+    assert by["builtin_atomic_add"].check is None  # vyre's own path, not an outside baseline
+    pairs = {(c.subject, c.baseline) for c in ctx.comparisons}
+    assert pairs == {("userops/user_add", "userops/builtin_atomic_add"),
+                     ("userops/hashtable_megakernel", "userops/hashtable_cupy_per_op"),
+                     ("userops/hashtable_megakernel", "userops/hashtable_cupy_batched")}
+    assert all(c.paired for c in ctx.comparisons)
