@@ -175,9 +175,15 @@ def _keys(n: int, round_: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def register_all(mk: Any) -> dict[str, int]:
-    """Register :data:`START_OPS` one by one (the builds vyre.bench.prewarm makes ahead);
-    their opcodes by name."""
-    return {name: register(mk, name, source) for name, source in START_OPS.items()}
+    """Register :data:`START_OPS` (one build, where the facade has ``register_ops``: one
+    module swap per round instead of three); their opcodes by name."""
+    many = getattr(mk, "register_ops", None)
+    if many is None:
+        return {name: register(mk, name, source) for name, source in START_OPS.items()}
+    from vyre.ops import Op
+
+    return {op.name: int(op.opcode)
+            for op in many([Op(name, source) for name, source in START_OPS.items()])}
 
 
 def run(ctx) -> None:
