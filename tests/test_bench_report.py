@@ -158,3 +158,26 @@ def test_markdown_report():
     assert "- dispatch/pycuda_launch: one \\| pipe in a note" in md
     assert "## Ratios (same run; > 1 means vyre is better)" in md and "100x faster" in md
     assert "| dispatch/cupy_launch | cupy not importable (ModuleNotFoundError) |" in md
+
+
+def test_docs_name_every_field_of_the_schema():
+    """docs/bench.md's "Result file" section names every key the schema allows."""
+    import os
+    import re
+
+    from vyre.bench.schema import SCHEMA
+
+    def keys(schema):
+        for key, sub in (schema.get("properties") or {}).items():
+            yield key
+            yield from keys(sub)
+        if isinstance(schema.get("items"), dict):
+            yield from keys(schema["items"])
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "bench.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text[text.index("## Result file"):text.index("## Outputs")]
+    missing = sorted({k for k in keys(SCHEMA)
+                      if not re.search(rf'"{re.escape(k)}"', section)})
+    assert missing == [], f"docs/bench.md does not describe {missing}"
