@@ -71,6 +71,7 @@ def test_quick_run_on_the_cpu_finishes_within_a_minute(tmp_path):
         suspect = any((by[c[k]].get("check") or {}).get("status") == "suspect"
                       for k in ("subject", "baseline"))
         assert (c["ratio"] is None) == suspect == ("excluded" in c)
+        assert c["paired"], c  # both sides measured in the same alternating rounds
     assert all("before" in s and "after" in s for s in doc["suites"])
     assert doc["options"]["resolved_backend"] == "cpu"
     assert doc["environment"]["command"].startswith("vyre-bench --quick")
