@@ -67,9 +67,12 @@ bench)
   export VYRE_BENCH_INGEST_MIB=${INGEST_MIB:-256} VYRE_BENCH_DEVICE_MIB=${DEVICE_MIB:-1024}
   export VYRE_BENCH_COLD=0 PYTHONUNBUFFERED=1
   opts="--backend cuda --no-progress --min-time ${MIN_TIME:-0.5} --repeat ${REPEAT:-10}"
+  # every default suite; throughput (no baselines of its own to cross-check) last, so a run
+  # cut at its limit loses the suite that matters least to the evidence
+  suites=${SUITES:-publish,latency,dispatch,userops,cpu,ingest,throughput}
   { nvidia-smi -L; nvcc --version | tail -1; echo "commit ${VYRE_BENCH_COMMIT:-unset}"; } \
     > "$r/device.txt" 2>&1
-  step "options: $opts INGEST_MIB=$VYRE_BENCH_INGEST_MIB DEVICE_MIB=$VYRE_BENCH_DEVICE_MIB"
+  step "options: $opts --suite $suites INGEST_MIB=$VYRE_BENCH_INGEST_MIB DEVICE_MIB=$VYRE_BENCH_DEVICE_MIB"
   timeout -k 5 "$(left 60)" python3 -m vyre.bench.prewarm --op vyre.bench.sample_op:bump \
     > "$r/prewarm.json" 2>&1
   rc=$?; step "prewarm rc $rc: $(tail -c 400 "$r/prewarm.json")"
@@ -81,10 +84,15 @@ bench)
     # run 1 takes half of what is left after 40 s for compare and plots, run 2 the rest
     cap=$(( (END - $(now) - 40) / (3 - i) ))
     # shellcheck disable=SC2086
-    timeout -k 5 "$(left "$cap")" python3 -m vyre.bench $opts --json "$r/gpu_run$i.json" \
+    timeout -k 5 "$(left "$cap")" python3 -m vyre.bench $opts --suite "$suites" \
+      --json "$r/gpu_run$i.json" \
       --markdown "$r/gpu_run$i.md" > "$r/gpu_run$i.txt" 2>&1
     rc=$?; step "run $i rc $rc (124: cut at its limit; its JSON keeps the suites it finished)"
     [ "$rc" = 0 ] || failed=1
+    if [ "$rc" -ge 124 ] && [ -s "$r/gpu_run$i.json" ]; then  # cut: its report is the checkpoint's
+      timeout 30 python3 -m vyre.bench show "$r/gpu_run$i.json" --markdown "$r/gpu_run$i.md" \
+        >> "$r/gpu_run$i.txt" 2>&1
+    fi
     grep -E "^(suites|INCOMPLETE)" "$r/gpu_run$i.txt" | tee -a "$out/steps.txt"
   done
   timeout 30 python3 -m vyre.bench compare "$r/gpu_run1.json" "$r/gpu_run2.json" \
