@@ -583,3 +583,6 @@ def test_userops_suite_paired_and_cross_checked_with_its_real_code(fake_gpu_libs
                      ("userops/hashtable_megakernel", "userops/hashtable_cupy_per_op"),
                      ("userops/hashtable_megakernel", "userops/hashtable_cupy_batched")}
     assert all(c.paired for c in ctx.comparisons)
+    user = next(c for c in ctx.comparisons if c.subject == "userops/user_add")
+    assert user.target["ratio"] == pytest.approx(1 / 1.2)  # at most 20 % above the built-in
+    assert "target 0.833x: " in user.text
