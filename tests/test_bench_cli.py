@@ -71,11 +71,15 @@ def test_quick_run_on_the_cpu_finishes_within_a_minute(tmp_path):
         suspect = any((by[c[k]].get("check") or {}).get("status") == "suspect"
                       for k in ("subject", "baseline"))
         assert (c["ratio"] is None) == suspect == ("excluded" in c)
+        assert c["paired"], c  # both sides measured in the same alternating rounds
     assert all("before" in s and "after" in s for s in doc["suites"])
     assert doc["options"]["resolved_backend"] == "cpu"
     assert doc["environment"]["command"].startswith("vyre-bench --quick")
     assert md.read_text().startswith("# vyre-bench results")
     assert "benchmark" in p.stdout  # the terminal table
+    if importable("matplotlib"):  # every suite that measured something has its plot
+        plotted = {f.name.split(".")[0].split("_")[0] for f in (tmp_path / "p").iterdir()}
+        assert {s for s, st in status.items() if st["status"] == "ran"} <= plotted, plotted
 
 
 def test_cuda_backend_without_a_gpu_is_skipped_with_the_reason(tmp_path):
@@ -154,3 +158,55 @@ def test_list_and_show(tmp_path, capsys):
     assert main(["show", str(out), "--markdown", str(tmp_path / "r.md")]) == 0
     assert "dispatch/*: this suite does not apply to the cpu backend" in capsys.readouterr().out
     assert (tmp_path / "r.md").exists()
+
+
+def test_json_is_written_after_every_suite_so_a_cut_run_keeps_its_suites(tmp_path, monkeypatch):
+    out = tmp_path / "sub" / "r.json"
+    seen = {}
+
+    def first(ctx):
+        ctx.bench("m", lambda: 10.0)
+
+    def second(ctx):
+        # the run is still going: what a `timeout` kill would leave behind now
+        seen["doc"] = json.loads(out.read_text())
+        ctx.bench("m", lambda: 20.0)
+
+    def third(ctx):
+        ctx.bench("m", lambda: 30.0)
+
+    fake = {"publish": first, "latency": second, "cpu": third}
+    monkeypatch.setattr(suites, "load", lambda name: types.SimpleNamespace(run=fake[name]))
+    rc = main(["--suite", "publish,latency,cpu", "--min-time", "0", "--repeat", "3",
+               "--no-progress", "--json", str(out)])
+    assert rc == 0
+    partial = seen["doc"]
+    assert validate(partial) == []
+    assert [s["name"] for s in partial["suites"]] == ["publish"]
+    assert [r["id"] for r in partial["results"]] == ["publish/m"]
+    assert partial["incomplete"] == ("written after suite 1 of 3 (publish); the suites "
+                                     "latency, cpu had not run yet")
+    final = json.loads(out.read_text())
+    assert "incomplete" not in final and validate(final) == []
+    assert [r["id"] for r in final["results"]] == ["publish/m", "latency/m", "cpu/m"]
+    assert [p.name for p in out.parent.iterdir()] == ["r.json"]  # no temporary file left
+
+
+def test_a_checkpoint_says_it_is_one_in_the_table_and_in_compare(tmp_path, monkeypatch, capsys):
+    from vyre.bench import report
+    from vyre.bench.compare import compare, format_compare
+
+    fake = {"publish": lambda ctx: ctx.bench("m", lambda: 10.0),
+            "latency": lambda ctx: ctx.bench("m", lambda: 20.0)}
+    monkeypatch.setattr(suites, "load", lambda name: types.SimpleNamespace(run=fake[name]))
+    docs = []
+    run_suites(Options(suites=list(fake), min_time_s=0.0, warmup_s=0.0, min_samples=3),
+               argv=["vyre-bench"], checkpoint=docs.append)
+    assert len(docs) == 1  # after every suite but the last
+    text = report.format_table(docs[0])
+    assert "INCOMPLETE RUN (a checkpoint): written after suite 1 of 2 (publish)" in text
+    assert "suites (wall time each, setup and cross-checks included): publish ran " in text
+    assert "INCOMPLETE" in report.format_markdown(docs[0])
+    cmp_text = format_compare(compare(docs[0], docs[0]))
+    assert "note: the new run is a checkpoint of a run that did not finish: written after " \
+           "suite 1 of 2" in cmp_text

@@ -153,3 +153,49 @@ def test_cli_compare_labels_refusal_and_gate(tmp_path):
     bad.write_text("{}")
     p = run(old, str(bad))
     assert p.returncode == 2 and "not a vyre-bench result" in p.stderr
+
+
+def _as_rate(doc):
+    """The same runs as throughputs: ops/s, higher is better (what a ns/op sample of t ns
+    is as a rate: 1e9 / t)."""
+    for r in doc["results"]:
+        r["unit"], r["better"] = "ops/s", "higher"
+        s = r["summary"]
+        inv = {k: 1e9 / s[k] for k in ("median", "p10", "p25", "p75", "p90", "p99", "min",
+                                        "max", "mean")}
+        inv["p10"], inv["p90"] = 1e9 / s["p90"], 1e9 / s["p10"]
+        inv["min"], inv["max"] = 1e9 / s["max"], 1e9 / s["min"]
+        s.update(inv)
+        r["median_ci"] = sorted(1e9 / v for v in r["median_ci"])
+        r["block_medians"] = [1e9 / v for v in r["block_medians"]]
+    return doc
+
+
+def test_regression_gate_on_rates_reads_lower_as_worse():
+    old = _as_rate(synthetic_run({"t/a": (100, 0.01, 0), "t/b": (100, 0.01, 0)}))
+    new = _as_rate(synthetic_run({"t/a": (125, 0.01, 0), "t/b": (80, 0.01, 0)}))
+    cmp = compare(old, new)
+    # t/a: a sample takes 25 % longer, so its rate fell to 0.8x: SLOWER, 25 % worse
+    assert labels(cmp) == {"t/a": "SLOWER", "t/b": "FASTER"}
+    assert [r["id"] for r in regressions(cmp, 20)] == ["t/a"]
+    assert regressions(cmp, 30) == []
+
+
+def test_runs_of_different_cpus_are_refused():
+    old = synthetic_run({"d/x": (100, 0.02, 0)})
+    new = synthetic_run({"d/x": (100, 0.02, 0)})
+    new["environment"]["cpu"]["model"] = "AMD EPYC"
+    with pytest.raises(NotComparable, match="cpu: 'Xeon' vs 'AMD EPYC'"):
+        compare(old, new)
+
+
+def test_a_suspect_baseline_is_named_in_the_compare_row():
+    old = synthetic_run({"d/base": (100, 0.01, 0)})
+    new = synthetic_run({"d/base": (100, 0.01, 0)}, seed=3)
+    new["results"][0]["check"] = {"status": "suspect", "kind": "reference", "reference": 10.0,
+                                  "factor": 10.0, "tolerance": 2.0, "what": "alone",
+                                  "reason": "measured 10x slower than its reference"}
+    assert validate(new) == []
+    cmp = compare(old, new)
+    assert cmp["rows"][0]["suspect"] == ["new"]
+    assert "SAME (suspect baseline in new)" in format_compare(cmp)

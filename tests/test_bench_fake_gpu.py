@@ -31,6 +31,87 @@ def register(arr):
 
 def atomic_add(ptr, a0, idx):
     REGISTRY[int(ptr)].view(np.uint32)[int(idx)] += np.uint32(int(a0))
+
+
+#: launches of the --op suite's standalone kernel: (i, its argument row)
+OP_LAUNCHES = []
+
+
+def _words(ptr):
+    """The u32 words from ``ptr`` to the end of its allocation (a pointer into one too)."""
+    if isinstance(ptr, np.ndarray):
+        return ptr.view(np.uint32)
+    p = int(ptr)
+    for base, arr in REGISTRY.items():
+        if base <= p < base + arr.nbytes:
+            return arr.view(np.uint8)[p - base:].view(np.uint32)
+    raise AssertionError(f"address {p:#x} is in no allocation")
+
+
+def op_kernel(control, control_words, observable_slots, args, nargs, i, faults):
+    """vyre_bench_op running the sample op `bump` (obs[a1 % 64] += a0 from lane 0), with the
+    bounds its accessors check: a word past control_words would fault."""
+    from vyre.protocol import OBSERVABLE_BASE
+    ctl, nargs, i = _words(control), int(nargs), int(i)
+    row = [int(v) for v in _words(args)[i * nargs:(i + 1) * nargs]]
+    OP_LAUNCHES.append((i, row))
+    word = OBSERVABLE_BASE + row[1] % 64
+    if word >= int(control_words) or row[1] % 64 >= int(observable_slots):
+        _words(faults)[0] += 1
+        return
+    assert ctl.size >= int(control_words), "control words beyond the allocation"
+    ctl[word] += row[0]
+
+
+def _slot(cap, key):
+    return ((int(key) * 2654435761) & 0xFFFFFFFF) & (int(cap) - 1)
+
+
+def ht_insert(tab, cap, key, val):
+    """The userops suite's CUDA probe (CUPY_SOURCE), one thread, on the host."""
+    i, key = _slot(cap, key), int(key)
+    for _ in range(int(cap)):
+        seen = int(tab[2 * i])
+        if seen == 0:
+            tab[2 * i] = key
+        if seen in (0, key):
+            tab[2 * i + 1] = int(val)
+            return
+        i = (i + 1) & (int(cap) - 1)
+
+
+def ht_lookup(tab, cap, key, val):
+    i, key = _slot(cap, key), int(key)
+    for _ in range(int(cap)):
+        k = int(tab[2 * i])
+        if k == 0:
+            return False
+        if k == key:
+            return int(tab[2 * i + 1]) == int(val)
+        i = (i + 1) & (int(cap) - 1)
+    return False
+
+
+def launch(name, args):
+    if name == "vyre_bench_op":
+        return op_kernel(*args)
+    if name == "ht_insert1":
+        return ht_insert(*args)
+    if name == "ht_lookup1":
+        tab, cap, key, val, found = args
+        found[0] += ht_lookup(tab, cap, key, val)
+        return None
+    if name == "ht_insert_n":
+        tab, cap, keys, vals, n = args
+        for t in range(int(n)):
+            ht_insert(tab, cap, keys[t], vals[t])
+        return None
+    if name == "ht_lookup_n":
+        tab, cap, keys, vals, n, found = args
+        found[0] += sum(ht_lookup(tab, cap, keys[t], vals[t]) for t in range(int(n)))
+        return None
+    assert name == "vyre_bench_atomic_add", name
+    return atomic_add(*args)
 '''
 
 PYCUDA_INIT = ""
@@ -164,6 +245,12 @@ def to_device(arr):
     d = _Dev(b.size)
     d.arr[:] = b
     return d
+
+
+def module_from_file(path):
+    from pycuda.compiler import SourceModule
+    with open(path, encoding="utf-8") as f:
+        return SourceModule(f.read(), no_extern_c=True)
 '''
 
 PYCUDA_COMPILER = '''
@@ -178,10 +265,13 @@ class _Fn:
         self.fmt = fmt
 
     def prepared_async_call(self, grid, block, stream, *args):
+        # PyCUDA packs the arguments by the prepared format: one letter per argument
+        assert len(args) == len(self.fmt), (self.fmt, args)
+        for letter, a in zip(self.fmt, args):
+            assert letter != "I" or 0 <= int(a) < 2**32, (letter, a)
         if self.name == "vyre_bench_scan":
             return self._scan(*args)
-        assert self.name == "vyre_bench_atomic_add", self.name
-        mem.atomic_add(*args)
+        mem.launch(self.name, args)
 
     def _scan(self, tab, n, data, length, start, back, acc):
         # the matches ending in data[start:length]: the ingest suite's two patterns, neither
@@ -240,8 +330,8 @@ class _Graph:
         self.launches = launches
 
     def launch(self, stream=None):
-        for args in self.launches:
-            mem.atomic_add(*args)
+        for name, args in self.launches:
+            mem.launch(name, args)
 
 
 class RawKernel:
@@ -252,9 +342,36 @@ class RawKernel:
     def __call__(self, grid, block, args):
         s = _current[-1] if _current else None
         if s is not None and s.recording is not None:
-            s.recording.append(args)
+            s.recording.append((self.name, args))
         else:
-            mem.atomic_add(*args)
+            mem.launch(self.name, args)
+
+
+class RawModule:
+    def __init__(self, code=None, path=None):
+        if path is not None:
+            with open(path, encoding="utf-8") as f:
+                code = f.read()
+        self.code = code
+
+    def get_function(self, name):
+        return RawKernel(self.code, name)
+
+
+class _DevArray(np.ndarray):
+    def get(self):
+        return np.array(self)
+
+
+uint32 = np.uint32
+
+
+def asarray(a):
+    return np.array(a, copy=True).view(_DevArray)
+
+
+def zeros(n, dtype=np.float64):
+    return np.zeros(n, dtype).view(_DevArray)
 
 
 class _Pinned:
@@ -272,7 +389,7 @@ class _Event:
 
 
 runtime = types.SimpleNamespace(
-    hostAllocMapped=2, runtimeGetVersion=lambda: 13000,
+    hostAllocMapped=2, runtimeGetVersion=lambda: 13000, deviceSynchronize=lambda: None,
     pointerGetAttributes=lambda ptr: types.SimpleNamespace(devicePointer=ptr))
 cuda = types.SimpleNamespace(Stream=_Stream, PinnedMemory=_Pinned, runtime=runtime,
                              Event=_Event, get_elapsed_time=lambda a, b: 0.001)
@@ -379,3 +496,96 @@ def test_ingest_gpu_baselines_with_their_real_code(fake_gpu_libs, monkeypatch):
     assert by["python_gpu_loop"].verified  # the launch loop's count matched the reference
     assert by["pinned_h2d"].check["reference"] > 0
     assert by["python_gpu_loop"].check["reference"] > 0  # its fresh-process reference ran
+
+
+def test_op_suite_launch_baselines_with_their_real_code(fake_gpu_libs, monkeypatch, tmp_path):
+    """The --op suite's CUDA-only methods (the op's source as a standalone kernel, launched per
+    op by PyCUDA and replayed as a CuPy graph) run their real code on the stand-ins: argument
+    packing, the mapped control words, the fault counter, the floor cross-checks."""
+    import shutil
+
+    from vyre.bench.runner import Context, Options
+    from vyre.bench.sample_op import bump, bump_args
+    from vyre.bench.suites import _common, op
+
+    try:
+        fx = _common.facade()
+        _common.megakernel(fx, "cpu", slot_count=16, observable_slots=4).shutdown()
+    except Exception as exc:
+        pytest.skip(f"CPU backend not usable here: {exc}")
+    real = _common.megakernel
+    monkeypatch.setattr(op, "resolve_backend", lambda ctx, allowed=None: "cuda")
+    monkeypatch.setattr(_common, "megakernel", lambda fx, backend, **kw: real(fx, "cpu", **kw))
+    if shutil.which("nvcc") is None:  # the stand-ins read the kernel's name from the PTX
+        def fake_ptx(o, arch, out_dir):
+            path = os.path.join(out_dir, "op.ptx")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(f".visible .entry {op.KERNEL}(\n")
+            return path
+        monkeypatch.setattr(op, "compile_ptx", fake_ptx)
+    import _fakegpu_mem as mem
+
+    ctx = Context(Options(quick=True, min_time_s=0.0, warmup_s=0.0, min_samples=2))
+    ctx.suite = "op"
+    ctx.cache["user_op"], ctx.cache["user_op_args"] = bump, bump_args
+    op.run(ctx)
+    assert ctx.errors == [] and ctx.skipped == [], (ctx.errors, ctx.skipped)
+    by = {r.name: r for r in ctx.results}
+    assert set(by) == {"megakernel_submit_many", "megakernel_call", "op_kernel_launch",
+                       "op_cuda_graph"}
+    assert all(r.verified for r in by.values())
+    for name in ("op_kernel_launch", "op_cuda_graph"):
+        check = by[name].check
+        assert check["kind"] == "floor" and check["reference"] > 0, check
+    # every launch read its own argument row: bump_args(n)[i] == (1, i)
+    n = by["op_kernel_launch"].batch
+    assert n == 1000 and mem.OP_LAUNCHES
+    assert all(row == [1, i] and 0 <= i < n for i, row in mem.OP_LAUNCHES)
+    pairs = {(c.subject, c.baseline) for c in ctx.comparisons}
+    assert pairs == {("op/megakernel_submit_many", "op/op_kernel_launch"),
+                     ("op/megakernel_submit_many", "op/op_cuda_graph"),
+                     ("op/megakernel_call", "op/op_kernel_launch")}
+
+
+def test_userops_suite_paired_and_cross_checked_with_its_real_code(fake_gpu_libs, monkeypatch):
+    """The userops suite's rounds (megakernel sessions with the ops registered, CuPy tables)
+    and its cross-checks run their real code: the megakernel on the CPU backend, the CuPy
+    kernels on the stand-ins (the suite's probe code, run on the host)."""
+    from vyre.bench.runner import Context, Options
+    from vyre.bench.suites import _common, userops
+
+    try:
+        fx = _common.facade()
+        with _common.megakernel(fx, "cpu", slot_count=16, observable_slots=4) as mk:
+            userops.register_all(mk)
+    except Exception as exc:
+        pytest.skip(f"CPU backend with user ops not usable here: {exc}")
+    real = _common.megakernel
+
+    def on_cpu(fx, backend, **kw):
+        return real(fx, "cpu", **kw)
+
+    monkeypatch.setattr(userops, "resolve_backend", lambda ctx, allowed=None: "cuda")
+    monkeypatch.setattr(userops, "megakernel", on_cpu)
+    monkeypatch.setattr(_common, "megakernel", on_cpu)
+    monkeypatch.setattr(userops, "_start", lambda ctx: None)  # child processes on CUDA
+    ctx = Context(Options(quick=True, min_time_s=0.0, warmup_s=0.0, min_samples=2))
+    ctx.suite = "userops"
+    userops.run(ctx)
+    assert ctx.errors == [] and ctx.skipped == [], (ctx.errors, ctx.skipped)
+    by = {r.name: r for r in ctx.results}
+    assert set(by) == {"builtin_atomic_add", "user_add", "hashtable_megakernel",
+                       "hashtable_cupy_per_op", "hashtable_cupy_batched"}
+    assert all(r.verified and r.rounds == 2 for r in by.values())  # paired (quick: 2 rounds)
+    per_op, batched = by["hashtable_cupy_per_op"].check, by["hashtable_cupy_batched"].check
+    assert per_op["kind"] == "floor" and per_op["reference"] > 0, per_op
+    assert batched["kind"] == "reference" and batched["reference"] > 0, batched
+    assert by["builtin_atomic_add"].check is None  # vyre's own path, not an outside baseline
+    pairs = {(c.subject, c.baseline) for c in ctx.comparisons}
+    assert pairs == {("userops/user_add", "userops/builtin_atomic_add"),
+                     ("userops/hashtable_megakernel", "userops/hashtable_cupy_per_op"),
+                     ("userops/hashtable_megakernel", "userops/hashtable_cupy_batched")}
+    assert all(c.paired for c in ctx.comparisons)
+    user = next(c for c in ctx.comparisons if c.subject == "userops/user_add")
+    assert user.target["ratio"] == pytest.approx(1 / 1.2)  # at most 20 % above the built-in
+    assert "target 0.833x: " in user.text

@@ -1,5 +1,6 @@
 """The ``op`` suite (``vyre-bench --op``): a user op through the megakernel, and its C source
 as the standalone CUDA kernel of the launch baselines (compiled with nvcc where present)."""
+import os
 import shutil
 import subprocess
 import sys
@@ -57,9 +58,19 @@ def test_op_on_the_cpu_backend():
     by_id = {r["id"]: r for r in doc["results"]}
     r = by_id["op/megakernel_submit_many"]
     assert r["verified"] and r["batch"] == 1000
-    assert set(by_id) <= {"op/megakernel_submit_many", "op/megakernel_call"}, sorted(by_id)
-    assert doc["suites"][0]["info"]["op"] == {"name": "bump", "ops_per_sample": 1000,
-                                              "arg_words": 2}
+    assert set(by_id) - {"op/megakernel_call"} == {"op/megakernel_submit_many", "op/op_c_loop"}
+    # the CPU baseline: the same C source in a plain C loop, paired, checked, compared
+    base = by_id["op/op_c_loop"]
+    assert base["verified"] and base["batch"] == 1000 and base["rounds"] == 2
+    assert base["check"]["kind"] == "reference" and base["check"]["reference"] > 0
+    pairs = {(c["subject"], c["baseline"]) for c in doc["comparisons"]}
+    assert ("op/megakernel_submit_many", "op/op_c_loop") in pairs
+    assert all(c["paired"] for c in doc["comparisons"])
+    import hashlib
+
+    assert doc["suites"][0]["info"]["op"] == {
+        "name": "bump", "ops_per_sample": 1000, "arg_words": 2,
+        "source_sha256": hashlib.sha256(BUMP.encode()).hexdigest()[:16]}
     skipped = {s["name"]: s["reason"] for s in doc["skipped"]}
     assert "needs the cuda backend" in skipped["op_kernel_launch"]
     assert "op_cuda_graph" in skipped
@@ -71,6 +82,8 @@ def test_an_op_that_faults_is_an_error_not_a_number():
     doc = run_op(ops.Op("bad", BAD))
     assert doc["results"] == []
     assert any("slots of the op faulted" in e["error"] for e in doc["errors"]), doc["errors"]
+    assert any(e["name"] == "op_c_loop" and "ops of the C loop faulted" in e["error"]
+               for e in doc["errors"]), doc["errors"]
     assert any("did not measure it" in e["error"] for e in doc["errors"])
 
 
@@ -120,6 +133,51 @@ def test_the_standalone_kernel_compiles_from_the_ops_own_source(tmp_path):
 
     assert ".entry" in open(op_suite.compile_ptx(sample_op.bump, "compute_90",
                                                  str(tmp_path))).read()
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
+def test_the_standalone_kernel_uses_the_nvcc_the_fused_build_finds(tmp_path, monkeypatch):
+    # nvcc off PATH but named by VYRE_NVCC, as the fused megakernel build accepts it
+    real = os.path.realpath(shutil.which("nvcc"))
+    monkeypatch.setenv("VYRE_NVCC", real)
+    # the host compiler stays reachable (nvcc runs it); nvcc itself does not
+    path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep)
+                           if not os.path.exists(os.path.join(d, "nvcc")))
+    monkeypatch.setenv("PATH", path)
+    assert shutil.which("nvcc") is None
+    from vyre.bench import sample_op
+
+    ptx = op_suite.compile_ptx(sample_op.bump, "compute_90", str(tmp_path))
+    assert f".entry {op_suite.KERNEL}(" in open(ptx).read()
+
+
+def test_the_c_loop_runs_the_ops_own_source_on_every_row(tmp_path):
+    import ctypes
+
+    if shutil.which(os.environ.get("CC", "cc").split()[0]) is None:
+        pytest.skip("no C compiler")
+    from vyre.protocol import OBSERVABLE_BASE
+
+    src = op_suite.c_loop_source(ops.Op("bump", BUMP, opcode=0x123))
+    assert BUMP.strip() in src and "op.opcode = 0x123u;" in src
+    fn = getattr(ctypes.CDLL(op_suite.compile_c_loop(ops.Op("bump", BUMP), str(tmp_path))),
+                 op_suite.C_LOOP)
+    ptr = ctypes.POINTER(ctypes.c_uint32)
+    fn.argtypes = [ptr, ctypes.c_uint32, ctypes.c_uint32, ptr, ctypes.c_uint32, ctypes.c_uint32]
+    fn.restype = ctypes.c_uint32
+    control = np.zeros(OBSERVABLE_BASE + 64, np.uint32)
+    rows = np.ascontiguousarray(bump_args(200).reshape(-1))  # (a0, a1) = (1, i)
+    assert fn(control.ctypes.data_as(ptr), control.size, 64, rows.ctypes.data_as(ptr), 2,
+              200) == 0
+    # bump: obs[a1 % 64] += a0 from lane 0 only, once per op though 32 lanes ran
+    want = np.bincount(np.arange(200) % 64, minlength=64).astype(np.uint32)
+    assert np.array_equal(control[OBSERVABLE_BASE:], want)
+    assert not control[:OBSERVABLE_BASE].any()
+    # an observable past the bound faults the op (and only counts it)
+    assert fn(control.ctypes.data_as(ptr), OBSERVABLE_BASE + 8, 8, rows.ctypes.data_as(ptr), 2,
+              64) == 56
+    with pytest.raises(RuntimeError, match="could not build op 'broken'"):
+        op_suite.compile_c_loop(ops.Op("broken", "VYRE_OP(broken) { not C }"), str(tmp_path))
 
 
 def test_latency_measures_the_call_path_where_the_build_has_one(monkeypatch):

@@ -158,3 +158,59 @@ def test_markdown_report():
     assert "- dispatch/pycuda_launch: one \\| pipe in a note" in md
     assert "## Ratios (same run; > 1 means vyre is better)" in md and "100x faster" in md
     assert "| dispatch/cupy_launch | cupy not importable (ModuleNotFoundError) |" in md
+
+
+def test_docs_name_every_field_of_the_schema():
+    """docs/bench.md's "Result file" section names every key the schema allows."""
+    import os
+    import re
+
+    from vyre.bench.schema import SCHEMA
+
+    def keys(schema):
+        for key, sub in (schema.get("properties") or {}).items():
+            yield key
+            yield from keys(sub)
+        if isinstance(schema.get("items"), dict):
+            yield from keys(schema["items"])
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "bench.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text[text.index("## Result file"):text.index("## Outputs")]
+    missing = sorted({k for k in keys(SCHEMA)
+                      if not re.search(rf'"{re.escape(k)}"', section)})
+    assert missing == [], f"docs/bench.md does not describe {missing}"
+
+
+def test_clocks_that_moved_and_a_loaded_host_are_flagged():
+    doc = make_doc()
+    doc["environment"]["cpu"]["usable"] = 4
+    snap = {"time_utc": "2026-12-02T00:00:00+00:00", "gpus": []}
+    doc["suites"][0].update(before={**snap, "loadavg": [1.0, 1.0, 1.0]},
+                            after={**snap, "loadavg": [6.5, 2.0, 1.0]},
+                            clocks_moved="GPU 0 after: power cap")
+    # a skipped suite's snapshots say nothing about the numbers: not flagged
+    doc["suites"][1].update(before={**snap, "loadavg": [9.0, 9.0, 9.0]}, after=snap,
+                            clocks_moved="GPU 0 after: power cap")
+    assert validate(doc) == []
+    text = format_table(doc)
+    assert "environment:\n  dispatch: GPU speed may have changed: GPU 0 after: power cap\n" \
+           "  dispatch: host loaded (1-minute load 6.50 on 4 usable CPUs): host-side figures " \
+           "are noisier\n" in text
+    assert "ingest: host loaded" not in text and "ingest: GPU speed" not in text
+    md = format_markdown(doc)
+    assert "## Environment flags" in md and "- dispatch: host loaded" in md
+
+
+def test_newer_nvidia_smi_names_the_throttle_reasons_differently():
+    def smi(cmd, timeout=10.0):
+        if "clocks_throttle_reasons.active" in cmd[1]:
+            return None  # this driver rejects the old field name
+        assert "clocks_event_reasons.active" in cmd[1]
+        return "1980, 2619, 0x0000000000000004, 70, 650.0\n"
+
+    assert env.gpu_clocks(smi) == [{"clocks_sm": 1980.0, "clocks_mem": 2619.0,
+                                    "throttle_reasons": 4, "temperature_gpu": 70.0,
+                                    "power_draw": 650.0}]
+    assert env.throttle_words(4) == ["power cap"]

@@ -3,7 +3,8 @@
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh session  # tests, examples, sanitizers,
 #                                                                  # the call path, in one call
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh tests    # GPU tests + compute-sanitizer
-#   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh bench    # full vyre-bench on CUDA, twice
+#   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh bench    # vyre-bench --op on CUDA, every
+#       suite twice, compare, plots, by BENCH_END (see the mode); results in $OUT/gpu_bench.tgz
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh final    # one call of ~10 min: sanitizers,
 #       the ingest tests, the ingest suite (needs the .whl scanners), then the other GPU tests
 # Everything it writes lands in $OUT (copy bench/results/* back into the repo afterwards).
@@ -47,16 +48,70 @@ tests)
   timeout 100 python3 bench/gpu/blocking_calls.py --limit 6 | tee "$out/blocking_calls.txt"
   ;;
 bench)
-  mkdir -p "$out/results"
+  # One device call: the --op sample on CUDA, two runs of every suite, compare, plots. Every
+  # step is bounded by a deadline: BENCH_END (epoch seconds; set it at the start of the
+  # device command, before the build, e.g. BENCH_END=$(( $(date +%s) + 570 ))), else
+  # BENCH_S (default 480) seconds from here, so the call ends inside its 600 s with what
+  # finished. The runs write their JSON after every suite: a run cut by `timeout` keeps the
+  # suites it finished, marked "incomplete". Repetitions are trimmed to fit: MIN_TIME (s of
+  # sampling per benchmark, default 0.5; a full run's default is 1.0), REPEAT (samples,
+  # default 10; full 20), the latency suite keeping its own 3000 samples; INGEST_MIB (default
+  # 256 of 2048) and DEVICE_MIB (default 1024 of 4096) size the ingest suite;
+  # VYRE_BENCH_COLD=0 leaves out the userops cold compile (prewarm builds the fused modules
+  # first instead).
+  now(){ date +%s; }
+  S=$(now); END=${BENCH_END:-$(( S + ${BENCH_S:-480} ))}
+  left(){ local l=$(( END - $(now) )); [ "$l" -gt "$1" ] && l=$1; [ "$l" -lt 5 ] && l=5; echo "$l"; }
+  step(){ echo "[t+$(( $(now) - S ))s, $(( END - $(now) ))s left] $*" | tee -a "$out/steps.txt"; }
+  r=/tmp/vyre-bench-results; rm -rf "$r"; mkdir -p "$r/plots"
+  export VYRE_BENCH_INGEST_MIB=${INGEST_MIB:-256} VYRE_BENCH_DEVICE_MIB=${DEVICE_MIB:-1024}
+  export VYRE_BENCH_COLD=0 PYTHONUNBUFFERED=1
+  opts="--backend cuda --no-progress --min-time ${MIN_TIME:-0.5} --repeat ${REPEAT:-10}"
+  # every default suite; throughput (no baselines of its own to cross-check) last, so a run
+  # cut at its limit loses the suite that matters least to the evidence
+  suites=${SUITES:-publish,latency,dispatch,userops,cpu,ingest,throughput}
+  { nvidia-smi -L; nvcc --version | tail -1; echo "commit ${VYRE_BENCH_COMMIT:-unset}"; } \
+    > "$r/device.txt" 2>&1
+  step "options: $opts --suite $suites INGEST_MIB=$VYRE_BENCH_INGEST_MIB DEVICE_MIB=$VYRE_BENCH_DEVICE_MIB"
+  timeout -k 5 "$(left 60)" python3 -m vyre.bench.prewarm --op vyre.bench.sample_op:bump \
+    > "$r/prewarm.json" 2>&1
+  rc=$?; step "prewarm rc $rc: $(tail -c 400 "$r/prewarm.json")"
+  # shellcheck disable=SC2086
+  timeout -k 5 "$(left 120)" python3 -m vyre.bench $opts --op vyre.bench.sample_op:bump \
+    --json "$r/gpu_op.json" --markdown "$r/gpu_op.md" > "$r/gpu_op.txt" 2>&1
+  rc=$?; step "op rc $rc"; [ "$rc" = 0 ] || failed=1
   for i in 1 2; do
-    timeout 280 python3 -m vyre.bench --backend cuda --suite dispatch,latency,throughput,ingest \
-      --no-progress --json "$out/results/gpu_run$i.json" --markdown "$out/results/gpu_run$i.md" \
-      $( [ "$i" = 1 ] && echo --plot /tmp/vyre-plots ) 2>&1 | tail -40
+    # run 1 takes half of what is left after 40 s for compare and plots, run 2 the rest
+    cap=$(( (END - $(now) - 40) / (3 - i) ))
+    # shellcheck disable=SC2086
+    timeout -k 5 "$(left "$cap")" python3 -m vyre.bench $opts --suite "$suites" \
+      --json "$r/gpu_run$i.json" \
+      --markdown "$r/gpu_run$i.md" > "$r/gpu_run$i.txt" 2>&1
+    rc=$?; step "run $i rc $rc (124: cut at its limit; its JSON keeps the suites it finished)"
+    [ "$rc" = 0 ] || failed=1
+    if [ "$rc" -ge 124 ] && [ -s "$r/gpu_run$i.json" ]; then  # cut: its report is the checkpoint's
+      timeout 30 python3 -m vyre.bench show "$r/gpu_run$i.json" --markdown "$r/gpu_run$i.md" \
+        >> "$r/gpu_run$i.txt" 2>&1
+    fi
+    grep -E "^(suites|INCOMPLETE)" "$r/gpu_run$i.txt" | tee -a "$out/steps.txt"
   done
-  python3 -m vyre.bench compare "$out/results/gpu_run1.json" "$out/results/gpu_run2.json" \
-    | tee "$out/results/gpu_compare.txt"
-  # the device tool returns at most 8 files: the plots travel as one archive
-  tar -C /tmp -cf "$out/results/gpu_plots.tar" vyre-plots
+  timeout 30 python3 -m vyre.bench compare "$r/gpu_run1.json" "$r/gpu_run2.json" \
+    > "$out/gpu_compare.txt" 2>&1
+  rc=$?; step "compare rc $rc"; [ "$rc" = 0 ] || failed=1
+  for d in run1 op; do
+    timeout "$(left 30)" python3 -m vyre.bench show "$r/gpu_$d.json" --plot "$r/plots/$d" \
+      > /dev/null 2>> "$r/plots.log"; step "plots of $d rc $?: $(ls "$r/plots/$d" 2>/dev/null | tr '\n' ' ')"
+  done
+  # the device tool returns at most 8 files: all of it in one archive, the reports beside it
+  cp "$r"/gpu_op.txt "$r"/gpu_run1.txt "$r"/gpu_run2.txt "$out/" 2>/dev/null
+  tar -C "$r" -czf "$out/gpu_bench.tgz" . && step "archive $(du -h "$out/gpu_bench.tgz" | cut -f1)"
+  for f in gpu_op gpu_run1 gpu_run2; do
+    echo "== $f: cross-checks, errors"
+    grep -E "^  (ok|SUSPECT|UNCHECKED) " "$r/$f.txt"
+    grep -E -A12 "^ERRORS:" "$r/$f.txt"
+  done
+  echo "== gpu_op ratios"; grep -E -A12 "^ratios" "$r/gpu_op.txt"
+  grep -E "^(summary|note|WARNING)" "$out/gpu_compare.txt"
   ;;
 final)
   timeout 70 compute-sanitizer --error-exitcode 1 --tool memcheck \

@@ -15,10 +15,12 @@ on runs that are not like for like (``compare`` without ``--force``).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 
 from vyre.bench import compare as compare_mod
 from vyre.bench import env, report, suites, userop
@@ -28,16 +30,31 @@ from vyre.bench.suites import Unavailable
 
 def run_suites(options: Options, progress: Progress | None = None,
                argv: list[str] | None = None, user_op: object | None = None,
-               user_op_args: object | None = None) -> dict:
+               user_op_args: object | None = None,
+               checkpoint: Callable[[dict], None] | None = None) -> dict:
     """Run the selected suites and return the result document. Never raises for a suite
     that cannot run (skipped, with the reason) or fails (an error entry). ``user_op``: the
-    op ``--op`` named, for the user-op suite (``ctx.cache["user_op"]``)."""
+    op ``--op`` named, for the user-op suite (``ctx.cache["user_op"]``). ``checkpoint``, when
+    given, receives the document so far after every suite but the last, marked
+    ``incomplete`` (``--json`` writes it, so a run cut short still leaves its suites)."""
     ctx = Context(options, progress)
     if user_op is not None:
         ctx.cache["user_op"] = user_op
         ctx.cache["user_op_args"] = user_op_args
-    statuses = []
-    for name in options.suites or list(suites.DEFAULT):
+    statuses: list[dict] = []
+    names = options.suites or list(suites.DEFAULT)
+    environment: dict | None = None
+
+    def document(env_doc: dict) -> dict:
+        opts = options.as_dict()
+        opts["resolved_backend"] = (ctx.cache.get("backend") or {}).get("name")
+        return report.build_document(
+            environment=env_doc, options=opts, suites=statuses,
+            results=[r.as_dict() for r in ctx.results],
+            comparisons=[c.as_dict() for c in ctx.comparisons],
+            skipped=ctx.skipped, errors=ctx.errors)
+
+    for index, name in enumerate(names):
         ctx.suite = name
         before = env.snapshot()
         t0 = time.perf_counter()
@@ -65,14 +82,16 @@ def run_suites(options: Options, progress: Progress | None = None,
                          "duration_s": duration, "info": ctx.info.get(name, {}),
                          "before": before, "after": after,
                          "clocks_moved": env.clocks_moved(before, after)})
+        if checkpoint is not None and index < len(names) - 1:
+            if environment is None:  # probed once, after the first suite, as the end does
+                environment = env.collect(argv)
+            partial = document(environment)
+            partial["incomplete"] = (
+                f"written after suite {index + 1} of {len(names)} ({name}); the suites "
+                f"{', '.join(names[index + 1:])} had not run yet")
+            checkpoint(partial)
     ctx.progress.done()
-    opts = options.as_dict()
-    opts["resolved_backend"] = (ctx.cache.get("backend") or {}).get("name")
-    return report.build_document(
-        environment=env.collect(argv), options=opts, suites=statuses,
-        results=[r.as_dict() for r in ctx.results],
-        comparisons=[c.as_dict() for c in ctx.comparisons],
-        skipped=ctx.skipped, errors=ctx.errors)
+    return document(env.collect(argv))
 
 
 def _suite_list(values: list[str] | None) -> list[str] | None:
@@ -101,6 +120,13 @@ def _outputs(doc: dict, markdown: str | None, plot: str | None) -> None:
         else:
             for path in written:
                 print(f"vyre-bench: wrote {path}", file=sys.stderr)
+
+
+def _write_checkpoint(path: str, partial: dict) -> None:
+    try:
+        report.write_json(partial, path)
+    except (OSError, ValueError) as exc:  # the final write reports it again
+        print(f"vyre-bench: checkpoint not written: {exc}", file=sys.stderr)
 
 
 def _mkdir_for(path: str) -> None:
@@ -158,8 +184,13 @@ def _main_run(argv: list[str]) -> int:
         chosen = [suite] if chosen is None else list(dict.fromkeys([*chosen, suite]))
     options = Options(suites=chosen, backend=args.backend, quick=args.quick,
                       min_time_s=args.min_time, min_samples=args.repeat, op=args.op)
+    checkpoint: Callable[[dict], None] | None = None
+    if args.json:
+        _mkdir_for(args.json)
+        checkpoint = functools.partial(_write_checkpoint, args.json)
     doc = run_suites(options, Progress(enabled=not args.no_progress),
-                     argv=["vyre-bench", *argv], user_op=user_op, user_op_args=user_op_args)
+                     argv=["vyre-bench", *argv], user_op=user_op, user_op_args=user_op_args,
+                     checkpoint=checkpoint)
     if args.summary:
         sys.stdout.write(report.format_summary(doc, suites.phrases(chosen or suites.SUITES)))
     else:

@@ -107,8 +107,8 @@ def compare(old_doc: dict, new_doc: dict, *, tolerance: float = DEFAULT_TOLERANC
     rows = []
     for rid in [i for i in new if i in old]:
         a, b = old[rid], new[rid]
-        row: dict[str, Any] = {"id": rid, "unit": b["unit"], "old": a["summary"],
-                               "new": b["summary"]}
+        row: dict[str, Any] = {"id": rid, "unit": b["unit"], "better": b["better"],
+                               "old": a["summary"], "new": b["summary"]}
         if a["unit"] != b["unit"]:
             row.update(ratio=None, low=None, high=None, verdict="UNIT CHANGED", spread="")
         else:
@@ -125,7 +125,11 @@ def compare(old_doc: dict, new_doc: dict, *, tolerance: float = DEFAULT_TOLERANC
     moved = [f"{which} run, suite {s['name']}: {s['clocks_moved']}"
              for which, d in (("old", old_doc), ("new", new_doc))
              for s in d.get("suites") or [] if s.get("clocks_moved")]
+    incomplete = [f"the {which} run is a checkpoint of a run that did not finish: "
+                  f"{d['incomplete']}"
+                  for which, d in (("old", old_doc), ("new", new_doc)) if d.get("incomplete")]
     return {"rows": rows, "tolerance": tolerance, "forced": diff, "clocks_moved": moved,
+            "incomplete": incomplete,
             "only_old": [i for i in old if i not in new],
             "only_new": [i for i in new if i not in old],
             "env_diffs": env_diffs}
@@ -166,6 +170,8 @@ def format_compare(cmp: dict[str, Any]) -> str:
         out.append(f"note: environment differs in {key}: {x!r} -> {y!r}")
     for line in cmp.get("clocks_moved", []):
         out.append(f"note: GPU speed may have changed in the {line}")
+    for line in cmp.get("incomplete", []):
+        out.append(f"note: {line}")
     out += [""] + warn[:1] if warn else []
     return "\n".join(out) + "\n"
 
@@ -176,8 +182,7 @@ def regressions(cmp: dict[str, Any], pct: float = 0.0) -> list[dict[str, Any]]:
     for r in cmp["rows"]:
         if r["verdict"] != "SLOWER" or r["ratio"] is None:
             continue
-        lower_better = r["unit"] not in ("ops/s", "B/s")
-        worse = r["ratio"] - 1 if lower_better else 1 / r["ratio"] - 1
+        worse = r["ratio"] - 1 if r["better"] == "lower" else 1 / r["ratio"] - 1
         if worse * 100 > pct:
             out.append(r)
     return out

@@ -170,7 +170,7 @@ def _bars(plt, doc, rows, unit, baselines, out_dir, name) -> str:
                 color="tab:gray" if base else "tab:blue", hatch="//" if suspect else None)
         names.append(r["name"] + (" (baseline, SUSPECT)" if suspect else
                                   " (baseline)" if base else ""))
-        ax.text(m, i, f" {m:.4g}", va="center", fontsize=7)
+        ax.text(m + hi[i], i, f" {m:.4g}", va="center", fontsize=7)  # past the CI bar
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(names, fontsize=8)
     if min(med) > 0 and max(med) / min(med) > 20:

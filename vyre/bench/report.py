@@ -9,6 +9,7 @@ import json
 import math
 from collections.abc import Iterable
 
+from vyre.atomic_write import write_atomically
 from vyre.bench.runner import RATE_UNITS
 from vyre.bench.schema import SCHEMA_VERSION, validate
 
@@ -32,9 +33,9 @@ def write_json(doc: dict, path: str) -> None:
     problems = validate(doc)
     if problems:
         raise ValueError("result document does not match the schema: " + "; ".join(problems[:5]))
-    text = dumps(doc)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+    # replaced whole: a run writes this file after every suite, and a run killed while
+    # writing must leave the previous checkpoint, not a torn file
+    write_atomically(path, [dumps(doc).encode("utf-8")], prefix=".vyre-bench-")
 
 
 def load_json(path: str) -> dict:
@@ -133,8 +134,14 @@ def _run_lines(doc: dict) -> list[str]:
     lab = run_label(doc)
     why = ("small sizes, short sampling: a smoke test, not numbers to quote"
            if lab["mode"] == "quick" else "the sizes and sampling to quote")
-    return [f"run: {lab['mode']} mode ({why}), backend {lab['backend']}, "
-            f"device {lab['device']}"]
+    out = [f"run: {lab['mode']} mode ({why}), backend {lab['backend']}, "
+           f"device {lab['device']}"]
+    if doc.get("incomplete"):
+        out.append(f"INCOMPLETE RUN (a checkpoint): {doc['incomplete']}")
+    if doc.get("suites"):
+        out.append("suites (wall time each, setup and cross-checks included): " + "; ".join(
+            f"{s['name']} {s['status']} {s['duration_s']:.1f} s" for s in doc["suites"]))
+    return out
 
 
 def check_lines(doc: dict) -> list[str]:

@@ -109,6 +109,8 @@ SCHEMA: dict[str, Any] = {
             "type": "object", "required": ["suite", "name", "error"],
             "properties": {"suite": _STR, "name": _STR, "error": _STR},
             "additionalProperties": False}},
+        # only in a checkpoint written while the run went on: which suites had not run
+        "incomplete": _STR,
     },
     "additionalProperties": False,
 }

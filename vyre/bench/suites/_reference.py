@@ -184,9 +184,39 @@ def python_gpu_loop(args: dict[str, Any]) -> float:
         ctx.pop()
 
 
+def hashtable_batched(args: dict[str, Any]) -> float:
+    """ops/s of the userops suite's batched CuPy table: N inserts then N lookups, one launch
+    of N threads each, on an empty table (median of BATCHES samples)."""
+    import cupy as cp
+
+    from vyre.bench.suites.userops import CUPY_SOURCE, _keys
+
+    n, cap = int(args["n"]), int(args["capacity"])
+    mod = cp.RawModule(code=CUPY_SOURCE)
+    ins_n, look_n = mod.get_function("ht_insert_n"), mod.get_function("ht_lookup_n")
+    tab, found = cp.zeros(2 * cap, dtype=cp.uint32), cp.zeros(1, dtype=cp.uint32)
+    keys, vals = _keys(n, 0)
+    dk, dv = cp.asarray(keys), cp.asarray(vals)
+    grid, u32, now = ((n + 255) // 256,), np.uint32, time.perf_counter_ns
+    times = []
+    for i in range(BATCHES + 2):  # the first two: module load, first-launch costs
+        tab.fill(0)
+        cp.cuda.runtime.deviceSynchronize()
+        t0 = now()
+        ins_n(grid, (256,), (tab, u32(cap), dk, dv, u32(n)))
+        look_n(grid, (256,), (tab, u32(cap), dk, dv, u32(n), found))
+        cp.cuda.runtime.deviceSynchronize()
+        if i >= 2:
+            times.append(now() - t0)
+    if int(found.get()[0]) != n * (BATCHES + 2):
+        raise RuntimeError(f"{int(found.get()[0])} lookups found their value, expected "
+                           f"{n * (BATCHES + 2)}")
+    return 2 * n / (_median(times) * 1e-9)
+
+
 REFERENCES: dict[str, Callable[[dict[str, Any]], float]] = {
     f.__name__: f for f in (pycuda_launch_sync, cupy_launch_sync, pycuda_launch, cupy_launch,
-                            cuda_graph, pinned_h2d, python_gpu_loop)}
+                            cuda_graph, pinned_h2d, python_gpu_loop, hashtable_batched)}
 
 
 def main(argv: list[str]) -> int:

@@ -95,8 +95,9 @@ def run(ctx) -> None:
             ctx.compare(res[s.name], res[b.name])
 
 
-#: a user op adding a0 to control word a1 and returning the new value (ATOMIC_ADD written as
-#: a user op, docs/ops.md)
+#: the user op of ``call_user_op``: adds a0 to control word a1 and returns the new value
+#: (ATOMIC_ADD written as a user op, docs/ops.md); vyre.bench.prewarm builds it ahead of a run
+CALL_ADD_OP_NAME = "bench_call_add"
 CALL_ADD_OP = """
 VYRE_OP(bench_call_add) {
     if (op->lane == 0)
@@ -134,7 +135,7 @@ def call_methods(ctx, fx, backend: str) -> list[Method]:
                 code, args = {"call_nop": (nop, ()), "call_atomic_add": (add_op, (1, word))}.get(
                     kind, (None, (1, word)))
                 if code is None:
-                    code = int(mk.register_op("bench_call_add", CALL_ADD_OP).opcode)
+                    code = int(mk.register_op(CALL_ADD_OP_NAME, CALL_ADD_OP).opcode)
 
                 def sample() -> float:
                     t0 = now()

@@ -12,14 +12,19 @@ no arguments. Methods, same op, same arguments, same run:
   are, no registered buffers): ``op_kernel_launch``, one PyCUDA launch per op + synchronize;
   ``op_cuda_graph``, the N launches captured once into a CUDA graph (CuPy), one replay +
   synchronize per sample. Both verified: no lane faulted. An op that uses registered buffers
-  faults there (handle out of range) and these two are errors of the run, saying so.
+  faults there (handle out of range) and these two are errors of the run, saying so;
+* CPU backend only, ``op_c_loop``: the same C source in a plain C loop over the N argument
+  rows (32 lanes per op, as a CPU worker runs it), built with the CPU backend's compiler and
+  flags, one ctypes call per sample: the op without the megakernel around it.
 
 Measured paired, like every suite. The launch baselines are checked against a floor: the same
 number of launches of an empty-bodied one-atomic kernel in a fresh process
-(``_reference``); an op's kernel cannot be launched faster than that.
+(``_reference``); an op's kernel cannot be launched faster than that. The C loop is checked
+against the same call timed bare.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -49,6 +54,7 @@ PHRASES = {
     "megakernel_call": "your op through one mk.call each",
     "op_kernel_launch": "launching your op's C source as one CUDA kernel per op",
     "op_cuda_graph": "replaying your op's launches as one CUDA graph",
+    "op_c_loop": "running your op's C source in a plain C loop (no megakernel)",
 }
 
 KERNEL = "vyre_bench_op"
@@ -85,15 +91,122 @@ def kernel_source(op: Any) -> str:
         ""])
 
 
+C_LOOP = "vyre_bench_op_loop"
+
+
+def c_loop_source(op: Any) -> str:
+    """The C source of the CPU baseline: the op's own source after ``vyre_op.h`` and a plain
+    loop that runs it on ``n`` argument rows, all 32 lanes each (as a CPU worker runs an op),
+    on the control words it is given; returns how many ops faulted."""
+    return "\n".join([
+        '#include "vyre_op.h"',
+        f'#line 1 "op:{op.name}"',
+        op.source.rstrip("\n"),
+        f'#line 1 "{C_LOOP}"',
+        f'__attribute__((visibility("default"))) uint32_t {C_LOOP}(uint32_t *control,',
+        "        uint32_t control_words, uint32_t observable_slots, const uint32_t *args,",
+        "        uint32_t nargs, uint32_t n)",
+        "{",
+        "    uint32_t faults = 0;",
+        "    for (uint32_t i = 0; i < n; ++i) {",
+        "        vyre_op_t op;",
+        "        memset(&op, 0, sizeof op);",
+        "        for (uint32_t k = 0; k < VYRE_SLOT_ARG_COUNT; ++k)",
+        "            op.args[k] = k < nargs ? args[(uint64_t)i * nargs + k] : 0u;",
+        f"        op.opcode = {int(op.opcode or 0):#x}u;",
+        "        op.slot = i;",
+        "        op.lanes = VYRE_OP_LANES;",
+        "        op.lane_end_ = VYRE_OP_LANES;  /* lanes 0..31 in turn, as a CPU worker */",
+        "        op.control_words_ = control_words;",
+        "        op.observable_slots_ = observable_slots;",
+        "        op.control_ = control;",
+        f"        vyre_op_run_lanes(&op, vyre_op_{op.name});",
+        "        if (op.fault_kept_[0] != VYRE_FAULT_NONE) ++faults;",
+        "    }",
+        "    return faults;",
+        "}",
+        ""])
+
+
+def compile_c_loop(op: Any, out_dir: str) -> str:
+    """The CPU baseline's shared object, built with the compiler and flags of the CPU
+    backend's user-op build (``$CC``, vyre.ops.cpu_build.CFLAGS); its path."""
+    import shutil
+
+    from vyre.ops import cpu_build, include_dir
+
+    src = os.path.join(out_dir, f"{C_LOOP}_{op.name}.c")
+    lib = src[:-2] + ".so"
+    with open(src, "w", encoding="utf-8") as f:
+        f.write(c_loop_source(op))
+    cc = cpu_build.compiler_command()
+    exe = shutil.which(cc[0])
+    if exe is None:
+        raise RuntimeError(f"no C compiler {cc[0]!r} on PATH for op {op.name!r}'s C loop "
+                           "(the CPU backend's user ops need one too)")
+    p = subprocess.run([exe, *cc[1:], *cpu_build.CFLAGS, "-I", include_dir(), "-o", lib, src,
+                        "-lm"], capture_output=True, text=True, timeout=300, check=False)
+    if p.returncode != 0:
+        raise RuntimeError(f"the C compiler could not build op {op.name!r} in a plain loop: "
+                           + (p.stderr.strip().splitlines() or ["no output"])[-1])
+    return lib
+
+
+def _c_loop_method(ctx, op: Any, rows: np.ndarray, n: int) -> list[Method]:
+    """CPU backend: the op's C source run by a plain C loop over the N argument rows, one
+    ctypes call per sample: what the op costs without the megakernel around it."""
+    import ctypes
+
+    from vyre.bench.checks import Check, loop_reference
+    from vyre.protocol import OBSERVABLE_BASE
+
+    tmp = tempfile.mkdtemp(prefix="vyre-bench-op-")
+    try:
+        lib = ctypes.CDLL(compile_c_loop(op, tmp))
+    except Exception as exc:
+        ctx.error("op_c_loop", exc)
+        return []
+    fn = getattr(lib, C_LOOP)
+    u32, ptr = ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)
+    fn.argtypes = [ptr, u32, u32, ptr, u32, u32]
+    fn.restype = u32
+    control_words = OBSERVABLE_BASE + OBSERVABLES
+    control = np.zeros(control_words, np.uint32)
+    nargs = int(rows.shape[1])
+    flat = np.ascontiguousarray(rows.reshape(-1) if nargs else np.zeros(1, np.uint32))
+    cptr, aptr = control.ctypes.data_as(ptr), flat.ctypes.data_as(ptr)
+    faults = [0]
+
+    def run_all() -> None:
+        faults[0] += fn(cptr, control_words, OBSERVABLES, aptr, nargs, n)
+
+    def sample() -> float:
+        t0 = time.perf_counter_ns()
+        run_all()
+        return time.perf_counter_ns() - t0
+
+    def no_faults() -> tuple[bool, str]:
+        return faults[0] == 0, (f"{faults[0]} ops of the C loop faulted (an op that uses "
+                                "registered buffers cannot run there: it has no buffer table)")
+
+    check = Check(f"the same C loop over {n} ops called bare", loop_reference(run_all,
+                  per_call=n, samples=15))
+    return [Method("op_c_loop", sample, batch=n, params={"op": op.name, "ops": n},
+                   verify=no_faults, check=check,
+                   notes="the op's C source in a plain C loop, 32 lanes per op, no megakernel")]
+
+
 def compile_ptx(op: Any, arch: str, out_dir: str) -> str:
     """nvcc -ptx of :func:`kernel_source` for ``arch`` (e.g. ``compute_90``); the PTX path."""
     from vyre.ops import include_dir
+    from vyre.ops.cuda_build import find_nvcc
 
     src = os.path.join(out_dir, f"{KERNEL}_{op.name}.cu")
     ptx = src[:-3] + ".ptx"
     with open(src, "w", encoding="utf-8") as f:
         f.write(kernel_source(op))
-    p = subprocess.run(["nvcc", "-ptx", f"-arch={arch}", "-std=c++17", "-I", include_dir(),
+    # the nvcc the fused megakernel build uses (VYRE_NVCC, PATH, CUDA_HOME, /usr/local/cuda)
+    p = subprocess.run([find_nvcc(), "-ptx", f"-arch={arch}", "-std=c++17", "-I", include_dir(),
                         src, "-o", ptx], capture_output=True, text=True, timeout=300, check=False)
     if p.returncode != 0:
         raise RuntimeError(f"nvcc could not compile op {op.name!r} as a standalone kernel: "
@@ -125,16 +238,15 @@ def run(ctx) -> None:
     backend = resolve_backend(ctx)
     n = 1000 if ctx.options.quick else 100_000
     rows = op_args(ctx, n)
-    ctx.note("op", {"name": op.name, "ops_per_sample": n, "arg_words": int(rows.shape[1])})
+    ctx.note("op", {"name": op.name, "ops_per_sample": n, "arg_words": int(rows.shape[1]),
+                    "source_sha256": hashlib.sha256(op.source.encode()).hexdigest()[:16]})
     state: dict[str, Any] = {}
-    registered: dict[str, Any] = {}
 
     @contextmanager
     def session() -> Iterator[Any]:
         with megakernel_session(fx, backend, state, slot_count=next_pow2(n),
                                 observable_slots=OBSERVABLES) as mk:
             code = mk.register_op(op)
-            registered["op"] = code
             opcodes = np.full(n, int(code), np.uint32)
             faults0 = mk.fault_count
             state["faults0"] = faults0
@@ -154,16 +266,17 @@ def run(ctx) -> None:
                       params={"op": op.name, "ops": n}, verify=no_faults)]
     methods += _call_method(ctx, fx, backend, op, rows, state)
     if backend == "cuda":
-        methods += _launch_methods(ctx, op, rows, n, registered)
+        methods += _launch_methods(ctx, op, rows, n)
     else:
         for name in ("op_kernel_launch", "op_cuda_graph"):
             ctx.skip(name, "launching the op's C source as CUDA kernels needs the cuda backend")
+        methods += _c_loop_method(ctx, op, rows, n)
     res = ctx.paired(methods)
     ctx.cache[userop.MEASURED] = res.get("megakernel_submit_many") is not None
-    for base in ("op_kernel_launch", "op_cuda_graph"):
+    for base in ("op_kernel_launch", "op_cuda_graph", "op_c_loop"):
         if base in res:
             ctx.compare(res["megakernel_submit_many"], res[base])
-            if "megakernel_call" in res and base == "op_kernel_launch":
+            if "megakernel_call" in res and base in ("op_kernel_launch", "op_c_loop"):
                 ctx.compare(res["megakernel_call"], res[base])
 
 
@@ -198,7 +311,7 @@ def _call_method(ctx, fx, backend: str, op: Any, rows: np.ndarray, state: dict) 
                    params={"op": op.name, "ops": m}, verify=no_faults)]
 
 
-def _launch_methods(ctx, op: Any, rows: np.ndarray, n: int, registered: dict) -> list[Method]:
+def _launch_methods(ctx, op: Any, rows: np.ndarray, n: int) -> list[Method]:
     """The op's C source as a standalone kernel: per-op PyCUDA launches and a CuPy graph."""
     try:
         import pycuda.driver as drv
@@ -210,7 +323,7 @@ def _launch_methods(ctx, op: Any, rows: np.ndarray, n: int, registered: dict) ->
     major, minor = drv.Device(0).compute_capability()
     tmp = tempfile.mkdtemp(prefix="vyre-bench-op-")
     try:
-        ptx = compile_ptx(registered.get("op") or op, f"compute_{major}{minor}", tmp)
+        ptx = compile_ptx(op, f"compute_{major}{minor}", tmp)
     except Exception as exc:
         ctx.error("op_kernel_launch", exc)
         return []

@@ -7,9 +7,10 @@ Methods (all on the CUDA backend, one megakernel, the same run):
   result), so the ratio is the cost of dispatching to fused user code (target: within 20 %).
 * ``hashtable_megakernel``: an open-addressing table of (key, value) u32 pairs in device
   memory, driven by the user ops ``ht_insert`` / ``ht_lookup`` (one lane, linear probing with
-  a CAS, results in the slot): per sample N inserts of fresh keys, drained, then N lookups of
-  them, drained (ops/s over the 2N ops; each lookup that finds its value bumps an observable,
-  which verifies the sample).
+  a CAS, results in the slot): per sample N inserts of fresh keys (the first 64 samples of a
+  round; later ones update earlier keys in place), drained, then N lookups of them, drained
+  (ops/s over the 2N ops; each lookup that finds its value bumps an observable, which
+  verifies the sample).
 * ``hashtable_cupy_per_op``: the same probe code as a CuPy ``RawKernel`` of one thread,
   launched once per op (M ops per sample, M <= N: each launch costs the same) + synchronize.
 * ``hashtable_cupy_batched``: what a user would write for a batch: one launch of N threads
@@ -21,7 +22,14 @@ Methods (all on the CUDA backend, one megakernel, the same run):
   builds come from the disk cache) and waits for one op's result (the child's own clock, so
   the interpreter's start and imports are excluded).
 
-The megakernel is shut down before the CuPy baselines run, as in the dispatch suite.
+Measured paired (docs/bench.md, "Method"): builtin_atomic_add and user_add alternate, each
+round on a fresh megakernel with the ops registered (from the pipeline cache after the first
+build); hashtable_megakernel and the two CuPy tables alternate, the megakernel shut down while
+CuPy runs, as in the dispatch suite, each round on a fresh empty table. Cross-checks: the
+per-op CuPy table against a floor (one-atomic CuPy launches in a fresh process: no launch is
+faster), the batched one against the same two launches alone in a fresh process
+(``_reference.hashtable_batched``). builtin_atomic_add is vyre's own path (the call
+dispatch/megakernel_submit_many measures), not an outside baseline: it has no cross-check.
 """
 from __future__ import annotations
 
@@ -32,19 +40,26 @@ import sys
 import tempfile
 import time
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
+from vyre.bench.checks import Check, standalone_reference
+from vyre.bench.runner import Method
 from vyre.bench.suites._common import (
     Unavailable,
     facade,
     megakernel,
+    megakernel_session,
     need,
     next_pow2,
     resolve_backend,
+    submit_many_sampler,
     word_total,
 )
+from vyre.bench.suites.dispatch import REFERENCE_OPS
 
 NAME = "userops"
 DESCRIPTION = ("user ops on the GPU: custom-op dispatch vs ATOMIC_ADD, a hash table vs CuPy "
@@ -159,148 +174,219 @@ def _keys(n: int, round_: int) -> tuple[np.ndarray, np.ndarray]:
     return keys, keys ^ np.uint32(0x5A5A5A5A)
 
 
+def register_all(mk: Any) -> dict[str, int]:
+    """Register :data:`START_OPS` (one build, where the facade has ``register_ops``: one
+    module swap per round instead of three); their opcodes by name."""
+    many = getattr(mk, "register_ops", None)
+    if many is None:
+        return {name: register(mk, name, source) for name, source in START_OPS.items()}
+    from vyre.ops import Op
+
+    return {op.name: int(op.opcode)
+            for op in many([Op(name, source) for name, source in START_OPS.items()])}
+
+
 def run(ctx) -> None:
     fx = facade()
     resolve_backend(ctx, allowed=("cuda",))
     n = 2000 if ctx.options.quick else 100_000
     ctx.note("ops_per_sample", n)
-    spread = 1024
-    base_word = fx.OBSERVABLE_BASE
-    ops_u = np.full(n, int(fx.Opcode.ATOMIC_ADD), np.uint32)
-    args = np.empty((n, 2), np.uint32)
-    args[:, 0] = 1
-    args[:, 1] = base_word + np.arange(n, dtype=np.uint32) % spread
-    # the table holds every key the samples insert: at most max_samples rounds of n keys
+    # the table holds every key one round's samples insert (a fresh table per round)
     rounds_cap = 64
     cap = next_pow2(4 * n * rounds_cap) if not ctx.options.quick else next_pow2(8 * n * rounds_cap)
     ctx.note("table_capacity", cap)
-    mk = megakernel(fx, "cuda", slot_count=next_pow2(2 * n), observable_slots=spread + 1)
-    with mk:
+    with megakernel(fx, "cuda", slot_count=next_pow2(2 * n),
+                    observable_slots=SPREAD + 1) as mk:  # can ops be built here at all?
         ctx.note("backend", mk.backend.describe())
         try:
-            uadd = register(mk, "uadd", UADD)
-            ins = register(mk, "ht_insert", HT_INSERT)
-            look = register(mk, "ht_lookup", HT_LOOKUP)
+            register_all(mk)
         except Exception as exc:  # no nvcc, no ops API: the suite cannot run
             raise Unavailable(f"cannot register user ops ({type(exc).__name__}: {exc})") from exc
-        obs = mk.observables
-        done = [0]
-        now = time.perf_counter_ns
-
-        def many(opcodes: np.ndarray):
-            def sample() -> float:
-                t0 = now()
-                mk.submit_many(opcodes, args)
-                mk.drain()
-                t1 = now()
-                done[0] += n
-                return t1 - t0
-            return sample
-
-        def check() -> tuple[bool, str]:
-            return (word_total(obs[:spread]) == done[0],
-                    f"observables sum to {word_total(obs[:spread])}, expected {done[0]}")
-        params = {"ops": n, "ring": next_pow2(2 * n)}
-        builtin = ctx.bench("builtin_atomic_add", many(ops_u), batch=n, params=params,
-                            verify=check)
-        user = ctx.bench("user_add", many(np.full(n, uadd, np.uint32)), batch=n, params=params,
-                         verify=check)
-        ctx.compare(user, builtin)
-
-        h_tab, _tab = mk.alloc_buffer(8 * cap, device=True)
-        found_word = spread  # an observable of its own, past the ATOMIC_ADD targets
-        ht_round = [0]
-        looked = [0]
-        found0 = int(obs[found_word])
-        ins_ops, look_ops = np.full(n, ins, np.uint32), np.full(n, look, np.uint32)
-
-        def ht_sample() -> float:
-            if ht_round[0] >= rounds_cap:
-                raise RuntimeError("the benchmark table is full (more samples than rounds_cap)")
-            keys, vals = _keys(n, ht_round[0])
-            ht_round[0] += 1
-            a_ins = np.stack([np.full(n, h_tab, np.uint32), np.full(n, cap, np.uint32),
-                              keys, vals], 1)
-            a_look = np.stack([np.full(n, h_tab, np.uint32), np.full(n, cap, np.uint32), keys, vals,
-                               np.full(n, found_word, np.uint32)], 1)
-            t0 = now()
-            mk.submit_many(ins_ops, a_ins)
-            mk.drain()
-            mk.submit_many(look_ops, a_look)
-            mk.drain()
-            t1 = now()
-            looked[0] += n
-            return t1 - t0
-
-        def ht_check() -> tuple[bool, str]:
-            return (int(obs[found_word]) - found0 == looked[0],
-                    (f"{int(obs[found_word]) - found0} lookups found their value, "
-                     f"expected {looked[0]}"))
-        mega_ht = ctx.bench("hashtable_megakernel", ht_sample, batch=2 * n, unit="ops/s",
-                            params={"ops": 2 * n, "capacity": cap}, verify=ht_check,
-                            min_samples=3, min_time_s=0.1)
-    _cupy_tables(ctx, n, cap, mega_ht)
+    res = ctx.paired(_dispatch_methods(fx, n))
+    ctx.compare(res.get("user_add"), res.get("builtin_atomic_add"))
+    methods = [_megakernel_table(fx, n, cap, rounds_cap)] + _cupy_tables(ctx, n, cap)
+    res = ctx.paired(methods)
+    for base in ("hashtable_cupy_per_op", "hashtable_cupy_batched"):
+        ctx.compare(res.get("hashtable_megakernel"), res.get(base))
     _start(ctx)
 
 
-def _cupy_tables(ctx, n: int, cap: int, mega_ht) -> None:
+#: observables the ATOMIC_ADD ops and uadd spread over (as dispatch spreads them)
+SPREAD = 1024
+
+
+def _dispatch_methods(fx, n: int) -> list[Method]:
+    """builtin_atomic_add and user_add: N ops in one submit_many + drain, each round on a
+    fresh megakernel with the user ops registered (from the pipeline cache after round 1)."""
+    args = np.empty((n, 2), np.uint32)
+    args[:, 0] = 1
+    args[:, 1] = fx.OBSERVABLE_BASE + np.arange(n, dtype=np.uint32) % SPREAD
+    methods = []
+    for name in ("builtin_atomic_add", "user_add"):
+        state: dict[str, Any] = {}
+
+        @contextmanager
+        def session(name=name, state=state) -> Iterator[Any]:
+            with megakernel_session(fx, "cuda", state, slot_count=next_pow2(2 * n),
+                                    observable_slots=SPREAD + 1) as mk:
+                codes = register_all(mk)
+                code = int(fx.Opcode.ATOMIC_ADD) if name == "builtin_atomic_add" else \
+                    codes["uadd"]
+                yield submit_many_sampler(mk, np.full(n, code, np.uint32), args, state)
+
+        def check(state=state) -> tuple[bool, str]:
+            total = word_total(state["mk"].observables[:SPREAD])
+            return total == state["done"], f"observables sum to {total}, expected {state['done']}"
+        methods.append(Method(name, session=session, batch=n,
+                              params={"ops": n, "ring": next_pow2(2 * n)}, verify=check))
+    return methods
+
+
+def _megakernel_table(fx, n: int, cap: int, rounds_cap: int) -> Method:
+    """hashtable_megakernel: N inserts of fresh keys drained, then N lookups drained, through
+    the user ops, on a table in device memory (a fresh one each round)."""
+    found_word = SPREAD  # an observable of its own
+    state: dict[str, Any] = {}
+    now = time.perf_counter_ns
+
+    @contextmanager
+    def session() -> Iterator[Any]:
+        with megakernel_session(fx, "cuda", state, slot_count=next_pow2(2 * n),
+                                observable_slots=SPREAD + 1) as mk:
+            codes = register_all(mk)
+            h_tab, _tab = mk.alloc_buffer(8 * cap, device=True)
+            obs = mk.observables
+            state.update(found0=int(obs[found_word]), looked=0, round=0)
+            ins_ops = np.full(n, codes["ht_insert"], np.uint32)
+            look_ops = np.full(n, codes["ht_lookup"], np.uint32)
+
+            def sample() -> float:
+                # sized for rounds_cap samples of fresh keys per round; a sample past that
+                # (a fast host, a short sample) re-inserts an earlier sample's keys, which
+                # ht_insert updates in place, so the table never fills up
+                keys, vals = _keys(n, state["round"] % rounds_cap)
+                state["round"] += 1
+                a_ins = np.stack([np.full(n, h_tab, np.uint32), np.full(n, cap, np.uint32),
+                                  keys, vals], 1)
+                a_look = np.stack([np.full(n, h_tab, np.uint32), np.full(n, cap, np.uint32),
+                                   keys, vals, np.full(n, found_word, np.uint32)], 1)
+                t0 = now()
+                mk.submit_many(ins_ops, a_ins)
+                mk.drain()
+                mk.submit_many(look_ops, a_look)
+                mk.drain()
+                t1 = now()
+                state["looked"] += n
+                return t1 - t0
+            yield sample
+
+    def check() -> tuple[bool, str]:
+        got = int(state["mk"].observables[found_word]) - state["found0"]
+        return got == state["looked"], (f"{got} lookups found their value, expected "
+                                        f"{state['looked']}")
+    return Method("hashtable_megakernel", session=session, batch=2 * n, unit="ops/s",
+                  params={"ops": 2 * n, "capacity": cap}, verify=check, min_samples=3,
+                  min_time_s=0.1)
+
+
+def _cupy_tables(ctx, n: int, cap: int) -> list[Method]:
+    """The same table driven by CuPy: one launch per op, and one launch of N threads per
+    kind; each round on a fresh, empty table (the megakernel is shut down meanwhile)."""
     try:
         cp = need("cupy")
         mod = cp.RawModule(code=CUPY_SOURCE)
-        ins1, look1 = mod.get_function("ht_insert1"), mod.get_function("ht_lookup1")
-        ins_n, look_n = mod.get_function("ht_insert_n"), mod.get_function("ht_lookup_n")
+        kernels = {k: mod.get_function(k)
+                   for k in ("ht_insert1", "ht_lookup1", "ht_insert_n", "ht_lookup_n")}
     except Unavailable as why:
         ctx.skip("hashtable_cupy_per_op", str(why))
         ctx.skip("hashtable_cupy_batched", str(why))
-        return
-    tab = cp.zeros(2 * cap, dtype=cp.uint32)
-    found = cp.zeros(1, dtype=cp.uint32)
-    rnd = [1000]  # key rounds apart from the megakernel's (a separate table anyway)
+        return []
     m = min(n, 20_000)  # per-op launches: each costs the same, fewer keep the sample short
-    looked = [0, 0]
     now = time.perf_counter_ns
     u32 = np.uint32
+    rnd = [1000]  # key rounds apart from the megakernel's (a separate table anyway)
+    state: dict[str, Any] = {}
 
-    def per_op() -> float:
-        keys, vals = _keys(m, rnd[0])
-        rnd[0] += 1
-        kl, vl = keys.tolist(), vals.tolist()
-        tab.fill(0)  # each sample starts from an empty table: rounds of keys would fill it
-        cp.cuda.runtime.deviceSynchronize()
-        t0 = now()
-        for k, v in zip(kl, vl, strict=True):
-            ins1((1,), (1,), (tab, u32(cap), u32(k), u32(v)))
-        for k, v in zip(kl, vl, strict=True):
-            look1((1,), (1,), (tab, u32(cap), u32(k), u32(v), found))
-        cp.cuda.runtime.deviceSynchronize()
-        t1 = now()
-        looked[0] += m
-        return t1 - t0
+    @contextmanager
+    def table() -> Iterator[Any]:
+        state.update(tab=cp.zeros(2 * cap, dtype=cp.uint32), found=cp.zeros(1, dtype=cp.uint32),
+                     looked=0)
+        try:
+            yield state
+        finally:
+            cp.cuda.runtime.deviceSynchronize()
+            state.update(tab=None)
 
-    def batched() -> float:
-        keys, vals = _keys(n, rnd[0])
-        rnd[0] += 1
-        dk, dv = cp.asarray(keys), cp.asarray(vals)
-        grid = ((n + 255) // 256,)
-        tab.fill(0)  # as per_op: a table filled by earlier rounds would refuse inserts
-        cp.cuda.runtime.deviceSynchronize()
-        t0 = now()
-        ins_n(grid, (256,), (tab, u32(cap), dk, dv, u32(n)))
-        look_n(grid, (256,), (tab, u32(cap), dk, dv, u32(n), found))
-        cp.cuda.runtime.deviceSynchronize()
-        t1 = now()
-        looked[0] += n
-        return t1 - t0
+    def per_op_session():
+        @contextmanager
+        def session() -> Iterator[Any]:
+            with table() as st:
+                tab, found = st["tab"], st["found"]
+                ins1, look1 = kernels["ht_insert1"], kernels["ht_lookup1"]
+
+                def per_op() -> float:
+                    keys, vals = _keys(m, rnd[0])
+                    rnd[0] += 1
+                    kl, vl = keys.tolist(), vals.tolist()
+                    tab.fill(0)  # each sample starts from an empty table
+                    cp.cuda.runtime.deviceSynchronize()
+                    t0 = now()
+                    for k, v in zip(kl, vl, strict=True):
+                        ins1((1,), (1,), (tab, u32(cap), u32(k), u32(v)))
+                    for k, v in zip(kl, vl, strict=True):
+                        look1((1,), (1,), (tab, u32(cap), u32(k), u32(v), found))
+                    cp.cuda.runtime.deviceSynchronize()
+                    t1 = now()
+                    st["looked"] += m
+                    return t1 - t0
+                yield per_op
+        return session
+
+    def batched_session():
+        @contextmanager
+        def session() -> Iterator[Any]:
+            with table() as st:
+                tab, found = st["tab"], st["found"]
+                ins_n, look_n = kernels["ht_insert_n"], kernels["ht_lookup_n"]
+                grid = ((n + 255) // 256,)
+
+                def batched() -> float:
+                    keys, vals = _keys(n, rnd[0])
+                    rnd[0] += 1
+                    dk, dv = cp.asarray(keys), cp.asarray(vals)
+                    tab.fill(0)  # as per_op: a table filled by earlier samples refuses inserts
+                    cp.cuda.runtime.deviceSynchronize()
+                    t0 = now()
+                    ins_n(grid, (256,), (tab, u32(cap), dk, dv, u32(n)))
+                    look_n(grid, (256,), (tab, u32(cap), dk, dv, u32(n), found))
+                    cp.cuda.runtime.deviceSynchronize()
+                    t1 = now()
+                    st["looked"] += n
+                    return t1 - t0
+                yield batched
+        return session
 
     def check() -> tuple[bool, str]:
-        return (int(found.get()[0]) == looked[0],
-                f"{int(found.get()[0])} lookups found their value, expected {looked[0]}")
-    per = ctx.bench("hashtable_cupy_per_op", per_op, batch=2 * m, unit="ops/s",
-                    params={"ops": 2 * m, "capacity": cap}, verify=check, min_samples=3)
-    bat = ctx.bench("hashtable_cupy_batched", batched, batch=2 * n, unit="ops/s",
-                    params={"ops": 2 * n, "capacity": cap}, verify=check, min_samples=3)
-    ctx.compare(mega_ht, per)
-    ctx.compare(mega_ht, bat)
+        got = int(state["found"].get()[0])
+        return got == state["looked"], f"{got} lookups found their value, expected " \
+                                       f"{state['looked']}"
+    launch_ns = standalone_reference("vyre.bench.suites._reference", "cupy_launch",
+                                     {"ops": REFERENCE_OPS})
+    floor = Check(what=f"{REFERENCE_OPS} launches of a one-atomic CuPy kernel + synchronize, "
+                       "alone in a fresh process, as ops/s: no kernel launches faster",
+                  reference=lambda: 1e9 / launch_ns(), kind="floor",
+                  key=f"standalone:cupy_launch:ops/s:{REFERENCE_OPS}")
+    alone = Check(what=f"the same {n} inserts + {n} lookups (two launches of {n} threads) on "
+                       "an empty table, alone in a fresh process",
+                  reference=standalone_reference("vyre.bench.suites._reference",
+                                                 "hashtable_batched",
+                                                 {"n": n, "capacity": cap}))
+    return [Method("hashtable_cupy_per_op", session=per_op_session(), batch=2 * m,
+                   unit="ops/s", params={"ops": 2 * m, "capacity": cap}, verify=check,
+                   min_samples=3, check=floor),
+            Method("hashtable_cupy_batched", session=batched_session(), batch=2 * n,
+                   unit="ops/s", params={"ops": 2 * n, "capacity": cap}, verify=check,
+                   min_samples=3, check=alone)]
 
 
 _CHILD = r"""
