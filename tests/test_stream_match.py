@@ -202,18 +202,18 @@ def test_offsets_are_64_bit():
     """A chunk far into a source: the record offset is the chunk's file offset plus the
     offset from a2, past 2**32 (the slot carries 32-bit offsets only)."""
     abi = dict(ABI)
-    stream = SimpleNamespace(depth=1)
+    stream = SimpleNamespace(depth=1, chunk_bytes=1 << 20)
     d = build_dfa([b"a"])
     size = MatchScan.nbytes(1, 1, 1, 4, abi["DFA_RECORD_WORDS"])
     raw = np.zeros(size, np.uint8)
     ms = MatchScan(stream, abi, d, MatchOptions(True, None, None), 1, 4, 1, 2, (3, raw))
     words = raw.view(np.uint32)
     base = (5 << 32) + 123
-    ms.published(0, [base])
+    job = SimpleNamespace()
+    assert ms.published(0, [base], job, 1 << 20) == 0  # counter row 0
     words[0] = 2                    # counter of pattern 0
     words[1 + 0] = 2                # records written, slot 0 row 0
     words[2:6] = [0, 7, 0, 0xFFFFFFFF]
-    job = SimpleNamespace()
     ms.retire(0, job)
     r = ms.result(job, positions=2)
     assert r.matches["offset"].tolist() == [base + 7, base + 0xFFFFFFFF]

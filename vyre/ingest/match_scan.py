@@ -10,8 +10,13 @@ few counters in host memory serialize on the bus, ~0.8 us per match on the H200)
 
     [ counters: depth x P ][ record regions: depth x (slices + 1) x (1 + 2 * cap) ]
 
-``P`` is the number of patterns; scan slot ``s`` counts into words ``s*P .. s*P+P-1`` (its
-slices add atomically), and slice ``j`` of slot ``s`` records into region ``s*(slices+1)+j``:
+``P`` is the number of patterns. Counter row ``r`` is words ``r*P .. r*P+P-1``; a source
+holds one row while any chunk of it is in flight (every slice of its chunks adds there,
+atomically), and the host reads the row when the source's last chunk in flight is done (or
+after 2**31 bytes, before a u32 could wrap), so a big file costs one read, not one per
+chunk: a read of device memory is a synchronous copy. At most ``depth`` chunks are in
+flight, so ``depth`` rows always suffice. Slice ``j`` of scan slot ``s`` records into region
+``s*(slices+1)+j``:
 ``[records written, (pattern id, end offset from a2) * cap]``. The host never writes the
 buffer while slots run: like the observables, counters are read as the difference since the
 last reading (u32 arithmetic; one chunk adds below 2**32 per pattern, since a pattern ends at
@@ -109,6 +114,13 @@ class MatchScan:
         self.rec_base = depth * self.npat
         self.last = self._read(0, self.rec_base).reshape(depth, self.npat) \
             if self.npat else np.zeros((depth, 0), np.uint32)
+        # counter rows: free ones, the row each source in flight holds, its chunks in flight
+        # and the bytes published into the row since it was last read
+        self.free_rows = list(range(depth - 1, -1, -1))
+        self.row_of: dict[int, int] = {}
+        self.in_flight: dict[int, int] = {}
+        self.unread: dict[int, int] = {}
+        self.read_every = max(0, (1 << 31) - depth * int(stream.chunk_bytes))
         # scan slot -> file offset of each published row's a2 byte
         self.bases: dict[int, list[int]] = {}
         self.acc: dict[int, _Acc] = {}
@@ -130,15 +142,41 @@ class MatchScan:
                 "lower depth, the number of patterns, or the record budget (match_records)")
         return 4 * words
 
-    def args(self, slot: int, j: int, row: list[int]) -> list[int]:
-        """DFA_MATCH args of row ``j`` of scan slot ``slot``; ``row`` is the DFA_SCAN row
+    def args(self, slot: int, j: int, row: list[int], counters: int) -> list[int]:
+        """DFA_MATCH args of row ``j`` of scan slot ``slot`` counting into counter row
+        ``counters`` (:meth:`published`); ``row`` is the DFA_SCAN row
         ``[table, data, a2, a3, a4, obs, a6]`` the plain scan would publish."""
         region = self.rec_base + (slot * self.rows + j) * self.region
         return [self.table, row[1], row[2], row[3], self.ids, row[5], row[6],
-                self.out_handle, slot * self.npat, self.npat, region, self.cap]
+                self.out_handle, counters * self.npat, self.npat, region, self.cap]
 
-    def published(self, slot: int, bases: list[int]) -> None:
+    def published(self, slot: int, bases: list[int], job: Any = None, nbytes: int = 0) -> int:
+        """A chunk of ``job`` (``nbytes`` bytes) goes out on scan slot ``slot``, its slices'
+        ``a2`` at file offsets ``bases``: the counter row its slots count into."""
         self.bases[slot] = bases
+        key = id(job)
+        row = self.row_of.get(key)
+        if row is None:
+            if not self.free_rows:  # more sources in flight than chunks: a pipeline bug
+                raise RuntimeError("match counters: every row is held")
+            row = self.row_of[key] = self.free_rows.pop()
+            self.unread[row] = 0
+        self.in_flight[key] = self.in_flight.get(key, 0) + 1
+        self.unread[row] += nbytes
+        return row
+
+    def _acc(self, job: Job) -> _Acc:
+        acc = self.acc.get(id(job))
+        if acc is None:
+            acc = self.acc[id(job)] = _Acc(np.zeros(self.npat, dtype=np.uint64))
+        return acc
+
+    def _read_row(self, row: int, acc: _Acc) -> None:
+        if self.npat:
+            now = self._read(row * self.npat, self.npat)
+            acc.per += (now - self.last[row]).astype(np.uint64)  # u32 wrap-around
+            self.last[row] = now
+        self.unread[row] = 0
 
     def _read(self, word: int, n: int) -> np.ndarray:
         """A copy of words ``[word, word + n)`` of the match buffer."""
@@ -150,13 +188,16 @@ class MatchScan:
         return out
 
     def retire(self, slot: int, job: Job) -> None:
-        acc = self.acc.get(id(job))
-        if acc is None:
-            acc = self.acc[id(job)] = _Acc(np.zeros(self.npat, dtype=np.uint64))
-        if self.npat:
-            now = self._read(slot * self.npat, self.npat)
-            acc.per += (now - self.last[slot]).astype(np.uint64)  # u32 wrap-around
-            self.last[slot] = now
+        acc = self._acc(job)
+        key = id(job)
+        row = self.row_of[key]
+        self.in_flight[key] -= 1
+        if not self.in_flight[key]:  # the source's last chunk in flight: read, free the row
+            self._read_row(row, acc)
+            del self.row_of[key], self.in_flight[key]
+            self.free_rows.append(row)
+        elif self.unread[row] >= self.read_every:  # only this source adds there: a partial sum
+            self._read_row(row, acc)
         if not self.cap:
             return
         for j, base in enumerate(self.bases.pop(slot, ())):
@@ -176,7 +217,7 @@ class MatchScan:
             acc.parts, acc.held = [kept], int(kept.size)
 
     def result(self, job: Job, positions: int) -> ScanResult:
-        acc = self.acc.get(id(job)) or _Acc(np.zeros(self.npat, dtype=np.uint64))
+        acc = self._acc(job)
         if not self.opts.matches:
             return ScanResult(positions=positions, per_pattern=acc.per)
         rec = np.concatenate(acc.parts) if acc.parts else np.zeros(0, MATCH_DTYPE)

@@ -427,8 +427,9 @@ class GpuStream:
                 rows.append([table, self._scan_handle, buf_off + lo - cj, cj + hi - lo, no_state,
                              obs_word + slot, cj])
             if ms is not None:  # DFA_MATCH over the same rows; record offsets from each a2
-                ms.published(slot, [file_off + bounds[j] - rows[j][6] for j in range(len(rows))])
-                rows = [ms.args(slot, j, r) for j, r in enumerate(rows)]
+                counters = ms.published(slot, [file_off + bounds[j] - rows[j][6]
+                                               for j in range(len(rows))], job, n)
+                rows = [ms.args(slot, j, r, counters) for j, r in enumerate(rows)]
             if len(rows) > 1 and hasattr(self.mk, "submit_many"):
                 try:
                     return list(self.mk.submit_many(np.full(len(rows), op, np.uint32),
