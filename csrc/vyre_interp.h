@@ -706,39 +706,6 @@ VYRE_COLD void vyre_dfa_scan_part(const vyre_ctx_t *c, const uint32_t args[12], 
 }
 
 #ifdef __CUDA_ARCH__
-/* A warp part's counted range when its lanes step it in ways: table, data, a2, ctx, [A, B). */
-typedef struct {
-    const uint32_t *tab;
-    uint64_t n;
-    const uint8_t *dp;
-    uint64_t lo, ctx, A, B;
-} vyre_ways_span_t;
-
-/* Part `part` of `parts` of a DFA_SCAN or DFA_MATCH slot (args) as a warp's counted range in
- * *w: 1 where each of the 32 * W segments is long next to the context it re-reads, else 0 (a
- * short part keeps docs/spec.md §3's 32 lane-parts). */
-static __device__ __forceinline__ int vyre_dfa_ways_span_(const vyre_ctx_t *c, const uint32_t *args,
-                                                          uint32_t part, uint32_t parts,
-                                                          vyre_ways_span_t *w) {
-    uint8_t *tp, *dp;
-    uint64_t len, ctx;
-    const uint64_t tbytes = vyre_dfa_range_(c, args, &tp, &dp, &len, &ctx);
-    const uint64_t lo = args[2], L = len - ctx;
-    if (parts == 0u) parts = 1u;
-    const uint64_t span = (L * (part + 1u)) / parts - (L * part) / parts;
-    if (VYRE_SCAN_WAYS < 2 || ctx == 0u || L == 0u || part >= parts ||
-        span < 32u * VYRE_SCAN_WAYS * (ctx + 64u))
-        return 0;
-    w->tab = (const uint32_t *)tp;
-    w->n = tbytes >> 2;
-    w->dp = dp;
-    w->lo = lo;
-    w->ctx = ctx;
-    w->A = lo + ctx + (L * part) / parts;
-    w->B = lo + ctx + (L * (part + 1u)) / parts;
-    return 1;
-}
-
 /* Part `part` of `parts` of a DFA_SCAN by a whole warp (every lane calls it): the counted range
  * of lane-parts part*32 .. part*32+31 of parts*32 together, so the warp's accepts summed and
  * lane 31's end state are those of vyre_dfa_scan_part over these lane-parts; scanned as
@@ -749,15 +716,23 @@ static __device__ __forceinline__ void vyre_dfa_scan_warp_part_(const vyre_ctx_t
                                                                 uint32_t parts, unsigned lane,
                                                                 uint32_t *accepts,
                                                                 uint32_t *end_state) {
-    vyre_ways_span_t w;
-    if (!vyre_dfa_ways_span_(c, args, part, parts, &w)) {
-        if (parts == 0u) parts = 1u;
+    uint8_t *tp, *dp;
+    uint64_t len, ctx;
+    const uint64_t tbytes = vyre_dfa_range_(c, args, &tp, &dp, &len, &ctx);
+    const uint64_t lo = args[2], L = len - ctx;
+    if (parts == 0u) parts = 1u;
+    /* the ways only where each of the 32 * W segments is long next to the context it re-reads;
+     * a short part keeps docs/spec.md §3's 32 lane-parts */
+    const uint64_t span = (L * (part + 1u)) / parts - (L * part) / parts;
+    if (VYRE_SCAN_WAYS < 2 || ctx == 0u || L == 0u || part >= parts ||
+        span < 32u * VYRE_SCAN_WAYS * (ctx + 64u)) {
         vyre_dfa_scan_part(c, args, start_state, part * 32u + lane, parts * 32u, accepts, end_state);
         return;
     }
+    const uint64_t A = lo + ctx + (L * part) / parts, B = lo + ctx + (L * (part + 1u)) / parts;
     vyre_dfa_no_sink_ none;
-    vyre_dfa_lane_ways_(w.tab, w.n, w.dp, w.lo, w.ctx, start_state, w.A, w.B, lane, accepts,
-                        end_state, none);
+    vyre_dfa_lane_ways_((const uint32_t *)tp, tbytes >> 2, dp, lo, ctx, start_state, A, B, lane,
+                        accepts, end_state, none);
 }
 #endif
 
@@ -1015,16 +990,22 @@ static __device__ __forceinline__ uint32_t vyre_dfa_match_warp_part_(const vyre_
                                                                      uint32_t *positions,
                                                                      uint32_t *matches,
                                                                      uint32_t *res) {
-    vyre_ways_span_t w;
-    if (!vyre_dfa_ways_span_(c, a, part, parts, &w)) {
-        if (parts == 0u) parts = 1u;
+    uint8_t *tp, *dp;
+    uint64_t len, ctx;
+    const uint64_t tbytes = vyre_dfa_range_(c, a, &tp, &dp, &len, &ctx);
+    const uint64_t lo = a[2], L = len - ctx;
+    if (parts == 0u) parts = 1u;
+    const uint64_t span = (L * (part + 1u)) / parts - (L * part) / parts;
+    if (VYRE_SCAN_WAYS < 2 || ctx == 0u || L == 0u || part >= parts ||
+        span < 32u * VYRE_SCAN_WAYS * (ctx + 64u))
         return vyre_dfa_match_part(c, a, part * 32u + lane, parts * 32u, positions, matches, res);
-    }
     vyre_dfa_match_sink_ sink;
     vyre_match_out_init_(c, a, &sink.m);
     sink.status = VYRE_STATUS_DONE;
+    const uint64_t A = lo + ctx + (L * part) / parts, B = lo + ctx + (L * (part + 1u)) / parts;
     uint32_t end;
-    vyre_dfa_lane_ways_(w.tab, w.n, w.dp, w.lo, w.ctx, 0u, w.A, w.B, lane, positions, &end, sink);
+    vyre_dfa_lane_ways_((const uint32_t *)tp, tbytes >> 2, dp, lo, ctx, 0u, A, B, lane, positions,
+                        &end, sink);
     *matches = sink.m.matches;
     if (sink.status != VYRE_STATUS_DONE) {
         for (int i = 0; i < (int)VYRE_RESULT_WORDS; ++i) res[i] = sink.res[i];
