@@ -123,3 +123,27 @@ def test_a_row_is_read_before_a_u32_counter_could_wrap():
     _fill(words, ms, 1, rows[1], [2**31, 1, 0], [])
     ms.retire(1, job)
     assert ms.result(job, 0).per_pattern.tolist() == [2**32, 1, 0]
+
+
+def test_chunks_in_flight_that_add_2_32_together_are_not_lost():
+    # depth chunks of one source, each under 2**32 bytes but 2**32 together, all finish
+    # before the host retires the first: a row they shared would read 2**32 matches as 0
+    opts = MatchOptions(matches=False, max_matches=None, first_per_pattern=None)
+    backend = FakeBackend()
+    dev = FakeDevice(1 << 12)
+    dfa = build_dfa([b"ab", b"cd", b"e"])
+    stream = SimpleNamespace(depth=4, chunk_bytes=1 << 30, mk=SimpleNamespace(backend=backend))
+    ms = MatchScan(stream, ABI, dfa, opts, 1, 8, 1, 2, (7, dev))
+    words = dev.mem[:MatchScan.nbytes(4, 3, 1, 0, 2)].view(np.uint32)
+    job, other = SimpleNamespace(), SimpleNamespace()
+    rows = [ms.published(s, [0], job, 1 << 30) for s in range(4)]
+    for s in range(4):
+        _fill(words, ms, s, rows[s], [1 << 30, 1, 0], [])
+    for s in range(4):
+        ms.retire(s, job)
+    assert ms.result(job, 0).per_pattern.tolist() == [1 << 32, 4, 0]
+    # the slots' rows are read per chunk, so a later source counts from what is there
+    r = ms.published(2, [0], other, 10)
+    _fill(words, ms, 2, r, [3, 0, 5], [])
+    ms.retire(2, other)
+    assert ms.result(other, 0).per_pattern.tolist() == [3, 0, 5]

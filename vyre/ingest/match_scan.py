@@ -15,7 +15,9 @@ holds one row while any chunk of it is in flight (every slice of its chunks adds
 atomically), and the host reads the row when the source's last chunk in flight is done (or
 after 2**31 bytes, before a u32 could wrap), so a big file costs one read, not one per
 chunk: a read of device memory is a synchronous copy. At most ``depth`` chunks are in
-flight, so ``depth`` rows always suffice. Slice ``j`` of scan slot ``s`` records into region
+flight, so ``depth`` rows always suffice. Where ``depth`` chunks together reach 2**32 bytes
+(so could add 2**32 to a counter between two readings) each chunk counts into its scan
+slot's row instead, read once that chunk is done. Slice ``j`` of scan slot ``s`` records into region
 ``s*(slices+1)+j``:
 ``[records written, (pattern id, end offset from a2) * cap]``. The host never writes the
 buffer while slots run: like the observables, counters are read as the difference since the
@@ -121,6 +123,10 @@ class MatchScan:
         self.in_flight: dict[int, int] = {}
         self.unread: dict[int, int] = {}
         self.read_every = max(0, (1 << 31) - depth * int(stream.chunk_bytes))
+        # a row read at every retire still takes what all chunks of its source in flight
+        # added since the last reading: up to depth chunks, which can reach 2**32. Then each
+        # chunk counts into its scan slot's own row, read when that chunk is done.
+        self.per_chunk = depth * int(stream.chunk_bytes) >= 1 << 32
         # scan slot -> file offset of each published row's a2 byte
         self.bases: dict[int, list[int]] = {}
         self.acc: dict[int, _Acc] = {}
@@ -154,6 +160,8 @@ class MatchScan:
         """A chunk of ``job`` (``nbytes`` bytes) goes out on scan slot ``slot``, its slices'
         ``a2`` at file offsets ``bases``: the counter row its slots count into."""
         self.bases[slot] = bases
+        if self.per_chunk:
+            return slot
         key = id(job)
         row = self.row_of.get(key)
         if row is None:
@@ -187,9 +195,7 @@ class MatchScan:
             self.backend.copy_from_device(self.raw, 4 * word, out)
         return out
 
-    def retire(self, slot: int, job: Job) -> None:
-        acc = self._acc(job)
-        key = id(job)
+    def _retire_row(self, key: int, acc: _Acc) -> None:
         row = self.row_of[key]
         self.in_flight[key] -= 1
         if not self.in_flight[key]:  # the source's last chunk in flight: read, free the row
@@ -198,6 +204,13 @@ class MatchScan:
             self.free_rows.append(row)
         elif self.unread[row] >= self.read_every:  # only this source adds there: a partial sum
             self._read_row(row, acc)
+
+    def retire(self, slot: int, job: Job) -> None:
+        acc = self._acc(job)
+        if self.per_chunk:
+            self._read_row(slot, acc)
+        else:
+            self._retire_row(id(job), acc)
         if not self.cap:
             return
         for j, base in enumerate(self.bases.pop(slot, ())):
