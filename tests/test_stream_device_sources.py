@@ -342,3 +342,16 @@ def test_a_dlpack_only_device_array_scans_in_place():
                 0: count_matches(PATS, host[5:].tobytes())}
     finally:
         mk.shutdown()
+
+
+def test_refused_matching_scans_leave_no_buffer_behind(cpu_mk):
+    # the refusal comes before the call takes its match buffer: a loop of refused
+    # per-pattern scans does not use up the buffer table (255 handles)
+    d = build_dfa(PATS)
+    with GpuStream(cpu_mk, chunk_bytes=4096, depth=2) as s:
+        for _ in range(300):
+            with pytest.raises(InvalidValueError, match="cpu backend cannot read"):
+                s.scan([b"ab", _CudaLike()], d, per_pattern=True)
+        got = s.scan([b"abab"], d, per_pattern=True)[0]
+        assert got.positions == count_matches(PATS, b"abab")
+        assert got.per_pattern.tolist() == [2, 1, 0, 0]

@@ -387,6 +387,8 @@ class GpuStream:
                 f"the DFA's context ({ctx} bytes) is longer than a chunk ({self.chunk_bytes})",
                 f"use chunk_bytes >= {ctx}: a chunk's re-read context must cover the longest "
                 "pattern")
+        # before the call takes a match buffer (only its end gives one back)
+        device_source.check_backend(self.mk, jobs)
         table = self._table_handle(dfa)
         abi = _abi()
         op = abi["OP_DFA_SCAN"]
@@ -448,7 +450,6 @@ class GpuStream:
                 ms.retire(slot, job)
 
         copy = self._copy_chunk if self._scan_handle != self.handle else None
-        device_source.check_backend(self.mk, jobs)
         on_device = [j for j in jobs if isinstance(j, device_source.DeviceJob)]
         try:
             ScanPipeline(self, [j for j in jobs if j not in on_device], ctx, publish, retire,
