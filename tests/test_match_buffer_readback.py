@@ -104,16 +104,22 @@ def test_a_source_in_flight_is_read_once_not_per_chunk():
     assert ms.result(again, 0).per_pattern.tolist() == [0, 0, 7]
 
 
-def test_a_row_is_read_before_a_u32_counter_could_wrap():
-    # chunks so large that depth of them in flight could add 2**31 to a counter: every
-    # retire reads the row, so no two readings are 2**32 apart
+def _gib_chunks_scan():
+    """A per-pattern scan of depth 4 with 1 GiB chunks over a stand-in device buffer:
+    (MatchScan, its backend, the buffer's words)."""
     opts = MatchOptions(matches=False, max_matches=None, first_per_pattern=None)
     backend = FakeBackend()
     dev = FakeDevice(1 << 12)
     dfa = build_dfa([b"ab", b"cd", b"e"])
     stream = SimpleNamespace(depth=4, chunk_bytes=1 << 30, mk=SimpleNamespace(backend=backend))
     ms = MatchScan(stream, ABI, dfa, opts, 1, 8, 1, 2, (7, dev))
-    words = dev.mem[:MatchScan.nbytes(4, 3, 1, 0, 2)].view(np.uint32)
+    return ms, backend, dev.mem[:MatchScan.nbytes(4, 3, 1, 0, 2)].view(np.uint32)
+
+
+def test_a_row_is_read_before_a_u32_counter_could_wrap():
+    # chunks so large that depth of them in flight could add 2**31 to a counter: every
+    # retire reads the row, so no two readings are 2**32 apart
+    ms, backend, words = _gib_chunks_scan()
     job = SimpleNamespace()
     rows = [ms.published(s, [0], job, 1 << 30) for s in range(2)]
     _fill(words, ms, 0, rows[0], [2**31, 0, 0], [])
@@ -128,13 +134,7 @@ def test_a_row_is_read_before_a_u32_counter_could_wrap():
 def test_chunks_in_flight_that_add_2_32_together_are_not_lost():
     # depth chunks of one source, each under 2**32 bytes but 2**32 together, all finish
     # before the host retires the first: a row they shared would read 2**32 matches as 0
-    opts = MatchOptions(matches=False, max_matches=None, first_per_pattern=None)
-    backend = FakeBackend()
-    dev = FakeDevice(1 << 12)
-    dfa = build_dfa([b"ab", b"cd", b"e"])
-    stream = SimpleNamespace(depth=4, chunk_bytes=1 << 30, mk=SimpleNamespace(backend=backend))
-    ms = MatchScan(stream, ABI, dfa, opts, 1, 8, 1, 2, (7, dev))
-    words = dev.mem[:MatchScan.nbytes(4, 3, 1, 0, 2)].view(np.uint32)
+    ms, backend, words = _gib_chunks_scan()
     job, other = SimpleNamespace(), SimpleNamespace()
     rows = [ms.published(s, [0], job, 1 << 30) for s in range(4)]
     for s in range(4):
