@@ -24,6 +24,38 @@ static __device__ __forceinline__ void st_rlx_sys_v4(uint32_t *p, uint4 v) {
                  :: "l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
 }
 
+static __device__ __forceinline__ uint4 ld_rlx_sys_v4(const uint32_t *p) {
+    uint4 v;
+    asm volatile("ld.relaxed.sys.global.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p) : "memory");
+    return v;
+}
+
+// Call-path experiments (bench/gpu/call_variants.sh): VYRE_CALL_POLL_RELAXED polls with
+// relaxed loads and fences once a request is seen; VYRE_CALL_POLL_NOFENCE leaves that fence
+// out and VYRE_CALL_ANSWER_GPU fences the answer at GPU scope (both unsound: lower bounds of
+// what each fence costs); VYRE_CALL_TRACE puts the serve time, the passes since the last call
+// and the last pass's length into answer words 24..26 of the lane.
+#ifdef VYRE_CALL_POLL_NOFENCE
+#define VYRE_CALL_POLL_RELAXED
+#endif
+#ifdef VYRE_CALL_POLL_RELAXED
+#define CALL_POLL_LOAD ld_rlx_sys_v4
+#else
+#define CALL_POLL_LOAD ld_acq_sys_v4
+#endif
+struct call_trace {  // VYRE_CALL_TRACE: what the pass that saw a request measured
+    unsigned long long seen_at;
+    unsigned passes, pass_ns;
+};
+#ifdef VYRE_CALL_TRACE
+#define CALL_TRACE_PARAM , const call_trace &tr
+#define CALL_TRACE_ARG , seen.tr
+#else
+#define CALL_TRACE_PARAM
+#define CALL_TRACE_ARG
+#endif
+
 static __device__ __forceinline__ uint32_t ld_rlx_sys(const uint32_t *p) {
     return cuda::atomic_ref<uint32_t, cuda::thread_scope_system>(*const_cast<uint32_t *>(p))
         .load(cuda::std::memory_order_relaxed);
@@ -74,7 +106,7 @@ static __device__ __noinline__ void call_user_ops(const vyre_launch_t &L, unsign
 // word of the tenant mirror. Out of line: what a call needs (its request, the verdict, the op's
 // call) holds no registers across the poll loop, and the loop none across the op.
 static __device__ __noinline__ void call_serve_group(const vyre_launch_t &L, unsigned lane, uint4 q, bool ready,
-                                                     unsigned s0, unsigned tw) {
+                                                     unsigned s0, unsigned tw CALL_TRACE_PARAM) {
     const unsigned t = threadIdx.x & 31;
     const unsigned lead = t & ~3u;
     uint32_t w[VYRE_SLOT_WORDS];  // the lane's request, at each thread of its quad
@@ -117,13 +149,22 @@ static __device__ __noinline__ void call_serve_group(const vyre_launch_t &L, uns
     for (unsigned i = 0; i < VYRE_RESULT_WORDS; i++) r[i] = __shfl_sync(FULL_MASK, result[i], lead);
     if (answers) {
         if (opcode != VYRE_OP_NOP)
+#ifdef VYRE_CALL_ANSWER_GPU
+            cuda::atomic_thread_fence(cuda::std::memory_order_release, cuda::thread_scope_device);
+#else
             cuda::atomic_thread_fence(cuda::std::memory_order_release, cuda::thread_scope_system);
+#endif
         uint32_t *answer = L.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + VYRE_CALL_ANSWER;
         if ((t & 3u) == 0u)
             st_rlx_sys_v4(answer, make_uint4(s0, a_status, r[0], r[1]));
         else
             st_rlx_sys_v4(answer + VYRE_CALL_ANSWER_SEQ2, make_uint4(s0, r[2], r[3], 0u));
     }
+#ifdef VYRE_CALL_TRACE
+    if (__shfl_sync(FULL_MASK, ready, lead) && (t & 3u) == 0u)
+        st_rlx_sys_v4(L.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + 24u,
+                      make_uint4((unsigned)(vyre_globaltimer() - tr.seen_at), tr.passes, tr.pass_ns, s0));
+#endif
     __syncwarp();
 }
 
@@ -133,6 +174,9 @@ template <unsigned G>
 struct call_seen {
     uint4 q[G];
     unsigned tw;
+#ifdef VYRE_CALL_TRACE
+    call_trace tr;
+#endif
 };
 
 // Whether thread t holds piece 0 of a lane of group g whose four pieces carry one new
@@ -173,7 +217,16 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
     }
     unsigned long long idle_since = *busy_at;
     unsigned sleep_ns = 32;
+#ifdef VYRE_CALL_TRACE
+    unsigned long long issued_at = 0, prev_issued_at = 0;
+    unsigned passes = 0;
+#endif
     for (;;) {
+#ifdef VYRE_CALL_TRACE
+        prev_issued_at = issued_at;
+        issued_at = vyre_globaltimer();
+        passes++;
+#endif
         // issued before the request loads, used after them: both L2 round trips hide under
         // the PCIe one. The tenant words are as new as the poller's last pass before this one
         // (a table edit reaches calls within a poller pass and a call pass, docs/call.md).
@@ -183,7 +236,7 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
 #pragma unroll
         for (unsigned g = 0; g < G; g++) {
             q[g] = make_uint4(0u, 0u, 0u, 0u);
-            if (mine[g]) q[g] = ld_acq_sys_v4(piece[g]);
+            if (mine[g]) q[g] = CALL_POLL_LOAD(piece[g]);
         }
         // SD_STOP or SD_PAUSE: leave; a request not answered yet is answered after a relaunch
         if (__shfl_sync(FULL_MASK, sd, 0) != SD_RUN) return false;
@@ -194,9 +247,18 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
             any |= __ballot_sync(FULL_MASK, call_ready(q[g], mine[g], last[g], &s0)) != 0u;
         }
         if (any) {
+#if defined(VYRE_CALL_POLL_RELAXED) && !defined(VYRE_CALL_POLL_NOFENCE)
+            // the acquire of the request the relaxed poll load saw (PTX's acquire pattern)
+            cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
+#endif
 #pragma unroll
             for (unsigned g = 0; g < G; g++) seen->q[g] = q[g];
             seen->tw = tw;
+#ifdef VYRE_CALL_TRACE
+            seen->tr.seen_at = vyre_globaltimer();
+            seen->tr.passes = passes;
+            seen->tr.pass_ns = (unsigned)(issued_at - prev_issued_at);
+#endif
             return true;
         }
         const unsigned long long now = vyre_globaltimer();
@@ -231,7 +293,7 @@ static __device__ __forceinline__ void call_poll(const vyre_launch_t &L, unsigne
             unsigned s0;
             const bool ready = call_ready(seen.q[g], lane < n, last[g], &s0);
             if (!__ballot_sync(FULL_MASK, ready)) continue;
-            call_serve_group(L, lane, seen.q[g], ready, s0, seen.tw);
+            call_serve_group(L, lane, seen.q[g], ready, s0, seen.tw CALL_TRACE_ARG);
             if (ready) last[g] = s0;
         }
         // after the answers: the poller's idle exit counts a call as a publication

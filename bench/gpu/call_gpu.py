@@ -62,7 +62,7 @@ def timed(fn, n: int) -> list[float]:
     return out
 
 
-def quick(n: int) -> float:
+def quick(n: int, trace: bool = False) -> float:
     """call(NOP) and call(ATOMIC_ADD) only: A/B runs of kernel images (VYRE_PTX)."""
     with vyre.Megakernel(backend="cuda", slot_count=4096, observable_slots=64) as mk:
         call = mk.call
@@ -71,7 +71,33 @@ def quick(n: int) -> float:
         r = call(ADD, (1, OBS))
         print(f"  check: observable {int(mk.observables[0])} == returned {r} == "
               f"{n + max(n // 10, 100) + 1}", flush=True)
+        if trace:
+            for name, args in (("nop", (0,)), ("atomic_add", (ADD, (1, OBS)))):
+                traced(mk, name, args, min(n, 5000))
         return nop
+
+
+def traced(mk, name: str, args: tuple, n: int) -> None:
+    """A kernel built with -DVYRE_CALL_TRACE writes, per answer, the GPU's serve time (request
+    seen -> answer stored), the poll passes since the last call and the last pass's length
+    into lane words 24..26, and the answer's sequence number into word 27."""
+    area = mk.backend.call_area.reshape(-1, 32)
+    rows = []
+    for _ in range(n):
+        mk.call(*args)
+        for lane in range(area.shape[0]):
+            w = area[lane]
+            if w[16] and int(w[27]) == int(w[16]) & 0xFFFF:
+                rows.append((int(w[24]), int(w[25]), int(w[26])))
+                break
+    if not rows:
+        print(f"  trace {name}: no trace words (a kernel without -DVYRE_CALL_TRACE)", flush=True)
+        return
+    a = np.asarray(rows, np.float64)
+    q = np.percentile(a, [10, 50, 90], axis=0)
+    print(f"  trace {name}: serve ns p10/p50/p90 {q[0, 0]:.0f}/{q[1, 0]:.0f}/{q[2, 0]:.0f}; "
+          f"passes p50 {q[1, 1]:.0f}; pass ns p10/p50/p90 {q[0, 2]:.0f}/{q[1, 2]:.0f}/"
+          f"{q[2, 2]:.0f} (n={len(rows)})", flush=True)
 
 
 def lanes_ab(n: int, reps: int) -> None:
@@ -185,6 +211,8 @@ def main() -> None:
                     help="step 1 only (e.g. another kernel image through VYRE_PTX)")
     ap.add_argument("--quick", action="store_true",
                     help="call(NOP) and call(ATOMIC_ADD) only (A/B of kernel images)")
+    ap.add_argument("--trace", action="store_true",
+                    help="with --quick: read the serve times a -DVYRE_CALL_TRACE kernel writes")
     ap.add_argument("--baselines-only", action="store_true",
                     help="step 3 only, against --nop-p50 (us)")
     ap.add_argument("--nop-p50", type=float, default=0.0)
@@ -197,7 +225,7 @@ def main() -> None:
         baselines(a.n, a.nop_p50 or float("nan"))
         return
     if a.quick:
-        quick(a.n)
+        quick(a.n, a.trace)
         return
     if a.lanes_ab:
         lanes_ab(a.n, a.reps)

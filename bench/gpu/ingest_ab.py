@@ -29,7 +29,21 @@ CONFIGS = {
     "noexit+noyield": {"sm_share": 1.0, "idle_exit_ms": 0, "yield_ms": 0},
     "noyield": {"sm_share": 1.0, "yield_ms": 0},
     "noexit": {"sm_share": 1.0, "idle_exit_ms": 0},
+    # the stream's shape (chunk MiB x depth; 4 x 20 where not named), defaults + sm_share 1
+    "chunk8x10": {"sm_share": 1.0, "chunk_mib": 8, "depth": 10},
+    "chunk8x20": {"sm_share": 1.0, "chunk_mib": 8, "depth": 20},
+    "chunk16x8": {"sm_share": 1.0, "chunk_mib": 16, "depth": 8},
 }
+
+
+def setup(name: str) -> tuple[dict, dict]:
+    """(Megakernel options, GpuStream options) of configuration ``name``."""
+    mk = dict(CONFIGS[name])
+    st = {"chunk_bytes": mk.pop("chunk_mib", 4) << 20, "depth": mk.pop("depth", 20)}
+    return (mk if BACKEND == "cuda" else {}), st
+
+
+BACKEND = "cuda"  # --backend cpu: a dry run of this script on a machine without a GPU
 
 
 def stats(gbs: list[float]) -> str:
@@ -64,10 +78,9 @@ def densities(a: argparse.Namespace, rng: np.random.Generator, tmp: str) -> None
         res: dict[str, list[float]] = {"positions": [], "per_pattern": [], "matches": []}
         opts = {"positions": {}, "per_pattern": {"per_pattern": True}, "matches": {"matches": True}}
         got = 0
-        with vyre.Megakernel(backend="cuda", slot_count=1024, observable_slots=64,
-                             **CONFIGS[a.configs.split(",")[0]]) as mk, \
-                stream_mod.GpuStream(mk, chunk_bytes=4 << 20, depth=20,
-                                     match_records=1 << 17) as s:
+        mko, sto = setup(a.configs.split(",")[0])
+        with vyre.Megakernel(backend=BACKEND, slot_count=1024, observable_slots=64, **mko) as mk, \
+                stream_mod.GpuStream(mk, **sto, match_records=1 << 17) as s:
             s.scan(paths[:1], dfa, matches=True)
             for _ in range(a.rounds * 3):
                 for k in res:
@@ -82,15 +95,16 @@ def densities(a: argparse.Namespace, rng: np.random.Generator, tmp: str) -> None
             print(f"  {k:12s} {stats(v)}")
 
 
-def profile(paths: list[str]) -> None:
+def profile(paths: list[str], name: str) -> None:
     """cProfile of one per-pattern scan (the host's share of it)."""
     import cProfile
     import pstats
 
     dfa = dfa_mod.build_dfa(PATTERNS)
-    with vyre.Megakernel(backend="cuda", slot_count=1024, observable_slots=64,
-                         **CONFIGS["noexit+noyield"]) as mk, \
-            stream_mod.GpuStream(mk, chunk_bytes=4 << 20, depth=20) as s:
+    mko, sto = setup(name)
+    print(f"profile of configuration {name}: {mko} {sto}")
+    with vyre.Megakernel(backend=BACKEND, slot_count=1024, observable_slots=64, **mko) as mk, \
+            stream_mod.GpuStream(mk, **sto) as s:
         s.scan(paths, dfa, per_pattern=True)
         for kind in ({}, {"per_pattern": True}):
             prof = cProfile.Profile()
@@ -99,7 +113,9 @@ def profile(paths: list[str]) -> None:
             s.scan(paths, dfa, **kind)
             prof.disable()
             print(f"scan {kind}: {time.perf_counter() - t0:.4f} s")
-            pstats.Stats(prof).sort_stats("tottime").print_stats(14)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(
+                r"publish|retire|emit|_loop|submit_many|poll|submit\b")
 
 
 def main() -> None:
@@ -111,7 +127,10 @@ def main() -> None:
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--densities", default="")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--backend", default="cuda")
     a = ap.parse_args()
+    global BACKEND
+    BACKEND = a.backend
     rng = np.random.default_rng(7)
     tmp = tempfile.mkdtemp(prefix="vyre-ingest-ab-")
     if a.densities:
@@ -128,7 +147,8 @@ def main() -> None:
         paths.append(p)
     total = per * a.files
     if a.profile:
-        profile(paths)
+        for name in a.configs.split(","):
+            profile(paths, name)
         return
     dfa = dfa_mod.build_dfa(PATTERNS)
     names = a.configs.split(",")
@@ -137,9 +157,10 @@ def main() -> None:
     ref = None
     for _ in range(a.rounds):
         for n in names:
-            with vyre.Megakernel(backend="cuda", slot_count=1024, observable_slots=64,
-                                 **CONFIGS[n]) as mk:
-                with stream_mod.GpuStream(mk, chunk_bytes=4 << 20, depth=20) as s:
+            mko, sto = setup(n)
+            with vyre.Megakernel(backend=BACKEND, slot_count=1024, observable_slots=64,
+                                 **mko) as mk:
+                with stream_mod.GpuStream(mk, **sto) as s:
                     s.scan(paths[:1], dfa)  # warm
                     for kind in ("pos", "pp"):
                         for _ in range(3):
@@ -152,23 +173,26 @@ def main() -> None:
                                 ref = got if ref is None else ref
                                 assert got == ref, (got, ref)
                 b = mk.backend
-                info[n].append(f"exits {b.idle_exits} relaunches {b.relaunches} "
-                               f"helped {b.assist_helped()}")
+                if hasattr(b, "idle_exits"):
+                    info[n].append(f"exits {b.idle_exits} relaunches {b.relaunches} "
+                                   f"helped {b.assist_helped()}")
     print(f"{total >> 20} MiB in {a.files} files, positions {ref}")
     for n in names:
         print(f"{n:16s} positions   {stats(res[n]['pos'])}")
         print(f"{n:16s} per-pattern {stats(res[n]['pp'])}")
-        print(f"{n:16s} last round: {info[n][-1]}")
+        print(f"{n:16s} last round: {(info[n] or ['-'])[-1]}")
     try:
         import cupy as cp
     except ImportError:
         return
+    if not a.device_mib:
+        return
     arr = cp.asarray(rng.integers(0, 256, a.device_mib << 20, dtype=np.uint8))
     for n in names[:2]:
         gbs, gpp = [], []
-        with vyre.Megakernel(backend="cuda", slot_count=1024, observable_slots=64,
-                             **CONFIGS[n]) as mk, \
-                stream_mod.GpuStream(mk, chunk_bytes=4 << 20, depth=20) as s:
+        mko, sto = setup(n)
+        with vyre.Megakernel(backend=BACKEND, slot_count=1024, observable_slots=64, **mko) as mk, \
+                stream_mod.GpuStream(mk, **sto) as s:
             s.scan([arr], dfa)
             for _ in range(5):
                 t0 = time.perf_counter()
