@@ -532,19 +532,21 @@ def test_op_suite_launch_baselines_with_their_real_code(fake_gpu_libs, monkeypat
     assert ctx.errors == [] and ctx.skipped == [], (ctx.errors, ctx.skipped)
     by = {r.name: r for r in ctx.results}
     assert set(by) == {"megakernel_submit_many", "megakernel_call", "op_kernel_launch",
-                       "op_cuda_graph"}
+                       "op_kernel_launch_sync", "op_cuda_graph"}
     assert all(r.verified for r in by.values())
-    for name in ("op_kernel_launch", "op_cuda_graph"):
+    for name in ("op_kernel_launch", "op_kernel_launch_sync", "op_cuda_graph"):
         check = by[name].check
         assert check["kind"] == "floor" and check["reference"] > 0, check
     # every launch read its own argument row: bump_args(n)[i] == (1, i)
     n = by["op_kernel_launch"].batch
     assert n == 1000 and mem.OP_LAUNCHES
     assert all(row == [1, i] and 0 <= i < n for i, row in mem.OP_LAUNCHES)
+    # the round-trip baseline makes as many ops per sample as the calls do
+    assert by["op_kernel_launch_sync"].batch == by["megakernel_call"].batch == 1000
     pairs = {(c.subject, c.baseline) for c in ctx.comparisons}
     assert pairs == {("op/megakernel_submit_many", "op/op_kernel_launch"),
                      ("op/megakernel_submit_many", "op/op_cuda_graph"),
-                     ("op/megakernel_call", "op/op_kernel_launch")}
+                     ("op/megakernel_call", "op/op_kernel_launch_sync")}
 
 
 def test_userops_suite_paired_and_cross_checked_with_its_real_code(fake_gpu_libs, monkeypatch):

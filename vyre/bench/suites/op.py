@@ -9,7 +9,9 @@ no arguments. Methods, same op, same arguments, same run:
 * ``megakernel_call``: one ``mk.call`` per op, where the build has the call path;
 * CUDA only, the *same C source* compiled by nvcc into a standalone kernel (``vyre_op.h``, one
   warp = the op's 32 lanes, control words in mapped pinned host memory as the megakernel's
-  are, no registered buffers): ``op_kernel_launch``, one PyCUDA launch per op + synchronize;
+  are, no registered buffers): ``op_kernel_launch``, N PyCUDA launches (one per op) +
+  one synchronize; ``op_kernel_launch_sync``, one launch + synchronize per op, a round trip
+  like ``megakernel_call`` and its baseline (as many ops as the call method makes);
   ``op_cuda_graph``, the N launches captured once into a CUDA graph (CuPy), one replay +
   synchronize per sample. Both verified: no lane faulted. An op that uses registered buffers
   faults there (handle out of range) and these two are errors of the run, saying so;
@@ -31,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -53,6 +56,7 @@ PHRASES = {
     "megakernel_submit_many": "your op through one submit_many + drain",
     "megakernel_call": "your op through one mk.call each",
     "op_kernel_launch": "launching your op's C source as one CUDA kernel per op",
+    "op_kernel_launch_sync": "launching your op's C source and synchronizing, op by op",
     "op_cuda_graph": "replaying your op's launches as one CUDA graph",
     "op_c_loop": "running your op's C source in a plain C loop (no megakernel)",
 }
@@ -266,25 +270,33 @@ def run(ctx) -> None:
                       params={"op": op.name, "ops": n}, verify=no_faults)]
     methods += _call_method(ctx, fx, backend, op, rows, state)
     if backend == "cuda":
-        methods += _launch_methods(ctx, op, rows, n)
+        methods += _launch_methods(ctx, op, rows, n, call_ops(ctx, n))
     else:
-        for name in ("op_kernel_launch", "op_cuda_graph"):
+        for name in ("op_kernel_launch", "op_kernel_launch_sync", "op_cuda_graph"):
             ctx.skip(name, "launching the op's C source as CUDA kernels needs the cuda backend")
         methods += _c_loop_method(ctx, op, rows, n)
     res = ctx.paired(methods)
     ctx.cache[userop.MEASURED] = res.get("megakernel_submit_many") is not None
+    # submit_many (a stream of ops) against streams of launches; call (one round trip per op)
+    # against round trips: a launch + synchronize per op, or the C loop on the CPU
     for base in ("op_kernel_launch", "op_cuda_graph", "op_c_loop"):
         if base in res:
             ctx.compare(res["megakernel_submit_many"], res[base])
-            if "megakernel_call" in res and base in ("op_kernel_launch", "op_c_loop"):
-                ctx.compare(res["megakernel_call"], res[base])
+    for base in ("op_kernel_launch_sync", "op_c_loop"):
+        if base in res and "megakernel_call" in res:
+            ctx.compare(res["megakernel_call"], res[base])
+
+
+def call_ops(ctx, n: int) -> int:
+    """Ops per sample of the round-trip methods (megakernel_call, op_kernel_launch_sync)."""
+    return min(n, 2000 if ctx.options.quick else 20_000)
 
 
 def _call_method(ctx, fx, backend: str, op: Any, rows: np.ndarray, state: dict) -> list[Method]:
     if not hasattr(fx.Megakernel, "call"):  # the call path, where the build has it
         ctx.skip("megakernel_call", "this build's Megakernel has no call() (the call path)")
         return []
-    m = min(len(rows), 2000 if ctx.options.quick else 20_000)
+    m = call_ops(ctx, len(rows))
     arg_rows = [list(map(int, r)) for r in rows[:m]]
     call_state: dict[str, Any] = {}
 
@@ -311,13 +323,14 @@ def _call_method(ctx, fx, backend: str, op: Any, rows: np.ndarray, state: dict) 
                    params={"op": op.name, "ops": m}, verify=no_faults)]
 
 
-def _launch_methods(ctx, op: Any, rows: np.ndarray, n: int) -> list[Method]:
-    """The op's C source as a standalone kernel: per-op PyCUDA launches and a CuPy graph."""
+def _launch_methods(ctx, op: Any, rows: np.ndarray, n: int, m: int) -> list[Method]:
+    """The op's C source as a standalone kernel: per-op PyCUDA launches (``n`` then one
+    synchronize; ``m`` each synchronized) and a CuPy graph."""
     try:
         import pycuda.driver as drv
     except Exception as exc:
-        ctx.skip("op_kernel_launch", f"pycuda not importable ({exc})")
-        ctx.skip("op_cuda_graph", f"pycuda not importable ({exc})")
+        for name in ("op_kernel_launch", "op_kernel_launch_sync", "op_cuda_graph"):
+            ctx.skip(name, f"pycuda not importable ({exc})")
         return []
     drv.init()
     major, minor = drv.Device(0).compute_capability()
@@ -336,7 +349,7 @@ def _launch_methods(ctx, op: Any, rows: np.ndarray, n: int) -> list[Method]:
     holder: dict[str, Any] = {}
 
     @contextmanager
-    def pycuda_session() -> Iterator[Any]:
+    def pycuda_session(sync_each: bool) -> Iterator[Any]:
         ctx_ = drv.Device(0).retain_primary_context()
         ctx_.push()
         try:
@@ -360,8 +373,16 @@ def _launch_methods(ctx, op: Any, rows: np.ndarray, n: int) -> list[Method]:
                                            OBSERVABLES, aptr, nargs, i, fptr)
                 stream.synchronize()
                 return time.perf_counter_ns() - t0
+
+            def sample_synced() -> float:
+                t0 = time.perf_counter_ns()
+                for i in range(m):
+                    fn.prepared_async_call((1, 1), (32, 1, 1), stream, cptr, control_words,
+                                           OBSERVABLES, aptr, nargs, i, fptr)
+                    stream.synchronize()
+                return time.perf_counter_ns() - t0
             try:
-                yield sample
+                yield sample_synced if sync_each else sample
             finally:
                 stream.synchronize()
                 dargs.free()
@@ -379,9 +400,17 @@ def _launch_methods(ctx, op: Any, rows: np.ndarray, n: int) -> list[Method]:
                                   "synchronize in a fresh process: no kernel launches faster",
                                   ops=4096)
     floor.kind = "floor"
-    methods = [Method("op_kernel_launch", session=pycuda_session, batch=n,
+    sync_floor = _gpu.standalone_check("pycuda_launch_sync", "one launch of a one-atomic "
+                                       "kernel + stream synchronize in a fresh process: no "
+                                       "launch + synchronize is faster")
+    sync_floor.kind = "floor"
+    methods = [Method("op_kernel_launch", session=partial(pycuda_session, False), batch=n,
                       params={"op": op.name, "ops": n}, verify=launch_ok, check=floor,
-                      notes="the op's C source as one 32-thread kernel per op (PyCUDA)")]
+                      notes="the op's C source as one 32-thread kernel per op (PyCUDA)"),
+               Method("op_kernel_launch_sync", session=partial(pycuda_session, True), batch=m,
+                      params={"op": op.name, "ops": m}, verify=launch_ok, check=sync_floor,
+                      notes="one launch + stream synchronize per op: a round trip, as a call "
+                            "is")]
     methods += _graph_method(ctx, op, ptx, flat, nargs, n, control_words)
     return methods
 
