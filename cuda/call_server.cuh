@@ -24,30 +24,26 @@ static __device__ __forceinline__ void st_rlx_sys_v4(uint32_t *p, uint4 v) {
                  :: "l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
 }
 
-static __device__ __forceinline__ uint4 ld_rlx_sys_v4(const uint32_t *p) {
-    uint4 v;
-    asm volatile("ld.relaxed.sys.global.v4.u32 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p) : "memory");
-    return v;
-}
-
-// Call-path experiments (bench/gpu/call_variants.sh): VYRE_CALL_POLL_RELAXED polls with
-// relaxed loads and fences once a request is seen; VYRE_CALL_POLL_NOFENCE leaves that fence
-// out and VYRE_CALL_ANSWER_GPU fences the answer at GPU scope (both unsound: lower bounds of
-// what each fence costs); VYRE_CALL_TRACE puts the serve time, the passes since the last call
-// and the last pass's length into answer words 24..26 of the lane.
-#ifdef VYRE_CALL_POLL_NOFENCE
-#define VYRE_CALL_POLL_RELAXED
-#endif
-#ifdef VYRE_CALL_POLL_RELAXED
-#define CALL_POLL_LOAD ld_rlx_sys_v4
+// Call-path experiments (bench/gpu/call_variants.sh, results in bench/RESULTS.md):
+// VYRE_CALL_INLINE inlines the serve path into the poll loop; VYRE_CALL_TRACE writes, per
+// answer, into lane words 24..31: the ns from the request seen to the verdict, to the op's
+// end, to the answer issued (three words), the passes since the last call, the last pass's
+// length, whether the verdict read the control words, the sequence number, and the ns from
+// call_wait's return to call_serve_group's start.
+#ifdef VYRE_CALL_INLINE  // experiment: the serve path inlined into the poll loop
+#define CALL_SERVE_FN __forceinline__
 #else
-#define CALL_POLL_LOAD ld_acq_sys_v4
+#define CALL_SERVE_FN __noinline__
 #endif
 struct call_trace {  // VYRE_CALL_TRACE: what the pass that saw a request measured
     unsigned long long seen_at;
     unsigned passes, pass_ns;
 };
+#ifdef VYRE_CALL_TRACE
+#define CALL_T(var) const unsigned long long var = vyre_globaltimer()
+#else
+#define CALL_T(var)
+#endif
 #ifdef VYRE_CALL_TRACE
 #define CALL_TRACE_PARAM , const call_trace &tr
 #define CALL_TRACE_ARG , seen.tr
@@ -64,7 +60,7 @@ static __device__ __forceinline__ uint32_t ld_rlx_sys(const uint32_t *p) {
 // A built-in op of a call (or a user op refused before it runs) on the lane's scratch slot:
 // its status, result words into `result`. Out of line: the interpreter's registers stay out of
 // the poll loop.
-static __device__ __noinline__ uint32_t call_builtin(const vyre_launch_t &L, unsigned lane, uint32_t opcode,
+static __device__ CALL_SERVE_FN uint32_t call_builtin(const vyre_launch_t &L, unsigned lane, uint32_t opcode,
                                                      uint32_t tenant, const uint32_t *args, int ok,
                                                      uint32_t *result) {
     return vyre_call_execute(&L.ctx, L.call_scratch + (size_t)lane * VYRE_SLOT_WORDS, opcode, tenant,
@@ -105,8 +101,9 @@ static __device__ __noinline__ void call_user_ops(const vyre_launch_t &L, unsign
 // each such lane, `q` this thread's piece, `s0` the lane's sequence number, `tw` this thread's
 // word of the tenant mirror. Out of line: what a call needs (its request, the verdict, the op's
 // call) holds no registers across the poll loop, and the loop none across the op.
-static __device__ __noinline__ void call_serve_group(const vyre_launch_t &L, unsigned lane, uint4 q, bool ready,
+static __device__ CALL_SERVE_FN void call_serve_group(const vyre_launch_t &L, unsigned lane, uint4 q, bool ready,
                                                      unsigned s0, unsigned tw CALL_TRACE_PARAM) {
+    CALL_T(entered_at);
     const unsigned t = threadIdx.x & 31;
     const unsigned lead = t & ~3u;
     uint32_t w[VYRE_SLOT_WORDS];  // the lane's request, at each thread of its quad
@@ -129,7 +126,11 @@ static __device__ __noinline__ void call_serve_group(const vyre_launch_t &L, uns
     const unsigned mask = __shfl_sync(FULL_MASK, tw, TM_MASKS + (tenant < VYRE_TENANT_MASK_COUNT ? tenant : 0u));
     int ok = -1;
     if (deflt && tenant < VYRE_TENANT_MASK_COUNT && vyre_tenant_verdict(tenant, len, mask)) ok = 1;
+#ifdef VYRE_CALL_TRACE
+    const unsigned read_control = ready && ok < 0;
+#endif
     if (ready && ok < 0) ok = vyre_tenant_ok_(&L.ctx, tenant);
+    CALL_T(verdict_at);
     uint32_t status = 0, result[VYRE_RESULT_WORDS] = {0u, 0u, 0u, 0u};
 #ifdef VYRE_USER_OPS
     const bool user = ready && vyre_is_user_opcode(opcode);
@@ -139,6 +140,7 @@ static __device__ __noinline__ void call_serve_group(const vyre_launch_t &L, uns
     const bool user = false;
 #endif
     if (ready && !user) status = call_builtin(L, lane, opcode, tenant, args, ok, result);
+    CALL_T(op_at);
     // the answer: its two 16-byte pieces stored by the lead thread and the next one in
     // one instruction (one 32-byte write), behind a system-scope release of what the
     // op wrote (a NOP wrote nothing: the fence would be most of its time here)
@@ -149,11 +151,7 @@ static __device__ __noinline__ void call_serve_group(const vyre_launch_t &L, uns
     for (unsigned i = 0; i < VYRE_RESULT_WORDS; i++) r[i] = __shfl_sync(FULL_MASK, result[i], lead);
     if (answers) {
         if (opcode != VYRE_OP_NOP)
-#ifdef VYRE_CALL_ANSWER_GPU
-            cuda::atomic_thread_fence(cuda::std::memory_order_release, cuda::thread_scope_device);
-#else
             cuda::atomic_thread_fence(cuda::std::memory_order_release, cuda::thread_scope_system);
-#endif
         uint32_t *answer = L.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + VYRE_CALL_ANSWER;
         if ((t & 3u) == 0u)
             st_rlx_sys_v4(answer, make_uint4(s0, a_status, r[0], r[1]));
@@ -161,9 +159,16 @@ static __device__ __noinline__ void call_serve_group(const vyre_launch_t &L, uns
             st_rlx_sys_v4(answer + VYRE_CALL_ANSWER_SEQ2, make_uint4(s0, r[2], r[3], 0u));
     }
 #ifdef VYRE_CALL_TRACE
-    if (__shfl_sync(FULL_MASK, ready, lead) && (t & 3u) == 0u)
-        st_rlx_sys_v4(L.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + 24u,
-                      make_uint4((unsigned)(vyre_globaltimer() - tr.seen_at), tr.passes, tr.pass_ns, s0));
+    CALL_T(answered_at);
+    const unsigned rc = __shfl_sync(FULL_MASK, read_control, lead);
+    if (__shfl_sync(FULL_MASK, ready, lead) && (t & 3u) < 2u) {
+        uint32_t *tw_out = L.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + 24u;
+        if ((t & 3u) == 0u)
+            st_rlx_sys_v4(tw_out, make_uint4((unsigned)(verdict_at - tr.seen_at), (unsigned)(op_at - tr.seen_at),
+                                             (unsigned)(answered_at - tr.seen_at), tr.passes));
+        else
+            st_rlx_sys_v4(tw_out + 4, make_uint4(tr.pass_ns, rc, s0, (unsigned)(entered_at - tr.seen_at)));
+    }
 #endif
     __syncwarp();
 }
@@ -236,7 +241,7 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
 #pragma unroll
         for (unsigned g = 0; g < G; g++) {
             q[g] = make_uint4(0u, 0u, 0u, 0u);
-            if (mine[g]) q[g] = CALL_POLL_LOAD(piece[g]);
+            if (mine[g]) q[g] = ld_acq_sys_v4(piece[g]);
         }
         // SD_STOP or SD_PAUSE: leave; a request not answered yet is answered after a relaunch
         if (__shfl_sync(FULL_MASK, sd, 0) != SD_RUN) return false;
@@ -247,10 +252,6 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
             any |= __ballot_sync(FULL_MASK, call_ready(q[g], mine[g], last[g], &s0)) != 0u;
         }
         if (any) {
-#if defined(VYRE_CALL_POLL_RELAXED) && !defined(VYRE_CALL_POLL_NOFENCE)
-            // the acquire of the request the relaxed poll load saw (PTX's acquire pattern)
-            cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
-#endif
 #pragma unroll
             for (unsigned g = 0; g < G; g++) seen->q[g] = q[g];
             seen->tw = tw;

@@ -78,26 +78,28 @@ def quick(n: int, trace: bool = False) -> float:
 
 
 def traced(mk, name: str, args: tuple, n: int) -> None:
-    """A kernel built with -DVYRE_CALL_TRACE writes, per answer, the GPU's serve time (request
-    seen -> answer stored), the poll passes since the last call and the last pass's length
-    into lane words 24..26, and the answer's sequence number into word 27."""
+    """A kernel built with -DVYRE_CALL_TRACE writes, per answer, into lane words 24..31: ns from
+    the request seen to the verdict, to the op's end, to the answer issued; the poll passes
+    since the last call; the last pass's length; whether the verdict read the control words;
+    the answer's sequence number; ns from the request seen to the serve function's start."""
     area = mk.backend.call_area.reshape(-1, 32)
     rows = []
     for _ in range(n):
         mk.call(*args)
         for lane in range(area.shape[0]):
             w = area[lane]
-            if w[16] and int(w[27]) == int(w[16]) & 0xFFFF:
-                rows.append((int(w[24]), int(w[25]), int(w[26])))
+            if w[16] and int(w[30]) == int(w[16]) & 0xFFFF:
+                rows.append([int(x) for x in w[24:30]] + [int(w[31])])
                 break
     if not rows:
         print(f"  trace {name}: no trace words (a kernel without -DVYRE_CALL_TRACE)", flush=True)
         return
     a = np.asarray(rows, np.float64)
     q = np.percentile(a, [10, 50, 90], axis=0)
-    print(f"  trace {name}: serve ns p10/p50/p90 {q[0, 0]:.0f}/{q[1, 0]:.0f}/{q[2, 0]:.0f}; "
-          f"passes p50 {q[1, 1]:.0f}; pass ns p10/p50/p90 {q[0, 2]:.0f}/{q[1, 2]:.0f}/"
-          f"{q[2, 2]:.0f} (n={len(rows)})", flush=True)
+    cols = ("to_verdict", "to_op_end", "to_answer", "passes", "pass_ns", "read_control",
+            "to_serve_start")
+    print(f"  trace {name} (n={len(rows)}), p10/p50/p90: " + "; ".join(
+        f"{c} {q[0, i]:.0f}/{q[1, i]:.0f}/{q[2, i]:.0f}" for i, c in enumerate(cols)), flush=True)
 
 
 def lanes_ab(n: int, reps: int) -> None:

@@ -9,14 +9,11 @@ out=${OUT:-/tmp/vyre-gpu}
 mkdir -p "$out" /tmp/call_variants
 declare -A flags=(
   [base]=""
-  [relaxed_plain]="-DVYRE_CALL_POLL_RELAXED"
+  [inline]="-DVYRE_CALL_INLINE"
   [trace]="-DVYRE_CALL_TRACE"
-  [relaxed]="-DVYRE_CALL_TRACE -DVYRE_CALL_POLL_RELAXED"
-  [nofence]="-DVYRE_CALL_TRACE -DVYRE_CALL_POLL_NOFENCE"
-  [gpuanswer]="-DVYRE_CALL_TRACE -DVYRE_CALL_ANSWER_GPU"
-  [relaxed_gpuanswer]="-DVYRE_CALL_TRACE -DVYRE_CALL_POLL_RELAXED -DVYRE_CALL_ANSWER_GPU"
+  [trace_inline]="-DVYRE_CALL_TRACE -DVYRE_CALL_INLINE"
 )
-names=${VARIANTS:-base relaxed_plain trace relaxed nofence gpuanswer}
+names=${VARIANTS:-base inline trace trace_inline}
 for v in $names; do
   # shellcheck disable=SC2086
   timeout 240 nvcc -fatbin -std=c++17 -O3 -lineinfo -gencode=arch=compute_90,code=sm_90 \
