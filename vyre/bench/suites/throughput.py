@@ -13,13 +13,20 @@ backend's default workers):
   (1, 2, 4, 8) with 128 threads each;
 * ``batch``: 1 .. 4096 ops per ``submit_many`` call (ring 16384), i.e. how much of the cost
   is per call and how much per op.
-Each configuration runs on a freshly started megakernel; start-up is not timed.
+Each configuration runs in paired rounds (:meth:`Context.paired`), each round on a freshly
+started megakernel (start-up is not timed): a streaming rate depends on where a start placed
+the kernel and the host thread, so one start per configuration gave within-run spreads far
+narrower than the start-to-start spread, and ``compare`` labelled two runs of the same code
+FASTER/SLOWER (H200, bench/RESULTS.md). Rounds make the block medians span starts.
 """
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from vyre.bench.runner import Method
 from vyre.bench.suites._common import (
     Unavailable,
     atomic_add_ops,
@@ -75,40 +82,48 @@ def run(ctx) -> None:
         # must not make a sample last seconds
         per_sample = min(8192 if quick else 65536, batch * (512 if quick else 2048))
         calls = max(1, per_sample // batch)
-        try:
-            mk = megakernel(fx, backend, slot_count=ring, observable_slots=SPREAD, workers=workers)
+        try:  # a geometry the device refuses is a skip; the other configs run
+            megakernel(fx, backend, slot_count=ring, observable_slots=SPREAD,
+                       workers=workers).shutdown()
         except Unavailable as why:
             ctx.skip(name, str(why))
             continue
-        try:
-            _measure(ctx, fx, mk, name, calls, batch,
-                     {"sweep": sweep, "ring_size": ring, "workers": workers, "batch": batch,
-                      "backend": backend})
-        except Exception as exc:  # e.g. a geometry the device refuses: the other configs run
-            ctx.error(name, exc)
+        ctx.paired([_method(fx, backend, name, ring, workers, calls, batch,
+                            {"sweep": sweep, "ring_size": ring, "workers": workers,
+                             "batch": batch, "backend": backend})])
 
 
-def _measure(ctx, fx, mk, name: str, calls: int, batch: int, params: dict) -> None:
-    with mk:
-        params["device"] = mk.backend.describe()
-        opcodes, args = atomic_add_ops(batch, int(fx.Opcode.ATOMIC_ADD), fx.OBSERVABLE_BASE,
-                                       spread=min(SPREAD, batch))
-        obs, done = mk.observables, [0]
-        submit_many = mk.submit_many
+def _method(fx, backend: str, name: str, ring: int, workers: int | None, calls: int,
+            batch: int, params: dict) -> Method:
+    """One configuration: each round's session starts a megakernel of that geometry."""
+    opcodes, args = atomic_add_ops(batch, int(fx.Opcode.ATOMIC_ADD), fx.OBSERVABLE_BASE,
+                                   spread=min(SPREAD, batch))
+    state: dict = {}
 
-        def sample() -> float:
-            t0 = time.perf_counter_ns()
-            for _ in range(calls):
-                submit_many(opcodes, args)
-            mk.drain()
-            t1 = time.perf_counter_ns()
-            done[0] += calls * batch
-            return t1 - t0
+    @contextmanager
+    def session() -> Iterator:
+        with megakernel(fx, backend, slot_count=ring, observable_slots=SPREAD,
+                        workers=workers) as mk:
+            params["device"] = mk.backend.describe()
+            state["obs"], state["done"] = mk.observables, 0
+            submit_many, drain = mk.submit_many, mk.drain
 
-        ctx.bench(name, sample, unit="ops/s", batch=calls * batch, params=params,
-                  verify=lambda: (word_total(obs[:SPREAD]) == done[0],
-                                  f"observables sum to {word_total(obs[:SPREAD])}, "
-                                  f"expected {done[0]}"))
+            def sample() -> float:
+                t0 = time.perf_counter_ns()
+                for _ in range(calls):
+                    submit_many(opcodes, args)
+                drain()
+                t1 = time.perf_counter_ns()
+                state["done"] += calls * batch
+                return t1 - t0
+            yield sample
+
+    def verify() -> tuple[bool, str]:  # the last round's megakernel, before it shuts down
+        total = word_total(state["obs"][:SPREAD])
+        return total == state["done"], f"observables sum to {total}, expected {state['done']}"
+
+    return Method(name, session=session, unit="ops/s", batch=calls * batch, params=params,
+                  verify=verify)
 
 
 def _drain_rate(ctx, fx, quick: bool) -> None:
