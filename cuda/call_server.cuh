@@ -25,7 +25,8 @@ static __device__ __forceinline__ void st_rlx_sys_v4(uint32_t *p, uint4 v) {
 }
 
 // Call-path experiments (bench/gpu/call_variants.sh, results in bench/RESULTS.md):
-// VYRE_CALL_INLINE inlines the serve path into the poll loop; VYRE_CALL_TRACE writes, per
+// VYRE_CALL_INLINE inlines the serve path into the poll loop; VYRE_CALL_STAGGER keeps two
+// request loads in flight half a pass apart (call_wait below); VYRE_CALL_TRACE writes, per
 // answer, into lane words 24..31: the ns from the request seen to the verdict, to the op's
 // end, to the answer issued (three words), the passes since the last call, the last pass's
 // length, whether the verdict read the control words, the sequence number, and the ns from
@@ -202,6 +203,102 @@ static __device__ __forceinline__ bool call_ready(uint4 q, bool mine, unsigned l
 // loop calls nothing, so what a pass needs stays in registers: after an acquire load the SM's
 // L1 is invalidated, and a value reloaded from the stack (the launch struct, a spill around
 // a call) could cost an L2 round trip before the next request load issues.
+#ifdef VYRE_CALL_STAGGER
+#define CALL_STAGGER_NS 700u  // about half a poll pass on the H200 (bench/RESULTS.md)
+
+static __device__ __forceinline__ uint4 ld_rlx_sys_v4(const uint32_t *p) {
+    uint4 v;
+    asm volatile("ld.relaxed.sys.global.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p) : "memory");
+    return v;
+}
+
+// One half of a staggered pass (warp-collective): check the load set q, reissue it. 1: a new
+// request is in q (seen filled; the fence done), -1: the kernel stops or pauses, 0: neither.
+template <unsigned G>
+static __device__ __forceinline__ int call_half(uint4 (&q)[G], const uint32_t *const (&piece)[G],
+                                                const bool (&mine)[G], const unsigned (&last)[G],
+                                                unsigned sd, unsigned tw, call_seen<G> *seen) {
+    if (__shfl_sync(FULL_MASK, sd, 0) != SD_RUN) return -1;
+    bool any = false;
+#pragma unroll
+    for (unsigned g = 0; g < G; g++) {
+        unsigned s0;
+        any |= __ballot_sync(FULL_MASK, call_ready(q[g], mine[g], last[g], &s0)) != 0u;
+    }
+    if (any) {
+        cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
+#pragma unroll
+        for (unsigned g = 0; g < G; g++) seen->q[g] = q[g];
+        seen->tw = tw;
+        return 1;
+    }
+#pragma unroll
+    for (unsigned g = 0; g < G; g++) q[g] = mine[g] ? ld_rlx_sys_v4(piece[g]) : make_uint4(0u, 0u, 0u, 0u);
+    return 0;
+}
+
+// call_wait with two request loads in flight, issued half a pass apart, each reissued as soon
+// as it is checked: a new request is seen by whichever load reaches it first, ~a quarter pass
+// sooner on average than with one load per pass. The loads are relaxed (an acquire load holds
+// every later load behind it, so the second could not issue until the first returned); the
+// acquire is one system-scope fence after a request is seen (PTX's acquire pattern).
+template <unsigned G>
+static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n, const unsigned *last_in,
+                                              unsigned long long *busy_at, call_seen<G> *seen) {
+    const unsigned t = threadIdx.x & 31;
+    const unsigned idle_sleep_ns = L.idle_sleep_ns;
+    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> shutdown(*L.shutdown);
+    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> tenant_word(L.tenants[t < TM_WORDS ? t : 0u]);
+    const uint32_t *piece[G];
+    bool mine[G];
+    unsigned last[G];
+#pragma unroll
+    for (unsigned g = 0; g < G; g++) {
+        const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
+        mine[g] = lane < n;
+        piece[g] = L.calls + (size_t)(mine[g] ? lane : 0u) * VYRE_CALL_LANE_WORDS + VYRE_CALL_REQUEST +
+                   (t & 3u) * VYRE_CALL_PIECE_WORDS;
+        last[g] = last_in[g];
+    }
+    unsigned long long idle_since = *busy_at;
+    unsigned sleep_ns = 32;
+#ifdef VYRE_CALL_TRACE
+    unsigned long long a_at = 0, b_at = 0;
+    unsigned passes = 0;
+#define CALL_HALF_TRACE(at, other) \
+    if (r > 0) { seen->tr.seen_at = vyre_globaltimer(); seen->tr.passes = passes; \
+                 seen->tr.pass_ns = (unsigned)(at > other ? at - other : other - at); } \
+    at = vyre_globaltimer(); passes++;
+#else
+#define CALL_HALF_TRACE(at, other)
+#endif
+    uint4 qa[G], qb[G];
+#pragma unroll
+    for (unsigned g = 0; g < G; g++) qa[g] = mine[g] ? ld_rlx_sys_v4(piece[g]) : make_uint4(0u, 0u, 0u, 0u);
+    __nanosleep(CALL_STAGGER_NS);
+#pragma unroll
+    for (unsigned g = 0; g < G; g++) qb[g] = mine[g] ? ld_rlx_sys_v4(piece[g]) : make_uint4(0u, 0u, 0u, 0u);
+    for (;;) {
+        unsigned sd = shutdown.load(cuda::std::memory_order_relaxed);
+        unsigned tw = tenant_word.load(cuda::std::memory_order_relaxed);
+        int r = call_half<G>(qa, piece, mine, last, sd, tw, seen);
+        CALL_HALF_TRACE(a_at, b_at)
+        if (r) return r > 0;
+        sd = shutdown.load(cuda::std::memory_order_relaxed);
+        tw = tenant_word.load(cuda::std::memory_order_relaxed);
+        r = call_half<G>(qb, piece, mine, last, sd, tw, seen);
+        CALL_HALF_TRACE(b_at, a_at)
+        if (r) return r > 0;
+        const unsigned long long now = vyre_globaltimer();
+        if (now - idle_since > CALL_HOT_NS) {
+            __nanosleep(sleep_ns);
+            sleep_ns = sleep_ns * 2 > idle_sleep_ns ? idle_sleep_ns : sleep_ns * 2;
+        }
+    }
+#undef CALL_HALF_TRACE
+}
+#else
 template <unsigned G>
 static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n, const unsigned *last_in,
                                               unsigned long long *busy_at, call_seen<G> *seen) {
@@ -270,6 +367,7 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
         }
     }
 }
+#endif  // VYRE_CALL_STAGGER
 
 // Serve what call_wait found, wait again, until the kernel stops or pauses.
 template <unsigned G>

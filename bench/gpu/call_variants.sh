@@ -12,8 +12,11 @@ declare -A flags=(
   [inline]="-DVYRE_CALL_INLINE"
   [trace]="-DVYRE_CALL_TRACE"
   [trace_inline]="-DVYRE_CALL_TRACE -DVYRE_CALL_INLINE"
+  [stagger]="-DVYRE_CALL_STAGGER"
+  [trace_stagger]="-DVYRE_CALL_TRACE -DVYRE_CALL_STAGGER"
+  [inline_stagger]="-DVYRE_CALL_INLINE -DVYRE_CALL_STAGGER"
 )
-names=${VARIANTS:-base inline trace trace_inline}
+names=${VARIANTS:-base inline stagger inline_stagger trace trace_inline trace_stagger}
 for v in $names; do
   # shellcheck disable=SC2086
   timeout 240 nvcc -fatbin -std=c++17 -O3 -lineinfo -gencode=arch=compute_90,code=sm_90 \
