@@ -203,6 +203,23 @@ static __device__ __forceinline__ bool call_ready(uint4 q, bool mine, unsigned l
 // loop calls nothing, so what a pass needs stays in registers: after an acquire load the SM's
 // L1 is invalidated, and a value reloaded from the stack (the launch struct, a spill around
 // a call) could cost an L2 round trip before the next request load issues.
+// This thread's piece of each group's lane (thread t: piece t % 4 of lane t / 4), whether that
+// lane exists, and its last answered sequence number.
+template <unsigned G>
+static __device__ __forceinline__ void call_lanes_of(const vyre_launch_t &L, unsigned n, const unsigned *last_in,
+                                                     const uint32_t *(&piece)[G], bool (&mine)[G],
+                                                     unsigned (&last)[G]) {
+    const unsigned t = threadIdx.x & 31;
+#pragma unroll
+    for (unsigned g = 0; g < G; g++) {
+        const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
+        mine[g] = lane < n;
+        piece[g] = L.calls + (size_t)(mine[g] ? lane : 0u) * VYRE_CALL_LANE_WORDS + VYRE_CALL_REQUEST +
+                   (t & 3u) * VYRE_CALL_PIECE_WORDS;
+        last[g] = last_in[g];
+    }
+}
+
 #ifdef VYRE_CALL_STAGGER
 #define CALL_STAGGER_NS 700u  // about half a poll pass on the H200 (bench/RESULTS.md)
 
@@ -253,14 +270,7 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
     const uint32_t *piece[G];
     bool mine[G];
     unsigned last[G];
-#pragma unroll
-    for (unsigned g = 0; g < G; g++) {
-        const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
-        mine[g] = lane < n;
-        piece[g] = L.calls + (size_t)(mine[g] ? lane : 0u) * VYRE_CALL_LANE_WORDS + VYRE_CALL_REQUEST +
-                   (t & 3u) * VYRE_CALL_PIECE_WORDS;
-        last[g] = last_in[g];
-    }
+    call_lanes_of<G>(L, n, last_in, piece, mine, last);
     unsigned long long idle_since = *busy_at;
     unsigned sleep_ns = 32;
 #ifdef VYRE_CALL_TRACE
@@ -309,14 +319,7 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
     const uint32_t *piece[G];
     bool mine[G];
     unsigned last[G];
-#pragma unroll
-    for (unsigned g = 0; g < G; g++) {
-        const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
-        mine[g] = lane < n;
-        piece[g] = L.calls + (size_t)(mine[g] ? lane : 0u) * VYRE_CALL_LANE_WORDS + VYRE_CALL_REQUEST +
-                   (t & 3u) * VYRE_CALL_PIECE_WORDS;
-        last[g] = last_in[g];
-    }
+    call_lanes_of<G>(L, n, last_in, piece, mine, last);
     unsigned long long idle_since = *busy_at;
     unsigned sleep_ns = 32;
 #ifdef VYRE_CALL_TRACE

@@ -366,23 +366,19 @@ def _launch_methods(ctx, op: Any, rows: np.ndarray, n: int, m: int) -> list[Meth
             aptr = np.intp(int(dargs))
             holder["faults"] = faults
 
+            ops = m if sync_each else n
+
             def sample() -> float:
                 t0 = time.perf_counter_ns()
-                for i in range(n):
+                for i in range(ops):
                     fn.prepared_async_call((1, 1), (32, 1, 1), stream, cptr, control_words,
                                            OBSERVABLES, aptr, nargs, i, fptr)
+                    if sync_each:
+                        stream.synchronize()
                 stream.synchronize()
                 return time.perf_counter_ns() - t0
-
-            def sample_synced() -> float:
-                t0 = time.perf_counter_ns()
-                for i in range(m):
-                    fn.prepared_async_call((1, 1), (32, 1, 1), stream, cptr, control_words,
-                                           OBSERVABLES, aptr, nargs, i, fptr)
-                    stream.synchronize()
-                return time.perf_counter_ns() - t0
             try:
-                yield sample_synced if sync_each else sample
+                yield sample
             finally:
                 stream.synchronize()
                 dargs.free()
