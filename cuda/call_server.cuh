@@ -25,8 +25,9 @@ static __device__ __forceinline__ void st_rlx_sys_v4(uint32_t *p, uint4 v) {
 }
 
 // Call-path experiments (bench/gpu/call_variants.sh, results in bench/RESULTS.md):
-// VYRE_CALL_INLINE inlines the serve path into the poll loop; VYRE_CALL_STAGGER keeps two
-// request loads in flight half a pass apart (call_wait below); VYRE_CALL_TRACE writes, per
+// VYRE_CALL_INLINE inlines the serve path into the poll loop; VYRE_CALL_STAGGER keeps several
+// sets of request loads in flight (call_wait below; VYRE_CALL_HOT_LANES with it reads idle
+// lanes less often); VYRE_CALL_TRACE writes, per
 // answer, into lane words 24..31: the ns from the request seen to the verdict, to the op's
 // end, to the answer issued (three words), the passes since the last call, the last pass's
 // length, whether the verdict read the control words, the sequence number, and the ns from
@@ -180,6 +181,9 @@ template <unsigned G>
 struct call_seen {
     uint4 q[G];
     unsigned tw;
+#if defined(VYRE_CALL_STAGGER) && defined(VYRE_CALL_HOT_LANES)
+    unsigned long long lane_at[G];  // when this thread's lane of group g last had a request
+#endif
 #ifdef VYRE_CALL_TRACE
     call_trace tr;
 #endif
@@ -221,7 +225,18 @@ static __device__ __forceinline__ void call_lanes_of(const vyre_launch_t &L, uns
 }
 
 #ifdef VYRE_CALL_STAGGER
-#define CALL_STAGGER_NS 700u  // about half a poll pass on the H200 (bench/RESULTS.md)
+// VYRE_CALL_STAGGER=S: S sets of request loads in flight, issued a poll pass / S apart (2 for
+// a plain -DVYRE_CALL_STAGGER, which defines it as 1). VYRE_CALL_HOT_LANES (with it): a lane that had no request for
+// CALL_LANE_HOT_NS is read only every CALL_COLD_EVERY-th set, so a caller on one lane gets
+// passes that read 64 bytes, not 8 lanes' 512.
+#if (VYRE_CALL_STAGGER + 0) < 2
+#define CALL_SETS 2u
+#else
+#define CALL_SETS ((unsigned)(VYRE_CALL_STAGGER))
+#endif
+#define CALL_PASS_NS 1400u  // one poll pass of 8 lanes on the H200 (bench/RESULTS.md)
+#define CALL_LANE_HOT_NS 10000000ull
+#define CALL_COLD_EVERY 8u
 
 static __device__ __forceinline__ uint4 ld_rlx_sys_v4(const uint32_t *p) {
     uint4 v;
@@ -230,12 +245,21 @@ static __device__ __forceinline__ uint4 ld_rlx_sys_v4(const uint32_t *p) {
     return v;
 }
 
-// One half of a staggered pass (warp-collective): check the load set q, reissue it. 1: a new
-// request is in q (seen filled; the fence done), -1: the kernel stops or pauses, 0: neither.
+// Issue one set of request loads: this thread's piece of each lane in `poll`.
 template <unsigned G>
-static __device__ __forceinline__ int call_half(uint4 (&q)[G], const uint32_t *const (&piece)[G],
-                                                const bool (&mine)[G], const unsigned (&last)[G],
-                                                unsigned sd, unsigned tw, call_seen<G> *seen) {
+static __device__ __forceinline__ void call_issue(uint4 (&q)[G], const uint32_t *const (&piece)[G],
+                                                  const bool (&poll)[G], bool cold_turn) {
+#pragma unroll
+    for (unsigned g = 0; g < G; g++) q[g] = poll[g] || (cold_turn && piece[g]) ? ld_rlx_sys_v4(piece[g])
+                                                                               : make_uint4(0u, 0u, 0u, 0u);
+}
+
+// Check one set (warp-collective). 1: a new request is in q (seen filled, the acquire fence
+// done), -1: the kernel stops or pauses, 0: neither.
+template <unsigned G>
+static __device__ __forceinline__ int call_check(const uint4 (&q)[G], const bool (&mine)[G],
+                                                 const unsigned (&last)[G], unsigned sd, unsigned tw,
+                                                 call_seen<G> *seen) {
     if (__shfl_sync(FULL_MASK, sd, 0) != SD_RUN) return -1;
     bool any = false;
 #pragma unroll
@@ -243,23 +267,19 @@ static __device__ __forceinline__ int call_half(uint4 (&q)[G], const uint32_t *c
         unsigned s0;
         any |= __ballot_sync(FULL_MASK, call_ready(q[g], mine[g], last[g], &s0)) != 0u;
     }
-    if (any) {
-        cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
+    if (!any) return 0;
+    cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
 #pragma unroll
-        for (unsigned g = 0; g < G; g++) seen->q[g] = q[g];
-        seen->tw = tw;
-        return 1;
-    }
-#pragma unroll
-    for (unsigned g = 0; g < G; g++) q[g] = mine[g] ? ld_rlx_sys_v4(piece[g]) : make_uint4(0u, 0u, 0u, 0u);
-    return 0;
+    for (unsigned g = 0; g < G; g++) seen->q[g] = q[g];
+    seen->tw = tw;
+    return 1;
 }
 
-// call_wait with two request loads in flight, issued half a pass apart, each reissued as soon
-// as it is checked: a new request is seen by whichever load reaches it first, ~a quarter pass
-// sooner on average than with one load per pass. The loads are relaxed (an acquire load holds
-// every later load behind it, so the second could not issue until the first returned); the
-// acquire is one system-scope fence after a request is seen (PTX's acquire pattern).
+// call_wait with CALL_SETS sets of request loads in flight, issued a pass / CALL_SETS apart,
+// each reissued as soon as it is checked: a new request is seen by whichever load reaches it
+// first, sooner on average than with one load per pass. The loads are relaxed (an acquire load
+// holds every later load behind it, so the next set could not issue until the last returned);
+// the acquire is one system-scope fence after a request is seen (PTX's acquire pattern).
 template <unsigned G>
 static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n, const unsigned *last_in,
                                               unsigned long long *busy_at, call_seen<G> *seen) {
@@ -273,40 +293,62 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
     call_lanes_of<G>(L, n, last_in, piece, mine, last);
     unsigned long long idle_since = *busy_at;
     unsigned sleep_ns = 32;
-#ifdef VYRE_CALL_TRACE
-    unsigned long long a_at = 0, b_at = 0;
-    unsigned passes = 0;
-#define CALL_HALF_TRACE(at, other) \
-    if (r > 0) { seen->tr.seen_at = vyre_globaltimer(); seen->tr.passes = passes; \
-                 seen->tr.pass_ns = (unsigned)(at > other ? at - other : other - at); } \
-    at = vyre_globaltimer(); passes++;
+    bool hot[G];  // lanes read by every set
+#pragma unroll
+    for (unsigned g = 0; g < G; g++) {
+#ifdef VYRE_CALL_HOT_LANES
+        hot[g] = mine[g] && idle_since - seen->lane_at[g] < CALL_LANE_HOT_NS;
+        if (!mine[g]) piece[g] = nullptr;  // never read, not even on a cold turn
 #else
-#define CALL_HALF_TRACE(at, other)
+        hot[g] = mine[g];
 #endif
-    uint4 qa[G], qb[G];
+    }
+#ifdef VYRE_CALL_HOT_LANES
+    unsigned turn = 0;
+#define CALL_COLD_TURN ((turn++ % CALL_COLD_EVERY) == 0u)
+#else
+#define CALL_COLD_TURN false
+#endif
+#ifdef VYRE_CALL_TRACE
+    unsigned long long at[CALL_SETS];
+    unsigned passes = 0;
+#endif
+    uint4 q[CALL_SETS][G];
 #pragma unroll
-    for (unsigned g = 0; g < G; g++) qa[g] = mine[g] ? ld_rlx_sys_v4(piece[g]) : make_uint4(0u, 0u, 0u, 0u);
-    __nanosleep(CALL_STAGGER_NS);
-#pragma unroll
-    for (unsigned g = 0; g < G; g++) qb[g] = mine[g] ? ld_rlx_sys_v4(piece[g]) : make_uint4(0u, 0u, 0u, 0u);
+    for (unsigned k = 0; k < CALL_SETS; k++) {
+        if (k) __nanosleep(CALL_PASS_NS / CALL_SETS);
+        call_issue<G>(q[k], piece, hot, CALL_COLD_TURN);
+#ifdef VYRE_CALL_TRACE
+        at[k] = vyre_globaltimer();
+#endif
+    }
     for (;;) {
-        unsigned sd = shutdown.load(cuda::std::memory_order_relaxed);
-        unsigned tw = tenant_word.load(cuda::std::memory_order_relaxed);
-        int r = call_half<G>(qa, piece, mine, last, sd, tw, seen);
-        CALL_HALF_TRACE(a_at, b_at)
-        if (r) return r > 0;
-        sd = shutdown.load(cuda::std::memory_order_relaxed);
-        tw = tenant_word.load(cuda::std::memory_order_relaxed);
-        r = call_half<G>(qb, piece, mine, last, sd, tw, seen);
-        CALL_HALF_TRACE(b_at, a_at)
-        if (r) return r > 0;
+#pragma unroll
+        for (unsigned k = 0; k < CALL_SETS; k++) {
+            const unsigned sd = shutdown.load(cuda::std::memory_order_relaxed);
+            const unsigned tw = tenant_word.load(cuda::std::memory_order_relaxed);
+            const int r = call_check<G>(q[k], mine, last, sd, tw, seen);
+#ifdef VYRE_CALL_TRACE
+            passes++;
+            if (r > 0) {
+                seen->tr.seen_at = vyre_globaltimer();
+                seen->tr.passes = passes;
+                seen->tr.pass_ns = (unsigned)(seen->tr.seen_at - at[k]);  // the seeing set's flight
+            }
+#endif
+            if (r) return r > 0;
+            call_issue<G>(q[k], piece, hot, CALL_COLD_TURN);
+#ifdef VYRE_CALL_TRACE
+            at[k] = vyre_globaltimer();
+#endif
+        }
         const unsigned long long now = vyre_globaltimer();
         if (now - idle_since > CALL_HOT_NS) {
             __nanosleep(sleep_ns);
             sleep_ns = sleep_ns * 2 > idle_sleep_ns ? idle_sleep_ns : sleep_ns * 2;
         }
     }
-#undef CALL_HALF_TRACE
+#undef CALL_COLD_TURN
 }
 #else
 template <unsigned G>
@@ -388,6 +430,10 @@ static __device__ __forceinline__ void call_poll(const vyre_launch_t &L, unsigne
     }
     unsigned long long busy_at = vyre_globaltimer();
     call_seen<G> seen;
+#if defined(VYRE_CALL_STAGGER) && defined(VYRE_CALL_HOT_LANES)
+#pragma unroll
+    for (unsigned g = 0; g < G; g++) seen.lane_at[g] = busy_at;  // every lane hot at the start
+#endif
     while (call_wait<G>(L, n, last, &busy_at, &seen)) {
 #pragma unroll
         for (unsigned g = 0; g < G; g++) {
@@ -395,6 +441,9 @@ static __device__ __forceinline__ void call_poll(const vyre_launch_t &L, unsigne
             unsigned s0;
             const bool ready = call_ready(seen.q[g], lane < n, last[g], &s0);
             if (!__ballot_sync(FULL_MASK, ready)) continue;
+#if defined(VYRE_CALL_STAGGER) && defined(VYRE_CALL_HOT_LANES)
+            if (__shfl_sync(FULL_MASK, ready, t & ~3u)) seen.lane_at[g] = vyre_globaltimer();
+#endif
             call_serve_group(L, lane, seen.q[g], ready, s0, seen.tw CALL_TRACE_ARG);
             if (ready) last[g] = s0;
         }
