@@ -3,7 +3,8 @@
 # builds one sm_90 image per variant in parallel, then runs `call_gpu.py --quick --trace` on
 # each through VYRE_PTX, the variants in turn, ROUNDS times (alternated: drift cannot favour
 # one). With CHECK=<variant>, that image then runs compute-sanitizer memcheck and racecheck
-# over bench/gpu/sanitize_workload.py and the call tests. Writes $OUT/call_variants.txt.
+# over bench/gpu/sanitize_workload.py, the call tests, and call_gpu.py's ring drain rate and
+# dispatch with and without the call warp. Writes $OUT/call_variants.txt and the logs.
 #   source .gpu/env.sh && VARIANTS="base stagger_hot" CHECK=stagger_hot bash bench/gpu/call_variants.sh
 set -u
 out=${OUT:-/tmp/vyre-gpu}
@@ -49,5 +50,9 @@ if [ -n "${CHECK:-}" ]; then
   timeout 150 python3 -m pytest -m gpu -q -rfE -p no:cacheprovider -o faulthandler_timeout=40 \
     tests/ -k call > "$out/call_pytest_$CHECK.log" 2>&1 || failed=1
   tail -3 "$out/call_pytest_$CHECK.log"
+  # the ring's drain rate and dispatch with and without the call warp, and while calls run
+  timeout 110 python3 bench/gpu/call_gpu.py --n 5000 --reps 3 > "$out/call_gpu_$CHECK.txt" 2>&1 \
+    || failed=1
+  grep -E "^ring|calls made|drain|dispatch" "$out/call_gpu_$CHECK.txt"
 fi
 if [ "$failed" != 0 ]; then echo "call_variants.sh: a check failed (see the logs in $out)"; exit 1; fi
