@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from vyre.errors import InvalidTypeError, InvalidValueError
 from vyre.ingest.dfa import build_dfa, count_matches, count_per_pattern, find_matches
-from vyre.ingest.match_scan import MatchOptions, MatchScan, cap_matches
+from vyre.ingest.match_scan import MatchOptions, MatchScan, cap_matches, in_order, sorted_records
 from vyre.ingest.results import MATCH_DTYPE, ScanResult
 from vyre.ingest.stream import GpuStream
 from vyre.protocol import ABI
@@ -227,6 +227,33 @@ def test_cap_matches_orders_and_limits():
     assert cap_matches(rec, None, 1).tolist() == [(1, 1), (2, 5), (0, 9)]
     assert cap_matches(rec, 2, None).tolist() == [(1, 1), (1, 3)]
     assert cap_matches(rec[:0], 3, 2).size == 0
+
+
+def test_a_slots_records_are_sorted_with_a_64_bit_key():
+    """A slot's (pattern, offset) pairs arrive in the order its lanes found them; they come
+    back sorted by offset then pattern, offsets 64-bit (base above 2**32), pattern ids up to
+    2**32 - 1 and offsets up to 2**32 - 1 keeping their own words of the key."""
+    top = 2**32 - 1
+    pairs = np.array([[3, 7], [top, 0], [0, top], [1, 7], [0, 7], [2, 0]], dtype=np.uint32)
+    base = 5 << 32
+    rec = sorted_records(pairs, base)
+    assert rec.dtype == MATCH_DTYPE
+    assert rec.tolist() == [(2, base), (top, base), (0, base + 7), (1, base + 7), (3, base + 7),
+                            (0, base + top)]
+    assert in_order(rec) and sorted_records(pairs[:0], 0).size == 0
+
+
+def test_runs_concatenated_out_of_order_are_still_sorted():
+    """cap_matches trusts no order: runs that are each sorted but overlap (or come in the
+    wrong order) are sorted whole; ordered input is left as is."""
+    a = sorted_records(np.array([[0, 1], [0, 9]], np.uint32), 100)
+    b = sorted_records(np.array([[1, 0], [0, 5]], np.uint32), 100)
+    both = np.concatenate([a, b])
+    assert not in_order(both)
+    assert cap_matches(both, None, None).tolist() == [(1, 100), (0, 101), (0, 105), (0, 109)]
+    assert in_order(cap_matches(both, None, None))
+    same = np.array([(0, 4), (1, 4), (0, 5)], dtype=MATCH_DTYPE)
+    assert in_order(same) and not in_order(same[::-1])
 
 
 def _over(raw: bytes, alphabet: bytes) -> bytes:

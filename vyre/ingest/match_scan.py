@@ -62,11 +62,29 @@ class MatchOptions:
     first_per_pattern: int | None
 
 
+def in_order(rec: np.ndarray) -> bool:
+    """Whether ``rec`` is sorted by offset, then pattern (one pass, no sort)."""
+    o, p = rec["offset"], rec["pattern"]
+    return bool(np.all((o[1:] > o[:-1]) | ((o[1:] == o[:-1]) & (p[1:] >= p[:-1]))))
+
+
+def sorted_records(pairs: np.ndarray, base: int) -> np.ndarray:
+    """The ``(pattern, offset from base)`` word pairs one scan slot wrote (in the order its
+    lanes found them), as records sorted by offset then pattern: one sort of a 64-bit key
+    (offset in the high word) instead of a two-key sort of the whole source at its end."""
+    key = (pairs[:, 1].astype(np.uint64) << np.uint64(32)) | pairs[:, 0].astype(np.uint64)
+    key.sort()
+    rec = np.empty(key.size, dtype=MATCH_DTYPE)
+    rec["pattern"] = key & np.uint64(0xFFFFFFFF)
+    rec["offset"] = (key >> np.uint64(32)) + np.uint64(base)
+    return rec
+
+
 def cap_matches(rec: np.ndarray, max_matches: int | None,
                 first_per_pattern: int | None) -> np.ndarray:
     """``rec`` sorted by offset then pattern, with at most ``first_per_pattern`` records per
     pattern (the earliest) and then at most ``max_matches`` in all (the earliest)."""
-    if rec.size:
+    if rec.size and not in_order(rec):  # slots' sorted runs, concatenated in file order
         rec = rec[np.lexsort((rec["pattern"], rec["offset"]))]
     if first_per_pattern is not None and rec.size:
         by_pattern = np.argsort(rec["pattern"], kind="stable")  # offset order within a pattern
@@ -219,10 +237,7 @@ class MatchScan:
             if not n:
                 continue
             pairs = self._read(at + 1, self.rec_words * n).reshape(n, self.rec_words)
-            rec = np.empty(n, dtype=MATCH_DTYPE)
-            rec["pattern"] = pairs[:, 0]
-            rec["offset"] = pairs[:, 1].astype(np.uint64) + np.uint64(base)
-            acc.parts.append(rec)
+            acc.parts.append(sorted_records(pairs, base))
             acc.held += n
         limit = self.opts.max_matches
         if limit is not None and acc.held > 2 * max(limit, 4096):
