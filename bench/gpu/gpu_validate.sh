@@ -7,6 +7,9 @@
 #       suite twice, compare, plots, by BENCH_END (see the mode); results in $OUT/gpu_bench.tgz
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh final    # one call of ~10 min: sanitizers,
 #       the ingest tests, the ingest suite (needs the .whl scanners), then the other GPU tests
+#   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh calls    # one call of ~8 min: the
+#       call-server variants A/B with the CHECK variant sanitized and tested
+#       (bench/gpu/call_variants.sh), then the throughput suite twice and compare
 # Everything it writes lands in $OUT (copy bench/results/* back into the repo afterwards).
 set -u
 out=${OUT:-/tmp/vyre-gpu}
@@ -112,6 +115,20 @@ bench)
   done
   echo "== gpu_op ratios"; grep -E -A12 "^ratios" "$r/gpu_op.txt"
   grep -E "^(summary|note|WARNING)" "$out/gpu_compare.txt"
+  ;;
+calls)
+  CHECK=${CHECK:-inline_stagger_hot} timeout 380 bash bench/gpu/call_variants.sh > "$out/call_variants_run.log" 2>&1 \
+    || failed=1
+  grep -E "^== |call_nop|call_atomic|trace|ERROR SUMMARY|RACECHECK SUMMARY|passed|failed|^ring" \
+    "$out/call_variants_run.log"
+  for i in 1 2; do
+    timeout 60 python3 -m vyre.bench --backend cuda --suite throughput --no-progress --min-time 0.5 \
+      --repeat 10 --json "$out/throughput$i.json" --markdown "$out/throughput$i.md" \
+      > "$out/throughput$i.txt" 2>&1 || failed=1
+  done
+  timeout 30 python3 -m vyre.bench compare "$out/throughput1.json" "$out/throughput2.json" \
+    > "$out/throughput_compare.txt" 2>&1 || failed=1
+  cat "$out/throughput_compare.txt"
   ;;
 final)
   timeout 70 compute-sanitizer --error-exitcode 1 --tool memcheck \
