@@ -117,7 +117,8 @@ bench)
   grep -E "^(summary|note|WARNING)" "$out/gpu_compare.txt"
   ;;
 calls)
-  CHECK=${CHECK:-inline_stagger_hot} timeout 380 bash bench/gpu/call_variants.sh > "$out/call_variants_run.log" 2>&1 \
+  VARIANTS=${VARIANTS:-base inline stagger stagger_hot inline_stagger_hot trace_stagger_hot} \
+    CHECK=${CHECK:-inline_stagger_hot} timeout 420 bash bench/gpu/call_variants.sh > "$out/call_variants_run.log" 2>&1 \
     || failed=1
   grep -E "^== |call_nop|call_atomic|trace|ERROR SUMMARY|RACECHECK SUMMARY|passed|failed|^ring" \
     "$out/call_variants_run.log"
