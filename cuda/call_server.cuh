@@ -268,6 +268,9 @@ static __device__ __forceinline__ int call_check(const uint4 (&q)[G], const bool
         any |= __ballot_sync(FULL_MASK, call_ready(q[g], mine[g], last[g], &s0)) != 0u;
     }
     if (!any) return 0;
+#ifdef VYRE_CALL_TRACE
+    seen->tr.seen_at = vyre_globaltimer();  // before the fence, as the default wait's trace
+#endif
     cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
 #pragma unroll
     for (unsigned g = 0; g < G; g++) seen->q[g] = q[g];
@@ -313,11 +316,16 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
     unsigned long long at[CALL_SETS];
     unsigned passes = 0;
 #endif
+    // each set's SHUTDOWN mirror and tenant words are loaded as the set issues, so their L2
+    // round trip hides under its PCIe one
     uint4 q[CALL_SETS][G];
+    unsigned sd[CALL_SETS], tw[CALL_SETS];
 #pragma unroll
     for (unsigned k = 0; k < CALL_SETS; k++) {
         if (k) __nanosleep(CALL_PASS_NS / CALL_SETS);
         call_issue<G>(q[k], piece, hot, CALL_COLD_TURN);
+        sd[k] = shutdown.load(cuda::std::memory_order_relaxed);
+        tw[k] = tenant_word.load(cuda::std::memory_order_relaxed);
 #ifdef VYRE_CALL_TRACE
         at[k] = vyre_globaltimer();
 #endif
@@ -325,19 +333,18 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
     for (;;) {
 #pragma unroll
         for (unsigned k = 0; k < CALL_SETS; k++) {
-            const unsigned sd = shutdown.load(cuda::std::memory_order_relaxed);
-            const unsigned tw = tenant_word.load(cuda::std::memory_order_relaxed);
-            const int r = call_check<G>(q[k], mine, last, sd, tw, seen);
+            const int r = call_check<G>(q[k], mine, last, sd[k], tw[k], seen);
 #ifdef VYRE_CALL_TRACE
-            passes++;
+            passes++;  // set checks (CALL_SETS per pass)
             if (r > 0) {
-                seen->tr.seen_at = vyre_globaltimer();
                 seen->tr.passes = passes;
                 seen->tr.pass_ns = (unsigned)(seen->tr.seen_at - at[k]);  // the seeing set's flight
             }
 #endif
             if (r) return r > 0;
             call_issue<G>(q[k], piece, hot, CALL_COLD_TURN);
+            sd[k] = shutdown.load(cuda::std::memory_order_relaxed);
+            tw[k] = tenant_word.load(cuda::std::memory_order_relaxed);
 #ifdef VYRE_CALL_TRACE
             at[k] = vyre_globaltimer();
 #endif
@@ -365,7 +372,7 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
     unsigned long long idle_since = *busy_at;
     unsigned sleep_ns = 32;
 #ifdef VYRE_CALL_TRACE
-    unsigned long long issued_at = 0, prev_issued_at = 0;
+    unsigned long long issued_at = vyre_globaltimer(), prev_issued_at = 0;  // a first pass: since entry
     unsigned passes = 0;
 #endif
     for (;;) {

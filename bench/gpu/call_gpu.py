@@ -86,9 +86,11 @@ def traced(mk, name: str, args: tuple, n: int) -> None:
     rows = []
     for _ in range(n):
         mk.call(*args)
-        for lane in range(area.shape[0]):
-            w = area[lane]
-            if w[16] and int(w[30]) == int(w[16]) & 0xFFFF:
+        # the trace words land after the answer: wait (bounded) for the answered lane's
+        lane = int(np.argmax(area[:, 16]))  # one caller: the lane with the newest answer
+        w = area[lane]
+        for _spin in range(100_000):
+            if int(w[30]) == int(w[16]) & 0xFFFF:
                 rows.append([int(x) for x in w[24:30]] + [int(w[31])])
                 break
     if not rows:

@@ -117,19 +117,25 @@ bench)
   grep -E "^(summary|note|WARNING)" "$out/gpu_compare.txt"
   ;;
 calls)
+  # every step inside a deadline (an outer `timeout` would leave an inner step running); the
+  # files go into one archive (the device tool returns at most 8)
+  S=$(date +%s); END=$(( S + ${CALLS_S:-505} ))
+  left(){ local l=$(( END - $(date +%s) )); [ "$l" -gt "$1" ] && l=$1; [ "$l" -lt 1 ] && l=1; echo "$l"; }
+  d=/tmp/vyre-calls; rm -rf "$d"; mkdir -p "$d"
   VARIANTS=${VARIANTS:-base inline stagger stagger_hot inline_stagger_hot trace_stagger_hot} \
-    CHECK=${CHECK:-inline_stagger_hot} timeout 420 bash bench/gpu/call_variants.sh > "$out/call_variants_run.log" 2>&1 \
-    || failed=1
-  grep -E "^== |call_nop|call_atomic|trace|ERROR SUMMARY|RACECHECK SUMMARY|passed|failed|^ring" \
-    "$out/call_variants_run.log"
+    CHECK=${CHECK:-inline_stagger_hot} END=$(( S + 400 )) DIR="$d" \
+    bash bench/gpu/call_variants.sh > "$d/call_variants_run.log" 2>&1 || failed=1
+  grep -E "^== |call_nop|call_atomic|trace|FAILED|^memcheck|^racecheck|^call tests|^CHECK|^ring" \
+    "$d/call_variants_run.log"
   for i in 1 2; do
-    timeout 60 python3 -m vyre.bench --backend cuda --suite throughput --no-progress --min-time 0.5 \
-      --repeat 10 --json "$out/throughput$i.json" --markdown "$out/throughput$i.md" \
-      > "$out/throughput$i.txt" 2>&1 || failed=1
+    timeout "$(left 45)" python3 -m vyre.bench --backend cuda --suite throughput --no-progress \
+      --min-time 0.5 --repeat 10 --json "$d/throughput$i.json" --markdown "$d/throughput$i.md" \
+      > "$d/throughput$i.txt" 2>&1 || failed=1
   done
-  timeout 30 python3 -m vyre.bench compare "$out/throughput1.json" "$out/throughput2.json" \
-    > "$out/throughput_compare.txt" 2>&1 || failed=1
-  cat "$out/throughput_compare.txt"
+  timeout "$(left 15)" python3 -m vyre.bench compare "$d/throughput1.json" "$d/throughput2.json" \
+    > "$d/throughput_compare.txt" 2>&1 || failed=1
+  cat "$d/throughput_compare.txt"
+  tar -C "$d" -czf "$out/calls.tgz" . && cp "$d/call_variants_run.log" "$d/throughput_compare.txt" "$out/"
   ;;
 final)
   timeout 70 compute-sanitizer --error-exitcode 1 --tool memcheck \

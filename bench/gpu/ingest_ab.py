@@ -8,7 +8,7 @@ many assist parts idle warps took. With CuPy present it also scans a device arra
 
     python3 bench/gpu/ingest_ab.py [--mib 1024] [--rounds 5] [--device-mib 1024]
     python3 bench/gpu/ingest_ab.py --densities 0.0001,0.01 [--mib 512]   # match records' cost
-    python3 bench/gpu/ingest_ab.py --profile                             # host side of a scan
+    python3 bench/gpu/ingest_ab.py --profile [--configs X,Y]             # host side of a scan
 """
 from __future__ import annotations
 
@@ -146,8 +146,9 @@ def main() -> None:
         data.tofile(p)
         paths.append(p)
     total = per * a.files
-    if a.profile:
-        for name in a.configs.split(","):
+    if a.profile:  # the first configuration named (--configs X,Y: both, in turn)
+        for name in (a.configs.split(",") if a.configs != ",".join(CONFIGS)
+                     else ["noexit+noyield"]):
             profile(paths, name)
         return
     dfa = dfa_mod.build_dfa(PATTERNS)
