@@ -6,7 +6,8 @@
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh bench    # vyre-bench --op on CUDA, every
 #       suite twice, compare, plots, by BENCH_END (see the mode); results in $OUT/gpu_bench.tgz
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh final    # one call of ~10 min: sanitizers,
-#       the ingest tests, the ingest suite (needs the .whl scanners), then the other GPU tests
+#       the ingest tests, the ingest suite (needs the .whl scanners), the latency suite
+#       (LATENCY=0 leaves it out), then the other GPU tests
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh calls    # one call of ~8 min: the
 #       call-server variants A/B with the CHECK variant sanitized and tested
 #       (bench/gpu/call_variants.sh), then the throughput suite twice and compare
@@ -153,6 +154,12 @@ final)
     --suite ingest --no-progress --json "$out/h200_ingest.json" --markdown "$out/h200_ingest.md" \
     > "$out/h200_ingest.txt" 2>&1 || failed=1
   grep -E "^ingest/|vs hyperscan|^  (ok|suspect)" "$out/h200_ingest.txt"
+  if [ "${LATENCY:-1}" = 1 ]; then  # the call path's round trips beside launch + sync (text only:
+    # the device tool returns at most 8 files)
+    timeout 60 python3 -m vyre.bench --backend cuda --suite latency --no-progress \
+      > "$out/h200_latency.txt" 2>&1 || failed=1
+    grep -E "^latency/|call_nop vs|  (ok|SUSPECT) " "$out/h200_latency.txt"
+  fi
   ignore=""; for f in $first; do ignore="$ignore --ignore=$f"; done
   # shellcheck disable=SC2086
   rest=$(( ${FINAL_S:-580} - SECONDS ))  # what the call has left, so its end still reports
