@@ -26,12 +26,12 @@ static __device__ __forceinline__ void st_rlx_sys_v4(uint32_t *p, uint4 v) {
 
 // Call-path experiments (bench/gpu/call_variants.sh, results in bench/RESULTS.md):
 // VYRE_CALL_INLINE inlines the serve path into the poll loop; VYRE_CALL_STAGGER keeps several
-// sets of request loads in flight (call_wait below; VYRE_CALL_HOT_LANES with it reads idle
-// lanes less often); VYRE_CALL_TRACE writes, per
-// answer, into lane words 24..31: the ns from the request seen to the verdict, to the op's
-// end, to the answer issued (three words), the passes since the last call, the last pass's
-// length, whether the verdict read the control words, the sequence number, and the ns from
-// call_wait's return to call_serve_group's start.
+// sets of request loads in flight (call_wait_sets below; VYRE_CALL_HOT_LANES with it reads
+// idle lanes less often); VYRE_CALL_TRACE writes, per answer, into lane words 24..31: the ns
+// from the request seen to the verdict, to the op's end, to the answer issued (three words),
+// the passes since the last call, the last pass's length, whether the verdict read the
+// control words, the sequence number, and the ns from call_wait's return to
+// call_serve_group's start.
 #ifdef VYRE_CALL_INLINE  // experiment: the serve path inlined into the poll loop
 #define CALL_SERVE_FN __forceinline__
 #else
@@ -43,13 +43,10 @@ struct call_trace {  // VYRE_CALL_TRACE: what the pass that saw a request measur
 };
 #ifdef VYRE_CALL_TRACE
 #define CALL_T(var) const unsigned long long var = vyre_globaltimer()
-#else
-#define CALL_T(var)
-#endif
-#ifdef VYRE_CALL_TRACE
 #define CALL_TRACE_PARAM , const call_trace &tr
 #define CALL_TRACE_ARG , seen.tr
 #else
+#define CALL_T(var)
 #define CALL_TRACE_PARAM
 #define CALL_TRACE_ARG
 #endif
@@ -200,35 +197,11 @@ static __device__ __forceinline__ bool call_ready(uint4 q, bool mine, unsigned l
     return (t & 3u) == 0u && mine && ((agree >> lead) & 0xFu) == 0xFu && *s0 != 0u && *s0 != last;
 }
 
-// Poll G groups of 8 lanes (G: 1 for up to 8 lanes, the default, else all) until one holds a
-// new request (true, *seen filled) or the kernel stops or pauses (false). One acquire load per
-// thread per group each pass (thread t: piece t % 4 of lane t / 4 of the group): the acquire
-// orders the op's reads after the request, as the ring's doorbell load does for slots. The
-// loop calls nothing, so what a pass needs stays in registers: after an acquire load the SM's
-// L1 is invalidated, and a value reloaded from the stack (the launch struct, a spill around
-// a call) could cost an L2 round trip before the next request load issues.
-// This thread's piece of each group's lane (thread t: piece t % 4 of lane t / 4), whether that
-// lane exists, and its last answered sequence number.
-template <unsigned G>
-static __device__ __forceinline__ void call_lanes_of(const vyre_launch_t &L, unsigned n, const unsigned *last_in,
-                                                     const uint32_t *(&piece)[G], bool (&mine)[G],
-                                                     unsigned (&last)[G]) {
-    const unsigned t = threadIdx.x & 31;
-#pragma unroll
-    for (unsigned g = 0; g < G; g++) {
-        const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
-        mine[g] = lane < n;
-        piece[g] = L.calls + (size_t)(mine[g] ? lane : 0u) * VYRE_CALL_LANE_WORDS + VYRE_CALL_REQUEST +
-                   (t & 3u) * VYRE_CALL_PIECE_WORDS;
-        last[g] = last_in[g];
-    }
-}
-
 #ifdef VYRE_CALL_STAGGER
 // VYRE_CALL_STAGGER=S: S sets of request loads in flight, issued a poll pass / S apart (2 for
-// a plain -DVYRE_CALL_STAGGER, which defines it as 1). VYRE_CALL_HOT_LANES (with it): a lane that had no request for
-// CALL_LANE_HOT_NS is read only every CALL_COLD_EVERY-th set, so a caller on one lane gets
-// passes that read 64 bytes, not 8 lanes' 512.
+// a plain -DVYRE_CALL_STAGGER, which defines it as 1). VYRE_CALL_HOT_LANES (with it): a lane
+// that had no request for CALL_LANE_HOT_NS is read only every CALL_COLD_EVERY-th set, so a
+// caller on one lane gets passes that read 64 bytes, not 8 lanes' 512.
 #if (VYRE_CALL_STAGGER + 0) < 2
 #define CALL_SETS 2u
 #else
@@ -284,17 +257,11 @@ static __device__ __forceinline__ int call_check(const uint4 (&q)[G], const bool
 // holds every later load behind it, so the next set could not issue until the last returned);
 // the acquire is one system-scope fence after a request is seen (PTX's acquire pattern).
 template <unsigned G>
-static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n, const unsigned *last_in,
-                                              unsigned long long *busy_at, call_seen<G> *seen) {
-    const unsigned t = threadIdx.x & 31;
-    const unsigned idle_sleep_ns = L.idle_sleep_ns;
-    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> shutdown(*L.shutdown);
-    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> tenant_word(L.tenants[t < TM_WORDS ? t : 0u]);
-    const uint32_t *piece[G];
-    bool mine[G];
-    unsigned last[G];
-    call_lanes_of<G>(L, n, last_in, piece, mine, last);
-    unsigned long long idle_since = *busy_at;
+static __device__ __forceinline__ bool call_wait_sets(
+    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> &shutdown,
+    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> &tenant_word, const uint32_t *(&piece)[G],
+    const bool (&mine)[G], const unsigned (&last)[G], unsigned long long idle_since, unsigned idle_sleep_ns,
+    call_seen<G> *seen) {
     unsigned sleep_ns = 32;
     bool hot[G];  // lanes read by every set
 #pragma unroll
@@ -357,7 +324,15 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
     }
 #undef CALL_COLD_TURN
 }
-#else
+#endif  // VYRE_CALL_STAGGER
+
+// Poll G groups of 8 lanes (G: 1 for up to 8 lanes, the default, else all) until one holds a
+// new request (true, *seen filled) or the kernel stops or pauses (false). One acquire load per
+// thread per group each pass (thread t: piece t % 4 of lane t / 4 of the group): the acquire
+// orders the op's reads after the request, as the ring's doorbell load does for slots. The
+// loop calls nothing, so what a pass needs stays in registers: after an acquire load the SM's
+// L1 is invalidated, and a value reloaded from the stack (the launch struct, a spill around
+// a call) could cost an L2 round trip before the next request load issues.
 template <unsigned G>
 static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n, const unsigned *last_in,
                                               unsigned long long *busy_at, call_seen<G> *seen) {
@@ -368,8 +343,18 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
     const uint32_t *piece[G];
     bool mine[G];
     unsigned last[G];
-    call_lanes_of<G>(L, n, last_in, piece, mine, last);
+#pragma unroll
+    for (unsigned g = 0; g < G; g++) {
+        const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
+        mine[g] = lane < n;
+        piece[g] = L.calls + (size_t)(mine[g] ? lane : 0u) * VYRE_CALL_LANE_WORDS + VYRE_CALL_REQUEST +
+                   (t & 3u) * VYRE_CALL_PIECE_WORDS;
+        last[g] = last_in[g];
+    }
     unsigned long long idle_since = *busy_at;
+#ifdef VYRE_CALL_STAGGER
+    return call_wait_sets<G>(shutdown, tenant_word, piece, mine, last, idle_since, idle_sleep_ns, seen);
+#else
     unsigned sleep_ns = 32;
 #ifdef VYRE_CALL_TRACE
     unsigned long long issued_at = vyre_globaltimer(), prev_issued_at = 0;  // a first pass: since entry
@@ -418,8 +403,8 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
             sleep_ns = sleep_ns * 2 > idle_sleep_ns ? idle_sleep_ns : sleep_ns * 2;
         }
     }
+#endif
 }
-#endif  // VYRE_CALL_STAGGER
 
 // Serve what call_wait found, wait again, until the kernel stops or pauses.
 template <unsigned G>
