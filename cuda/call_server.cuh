@@ -287,15 +287,18 @@ static __device__ __forceinline__ bool call_wait_sets(
     // round trip hides under its PCIe one
     uint4 q[CALL_SETS][G];
     unsigned sd[CALL_SETS], tw[CALL_SETS];
-#pragma unroll
-    for (unsigned k = 0; k < CALL_SETS; k++) {
-        if (k) __nanosleep(CALL_PASS_NS / CALL_SETS);
+    auto issue = [&](unsigned k) {
         call_issue<G>(q[k], piece, hot, CALL_COLD_TURN);
         sd[k] = shutdown.load(cuda::std::memory_order_relaxed);
         tw[k] = tenant_word.load(cuda::std::memory_order_relaxed);
 #ifdef VYRE_CALL_TRACE
         at[k] = vyre_globaltimer();
 #endif
+    };
+#pragma unroll
+    for (unsigned k = 0; k < CALL_SETS; k++) {
+        if (k) __nanosleep(CALL_PASS_NS / CALL_SETS);
+        issue(k);
     }
     for (;;) {
 #pragma unroll
@@ -309,12 +312,7 @@ static __device__ __forceinline__ bool call_wait_sets(
             }
 #endif
             if (r) return r > 0;
-            call_issue<G>(q[k], piece, hot, CALL_COLD_TURN);
-            sd[k] = shutdown.load(cuda::std::memory_order_relaxed);
-            tw[k] = tenant_word.load(cuda::std::memory_order_relaxed);
-#ifdef VYRE_CALL_TRACE
-            at[k] = vyre_globaltimer();
-#endif
+            issue(k);
         }
         const unsigned long long now = vyre_globaltimer();
         if (now - idle_since > CALL_HOT_NS) {
