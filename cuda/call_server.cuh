@@ -11,8 +11,9 @@
 // pass, back to back while calls come), the op, and one 32-byte answer store. So a pass issues
 // its request load first and keeps everything else off that chain: the SHUTDOWN mirror and the
 // tenant mirror are loaded from L2 beside the request (not one L2 round trip each before or
-// after it), the interpreter runs out of line (its registers are not held or spilled around the
-// poll loop), and the bookkeeping (the idle exit's timestamp) follows the answer.
+// after it), the serve path is inlined into the loop (out of line, its call and the spills
+// around it cost 0.9 of a NOP's 1.8 us of serving on the H200: docs/decisions.md), and the
+// bookkeeping (the idle exit's timestamp) follows the answer.
 #pragma once
 
 #define CALL_GROUP_LANES 8u          // lanes one warp-wide load covers (32 threads x 16 bytes)
@@ -24,19 +25,11 @@ static __device__ __forceinline__ void st_rlx_sys_v4(uint32_t *p, uint4 v) {
                  :: "l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
 }
 
-// Call-path experiments (bench/gpu/call_variants.sh, results in bench/RESULTS.md):
-// VYRE_CALL_INLINE inlines the serve path into the poll loop; VYRE_CALL_STAGGER keeps several
-// sets of request loads in flight (call_wait_sets below; VYRE_CALL_HOT_LANES with it reads
-// idle lanes less often); VYRE_CALL_TRACE writes, per answer, into lane words 24..31: the ns
-// from the request seen to the verdict, to the op's end, to the answer issued (three words),
-// the passes since the last call, the last pass's length, whether the verdict read the
-// control words, the sequence number, and the ns from call_wait's return to
-// call_serve_group's start.
-#ifdef VYRE_CALL_INLINE  // experiment: the serve path inlined into the poll loop
-#define CALL_SERVE_FN __forceinline__
-#else
-#define CALL_SERVE_FN __noinline__
-#endif
+// VYRE_CALL_TRACE (a diagnostic build: bench/gpu/call_variants.sh) writes, per answer, into
+// lane words 24..31: the ns from the request seen to the verdict, to the op's end, to the
+// answer issued (three words), the poll passes since the last call, the last pass's length,
+// whether the verdict read the control words, the sequence number, and the ns from
+// call_wait's return to call_serve_group's start.
 struct call_trace {  // VYRE_CALL_TRACE: what the pass that saw a request measured
     unsigned long long seen_at;
     unsigned passes, pass_ns;
@@ -57,9 +50,8 @@ static __device__ __forceinline__ uint32_t ld_rlx_sys(const uint32_t *p) {
 }
 
 // A built-in op of a call (or a user op refused before it runs) on the lane's scratch slot:
-// its status, result words into `result`. Out of line: the interpreter's registers stay out of
-// the poll loop.
-static __device__ CALL_SERVE_FN uint32_t call_builtin(const vyre_launch_t &L, unsigned lane, uint32_t opcode,
+// its status, result words into `result`.
+static __device__ __forceinline__ uint32_t call_builtin(const vyre_launch_t &L, unsigned lane, uint32_t opcode,
                                                      uint32_t tenant, const uint32_t *args, int ok,
                                                      uint32_t *result) {
     return vyre_call_execute(&L.ctx, L.call_scratch + (size_t)lane * VYRE_SLOT_WORDS, opcode, tenant,
@@ -98,9 +90,8 @@ static __device__ __noinline__ void call_user_ops(const vyre_launch_t &L, unsign
 
 // Serve the new requests of one group of lanes (warp-collective): `ready` at the lead thread of
 // each such lane, `q` this thread's piece, `s0` the lane's sequence number, `tw` this thread's
-// word of the tenant mirror. Out of line: what a call needs (its request, the verdict, the op's
-// call) holds no registers across the poll loop, and the loop none across the op.
-static __device__ CALL_SERVE_FN void call_serve_group(const vyre_launch_t &L, unsigned lane, uint4 q, bool ready,
+// word of the tenant mirror.
+static __device__ __forceinline__ void call_serve_group(const vyre_launch_t &L, unsigned lane, uint4 q, bool ready,
                                                      unsigned s0, unsigned tw CALL_TRACE_PARAM) {
     CALL_T(entered_at);
     const unsigned t = threadIdx.x & 31;
@@ -178,9 +169,6 @@ template <unsigned G>
 struct call_seen {
     uint4 q[G];
     unsigned tw;
-#if defined(VYRE_CALL_STAGGER) && defined(VYRE_CALL_HOT_LANES)
-    unsigned long long lane_at[G];  // when this thread's lane of group g last had a request
-#endif
 #ifdef VYRE_CALL_TRACE
     call_trace tr;
 #endif
@@ -196,133 +184,6 @@ static __device__ __forceinline__ bool call_ready(uint4 q, bool mine, unsigned l
     const unsigned agree = __ballot_sync(FULL_MASK, seq == *s0);
     return (t & 3u) == 0u && mine && ((agree >> lead) & 0xFu) == 0xFu && *s0 != 0u && *s0 != last;
 }
-
-#ifdef VYRE_CALL_STAGGER
-// VYRE_CALL_STAGGER=S: S sets of request loads in flight, issued a poll pass / S apart (2 for
-// a plain -DVYRE_CALL_STAGGER, which defines it as 1). VYRE_CALL_HOT_LANES (with it): a lane
-// that had no request for CALL_LANE_HOT_NS is read only every CALL_COLD_EVERY-th set, so a
-// caller on one lane gets passes that read 64 bytes, not 8 lanes' 512.
-#if (VYRE_CALL_STAGGER + 0) < 2
-#define CALL_SETS 2u
-#else
-#define CALL_SETS ((unsigned)(VYRE_CALL_STAGGER))
-#endif
-#define CALL_PASS_NS 1400u  // one poll pass of 8 lanes on the H200 (bench/RESULTS.md)
-#define CALL_LANE_HOT_NS 10000000ull
-#define CALL_COLD_EVERY 8u
-
-static __device__ __forceinline__ uint4 ld_rlx_sys_v4(const uint32_t *p) {
-    uint4 v;
-    asm volatile("ld.relaxed.sys.global.v4.u32 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p) : "memory");
-    return v;
-}
-
-// Issue one set of request loads: this thread's piece of each lane in `poll`.
-template <unsigned G>
-static __device__ __forceinline__ void call_issue(uint4 (&q)[G], const uint32_t *const (&piece)[G],
-                                                  const bool (&poll)[G], bool cold_turn) {
-#pragma unroll
-    for (unsigned g = 0; g < G; g++) q[g] = poll[g] || (cold_turn && piece[g]) ? ld_rlx_sys_v4(piece[g])
-                                                                               : make_uint4(0u, 0u, 0u, 0u);
-}
-
-// Check one set (warp-collective). 1: a new request is in q (seen filled, the acquire fence
-// done), -1: the kernel stops or pauses, 0: neither.
-template <unsigned G>
-static __device__ __forceinline__ int call_check(const uint4 (&q)[G], const bool (&mine)[G],
-                                                 const unsigned (&last)[G], unsigned sd, unsigned tw,
-                                                 call_seen<G> *seen) {
-    if (__shfl_sync(FULL_MASK, sd, 0) != SD_RUN) return -1;
-    bool any = false;
-#pragma unroll
-    for (unsigned g = 0; g < G; g++) {
-        unsigned s0;
-        any |= __ballot_sync(FULL_MASK, call_ready(q[g], mine[g], last[g], &s0)) != 0u;
-    }
-    if (!any) return 0;
-#ifdef VYRE_CALL_TRACE
-    seen->tr.seen_at = vyre_globaltimer();  // before the fence, as the default wait's trace
-#endif
-    cuda::atomic_thread_fence(cuda::std::memory_order_acquire, cuda::thread_scope_system);
-#pragma unroll
-    for (unsigned g = 0; g < G; g++) seen->q[g] = q[g];
-    seen->tw = tw;
-    return 1;
-}
-
-// call_wait with CALL_SETS sets of request loads in flight, issued a pass / CALL_SETS apart,
-// each reissued as soon as it is checked: a new request is seen by whichever load reaches it
-// first, sooner on average than with one load per pass. The loads are relaxed (an acquire load
-// holds every later load behind it, so the next set could not issue until the last returned);
-// the acquire is one system-scope fence after a request is seen (PTX's acquire pattern).
-template <unsigned G>
-static __device__ __forceinline__ bool call_wait_sets(
-    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> &shutdown,
-    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> &tenant_word, const uint32_t *(&piece)[G],
-    const bool (&mine)[G], const unsigned (&last)[G], unsigned long long idle_since, unsigned idle_sleep_ns,
-    call_seen<G> *seen) {
-    unsigned sleep_ns = 32;
-    bool hot[G];  // lanes read by every set
-#pragma unroll
-    for (unsigned g = 0; g < G; g++) {
-#ifdef VYRE_CALL_HOT_LANES
-        hot[g] = mine[g] && idle_since - seen->lane_at[g] < CALL_LANE_HOT_NS;
-        if (!mine[g]) piece[g] = nullptr;  // never read, not even on a cold turn
-#else
-        hot[g] = mine[g];
-#endif
-    }
-#ifdef VYRE_CALL_HOT_LANES
-    unsigned turn = 0;
-#define CALL_COLD_TURN ((turn++ % CALL_COLD_EVERY) == 0u)
-#else
-#define CALL_COLD_TURN false
-#endif
-#ifdef VYRE_CALL_TRACE
-    unsigned long long at[CALL_SETS];
-    unsigned passes = 0;
-#endif
-    // each set's SHUTDOWN mirror and tenant words are loaded as the set issues, so their L2
-    // round trip hides under its PCIe one
-    uint4 q[CALL_SETS][G];
-    unsigned sd[CALL_SETS], tw[CALL_SETS];
-    auto issue = [&](unsigned k) {
-        call_issue<G>(q[k], piece, hot, CALL_COLD_TURN);
-        sd[k] = shutdown.load(cuda::std::memory_order_relaxed);
-        tw[k] = tenant_word.load(cuda::std::memory_order_relaxed);
-#ifdef VYRE_CALL_TRACE
-        at[k] = vyre_globaltimer();
-#endif
-    };
-#pragma unroll
-    for (unsigned k = 0; k < CALL_SETS; k++) {
-        if (k) __nanosleep(CALL_PASS_NS / CALL_SETS);
-        issue(k);
-    }
-    for (;;) {
-#pragma unroll
-        for (unsigned k = 0; k < CALL_SETS; k++) {
-            const int r = call_check<G>(q[k], mine, last, sd[k], tw[k], seen);
-#ifdef VYRE_CALL_TRACE
-            passes++;  // set checks (CALL_SETS per pass)
-            if (r > 0) {
-                seen->tr.passes = passes;
-                seen->tr.pass_ns = (unsigned)(seen->tr.seen_at - at[k]);  // the seeing set's flight
-            }
-#endif
-            if (r) return r > 0;
-            issue(k);
-        }
-        const unsigned long long now = vyre_globaltimer();
-        if (now - idle_since > CALL_HOT_NS) {
-            __nanosleep(sleep_ns);
-            sleep_ns = sleep_ns * 2 > idle_sleep_ns ? idle_sleep_ns : sleep_ns * 2;
-        }
-    }
-#undef CALL_COLD_TURN
-}
-#endif  // VYRE_CALL_STAGGER
 
 // Poll G groups of 8 lanes (G: 1 for up to 8 lanes, the default, else all) until one holds a
 // new request (true, *seen filled) or the kernel stops or pauses (false). One acquire load per
@@ -350,9 +211,6 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
         last[g] = last_in[g];
     }
     unsigned long long idle_since = *busy_at;
-#ifdef VYRE_CALL_STAGGER
-    return call_wait_sets<G>(shutdown, tenant_word, piece, mine, last, idle_since, idle_sleep_ns, seen);
-#else
     unsigned sleep_ns = 32;
 #ifdef VYRE_CALL_TRACE
     unsigned long long issued_at = vyre_globaltimer(), prev_issued_at = 0;  // a first pass: since entry
@@ -401,7 +259,6 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
             sleep_ns = sleep_ns * 2 > idle_sleep_ns ? idle_sleep_ns : sleep_ns * 2;
         }
     }
-#endif
 }
 
 // Serve what call_wait found, wait again, until the kernel stops or pauses.
@@ -420,10 +277,6 @@ static __device__ __forceinline__ void call_poll(const vyre_launch_t &L, unsigne
     }
     unsigned long long busy_at = vyre_globaltimer();
     call_seen<G> seen;
-#if defined(VYRE_CALL_STAGGER) && defined(VYRE_CALL_HOT_LANES)
-#pragma unroll
-    for (unsigned g = 0; g < G; g++) seen.lane_at[g] = busy_at;  // every lane hot at the start
-#endif
     while (call_wait<G>(L, n, last, &busy_at, &seen)) {
 #pragma unroll
         for (unsigned g = 0; g < G; g++) {
@@ -431,9 +284,6 @@ static __device__ __forceinline__ void call_poll(const vyre_launch_t &L, unsigne
             unsigned s0;
             const bool ready = call_ready(seen.q[g], lane < n, last[g], &s0);
             if (!__ballot_sync(FULL_MASK, ready)) continue;
-#if defined(VYRE_CALL_STAGGER) && defined(VYRE_CALL_HOT_LANES)
-            if (__shfl_sync(FULL_MASK, ready, t & ~3u)) seen.lane_at[g] = vyre_globaltimer();
-#endif
             call_serve_group(L, lane, seen.q[g], ready, s0, seen.tw CALL_TRACE_ARG);
             if (ready) last[g] = s0;
         }

@@ -89,10 +89,13 @@ def traced(mk, name: str, args: tuple, n: int) -> None:
         # the trace words land after the answer: wait (bounded) for the answered lane's
         lane = int(np.argmax(area[:, 16]))  # one caller: the lane with the newest answer
         w = area[lane]
-        for _spin in range(100_000):
+        deadline = time.monotonic() + 0.01
+        while time.monotonic() < deadline:
             if int(w[30]) == int(w[16]) & 0xFFFF:
                 rows.append([int(x) for x in w[24:30]] + [int(w[31])])
                 break
+        if not rows:  # the first call's words never came: not a trace build
+            break
     if not rows:
         print(f"  trace {name}: no trace words (a kernel without -DVYRE_CALL_TRACE)", flush=True)
         return

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The call path's experiment macros (cuda/call_server.cuh) on the GPU, in one device call:
+# The call server's images (cuda/call_server.cuh) on the GPU, in one device call:
 # builds one sm_90 image per variant in parallel (fresh each time), then runs
 # `call_gpu.py --quick --trace` on each through VYRE_PTX, the variants in turn, ROUNDS times
 # (alternated: drift cannot favour one). With CHECK=<variant>, that image then runs
 # compute-sanitizer memcheck and racecheck over bench/gpu/sanitize_workload.py, the call tests,
 # and call_gpu.py's ring drain rate and dispatch with and without the call warp. Every step is
 # bounded by END (epoch seconds; default 540 s from the start). Logs go to $OUT (or DIR).
-#   source .gpu/env.sh && VARIANTS="base stagger_hot" CHECK=stagger_hot bash bench/gpu/call_variants.sh
+#   source .gpu/env.sh && VARIANTS="base trace" CHECK=base bash bench/gpu/call_variants.sh
+# A new variant is a line in `flags` (its -D macros) beside an #ifdef in the kernel.
 set -u -o pipefail
 out=${DIR:-${OUT:-/tmp/vyre-gpu}}
 img=/tmp/call_variants
@@ -16,16 +17,9 @@ left(){ local l=$(( END - $(date +%s) )); [ "$l" -gt "$1" ] && l=$1; [ "$l" -lt 
 failed=0
 declare -A flags=(
   [base]=""
-  [inline]="-DVYRE_CALL_INLINE"
-  [stagger]="-DVYRE_CALL_STAGGER"
-  [stagger4]="-DVYRE_CALL_STAGGER=4"
-  [stagger_hot]="-DVYRE_CALL_STAGGER -DVYRE_CALL_HOT_LANES"
-  [inline_stagger_hot]="-DVYRE_CALL_INLINE -DVYRE_CALL_STAGGER -DVYRE_CALL_HOT_LANES"
   [trace]="-DVYRE_CALL_TRACE"
-  [trace_inline]="-DVYRE_CALL_TRACE -DVYRE_CALL_INLINE"
-  [trace_stagger_hot]="-DVYRE_CALL_TRACE -DVYRE_CALL_STAGGER -DVYRE_CALL_HOT_LANES"
 )
-names=${VARIANTS:-base inline stagger stagger4 stagger_hot inline_stagger_hot trace trace_inline trace_stagger_hot}
+names=${VARIANTS:-base trace}
 builds=$(printf '%s\n' $names ${CHECK:-} | awk '!seen[$0]++')
 declare -A pid=()
 for v in $builds; do
