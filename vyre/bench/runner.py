@@ -361,42 +361,113 @@ class Context:
             rounds = 2 if self.options.quick else 5
         rounds = max(1, rounds)
         raws: dict[str, list[list[float]]] = {m.name: [] for m in methods}
-        metas: dict[str, dict[str, Any]] = {m.name: {"warmup_samples": 0, "elapsed_s": 0.0,
-                                                     "stop_reason": "min_time_and_samples"}
-                                            for m in methods}
+        metas: dict[str, dict[str, Any]] = {m.name: _empty_meta() for m in methods}
         failed: set[str] = set()
-        warm_s = (self.options.warmup_s or 0.0) / rounds
         for r in range(rounds):
             order = methods if r % 2 == 0 else methods[::-1]
             for m in order:
                 if m.name in failed:
                     continue
                 self.progress.update(f"{self.suite}/{m.name} (round {r + 1}/{rounds})")
-                n, t = targets(self.options, m.min_samples, m.min_time_s)
                 try:
-                    with (m.session() if m.session else nullcontext(None)) as opened:
-                        sample = m.sample if m.sample is not None else opened
-                        if sample is None:
-                            raise TypeError(f"method {m.name} has no sample function")
-                        raw, meta = measure(sample, self.options, exact=True,
-                                            min_samples=math.ceil(n / rounds),
-                                            min_time_s=t / rounds, warmup_s=warm_s,
-                                            max_time_s=(self.options.max_time_s or 0) / rounds,
-                                            # later rounds re-warm a fresh session once
-                                            warmup_samples=None if r == 0 else 1,
-                                            min_guard=1)
-                        if r == rounds - 1:  # the work of every round, checked once
-                            metas[m.name]["verified"] = _verify(m.verify)
+                    raw, meta, verified = self.measure_round(m, r, rounds)
                 except Exception as exc:
                     self.error(m.name, exc)
                     failed.add(m.name)
                     continue
-                raws[m.name].append(raw)
-                agg = metas[m.name]
-                agg["warmup_samples"] += meta["warmup_samples"]
-                agg["elapsed_s"] += meta["elapsed_s"]
-                if meta["stop_reason"] != "min_time_and_samples":
-                    agg["stop_reason"] = meta["stop_reason"]
+                _add_round(raws[m.name], metas[m.name], raw, meta)
+                if r == rounds - 1:  # the work of every round, checked once
+                    metas[m.name]["verified"] = verified
+        return self._record_rounds(methods, raws, metas, failed, rounds)
+
+    def measure_round(self, m: Method, r: int, rounds: int, verify: bool | None = None
+                      ) -> tuple[list[float], dict[str, Any], bool | None]:
+        """Round ``r`` of ``rounds`` of one method, inside its session: 1/rounds of its sample
+        count and time after a warm-up (the first round's full one, later rounds' one
+        sample). Returns the raw samples, their metadata and, in the last round (or always
+        with ``verify=True``), the method's verification."""
+        n, t = targets(self.options, m.min_samples, m.min_time_s)
+        with (m.session() if m.session else nullcontext(None)) as opened:
+            sample = m.sample if m.sample is not None else opened
+            if sample is None:
+                raise TypeError(f"method {m.name} has no sample function")
+            raw, meta = measure(sample, self.options, exact=True,
+                                min_samples=math.ceil(n / rounds), min_time_s=t / rounds,
+                                warmup_s=(self.options.warmup_s or 0.0) / rounds,
+                                max_time_s=(self.options.max_time_s or 0) / rounds,
+                                # later rounds re-warm a fresh session once
+                                warmup_samples=None if r == 0 else 1, min_guard=1)
+            checked = _verify(m.verify) if (verify or (verify is None and r == rounds - 1)) \
+                else None
+        return raw, meta, checked
+
+    def paired_in_processes(self, factory: str, spec: dict[str, Any], rounds: int | None = None,
+                            timeout_s: float | None = None) -> dict[str, Result | None]:
+        """:meth:`paired`, each round in a fresh Python process (``python -m
+        vyre.bench.round``), for rates whose level depends on the process (where the host
+        thread and its memory landed, as pyperf's worker processes assume) or drifts over
+        seconds: round r of every method runs in process r, so one method's rounds span
+        processes and the whole call, and its block medians and CI show that spread.
+
+        ``factory`` (``"module:function"``) builds the methods from ``spec`` (JSON values),
+        here for their names and again in every process. A process that fails or outlives
+        ``timeout_s`` (default: its share of the sampling time, generously, plus 60 s) is an
+        error of every method it was measuring, with the tail of its stderr, and ends the
+        measurement."""
+        import os
+        import subprocess
+
+        if rounds is None:
+            rounds = 2 if self.options.quick else 5
+        rounds = max(1, rounds)
+        methods = load_factory(factory)(spec)
+        raws: dict[str, list[list[float]]] = {m.name: [] for m in methods}
+        metas: dict[str, dict[str, Any]] = {m.name: _empty_meta() for m in methods}
+        failed: set[str] = set()
+        pids: dict[str, set[int]] = {}
+        if timeout_s is None:
+            per = sum(targets(self.options, m.min_samples, m.min_time_s)[1] for m in methods)
+            timeout_s = 60.0 + 4 * (per + (self.options.warmup_s or 0.0) * len(methods)) / rounds
+        for r in range(rounds):
+            self.progress.update(f"{self.suite}: round {r + 1}/{rounds} in its own process")
+            job = {"factory": factory, "spec": spec, "round": r, "rounds": rounds,
+                   "options": self.options.as_dict()}
+            try:
+                p = subprocess.run([sys.executable, "-m", "vyre.bench.round"],
+                                   input=json.dumps(job), capture_output=True, text=True,
+                                   timeout=timeout_s, env=dict(os.environ))
+                if p.returncode != 0:
+                    raise RuntimeError(f"exit {p.returncode}: {p.stderr.strip()[-400:]}")
+                got = json.loads(p.stdout.strip().splitlines()[-1])
+            except Exception as exc:
+                if isinstance(exc, subprocess.TimeoutExpired):
+                    exc = TimeoutError(f"round {r + 1} did not finish within {timeout_s:.0f} s")
+                for m in methods:
+                    if m.name not in failed:
+                        self.error(m.name, exc)
+                        failed.add(m.name)
+                break
+            for m in methods:
+                rec = got["methods"].get(m.name)
+                if m.name in failed or rec is None:
+                    continue
+                if "error" in rec:
+                    self.errors.append({"suite": self.suite, "name": m.name,
+                                        "error": rec["error"]})
+                    failed.add(m.name)
+                    continue
+                _add_round(raws[m.name], metas[m.name], rec["raw"], rec["meta"])
+                pids.setdefault(m.name, set()).add(got["pid"])
+                if m.params is not None:
+                    m.params.update(rec.get("params") or {})
+                    m.params["processes"] = len(pids[m.name])
+                if rec["verified"]:  # every process checks its own round (a failure: an error)
+                    metas[m.name]["verified"] = True
+        return self._record_rounds(methods, raws, metas, failed, rounds)
+
+    def _record_rounds(self, methods: list[Method], raws: dict[str, list[list[float]]],
+                       metas: dict[str, dict[str, Any]], failed: set[str],
+                       rounds: int) -> dict[str, Result | None]:
         out: dict[str, Result | None] = {}
         for m in methods:
             if m.name in failed or not raws[m.name]:
@@ -494,6 +565,29 @@ class Context:
         """Record an unexpected failure of benchmark ``name`` (the run goes on)."""
         tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
         self.errors.append({"suite": self.suite, "name": name, "error": tb})
+
+
+def _empty_meta() -> dict[str, Any]:
+    return {"warmup_samples": 0, "elapsed_s": 0.0, "stop_reason": "min_time_and_samples"}
+
+
+def _add_round(raws: list[list[float]], agg: dict[str, Any], raw: list[float],
+               meta: dict[str, Any]) -> None:
+    raws.append(raw)
+    agg["warmup_samples"] += meta["warmup_samples"]
+    agg["elapsed_s"] += meta["elapsed_s"]
+    if meta["stop_reason"] != "min_time_and_samples":
+        agg["stop_reason"] = meta["stop_reason"]
+
+
+def load_factory(ref: str) -> Callable[[dict[str, Any]], list[Method]]:
+    """The function ``"module:function"`` names (a suite's method factory)."""
+    import importlib
+
+    module, _, name = ref.partition(":")
+    if not module or not name:
+        raise ValueError(f"a method factory is 'module:function', not {ref!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 def _verify(verify: Callable[[], tuple[bool, str]] | None) -> bool | None:

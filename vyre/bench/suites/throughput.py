@@ -13,11 +13,14 @@ backend's default workers):
   (1, 2, 4, 8) with 128 threads each;
 * ``batch``: 1 .. 4096 ops per ``submit_many`` call (ring 16384), i.e. how much of the cost
   is per call and how much per op.
-Each configuration runs in paired rounds (:meth:`Context.paired`), each round on a freshly
-started megakernel (start-up is not timed): a streaming rate depends on where a start placed
-the kernel and the host thread, so one start per configuration gave within-run spreads far
-narrower than the start-to-start spread, and ``compare`` labelled two runs of the same code
-FASTER/SLOWER (H200, bench/RESULTS.md). Rounds make the block medians span starts.
+Each configuration runs in paired rounds, round r of every configuration in a fresh Python
+process r (:meth:`Context.paired_in_processes`), each on a freshly started megakernel (start-up
+is not timed). A streaming rate depends on the start, the process (where its host thread and
+memory landed) and drifts over seconds: with one start per configuration, then with all of a
+configuration's rounds in one process within a second, two runs of the same code differed by
+more than their spreads and ``compare`` labelled them FASTER/SLOWER (H200, bench/RESULTS.md).
+So a configuration's rounds span starts, processes and the whole suite, and its block medians
+and CI show that spread.
 """
 from __future__ import annotations
 
@@ -75,22 +78,40 @@ def run(ctx) -> None:
              else "CPU worker threads")
     if backend == "cuda":
         _drain_rate(ctx, fx, quick)
+    configs = []
     for sweep, ring, workers, batch in sweeps(backend, quick, cores):
-        value = {"ring_size": ring, "workers": workers, "batch": batch}[sweep]
-        name = f"{sweep}={value}"
-        # enough ops that each sample spans many ring cycles, but batch=1 (one call per op)
-        # must not make a sample last seconds
-        per_sample = min(8192 if quick else 65536, batch * (512 if quick else 2048))
-        calls = max(1, per_sample // batch)
+        name = _name(sweep, ring, workers, batch)
         try:  # a geometry the device refuses is a skip; the other configs run
             megakernel(fx, backend, slot_count=ring, observable_slots=SPREAD,
                        workers=workers).shutdown()
         except Unavailable as why:
             ctx.skip(name, str(why))
             continue
-        ctx.paired([_method(fx, backend, name, ring, workers, calls, batch,
-                            {"sweep": sweep, "ring_size": ring, "workers": workers,
-                             "batch": batch, "backend": backend})])
+        configs.append([sweep, ring, workers, batch])
+    if configs:
+        ctx.paired_in_processes(f"{__name__}:methods",
+                                {"backend": backend, "quick": quick, "configs": configs})
+
+
+def _name(sweep: str, ring: int, workers: int | None, batch: int) -> str:
+    return f"{sweep}={ {'ring_size': ring, 'workers': workers, 'batch': batch}[sweep]}"
+
+
+def methods(spec: dict) -> list[Method]:
+    """The configurations ``spec["configs"]`` (``[sweep, ring, workers, batch]``) as methods,
+    in the parent (for their names) and in each round's process."""
+    fx = facade()
+    backend, quick = spec["backend"], spec["quick"]
+    out = []
+    for sweep, ring, workers, batch in spec["configs"]:
+        # enough ops that each sample spans many ring cycles, but batch=1 (one call per op)
+        # must not make a sample last seconds
+        per_sample = min(8192 if quick else 65536, batch * (512 if quick else 2048))
+        calls = max(1, per_sample // batch)
+        out.append(_method(fx, backend, _name(sweep, ring, workers, batch), ring, workers,
+                           calls, batch, {"sweep": sweep, "ring_size": ring, "workers": workers,
+                            "batch": batch, "backend": backend}))
+    return out
 
 
 def _method(fx, backend: str, name: str, ring: int, workers: int | None, calls: int,
