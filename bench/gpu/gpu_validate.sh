@@ -173,9 +173,9 @@ final)
   ;;
 rest)
   # what a cut `final` left, in one call of TAIL_S (default 440) seconds: the throughput suite
-  # twice and compare (rounds in processes), the GPU tests from file FROM (e.g.
-  # tests/test_ops_random.py) on, alphabetically, the ingest ones left out, then with what is
-  # left ingest_ab on 8 files against 2 (a per-source cost of the per-pattern scan)
+  # twice and compare (rounds in processes), ingest_ab on 8 files against 2 (a per-source cost
+  # of the per-pattern scan), then the GPU tests from file FROM (e.g. tests/test_ops_random.py)
+  # on, alphabetically, the ingest ones left out
   END=$(( $(date +%s) + ${TAIL_S:-440} ))
   left(){ local l=$(( END - $(date +%s) )); [ "$l" -gt "$1" ] && l=$1; [ "$l" -lt 1 ] && l=1; echo "$l"; }
   for i in 1 2; do
@@ -186,6 +186,12 @@ rest)
   timeout "$(left 15)" python3 -m vyre.bench compare "$out/throughput1.json" "$out/throughput2.json" \
     > "$out/throughput_compare.txt" 2>&1 || failed=1
   grep -E "^throughput/|^summary" "$out/throughput_compare.txt"
+  # the suite's megakernel options (noyield) and the defaults, on 8 files and on 2 (~15 s each)
+  for f in 8 2; do
+    timeout "$(left 45)" python3 bench/gpu/ingest_ab.py --mib 512 --files "$f" --rounds 2 \
+      --configs noyield,default+share1 --device-mib 0 2>&1 | grep -v "^#"
+  done > "$out/ingest_ab_files.txt"
+  cat "$out/ingest_ab_files.txt"
   first="tests/test_dfa_match_lanes.py tests/test_dfa_match_backends.py tests/test_stream_match.py tests/test_stream_device_sources.py"
   files=$(for f in tests/test_*.py; do [[ "$f" < "${FROM:-tests/test_}" ]] || echo "$f"; done)
   for f in $first; do files=$(echo "$files" | grep -vx "$f"); done
@@ -196,11 +202,6 @@ rest)
     | awk '{print $NF}' | sort | uniq -c
   grep -E "FAILED|ERROR|Timeout" "$out/gpu_pytest_rest.log" | head -20
   tail -2 "$out/gpu_pytest_rest.log"
-  for f in 8 2; do
-    [ $(( END - $(date +%s) )) -gt 30 ] && timeout "$(left 60)" python3 bench/gpu/ingest_ab.py --mib 512 --files "$f" --rounds 2 \
-      --configs default+share1 --device-mib 0 2>&1 | grep -v "^#"
-  done > "$out/ingest_ab_files.txt"
-  cat "$out/ingest_ab_files.txt"
   ;;
 esac
 if [ "$failed" != 0 ]; then echo "gpu_validate: a step failed (see the logs in $out)"; exit 1; fi
