@@ -9,6 +9,7 @@ many assist parts idle warps took. With CuPy present it also scans a device arra
     python3 bench/gpu/ingest_ab.py [--mib 1024] [--rounds 5] [--device-mib 1024]
     python3 bench/gpu/ingest_ab.py --densities 0.0001,0.01 [--mib 512]   # match records' cost
     python3 bench/gpu/ingest_ab.py --profile [--configs X,Y]             # host side of a scan
+    python3 bench/gpu/ingest_ab.py --timeline --files 8 [--configs X]     # stage times per chunk
 """
 from __future__ import annotations
 
@@ -118,6 +119,48 @@ def profile(paths: list[str], name: str) -> None:
                 r"publish|retire|emit|_loop|submit_many|poll|submit\b")
 
 
+def timeline(paths: list[str], name: str) -> None:
+    """Where a scan's time goes, chunk by chunk (the stream's trace hook): the time each chunk
+    spent between stages, split into a file's first chunk, its last and the others, and the
+    longest pauses between two publications (a stall of the host, e.g. at a file boundary)."""
+    dfa = dfa_mod.build_dfa(PATTERNS)
+    mko, sto = setup(name)
+    print(f"timeline of configuration {name}: {mko} {sto}, {len(paths)} files")
+    order = {p: i for i, p in enumerate(paths)}
+    with vyre.Megakernel(backend=BACKEND, slot_count=1024, observable_slots=64, **mko) as mk, \
+            stream_mod.GpuStream(mk, **sto) as s:
+        s.scan(paths, dfa, per_pattern=True)  # warm: tables, the match buffer
+        for kind in ({}, {"per_pattern": True}):
+            s._trace = trace = []
+            t0 = time.perf_counter()
+            s.scan(paths, dfa, **kind)
+            total = time.perf_counter() - t0
+            s._trace = None
+            chunks: dict[tuple[str, int], dict[str, float]] = {}
+            for stage, key, t in trace:
+                chunks.setdefault(key, {})[stage] = t
+            last = {p: max(off for q, off in chunks if q == p) for p in paths}
+            spans = [("read", "landed"), ("landed", "copied"), ("copied", "published"),
+                     ("landed", "published"), ("published", "retired")]
+            print(f"  scan {kind or 'positions'}: {total * 1e3:.2f} ms, {len(chunks)} chunks")
+            def where_of(k: tuple[str, int], last: dict = last) -> str:
+                return "first" if k[1] == 0 else "last" if k[1] == last[k[0]] else "middle"
+
+            for where in ("first", "last", "middle"):
+                parts = []
+                for a, b in spans:
+                    d = [1e3 * (c[b] - c[a]) for k, c in chunks.items()
+                         if where_of(k) == where and a in c and b in c]
+                    if d:
+                        parts.append(f"{a}->{b} {np.median(d):.3f}/{max(d):.3f}")
+                print(f"    {where:6s} chunks, ms median/max: " + "; ".join(parts))
+            pubs = sorted((c["published"], k) for k, c in chunks.items() if "published" in c)
+            gaps = sorted(((b[0] - a[0]) * 1e3, b[1])
+                          for a, b in zip(pubs, pubs[1:], strict=False))[-5:]
+            print("    longest pauses between publications, ms (file, MiB offset after it): " +
+                  "; ".join(f"{g:.3f} ({order[k[0]]}, {k[1] >> 20})" for g, k in reversed(gaps)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=1024)
@@ -127,6 +170,8 @@ def main() -> None:
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--densities", default="")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--timeline", action="store_true",
+                    help="per-chunk stage times of a positions and a per-pattern scan")
     ap.add_argument("--backend", default="cuda")
     a = ap.parse_args()
     global BACKEND
@@ -146,6 +191,10 @@ def main() -> None:
         data.tofile(p)
         paths.append(p)
     total = per * a.files
+    if a.timeline:
+        for name in a.configs.split(",") if a.configs != ",".join(CONFIGS) else ["noyield"]:
+            timeline(paths, name)
+        return
     if a.profile:  # the first configuration named (--configs X,Y: both, in turn)
         for name in (a.configs.split(",") if a.configs != ",".join(CONFIGS)
                      else ["noexit+noyield"]):
