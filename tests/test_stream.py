@@ -20,7 +20,7 @@ pytest.importorskip("vyre.ingest._uring")
 from vyre.errors import IoUringError, PipelineError, SlotFaultError, WaitTimeoutError  # noqa: E402
 from vyre.ingest._uring import ABI, Ring  # noqa: E402
 from vyre.ingest.dfa import build_dfa, count_matches  # noqa: E402
-from vyre.ingest.stream import FileChangedError, GpuStream  # noqa: E402
+from vyre.ingest.stream import _HEAD_BYTES, FileChangedError, GpuStream  # noqa: E402
 from vyre.ioservice import IoService  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -95,7 +95,8 @@ def test_scan_matches_reference_across_chunk_boundaries(mk, ingest_path, paralle
     assert got == {path: count_matches(PATS, data)}
     assert got[path] > 40
     nchunks = -(-len(data) // chunk)
-    assert t["bytes"] == len(data) and t["chunks"] == nchunks and t["slots"] == nchunks
+    head = int(min(len(data), chunk) > max(d.context, _HEAD_BYTES) + d.context)  # its own slot
+    assert t["bytes"] == len(data) and t["chunks"] == nchunks and t["slots"] == nchunks + head
     assert t["context_bytes"] == sum(min(d.context, off) for off in range(0, len(data), chunk))
 
 
@@ -114,20 +115,21 @@ def test_scan_split_into_slices_is_exact(mk, tmp_path, slices):
     assert got == {path: count_matches(PATS, data)}
     nchunks = -(-len(data) // chunk)
     per_chunk = min(slices, chunk // d.context)
-    assert t["slots"] > nchunks and t["slots"] <= nchunks * per_chunk
+    assert t["slots"] > nchunks and t["slots"] <= nchunks * per_chunk + 1  # + the file's head
 
 
 def test_a_files_first_chunk_scans_a_short_head_alone(mk, tmp_path):
     """A file's first chunk has no context before it; unsplit it would be one a6 = 0 slot (one
-    lane). It goes out as a 4 KiB head plus the rest with context: counts stay exact across
+    lane). It goes out as a short head plus the rest with context: counts stay exact across
     the head boundary, and short first chunks stay one slot."""
     rng = random.Random(41)
     chunk = 16 << 10
     d = build_dfa(PATS)
+    head = max(d.context, _HEAD_BYTES)
     files = []
-    for i, size in enumerate([3 * chunk + 5, 4096 + d.context + 1, 4096 + d.context, 100]):
+    for i, size in enumerate([3 * chunk + 5, head + d.context + 1, head + d.context, 40]):
         data = bytearray(planted(rng, size, PATS, 61))
-        for at in range(4096 - len(PATS[2]) + 1, 4096):  # patterns straddling the head
+        for at in range(head - len(PATS[2]) + 1, head):  # patterns straddling the head
             if at + len(PATS[2]) <= size:
                 data[at:at + len(PATS[2])] = PATS[2]
         files.append((_write(tmp_path, f"head{i}.bin", bytes(data)), bytes(data)))
@@ -135,9 +137,47 @@ def test_a_files_first_chunk_scans_a_short_head_alone(mk, tmp_path):
         got = s.scan([p for p, _ in files], d)
         t = s.telemetry()
     assert got == {p: count_matches(PATS, data) for p, data in files}
-    heads = sum(1 for _, data in files if min(len(data), chunk) > 4096 + d.context)
+    heads = sum(1 for _, data in files if min(len(data), chunk) > head + d.context)
     assert heads == 2
     assert t["slots"] == sum(-(-len(data) // chunk) for _, data in files) + heads
+
+
+@pytest.mark.parametrize("per_pattern", [False, True])
+def test_the_slot_without_context_is_short(mk, tmp_path, per_pattern):
+    """The one slot of a file that has no context before it (a6 = 0) runs on one lane, byte by
+    byte: it must stay a few dozen bytes, not kilobytes (the per-source cost of a scan)."""
+    if per_pattern and isinstance(mk, FakeMegakernel):
+        pytest.skip("the fake megakernel runs DFA_SCAN only")
+    rng = random.Random(5)
+    d = build_dfa(PATS)
+    data = planted(rng, 200_000, PATS, 997)
+    path = _write(tmp_path, "ctx0.bin", data)
+    rows: list[list[int]] = []
+    submit, submit_many = mk.submit, getattr(mk, "submit_many", None)
+
+    def spy_many(opcodes, args, *a, **kw):
+        rows.extend(np.asarray(args, np.uint32).reshape(len(opcodes), -1).tolist())
+        return submit_many(opcodes, args, *a, **kw)
+
+    def spy(opcode, args, *a, **kw):
+        rows.append([int(x) for x in args])
+        return submit(opcode, args, *a, **kw)
+
+    mk.submit = spy
+    if submit_many is not None:
+        mk.submit_many = spy_many
+    try:
+        with GpuStream(mk, chunk_bytes=64 << 10, depth=3) as s:
+            got = s.scan(path, d, per_pattern=per_pattern)
+    finally:
+        del mk.submit
+        if submit_many is not None:
+            del mk.submit_many
+    count = count_matches(PATS, data)
+    assert (got[path].positions if per_pattern else got[path]) == count
+    no_context = [r for r in rows if r[6] == 0]
+    assert len(no_context) == 1
+    assert no_context[0][3] <= max(d.context, 64)
 
 
 @pytest.mark.parametrize("copy", [None, False, True])
