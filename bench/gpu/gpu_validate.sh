@@ -16,6 +16,18 @@ set -u
 out=${OUT:-/tmp/vyre-gpu}
 failed=0  # any failing step makes the script exit 1 (after running the rest)
 mkdir -p "$out"
+# the ingest GPU tests, which `final` runs first (before its benchmarks) and `rest` leaves out
+ingest_tests="tests/test_dfa_match_lanes.py tests/test_dfa_match_backends.py tests/test_stream_match.py tests/test_stream_device_sources.py"
+# gpu_tests SECONDS LOG PYTEST-ARGS...: the GPU tests named, bounded, and a count of outcomes
+gpu_tests() {
+  local limit=$1 log=$2; shift 2
+  timeout "$limit" python3 -m pytest -m gpu -v -p no:cacheprovider -o faulthandler_timeout=120 \
+    "$@" > "$log" 2>&1 || failed=1
+  grep -E "PASSED|FAILED|ERROR|SKIPPED" "$log" | sed -E 's/ +\[ *[0-9]+%\]//' \
+    | awk '{print $NF}' | sort | uniq -c
+  grep -E "FAILED|ERROR|Timeout" "$log" | head -20
+  tail -2 "$log"
+}
 case "${1:-tests}" in
 session)
   PYTHONUNBUFFERED=1 timeout 230 python3 -m pytest -m gpu -q -rfE -p no:cacheprovider \
@@ -145,10 +157,9 @@ final)
   timeout 80 compute-sanitizer --error-exitcode 1 --tool racecheck \
     python3 bench/gpu/sanitize_workload.py > "$out/racecheck.log" 2>&1 || failed=1
   tail -2 "$out/racecheck.log"
-  first="tests/test_dfa_match_lanes.py tests/test_dfa_match_backends.py tests/test_stream_match.py tests/test_stream_device_sources.py"
   # shellcheck disable=SC2086
-  timeout 120 python3 -m pytest -m gpu -q -rfE -p no:cacheprovider $first > "$out/gpu_pytest_ingest.log" 2>&1 \
-    || failed=1
+  timeout 120 python3 -m pytest -m gpu -q -rfE -p no:cacheprovider $ingest_tests \
+    > "$out/gpu_pytest_ingest.log" 2>&1 || failed=1
   tail -4 "$out/gpu_pytest_ingest.log"
   VYRE_BENCH_INGEST_MIB=${INGEST_MIB:-512} timeout 170 python3 -m vyre.bench --backend cuda \
     --suite ingest --no-progress --json "$out/h200_ingest.json" --markdown "$out/h200_ingest.md" \
@@ -160,21 +171,16 @@ final)
       > "$out/h200_latency.txt" 2>&1 || failed=1
     grep -E "^latency/|call_nop vs|  (ok|SUSPECT) " "$out/h200_latency.txt"
   fi
-  ignore=""; for f in $first; do ignore="$ignore --ignore=$f"; done
-  # shellcheck disable=SC2086
+  ignore=""; for f in $ingest_tests; do ignore="$ignore --ignore=$f"; done
   rest=$(( ${FINAL_S:-580} - SECONDS ))  # what the call has left, so its end still reports
   echo "other GPU tests: ${rest} s"
-  timeout "$rest" python3 -m pytest -m gpu -v -p no:cacheprovider -o faulthandler_timeout=90 \
-    $ignore > "$out/gpu_pytest.log" 2>&1 || failed=1
-  grep -E "PASSED|FAILED|ERROR|SKIPPED" "$out/gpu_pytest.log" | sed -E 's/ +\[ *[0-9]+%\]//' \
-    | awk '{print $NF}' | sort | uniq -c
-  grep -E "FAILED|ERROR" "$out/gpu_pytest.log" | head -20
-  tail -2 "$out/gpu_pytest.log"
+  # shellcheck disable=SC2086
+  gpu_tests "$rest" "$out/gpu_pytest.log" $ignore
   ;;
 rest)
   # what a cut `final` left, in one call of TAIL_S (default 440) seconds: the throughput suite
   # twice and compare (rounds in processes), ingest_ab on 8 files against 2 (a per-source cost
-  # of the per-pattern scan), then the GPU tests from file FROM (e.g. tests/test_ops_random.py)
+  # of the per-pattern scan) and its timeline of 8 files, then the GPU tests from file FROM (e.g. tests/test_ops_random.py)
   # on, alphabetically, the ingest ones left out
   END=$(( $(date +%s) + ${TAIL_S:-440} ))
   left(){ local l=$(( END - $(date +%s) )); [ "$l" -gt "$1" ] && l=$1; [ "$l" -lt 1 ] && l=1; echo "$l"; }
@@ -191,17 +197,14 @@ rest)
     timeout "$(left 45)" python3 bench/gpu/ingest_ab.py --mib 512 --files "$f" --rounds 2 \
       --configs noyield,default+share1 --device-mib 0 2>&1 | grep -v "^#"
   done > "$out/ingest_ab_files.txt"
+  # where a per-pattern scan of 8 files spends its time, chunk by chunk
+  timeout "$(left 40)" python3 bench/gpu/ingest_ab.py --mib 512 --files 8 --timeline \
+    --configs noyield 2>&1 | grep -v "^#" >> "$out/ingest_ab_files.txt"
   cat "$out/ingest_ab_files.txt"
-  first="tests/test_dfa_match_lanes.py tests/test_dfa_match_backends.py tests/test_stream_match.py tests/test_stream_device_sources.py"
   files=$(for f in tests/test_*.py; do [[ "$f" < "${FROM:-tests/test_}" ]] || echo "$f"; done)
-  for f in $first; do files=$(echo "$files" | grep -vx "$f"); done
+  for f in $ingest_tests; do files=$(echo "$files" | grep -vx "$f"); done
   # shellcheck disable=SC2086
-  timeout "$(left 600)" python3 -m pytest -m gpu -v -p no:cacheprovider -o faulthandler_timeout=120 \
-    $files > "$out/gpu_pytest_rest.log" 2>&1 || failed=1
-  grep -E "PASSED|FAILED|ERROR|SKIPPED" "$out/gpu_pytest_rest.log" | sed -E 's/ +\[ *[0-9]+%\]//' \
-    | awk '{print $NF}' | sort | uniq -c
-  grep -E "FAILED|ERROR|Timeout" "$out/gpu_pytest_rest.log" | head -20
-  tail -2 "$out/gpu_pytest_rest.log"
+  gpu_tests "$(left 600)" "$out/gpu_pytest_rest.log" $files
   ;;
 esac
 if [ "$failed" != 0 ]; then echo "gpu_validate: a step failed (see the logs in $out)"; exit 1; fi
