@@ -95,7 +95,7 @@ def test_scan_matches_reference_across_chunk_boundaries(mk, ingest_path, paralle
     assert got == {path: count_matches(PATS, data)}
     assert got[path] > 40
     nchunks = -(-len(data) // chunk)
-    head = int(min(len(data), chunk) > max(d.context, _HEAD_BYTES) + d.context)  # its own slot
+    head = int(min(len(data), chunk) > max(d.context, _HEAD_BYTES) + d.context)  # own slot
     assert t["bytes"] == len(data) and t["chunks"] == nchunks and t["slots"] == nchunks + head
     assert t["context_bytes"] == sum(min(d.context, off) for off in range(0, len(data), chunk))
 
@@ -142,16 +142,8 @@ def test_a_files_first_chunk_scans_a_short_head_alone(mk, tmp_path):
     assert t["slots"] == sum(-(-len(data) // chunk) for _, data in files) + heads
 
 
-@pytest.mark.parametrize("per_pattern", [False, True])
-def test_the_slot_without_context_is_short(mk, tmp_path, per_pattern):
-    """The one slot of a file that has no context before it (a6 = 0) runs on one lane, byte by
-    byte: it must stay a few dozen bytes, not kilobytes (the per-source cost of a scan)."""
-    if per_pattern and isinstance(mk, FakeMegakernel):
-        pytest.skip("the fake megakernel runs DFA_SCAN only")
-    rng = random.Random(5)
-    d = build_dfa(PATS)
-    data = planted(rng, 200_000, PATS, 997)
-    path = _write(tmp_path, "ctx0.bin", data)
+def _scan_rows(mk, path, d, per_pattern=False, **stream_kw):
+    """The scan's result and the argument rows of every slot it published."""
     rows: list[list[int]] = []
     submit, submit_many = mk.submit, getattr(mk, "submit_many", None)
 
@@ -167,17 +159,46 @@ def test_the_slot_without_context_is_short(mk, tmp_path, per_pattern):
     if submit_many is not None:
         mk.submit_many = spy_many
     try:
-        with GpuStream(mk, chunk_bytes=64 << 10, depth=3) as s:
+        with GpuStream(mk, **stream_kw) as s:
             got = s.scan(path, d, per_pattern=per_pattern)
     finally:
         del mk.submit
         if submit_many is not None:
             del mk.submit_many
-    count = count_matches(PATS, data)
-    assert (got[path].positions if per_pattern else got[path]) == count
+    return got[path], rows
+
+
+@pytest.mark.parametrize("per_pattern", [False, True])
+def test_the_slot_without_context_is_short(mk, tmp_path, per_pattern):
+    """The one slot of a file that has no context before it (a6 = 0) runs on one lane, byte by
+    byte: it must stay a few dozen bytes, not kilobytes (the per-source cost of a scan)."""
+    if per_pattern and isinstance(mk, FakeMegakernel):
+        pytest.skip("the fake megakernel runs DFA_SCAN only")
+    rng = random.Random(5)
+    d = build_dfa(PATS)
+    data = planted(rng, 200_000, PATS, 997)
+    path = _write(tmp_path, "ctx0.bin", data)
+    got, rows = _scan_rows(mk, path, d, per_pattern, chunk_bytes=64 << 10, depth=3)
+    assert (got.positions if per_pattern else got) == count_matches(PATS, data)
     no_context = [r for r in rows if r[6] == 0]
     assert len(no_context) == 1
     assert no_context[0][3] <= max(d.context, 64)
+
+
+@pytest.mark.parametrize("pats", [PATS, [b"ab", b"b"]])
+def test_every_slot_of_a_first_chunk_counts_bytes(mk, tmp_path, pats):
+    """Cut into many slices, a first chunk just longer than its head gives no slot that counts
+    nothing (a slot's counted bytes: its length a3 less its re-read context a6)."""
+    d = build_dfa(pats)
+    head = max(d.context, _HEAD_BYTES)
+    rng = random.Random(9)
+    for size in (head + d.context + 1, head + 2 * d.context, head + 5 * d.context + 3, 4096):
+        data = planted(rng, size, pats, 29)
+        path = _write(tmp_path, f"first{size}.bin", data)
+        got, rows = _scan_rows(mk, path, d, chunk_bytes=8192, depth=2, slices=64)
+        assert got == count_matches(pats, data)
+        assert all(r[3] > r[6] for r in rows), [(r[3], r[6]) for r in rows]
+        assert sum(r[3] - r[6] for r in rows) == size
 
 
 @pytest.mark.parametrize("copy", [None, False, True])

@@ -417,14 +417,15 @@ class GpuStream:
         def publish(slot: int, buf_off: int, c: int, n: int, file_off: int, job: Job) -> list[int]:
             # slice j counts [s_j, s_{j+1}) of the chunk, after re-reading up to `ctx` bytes
             # before it (the chunk's own bytes, or its context c)
-            k = max(1, min(slices, n // max(ctx, 1)))
-            if c == 0 and ctx and n > _HEAD_BYTES + ctx:
+            head = max(ctx, _HEAD_BYTES)
+            if c == 0 and ctx and n > head + ctx:
                 # a file's first chunk has no context before it: as one slot (a6 = 0) it could
                 # not be split over lanes or warps. A short head goes alone; the rest re-reads
                 # its context from the head.
-                head = max(ctx, _HEAD_BYTES)
+                k = max(1, min(slices, (n - head) // ctx))
                 bounds = [0] + [head + (n - head) * j // k for j in range(k + 1)]
             else:
+                k = max(1, min(slices, n // max(ctx, 1)))
                 bounds = [n * j // k for j in range(k + 1)]
             rows = []
             for j in range(len(bounds) - 1):
