@@ -1,20 +1,31 @@
 """Context.paired_in_processes: each round of every method in a fresh process (vyre.bench.round)."""
 import os
 import textwrap
+import time
 
 import pytest
 
 from vyre.bench.runner import Context, Options
 
 FACTORY = '''
-import os, time
+import os, threading, time
 from vyre.bench.runner import Method
 
 def methods(spec):
     out = []
-    for name in spec["names"]:
+    child = os.getpid() != spec.get("parent")
+    if spec.get("linger") and child:  # a thread that would keep the process alive a minute
+        threading.Thread(target=time.sleep, args=(60,)).start()
+    if spec.get("silent") and child:
+        os._exit(0)
+    names = spec["names"]
+    if spec.get("drop_in_child") and child:
+        names = [n for n in names if n != spec["drop_in_child"]]
+    for name in names:
         def sample(name=name):
             if name == spec.get("raises"):
+                with open(spec["log"], "a") as f:
+                    f.write("ran\\n")
                 raise ValueError("this method cannot run here")
             if spec.get("crash"):
                 os._exit(3)
@@ -64,12 +75,39 @@ def test_each_round_runs_in_its_own_process(factory):
     assert [set(s) for s in got["a"].strata] == [set(s) for s in got["b"].strata]
 
 
-def test_a_method_failing_in_its_process_is_its_error_only(factory):
+def test_a_method_failing_in_its_process_is_its_error_only(factory, tmp_path):
     c = ctx()
-    got = c.paired_in_processes(factory, {"names": ["a", "b"], "raises": "b"}, rounds=2)
-    assert got["a"] is not None and got["b"] is None
+    log = tmp_path / "ran"
+    got = c.paired_in_processes(factory, {"names": ["a", "b"], "raises": "b", "log": str(log)},
+                                rounds=3)
+    assert got["a"] is not None and got["a"].rounds == 3 and got["b"] is None
     assert [(e["name"], e["error"]) for e in c.errors] == [
         ("b", "ValueError: this method cannot run here")]
+    assert log.read_text() == "ran\n"  # left out of the later rounds, as paired() does
+
+
+def test_a_method_a_process_did_not_build_is_an_error(factory):
+    c = ctx()
+    got = c.paired_in_processes(factory, {"names": ["a", "b"], "drop_in_child": "b",
+                                          "parent": os.getpid()}, rounds=2)
+    assert got["a"] is not None and got["b"] is None
+    assert len(c.errors) == 1 and "did not build this method" in c.errors[0]["error"]
+
+
+def test_a_process_that_prints_no_result_is_every_methods_error(factory):
+    c = ctx()
+    got = c.paired_in_processes(factory, {"names": ["a"], "silent": True,
+                                          "parent": os.getpid()}, rounds=2)
+    assert got == {"a": None} and "printed no result" in c.errors[0]["error"]
+
+
+def test_a_lingering_thread_does_not_hold_the_round(factory):
+    c = ctx()
+    t0 = time.monotonic()
+    got = c.paired_in_processes(factory, {"names": ["a"], "linger": True,
+                                          "parent": os.getpid()}, rounds=2, timeout_s=30)
+    assert got["a"] is not None and c.errors == []
+    assert time.monotonic() - t0 < 25
 
 
 def test_a_process_that_dies_is_every_methods_error(factory):

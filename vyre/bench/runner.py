@@ -380,12 +380,12 @@ class Context:
                     metas[m.name]["verified"] = verified
         return self._record_rounds(methods, raws, metas, failed, rounds)
 
-    def measure_round(self, m: Method, r: int, rounds: int, verify: bool | None = None
-                      ) -> tuple[list[float], dict[str, Any], bool | None]:
+    def measure_round(self, m: Method, r: int, rounds: int, verify: bool | None = None,
+                      cold: bool = False) -> tuple[list[float], dict[str, Any], bool | None]:
         """Round ``r`` of ``rounds`` of one method, inside its session: 1/rounds of its sample
-        count and time after a warm-up (the first round's full one, later rounds' one
-        sample). Returns the raw samples, their metadata and, in the last round (or always
-        with ``verify=True``), the method's verification."""
+        count and time after a warm-up (the first round's, or a ``cold`` process's, full
+        one; later rounds' one sample). Returns the raw samples, their metadata and, in the
+        last round (or always with ``verify=True``), the method's verification."""
         n, t = targets(self.options, m.min_samples, m.min_time_s)
         with (m.session() if m.session else nullcontext(None)) as opened:
             sample = m.sample if m.sample is not None else opened
@@ -396,7 +396,7 @@ class Context:
                                 warmup_s=(self.options.warmup_s or 0.0) / rounds,
                                 max_time_s=(self.options.max_time_s or 0) / rounds,
                                 # later rounds re-warm a fresh session once
-                                warmup_samples=None if r == 0 else 1, min_guard=1)
+                                warmup_samples=None if r == 0 or cold else 1, min_guard=1)
             checked = _verify(m.verify) if (verify or (verify is None and r == rounds - 1)) \
                 else None
         return raw, meta, checked
@@ -410,10 +410,11 @@ class Context:
         processes and the whole call, and its block medians and CI show that spread.
 
         ``factory`` (``"module:function"``) builds the methods from ``spec`` (JSON values),
-        here for their names and again in every process. A process that fails or outlives
-        ``timeout_s`` (default: its share of the sampling time, generously, plus 60 s) is an
-        error of every method it was measuring, with the tail of its stderr, and ends the
-        measurement."""
+        here for their names and again in every process. A method that fails in a round (or
+        that a process did not build) is an error and leaves the later rounds. A process that
+        fails or outlives ``timeout_s`` (default: 60 s plus, per method, its longest sampling
+        share, its warm-up and 10 s to start) is an error of every method it was measuring,
+        with the tail of its stderr, and ends the measurement."""
         import os
         import subprocess
 
@@ -426,19 +427,24 @@ class Context:
         failed: set[str] = set()
         pids: dict[str, set[int]] = {}
         if timeout_s is None:
-            per = sum(targets(self.options, m.min_samples, m.min_time_s)[1] for m in methods)
-            timeout_s = 60.0 + 4 * (per + (self.options.warmup_s or 0.0) * len(methods)) / rounds
+            o = self.options
+            per = max((o.max_time_s or 0.0), targets(o, None, None)[1]) / rounds
+            timeout_s = 60.0 + len(methods) * (per + (o.warmup_s or 0.0) + 10.0)
         for r in range(rounds):
             self.progress.update(f"{self.suite}: round {r + 1}/{rounds} in its own process")
             job = {"factory": factory, "spec": spec, "round": r, "rounds": rounds,
-                   "options": self.options.as_dict()}
+                   "options": self.options.as_dict(), "skip": sorted(failed)}
             try:
                 p = subprocess.run([sys.executable, "-m", "vyre.bench.round"],
                                    input=json.dumps(job), capture_output=True, text=True,
                                    timeout=timeout_s, env=dict(os.environ))
                 if p.returncode != 0:
                     raise RuntimeError(f"exit {p.returncode}: {p.stderr.strip()[-400:]}")
-                got = json.loads(p.stdout.strip().splitlines()[-1])
+                lines = [ln for ln in p.stdout.splitlines() if ln.startswith(ROUND_MARK)]
+                if not lines:
+                    raise RuntimeError(f"round {r + 1}'s process printed no result: "
+                                       f"{p.stderr.strip()[-400:]}")
+                got = json.loads(lines[-1][len(ROUND_MARK):])
             except Exception as exc:
                 if isinstance(exc, subprocess.TimeoutExpired):
                     exc = TimeoutError(f"round {r + 1} did not finish within {timeout_s:.0f} s")
@@ -448,9 +454,12 @@ class Context:
                         failed.add(m.name)
                 break
             for m in methods:
-                rec = got["methods"].get(m.name)
-                if m.name in failed or rec is None:
+                if m.name in failed:
                     continue
+                rec = got["methods"].get(m.name)
+                if rec is None:
+                    rec = {"error": f"round {r + 1}'s process did not build this method "
+                                    f"(the factory gave {sorted(got['methods'])})"}
                 if "error" in rec:
                     self.errors.append({"suite": self.suite, "name": m.name,
                                         "error": rec["error"]})
@@ -578,6 +587,10 @@ def _add_round(raws: list[list[float]], agg: dict[str, Any], raw: list[float],
     agg["elapsed_s"] += meta["elapsed_s"]
     if meta["stop_reason"] != "min_time_and_samples":
         agg["stop_reason"] = meta["stop_reason"]
+
+
+#: the prefix of the line a round's process (vyre.bench.round) prints its result on
+ROUND_MARK = "vyre-bench-round: "
 
 
 def load_factory(ref: str) -> Callable[[dict[str, Any]], list[Method]]:

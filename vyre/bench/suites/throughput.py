@@ -139,7 +139,7 @@ def _method(fx, backend: str, name: str, ring: int, workers: int | None, calls: 
                 return t1 - t0
             yield sample
 
-    def verify() -> tuple[bool, str]:  # the last round's megakernel, before it shuts down
+    def verify() -> tuple[bool, str]:  # this round's megakernel, before it shuts down
         total = word_total(state["obs"][:SPREAD])
         return total == state["done"], f"observables sum to {total}, expected {state['done']}"
 
