@@ -25,6 +25,13 @@ static __device__ __forceinline__ void st_rlx_sys_v4(uint32_t *p, uint4 v) {
                  :: "l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
 }
 
+// VYRE_CALL_HOT_LANES (an experiment, bench/gpu/call_variants.sh): a lane without a request for
+// CALL_LANE_HOT_NS is read only every CALL_COLD_EVERY-th pass, so one caller's passes read its
+// 64-byte lane, not 8 lanes' 512 bytes (1 lane against 8 measured ~0.3 us apart, bench/RESULTS.md);
+// a lane gone cold answers its next request up to CALL_COLD_EVERY passes late.
+#define CALL_LANE_HOT_NS 10000000ull
+#define CALL_COLD_EVERY 8u
+
 // VYRE_CALL_TRACE (a diagnostic build: bench/gpu/call_variants.sh) writes, per answer, into
 // lane words 24..31: the ns from the request seen to the verdict, to the op's end, to the
 // answer issued (three words), the poll passes since the last call, the last pass's length,
@@ -169,6 +176,9 @@ template <unsigned G>
 struct call_seen {
     uint4 q[G];
     unsigned tw;
+#ifdef VYRE_CALL_HOT_LANES
+    unsigned long long lane_at[G];  // when this thread's lane of group g last had a request
+#endif
 #ifdef VYRE_CALL_TRACE
     call_trace tr;
 #endif
@@ -212,6 +222,12 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
     }
     unsigned long long idle_since = *busy_at;
     unsigned sleep_ns = 32;
+#ifdef VYRE_CALL_HOT_LANES
+    bool hot[G];
+#pragma unroll
+    for (unsigned g = 0; g < G; g++) hot[g] = idle_since - seen->lane_at[g] < CALL_LANE_HOT_NS;
+    unsigned turn = 0;
+#endif
 #ifdef VYRE_CALL_TRACE
     unsigned long long issued_at = vyre_globaltimer(), prev_issued_at = 0;  // a first pass: since entry
     unsigned passes = 0;
@@ -228,10 +244,17 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
         const unsigned sd = shutdown.load(cuda::std::memory_order_relaxed);
         const unsigned tw = tenant_word.load(cuda::std::memory_order_relaxed);
         uint4 q[G];
+#ifdef VYRE_CALL_HOT_LANES
+        const bool cold_turn = (turn++ % CALL_COLD_EVERY) == 0u;
+#endif
 #pragma unroll
         for (unsigned g = 0; g < G; g++) {
             q[g] = make_uint4(0u, 0u, 0u, 0u);
+#ifdef VYRE_CALL_HOT_LANES
+            if (mine[g] && (hot[g] || cold_turn)) q[g] = ld_acq_sys_v4(piece[g]);
+#else
             if (mine[g]) q[g] = ld_acq_sys_v4(piece[g]);
+#endif
         }
         // SD_STOP or SD_PAUSE: leave; a request not answered yet is answered after a relaunch
         if (__shfl_sync(FULL_MASK, sd, 0) != SD_RUN) return false;
@@ -277,6 +300,10 @@ static __device__ __forceinline__ void call_poll(const vyre_launch_t &L, unsigne
     }
     unsigned long long busy_at = vyre_globaltimer();
     call_seen<G> seen;
+#ifdef VYRE_CALL_HOT_LANES
+#pragma unroll
+    for (unsigned g = 0; g < G; g++) seen.lane_at[g] = busy_at;  // every lane hot at the start
+#endif
     while (call_wait<G>(L, n, last, &busy_at, &seen)) {
 #pragma unroll
         for (unsigned g = 0; g < G; g++) {
@@ -284,6 +311,9 @@ static __device__ __forceinline__ void call_poll(const vyre_launch_t &L, unsigne
             unsigned s0;
             const bool ready = call_ready(seen.q[g], lane < n, last[g], &s0);
             if (!__ballot_sync(FULL_MASK, ready)) continue;
+#ifdef VYRE_CALL_HOT_LANES
+            if (__shfl_sync(FULL_MASK, ready, t & ~3u)) seen.lane_at[g] = vyre_globaltimer();
+#endif
             call_serve_group(L, lane, seen.q[g], ready, s0, seen.tw CALL_TRACE_ARG);
             if (ready) last[g] = s0;
         }

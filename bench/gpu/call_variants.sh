@@ -18,6 +18,8 @@ failed=0
 declare -A flags=(
   [base]=""
   [trace]="-DVYRE_CALL_TRACE"
+  [hot]="-DVYRE_CALL_HOT_LANES"
+  [trace_hot]="-DVYRE_CALL_TRACE -DVYRE_CALL_HOT_LANES"
 )
 names=${VARIANTS:-base trace}
 builds=$(printf '%s\n' $names ${CHECK:-} | awk '!seen[$0]++')

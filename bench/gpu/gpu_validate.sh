@@ -135,8 +135,8 @@ calls)
   S=$(date +%s); END=$(( S + ${CALLS_S:-505} ))
   left(){ local l=$(( END - $(date +%s) )); [ "$l" -gt "$1" ] && l=$1; [ "$l" -lt 1 ] && l=1; echo "$l"; }
   d=/tmp/vyre-calls; rm -rf "$d"; mkdir -p "$d"
-  VARIANTS=${VARIANTS:-base trace} \
-    CHECK=${CHECK:-base} END=$(( S + 400 )) DIR="$d" \
+  VARIANTS=${VARIANTS:-base hot trace_hot} \
+    CHECK=${CHECK:-hot} END=$(( S + 400 )) DIR="$d" \
     bash bench/gpu/call_variants.sh > "$d/call_variants_run.log" 2>&1 || failed=1
   grep -E "^== |call_nop|call_atomic|trace|FAILED|^memcheck|^racecheck|^call tests|^CHECK|^ring" \
     "$d/call_variants_run.log"
