@@ -10,7 +10,9 @@
 #       (LATENCY=0 leaves it out), then the other GPU tests
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh calls    # one call of ~8 min: the
 #       call-server variants A/B with the CHECK variant sanitized and tested
-#       (bench/gpu/call_variants.sh), then the throughput suite twice and compare
+#       (bench/gpu/call_variants.sh), then the ingest A/B of 8 files against 2
+#   source .gpu/env.sh && FROM=tests/test_x.py bash bench/gpu/gpu_validate.sh rest  # what a cut
+#       `final` left: throughput twice + compare, the ingest A/B, the GPU tests from FROM on
 # Everything it writes lands in $OUT (copy bench/results/* back into the repo afterwards).
 set -u
 out=${OUT:-/tmp/vyre-gpu}
@@ -18,6 +20,33 @@ failed=0  # any failing step makes the script exit 1 (after running the rest)
 mkdir -p "$out"
 # the ingest GPU tests, which `final` runs first (before its benchmarks) and `rest` leaves out
 ingest_tests="tests/test_dfa_match_lanes.py tests/test_dfa_match_backends.py tests/test_stream_match.py tests/test_stream_device_sources.py"
+# what a step may take: at most $1 s and what is left before END (epoch seconds, set per mode)
+left(){ local l=$(( END - $(date +%s) )); [ "$l" -gt "$1" ] && l=$1; [ "$l" -lt 1 ] && l=1; echo "$l"; }
+# throughput_twice DIR: two runs of the throughput suite and their compare
+throughput_twice() {
+  local d=$1 i
+  for i in 1 2; do
+    timeout "$(left 70)" python3 -m vyre.bench --backend cuda --suite throughput --no-progress \
+      --min-time 0.5 --repeat 10 --json "$d/throughput$i.json" --markdown "$d/throughput$i.md" \
+      > "$d/throughput$i.txt" 2>&1 || failed=1
+  done
+  timeout "$(left 15)" python3 -m vyre.bench compare "$d/throughput1.json" "$d/throughput2.json" \
+    > "$d/throughput_compare.txt" 2>&1 || failed=1
+  grep -E "^throughput/|^summary" "$d/throughput_compare.txt"
+}
+# ingest_files DIR: ingest_ab with the suite's megakernel options (noyield) and the defaults on
+# 8 files and on 2 (a per-source cost of the per-pattern scan; ~15 s each), then where a
+# per-pattern scan of 8 files spends its time, chunk by chunk
+ingest_files() {
+  local d=$1 f
+  for f in 8 2; do
+    timeout "$(left 45)" python3 bench/gpu/ingest_ab.py --mib 512 --files "$f" --rounds 2 \
+      --configs noyield,default+share1 --device-mib 0 2>&1 | grep -v "^#"
+  done > "$d/ingest_ab_files.txt"
+  timeout "$(left 40)" python3 bench/gpu/ingest_ab.py --mib 512 --files 8 --timeline \
+    --configs noyield 2>&1 | grep -v "^#" >> "$d/ingest_ab_files.txt"
+  cat "$d/ingest_ab_files.txt"
+}
 # gpu_tests SECONDS LOG PYTEST-ARGS...: the GPU tests named, bounded, and a count of outcomes
 gpu_tests() {
   local limit=$1 log=$2; shift 2
@@ -77,7 +106,6 @@ bench)
   # first instead).
   now(){ date +%s; }
   S=$(now); END=${BENCH_END:-$(( S + ${BENCH_S:-480} ))}
-  left(){ local l=$(( END - $(now) )); [ "$l" -gt "$1" ] && l=$1; [ "$l" -lt 5 ] && l=5; echo "$l"; }
   step(){ echo "[t+$(( $(now) - S ))s, $(( END - $(now) ))s left] $*" | tee -a "$out/steps.txt"; }
   r=/tmp/vyre-bench-results; rm -rf "$r"; mkdir -p "$r/plots"
   export VYRE_BENCH_INGEST_MIB=${INGEST_MIB:-256} VYRE_BENCH_DEVICE_MIB=${DEVICE_MIB:-1024}
@@ -131,24 +159,18 @@ bench)
   ;;
 calls)
   # every step inside a deadline (an outer `timeout` would leave an inner step running); the
-  # files go into one archive (the device tool returns at most 8)
+  # files go into one archive (the device tool returns at most 8). INGEST=0 leaves out the
+  # ingest A/B (ingest_files), THROUGHPUT=1 adds the throughput suite twice and compare.
   S=$(date +%s); END=$(( S + ${CALLS_S:-505} ))
-  left(){ local l=$(( END - $(date +%s) )); [ "$l" -gt "$1" ] && l=$1; [ "$l" -lt 1 ] && l=1; echo "$l"; }
   d=/tmp/vyre-calls; rm -rf "$d"; mkdir -p "$d"
   VARIANTS=${VARIANTS:-base hot trace_hot} \
     CHECK=${CHECK:-hot} END=$(( S + 400 )) DIR="$d" \
     bash bench/gpu/call_variants.sh > "$d/call_variants_run.log" 2>&1 || failed=1
   grep -E "^== |call_nop|call_atomic|trace|FAILED|^memcheck|^racecheck|^call tests|^CHECK|^ring" \
     "$d/call_variants_run.log"
-  for i in 1 2; do
-    timeout "$(left 45)" python3 -m vyre.bench --backend cuda --suite throughput --no-progress \
-      --min-time 0.5 --repeat 10 --json "$d/throughput$i.json" --markdown "$d/throughput$i.md" \
-      > "$d/throughput$i.txt" 2>&1 || failed=1
-  done
-  timeout "$(left 15)" python3 -m vyre.bench compare "$d/throughput1.json" "$d/throughput2.json" \
-    > "$d/throughput_compare.txt" 2>&1 || failed=1
-  cat "$d/throughput_compare.txt"
-  tar -C "$d" -czf "$out/calls.tgz" . && cp "$d/call_variants_run.log" "$d/throughput_compare.txt" "$out/"
+  [ "${INGEST:-1}" = 1 ] && ingest_files "$d"
+  [ "${THROUGHPUT:-0}" = 1 ] && throughput_twice "$d"
+  tar -C "$d" -czf "$out/calls.tgz" . && cp "$d/call_variants_run.log" "$out/"
   ;;
 final)
   timeout 70 compute-sanitizer --error-exitcode 1 --tool memcheck \
@@ -179,31 +201,14 @@ final)
   ;;
 rest)
   # what a cut `final` left, in one call of TAIL_S (default 440) seconds: the throughput suite
-  # twice and compare (rounds in processes), ingest_ab on 8 files against 2 (a per-source cost
-  # of the per-pattern scan) and its timeline of 8 files, then the GPU tests from file FROM (e.g. tests/test_ops_random.py)
-  # on, alphabetically, the ingest ones left out
+  # twice and compare (rounds in processes; THROUGHPUT=0: not), the ingest A/B of
+  # ingest_files, then the GPU tests from file FROM (e.g. tests/test_ops_random.py) on,
+  # alphabetically, the ingest ones left out (FROM past every file, e.g. tests/test_zzz: none)
   END=$(( $(date +%s) + ${TAIL_S:-440} ))
-  left(){ local l=$(( END - $(date +%s) )); [ "$l" -gt "$1" ] && l=$1; [ "$l" -lt 1 ] && l=1; echo "$l"; }
-  for i in 1 2; do
-    timeout "$(left 70)" python3 -m vyre.bench --backend cuda --suite throughput --no-progress \
-      --min-time 0.5 --repeat 10 --json "$out/throughput$i.json" > "$out/throughput$i.txt" 2>&1 \
-      || failed=1
-  done
-  timeout "$(left 15)" python3 -m vyre.bench compare "$out/throughput1.json" "$out/throughput2.json" \
-    > "$out/throughput_compare.txt" 2>&1 || failed=1
-  grep -E "^throughput/|^summary" "$out/throughput_compare.txt"
-  # the suite's megakernel options (noyield) and the defaults, on 8 files and on 2 (~15 s each)
-  for f in 8 2; do
-    timeout "$(left 45)" python3 bench/gpu/ingest_ab.py --mib 512 --files "$f" --rounds 2 \
-      --configs noyield,default+share1 --device-mib 0 2>&1 | grep -v "^#"
-  done > "$out/ingest_ab_files.txt"
-  # where a per-pattern scan of 8 files spends its time, chunk by chunk
-  timeout "$(left 40)" python3 bench/gpu/ingest_ab.py --mib 512 --files 8 --timeline \
-    --configs noyield 2>&1 | grep -v "^#" >> "$out/ingest_ab_files.txt"
-  cat "$out/ingest_ab_files.txt"
+  [ "${THROUGHPUT:-1}" = 1 ] && throughput_twice "$out"
+  ingest_files "$out"
   files=$(for f in tests/test_*.py; do [[ "$f" < "${FROM:-tests/test_}" ]] || echo "$f"; done)
   for f in $ingest_tests; do files=$(echo "$files" | grep -vx "$f"); done
-  # FROM past every file (e.g. tests/test_zzz): no tests (an empty list would run them all)
   # shellcheck disable=SC2086
   [ -n "$files" ] && gpu_tests "$(left 600)" "$out/gpu_pytest_rest.log" $files
   ;;
