@@ -51,8 +51,6 @@ _LIVE_AT = 20
 _TENANTS_ASOF_AT = 24
 _COUNTERS_AT = 64
 _BLOCK_THREADS = 128
-#: page-locked bounce buffer of copy_from_device (larger reads go through it in pieces)
-_READ_STAGING_BYTES = 1 << 20
 _KERNEL = "vyre_megakernel"
 _PAUSE_TIMEOUT = 10.0
 # how long a submitter waits for the residency lock to relaunch a kernel that left on its own;
@@ -189,9 +187,6 @@ class CudaBackend(CudaBufferTable):
                 self._copy_stream = cuda.Stream(flags=1)
                 # device-to-host reads of results (copy_from_device): not behind the uploads
                 self._read_stream = cuda.Stream(flags=1)
-                # and into page-locked memory (docs/decisions.md, "Reading results back")
-                self._read_staging = self._mapped(_READ_STAGING_BYTES, np.uint8)
-                self._read_lock = threading.Lock()
                 self._events: list[Any] = []  # finished copy events, reused
                 self._state = cuda.mem_alloc(_STATE_BYTES)
                 self._launch = cuda.mem_alloc(_LAUNCH.size)

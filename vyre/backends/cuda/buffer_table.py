@@ -35,8 +35,6 @@ class CudaBufferTable(Backend):
     _ctx: Any  # the backend's pycuda Context
     _copy_stream: Any
     _read_stream: Any
-    _read_staging: np.ndarray  # page-locked, for copy_from_device
-    _read_lock: Any
     _events: list[Any]
     _buffers: list[Any]
     _registrations: list[Any]
@@ -171,9 +169,6 @@ class CudaBufferTable(Backend):
         if offset < 0 or offset + out.nbytes > nbytes:
             raise BackendError(f"{out.nbytes} bytes at offset {offset} do not fit a buffer of "
                                f"{nbytes}", "copy within the buffer")
-        if not out.flags.c_contiguous or not out.flags.writeable:
-            raise BackendError("copy_from_device needs a contiguous, writable array",
-                               "pass np.empty(n, dtype) or np.ascontiguousarray(...)")
         try:
             self._in_ctx(self._read_copy, ptr + offset, out)
         except self._cuda.Error as err:
@@ -181,17 +176,8 @@ class CudaBufferTable(Backend):
                                "if the context faulted, recreate the Megakernel") from err
 
     def _read_copy(self, src: int, out: np.ndarray) -> None:
-        # through page-locked memory: into pageable memory the driver stages the copy itself
-        # and may queue it behind the chunk uploads in flight; page-locked, it is one DMA
-        # on the read stream (docs/decisions.md, "Reading results back")
-        dst = out.reshape(-1).view(np.uint8)
-        bounce = self._read_staging
-        with self._read_lock:
-            for at in range(0, dst.size, bounce.size):
-                n = min(bounce.size, dst.size - at)
-                self._cuda.memcpy_dtoh_async(bounce[:n], src + at, self._read_stream)
-                self._read_stream.synchronize()
-                dst[at:at + n] = bounce[:n]
+        self._cuda.memcpy_dtoh_async(out, src, self._read_stream)
+        self._read_stream.synchronize()
 
     def _start_copy(self, dst: int, data: np.ndarray) -> Any:
         self._cuda.memcpy_htod_async(dst, data, self._copy_stream)
