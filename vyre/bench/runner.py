@@ -28,6 +28,8 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
+import subprocess
 import sys
 import time
 import traceback
@@ -415,9 +417,6 @@ class Context:
         fails or outlives ``timeout_s`` (default: 60 s plus, per method, its longest sampling
         share, its warm-up and 10 s to start) is an error of every method it was measuring,
         with the tail of its stderr, and ends the measurement."""
-        import os
-        import subprocess
-
         if rounds is None:
             rounds = 2 if self.options.quick else 5
         rounds = max(1, rounds)

@@ -62,9 +62,8 @@ def _abi() -> dict:
 
 
 #: a file's first chunk: bytes scanned alone (no context before them: one slot on one lane).
-#: Only what the next slice re-reads as its context needs to be there, and one lane walks a
-#: DFA_MATCH at ~3 MB/s (each byte an L2 load), so 4 KiB cost ~1.3 ms per source on the H200
-#: (docs/decisions.md, "A file's head")
+#: Only what the next slice re-reads as its context needs to be there; a longer head is a
+#: longer one-lane walk per source (docs/decisions.md, "A file's head")
 _HEAD_BYTES = 64
 _BUSY_FIX = ("give each thread its own GpuStream (streams on one megakernel count into "
              "separate observables), or serialize the calls with a lock of your own")
