@@ -3,9 +3,9 @@
  * The record layout is in vyre_abi.h. This header holds what both sides share:
  *   - vyre_call_encode / vyre_call_decode: a request's 16 words <-> (seq, opcode, tenant, args);
  *   - host-side 16-byte piece stores and loads (C only: the caller, the CPU server);
- *   - vyre_call_execute: run a decoded request through the slot interpreter (when
- *     vyre_interp.h was included first), on a scratch slot that receives what the op writes
- *     into "its slot" (result words, a status a handler stores).
+ *   - vyre_call_execute / vyre_call_run: run a decoded request through the slot interpreter
+ *     (when vyre_interp.h was included first), on a scratch slot that receives what the op
+ *     writes into "its slot" (result words, a status a handler stores).
  *
  * Why pieces: a GPU reads the whole request in one warp-wide load, one 16-byte piece per lane,
  * without first waiting for a flag (a flag then a body is two PCIe round trips; measured on the
@@ -179,24 +179,32 @@ VYRE_FN uint32_t vyre_call_outcome(uint32_t opcode, uint32_t status, uint32_t *r
 }
 
 /* Run one call through the slot interpreter's entry (tenant verdict `authorized` given, the
- * protected-word rule, the op, its result words). `scratch` is a 16-word slot of the server's
- * own: the op runs as slot 0 of a one-slot ring there, so what it writes into its slot (result
- * words 12..15, a status a handler stores) lands in scratch, never in the caller's ring.
- * Returns DONE or FAULT; result gets VYRE_RESULT_WORDS words (vyre_call_outcome). */
+ * protected-word rule, the op, its result words) on `one`, a context whose ring is a 16-word
+ * scratch slot of the server's own (ring = scratch, slot_count = 1): the op runs as slot 0 of
+ * that one-slot ring, so what it writes into its slot (result words 12..15, a status a handler
+ * stores) lands in scratch, never in the caller's ring. A server that keeps such a context
+ * per lane copies no context per call (on the GPU the copy's loads are L2 round trips).
+ * Returns DONE or FAULT; result gets VYRE_RESULT_WORDS words (vyre_call_outcome): the words
+ * vyre_execute_into stored, taken from registers, since reading scratch back is a dependent
+ * device-memory load on every call (on the GPU an L2 round trip behind the stores). */
+VYRE_FN uint32_t vyre_call_run(const vyre_ctx_t *one, uint32_t opcode, uint32_t tenant,
+                               const uint32_t *args, int authorized, uint32_t *result) {
+    uint32_t w[VYRE_SLOT_WORDS];
+    vyre_call_slot(w, opcode, tenant, args);
+    for (uint32_t i = 0; i < VYRE_SLOT_WORDS; ++i) one->ring[i] = w[i];
+    if (opcode == VYRE_OP_LOAD_MISS) return vyre_call_outcome(opcode, VYRE_STATUS_FAULT, result);
+    vyre_result_t r = vyre_execute_into(one, 0u, w, authorized, result);
+    return vyre_call_outcome(opcode, r.status, result);
+}
+
+/* vyre_call_run on the context `c` with its ring replaced by the scratch slot `scratch`. */
 VYRE_FN uint32_t vyre_call_execute(const vyre_ctx_t *c, uint32_t *scratch, uint32_t opcode,
                                    uint32_t tenant, const uint32_t *args, int authorized,
                                    uint32_t *result) {
-    uint32_t w[VYRE_SLOT_WORDS];
-    vyre_call_slot(w, opcode, tenant, args);
-    for (uint32_t i = 0; i < VYRE_SLOT_WORDS; ++i) scratch[i] = w[i];
-    if (opcode == VYRE_OP_LOAD_MISS) return vyre_call_outcome(opcode, VYRE_STATUS_FAULT, result);
     vyre_ctx_t one = *c;
     one.ring = scratch;
     one.slot_count = 1u;
-    vyre_result_t r = vyre_execute_authorized(&one, 0u, w, authorized);
-    for (uint32_t i = 0; i < VYRE_RESULT_WORDS; ++i)
-        result[i] = scratch[VYRE_SLOT_WORDS - VYRE_RESULT_WORDS + i];
-    return vyre_call_outcome(opcode, r.status, result);
+    return vyre_call_run(&one, opcode, tenant, args, authorized, result);
 }
 #endif /* VYRE_INTERP_H */
 

@@ -48,6 +48,9 @@
  *   int  vyre_claim_from(c, slot, from)        CAS(from -> CLAIMED), e.g. WAIT_IO retries
  *   vyre_result_t vyre_execute_words(c, slot, words[16])   vyre_execute on loaded slot words
  *   vyre_result_t vyre_execute_authorized(c, slot, words[16], ok)   ... with the tenant verdict given
+ *   vyre_result_t vyre_execute_into(c, slot, words[16], ok, res[4])  ... and the result words it
+ *        stored also in res (DONE or FAULT; CLAIMED leaves res undefined), so a caller that
+ *        answers from registers (the call path) need not read its slot back
  *   int  vyre_tenant_ok_(c, tenant)                        docs/spec.md §5 authorization
  *   int  vyre_dfa_scan_wants_lanes(words[16], min_bytes)
  *   int  vyre_dfa_scan_begin(c, words[16], args[12], &start_state)
@@ -1428,13 +1431,13 @@ VYRE_FN void vyre_load_slot_(const vyre_ctx_t *c, uint32_t slot, uint32_t *w) {
 /* `authorized` is vyre_tenant_ok_(c, tenant): the megakernel computes it once per warp for
  * all lanes of the same tenant, since every lane reading the same three control words over
  * PCIe serializes the whole GPU on one cache line. */
-VYRE_FN vyre_result_t vyre_execute_authorized(const vyre_ctx_t *c, uint32_t slot, const uint32_t *w,
-                                              int authorized) {
+VYRE_FN vyre_result_t vyre_execute_into(const vyre_ctx_t *c, uint32_t slot, const uint32_t *w,
+                                        int authorized, uint32_t *res) {
     const uint32_t op = w[VYRE_SLOT_OPCODE];
     const uint32_t tenant = w[VYRE_SLOT_TENANT];
     const uint32_t *a = w + VYRE_SLOT_ARGS;
 
-    uint32_t res[VYRE_RESULT_WORDS] = {0u, 0u, 0u, 0u};
+    for (uint32_t k = 0; k < VYRE_RESULT_WORDS; ++k) res[k] = 0u;
     uint32_t word = 0u;
 
     if (!authorized) {
@@ -1480,6 +1483,12 @@ VYRE_FN vyre_result_t vyre_execute_authorized(const vyre_ctx_t *c, uint32_t slot
     vyre_store_results(c, slot, res);
     return vyre_result_(status, (status == VYRE_STATUS_DONE && op < VYRE_METRICS_COUNT)
                                     ? op : VYRE_NO_METRIC);
+}
+
+VYRE_FN vyre_result_t vyre_execute_authorized(const vyre_ctx_t *c, uint32_t slot, const uint32_t *w,
+                                              int authorized) {
+    uint32_t res[VYRE_RESULT_WORDS];
+    return vyre_execute_into(c, slot, w, authorized, res);
 }
 
 VYRE_FN vyre_result_t vyre_execute_words(const vyre_ctx_t *c, uint32_t slot, const uint32_t *w) {

@@ -14,23 +14,41 @@
 // after it), the serve path is inlined into the loop (out of line, its call and the spills
 // around it cost 0.9 of a NOP's 1.8 us of serving on the H200: docs/decisions.md), and the
 // bookkeeping (the idle exit's timestamp) follows the answer.
+//
+// After an acquire load the SM's L1 holds nothing: a value read from memory on the serve path
+// is an L2 round trip (~0.15 us). So what the loop needs from the launch is loaded once into
+// registers (call_regs) with the context calls run on (no copy per call), and the op's result
+// words come back in registers (vyre_call_run).
 #pragma once
 
 #define CALL_GROUP_LANES 8u          // lanes one warp-wide load covers (32 threads x 16 bytes)
 #define CALL_GROUPS (VYRE_CALL_MAX_LANES / CALL_GROUP_LANES)
 #define CALL_HOT_NS 1000000ull       // poll back to back this long after the last call
 
+// The wait is a function of its own. VYRE_CALL_WAIT_INLINE (an experiment,
+// bench/gpu/call_variants.sh) inlines it: on the H200 that answered 96 ns sooner after a request
+// was seen (what a pass saw stays in registers), yet a NOP's round trip measured 0.10-0.14 us
+// longer in both rounds of an A/B (docs/decisions.md, "The call server's wait").
+#ifdef VYRE_CALL_WAIT_INLINE
+#define CALL_WAIT_FN static __device__ __forceinline__
+#else
+#define CALL_WAIT_FN static __device__ __noinline__
+#endif
+
 static __device__ __forceinline__ void st_rlx_sys_v4(uint32_t *p, uint4 v) {
     asm volatile("st.relaxed.sys.global.v4.u32 [%0], {%1,%2,%3,%4};"
                  :: "l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
 }
 
-// VYRE_CALL_HOT_LANES (an experiment, bench/gpu/call_variants.sh): a lane without a request for
-// CALL_LANE_HOT_NS is read only every CALL_COLD_EVERY-th pass, so one caller's passes read its
-// 64-byte lane, not 8 lanes' 512 bytes (1 lane against 8 measured ~0.3 us apart, bench/RESULTS.md);
-// a lane gone cold answers its next request up to CALL_COLD_EVERY passes late.
-#define CALL_LANE_HOT_NS 10000000ull
-#define CALL_COLD_EVERY 8u
+// What the loop needs from the launch, read once before it (see above).
+struct call_regs {
+    uint32_t *calls;             // the call area (mapped host)
+    uint32_t *scratch;           // one scratch slot per lane (device)
+    unsigned *shutdown;          // the poller's SHUTDOWN mirror
+    unsigned *tenants;           // the poller's tenant mirror
+    vyre_ctx_t *one;             // the launch's context as a one-slot ring (ring: a scratch slot)
+    unsigned idle_sleep_ns;
+};
 
 // VYRE_CALL_TRACE (a diagnostic build: bench/gpu/call_variants.sh) writes, per answer, into
 // lane words 24..31: the ns from the request seen to the verdict, to the op's end, to the
@@ -58,11 +76,11 @@ static __device__ __forceinline__ uint32_t ld_rlx_sys(const uint32_t *p) {
 
 // A built-in op of a call (or a user op refused before it runs) on the lane's scratch slot:
 // its status, result words into `result`.
-static __device__ __forceinline__ uint32_t call_builtin(const vyre_launch_t &L, unsigned lane, uint32_t opcode,
+static __device__ __forceinline__ uint32_t call_builtin(const call_regs &R, unsigned lane, uint32_t opcode,
                                                      uint32_t tenant, const uint32_t *args, int ok,
                                                      uint32_t *result) {
-    return vyre_call_execute(&L.ctx, L.call_scratch + (size_t)lane * VYRE_SLOT_WORDS, opcode, tenant,
-                             args, ok, result);
+    R.one->ring = R.scratch + (size_t)lane * VYRE_SLOT_WORDS;
+    return vyre_call_run(R.one, opcode, tenant, args, ok, result);
 }
 
 #ifdef VYRE_USER_OPS
@@ -98,8 +116,9 @@ static __device__ __noinline__ void call_user_ops(const vyre_launch_t &L, unsign
 // Serve the new requests of one group of lanes (warp-collective): `ready` at the lead thread of
 // each such lane, `q` this thread's piece, `s0` the lane's sequence number, `tw` this thread's
 // word of the tenant mirror.
-static __device__ __forceinline__ void call_serve_group(const vyre_launch_t &L, unsigned lane, uint4 q, bool ready,
-                                                     unsigned s0, unsigned tw CALL_TRACE_PARAM) {
+static __device__ __forceinline__ void call_serve_group(const vyre_launch_t &L, const call_regs &R, unsigned lane,
+                                                     uint4 q, bool ready, unsigned s0,
+                                                     unsigned tw CALL_TRACE_PARAM) {
     CALL_T(entered_at);
     const unsigned t = threadIdx.x & 31;
     const unsigned lead = t & ~3u;
@@ -126,7 +145,7 @@ static __device__ __forceinline__ void call_serve_group(const vyre_launch_t &L, 
 #ifdef VYRE_CALL_TRACE
     const unsigned read_control = ready && ok < 0;
 #endif
-    if (ready && ok < 0) ok = vyre_tenant_ok_(&L.ctx, tenant);
+    if (ready && ok < 0) ok = vyre_tenant_ok_(R.one, tenant);
     CALL_T(verdict_at);
     uint32_t status = 0, result[VYRE_RESULT_WORDS] = {0u, 0u, 0u, 0u};
 #ifdef VYRE_USER_OPS
@@ -136,7 +155,7 @@ static __device__ __forceinline__ void call_serve_group(const vyre_launch_t &L, 
 #else
     const bool user = false;
 #endif
-    if (ready && !user) status = call_builtin(L, lane, opcode, tenant, args, ok, result);
+    if (ready && !user) status = call_builtin(R, lane, opcode, tenant, args, ok, result);
     CALL_T(op_at);
     // the answer: its two 16-byte pieces stored by the lead thread and the next one in
     // one instruction (one 32-byte write), behind a system-scope release of what the
@@ -149,7 +168,7 @@ static __device__ __forceinline__ void call_serve_group(const vyre_launch_t &L, 
     if (answers) {
         if (opcode != VYRE_OP_NOP)
             cuda::atomic_thread_fence(cuda::std::memory_order_release, cuda::thread_scope_system);
-        uint32_t *answer = L.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + VYRE_CALL_ANSWER;
+        uint32_t *answer = R.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + VYRE_CALL_ANSWER;
         if ((t & 3u) == 0u)
             st_rlx_sys_v4(answer, make_uint4(s0, a_status, r[0], r[1]));
         else
@@ -159,7 +178,7 @@ static __device__ __forceinline__ void call_serve_group(const vyre_launch_t &L, 
     CALL_T(answered_at);
     const unsigned rc = __shfl_sync(FULL_MASK, read_control, lead);
     if (__shfl_sync(FULL_MASK, ready, lead) && (t & 3u) < 2u) {
-        uint32_t *tw_out = L.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + 24u;
+        uint32_t *tw_out = R.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + 24u;
         if ((t & 3u) == 0u)
             st_rlx_sys_v4(tw_out, make_uint4((unsigned)(verdict_at - tr.seen_at), (unsigned)(op_at - tr.seen_at),
                                              (unsigned)(answered_at - tr.seen_at), tr.passes));
@@ -176,9 +195,6 @@ template <unsigned G>
 struct call_seen {
     uint4 q[G];
     unsigned tw;
-#ifdef VYRE_CALL_HOT_LANES
-    unsigned long long lane_at[G];  // when this thread's lane of group g last had a request
-#endif
 #ifdef VYRE_CALL_TRACE
     call_trace tr;
 #endif
@@ -199,16 +215,15 @@ static __device__ __forceinline__ bool call_ready(uint4 q, bool mine, unsigned l
 // new request (true, *seen filled) or the kernel stops or pauses (false). One acquire load per
 // thread per group each pass (thread t: piece t % 4 of lane t / 4 of the group): the acquire
 // orders the op's reads after the request, as the ring's doorbell load does for slots. The
-// loop calls nothing, so what a pass needs stays in registers: after an acquire load the SM's
-// L1 is invalidated, and a value reloaded from the stack (the launch struct, a spill around
-// a call) could cost an L2 round trip before the next request load issues.
+// loop calls nothing and reads nothing from the stack, so no value is reloaded from an L1
+// the last pass's acquire emptied before the next request load issues.
 template <unsigned G>
-static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n, const unsigned *last_in,
-                                              unsigned long long *busy_at, call_seen<G> *seen) {
+CALL_WAIT_FN bool call_wait(const call_regs &R, unsigned n, const unsigned *last_in,
+                            unsigned long long *busy_at, call_seen<G> *seen) {
     const unsigned t = threadIdx.x & 31;
-    const unsigned idle_sleep_ns = L.idle_sleep_ns;
-    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> shutdown(*L.shutdown);
-    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> tenant_word(L.tenants[t < TM_WORDS ? t : 0u]);
+    const unsigned idle_sleep_ns = R.idle_sleep_ns;
+    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> shutdown(*R.shutdown);
+    cuda::atomic_ref<unsigned int, cuda::thread_scope_device> tenant_word(R.tenants[t < TM_WORDS ? t : 0u]);
     const uint32_t *piece[G];
     bool mine[G];
     unsigned last[G];
@@ -216,18 +231,12 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
     for (unsigned g = 0; g < G; g++) {
         const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
         mine[g] = lane < n;
-        piece[g] = L.calls + (size_t)(mine[g] ? lane : 0u) * VYRE_CALL_LANE_WORDS + VYRE_CALL_REQUEST +
+        piece[g] = R.calls + (size_t)(mine[g] ? lane : 0u) * VYRE_CALL_LANE_WORDS + VYRE_CALL_REQUEST +
                    (t & 3u) * VYRE_CALL_PIECE_WORDS;
         last[g] = last_in[g];
     }
     unsigned long long idle_since = *busy_at;
     unsigned sleep_ns = 32;
-#ifdef VYRE_CALL_HOT_LANES
-    bool hot[G];
-#pragma unroll
-    for (unsigned g = 0; g < G; g++) hot[g] = idle_since - seen->lane_at[g] < CALL_LANE_HOT_NS;
-    unsigned turn = 0;
-#endif
 #ifdef VYRE_CALL_TRACE
     unsigned long long issued_at = vyre_globaltimer(), prev_issued_at = 0;  // a first pass: since entry
     unsigned passes = 0;
@@ -244,17 +253,10 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
         const unsigned sd = shutdown.load(cuda::std::memory_order_relaxed);
         const unsigned tw = tenant_word.load(cuda::std::memory_order_relaxed);
         uint4 q[G];
-#ifdef VYRE_CALL_HOT_LANES
-        const bool cold_turn = (turn++ % CALL_COLD_EVERY) == 0u;
-#endif
 #pragma unroll
         for (unsigned g = 0; g < G; g++) {
             q[g] = make_uint4(0u, 0u, 0u, 0u);
-#ifdef VYRE_CALL_HOT_LANES
-            if (mine[g] && (hot[g] || cold_turn)) q[g] = ld_acq_sys_v4(piece[g]);
-#else
             if (mine[g]) q[g] = ld_acq_sys_v4(piece[g]);
-#endif
         }
         // SD_STOP or SD_PAUSE: leave; a request not answered yet is answered after a relaunch
         if (__shfl_sync(FULL_MASK, sd, 0) != SD_RUN) return false;
@@ -288,6 +290,15 @@ static __device__ __noinline__ bool call_wait(const vyre_launch_t &L, unsigned n
 template <unsigned G>
 static __device__ __forceinline__ void call_poll(const vyre_launch_t &L, unsigned n) {
     const unsigned t = threadIdx.x & 31;
+    call_regs R;
+    R.calls = L.calls;
+    R.scratch = L.call_scratch;
+    R.shutdown = L.shutdown;
+    R.tenants = L.tenants;
+    vyre_ctx_t one = L.ctx;
+    one.slot_count = 1u;
+    R.one = &one;
+    R.idle_sleep_ns = L.idle_sleep_ns;
     // the last sequence answered per lane (kept by its lead thread); resumed from the answers
     // the area holds, so a relaunch after a pause never runs a request twice
     unsigned last[G];
@@ -295,26 +306,19 @@ static __device__ __forceinline__ void call_poll(const vyre_launch_t &L, unsigne
     for (unsigned g = 0; g < G; g++) {
         const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
         last[g] = (lane < n && (t & 3u) == 0u)
-                      ? ld_rlx_sys(L.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + VYRE_CALL_ANSWER)
+                      ? ld_rlx_sys(R.calls + (size_t)lane * VYRE_CALL_LANE_WORDS + VYRE_CALL_ANSWER)
                       : 0u;
     }
     unsigned long long busy_at = vyre_globaltimer();
     call_seen<G> seen;
-#ifdef VYRE_CALL_HOT_LANES
-#pragma unroll
-    for (unsigned g = 0; g < G; g++) seen.lane_at[g] = busy_at;  // every lane hot at the start
-#endif
-    while (call_wait<G>(L, n, last, &busy_at, &seen)) {
+    while (call_wait<G>(R, n, last, &busy_at, &seen)) {
 #pragma unroll
         for (unsigned g = 0; g < G; g++) {
             const unsigned lane = g * CALL_GROUP_LANES + (t >> 2);
             unsigned s0;
             const bool ready = call_ready(seen.q[g], lane < n, last[g], &s0);
             if (!__ballot_sync(FULL_MASK, ready)) continue;
-#ifdef VYRE_CALL_HOT_LANES
-            if (__shfl_sync(FULL_MASK, ready, t & ~3u)) seen.lane_at[g] = vyre_globaltimer();
-#endif
-            call_serve_group(L, lane, seen.q[g], ready, s0, seen.tw CALL_TRACE_ARG);
+            call_serve_group(L, R, lane, seen.q[g], ready, s0, seen.tw CALL_TRACE_ARG);
             if (ready) last[g] = s0;
         }
         // after the answers: the poller's idle exit counts a call as a publication

@@ -7,7 +7,10 @@
 # and call_gpu.py's ring drain rate and dispatch with and without the call warp. Every step is
 # bounded by END (epoch seconds; default 540 s from the start). Logs go to $OUT (or DIR).
 #   source .gpu/env.sh && VARIANTS="base trace" CHECK=base bash bench/gpu/call_variants.sh
-# A new variant is a line in `flags` (its -D macros) beside an #ifdef in the kernel.
+# A new variant is a line in `flags` (its -D macros) beside an #ifdef in the kernel. A variant
+# named ref* is built from the sources under REF_DIR (its cuda/ and csrc/: e.g. the last commit,
+# `mkdir -p build/ref && git archive HEAD cuda csrc | tar -x -C build/ref`, carried along as
+# build/ref), so a change is A/B'd against what it replaces in one run.
 set -u -o pipefail
 out=${DIR:-${OUT:-/tmp/vyre-gpu}}
 img=/tmp/call_variants
@@ -18,17 +21,20 @@ failed=0
 declare -A flags=(
   [base]=""
   [trace]="-DVYRE_CALL_TRACE"
-  [hot]="-DVYRE_CALL_HOT_LANES"
-  [trace_hot]="-DVYRE_CALL_TRACE -DVYRE_CALL_HOT_LANES"
+  [wait_inline]="-DVYRE_CALL_WAIT_INLINE"
+  [ref]=""
+  [ref_trace]="-DVYRE_CALL_TRACE"
 )
 names=${VARIANTS:-base trace}
 builds=$(printf '%s\n' $names ${CHECK:-} | awk '!seen[$0]++')
 declare -A pid=()
 for v in $builds; do
   [ -n "${flags[$v]+x}" ] || { echo "call_variants.sh: unknown variant $v"; exit 2; }
+  root=.
+  case $v in ref*) root=${REF_DIR:?a ref variant needs REF_DIR};; esac
   # shellcheck disable=SC2086
   timeout "$(left 240)" nvcc -fatbin -std=c++17 -O3 -lineinfo -gencode=arch=compute_90,code=sm_90 \
-    ${flags[$v]} -I csrc cuda/megakernel.cu -o "$img/$v.fatbin" > "$img/$v.log" 2>&1 &
+    ${flags[$v]} -I "$root/csrc" "$root/cuda/megakernel.cu" -o "$img/$v.fatbin" > "$img/$v.log" 2>&1 &
   pid[$v]=$!
 done
 for v in $builds; do

@@ -163,8 +163,8 @@ calls)
   # ingest A/B (ingest_files), THROUGHPUT=1 adds the throughput suite twice and compare.
   S=$(date +%s); END=$(( S + ${CALLS_S:-505} ))
   d=/tmp/vyre-calls; rm -rf "$d"; mkdir -p "$d"
-  VARIANTS=${VARIANTS:-base hot trace_hot} \
-    CHECK=${CHECK:-hot} END=$(( S + 400 )) DIR="$d" \
+  VARIANTS=${VARIANTS:-ref base wait_inline ref_trace trace} REF_DIR=${REF_DIR:-build/ref} \
+    CHECK=${CHECK:-base} END=$(( S + 400 )) DIR="$d" \
     bash bench/gpu/call_variants.sh > "$d/call_variants_run.log" 2>&1 || failed=1
   grep -E "^== |call_nop|call_atomic|trace|FAILED|^memcheck|^racecheck|^call tests|^CHECK|^ring" \
     "$d/call_variants_run.log"
@@ -206,7 +206,7 @@ rest)
   # alphabetically, the ingest ones left out (FROM past every file, e.g. tests/test_zzz: none)
   END=$(( $(date +%s) + ${TAIL_S:-440} ))
   [ "${THROUGHPUT:-1}" = 1 ] && throughput_twice "$out"
-  ingest_files "$out"
+  [ "${INGEST:-1}" = 1 ] && ingest_files "$out"
   files=$(for f in tests/test_*.py; do [[ "$f" < "${FROM:-tests/test_}" ]] || echo "$f"; done)
   for f in $ingest_tests; do files=$(echo "$files" | grep -vx "$f"); done
   # shellcheck disable=SC2086
