@@ -34,12 +34,17 @@ CONFIGS = {
     "chunk8x10": {"sm_share": 1.0, "chunk_mib": 8, "depth": 10},
     "chunk8x20": {"sm_share": 1.0, "chunk_mib": 8, "depth": 20},
     "chunk16x8": {"sm_share": 1.0, "chunk_mib": 16, "depth": 8},
+    # a file's first slot as long as it was before the 64-byte head (docs/decisions.md)
+    "noyield+head4k": {"sm_share": 1.0, "yield_ms": 0, "head_bytes": 4096},
 }
+HEAD_BYTES = stream_mod._HEAD_BYTES
 
 
 def setup(name: str) -> tuple[dict, dict]:
-    """(Megakernel options, GpuStream options) of configuration ``name``."""
+    """(Megakernel options, GpuStream options) of configuration ``name``; sets the stream's
+    head length (a module constant, so only one configuration runs at a time)."""
     mk = dict(CONFIGS[name])
+    stream_mod._HEAD_BYTES = mk.pop("head_bytes", HEAD_BYTES)
     st = {"chunk_bytes": mk.pop("chunk_mib", 4) << 20, "depth": mk.pop("depth", 20)}
     return (mk if BACKEND == "cuda" else {}), st
 
