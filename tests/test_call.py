@@ -157,6 +157,24 @@ def test_call_returns_the_ops_result_words(backend):
         assert words == (13, 0, 0, 0)
 
 
+@needs_results
+def test_each_call_answers_its_own_result_words(backend):
+    """A call's words are what its op produced, never a previous call's on the same lane: the
+    server answers from the words the interpreter stored, not from its scratch slot."""
+    from vyre import wire
+    with _mk(backend, call_lanes=1) as mk:
+        assert mk.call_words(ADD, (0xFFFFFFFF, OBS)) == (0xFFFFFFFF, 0, 0, 0)
+        assert mk.call_words(Opcode.NOP) == (0, 0, 0, 0)
+        # a packed slot answers with its last inner op's words
+        packed = wire.pack_ops([(ADD, (2, OBS + 1)), (ADD, (3, OBS + 1))])
+        assert mk.call_words(Opcode.PACKED_SLOT, packed) == (5, 0, 0, 0)
+        assert mk.call_words(ADD, (1, OBS)) == (0, 0, 0, 0)  # 0xFFFFFFFF + 1 wraps to 0
+        with pytest.raises(SlotFaultError) as info:
+            mk.call(ADD, (1, OBS), tenant=7)
+        assert info.value.reason is FaultReason.UNAUTHORIZED
+        assert mk.call_words(Opcode.NOP) == (0, 0, 0, 0)
+
+
 def test_unauthorized_tenant_faults_with_slot_fault_error(backend):
     with _mk(backend, tenants=2) as mk:
         with pytest.raises(SlotFaultError) as info:
