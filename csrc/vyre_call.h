@@ -183,10 +183,11 @@ VYRE_FN uint32_t vyre_call_outcome(uint32_t opcode, uint32_t status, uint32_t *r
  * scratch slot of the server's own (ring = scratch, slot_count = 1): the op runs as slot 0 of
  * that one-slot ring, so what it writes into its slot (result words 12..15, a status a handler
  * stores) lands in scratch, never in the caller's ring. A server that keeps such a context
- * per lane copies no context per call (on the GPU the copy's loads are L2 round trips).
- * Returns DONE or FAULT; result gets VYRE_RESULT_WORDS words (vyre_call_outcome): the words
- * vyre_execute_into stored, taken from registers, since reading scratch back is a dependent
- * device-memory load on every call (on the GPU an L2 round trip behind the stores). */
+ * (the GPU's: one per server thread, its ring set per call) copies no context per call (on
+ * the GPU the copy's loads are L2 round trips). Returns DONE or FAULT; result gets
+ * VYRE_RESULT_WORDS words (vyre_call_outcome): the words vyre_execute_into stored, as it
+ * stored them, since reading scratch back is a dependent device-memory load on every call
+ * (on the GPU an L2 round trip behind the stores). */
 VYRE_FN uint32_t vyre_call_run(const vyre_ctx_t *one, uint32_t opcode, uint32_t tenant,
                                const uint32_t *args, int authorized, uint32_t *result) {
     uint32_t w[VYRE_SLOT_WORDS];

@@ -16,9 +16,11 @@
 // bookkeeping (the idle exit's timestamp) follows the answer.
 //
 // After an acquire load the SM's L1 holds nothing: a value read from memory on the serve path
-// is an L2 round trip (~0.15 us). So what the loop needs from the launch is loaded once into
-// registers (call_regs) with the context calls run on (no copy per call), and the op's result
-// words come back in registers (vyre_call_run).
+// is an L2 round trip (~0.15 us). So what the loop needs from the launch is loaded once
+// (call_regs), the context calls run on is built once per server thread (not copied per call),
+// and the answer takes the op's result words as the interpreter stored them (vyre_call_run),
+// not read back from the scratch slot. Both still live in local memory, not registers: their
+// addresses go to the out-of-line op bodies.
 #pragma once
 
 #define CALL_GROUP_LANES 8u          // lanes one warp-wide load covers (32 threads x 16 bytes)
@@ -26,9 +28,8 @@
 #define CALL_HOT_NS 1000000ull       // poll back to back this long after the last call
 
 // The wait is a function of its own. VYRE_CALL_WAIT_INLINE (an experiment,
-// bench/gpu/call_variants.sh) inlines it: on the H200 that answered 96 ns sooner after a request
-// was seen (what a pass saw stays in registers), yet a NOP's round trip measured 0.10-0.14 us
-// longer in both rounds of an A/B (docs/decisions.md, "The call server's wait").
+// bench/gpu/call_variants.sh) inlines it: on the H200 a NOP's round trip measured 0.10-0.14 us
+// longer with it in both rounds of an A/B (docs/decisions.md, "Where a call's time goes").
 #ifdef VYRE_CALL_WAIT_INLINE
 #define CALL_WAIT_FN static __device__ __forceinline__
 #else
@@ -74,8 +75,8 @@ static __device__ __forceinline__ uint32_t ld_rlx_sys(const uint32_t *p) {
         .load(cuda::std::memory_order_relaxed);
 }
 
-// A built-in op of a call (or a user op refused before it runs) on the lane's scratch slot:
-// its status, result words into `result`.
+// A built-in op of a call (in a build without user ops, any opcode: an unknown one faults) on
+// the lane's scratch slot: its status, result words into `result`.
 static __device__ __forceinline__ uint32_t call_builtin(const call_regs &R, unsigned lane, uint32_t opcode,
                                                      uint32_t tenant, const uint32_t *args, int ok,
                                                      uint32_t *result) {

@@ -159,8 +159,8 @@ def test_call_returns_the_ops_result_words(backend):
 
 @needs_results
 def test_each_call_answers_its_own_result_words(backend):
-    """A call's words are what its op produced, never a previous call's on the same lane: the
-    server answers from the words the interpreter stored, not from its scratch slot."""
+    """A call's words are what its op produced, never a previous call's on the same lane (the
+    server answers from the words the interpreter stored, so they must be cleared per call)."""
     from vyre import wire
     with _mk(backend, call_lanes=1) as mk:
         assert mk.call_words(ADD, (0xFFFFFFFF, OBS)) == (0xFFFFFFFF, 0, 0, 0)

@@ -10,7 +10,9 @@
 # A new variant is a line in `flags` (its -D macros) beside an #ifdef in the kernel. A variant
 # named ref* is built from the sources under REF_DIR (its cuda/ and csrc/: e.g. the last commit,
 # `mkdir -p build/ref && git archive HEAD cuda csrc | tar -x -C build/ref`, carried along as
-# build/ref), so a change is A/B'd against what it replaces in one run.
+# build/ref), so a change is A/B'd against what it replaces in one run. The ref image runs
+# under this tree's Python (VYRE_PTX is not checked against the ABI): only for kernels whose
+# launch layout and ABI are the same.
 set -u -o pipefail
 out=${DIR:-${OUT:-/tmp/vyre-gpu}}
 img=/tmp/call_variants
@@ -27,11 +29,15 @@ declare -A flags=(
 )
 names=${VARIANTS:-base trace}
 builds=$(printf '%s\n' $names ${CHECK:-} | awk '!seen[$0]++')
+for v in $builds; do  # every name checked before any build starts
+  [ -n "${flags[$v]+x}" ] || { echo "call_variants.sh: unknown variant $v"; exit 2; }
+  case $v in ref*) [ -f "${REF_DIR:-}/cuda/megakernel.cu" ] \
+    || { echo "call_variants.sh: $v needs REF_DIR with cuda/ and csrc/"; exit 2; };; esac
+done
 declare -A pid=()
 for v in $builds; do
-  [ -n "${flags[$v]+x}" ] || { echo "call_variants.sh: unknown variant $v"; exit 2; }
   root=.
-  case $v in ref*) root=${REF_DIR:?a ref variant needs REF_DIR};; esac
+  case $v in ref*) root=$REF_DIR;; esac
   # shellcheck disable=SC2086
   timeout "$(left 240)" nvcc -fatbin -std=c++17 -O3 -lineinfo -gencode=arch=compute_90,code=sm_90 \
     ${flags[$v]} -I "$root/csrc" "$root/cuda/megakernel.cu" -o "$img/$v.fatbin" > "$img/$v.log" 2>&1 &
