@@ -34,15 +34,15 @@ throughput_twice() {
     > "$d/throughput_compare.txt" 2>&1 || failed=1
   grep -E "^throughput/|^summary" "$d/throughput_compare.txt"
 }
-# ingest_files DIR: ingest_ab with the suite's megakernel options (noyield; and with the 4 KiB
-# head it had before) and the defaults on 8 files and on 2 (a per-source cost of the
-# per-pattern scan; ~15 s each), then where a per-pattern scan of 8 files spends its time,
-# chunk by chunk
+# ingest_files DIR: ingest_ab with the suite's megakernel options (noyield; with the 4 KiB
+# head it had before; without idle exits) and the defaults on 8 files and on 2 (a per-source
+# cost of the per-pattern scan; ~8 s per configuration), then where a per-pattern scan of 8
+# files spends its time, chunk by chunk
 ingest_files() {
   local d=$1 f
   for f in 8 2; do
-    timeout "$(left 45)" python3 bench/gpu/ingest_ab.py --mib 512 --files "$f" --rounds 2 \
-      --configs noyield,noyield+head4k,default+share1 --device-mib 0 2>&1 | grep -v "^#"
+    timeout "$(left 90)" python3 bench/gpu/ingest_ab.py --mib 512 --files "$f" --rounds 2 \
+      --configs noyield,noyield+head4k,noexit+noyield,default+share1 --device-mib 0 2>&1 | grep -v "^#"
   done > "$d/ingest_ab_files.txt"
   timeout "$(left 40)" python3 bench/gpu/ingest_ab.py --mib 512 --files 8 --timeline \
     --configs noyield 2>&1 | grep -v "^#" >> "$d/ingest_ab_files.txt"
