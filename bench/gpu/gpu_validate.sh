@@ -36,14 +36,18 @@ throughput_twice() {
 }
 # ingest_files DIR: ingest_ab with the suite's megakernel options (noyield; with the 4 KiB
 # head it had before; without idle exits) and the defaults on 8 files and on 2 (a per-source
-# cost of the per-pattern scan; ~8 s per configuration), then where a per-pattern scan of 8
-# files spends its time, chunk by chunk
+# cost of the per-pattern scan; ~8 s per configuration), noyield on 2 GiB in 8 files, then
+# where a per-pattern scan of 8 files spends its time, chunk by chunk
 ingest_files() {
   local d=$1 f
   for f in 8 2; do
     timeout "$(left 90)" python3 bench/gpu/ingest_ab.py --mib 512 --files "$f" --rounds 2 \
       --configs noyield,noyield+head4k,noexit+noyield,default+share1 --device-mib 0 2>&1 | grep -v "^#"
   done > "$d/ingest_ab_files.txt"
+  # the same 8 files 4x as long: a scan's fill and drain (~2-3 ms by the timeline) weigh a
+  # quarter as much as on 512 MiB
+  timeout "$(left 60)" python3 bench/gpu/ingest_ab.py --mib 2048 --files 8 --rounds 2 \
+    --configs noyield --device-mib 0 2>&1 | grep -v "^#" >> "$d/ingest_ab_files.txt"
   timeout "$(left 40)" python3 bench/gpu/ingest_ab.py --mib 512 --files 8 --timeline \
     --configs noyield 2>&1 | grep -v "^#" >> "$d/ingest_ab_files.txt"
   cat "$d/ingest_ab_files.txt"
