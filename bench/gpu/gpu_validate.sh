@@ -34,16 +34,18 @@ throughput_twice() {
     > "$d/throughput_compare.txt" 2>&1 || failed=1
   grep -E "^throughput/|^summary" "$d/throughput_compare.txt"
 }
-# ingest_files DIR: ingest_ab with the suite's megakernel options (noyield; with the 4 KiB
-# head it had before; without idle exits) and the defaults on 8 files and on 2 (a per-source
-# cost of the per-pattern scan; ~8 s per configuration), noyield on 2 GiB in 8 files, then
-# where a per-pattern scan of 8 files spends its time, chunk by chunk
+# ingest_files DIR: ingest_ab on 8 files with the suite's megakernel options (noyield; with
+# the 4 KiB head it had before; without idle exits; with more chunks in flight) and the
+# defaults, then on 2 files (a per-source cost; ~8 s per configuration), noyield on 2 GiB in
+# 8 files, then where a per-pattern scan of 8 files spends its time, chunk by chunk
 ingest_files() {
-  local d=$1 f
-  for f in 8 2; do
-    timeout "$(left 90)" python3 bench/gpu/ingest_ab.py --mib 512 --files "$f" --rounds 2 \
-      --configs noyield,noyield+head4k,noexit+noyield,default+share1 --device-mib 0 2>&1 | grep -v "^#"
-  done > "$d/ingest_ab_files.txt"
+  local d=$1
+  timeout "$(left 100)" python3 bench/gpu/ingest_ab.py --mib 512 --files 8 --rounds 2 --configs \
+    noyield,noyield+head4k,noexit+noyield,noyield+depth32,noyield+chunk2x40,default+share1 \
+    --device-mib 0 2>&1 | grep -v "^#" > "$d/ingest_ab_files.txt"
+  timeout "$(left 60)" python3 bench/gpu/ingest_ab.py --mib 512 --files 2 --rounds 2 \
+    --configs noyield,noyield+head4k,default+share1 --device-mib 0 2>&1 \
+    | grep -v "^#" >> "$d/ingest_ab_files.txt"
   # the same 8 files 4x as long: a scan's fill and drain (~2-3 ms by the timeline) weigh a
   # quarter as much as on 512 MiB
   timeout "$(left 60)" python3 bench/gpu/ingest_ab.py --mib 2048 --files 8 --rounds 2 \

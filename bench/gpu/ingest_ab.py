@@ -34,6 +34,10 @@ CONFIGS = {
     "chunk8x10": {"sm_share": 1.0, "chunk_mib": 8, "depth": 10},
     "chunk8x20": {"sm_share": 1.0, "chunk_mib": 8, "depth": 20},
     "chunk16x8": {"sm_share": 1.0, "chunk_mib": 16, "depth": 8},
+    # more chunks in flight with the suite's options: a chunk holds its staging slot for its
+    # read and copy (~2 ms per 4 MiB on the H200) and its mirror slot while scanned
+    "noyield+depth32": {"sm_share": 1.0, "yield_ms": 0, "depth": 32},
+    "noyield+chunk2x40": {"sm_share": 1.0, "yield_ms": 0, "chunk_mib": 2, "depth": 40},
     # a file's first slot as long as it was before the 64-byte head (docs/decisions.md)
     "noyield+head4k": {"sm_share": 1.0, "yield_ms": 0, "head_bytes": 4096},
 }
