@@ -193,18 +193,21 @@ VYRE_FN uint32_t vyre_call_run(const vyre_ctx_t *one, uint32_t opcode, uint32_t 
     uint32_t w[VYRE_SLOT_WORDS];
     vyre_call_slot(w, opcode, tenant, args);
 #if defined(__CUDA_ARCH__) && defined(VYRE_CALL_SCRATCH_V4)
-    /* an experiment (bench/gpu/call_variants.sh): the scratch pointer read once and four
-     * 16-byte stores; through one->ring, which may alias *one, the compiler reloads the pointer
-     * from local memory after each of the first stores (twice in the PTX), a wait on L1 or,
-     * where the poll's acquire emptied it, on L2 */
+    /* an experiment (bench/gpu/call_variants.sh): the scratch pointer read once, four 16-byte
+     * stores, and no result words stored into scratch (the answer takes them from `result`).
+     * Through one->ring, which may alias *one, the compiler reloads the pointer from local
+     * memory after each of the first stores and again for the result words' store (three
+     * dependent reloads in the PTX): waits on L1 or, where the poll's acquire emptied it, L2 */
     uint4 *scratch = (uint4 *)(void *)one->ring;
     for (uint32_t k = 0; k < VYRE_SLOT_WORDS / 4u; ++k)
         scratch[k] = make_uint4(w[4u * k], w[4u * k + 1u], w[4u * k + 2u], w[4u * k + 3u]);
+    const int store = 0;
 #else
     for (uint32_t i = 0; i < VYRE_SLOT_WORDS; ++i) one->ring[i] = w[i];
+    const int store = 1;
 #endif
     if (opcode == VYRE_OP_LOAD_MISS) return vyre_call_outcome(opcode, VYRE_STATUS_FAULT, result);
-    vyre_result_t r = vyre_execute_into(one, 0u, w, authorized, result);
+    vyre_result_t r = vyre_execute_into(one, 0u, w, authorized, result, store);
     return vyre_call_outcome(opcode, r.status, result);
 }
 

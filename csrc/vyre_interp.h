@@ -48,9 +48,10 @@
  *   int  vyre_claim_from(c, slot, from)        CAS(from -> CLAIMED), e.g. WAIT_IO retries
  *   vyre_result_t vyre_execute_words(c, slot, words[16])   vyre_execute on loaded slot words
  *   vyre_result_t vyre_execute_authorized(c, slot, words[16], ok)   ... with the tenant verdict given
- *   vyre_result_t vyre_execute_into(c, slot, words[16], ok, res[4])  ... and the result words it
- *        stored also in res (DONE or FAULT; CLAIMED leaves res undefined), so a caller that
- *        answers from registers (the call path) need not read its slot back
+ *   vyre_result_t vyre_execute_into(c, slot, words[16], ok, res[4], store)  ... and the result
+ *        words also in res (DONE or FAULT; CLAIMED leaves res undefined), stored into the slot
+ *        only when store != 0: a caller that answers from res (the call path) need not read
+ *        its slot back, nor write result words nobody reads
  *   int  vyre_tenant_ok_(c, tenant)                        docs/spec.md §5 authorization
  *   int  vyre_dfa_scan_wants_lanes(words[16], min_bytes)
  *   int  vyre_dfa_scan_begin(c, words[16], args[12], &start_state)
@@ -1432,7 +1433,7 @@ VYRE_FN void vyre_load_slot_(const vyre_ctx_t *c, uint32_t slot, uint32_t *w) {
  * all lanes of the same tenant, since every lane reading the same three control words over
  * PCIe serializes the whole GPU on one cache line. */
 VYRE_FN vyre_result_t vyre_execute_into(const vyre_ctx_t *c, uint32_t slot, const uint32_t *w,
-                                        int authorized, uint32_t *res) {
+                                        int authorized, uint32_t *res, int store) {
     const uint32_t op = w[VYRE_SLOT_OPCODE];
     const uint32_t tenant = w[VYRE_SLOT_TENANT];
     const uint32_t *a = w + VYRE_SLOT_ARGS;
@@ -1442,7 +1443,7 @@ VYRE_FN vyre_result_t vyre_execute_into(const vyre_ctx_t *c, uint32_t slot, cons
 
     if (!authorized) {
         vyre_fault_(res, VYRE_FAULT_UNAUTHORIZED, tenant, 0u, 0u);
-        vyre_store_results(c, slot, res);
+        if (store) vyre_store_results(c, slot, res);
         return vyre_result_(VYRE_STATUS_FAULT, VYRE_NO_METRIC);
     }
 
@@ -1470,7 +1471,7 @@ VYRE_FN vyre_result_t vyre_execute_into(const vyre_ctx_t *c, uint32_t slot, cons
                 vyre_ctl_add_(c, VYRE_CTRL_METRICS_BASE + iop, 1u);
             }
         }
-        vyre_store_results(c, slot, res);
+        if (store) vyre_store_results(c, slot, res);
         return vyre_result_(status, VYRE_NO_METRIC);
     }
 
@@ -1480,7 +1481,7 @@ VYRE_FN vyre_result_t vyre_execute_into(const vyre_ctx_t *c, uint32_t slot, cons
     else
         status = vyre_run_op_(c, slot, op, tenant, a, res);
     if (status == VYRE_STATUS_CLAIMED) return vyre_result_(status, VYRE_NO_METRIC); /* parked: args kept */
-    vyre_store_results(c, slot, res);
+    if (store) vyre_store_results(c, slot, res);
     return vyre_result_(status, (status == VYRE_STATUS_DONE && op < VYRE_METRICS_COUNT)
                                     ? op : VYRE_NO_METRIC);
 }
@@ -1488,7 +1489,7 @@ VYRE_FN vyre_result_t vyre_execute_into(const vyre_ctx_t *c, uint32_t slot, cons
 VYRE_FN vyre_result_t vyre_execute_authorized(const vyre_ctx_t *c, uint32_t slot, const uint32_t *w,
                                               int authorized) {
     uint32_t res[VYRE_RESULT_WORDS];
-    return vyre_execute_into(c, slot, w, authorized, res);
+    return vyre_execute_into(c, slot, w, authorized, res, 1);
 }
 
 VYRE_FN vyre_result_t vyre_execute_words(const vyre_ctx_t *c, uint32_t slot, const uint32_t *w) {
