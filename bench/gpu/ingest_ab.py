@@ -163,6 +163,24 @@ def timeline(paths: list[str], name: str) -> None:
                     if d:
                         parts.append(f"{a}->{b} {np.median(d):.3f}/{max(d):.3f}")
                 print(f"    {where:6s} chunks, ms median/max: " + "; ".join(parts))
+            # Little's law: chunks in a stage on average = the sum of their times in it / the
+            # scan's time; a staging slot is held from read to copied (to retired without a
+            # device copy: the scan reads it), a mirror slot from copied to retired
+            copied = any("copied" in c for c in chunks.values())
+            held = {}
+            for name_, a, b in (("staging", "read", "copied" if copied else "retired"),
+                                ("mirror", "copied", "retired"), ("reading", "read", "landed"),
+                                ("scanning", "published", "retired")):
+                busy = sum(c[b] - c[a] for c in chunks.values() if a in c and b in c)
+                held[name_] = busy / total
+            print(f"    chunks held on average (depth {sto['depth']}): " +
+                  "; ".join(f"{k} {v:.1f}" for k, v in held.items()))
+            firsts = [c["published"] for c in chunks.values() if "published" in c]
+            ends = [c["retired"] for c in chunks.values() if "retired" in c]
+            if firsts and ends:
+                print(f"    fill (start to first publication) {(min(firsts) - t0) * 1e3:.3f} ms; "
+                      f"drain (last publication to its retire) "
+                      f"{(max(ends) - max(firsts)) * 1e3:.3f} ms")
             pubs = sorted((c["published"], k) for k, c in chunks.items() if "published" in c)
             gaps = sorted(((b[0] - a[0]) * 1e3, b[1])
                           for a, b in zip(pubs, pubs[1:], strict=False))[-5:]
