@@ -196,12 +196,13 @@ final)
   grep -E "^ingest/|vs hyperscan|^  (ok|suspect)" "$out/h200_ingest.txt"
   if [ "${LATENCY:-1}" = 1 ]; then  # the call path's round trips beside launch + sync (text only:
     # the device tool returns at most 8 files)
-    timeout 60 python3 -m vyre.bench --backend cuda --suite latency --no-progress \
+    timeout 120 python3 -m vyre.bench --backend cuda --suite latency --no-progress \
       > "$out/h200_latency.txt" 2>&1 || failed=1
     grep -E "^latency/|call_nop vs|  (ok|SUSPECT) " "$out/h200_latency.txt"
   fi
   ignore=""; for f in $ingest_tests; do ignore="$ignore --ignore=$f"; done
-  rest=$(( ${FINAL_S:-580} - SECONDS ))  # what the call has left, so its end still reports
+  # what the call has left after env.sh (~40 s, before this script), so its end still reports
+  rest=$(( ${FINAL_S:-500} - SECONDS ))
   echo "other GPU tests: ${rest} s"
   # shellcheck disable=SC2086
   gpu_tests "$rest" "$out/gpu_pytest.log" $ignore
