@@ -39,19 +39,23 @@ throughput_twice() {
 # defaults, then on 2 files (a per-source cost; ~8 s per configuration), noyield on 2 GiB in
 # 8 files, then where a per-pattern scan of 8 files spends its time, chunk by chunk
 ingest_files() {
-  local d=$1
+  local d=$1 raw=/tmp/vyre-ingest-ab-raw.txt
+  : > "$raw"
+  # each step's own exit status counts (a step cut by its timeout fails the script)
   timeout "$(left 100)" python3 bench/gpu/ingest_ab.py --mib 512 --files 8 --rounds 2 --configs \
     noyield,noyield+head4k,noexit+noyield,noyield+depth32,noyield+chunk2x40,default+share1 \
-    --device-mib 0 2>&1 | grep -v "^#" > "$d/ingest_ab_files.txt"
+    --device-mib 0 >> "$raw" 2>&1 || { echo "ingest_ab 8 files: rc $?" >> "$raw"; failed=1; }
   timeout "$(left 60)" python3 bench/gpu/ingest_ab.py --mib 512 --files 2 --rounds 2 \
-    --configs noyield,noyield+head4k,default+share1 --device-mib 0 2>&1 \
-    | grep -v "^#" >> "$d/ingest_ab_files.txt"
+    --configs noyield,noyield+head4k,default+share1 --device-mib 0 >> "$raw" 2>&1 \
+    || { echo "ingest_ab 2 files: rc $?" >> "$raw"; failed=1; }
   # the same 8 files 4x as long: a scan's fill and drain (~2-3 ms by the timeline) weigh a
   # quarter as much as on 512 MiB
   timeout "$(left 60)" python3 bench/gpu/ingest_ab.py --mib 2048 --files 8 --rounds 2 \
-    --configs noyield --device-mib 0 2>&1 | grep -v "^#" >> "$d/ingest_ab_files.txt"
+    --configs noyield --device-mib 0 >> "$raw" 2>&1 \
+    || { echo "ingest_ab 2 GiB: rc $?" >> "$raw"; failed=1; }
   timeout "$(left 40)" python3 bench/gpu/ingest_ab.py --mib 512 --files 8 --timeline \
-    --configs noyield 2>&1 | grep -v "^#" >> "$d/ingest_ab_files.txt"
+    --configs noyield >> "$raw" 2>&1 || { echo "ingest_ab timeline: rc $?" >> "$raw"; failed=1; }
+  grep -v "^#" "$raw" > "$d/ingest_ab_files.txt"
   cat "$d/ingest_ab_files.txt"
 }
 # gpu_tests SECONDS LOG PYTEST-ARGS...: the GPU tests named, bounded, and a count of outcomes
@@ -202,7 +206,8 @@ final)
   fi
   ignore=""; for f in $ingest_tests; do ignore="$ignore --ignore=$f"; done
   # what the call has left after env.sh (~40 s, before this script), so its end still reports
-  rest=$(( ${FINAL_S:-500} - SECONDS ))
+  # (at least 1 s: `timeout 0` would not bound the tests at all)
+  rest=$(( ${FINAL_S:-500} - SECONDS )); [ "$rest" -lt 1 ] && rest=1
   echo "other GPU tests: ${rest} s"
   # shellcheck disable=SC2086
   gpu_tests "$rest" "$out/gpu_pytest.log" $ignore

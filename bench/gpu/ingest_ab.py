@@ -14,7 +14,9 @@ many assist parts idle warps took. With CuPy present it also scans a device arra
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 import time
 
@@ -165,12 +167,14 @@ def timeline(paths: list[str], name: str) -> None:
                 print(f"    {where:6s} chunks, ms median/max: " + "; ".join(parts))
             # Little's law: chunks in a stage on average = the sum of their times in it / the
             # scan's time; a staging slot is held from read to copied (to retired without a
-            # device copy: the scan reads it), a mirror slot from copied to retired
+            # device copy: the scan reads it), a mirror slot from its copy's start to retired
             copied = any("copied" in c for c in chunks.values())
+            stages = [("staging", "read", "copied" if copied else "retired"),
+                      ("reading", "read", "landed"), ("scanning", "published", "retired")]
+            if copied:
+                stages.insert(1, ("mirror", "copying", "retired"))
             held = {}
-            for name_, a, b in (("staging", "read", "copied" if copied else "retired"),
-                                ("mirror", "copied", "retired"), ("reading", "read", "landed"),
-                                ("scanning", "published", "retired")):
+            for name_, a, b in stages:
                 busy = sum(c[b] - c[a] for c in chunks.values() if a in c and b in c)
                 held[name_] = busy / total
             print(f"    chunks held on average (depth {sto['depth']}): " +
@@ -205,6 +209,7 @@ def main() -> None:
     BACKEND = a.backend
     rng = np.random.default_rng(7)
     tmp = tempfile.mkdtemp(prefix="vyre-ingest-ab-")
+    atexit.register(shutil.rmtree, tmp, True)  # GiBs of files: gone however main ends
     if a.densities:
         densities(a, rng, tmp)
         return
@@ -255,9 +260,9 @@ def main() -> None:
                                    f"helped {b.assist_helped()}")
     print(f"{total >> 20} MiB in {a.files} files, positions {ref}")
     for n in names:
-        print(f"{n:16s} positions   {stats(res[n]['pos'])}")
-        print(f"{n:16s} per-pattern {stats(res[n]['pp'])}")
-        print(f"{n:16s} last round: {(info[n] or ['-'])[-1]}")
+        print(f"{n:18s} positions   {stats(res[n]['pos'])}")
+        print(f"{n:18s} per-pattern {stats(res[n]['pp'])}")
+        print(f"{n:18s} last round: {(info[n] or ['-'])[-1]}")
     try:
         import cupy as cp
     except ImportError:

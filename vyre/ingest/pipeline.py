@@ -348,6 +348,7 @@ class ScanPipeline:
                 self.free.append(tag)
                 continue
             m = self.mirror_free.popleft()
+            self._mark("copying", job, off)
             try:
                 self.copying.append((tag, m, job, c, n, off, self.copy(tag, m, c, n)))
             except BaseException as e:  # noqa: BLE001  # recorded, raised at the end
