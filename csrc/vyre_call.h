@@ -185,8 +185,8 @@ VYRE_FN uint32_t vyre_call_outcome(uint32_t opcode, uint32_t status, uint32_t *r
  * stores) lands in scratch, never in the caller's ring. A server that keeps such a context
  * (the GPU's: one per server thread, its ring set per call) copies no context per call (on
  * the GPU the copy's loads are L2 round trips). Returns DONE or FAULT; result gets
- * VYRE_RESULT_WORDS words (vyre_call_outcome): the words vyre_execute_into stored, as it
- * stored them, since reading scratch back is a dependent device-memory load on every call
+ * VYRE_RESULT_WORDS words (vyre_call_outcome): the words vyre_execute_into produced, taken
+ * from it directly, since reading scratch back is a dependent device-memory load on every call
  * (on the GPU an L2 round trip behind the stores). */
 VYRE_FN uint32_t vyre_call_run(const vyre_ctx_t *one, uint32_t opcode, uint32_t tenant,
                                const uint32_t *args, int authorized, uint32_t *result) {

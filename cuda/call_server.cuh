@@ -18,7 +18,7 @@
 // After an acquire load the SM's L1 holds nothing: a value read from memory on the serve path
 // is an L2 round trip (~0.15 us). So what the loop needs from the launch is loaded once
 // (call_regs), the context calls run on is built once per server thread (not copied per call),
-// and the answer takes the op's result words as the interpreter stored them (vyre_call_run),
+// and the answer takes the op's result words as the interpreter produced them (vyre_call_run),
 // not read back from the scratch slot. Both still live in local memory, not registers: their
 // addresses go to the out-of-line op bodies.
 #pragma once
