@@ -181,8 +181,8 @@ VYRE_FN uint32_t vyre_call_outcome(uint32_t opcode, uint32_t status, uint32_t *r
 /* Run one call through the slot interpreter's entry (tenant verdict `authorized` given, the
  * protected-word rule, the op, its result words) on `one`, a context whose ring is a 16-word
  * scratch slot of the server's own (ring = scratch, slot_count = 1): the op runs as slot 0 of
- * that one-slot ring, so what it writes into its slot (result words 12..15, a status a handler
- * stores) lands in scratch, never in the caller's ring. A server that keeps such a context
+ * that one-slot ring, so what it writes into its slot (a status or words a handler stores)
+ * lands in scratch, never in the caller's ring. A server that keeps such a context
  * (the GPU's: one per server thread, its ring set per call) copies no context per call (on
  * the GPU the copy's loads are L2 round trips). Returns DONE or FAULT; result gets
  * VYRE_RESULT_WORDS words (vyre_call_outcome): the words vyre_execute_into produced, taken
@@ -192,22 +192,20 @@ VYRE_FN uint32_t vyre_call_run(const vyre_ctx_t *one, uint32_t opcode, uint32_t 
                                const uint32_t *args, int authorized, uint32_t *result) {
     uint32_t w[VYRE_SLOT_WORDS];
     vyre_call_slot(w, opcode, tenant, args);
-#if defined(__CUDA_ARCH__) && defined(VYRE_CALL_SCRATCH_V4)
-    /* an experiment (bench/gpu/call_variants.sh): the scratch pointer read once, four 16-byte
-     * stores, and no result words stored into scratch (the answer takes them from `result`).
-     * Through one->ring, which may alias *one, the compiler reloads the pointer from local
-     * memory after each of the first stores and again for the result words' store (three
-     * dependent reloads in the PTX): waits on L1 or, where the poll's acquire emptied it, L2 */
+    /* The scratch pointer read once: through one->ring, which may alias *one, each store would
+     * reload it (on the GPU a dependent local-memory load, L2 where the poll's acquire emptied
+     * L1). On the GPU four 16-byte stores (docs/decisions.md, "Where a call's time goes"). */
+#ifdef __CUDA_ARCH__
     uint4 *scratch = (uint4 *)(void *)one->ring;
     for (uint32_t k = 0; k < VYRE_SLOT_WORDS / 4u; ++k)
         scratch[k] = make_uint4(w[4u * k], w[4u * k + 1u], w[4u * k + 2u], w[4u * k + 3u]);
-    const int store = 0;
 #else
-    for (uint32_t i = 0; i < VYRE_SLOT_WORDS; ++i) one->ring[i] = w[i];
-    const int store = 1;
+    uint32_t *scratch = one->ring;
+    for (uint32_t i = 0; i < VYRE_SLOT_WORDS; ++i) scratch[i] = w[i];
 #endif
     if (opcode == VYRE_OP_LOAD_MISS) return vyre_call_outcome(opcode, VYRE_STATUS_FAULT, result);
-    vyre_result_t r = vyre_execute_into(one, 0u, w, authorized, result, store);
+    /* no result words into scratch: nobody reads them back (the answer takes `result`) */
+    vyre_result_t r = vyre_execute_into(one, 0u, w, authorized, result, 0);
     return vyre_call_outcome(opcode, r.status, result);
 }
 

@@ -24,8 +24,6 @@ declare -A flags=(
   [base]=""
   [trace]="-DVYRE_CALL_TRACE"
   [wait_inline]="-DVYRE_CALL_WAIT_INLINE"
-  [scratch_v4]="-DVYRE_CALL_SCRATCH_V4"
-  [trace_scratch_v4]="-DVYRE_CALL_TRACE -DVYRE_CALL_SCRATCH_V4"
   [ref]=""
   [ref_trace]="-DVYRE_CALL_TRACE"
 )

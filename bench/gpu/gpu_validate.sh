@@ -174,8 +174,8 @@ calls)
   # ingest A/B (ingest_files), THROUGHPUT=1 adds the throughput suite twice and compare.
   S=$(date +%s); END=$(( S + ${CALLS_S:-505} ))
   d=/tmp/vyre-calls; rm -rf "$d"; mkdir -p "$d"
-  VARIANTS=${VARIANTS:-base scratch_v4 trace trace_scratch_v4} REF_DIR=${REF_DIR:-build/ref} \
-    CHECK=${CHECK:-scratch_v4} END=$(( S + 400 )) DIR="$d" \
+  VARIANTS=${VARIANTS:-base trace} REF_DIR=${REF_DIR:-build/ref} \
+    CHECK=${CHECK:-base} END=$(( S + 400 )) DIR="$d" \
     bash bench/gpu/call_variants.sh > "$d/call_variants_run.log" 2>&1 || failed=1
   grep -E "^== |call_nop|call_atomic|trace|FAILED|^memcheck|^racecheck|^call tests|^CHECK|^ring" \
     "$d/call_variants_run.log"
