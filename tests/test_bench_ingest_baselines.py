@@ -125,3 +125,23 @@ def test_device_array_size_comes_from_the_environment(monkeypatch):
         monkeypatch.setenv("VYRE_BENCH_DEVICE_MIB", bad)
         with pytest.raises(ValueError, match="VYRE_BENCH_DEVICE_MIB"):
             ingest._device_mib(False)
+
+
+def test_only_the_methods_named_are_measured(monkeypatch):
+    _cpu_ok()
+    monkeypatch.setenv("VYRE_BENCH_INGEST_METHODS", "gpustream_scan_per_pattern, hyperscan")
+    ctx = _run(monkeypatch)
+    assert ctx.errors == [], ctx.errors
+    assert {r.name for r in ctx.results} == {"gpustream_scan_per_pattern", "hyperscan"}
+    skipped = {s["name"]: s["reason"] for s in ctx.skipped}
+    for name in ("gpustream_scan", "read_only", "python_count", "pyahocorasick"):
+        assert "VYRE_BENCH_INGEST_METHODS" in skipped[name], name
+    assert {(c.subject, c.baseline) for c in ctx.comparisons} == \
+        {("ingest/gpustream_scan_per_pattern", "ingest/hyperscan")}
+
+
+def test_a_method_name_the_run_lacks_is_refused_with_the_choices(monkeypatch):
+    _cpu_ok()
+    monkeypatch.setenv("VYRE_BENCH_INGEST_METHODS", "gpustream_scan,hyprescan")
+    with pytest.raises(ValueError, match=r"hyprescan.*choose from .*hyperscan"):
+        _run(monkeypatch)

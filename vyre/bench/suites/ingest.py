@@ -2,7 +2,8 @@
 
 Input files of pseudo-random bytes with two literal patterns planted at random offsets
 (8 files of 256 MiB = 2 GiB, or ``$VYRE_BENCH_INGEST_MIB`` MiB over the 8; one of 16 MiB in
-``--quick``) are written once, outside timing, in a temporary directory
+``--quick``; ``$VYRE_BENCH_INGEST_METHODS``, comma-separated, measures only the methods named)
+are written once, outside timing, in a temporary directory
 (``$VYRE_BENCH_TMP`` or the system default). Every sample scans the whole file to
 completion; the rate is file bytes / host time (``B/s``). The file is read from the page
 cache after the warm-up (dropping caches needs root), so this is the ingest pipeline's cost,
@@ -236,6 +237,21 @@ def _scanner_methods(ctx, paths: list[str], per_pattern: np.ndarray, size: int,
     return methods, opened
 
 
+def _selected(names: list[str]) -> set[str]:
+    """The methods to measure: ``$VYRE_BENCH_INGEST_METHODS`` (comma-separated names of
+    ``names``), else all of them. The slow Python baselines make a 2 GiB run take minutes;
+    a run that only needs the scans beside their ceilings and Hyperscan can name those."""
+    text = os.environ.get("VYRE_BENCH_INGEST_METHODS", "").strip()
+    if not text:
+        return set(names)
+    chosen = {n.strip() for n in text.split(",") if n.strip()}
+    unknown = sorted(chosen - set(names))
+    if unknown:
+        raise ValueError(f"VYRE_BENCH_INGEST_METHODS names {', '.join(unknown)}, which this run "
+                         f"does not have; choose from {', '.join(names)}")
+    return chosen
+
+
 def run(ctx) -> None:
     """Scan the files with GpuStream and the baselines, paired."""
     stream_mod = need("vyre.ingest.stream")
@@ -350,6 +366,11 @@ def run(ctx) -> None:
         methods += more
         if backend == "cuda":
             methods += _gpu_methods(ctx, paths, dfa, expected, size, params)
+        chosen = _selected([m.name for m in methods])
+        for m in methods:
+            if m.name not in chosen:
+                ctx.skip(m.name, "not in $VYRE_BENCH_INGEST_METHODS")
+        methods = [m for m in methods if m.name in chosen]
         try:
             res = ctx.paired(methods, rounds=ROUNDS)
         finally:
