@@ -6,8 +6,9 @@
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh bench    # vyre-bench --op on CUDA, every
 #       suite twice, compare, plots, by BENCH_END (see the mode); results in $OUT/gpu_bench.tgz
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh final    # one call of ~10 min: sanitizers,
-#       the ingest tests, the ingest suite (needs the .whl scanners), the latency suite
-#       (LATENCY=0 leaves it out), then the other GPU tests
+#       the ingest tests, the ingest suite (needs the .whl scanners; INGEST_MIB, default 512,
+#       within INGEST_S, default 170 s; VYRE_BENCH_INGEST_METHODS passes through), the latency
+#       suite (LATENCY=0 leaves it out), then the other GPU tests
 #   source .gpu/env.sh && bash bench/gpu/gpu_validate.sh calls    # one call of ~8 min: the
 #       call-server variants A/B with the CHECK variant sanitized and tested
 #       (bench/gpu/call_variants.sh), then the ingest A/B of 8 files against 2
@@ -194,7 +195,7 @@ final)
   timeout 120 python3 -m pytest -m gpu -q -rfE -p no:cacheprovider $ingest_tests \
     > "$out/gpu_pytest_ingest.log" 2>&1 || failed=1
   tail -4 "$out/gpu_pytest_ingest.log"
-  VYRE_BENCH_INGEST_MIB=${INGEST_MIB:-512} timeout 170 python3 -m vyre.bench --backend cuda \
+  VYRE_BENCH_INGEST_MIB=${INGEST_MIB:-512} timeout "${INGEST_S:-170}" python3 -m vyre.bench --backend cuda \
     --suite ingest --no-progress --json "$out/h200_ingest.json" --markdown "$out/h200_ingest.md" \
     > "$out/h200_ingest.txt" 2>&1 || failed=1
   grep -E "^ingest/|vs hyperscan|^  (ok|suspect)" "$out/h200_ingest.txt"
