@@ -159,14 +159,16 @@ def count_files(paths: list[str]) -> int:
 
 def mk_options(backend: str) -> dict[str, Any]:
     """The megakernel every ingest method scans with: on CUDA a GPU given to ingest, the
-    whole GPU (``sm_share=1.0``) and no yields (``yield_ms=0``): the defaults leave room for
-    CuPy and PyTorch beside vyre (a quarter of the SMs; leave the GPU every 5 ms), which caps
-    the DFA walk below the copy ceiling and costs each yield a drain and a relaunch
-    (bench/gpu/ingest_ab.py measures the defaults beside this)."""
+    whole GPU (``sm_share=1.0``), no yields (``yield_ms=0``) and no idle exits
+    (``idle_exit_ms=0``): the defaults leave room for CuPy and PyTorch beside vyre (a quarter
+    of the SMs; leave the GPU every 5 ms, and after 1 ms idle), which caps the DFA walk below
+    the copy ceiling and costs each yield a drain and a relaunch, and each pause of the reads
+    past 1 ms a relaunch (bench/gpu/ingest_ab.py measures the defaults beside this)."""
     opts: dict[str, Any] = {"slot_count": 1024, "observable_slots": 64}
     if backend == "cuda":
         opts["sm_share"] = 1.0
         opts["yield_ms"] = 0
+        opts["idle_exit_ms"] = 0
     return opts
 
 
@@ -281,7 +283,8 @@ def run(ctx) -> None:
         params = {"bytes": size, "files": nfiles, "chunk_bytes": STREAM_CHUNK,
                   "depth": STREAM_DEPTH, "backend": backend,
                   "sm_share": mk_options(backend).get("sm_share"),
-                  "yield_ms": mk_options(backend).get("yield_ms")}
+                  "yield_ms": mk_options(backend).get("yield_ms"),
+                  "idle_exit_ms": mk_options(backend).get("idle_exit_ms")}
         megakernel(fx, backend, **mk_options(backend)).shutdown()  # or skip
         got: dict[str, Any] = {}
 
