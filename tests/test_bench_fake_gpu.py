@@ -473,10 +473,12 @@ def test_ingest_gpu_baselines_with_their_real_code(fake_gpu_libs, monkeypatch):
     monkeypatch.setattr(ingest, "resolve_backend", lambda ctx, allowed=None: "cuda")
     shares = []  # what the suite asked the CUDA megakernel for; the CPU one takes neither
     yields = []
+    exits = []
 
     def on_cpu(fx, backend, **kw):
         shares.append(kw.pop("sm_share", None))
         yields.append(kw.pop("yield_ms", None))
+        exits.append(kw.pop("idle_exit_ms", None))
         return real(fx, "cpu", **kw)
 
     monkeypatch.setattr(ingest, "megakernel", on_cpu)
@@ -489,6 +491,7 @@ def test_ingest_gpu_baselines_with_their_real_code(fake_gpu_libs, monkeypatch):
     assert device == ["cuda"]
     assert shares and set(shares) == {1.0}  # ingest scans with the whole GPU
     assert set(yields) == {0}  # and never leaves it while busy
+    assert set(exits) == {0}  # nor when idle
     by = {r.name: r for r in ctx.results}
     scanners = {n for n, why in ingest.scanners.available().items() if why is None}
     assert set(by) == {"gpustream_scan", "gpustream_scan_per_pattern", "read_only",

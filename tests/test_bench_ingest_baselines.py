@@ -134,14 +134,29 @@ def test_only_the_methods_named_are_measured(monkeypatch):
     assert ctx.errors == [], ctx.errors
     assert {r.name for r in ctx.results} == {"gpustream_scan_per_pattern", "hyperscan"}
     skipped = {s["name"]: s["reason"] for s in ctx.skipped}
-    for name in ("gpustream_scan", "read_only", "python_count", "pyahocorasick"):
+    for name in ("gpustream_scan", "read_only", "python_count", "pyahocorasick",
+                 "device_array_scan"):
         assert "VYRE_BENCH_INGEST_METHODS" in skipped[name], name
     assert {(c.subject, c.baseline) for c in ctx.comparisons} == \
         {("ingest/gpustream_scan_per_pattern", "ingest/hyperscan")}
 
 
-def test_a_method_name_the_run_lacks_is_refused_with_the_choices(monkeypatch):
+@pytest.mark.parametrize("value", ["gpustream_scan,hyprescan", ",", " , "])
+def test_a_selection_naming_no_known_method_is_refused_before_any_input(monkeypatch, value):
     _cpu_ok()
-    monkeypatch.setenv("VYRE_BENCH_INGEST_METHODS", "gpustream_scan,hyprescan")
-    with pytest.raises(ValueError, match=r"hyprescan.*choose from .*hyperscan"):
+    written = []
+    monkeypatch.setattr(ingest, "write_input", lambda *a, **k: written.append(a))
+    monkeypatch.setenv("VYRE_BENCH_INGEST_METHODS", value)
+    with pytest.raises(ValueError, match=r"VYRE_BENCH_INGEST_METHODS.*choose from .*hyperscan"):
         _run(monkeypatch)
+    assert written == []  # refused before any input file was written
+
+
+def test_the_device_array_scan_is_selected_by_name(monkeypatch):
+    seen = []
+    monkeypatch.setattr(ingest, "_device_array", lambda ctx, *a: seen.append(a[0]))
+    monkeypatch.setenv("VYRE_BENCH_INGEST_METHODS", "device_array_scan")
+    _cpu_ok()
+    ctx = _run(monkeypatch)
+    assert ctx.errors == [], ctx.errors
+    assert len(seen) == 1 and ctx.results == []

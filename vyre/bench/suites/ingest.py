@@ -239,18 +239,20 @@ def _scanner_methods(ctx, paths: list[str], per_pattern: np.ndarray, size: int,
     return methods, opened
 
 
-def _selected(names: list[str]) -> set[str]:
-    """The methods to measure: ``$VYRE_BENCH_INGEST_METHODS`` (comma-separated names of
-    ``names``), else all of them. The slow Python baselines make a 2 GiB run take minutes;
-    a run that only needs the scans beside their ceilings and Hyperscan can name those."""
-    text = os.environ.get("VYRE_BENCH_INGEST_METHODS", "").strip()
-    if not text:
-        return set(names)
+def _selected() -> set[str]:
+    """The methods to measure: ``$VYRE_BENCH_INGEST_METHODS`` (comma-separated method names),
+    else all of them. The slow Python baselines make a 2 GiB run take minutes; a run that
+    only needs the scans beside their ceilings and Hyperscan can name those. Checked before
+    any input is written: an unknown name, or none at all, is refused with the choices."""
+    text = os.environ.get("VYRE_BENCH_INGEST_METHODS")
+    if text is None or not text.strip():
+        return set(PHRASES)
     chosen = {n.strip() for n in text.split(",") if n.strip()}
-    unknown = sorted(chosen - set(names))
-    if unknown:
-        raise ValueError(f"VYRE_BENCH_INGEST_METHODS names {', '.join(unknown)}, which this run "
-                         f"does not have; choose from {', '.join(names)}")
+    unknown = sorted(chosen - set(PHRASES))
+    if unknown or not chosen:
+        raise ValueError(f"VYRE_BENCH_INGEST_METHODS={text!r} names "
+                         f"{', '.join(unknown) or 'no method'}; choose from "
+                         f"{', '.join(PHRASES)} (comma-separated), or unset it for all")
     return chosen
 
 
@@ -260,6 +262,7 @@ def run(ctx) -> None:
     dfa_mod = need("vyre.ingest.dfa")
     fx = facade()
     backend = resolve_backend(ctx)
+    chosen = _selected()
     nfiles = 1 if ctx.options.quick else FILES
     per_file = 16 << 20 if ctx.options.quick else _total_mib() // nfiles << 20
     size = per_file * nfiles
@@ -369,7 +372,6 @@ def run(ctx) -> None:
         methods += more
         if backend == "cuda":
             methods += _gpu_methods(ctx, paths, dfa, expected, size, params)
-        chosen = _selected([m.name for m in methods])
         for m in methods:
             if m.name not in chosen:
                 ctx.skip(m.name, "not in $VYRE_BENCH_INGEST_METHODS")
@@ -384,7 +386,10 @@ def run(ctx) -> None:
                          "pinned_h2d"):
                 if subject in res and base in res:
                     ctx.compare(res[subject], res[base])
-    _device_array(ctx, fx, backend, dfa_mod, stream_mod)
+    if "device_array_scan" in chosen:
+        _device_array(ctx, fx, backend, dfa_mod, stream_mod)
+    else:
+        ctx.skip("device_array_scan", "not in $VYRE_BENCH_INGEST_METHODS")
 
 
 def _device_mib(quick: bool) -> int:
