@@ -4,8 +4,9 @@
  *   - vyre_call_encode / vyre_call_decode: a request's 16 words <-> (seq, opcode, tenant, args);
  *   - host-side 16-byte piece stores and loads (C only: the caller, the CPU server);
  *   - vyre_call_execute / vyre_call_run: run a decoded request through the slot interpreter
- *     (when vyre_interp.h was included first), on a scratch slot that receives what the op
- *     writes into "its slot" (result words, a status a handler stores).
+ *     (when vyre_interp.h was included first), on a scratch slot that receives the request's
+ *     words and what a handler stores into "its slot"; the answer's result words come from
+ *     the interpreter, not from scratch.
  *
  * Why pieces: a GPU reads the whole request in one warp-wide load, one 16-byte piece per lane,
  * without first waiting for a flag (a flag then a body is two PCIe round trips; measured on the
@@ -153,15 +154,16 @@ static inline int vyre_call_get_answer(const uint32_t *lane_words, uint32_t seq,
 #endif /* !__CUDA_ARCH__ */
 
 #ifdef VYRE_INTERP_H
-/* The 16 words of the slot a call runs as: CLAIMED, its opcode, tenant and args, the default
- * priority, and result words 0 (what the op does not write reads 0, not the request's a8..a11). */
+/* The 16 words of the slot a call runs as: CLAIMED, its opcode, tenant and all 12 args, the
+ * default priority. Args 8..11 share slot words 12..15 with the results, as on the ring: the op
+ * reads them from these words; the results start at 0 in the interpreter's result words
+ * (vyre_execute_into), so what the op does not write reads 0. */
 VYRE_FN void vyre_call_slot(uint32_t *w, uint32_t opcode, uint32_t tenant, const uint32_t *args) {
     w[VYRE_SLOT_STATUS] = VYRE_STATUS_CLAIMED;
     w[VYRE_SLOT_OPCODE] = opcode;
     w[VYRE_SLOT_TENANT] = tenant;
     w[VYRE_SLOT_PRIORITY] = VYRE_PRIORITY_DEFAULT;
     for (uint32_t i = 0; i < VYRE_SLOT_ARG_COUNT; ++i) w[VYRE_SLOT_ARGS + i] = args[i];
-    for (uint32_t i = VYRE_SLOT_WORDS - VYRE_RESULT_WORDS; i < VYRE_SLOT_WORDS; ++i) w[i] = 0u;
 }
 
 /* The call's outcome once the op ran with status `status`, the result words it stored in

@@ -465,6 +465,27 @@ def test_user_ops_by_call_on_every_backend(backend):
         assert int(mk.observables[4]) == 400
 
 
+USER_HIGH_ARGS = r"""
+VYRE_OP(call_high_args) {        /* lane 0 returns args 8..11, the words results reuse */
+    if (op->lane != 0) return;
+    for (uint32_t i = 0; i < 4; ++i) vyre_op_result(op, i, op->args[8 + i]);
+}
+"""
+
+
+@needs_ops
+def test_a_call_hands_the_op_all_twelve_args(backend):
+    # a request carries 12 args; the op must see args 8..11 as on the ring (they share slot
+    # words 12..15 with the results, which start at 0 for what the op does not write)
+    with _mk(backend) as mk:
+        high, add = mk.register_ops([vyre.ops.Op("call_high_args", USER_HIGH_ARGS),
+                                     vyre.ops.Op("call_add", USER_ADD)])
+        assert mk.call_words(high, tuple(range(1, 13))) == (9, 10, 11, 12)
+        assert mk.call_words(high, (1, 2)) == (0, 0, 0, 0)
+        # an op that writes two result words: the other two read 0, not args 10 and 11
+        assert mk.call_words(add, (2, 5, 77, 0, 0, 0, 0, 0, 8, 9, 10, 11)) == (5, 77, 0, 0)
+
+
 # ---------------------------------------------------------------- timeouts and the watchdog
 def test_timeout_then_the_abandoned_lane_is_reused_once_answered():
     with _mk(call_lanes=1, test_hooks=True, stall_timeout=30) as mk:

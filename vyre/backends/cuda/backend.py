@@ -45,7 +45,7 @@ _ASSIST_BYTES = 8832
 _ASSIST_HELPED_AT = _ASSIST_AT + 4  # struct vyre_assist::helped
 # the call warp's scratch slots (docs/call.md): 16 words per call lane, after the board
 _CALL_SCRATCH_AT = _ASSIST_AT + _ASSIST_BYTES
-# the kernel stores a scratch slot's result words (and may store the slot) 16 bytes at a time
+# the kernel stores a call's request into its scratch slot 16 bytes at a time
 assert _CALL_SCRATCH_AT % 16 == 0, "call scratch slots must be 16-byte aligned"
 _STATE_BYTES = _CALL_SCRATCH_AT + _call.ABI["CALL_MAX_LANES"] * 64
 _TENANTS_AT = 256
