@@ -35,9 +35,9 @@ throughput_twice() {
     > "$d/throughput_compare.txt" 2>&1 || failed=1
   grep -E "^throughput/|^summary" "$d/throughput_compare.txt"
 }
-# ingest_files DIR: ingest_ab on 8 files with the suite's megakernel options (noyield; with
-# the 4 KiB head it had before; without idle exits; with more chunks in flight) and the
-# defaults, then on 2 files (a per-source cost; ~8 s per configuration), noyield on 2 GiB in
+# ingest_files DIR: ingest_ab on 8 files with whole-GPU options (noyield; with the 4 KiB head
+# it had before; without idle exits, the suite's options since 7b80e0c; with more chunks in
+# flight) and the defaults, then on 2 files (a per-source cost; ~8 s per configuration), noyield on 2 GiB in
 # 8 files, then where a per-pattern scan of 8 files spends its time, chunk by chunk
 ingest_files() {
   local d=$1 raw=/tmp/vyre-ingest-ab-raw.txt

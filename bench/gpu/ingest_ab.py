@@ -36,7 +36,7 @@ CONFIGS = {
     "chunk8x10": {"sm_share": 1.0, "chunk_mib": 8, "depth": 10},
     "chunk8x20": {"sm_share": 1.0, "chunk_mib": 8, "depth": 20},
     "chunk16x8": {"sm_share": 1.0, "chunk_mib": 16, "depth": 8},
-    # more chunks in flight with the suite's options: a chunk holds its staging slot for its
+    # more chunks in flight on the whole GPU without yields: a chunk holds its staging slot for its
     # read and copy (~2 ms per 4 MiB on the H200) and its mirror slot while scanned
     "noyield+depth32": {"sm_share": 1.0, "yield_ms": 0, "depth": 32},
     "noyield+chunk2x40": {"sm_share": 1.0, "yield_ms": 0, "chunk_mib": 2, "depth": 40},
@@ -136,7 +136,8 @@ def timeline(paths: list[str], name: str) -> None:
     longest pauses between two publications (a stall of the host, e.g. at a file boundary)."""
     dfa = dfa_mod.build_dfa(PATTERNS)
     mko, sto = setup(name)
-    print(f"timeline of configuration {name}: {mko} {sto}, {len(paths)} files")
+    mib = sum(os.path.getsize(p) for p in paths) >> 20
+    print(f"timeline of configuration {name}: {mko} {sto}, {mib} MiB in {len(paths)} files")
     order = {p: i for i, p in enumerate(paths)}
     with vyre.Megakernel(backend=BACKEND, slot_count=1024, observable_slots=64, **mko) as mk, \
             stream_mod.GpuStream(mk, **sto) as s:
